@@ -1,0 +1,71 @@
+// Package store defines the durable state tokengate keeps and the contract every backend meets.
+//
+// Backends live in sub-packages (store/bolt, …) and must pass the conformance suite in
+// store/storetest. Consumers (issuer, keys) declare the narrower interfaces they need.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// ErrNotFound is returned when a record does not exist (or has expired).
+var ErrNotFound = errors.New("store: not found")
+
+// ErrUnavailable wraps failures where the backend cannot answer (closed, unreachable, stale).
+// Callers must fail closed on it.
+var ErrUnavailable = errors.New("store: unavailable")
+
+// Revocation is a recorded logout: of one Keycloak session (SID set) or of every session of a
+// subject issued before At (SID empty).
+type Revocation struct {
+	// SID is the Keycloak session id; empty for a subject-wide revocation.
+	SID string `json:"sid,omitempty"`
+	// Sub is the subject; always set for subject-wide revocations, optional for session ones.
+	Sub string `json:"sub,omitempty"`
+	// At is when the logout happened. For subject-wide revocations, tokens whose upstream
+	// authentication was issued at or before At are refused.
+	At time.Time `json:"at"`
+	// Expires is when the record may be forgotten: no token it could stop is still alive.
+	Expires time.Time `json:"expires"`
+	// Reason says where the logout came from: backchannel, recheck, revoke, admin.
+	Reason string `json:"reason,omitempty"`
+}
+
+// Store is the contract every backend implements. All writes are durable (committed and synced)
+// when the call returns nil. Lookups never scan.
+type Store interface {
+	// RevokeSession durably records a session logout keyed by r.SID. Recording the same SID
+	// again keeps the earliest At and the latest Expires.
+	RevokeSession(ctx context.Context, r Revocation) error
+	// RevokeSubject durably records a subject-wide logout keyed by r.Sub. Recording the same
+	// subject again keeps the latest At and the latest Expires.
+	RevokeSubject(ctx context.Context, r Revocation) error
+	// SessionRevocation returns the session logout for sid, or ErrNotFound.
+	SessionRevocation(ctx context.Context, sid string) (Revocation, error)
+	// SubjectRevocation returns the subject-wide logout for sub, or ErrNotFound.
+	SubjectRevocation(ctx context.Context, sub string) (Revocation, error)
+	// ClaimJTI atomically records jti until expires. It reports false when the jti was
+	// already claimed and has not expired (a replay).
+	ClaimJTI(ctx context.Context, jti string, expires time.Time) (bool, error)
+	// Keys returns the key document written by UpdateKeys, or ErrNotFound if none.
+	Keys(ctx context.Context) ([]byte, error)
+	// UpdateKeys reads the key document (nil when none) and writes what update returns, in one
+	// atomic transaction. If update returns an error nothing is written and the error is
+	// returned (wrapped). Concurrent callers are serialised.
+	UpdateKeys(ctx context.Context, update func(current []byte) ([]byte, error)) error
+	// GC removes revocations and jti claims whose Expires is before now and reports how many.
+	GC(ctx context.Context, now time.Time) (int, error)
+	// Stats reports record counts, for health and metrics.
+	Stats(ctx context.Context) (Stats, error)
+	// Close releases the backend. Calls after Close return an error wrapping ErrUnavailable.
+	Close() error
+}
+
+// Stats counts the records a store holds.
+type Stats struct {
+	Sessions int `json:"sessions"`
+	Subjects int `json:"subjects"`
+	JTIs     int `json:"jtis"`
+}
