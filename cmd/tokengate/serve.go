@@ -1,0 +1,162 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/tokengate/tokengate/config"
+	"github.com/tokengate/tokengate/issuer"
+	"github.com/tokengate/tokengate/keys"
+	"github.com/tokengate/tokengate/server"
+	"github.com/tokengate/tokengate/store"
+	"github.com/tokengate/tokengate/store/bolt"
+	"github.com/tokengate/tokengate/upstream"
+)
+
+// gcInterval is how often expired revocations, jti claims and recheck bookkeeping are removed.
+const gcInterval = time.Minute
+
+// serve runs the gateway until SIGINT or SIGTERM, then drains requests and closes the store.
+func serve(ctx context.Context, cfg *config.Config, logOut io.Writer) error {
+	log := newLogger(cfg.LogLevel, logOut)
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data_dir: %w", err)
+	}
+	st, err := bolt.Open(filepath.Join(cfg.DataDir, "tokengate.db"), bolt.Options{})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := st.Close(); err != nil {
+			log.Error("closing store", "error", err.Error())
+		}
+	}()
+	km, err := keys.Open(ctx, st, keys.Config{Algorithm: cfg.Keys.Algorithm})
+	if err != nil {
+		return err
+	}
+	up := upstream.New(upstream.Config{
+		Issuer: cfg.Upstream.Issuer, ClientID: cfg.Upstream.ClientID, ClientSecret: cfg.Upstream.ClientSecret,
+		HTTPClient: &http.Client{Timeout: cfg.Upstream.Timeout.D()},
+	})
+	var clients []issuer.Client
+	for _, c := range cfg.Clients {
+		clients = append(clients, issuer.Client{ID: c.ID, SecretSHA256: c.SecretHash(), Audiences: c.Audiences})
+	}
+	is, err := issuer.New(issuer.Config{
+		Issuer: cfg.Issuer, TTL: cfg.Tokens.TTL.D(), RecheckAfter: cfg.Tokens.RecheckAfter.D(),
+		MaxUpstreamLifetime: cfg.Upstream.MaxTokenLifetime.D(), LogoutAudiences: cfg.Upstream.LogoutAudiences,
+		Clients: clients, Logger: log,
+	}, st, km, up)
+	if err != nil {
+		return err
+	}
+	srv, err := server.New(server.Config{
+		Issuer: cfg.Issuer, JWKSMaxAge: cfg.Keys.JWKSMaxAge.D(), Logger: log,
+		Ready: func(ctx context.Context) error {
+			_, err := st.SessionRevocation(ctx, "readiness-probe")
+			if errors.Is(err, store.ErrNotFound) {
+				return nil
+			}
+			return err
+		},
+	}, is, km)
+	if err != nil {
+		return err
+	}
+
+	public, err := listen(cfg.Listen, srv.Handler())
+	if err != nil {
+		return err
+	}
+	admin, err := listen(cfg.AdminListen, srv.HealthHandler())
+	if err != nil {
+		_ = public.srv.Close()
+		return err
+	}
+	go collectGarbage(ctx, st, is, log)
+	log.Info("tokengate started", "listen", public.addr, "admin_listen", admin.addr, "issuer", cfg.Issuer,
+		"upstream", cfg.Upstream.Issuer, "kid", km.ActiveKeyID(), "ttl", cfg.Tokens.TTL.D().String())
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-public.errc:
+	case serveErr = <-admin.errc:
+	}
+	log.Info("tokengate stopping: draining requests")
+	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	for _, l := range []*listener{public, admin} {
+		if err := l.srv.Shutdown(sctx); err != nil {
+			log.Error("shutdown", "addr", l.addr, "error", err.Error())
+		}
+	}
+	return serveErr
+}
+
+type listener struct {
+	srv  *http.Server
+	addr string
+	errc chan error
+}
+
+// listen binds addr and serves h with timeouts and header limits in the background.
+func listen(addr string, h http.Handler) (*listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen %s: %w", addr, err)
+	}
+	l := &listener{
+		srv: &http.Server{
+			Handler: h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+			WriteTimeout: 15 * time.Second, IdleTimeout: 90 * time.Second, MaxHeaderBytes: 16 << 10,
+		},
+		addr: ln.Addr().String(),
+		errc: make(chan error, 1),
+	}
+	go func() {
+		if err := l.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			l.errc <- fmt.Errorf("serve %s: %w", l.addr, err)
+		}
+	}()
+	return l, nil
+}
+
+func collectGarbage(ctx context.Context, st store.Store, is *issuer.Issuer, log *slog.Logger) {
+	t := time.NewTicker(gcInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			n, err := st.GC(ctx, now)
+			if err != nil {
+				log.Error("garbage collection", "error", err.Error())
+			} else if n > 0 {
+				log.Info("expired records removed", "count", n)
+			}
+			is.Sweep(now)
+		}
+	}
+}
+
+func newLogger(level string, w io.Writer) *slog.Logger {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(level))
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
+}

@@ -1,0 +1,262 @@
+// Package config loads and validates tokengate's YAML configuration file.
+package config
+
+import (
+	"bytes"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Environment variables that override secrets in the file.
+const (
+	EnvUpstreamClientSecret = "TOKENGATE_UPSTREAM_CLIENT_SECRET"
+)
+
+// MinSecretLength is the shortest client secret accepted.
+const MinSecretLength = 32
+
+// Config is the whole configuration file.
+type Config struct {
+	// Listen is the public listener address (token, logout, discovery, JWKS).
+	Listen string `yaml:"listen"`
+	// AdminListen is the admin listener address (health; admin API and metrics later).
+	AdminListen string `yaml:"admin_listen"`
+	// Issuer is tokengate's own issuer URL, as services see it.
+	Issuer string `yaml:"issuer"`
+	// DataDir holds the embedded database.
+	DataDir string `yaml:"data_dir"`
+	// LogLevel is debug, info, warn or error.
+	LogLevel string   `yaml:"log_level"`
+	Upstream Upstream `yaml:"upstream"`
+	Tokens   Tokens   `yaml:"tokens"`
+	Keys     Keys     `yaml:"keys"`
+	Clients  []Client `yaml:"clients"`
+}
+
+// Upstream configures the Keycloak realm.
+type Upstream struct {
+	// Issuer is the realm URL.
+	Issuer string `yaml:"issuer"`
+	// ClientID and ClientSecret authenticate tokengate at the introspection endpoint.
+	ClientID     string `yaml:"client_id"`
+	ClientSecret string `yaml:"client_secret"`
+	// LogoutAudiences are the aud values accepted on logout tokens.
+	LogoutAudiences []string `yaml:"logout_audiences"`
+	// MaxTokenLifetime bounds the realm's access token lifespan; revocations are kept that long.
+	MaxTokenLifetime Duration `yaml:"max_token_lifetime"`
+	// Timeout bounds each call to Keycloak.
+	Timeout Duration `yaml:"timeout"`
+}
+
+// Tokens configures internal tokens.
+type Tokens struct {
+	// TTL is an internal token's lifetime.
+	TTL Duration `yaml:"ttl"`
+	// RecheckAfter is how often a renewing session is re-introspected at Keycloak.
+	RecheckAfter Duration `yaml:"recheck_after"`
+}
+
+// Keys configures signing keys.
+type Keys struct {
+	// Algorithm is ES256, EdDSA or RS256.
+	Algorithm string `yaml:"algorithm"`
+	// JWKSMaxAge is the JWKS Cache-Control max-age.
+	JWKSMaxAge Duration `yaml:"jwks_max_age"`
+}
+
+// Client is a BFF allowed to call the token endpoint.
+type Client struct {
+	ID string `yaml:"id"`
+	// SecretSHA256 is the hex SHA-256 of the client secret (tokengate hash-secret).
+	SecretSHA256 string `yaml:"secret_sha256"`
+	// Audiences are the services this client may get tokens for.
+	Audiences []string `yaml:"audiences"`
+}
+
+// SecretHash returns the decoded secret hash (valid after Validate).
+func (c Client) SecretHash() [32]byte {
+	var out [32]byte
+	b, _ := hex.DecodeString(c.SecretSHA256)
+	copy(out[:], b)
+	return out
+}
+
+// Duration is a time.Duration written as "30s", "5m".
+type Duration time.Duration
+
+// UnmarshalYAML parses a Go duration string.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	var s string
+	if err := n.Decode(&s); err != nil {
+		return fmt.Errorf("line %d: want a duration like 30s", n.Line)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("line %d: %q is not a duration (e.g. 30s, 5m)", n.Line, s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// D returns the time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// Load reads, defaults and validates the file at path.
+func Load(path string) (*Config, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	defer f.Close()
+	return Parse(f, os.Getenv)
+}
+
+// Parse reads a configuration, applies defaults and environment overrides, and validates it.
+func Parse(r io.Reader, getenv func(string) string) (*Config, error) {
+	raw, err := io.ReadAll(io.LimitReader(r, 1<<20))
+	if err != nil {
+		return nil, fmt.Errorf("config: read: %w", err)
+	}
+	var c Config
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, errors.New("config: the file is empty")
+		}
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	if s := getenv(EnvUpstreamClientSecret); s != "" {
+		c.Upstream.ClientSecret = s
+	}
+	c.setDefaults()
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+func (c *Config) setDefaults() {
+	if c.AdminListen == "" {
+		c.AdminListen = "127.0.0.1:9090"
+	}
+	if c.LogLevel == "" {
+		c.LogLevel = "info"
+	}
+	if c.Tokens.TTL == 0 {
+		c.Tokens.TTL = Duration(30 * time.Second)
+	}
+	if c.Tokens.RecheckAfter == 0 {
+		c.Tokens.RecheckAfter = Duration(60 * time.Second)
+	}
+	if c.Upstream.MaxTokenLifetime == 0 {
+		c.Upstream.MaxTokenLifetime = Duration(time.Hour)
+	}
+	if c.Upstream.Timeout == 0 {
+		c.Upstream.Timeout = Duration(5 * time.Second)
+	}
+	if c.Keys.Algorithm == "" {
+		c.Keys.Algorithm = "ES256"
+	}
+	if c.Keys.JWKSMaxAge == 0 {
+		c.Keys.JWKSMaxAge = Duration(5 * time.Minute)
+	}
+}
+
+// Validate reports every problem at once, each naming the field.
+func (c *Config) Validate() error {
+	var p []string
+	bad := func(field, format string, a ...any) { p = append(p, field+": "+fmt.Sprintf(format, a...)) }
+	checkAddr := func(field, v string) {
+		if v == "" {
+			bad(field, "is required (host:port)")
+		} else if _, _, err := net.SplitHostPort(v); err != nil {
+			bad(field, "%q is not host:port", v)
+		}
+	}
+	checkURL := func(field, v string) {
+		if v == "" {
+			bad(field, "is required")
+			return
+		}
+		u, err := url.Parse(v)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+			bad(field, "%q must be an absolute http(s) URL without query or fragment", v)
+		} else if strings.HasSuffix(v, "/") {
+			bad(field, "%q must not end with /", v)
+		}
+	}
+	checkRange := func(field string, d Duration, lo, hi time.Duration) {
+		if d.D() < lo || d.D() > hi {
+			bad(field, "%s is outside the allowed range %s–%s", d.D(), lo, hi)
+		}
+	}
+	checkAddr("listen", c.Listen)
+	checkAddr("admin_listen", c.AdminListen)
+	checkURL("issuer", c.Issuer)
+	if c.DataDir == "" {
+		bad("data_dir", "is required")
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log_level", "%q is not one of debug, info, warn, error", c.LogLevel)
+	}
+	checkURL("upstream.issuer", c.Upstream.Issuer)
+	if c.Upstream.ClientID == "" {
+		bad("upstream.client_id", "is required")
+	}
+	if c.Upstream.ClientSecret == "" {
+		bad("upstream.client_secret", "is required (or set %s)", EnvUpstreamClientSecret)
+	}
+	if len(c.Upstream.LogoutAudiences) == 0 {
+		bad("upstream.logout_audiences", "needs at least one Keycloak client id whose back-channel logout URL points here")
+	}
+	checkRange("upstream.max_token_lifetime", c.Upstream.MaxTokenLifetime, time.Minute, 24*time.Hour)
+	checkRange("upstream.timeout", c.Upstream.Timeout, 100*time.Millisecond, time.Minute)
+	checkRange("tokens.ttl", c.Tokens.TTL, 5*time.Second, 5*time.Minute)
+	checkRange("tokens.recheck_after", c.Tokens.RecheckAfter, time.Second, time.Hour)
+	checkRange("keys.jwks_max_age", c.Keys.JWKSMaxAge, 0, 24*time.Hour)
+	switch c.Keys.Algorithm {
+	case "ES256", "EdDSA", "RS256":
+	default:
+		bad("keys.algorithm", "%q is not one of ES256, EdDSA, RS256", c.Keys.Algorithm)
+	}
+	if len(c.Clients) == 0 {
+		bad("clients", "needs at least one client")
+	}
+	seen := map[string]bool{}
+	for n, cl := range c.Clients {
+		f := fmt.Sprintf("clients[%d]", n)
+		if cl.ID == "" {
+			bad(f+".id", "is required")
+		} else if seen[cl.ID] {
+			bad(f+".id", "%q is listed twice", cl.ID)
+		}
+		seen[cl.ID] = true
+		if b, err := hex.DecodeString(cl.SecretSHA256); err != nil || len(b) != 32 {
+			bad(f+".secret_sha256", "must be 64 hex characters (make one with: tokengate hash-secret)")
+		}
+		if len(cl.Audiences) == 0 {
+			bad(f+".audiences", "needs at least one audience")
+		}
+		for _, a := range cl.Audiences {
+			if strings.TrimSpace(a) == "" {
+				bad(f+".audiences", "has an empty audience")
+			}
+		}
+	}
+	if len(p) > 0 {
+		return fmt.Errorf("config: %d problem(s):\n  - %s", len(p), strings.Join(p, "\n  - "))
+	}
+	return nil
+}

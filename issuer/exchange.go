@@ -1,0 +1,134 @@
+package issuer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/tokengate/tokengate/store"
+	"github.com/tokengate/tokengate/upstream"
+)
+
+// ExchangeRequest is an RFC 8693 token exchange request, already parsed.
+type ExchangeRequest struct {
+	SubjectToken       string
+	SubjectTokenType   string
+	RequestedTokenType string
+	Audience           []string
+	Scope              string
+}
+
+// errRevoked marks a session or subject with a recorded logout.
+var errRevoked = errors.New("session has been logged out")
+
+// Exchange trades an upstream access token for an internal token and a refresh token. The
+// upstream token is introspected once; later exchanges of the same token use the cached answer.
+func (i *Issuer) Exchange(ctx context.Context, c Client, r ExchangeRequest) (TokenResponse, error) {
+	if r.SubjectTokenType != TokenTypeAccessToken {
+		return TokenResponse{}, invalidRequest("subject_token_type must be "+TokenTypeAccessToken, nil)
+	}
+	if r.RequestedTokenType != "" && r.RequestedTokenType != TokenTypeAccessToken {
+		return TokenResponse{}, invalidRequest("requested_token_type must be "+TokenTypeAccessToken, nil)
+	}
+	auds, err := c.audiences(r.Audience)
+	if err != nil {
+		return TokenResponse{}, err
+	}
+	at, err := i.upstream.VerifyAccessToken(ctx, r.SubjectToken)
+	if err != nil {
+		if errors.Is(err, upstream.ErrUnavailable) {
+			return TokenResponse{}, unavailable("upstream provider is unreachable", err)
+		}
+		return TokenResponse{}, invalidRequest("subject_token is not a valid access token of the upstream provider", err)
+	}
+	intro, fetchedAt, err := i.cache.get(ctx, r.SubjectToken, at.Expiry, i.upstream.Introspect)
+	if err != nil {
+		return TokenResponse{}, unavailable("upstream provider is unreachable", err)
+	}
+	if !intro.Active {
+		i.log.InfoContext(ctx, "exchange refused", "event", "exchange_refused", "client_id", c.ID,
+			"reason", "inactive", "subject_token", TokenHash(r.SubjectToken))
+		return TokenResponse{}, invalidRequest("subject_token is not active", nil)
+	}
+	if intro.Subject != "" && intro.Subject != at.Subject {
+		return TokenResponse{}, invalidRequest("subject_token introspection does not match the token", nil)
+	}
+	g := grant{
+		Version: grantVersion, ClientID: c.ID, Subject: at.Subject, SID: intro.Session(), Audience: auds,
+		Roles: intro.RealmAccess.Roles, PreferredUsername: intro.PreferredUsername, ACR: intro.ACR,
+		AuthTime: intro.AuthTime, UpstreamIssuedAt: at.IssuedAt.Unix(), UpstreamExpiry: at.Expiry.Unix(),
+		UpstreamToken: r.SubjectToken,
+	}
+	if err := i.checkRevoked(ctx, &g); err != nil {
+		if errors.Is(err, errRevoked) {
+			i.log.InfoContext(ctx, "exchange refused", "event", "exchange_refused", "client_id", c.ID,
+				"reason", "logged_out", "sid", g.SID, "subject_token", TokenHash(r.SubjectToken))
+			return TokenResponse{}, invalidRequest("subject_token belongs to a session that has been logged out", err)
+		}
+		return TokenResponse{}, err
+	}
+	if g.Scope, err = narrowScope(intro.Scope, r.Scope); err != nil {
+		return TokenResponse{}, err
+	}
+	now := i.cfg.Now()
+	if now.Unix() >= g.UpstreamExpiry {
+		return TokenResponse{}, invalidRequest("subject_token has expired", nil)
+	}
+	g.IssuedAt = now.Unix()
+	i.markChecked(sessionKey(g.SID, g.Subject), fetchedAt)
+	resp, claims, err := i.issue(&g, g.Scope, now)
+	if err != nil {
+		return TokenResponse{}, err
+	}
+	resp.IssuedTokenType = TokenTypeAccessToken
+	i.log.InfoContext(ctx, "token exchanged", "event", "exchange", "client_id", c.ID, "sub", g.Subject,
+		"sid", g.SID, "jti", claims.JTI, "aud", g.Audience, "subject_token", TokenHash(r.SubjectToken),
+		"cached_introspection", fetchedAt.Before(now))
+	return resp, nil
+}
+
+// issue mints an internal token and seals the grant as the refresh token.
+func (i *Issuer) issue(g *grant, scope string, now time.Time) (TokenResponse, AccessClaims, error) {
+	tok, claims, err := i.mint(g, scope, now)
+	if err != nil {
+		return TokenResponse{}, claims, oauthErr(CodeServerError, "could not sign the token", err)
+	}
+	plain, err := json.Marshal(g)
+	if err != nil {
+		return TokenResponse{}, claims, oauthErr(CodeServerError, "could not seal the refresh token", err)
+	}
+	rt, err := i.keys.Seal(plain)
+	if err != nil {
+		return TokenResponse{}, claims, oauthErr(CodeServerError, "could not seal the refresh token", err)
+	}
+	return TokenResponse{
+		AccessToken: tok, TokenType: "Bearer", ExpiresIn: claims.Expiry - claims.IssuedAt,
+		RefreshToken: rt, Scope: scope,
+	}, claims, nil
+}
+
+// checkRevoked fails with errRevoked when g's session, or its subject since g's upstream token
+// was issued, has a recorded logout. When the store cannot answer it fails closed.
+func (i *Issuer) checkRevoked(ctx context.Context, g *grant) error {
+	if g.SID != "" {
+		_, err := i.store.SessionRevocation(ctx, g.SID)
+		switch {
+		case err == nil:
+			return fmt.Errorf("session %s: %w", g.SID, errRevoked)
+		case !errors.Is(err, store.ErrNotFound):
+			return unavailable("revocation state is unknown", err)
+		}
+	}
+	r, err := i.store.SubjectRevocation(ctx, g.Subject)
+	switch {
+	case err == nil:
+		if g.UpstreamIssuedAt <= r.At.Unix() {
+			return fmt.Errorf("subject: %w", errRevoked)
+		}
+	case !errors.Is(err, store.ErrNotFound):
+		return unavailable("revocation state is unknown", err)
+	}
+	return nil
+}

@@ -1,0 +1,84 @@
+package issuer
+
+import (
+	"context"
+	"crypto/sha256"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+
+	"github.com/tokengate/tokengate/upstream"
+)
+
+// introspectionCache remembers introspection answers by SHA-256 of the token until the token
+// expires, and shares one upstream call among concurrent identical requests.
+type introspectionCache struct {
+	now    func() time.Time
+	flight singleflight.Group
+
+	mu      sync.Mutex
+	entries map[[32]byte]cachedIntrospection
+	sweep   time.Time
+}
+
+type cachedIntrospection struct {
+	result    upstream.Introspection
+	fetchedAt time.Time
+	expires   time.Time
+}
+
+func newIntrospectionCache(now func() time.Time) *introspectionCache {
+	return &introspectionCache{now: now, entries: map[[32]byte]cachedIntrospection{}}
+}
+
+// get returns the cached answer for token or calls fetch once, caching the answer until expires.
+// Errors are not cached. fetchedAt is when the answer came from the provider.
+func (c *introspectionCache) get(ctx context.Context, token string, expires time.Time,
+	fetch func(context.Context, string) (upstream.Introspection, error)) (upstream.Introspection, time.Time, error) {
+	key := sha256.Sum256([]byte(token))
+	now := c.now()
+	c.mu.Lock()
+	e, ok := c.entries[key]
+	c.mu.Unlock()
+	if ok && now.Before(e.expires) {
+		return e.result, e.fetchedAt, nil
+	}
+	v, err, _ := c.flight.Do(string(key[:]), func() (any, error) {
+		// The upstream call must not be cancelled by the first caller leaving.
+		r, err := fetch(context.WithoutCancel(ctx), token)
+		if err != nil {
+			return nil, err
+		}
+		e := cachedIntrospection{result: r, fetchedAt: c.now(), expires: expires}
+		c.put(key, e)
+		return e, nil
+	})
+	if err != nil {
+		return upstream.Introspection{}, time.Time{}, err
+	}
+	e = v.(cachedIntrospection)
+	return e.result, e.fetchedAt, nil
+}
+
+func (c *introspectionCache) put(key [32]byte, e cachedIntrospection) {
+	now := c.now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.entries[key] = e
+	if now.Sub(c.sweep) > time.Minute {
+		c.sweep = now
+		for k, e := range c.entries {
+			if !now.Before(e.expires) {
+				delete(c.entries, k)
+			}
+		}
+	}
+}
+
+// Len reports the number of cached answers (for metrics and tests).
+func (c *introspectionCache) Len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.entries)
+}

@@ -1,0 +1,160 @@
+// Package issuer decides: it exchanges upstream access tokens for internal tokens, renews them,
+// revokes sessions and records back-channel logouts. It knows nothing of HTTP.
+package issuer
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/tokengate/tokengate/store"
+	"github.com/tokengate/tokengate/upstream"
+)
+
+// Token type and grant type URIs (RFC 8693, RFC 6749).
+const (
+	GrantTokenExchange   = "urn:ietf:params:oauth:grant-type:token-exchange"
+	GrantRefreshToken    = "refresh_token"
+	TokenTypeAccessToken = "urn:ietf:params:oauth:token-type:access_token"
+)
+
+// Store is what the issuer needs from storage.
+type Store interface {
+	RevokeSession(ctx context.Context, r store.Revocation) error
+	RevokeSubject(ctx context.Context, r store.Revocation) error
+	SessionRevocation(ctx context.Context, sid string) (store.Revocation, error)
+	SubjectRevocation(ctx context.Context, sub string) (store.Revocation, error)
+	ClaimJTI(ctx context.Context, jti string, expires time.Time) (bool, error)
+}
+
+// Keys signs internal tokens and seals refresh tokens.
+type Keys interface {
+	Sign(payload []byte) (token, kid string, err error)
+	Seal(plaintext []byte) (string, error)
+	Unseal(token string) ([]byte, error)
+}
+
+// Upstream is the provider (Keycloak).
+type Upstream interface {
+	VerifyAccessToken(ctx context.Context, raw string) (upstream.AccessToken, error)
+	Introspect(ctx context.Context, token string) (upstream.Introspection, error)
+	VerifyLogoutToken(ctx context.Context, raw string, p upstream.LogoutPolicy) (upstream.LogoutToken, error)
+}
+
+// Config is the issuer's policy.
+type Config struct {
+	// Issuer is tokengate's own issuer URL (iss of internal tokens).
+	Issuer string
+	// TTL is the lifetime of an internal token.
+	TTL time.Duration
+	// RecheckAfter is how long a session may renew before its upstream token is introspected again.
+	RecheckAfter time.Duration
+	// MaxUpstreamLifetime bounds how long an upstream access token can live; revocation records
+	// are kept that long (plus TTL and Skew) after a logout.
+	MaxUpstreamLifetime time.Duration
+	// LogoutAudiences are the aud values accepted on logout tokens.
+	LogoutAudiences []string
+	// Skew is the allowed clock difference with the provider (60s when zero).
+	Skew time.Duration
+	// Clients are the BFFs allowed to call the token endpoint.
+	Clients []Client
+	// Now is the clock (time.Now when nil).
+	Now func() time.Time
+	// Logger receives audit lines (slog.Default when nil).
+	Logger *slog.Logger
+}
+
+// Issuer is the policy core. It is safe for concurrent use.
+type Issuer struct {
+	cfg      Config
+	store    Store
+	keys     Keys
+	upstream Upstream
+	clients  map[string]Client
+	cache    *introspectionCache
+	log      *slog.Logger
+
+	checkMu     sync.Mutex
+	lastChecked map[string]time.Time // session key → last introspection of its upstream token
+
+	// OnRevoke, when set, is called after every durably recorded revocation.
+	OnRevoke func(r store.Revocation)
+}
+
+// New returns an issuer.
+func New(cfg Config, s Store, k Keys, up Upstream) (*Issuer, error) {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Skew == 0 {
+		cfg.Skew = 60 * time.Second
+	}
+	if cfg.Issuer == "" || cfg.TTL <= 0 || cfg.RecheckAfter <= 0 || cfg.MaxUpstreamLifetime <= 0 {
+		return nil, errors.New("issuer: Issuer, TTL, RecheckAfter and MaxUpstreamLifetime are required")
+	}
+	clients := make(map[string]Client, len(cfg.Clients))
+	for _, c := range cfg.Clients {
+		if _, dup := clients[c.ID]; dup {
+			return nil, fmt.Errorf("issuer: duplicate client %q", c.ID)
+		}
+		clients[c.ID] = c
+	}
+	return &Issuer{
+		cfg: cfg, store: s, keys: k, upstream: up, clients: clients,
+		cache:       newIntrospectionCache(cfg.Now),
+		log:         cfg.Logger,
+		lastChecked: map[string]time.Time{},
+	}, nil
+}
+
+// revocationExpiry is when a revocation recorded now may be forgotten.
+func (i *Issuer) revocationExpiry(now time.Time) time.Time {
+	return now.Add(i.cfg.MaxUpstreamLifetime + i.cfg.TTL + i.cfg.Skew)
+}
+
+// record durably stores a revocation and tells OnRevoke.
+func (i *Issuer) record(ctx context.Context, r store.Revocation) error {
+	var err error
+	if r.SID != "" {
+		err = i.store.RevokeSession(ctx, r)
+	} else {
+		err = i.store.RevokeSubject(ctx, r)
+	}
+	if err != nil {
+		return unavailable("revocation could not be recorded", err)
+	}
+	if i.OnRevoke != nil {
+		i.OnRevoke(r)
+	}
+	return nil
+}
+
+// sessionKey identifies a session for recheck bookkeeping.
+func sessionKey(sid, sub string) string {
+	if sid != "" {
+		return "sid:" + sid
+	}
+	return "sub:" + sub
+}
+
+// TokenHash returns a short, non-reversible fingerprint of a token for logs.
+func TokenHash(token string) string {
+	h := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(h[:6])
+}
+
+func newJTI() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails (Go ≥1.24)
+	return base64.RawURLEncoding.EncodeToString(b)
+}

@@ -1,0 +1,59 @@
+package issuer
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/tokengate/tokengate/store"
+	"github.com/tokengate/tokengate/upstream"
+)
+
+// maxLogoutAge bounds how old a logout token without exp may be.
+const maxLogoutAge = 5 * time.Minute
+
+// RecordLogout verifies an OIDC Back-Channel Logout token and durably records the logout it
+// carries before returning. A replayed jti is refused.
+func (i *Issuer) RecordLogout(ctx context.Context, raw string) (store.Revocation, error) {
+	if raw == "" {
+		return store.Revocation{}, invalidRequest("logout_token is required", nil)
+	}
+	now := i.cfg.Now()
+	lt, err := i.upstream.VerifyLogoutToken(ctx, raw, upstream.LogoutPolicy{
+		Audiences: i.cfg.LogoutAudiences, Now: now, Skew: i.cfg.Skew,
+	})
+	if err != nil {
+		if errors.Is(err, upstream.ErrUnavailable) {
+			return store.Revocation{}, unavailable("upstream provider is unreachable", err)
+		}
+		i.log.WarnContext(ctx, "logout refused", "event", "logout_refused", "reason", err.Error(),
+			"logout_token", TokenHash(raw))
+		return store.Revocation{}, invalidRequest("logout_token is invalid", err)
+	}
+	replayUntil := lt.Expiry
+	if replayUntil.IsZero() {
+		if lt.IssuedAt.Add(maxLogoutAge + i.cfg.Skew).Before(now) {
+			return store.Revocation{}, invalidRequest("logout_token without exp is too old", nil)
+		}
+		replayUntil = lt.IssuedAt.Add(maxLogoutAge)
+	}
+	fresh, err := i.store.ClaimJTI(ctx, lt.JTI, replayUntil.Add(i.cfg.Skew))
+	if err != nil {
+		return store.Revocation{}, unavailable("replay state is unknown", err)
+	}
+	if !fresh {
+		i.log.WarnContext(ctx, "logout refused", "event", "logout_refused", "reason", "replayed jti", "jti", lt.JTI)
+		return store.Revocation{}, invalidRequest("logout_token was already used", nil)
+	}
+	r := store.Revocation{SID: lt.SID, Sub: lt.Subject, At: now, Expires: i.revocationExpiry(now), Reason: "backchannel"}
+	if lt.SID == "" && lt.IssuedAt.Before(now) {
+		// Refuse what was issued up to the logout itself; a later login stays valid.
+		r.At = lt.IssuedAt
+	}
+	if err := i.record(ctx, r); err != nil {
+		return store.Revocation{}, err
+	}
+	i.log.InfoContext(ctx, "logout recorded", "event", "logout", "reason", "backchannel", "sid", lt.SID,
+		"sub", lt.Subject, "jti", lt.JTI)
+	return r, nil
+}

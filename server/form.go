@@ -1,0 +1,123 @@
+package server
+
+import (
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/tokengate/tokengate/issuer"
+)
+
+// repeatable lists parameters that may appear more than once (RFC 8693 §2.1).
+var repeatable = map[string]bool{"audience": true, "resource": true}
+
+// limitBody rejects bodies over n bytes with 413 and caps what handlers can read.
+func limitBody(n int64) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		if c.Request.ContentLength > n {
+			writeOAuthError(c, http.StatusRequestEntityTooLarge, issuer.CodeInvalidRequest, "request body too large")
+			c.Abort()
+			return
+		}
+		c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, n)
+		c.Next()
+	}
+}
+
+// errAnswered means the error response has been written already.
+var errAnswered = errors.New("answered")
+
+// readForm parses an application/x-www-form-urlencoded body, refusing other content types and
+// duplicated parameters. On error it writes the response and returns errAnswered.
+func readForm(c *gin.Context) (url.Values, error) {
+	mt, _, err := mime.ParseMediaType(c.GetHeader("Content-Type"))
+	if err != nil || mt != "application/x-www-form-urlencoded" {
+		writeOAuthError(c, http.StatusBadRequest, issuer.CodeInvalidRequest,
+			"Content-Type must be application/x-www-form-urlencoded")
+		return nil, errAnswered
+	}
+	body, err := io.ReadAll(c.Request.Body)
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeOAuthError(c, http.StatusRequestEntityTooLarge, issuer.CodeInvalidRequest, "request body too large")
+		} else {
+			writeOAuthError(c, http.StatusBadRequest, issuer.CodeInvalidRequest, "could not read the request body")
+		}
+		return nil, errAnswered
+	}
+	form, err := url.ParseQuery(string(body))
+	if err != nil {
+		writeOAuthError(c, http.StatusBadRequest, issuer.CodeInvalidRequest, "malformed form body")
+		return nil, errAnswered
+	}
+	for k, v := range form {
+		if len(v) > 1 && !repeatable[k] {
+			writeOAuthError(c, http.StatusBadRequest, issuer.CodeInvalidRequest, "parameter "+k+" is repeated")
+			return nil, errAnswered
+		}
+	}
+	return form, nil
+}
+
+// clientCredentials extracts client_secret_basic or client_secret_post credentials; using both
+// is an error (RFC 6749 §2.3.1).
+func clientCredentials(c *gin.Context, form url.Values) (id, secret string, err error) {
+	user, pass, hasBasic := c.Request.BasicAuth()
+	postID, postSecret := form.Get("client_id"), form.Get("client_secret")
+	if hasBasic {
+		if postSecret != "" {
+			return "", "", errors.New("use one client authentication method, not two")
+		}
+		if id, err = url.QueryUnescape(user); err != nil {
+			return "", "", errors.New("malformed client_id in Authorization header")
+		}
+		if secret, err = url.QueryUnescape(pass); err != nil {
+			return "", "", errors.New("malformed client_secret in Authorization header")
+		}
+		if postID != "" && postID != id {
+			return "", "", errors.New("client_id in body differs from Authorization header")
+		}
+		return id, secret, nil
+	}
+	if c.GetHeader("Authorization") != "" {
+		return "", "", errors.New("unsupported Authorization scheme")
+	}
+	return postID, postSecret, nil
+}
+
+// authenticate reads the form and authenticates the client; on failure it answers and returns
+// errAnswered.
+func (s *Server) authenticate(c *gin.Context) (url.Values, issuer.Client, error) {
+	form, err := readForm(c)
+	if err != nil {
+		return nil, issuer.Client{}, err
+	}
+	id, secret, err := clientCredentials(c, form)
+	if err != nil {
+		writeOAuthError(c, http.StatusUnauthorized, issuer.CodeInvalidClient, err.Error())
+		return nil, issuer.Client{}, errAnswered
+	}
+	if id == "" || secret == "" {
+		writeOAuthError(c, http.StatusUnauthorized, issuer.CodeInvalidClient, "client authentication is required")
+		return nil, issuer.Client{}, errAnswered
+	}
+	cl, err := s.issuer.Authenticate(id, secret)
+	if err != nil {
+		s.log.Info("client authentication failed", "event", "auth_failed", "client_id", truncate(id, 64), "remote", c.ClientIP())
+		s.writeError(c, err)
+		return nil, issuer.Client{}, errAnswered
+	}
+	return form, cl, nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}

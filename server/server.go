@@ -1,0 +1,151 @@
+// Package server translates HTTP to and from the issuer: one handler per protocol endpoint,
+// OAuth errors written in one place. gin stays inside this package.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/tokengate/tokengate/issuer"
+	"github.com/tokengate/tokengate/store"
+)
+
+// MaxBodyBytes is the largest request body accepted on any endpoint.
+const MaxBodyBytes = 64 << 10
+
+// Issuer is the policy the public endpoints call.
+type Issuer interface {
+	Authenticate(id, secret string) (issuer.Client, error)
+	Exchange(ctx context.Context, c issuer.Client, r issuer.ExchangeRequest) (issuer.TokenResponse, error)
+	Renew(ctx context.Context, c issuer.Client, refreshToken, scope string) (issuer.TokenResponse, error)
+	Revoke(ctx context.Context, c issuer.Client, token, hint string) error
+	RecordLogout(ctx context.Context, logoutToken string) (store.Revocation, error)
+}
+
+// Keys publishes the verification keys.
+type Keys interface {
+	JWKSJSON() []byte
+	Algorithms() []string
+	Loaded() bool
+}
+
+// Config configures the public HTTP surface.
+type Config struct {
+	// Issuer is tokengate's issuer URL; routes are mounted at its path.
+	Issuer string
+	// JWKSMaxAge is the Cache-Control max-age of the JWKS.
+	JWKSMaxAge time.Duration
+	// Ready reports whether the store can answer (nil: always).
+	Ready func(ctx context.Context) error
+	// Logger receives one line per request (slog.Default when nil).
+	Logger *slog.Logger
+}
+
+// Server holds the public handlers.
+type Server struct {
+	cfg    Config
+	issuer Issuer
+	keys   Keys
+	log    *slog.Logger
+	prefix string
+}
+
+// New returns the public server.
+func New(cfg Config, is Issuer, k Keys) (*Server, error) {
+	u, err := url.Parse(cfg.Issuer)
+	if err != nil || u.Scheme == "" || u.Host == "" {
+		return nil, fmt.Errorf("server: issuer %q is not an absolute URL", cfg.Issuer)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Server{cfg: cfg, issuer: is, keys: k, log: cfg.Logger, prefix: strings.TrimSuffix(u.Path, "/")}, nil
+}
+
+func init() { gin.SetMode(gin.ReleaseMode) }
+
+// Handler returns the public HTTP handler.
+func (s *Server) Handler() http.Handler {
+	r := gin.New()
+	r.HandleMethodNotAllowed = true
+	r.Use(s.recoverer(), s.accessLog(), limitBody(MaxBodyBytes))
+	g := r.Group(s.prefix)
+	g.POST("/token", s.token)
+	g.POST("/revoke", s.revoke)
+	g.POST("/backchannel-logout", s.backchannelLogout)
+	g.GET("/.well-known/openid-configuration", s.discovery)
+	g.GET("/.well-known/oauth-authorization-server", s.discovery)
+	g.GET("/jwks.json", s.jwks)
+	s.health(r)
+	r.NoRoute(func(c *gin.Context) {
+		c.JSON(http.StatusNotFound, gin.H{"error": "not_found", "error_description": "no such endpoint"})
+	})
+	r.NoMethod(func(c *gin.Context) {
+		writeOAuthError(c, http.StatusMethodNotAllowed, issuer.CodeInvalidRequest, "method not allowed")
+	})
+	return r
+}
+
+// health mounts /healthz and /readyz.
+func (s *Server) health(r gin.IRoutes) {
+	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
+	r.GET("/readyz", func(c *gin.Context) {
+		if !s.keys.Loaded() {
+			c.JSON(http.StatusServiceUnavailable, gin.H{"status": "not ready", "reason": "no signing key"})
+			return
+		}
+		if s.cfg.Ready != nil {
+			if err := s.cfg.Ready(c.Request.Context()); err != nil {
+				c.JSON(http.StatusServiceUnavailable, gin.H{"status": "not ready", "reason": "store unavailable"})
+				return
+			}
+		}
+		c.JSON(http.StatusOK, gin.H{"status": "ready"})
+	})
+}
+
+// HealthHandler returns a handler with only /healthz and /readyz, for the admin listener.
+func (s *Server) HealthHandler() *gin.Engine {
+	r := gin.New()
+	r.Use(s.recoverer())
+	s.health(r)
+	return r
+}
+
+func (s *Server) accessLog() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		start := time.Now()
+		c.Next()
+		route := c.FullPath()
+		if route == "" {
+			route = "unmatched"
+		}
+		// Never the query string or body: they may carry tokens.
+		s.log.Debug("request", "method", c.Request.Method, "route", route, "status", c.Writer.Status(),
+			"duration_ms", float64(time.Since(start).Microseconds())/1000, "remote", c.ClientIP())
+	}
+}
+
+func (s *Server) recoverer() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		defer func() {
+			if v := recover(); v != nil {
+				if err, ok := v.(error); ok && errors.Is(err, http.ErrAbortHandler) {
+					panic(v)
+				}
+				s.log.Error("panic in handler", "route", c.FullPath(), "panic", fmt.Sprint(v))
+				writeOAuthError(c, http.StatusInternalServerError, issuer.CodeServerError, "internal error")
+				c.Abort()
+			}
+		}()
+		c.Next()
+	}
+}

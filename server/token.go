@@ -1,0 +1,52 @@
+package server
+
+import (
+	"net/http"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/tokengate/tokengate/issuer"
+)
+
+// token serves POST /token: RFC 8693 token exchange and refresh_token renewal.
+func (s *Server) token(c *gin.Context) {
+	form, cl, err := s.authenticate(c)
+	if err != nil {
+		return
+	}
+	var resp issuer.TokenResponse
+	switch gt := form.Get("grant_type"); gt {
+	case issuer.GrantTokenExchange:
+		if form.Has("actor_token") || form.Has("actor_token_type") {
+			writeOAuthError(c, http.StatusBadRequest, issuer.CodeInvalidRequest, "delegation (actor_token) is not supported")
+			return
+		}
+		if form.Get("subject_token") == "" || form.Get("subject_token_type") == "" {
+			writeOAuthError(c, http.StatusBadRequest, issuer.CodeInvalidRequest, "subject_token and subject_token_type are required")
+			return
+		}
+		resp, err = s.issuer.Exchange(c.Request.Context(), cl, issuer.ExchangeRequest{
+			SubjectToken: form.Get("subject_token"), SubjectTokenType: form.Get("subject_token_type"),
+			RequestedTokenType: form.Get("requested_token_type"), Audience: form["audience"], Scope: form.Get("scope"),
+		})
+	case issuer.GrantRefreshToken:
+		if form.Get("refresh_token") == "" {
+			writeOAuthError(c, http.StatusBadRequest, issuer.CodeInvalidRequest, "refresh_token is required")
+			return
+		}
+		resp, err = s.issuer.Renew(c.Request.Context(), cl, form.Get("refresh_token"), form.Get("scope"))
+	case "":
+		writeOAuthError(c, http.StatusBadRequest, issuer.CodeInvalidRequest, "grant_type is required")
+		return
+	default:
+		writeOAuthError(c, http.StatusBadRequest, issuer.CodeUnsupportedGrantType, "grant_type "+truncate(gt, 80)+" is not supported")
+		return
+	}
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
+	c.Header("Cache-Control", "no-store")
+	c.Header("Pragma", "no-cache")
+	c.JSON(http.StatusOK, resp)
+}

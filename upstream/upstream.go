@@ -1,0 +1,127 @@
+// Package upstream talks to the upstream OpenID provider (Keycloak): discovery, token
+// introspection (RFC 7662), and local verification of its access and logout tokens.
+package upstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+)
+
+// ErrUnavailable wraps failures to reach the provider (network errors, 5xx, bad discovery).
+var ErrUnavailable = errors.New("upstream unavailable")
+
+// ErrInvalidToken wraps every reason a token presented to us is not acceptable.
+var ErrInvalidToken = errors.New("invalid token")
+
+// asymmetric lists the signature algorithms tokengate accepts from the provider: never none, never HS*.
+var asymmetric = map[string]bool{
+	oidc.RS256: true, oidc.RS384: true, oidc.RS512: true,
+	oidc.ES256: true, oidc.ES384: true, oidc.ES512: true,
+	oidc.PS256: true, oidc.PS384: true, oidc.PS512: true,
+	oidc.EdDSA: true,
+}
+
+// Config locates and authenticates to the provider.
+type Config struct {
+	// Issuer is the realm URL, e.g. http://127.0.0.1:18080/realms/demo.
+	Issuer string
+	// ClientID and ClientSecret authenticate tokengate at the introspection endpoint.
+	ClientID     string
+	ClientSecret string
+	// HTTPClient is used for every call; a client with Timeout 5s when nil.
+	HTTPClient *http.Client
+}
+
+// Client is a lazily discovered connection to the provider, safe for concurrent use. Discovery
+// is retried on the next call after a failure, so tokengate starts while Keycloak is down.
+type Client struct {
+	cfg Config
+
+	mu   sync.Mutex
+	disc *discovered
+}
+
+type discovered struct {
+	provider      *oidc.Provider
+	introspection string
+	endSession    string
+	algs          []string
+	access        *oidc.IDTokenVerifier
+	logout        *oidc.IDTokenVerifier
+}
+
+// New returns a client; no network call is made until first use.
+func New(cfg Config) *Client {
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = &http.Client{Timeout: 5 * time.Second}
+	}
+	return &Client{cfg: cfg}
+}
+
+// Issuer returns the configured issuer URL.
+func (c *Client) Issuer() string { return c.cfg.Issuer }
+
+// discover returns the provider metadata, fetching it on first use.
+func (c *Client) discover(ctx context.Context) (*discovered, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.disc != nil {
+		return c.disc, nil
+	}
+	// The provider keeps this context for later JWKS fetches: it must outlive the request.
+	pctx := oidc.ClientContext(context.Background(), c.cfg.HTTPClient)
+	p, err := oidc.NewProvider(pctx, c.cfg.Issuer)
+	if err != nil {
+		return nil, fmt.Errorf("%w: discovery of %s: %v", ErrUnavailable, c.cfg.Issuer, err)
+	}
+	var meta struct {
+		Introspection string   `json:"introspection_endpoint"`
+		EndSession    string   `json:"end_session_endpoint"`
+		Algs          []string `json:"id_token_signing_alg_values_supported"`
+	}
+	if err := p.Claims(&meta); err != nil {
+		return nil, fmt.Errorf("%w: discovery document: %v", ErrUnavailable, err)
+	}
+	if meta.Introspection == "" {
+		return nil, fmt.Errorf("%w: discovery document has no introspection_endpoint", ErrUnavailable)
+	}
+	var algs []string
+	for _, a := range meta.Algs {
+		if asymmetric[a] {
+			algs = append(algs, a)
+		}
+	}
+	if len(algs) == 0 {
+		algs = []string{oidc.RS256}
+	}
+	d := &discovered{provider: p, introspection: meta.Introspection, endSession: meta.EndSession, algs: algs}
+	d.access = p.Verifier(&oidc.Config{SkipClientIDCheck: true, SupportedSigningAlgs: algs})
+	// exp is optional on logout tokens and aud is checked against a set: both checked by us.
+	d.logout = p.Verifier(&oidc.Config{SkipClientIDCheck: true, SkipExpiryCheck: true, SupportedSigningAlgs: algs})
+	c.disc = d
+	return d, nil
+}
+
+// Algorithms returns the pinned signature algorithms, discovering the provider if needed.
+func (c *Client) Algorithms(ctx context.Context) ([]string, error) {
+	d, err := c.discover(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return d.algs, nil
+}
+
+// EndSessionEndpoint returns the provider's RP-initiated logout endpoint.
+func (c *Client) EndSessionEndpoint(ctx context.Context) (string, error) {
+	d, err := c.discover(ctx)
+	if err != nil {
+		return "", err
+	}
+	return d.endSession, nil
+}
