@@ -1,0 +1,274 @@
+// Package kctest is an in-process fake Keycloak realm for tests: discovery, JWKS, RFC 7662
+// introspection and back-channel logout tokens, all signed with real keys.
+package kctest
+
+import (
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+)
+
+// Introspection client credentials the fake accepts.
+const (
+	ClientID     = "tokengate"
+	ClientSecret = "tokengate-secret-0123456789-abcdefg"
+	// LogoutAudience is the aud of logout tokens (the BFF's client id in Keycloak).
+	LogoutAudience = "bff"
+)
+
+// Realm is a fake Keycloak realm served by httptest.
+type Realm struct {
+	Server *httptest.Server
+	key    *rsa.PrivateKey
+	kid    string
+	signer jose.Signer
+
+	// Introspections counts calls to the introspection endpoint.
+	Introspections atomic.Int64
+	down           atomic.Bool
+
+	mu       sync.Mutex
+	inactive map[string]bool // sid → session ended
+}
+
+// New starts a realm and stops it when the test ends.
+func New(t testing.TB) *Realm {
+	t.Helper()
+	r := NewUnstarted()
+	r.Server.Start()
+	t.Cleanup(r.Server.Close)
+	return r
+}
+
+// NewUnstarted returns a realm whose Server is not started yet (set Server.Listener first to
+// choose the address).
+func NewUnstarted() *Realm {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		panic(err)
+	}
+	r := &Realm{key: key, kid: "kc-" + randID(), inactive: map[string]bool{}}
+	r.signer, err = jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: key},
+		(&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", r.kid))
+	if err != nil {
+		panic(err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /realms/demo/.well-known/openid-configuration", r.discovery)
+	mux.HandleFunc("GET /realms/demo/protocol/openid-connect/certs", r.certs)
+	mux.HandleFunc("POST /realms/demo/protocol/openid-connect/token/introspect", r.introspect)
+	r.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if r.down.Load() {
+			// Like a stopped Keycloak: the connection is dropped without an answer.
+			if hj, ok := w.(http.Hijacker); ok {
+				if c, _, err := hj.Hijack(); err == nil {
+					_ = c.Close()
+					return
+				}
+			}
+			http.Error(w, "down", http.StatusBadGateway)
+			return
+		}
+		mux.ServeHTTP(w, req)
+	}))
+	return r
+}
+
+// Issuer returns the realm URL.
+func (r *Realm) Issuer() string { return r.Server.URL + "/realms/demo" }
+
+// SetDown makes every request fail at the connection level (true) or be served again (false).
+func (r *Realm) SetDown(down bool) { r.down.Store(down) }
+
+// EndSession makes introspection answer inactive for every token of sid, as Keycloak does after
+// a logout or session expiry, without sending a back-channel logout.
+func (r *Realm) EndSession(sid string) {
+	r.mu.Lock()
+	r.inactive[sid] = true
+	r.mu.Unlock()
+}
+
+// Token describes an access token to mint. Zero fields get defaults.
+type Token struct {
+	Subject  string
+	SID      string
+	Scope    string
+	Roles    []string
+	Username string
+	IssuedAt time.Time
+	Lifetime time.Duration
+	Issuer   string // default: the realm
+	Typ      string // typ claim; default Bearer
+}
+
+// AccessToken mints a signed access token like Keycloak's.
+func (r *Realm) AccessToken(t Token) string {
+	if t.Subject == "" {
+		t.Subject = "user-" + randID()
+	}
+	if t.SID == "" {
+		t.SID = "sid-" + randID()
+	}
+	if t.Scope == "" {
+		t.Scope = "openid profile email"
+	}
+	if t.Roles == nil {
+		t.Roles = []string{"user"}
+	}
+	if t.Username == "" {
+		t.Username = "alice"
+	}
+	if t.IssuedAt.IsZero() {
+		t.IssuedAt = time.Now()
+	}
+	if t.Lifetime == 0 {
+		t.Lifetime = 10 * time.Minute
+	}
+	if t.Issuer == "" {
+		t.Issuer = r.Issuer()
+	}
+	if t.Typ == "" {
+		t.Typ = "Bearer"
+	}
+	return r.Sign(map[string]any{
+		"iss": t.Issuer, "sub": t.Subject, "sid": t.SID, "typ": t.Typ, "azp": "bff", "aud": "account",
+		"iat": t.IssuedAt.Unix(), "exp": t.IssuedAt.Add(t.Lifetime).Unix(), "jti": "at-" + randID(),
+		"scope": t.Scope, "realm_access": map[string]any{"roles": t.Roles},
+		"preferred_username": t.Username, "acr": "1", "auth_time": t.IssuedAt.Unix(),
+	})
+}
+
+// Sign signs arbitrary claims with the realm's key (JOSE typ JWT).
+func (r *Realm) Sign(claims map[string]any) string {
+	return r.SignWith(r.signer, claims)
+}
+
+// SignWith signs claims with a caller-made signer, for forged-token tests.
+func (r *Realm) SignWith(s jose.Signer, claims map[string]any) string {
+	b, err := json.Marshal(claims)
+	if err != nil {
+		panic(err)
+	}
+	obj, err := s.Sign(b)
+	if err != nil {
+		panic(err)
+	}
+	out, err := obj.CompactSerialize()
+	if err != nil {
+		panic(err)
+	}
+	return out
+}
+
+// LogoutSigner returns a signer with the realm key and JOSE typ logout+jwt, as Keycloak sends.
+func (r *Realm) LogoutSigner() jose.Signer {
+	s, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: r.key},
+		(&jose.SignerOptions{}).WithType("logout+jwt").WithHeader("kid", r.kid))
+	if err != nil {
+		panic(err)
+	}
+	return s
+}
+
+// Key returns the realm's private key (for HS256-with-public-key style forgeries).
+func (r *Realm) Key() *rsa.PrivateKey { return r.key }
+
+// KeyID returns the kid of the realm's key.
+func (r *Realm) KeyID() string { return r.kid }
+
+// LogoutClaims returns Keycloak-shaped logout token claims for sid/sub; edit before signing.
+func (r *Realm) LogoutClaims(sub, sid string) map[string]any {
+	now := time.Now()
+	c := map[string]any{
+		"iss": r.Issuer(), "aud": LogoutAudience, "iat": now.Unix(), "exp": now.Add(2 * time.Minute).Unix(),
+		"jti": "lt-" + randID(), "typ": "Logout", "sid": sid, "sub": sub,
+		"events": map[string]any{"http://schemas.openid.net/event/backchannel-logout": map[string]any{"revoke_offline_access": true}},
+	}
+	if sid == "" {
+		delete(c, "sid")
+	}
+	if sub == "" {
+		delete(c, "sub")
+	}
+	return c
+}
+
+// LogoutToken mints a valid logout token for sid/sub.
+func (r *Realm) LogoutToken(sub, sid string) string {
+	return r.SignWith(r.LogoutSigner(), r.LogoutClaims(sub, sid))
+}
+
+func (r *Realm) discovery(w http.ResponseWriter, _ *http.Request) {
+	iss := r.Issuer()
+	writeJSON(w, map[string]any{
+		"issuer": iss, "jwks_uri": iss + "/protocol/openid-connect/certs",
+		"authorization_endpoint":                iss + "/protocol/openid-connect/auth",
+		"token_endpoint":                        iss + "/protocol/openid-connect/token",
+		"introspection_endpoint":                iss + "/protocol/openid-connect/token/introspect",
+		"end_session_endpoint":                  iss + "/protocol/openid-connect/logout",
+		"id_token_signing_alg_values_supported": []string{"PS384", "ES384", "RS384", "HS256", "HS512", "ES256", "RS256", "HS384", "ES512", "PS256", "PS512", "RS512", "EdDSA"},
+		"backchannel_logout_supported":          true,
+		"backchannel_logout_session_supported":  true,
+	})
+}
+
+func (r *Realm) certs(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &r.key.PublicKey, KeyID: r.kid, Algorithm: "RS256", Use: "sig"}}})
+}
+
+func (r *Realm) introspect(w http.ResponseWriter, req *http.Request) {
+	r.Introspections.Add(1)
+	id, secret, ok := req.BasicAuth()
+	if !ok || id != ClientID || secret != ClientSecret {
+		w.WriteHeader(http.StatusUnauthorized)
+		writeJSON(w, map[string]any{"error": "invalid_client"})
+		return
+	}
+	tok := req.PostFormValue("token")
+	jws, err := jose.ParseSigned(tok, []jose.SignatureAlgorithm{jose.RS256})
+	if err != nil {
+		writeJSON(w, map[string]any{"active": false})
+		return
+	}
+	payload, err := jws.Verify(&r.key.PublicKey)
+	if err != nil {
+		writeJSON(w, map[string]any{"active": false})
+		return
+	}
+	var c map[string]any
+	_ = json.Unmarshal(payload, &c)
+	exp, _ := c["exp"].(float64)
+	sid, _ := c["sid"].(string)
+	r.mu.Lock()
+	ended := r.inactive[sid]
+	r.mu.Unlock()
+	if ended || time.Now().Unix() >= int64(exp) {
+		writeJSON(w, map[string]any{"active": false})
+		return
+	}
+	c["active"] = true
+	c["client_id"] = c["azp"]
+	c["username"] = c["preferred_username"]
+	c["token_type"] = "Bearer"
+	writeJSON(w, c)
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func randID() string {
+	b := make([]byte, 9)
+	_, _ = rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
