@@ -1,0 +1,324 @@
+package server_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+	"github.com/go-jose/go-jose/v4"
+
+	"github.com/tokengate/tokengate/internal/kctest"
+	"github.com/tokengate/tokengate/store"
+)
+
+func TestExchange_InternalTokenVerifiesWithGoOIDC(t *testing.T) {
+	s := newStack(t)
+	r := s.mustExchange("alice-id", "sid-1")
+	for _, k := range []string{"access_token", "refresh_token", "issued_token_type", "token_type", "scope"} {
+		if r.str(k) == "" {
+			t.Errorf("answer lacks %s: %s", k, r.Raw)
+		}
+	}
+	if r.str("token_type") != "Bearer" || r.str("issued_token_type") != "urn:ietf:params:oauth:token-type:access_token" {
+		t.Errorf("token types: %s", r.Raw)
+	}
+	if r.Body["expires_in"].(float64) != 30 {
+		t.Errorf("expires_in = %v, want 30", r.Body["expires_in"])
+	}
+	if r.Header.Get("Cache-Control") != "no-store" {
+		t.Errorf("Cache-Control = %q", r.Header.Get("Cache-Control"))
+	}
+
+	ctx := oidc.ClientContext(context.Background(), s.srv.Client())
+	p, err := oidc.NewProvider(ctx, s.srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := p.Verifier(&oidc.Config{ClientID: "demo-service", Now: s.clock.Now})
+	tok, err := v.Verify(ctx, r.str("access_token"))
+	if err != nil {
+		t.Fatalf("go-oidc rejects the internal token: %v", err)
+	}
+	var c struct {
+		ClientID string   `json:"client_id"`
+		SID      string   `json:"sid"`
+		JTI      string   `json:"jti"`
+		Scope    string   `json:"scope"`
+		Roles    []string `json:"roles"`
+		Username string   `json:"preferred_username"`
+		ACR      string   `json:"acr"`
+		AuthTime int64    `json:"auth_time"`
+	}
+	if err := tok.Claims(&c); err != nil {
+		t.Fatal(err)
+	}
+	if tok.Subject != "alice-id" || c.SID != "sid-1" || c.ClientID != "bff" || c.JTI == "" ||
+		c.Username != "alice" || len(c.Roles) != 1 || c.ACR != "1" || c.AuthTime == 0 || c.Scope != "openid profile email" {
+		t.Errorf("claims: sub=%s %+v", tok.Subject, c)
+	}
+	if got := tok.Audience; len(got) != 2 || got[0] != "demo-service" || got[1] != "orders" {
+		t.Errorf("aud = %v", got)
+	}
+	jws, err := jose.ParseSigned(r.str("access_token"), []jose.SignatureAlgorithm{jose.ES256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := jws.Signatures[0].Protected
+	if h.ExtraHeaders["typ"] != "at+jwt" || h.KeyID != s.keys.ActiveKeyID() {
+		t.Errorf("header typ=%v kid=%s", h.ExtraHeaders["typ"], h.KeyID)
+	}
+}
+
+func TestExchange_AudienceAndScopeNarrowing(t *testing.T) {
+	s := newStack(t)
+	f := exchangeForm(s.realm.AccessToken(kctest.Token{}))
+	f.Set("audience", "orders")
+	f.Set("scope", "openid email")
+	r := s.post("/token", "bff", bffSecret, f)
+	if r.Status != http.StatusOK || r.str("scope") != "openid email" {
+		t.Fatalf("%d %s", r.Status, r.Raw)
+	}
+	jws, _ := jose.ParseSigned(r.str("access_token"), []jose.SignatureAlgorithm{jose.ES256})
+	if !strings.Contains(string(jws.UnsafePayloadWithoutVerification()), `"aud":["orders"]`) {
+		t.Errorf("payload %s", jws.UnsafePayloadWithoutVerification())
+	}
+	// Renewal may narrow further but never widen.
+	rn := s.post("/token", "bff", bffSecret, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {r.str("refresh_token")}, "scope": {"email"}})
+	if rn.Status != http.StatusOK || rn.str("scope") != "email" {
+		t.Errorf("narrowing renewal: %d %s", rn.Status, rn.Raw)
+	}
+	rw := s.post("/token", "bff", bffSecret, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {r.str("refresh_token")}, "scope": {"profile"}})
+	if rw.Status != http.StatusBadRequest || rw.str("error") != "invalid_scope" {
+		t.Errorf("widening renewal: %d %s", rw.Status, rw.Raw)
+	}
+}
+
+func TestExchange_100ExchangesOfOneTokenIntrospectOnce(t *testing.T) {
+	s := newStack(t)
+	tok := s.realm.AccessToken(kctest.Token{})
+	var wg sync.WaitGroup
+	errs := make(chan string, 100)
+	for range 100 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if r := s.exchange(tok); r.Status != http.StatusOK {
+				errs <- r.Raw
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
+	if n := s.realm.Introspections.Load(); n != 1 {
+		t.Errorf("introspections = %d, want 1", n)
+	}
+}
+
+func TestRenew_NoUpstreamCallsUntilRecheckAfter(t *testing.T) {
+	s := newStack(t)
+	r := s.mustExchange("", "sid-r")
+	for range 50 {
+		if rn := s.renew(r.str("refresh_token")); rn.Status != http.StatusOK {
+			t.Fatalf("renew: %d %s", rn.Status, rn.Raw)
+		}
+		s.clock.Advance(time.Second)
+	}
+	if n := s.realm.Introspections.Load(); n != 1 {
+		t.Fatalf("introspections after 50 renewals = %d, want 1", n)
+	}
+	s.clock.Advance(11 * time.Second) // 61s since the exchange
+	for range 10 {
+		if rn := s.renew(r.str("refresh_token")); rn.Status != http.StatusOK {
+			t.Fatalf("renew: %d %s", rn.Status, rn.Raw)
+		}
+	}
+	if n := s.realm.Introspections.Load(); n != 2 {
+		t.Errorf("introspections after recheck_after = %d, want 2", n)
+	}
+}
+
+func TestRenew_NewTokenEachTimeSameClaims(t *testing.T) {
+	s := newStack(t)
+	r := s.mustExchange("bob-id", "sid-b")
+	rn := s.renew(r.str("refresh_token"))
+	if rn.Status != http.StatusOK {
+		t.Fatal(rn.Raw)
+	}
+	if rn.str("access_token") == r.str("access_token") || rn.str("refresh_token") != r.str("refresh_token") {
+		t.Error("renewal must mint a new access token and keep the refresh token")
+	}
+}
+
+func TestRenew_RefusedAfterBackchannelLogout(t *testing.T) {
+	s := newStack(t)
+	up := s.realm.AccessToken(kctest.Token{Subject: "alice-id", SID: "sid-out", IssuedAt: s.clock.Now()})
+	r := s.exchange(up)
+	other := s.mustExchange("alice-id", "sid-other-device")
+	if rn := s.renew(r.str("refresh_token")); rn.Status != http.StatusOK {
+		t.Fatal(rn.Raw)
+	}
+	lo := s.logout(s.realm.LogoutToken("alice-id", "sid-out"))
+	if lo.Status != http.StatusOK || lo.Header.Get("Cache-Control") != "no-store" {
+		t.Fatalf("logout: %d %s cache=%q", lo.Status, lo.Raw, lo.Header.Get("Cache-Control"))
+	}
+	rn := s.renew(r.str("refresh_token"))
+	if rn.Status != http.StatusBadRequest || rn.str("error") != "invalid_grant" {
+		t.Errorf("renewal after logout: %d %s", rn.Status, rn.Raw)
+	}
+	rx := s.exchange(up)
+	if rx.Status != http.StatusBadRequest || rx.str("error") != "invalid_request" {
+		t.Errorf("re-exchange after logout: %d %s", rx.Status, rx.Raw)
+	}
+	if ro := s.renew(other.str("refresh_token")); ro.Status != http.StatusOK {
+		t.Errorf("another session of the same user must keep working: %d %s", ro.Status, ro.Raw)
+	}
+}
+
+func TestRenew_RefusedAfterSubjectWideLogout(t *testing.T) {
+	s := newStack(t)
+	before := s.realm.AccessToken(kctest.Token{Subject: "carol", IssuedAt: time.Now().Add(-time.Minute)})
+	r := s.exchange(before)
+	if r.Status != http.StatusOK {
+		t.Fatal(r.Raw)
+	}
+	if lo := s.logout(s.realm.LogoutToken("carol", "")); lo.Status != http.StatusOK {
+		t.Fatalf("logout: %d %s", lo.Status, lo.Raw)
+	}
+	if rn := s.renew(r.str("refresh_token")); rn.str("error") != "invalid_grant" {
+		t.Errorf("renewal after subject logout: %d %s", rn.Status, rn.Raw)
+	}
+	after := s.realm.AccessToken(kctest.Token{Subject: "carol", IssuedAt: time.Now().Add(2 * time.Second)})
+	if rx := s.exchange(after); rx.Status != http.StatusOK {
+		t.Errorf("a login after the logout must work: %d %s", rx.Status, rx.Raw)
+	}
+}
+
+func TestRenew_RecheckEndsSessionThatEndedUpstreamSilently(t *testing.T) {
+	s := newStack(t)
+	r := s.mustExchange("dave", "sid-idle")
+	s.realm.EndSession("sid-idle") // idle expiry: Keycloak sends no logout
+	if rn := s.renew(r.str("refresh_token")); rn.Status != http.StatusOK {
+		t.Fatalf("before recheck_after the gateway does not ask: %d %s", rn.Status, rn.Raw)
+	}
+	s.clock.Advance(61 * time.Second)
+	rn := s.renew(r.str("refresh_token"))
+	if rn.str("error") != "invalid_grant" {
+		t.Fatalf("after recheck: %d %s", rn.Status, rn.Raw)
+	}
+	rev, err := s.store.SessionRevocation(context.Background(), "sid-idle")
+	if err != nil || rev.Reason != "recheck" {
+		t.Errorf("revocation = %+v, %v", rev, err)
+	}
+	n := s.realm.Introspections.Load()
+	s.renew(r.str("refresh_token"))
+	if s.realm.Introspections.Load() != n {
+		t.Error("a recorded session must be refused without asking upstream")
+	}
+}
+
+func TestRenew_UpstreamDownKeepsRenewingExchangeUnavailable(t *testing.T) {
+	s := newStack(t)
+	r := s.mustExchange("erin", "sid-down")
+	s.realm.SetDown(true)
+	s.clock.Advance(2 * time.Minute) // a recheck is due and fails: renewal still allowed
+	for range 3 {
+		if rn := s.renew(r.str("refresh_token")); rn.Status != http.StatusOK {
+			t.Fatalf("renew while upstream is down: %d %s", rn.Status, rn.Raw)
+		}
+	}
+	rx := s.exchange(s.realm.AccessToken(kctest.Token{}))
+	if rx.Status != http.StatusServiceUnavailable || rx.str("error") != "temporarily_unavailable" || rx.Header.Get("Retry-After") == "" {
+		t.Errorf("exchange while upstream is down: %d %s", rx.Status, rx.Raw)
+	}
+	s.realm.SetDown(false)
+	if rx := s.exchange(s.realm.AccessToken(kctest.Token{})); rx.Status != http.StatusOK {
+		t.Errorf("exchange after upstream is back: %d %s", rx.Status, rx.Raw)
+	}
+}
+
+func TestRenew_NeverPastUpstreamExpiry(t *testing.T) {
+	s := newStack(t)
+	up := s.realm.AccessToken(kctest.Token{SID: "sid-short", Lifetime: 45 * time.Second, IssuedAt: s.clock.Now()})
+	r := s.exchange(up)
+	if r.Status != http.StatusOK {
+		t.Fatal(r.Raw)
+	}
+	s.clock.Advance(20 * time.Second)
+	rn := s.renew(r.str("refresh_token"))
+	if rn.Status != http.StatusOK || rn.Body["expires_in"].(float64) > 25 {
+		t.Errorf("token must end with the upstream token: %d %s", rn.Status, rn.Raw)
+	}
+	s.clock.Advance(30 * time.Second)
+	if rn := s.renew(r.str("refresh_token")); rn.str("error") != "invalid_grant" {
+		t.Errorf("renewal past the upstream exp: %d %s", rn.Status, rn.Raw)
+	}
+}
+
+func TestRevoke_EndsTheSession(t *testing.T) {
+	s := newStack(t)
+	r := s.mustExchange("frank", "sid-rev")
+	rt := r.str("refresh_token")
+	cases := []struct {
+		name, id, secret, token string
+		status                  int
+		code                    string
+	}{
+		{"another client's token is refused", "other", otherSecret, rt, 400, "unauthorized_client"},
+		{"an access token is not revocable", "bff", bffSecret, r.str("access_token"), 400, "unsupported_token_type"},
+		{"an unknown token is fine", "bff", bffSecret, "not-a-token", 200, ""},
+		{"no token", "bff", bffSecret, "", 400, "invalid_request"},
+		{"no client auth", "", "", rt, 401, "invalid_client"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got := s.post("/revoke", c.id, c.secret, url.Values{"token": {c.token}})
+			if got.Status != c.status || got.str("error") != c.code {
+				t.Errorf("%d %s", got.Status, got.Raw)
+			}
+			if _, err := s.store.SessionRevocation(context.Background(), "sid-rev"); !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("state changed: %v", err)
+			}
+		})
+	}
+	if got := s.post("/revoke", "bff", bffSecret, url.Values{"token": {rt}, "token_type_hint": {"refresh_token"}}); got.Status != 200 {
+		t.Fatalf("revoke: %d %s", got.Status, got.Raw)
+	}
+	if rn := s.renew(rt); rn.str("error") != "invalid_grant" {
+		t.Errorf("renewal after revoke: %d %s", rn.Status, rn.Raw)
+	}
+}
+
+func TestDiscoveryAndJWKS(t *testing.T) {
+	s := newStack(t)
+	for _, p := range []string{"/.well-known/openid-configuration", "/.well-known/oauth-authorization-server"} {
+		req, _ := http.NewRequest(http.MethodGet, s.srv.URL+p, nil)
+		d := s.do(req)
+		if d.Status != 200 || d.str("issuer") != s.srv.URL || d.str("jwks_uri") != s.srv.URL+"/jwks.json" ||
+			d.str("token_endpoint") != s.srv.URL+"/token" || d.Body["backchannel_logout_supported"] != true {
+			t.Errorf("%s: %s", p, d.Raw)
+		}
+	}
+	req, _ := http.NewRequest(http.MethodGet, s.srv.URL+"/jwks.json", nil)
+	j := s.do(req)
+	if j.Status != 200 || j.Header.Get("Cache-Control") != "public, max-age=300" || !strings.Contains(j.Raw, s.keys.ActiveKeyID()) {
+		t.Errorf("jwks: %d %q %s", j.Status, j.Header.Get("Cache-Control"), j.Raw)
+	}
+	if strings.Contains(j.Raw, `"d"`) {
+		t.Fatal("JWKS leaks private key material")
+	}
+	for _, p := range []string{"/healthz", "/readyz"} {
+		req, _ := http.NewRequest(http.MethodGet, s.srv.URL+p, nil)
+		if h := s.do(req); h.Status != 200 {
+			t.Errorf("%s: %d", p, h.Status)
+		}
+	}
+}
