@@ -127,7 +127,9 @@ func TestBadInput_StandardErrorAndNoStateChange(t *testing.T) {
 		{name: "scope not granted", path: "/token", form: ex(func(f url.Values) { f.Set("scope", "openid admin") }), status: 400, code: "invalid_scope"},
 		// Subject tokens that must not be trusted.
 		{name: "token signed by another issuer's key", path: "/token", form: ex(func(f url.Values) { f.Set("subject_token", s.realm.SignWith(foreignSigner(t, "JWT"), goodClaims)) }), status: 400, code: "invalid_request"},
-		{name: "token naming another issuer", path: "/token", form: ex(func(f url.Values) { f.Set("subject_token", s.realm.Sign(with("iss", "https://evil.example/realms/demo"))) }), status: 400, code: "invalid_request"},
+		{name: "token naming another issuer", path: "/token", form: ex(func(f url.Values) {
+			f.Set("subject_token", s.realm.Sign(with("iss", "https://evil.example/realms/demo")))
+		}), status: 400, code: "invalid_request"},
 		{name: "alg none", path: "/token", form: ex(func(f url.Values) {
 			f.Set("subject_token", unsigned(map[string]any{"alg": "none", "typ": "JWT"}, goodClaims, ""))
 		}), status: 400, code: "invalid_request"},
