@@ -82,6 +82,9 @@ func (i *Issuer) Exchange(ctx context.Context, c Client, r ExchangeRequest) (Tok
 	if err != nil {
 		return TokenResponse{}, err
 	}
+	if resp.RefreshToken, err = i.seal(&g); err != nil {
+		return TokenResponse{}, err
+	}
 	resp.IssuedTokenType = TokenTypeAccessToken
 	i.log.InfoContext(ctx, "token exchanged", "event", "exchange", "client_id", c.ID, "sub", g.Subject,
 		"sid", g.SID, "jti", claims.JTI, "aud", g.Audience, "subject_token", TokenHash(r.SubjectToken),
@@ -89,24 +92,28 @@ func (i *Issuer) Exchange(ctx context.Context, c Client, r ExchangeRequest) (Tok
 	return resp, nil
 }
 
-// issue mints an internal token and seals the grant as the refresh token.
+// issue mints an internal token for g.
 func (i *Issuer) issue(g *grant, scope string, now time.Time) (TokenResponse, AccessClaims, error) {
 	tok, claims, err := i.mint(g, scope, now)
 	if err != nil {
 		return TokenResponse{}, claims, oauthErr(CodeServerError, "could not sign the token", err)
 	}
+	return TokenResponse{
+		AccessToken: tok, TokenType: "Bearer", ExpiresIn: claims.Expiry - claims.IssuedAt, Scope: scope,
+	}, claims, nil
+}
+
+// seal encrypts g as a refresh token.
+func (i *Issuer) seal(g *grant) (string, error) {
 	plain, err := json.Marshal(g)
 	if err != nil {
-		return TokenResponse{}, claims, oauthErr(CodeServerError, "could not seal the refresh token", err)
+		return "", oauthErr(CodeServerError, "could not seal the refresh token", err)
 	}
 	rt, err := i.keys.Seal(plain)
 	if err != nil {
-		return TokenResponse{}, claims, oauthErr(CodeServerError, "could not seal the refresh token", err)
+		return "", oauthErr(CodeServerError, "could not seal the refresh token", err)
 	}
-	return TokenResponse{
-		AccessToken: tok, TokenType: "Bearer", ExpiresIn: claims.Expiry - claims.IssuedAt,
-		RefreshToken: rt, Scope: scope,
-	}, claims, nil
+	return rt, nil
 }
 
 // checkRevoked fails with errRevoked when g's session, or its subject since g's upstream token

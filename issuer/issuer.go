@@ -79,6 +79,7 @@ type Issuer struct {
 	upstream Upstream
 	clients  map[string]Client
 	cache    *introspectionCache
+	grants   *grantCache
 	log      *slog.Logger
 
 	checkMu     sync.Mutex
@@ -112,6 +113,7 @@ func New(cfg Config, s Store, k Keys, up Upstream) (*Issuer, error) {
 	return &Issuer{
 		cfg: cfg, store: s, keys: k, upstream: up, clients: clients,
 		cache:       newIntrospectionCache(cfg.Now),
+		grants:      newGrantCache(),
 		log:         cfg.Logger,
 		lastChecked: map[string]time.Time{},
 	}, nil

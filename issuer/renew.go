@@ -64,6 +64,10 @@ func (i *Issuer) unseal(token string) (*grant, error) {
 	if token == "" {
 		return nil, errors.New("empty refresh token")
 	}
+	key := refreshKey(token)
+	if g := i.grants.get(key); g != nil {
+		return g, nil
+	}
 	plain, err := i.keys.Unseal(token)
 	if err != nil {
 		return nil, err
@@ -75,6 +79,7 @@ func (i *Issuer) unseal(token string) (*grant, error) {
 	if g.Version != grantVersion || g.ClientID == "" || g.Subject == "" {
 		return nil, errors.New("grant is incomplete")
 	}
+	i.grants.put(key, &g)
 	return &g, nil
 }
 
