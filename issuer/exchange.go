@@ -43,6 +43,7 @@ func (i *Issuer) Exchange(ctx context.Context, c Client, r ExchangeRequest) (Tok
 		}
 		return TokenResponse{}, invalidRequest("subject_token is not a valid access token of the upstream provider", err)
 	}
+	asked := i.cfg.Now()
 	intro, fetchedAt, err := i.cache.get(ctx, r.SubjectToken, at.Expiry, i.upstream.Introspect)
 	if err != nil {
 		return TokenResponse{}, unavailable("upstream provider is unreachable", err)
@@ -88,7 +89,7 @@ func (i *Issuer) Exchange(ctx context.Context, c Client, r ExchangeRequest) (Tok
 	resp.IssuedTokenType = TokenTypeAccessToken
 	i.log.InfoContext(ctx, "token exchanged", "event", "exchange", "client_id", c.ID, "sub", g.Subject,
 		"sid", g.SID, "jti", claims.JTI, "aud", g.Audience, "subject_token", TokenHash(r.SubjectToken),
-		"cached_introspection", fetchedAt.Before(now))
+		"cached_introspection", fetchedAt.Before(asked))
 	return resp, nil
 }
 

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
+
+	"github.com/tokengate/tokengate/store"
 )
 
 // Store is the part of the store the key manager needs: one key document, updated atomically.
@@ -47,12 +49,13 @@ const (
 // SupportedAlgorithms lists the signing algorithms tokengate can use.
 var SupportedAlgorithms = []string{ES256, EdDSA, RS256}
 
-// SigningKey is a persisted signing key.
+// SigningKey is a signing key and where it is in its lifecycle.
 type SigningKey struct {
-	ID        string          `json:"kid"`
-	Alg       string          `json:"alg"`
-	State     State           `json:"state"`
-	Private   json.RawMessage `json:"private"` // private JWK
+	ID    string `json:"kid"`
+	Alg   string `json:"alg"`
+	State State  `json:"state"`
+	// Private is the private JWK (plaintext in memory; encrypted at rest when a KEK is set).
+	Private   json.RawMessage `json:"private,omitempty"`
 	CreatedAt time.Time       `json:"created_at"`
 	// ActivatedAt is when the key started signing (zero while next).
 	ActivatedAt time.Time `json:"activated_at,omitzero"`
@@ -60,88 +63,169 @@ type SigningKey struct {
 	RetiredAt time.Time `json:"retired_at,omitzero"`
 }
 
-// SealKey is a persisted symmetric key for sealing refresh tokens (A256GCM, dir).
+// SealKey is a symmetric key for sealing refresh tokens (A256GCM, dir).
 type SealKey struct {
 	ID        string    `json:"kid"`
-	Secret    []byte    `json:"secret"`
+	Secret    []byte    `json:"secret,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
 }
 
-// Document is the key state persisted in the store as one JSON document.
+// RevokedKey records an emergency revocation.
+type RevokedKey struct {
+	ID        string    `json:"kid"`
+	RevokedAt time.Time `json:"revoked_at"`
+}
+
+// Document is the whole key state, persisted in the store as one JSON document.
 type Document struct {
 	Version int          `json:"version"`
 	Signing []SigningKey `json:"signing"`
 	Seal    []SealKey    `json:"seal"`
+	Revoked []RevokedKey `json:"revoked,omitempty"`
 }
 
-// Config sets how keys are made.
+// Config sets how keys are made and rotated.
 type Config struct {
 	// Algorithm is the signing algorithm for new keys (ES256 default).
 	Algorithm string
+	// RotateEvery is how long a key signs before the next one takes over (24h default).
+	RotateEvery time.Duration
+	// PublishLead is how long a next key is published before it may sign: at least the JWKS
+	// Cache-Control max-age, so every cache has it first (5m default).
+	PublishLead time.Duration
+	// TokenLifetime is the longest life of a token signed by a key: a retired key stays
+	// published TokenLifetime + PublishLead after it stopped signing (5m default).
+	TokenLifetime time.Duration
+	// SealRetention is how long a replaced seal key still opens refresh tokens: the longest
+	// life of a refresh token (1h default).
+	SealRetention time.Duration
+	// KEK, when set (32 bytes), encrypts private keys at rest.
+	KEK []byte
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 }
 
-// Manager serves signing, JWKS and sealing from an in-memory snapshot of the key document.
-// It is safe for concurrent use.
+func (c *Config) setDefaults() error {
+	if c.Algorithm == "" {
+		c.Algorithm = ES256
+	}
+	if !validAlg(c.Algorithm) {
+		return fmt.Errorf("keys: unsupported algorithm %q (want one of %v)", c.Algorithm, SupportedAlgorithms)
+	}
+	if c.RotateEvery == 0 {
+		c.RotateEvery = 24 * time.Hour
+	}
+	if c.PublishLead == 0 {
+		c.PublishLead = 5 * time.Minute
+	}
+	if c.TokenLifetime == 0 {
+		c.TokenLifetime = 5 * time.Minute
+	}
+	if c.SealRetention == 0 {
+		c.SealRetention = time.Hour
+	}
+	if c.KEK != nil && len(c.KEK) != 32 {
+		return fmt.Errorf("keys: the key-encryption key must be 32 bytes, not %d", len(c.KEK))
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return nil
+}
+
+// Manager serves signing, JWKS and sealing from an in-memory snapshot of the key document, and
+// changes the document (rotation, revocation) in single store transactions, so several
+// processes sharing a store never disagree. It is safe for concurrent use.
 type Manager struct {
 	store Store
 	cfg   Config
 	snap  atomic.Pointer[snapshot]
 }
 
-// Open loads the key document from the store, creating an active signing key and a seal key on
-// first start, and returns a manager serving it.
+// Open loads the key document from the store, creating an active signing key, a next key and a
+// seal key on first start, and returns a manager serving it. A wrong KEK is an error.
 func Open(ctx context.Context, s Store, cfg Config) (*Manager, error) {
-	if cfg.Algorithm == "" {
-		cfg.Algorithm = ES256
-	}
-	if !validAlg(cfg.Algorithm) {
-		return nil, fmt.Errorf("keys: unsupported algorithm %q (want one of %v)", cfg.Algorithm, SupportedAlgorithms)
-	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
 	}
 	m := &Manager{store: s, cfg: cfg}
-	var doc Document
-	err := s.UpdateKeys(ctx, func(current []byte) ([]byte, error) {
-		doc = Document{}
-		if current != nil {
-			if err := json.Unmarshal(current, &doc); err != nil {
-				return nil, fmt.Errorf("decode key document: %w", err)
-			}
+	raw, err := s.Keys(ctx)
+	switch {
+	case err == nil:
+		doc, err := m.decode(raw)
+		if err != nil {
+			return nil, err
 		}
-		changed := false
-		if doc.active() == nil {
-			k, err := NewSigningKey(cfg.Algorithm, cfg.Now())
-			if err != nil {
-				return nil, err
-			}
-			k.State, k.ActivatedAt = StateActive, k.CreatedAt
-			doc.Signing = append(doc.Signing, k)
-			changed = true
+		if doc.active() != nil && len(doc.Seal) > 0 && doc.next() != nil && m.atRestMatches(raw) {
+			return m, m.install(doc)
 		}
-		if len(doc.Seal) == 0 {
-			sk, err := NewSealKey(cfg.Now())
-			if err != nil {
-				return nil, err
-			}
-			doc.Seal = append(doc.Seal, sk)
-			changed = true
-		}
-		if !changed {
-			return current, nil
-		}
-		doc.Version++
-		return json.Marshal(doc)
-	})
-	if err != nil {
+	case !errors.Is(err, store.ErrNotFound):
 		return nil, fmt.Errorf("keys: load: %w", err)
 	}
-	if err := m.install(doc); err != nil {
+	// First start, or the document needs completing (or encrypting under a new KEK).
+	if err := m.update(ctx, func(doc *Document, now time.Time) (bool, error) {
+		return true, m.complete(doc, now)
+	}); err != nil {
 		return nil, err
 	}
 	return m, nil
+}
+
+// complete makes sure doc has an active key, a next key and a seal key.
+func (m *Manager) complete(doc *Document, now time.Time) error {
+	if doc.active() == nil {
+		k, err := NewSigningKey(m.cfg.Algorithm, now)
+		if err != nil {
+			return err
+		}
+		k.State, k.ActivatedAt = StateActive, now
+		doc.Signing = append(doc.Signing, k)
+	}
+	if doc.next() == nil {
+		k, err := NewSigningKey(m.cfg.Algorithm, now)
+		if err != nil {
+			return err
+		}
+		doc.Signing = append(doc.Signing, k)
+	}
+	if len(doc.Seal) == 0 {
+		sk, err := NewSealKey(now)
+		if err != nil {
+			return err
+		}
+		doc.Seal = append(doc.Seal, sk)
+	}
+	return nil
+}
+
+// update runs change on the stored document inside one store transaction and installs the
+// result. change reports whether it changed anything; if not, nothing is written.
+func (m *Manager) update(ctx context.Context, change func(doc *Document, now time.Time) (bool, error)) error {
+	var out Document
+	err := m.store.UpdateKeys(ctx, func(current []byte) ([]byte, error) {
+		var doc Document
+		if current != nil {
+			d, err := m.decode(current)
+			if err != nil {
+				return nil, err
+			}
+			doc = d
+		}
+		changed, err := change(&doc, m.cfg.Now().UTC())
+		if err != nil {
+			return nil, err
+		}
+		out = doc
+		if !changed && current != nil {
+			return current, nil
+		}
+		out.Version++
+		return m.encode(out)
+	})
+	if err != nil {
+		return fmt.Errorf("keys: %w", err)
+	}
+	return m.install(out)
 }
 
 // Reload re-reads the key document from the store (after a change by another process).
@@ -150,9 +234,9 @@ func (m *Manager) Reload(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("keys: reload: %w", err)
 	}
-	var doc Document
-	if err := json.Unmarshal(raw, &doc); err != nil {
-		return fmt.Errorf("keys: reload: decode: %w", err)
+	doc, err := m.decode(raw)
+	if err != nil {
+		return err
 	}
 	return m.install(doc)
 }
@@ -163,6 +247,7 @@ func (m *Manager) Document() Document {
 	d := m.snap.Load().doc
 	d.Signing = append([]SigningKey(nil), d.Signing...)
 	d.Seal = append([]SealKey(nil), d.Seal...)
+	d.Revoked = append([]RevokedKey(nil), d.Revoked...)
 	return d
 }
 
@@ -181,14 +266,17 @@ func (m *Manager) install(doc Document) error {
 	return nil
 }
 
-func (d *Document) active() *SigningKey {
+func (d *Document) find(state State) *SigningKey {
 	for i := range d.Signing {
-		if d.Signing[i].State == StateActive {
+		if d.Signing[i].State == state {
 			return &d.Signing[i]
 		}
 	}
 	return nil
 }
+
+func (d *Document) active() *SigningKey { return d.find(StateActive) }
+func (d *Document) next() *SigningKey   { return d.find(StateNext) }
 
 func validAlg(alg string) bool {
 	for _, a := range SupportedAlgorithms {

@@ -28,7 +28,7 @@ func (c *Client) VerifyAccessToken(ctx context.Context, raw string) (AccessToken
 	}
 	tok, err := d.access.Verify(ctx, raw)
 	if err != nil {
-		return AccessToken{}, fmt.Errorf("%w: %v", ErrInvalidToken, err)
+		return AccessToken{}, classify(err)
 	}
 	var extra struct {
 		Typ string `json:"typ"`
@@ -87,7 +87,7 @@ func (c *Client) VerifyLogoutToken(ctx context.Context, raw string, p LogoutPoli
 	}
 	tok, err := d.logout.Verify(ctx, raw)
 	if err != nil {
-		return LogoutToken{}, fmt.Errorf("%w: %v", ErrInvalidToken, err)
+		return LogoutToken{}, classify(err)
 	}
 	var cl struct {
 		SID    string                     `json:"sid"`
@@ -144,4 +144,14 @@ func intersects(a, b []string) bool {
 		}
 	}
 	return false
+}
+
+// classify tells a provider we cannot reach from a token we must refuse. go-oidc flattens the
+// error chain of a failed JWKS fetch (unknown kid while the provider is down) into text, so the
+// text is all there is to go on.
+func classify(err error) error {
+	if strings.Contains(err.Error(), "fetching keys") {
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	return fmt.Errorf("%w: %v", ErrInvalidToken, err)
 }

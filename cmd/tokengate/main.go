@@ -52,6 +52,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		if *path == "" {
 			return errors.New("serve: --config FILE is required")
 		}
+		if fs.NArg() > 0 {
+			return fmt.Errorf("serve: unexpected arguments %q", fs.Args())
+		}
 		cfg, err := config.Load(*path)
 		if err != nil {
 			return err
@@ -64,6 +67,12 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
 		}
+		if *path == "" {
+			return errors.New("check-config: --config FILE is required")
+		}
+		if fs.NArg() > 0 {
+			return fmt.Errorf("check-config: unexpected arguments %q", fs.Args())
+		}
 		if _, err := config.Load(*path); err != nil {
 			return err
 		}
@@ -75,6 +84,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fromStdin := fs.Bool("stdin", false, "hash the secret given on standard input")
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
+		}
+		if fs.NArg() > 0 {
+			return fmt.Errorf("hash-secret: unexpected arguments %q", fs.Args())
 		}
 		return hashSecret(stdin, stdout, *fromStdin)
 	case "help", "-h", "--help":

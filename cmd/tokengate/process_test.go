@@ -517,8 +517,6 @@ func TestUpstreamDown_RenewalsContinueExchangesFail(t *testing.T) {
 // not seen yet (Keycloak rotated its key) cannot be judged while the JWKS is unreachable, so
 // the exchange must be 503 temporarily_unavailable, not a permanent 400.
 func TestUpstreamDown_UnknownSigningKeyIsUnavailable(t *testing.T) {
-	t.Skip("known bug: upstream.VerifyAccessToken wraps a failed JWKS fetch in ErrInvalidToken, " +
-		"so the exchange answers 400 invalid_request while Keycloak is down (see the report of process_test.go)")
 	t.Parallel()
 	realm := kctest.New(t)
 	g := startGateway(t, options{upstream: realm.Issuer(), dataDir: t.TempDir()})
