@@ -3,6 +3,7 @@ package config
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -19,6 +20,7 @@ import (
 // Environment variables that override secrets in the file.
 const (
 	EnvUpstreamClientSecret = "TOKENGATE_UPSTREAM_CLIENT_SECRET"
+	EnvKEK                  = "TOKENGATE_KEK"
 )
 
 // MinSecretLength is the shortest client secret accepted.
@@ -39,6 +41,7 @@ type Config struct {
 	Upstream Upstream `yaml:"upstream"`
 	Tokens   Tokens   `yaml:"tokens"`
 	Keys     Keys     `yaml:"keys"`
+	Admin    Admin    `yaml:"admin"`
 	Clients  []Client `yaml:"clients"`
 }
 
@@ -69,8 +72,36 @@ type Tokens struct {
 type Keys struct {
 	// Algorithm is ES256, EdDSA or RS256.
 	Algorithm string `yaml:"algorithm"`
-	// JWKSMaxAge is the JWKS Cache-Control max-age.
+	// JWKSMaxAge is the JWKS Cache-Control max-age; a new key is published at least this long
+	// before it signs.
 	JWKSMaxAge Duration `yaml:"jwks_max_age"`
+	// RotateEvery is how long a signing key signs before the next one takes over.
+	RotateEvery Duration `yaml:"rotate_every"`
+	// KEKFile names a file holding the 32-byte key-encryption key (base64 or hex) that encrypts
+	// private keys at rest. Env TOKENGATE_KEK (base64) may carry it instead.
+	KEKFile string `yaml:"kek_file"`
+}
+
+// Admin configures the admin API.
+type Admin struct {
+	// Tokens are the bearer tokens allowed to call the admin API, stored as SHA-256.
+	Tokens []AdminToken `yaml:"tokens"`
+	// TLS, when set, serves the admin listener over TLS; with ClientCAFile it requires client
+	// certificates (mTLS).
+	TLS *TLS `yaml:"tls"`
+}
+
+// AdminToken is one operator credential; Name appears in the audit log.
+type AdminToken struct {
+	Name   string `yaml:"name"`
+	SHA256 string `yaml:"sha256"`
+}
+
+// TLS names certificate files.
+type TLS struct {
+	CertFile     string `yaml:"cert_file"`
+	KeyFile      string `yaml:"key_file"`
+	ClientCAFile string `yaml:"client_ca_file"`
 }
 
 // Client is a BFF allowed to call the token endpoint.
@@ -170,6 +201,9 @@ func (c *Config) setDefaults() {
 	if c.Keys.JWKSMaxAge == 0 {
 		c.Keys.JWKSMaxAge = Duration(5 * time.Minute)
 	}
+	if c.Keys.RotateEvery == 0 {
+		c.Keys.RotateEvery = Duration(24 * time.Hour)
+	}
 }
 
 // Validate reports every problem at once, each naming the field.
@@ -226,6 +260,25 @@ func (c *Config) Validate() error {
 	checkRange("tokens.ttl", c.Tokens.TTL, 5*time.Second, 5*time.Minute)
 	checkRange("tokens.recheck_after", c.Tokens.RecheckAfter, time.Second, time.Hour)
 	checkRange("keys.jwks_max_age", c.Keys.JWKSMaxAge, 0, 24*time.Hour)
+	checkRange("keys.rotate_every", c.Keys.RotateEvery, time.Minute, 90*24*time.Hour)
+	if c.Keys.RotateEvery.D() < 2*c.Keys.JWKSMaxAge.D() {
+		bad("keys.rotate_every", "%s must be at least twice keys.jwks_max_age (%s) so every key is published before it signs",
+			c.Keys.RotateEvery.D(), c.Keys.JWKSMaxAge.D())
+	}
+	names := map[string]bool{}
+	for n, tk := range c.Admin.Tokens {
+		f := fmt.Sprintf("admin.tokens[%d]", n)
+		if tk.Name == "" || names[tk.Name] {
+			bad(f+".name", "is required and must be unique")
+		}
+		names[tk.Name] = true
+		if b, err := hex.DecodeString(tk.SHA256); err != nil || len(b) != 32 {
+			bad(f+".sha256", "must be 64 hex characters (make one with: tokengate hash-secret)")
+		}
+	}
+	if t := c.Admin.TLS; t != nil && (t.CertFile == "" || t.KeyFile == "") {
+		bad("admin.tls", "needs cert_file and key_file")
+	}
 	switch c.Keys.Algorithm {
 	case "ES256", "EdDSA", "RS256":
 	default:
@@ -259,4 +312,43 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("config: %d problem(s):\n  - %s", len(p), strings.Join(p, "\n  - "))
 	}
 	return nil
+}
+
+// KEK returns the key-encryption key from keys.kek_file or TOKENGATE_KEK, or nil when neither is
+// set. The value is 32 bytes, written as base64 (standard or URL) or 64 hex characters.
+func (c *Config) KEK(getenv func(string) string) ([]byte, error) {
+	var text, from string
+	switch {
+	case c.Keys.KEKFile != "":
+		b, err := os.ReadFile(c.Keys.KEKFile)
+		if err != nil {
+			return nil, fmt.Errorf("keys.kek_file: %w", err)
+		}
+		text, from = strings.TrimSpace(string(b)), "keys.kek_file"
+	case getenv(EnvKEK) != "":
+		text, from = strings.TrimSpace(getenv(EnvKEK)), EnvKEK
+	default:
+		return nil, nil
+	}
+	for _, dec := range []func(string) ([]byte, error){
+		hex.DecodeString, base64.StdEncoding.DecodeString, base64.RawStdEncoding.DecodeString,
+		base64.URLEncoding.DecodeString, base64.RawURLEncoding.DecodeString,
+	} {
+		if b, err := dec(text); err == nil && len(b) == 32 {
+			return b, nil
+		}
+	}
+	return nil, fmt.Errorf("%s: want 32 bytes as base64 or 64 hex characters (make one with: tokengate gen-kek)", from)
+}
+
+// AdminTokenHashes returns the decoded admin token hashes by name (valid after Validate).
+func (c *Config) AdminTokenHashes() map[string][32]byte {
+	out := make(map[string][32]byte, len(c.Admin.Tokens))
+	for _, t := range c.Admin.Tokens {
+		var h [32]byte
+		b, _ := hex.DecodeString(t.SHA256)
+		copy(h[:], b)
+		out[t.Name] = h
+	}
+	return out
 }
