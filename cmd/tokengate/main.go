@@ -89,8 +89,15 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			return fmt.Errorf("hash-secret: unexpected arguments %q", fs.Args())
 		}
 		return hashSecret(stdin, stdout, *fromStdin)
+	case "keys", "sessions", "subjects":
+		return adminCommand(ctx, args[0], args[1:], stdout, stderr)
+	case "gen-kek":
+		if len(args) > 1 {
+			return fmt.Errorf("gen-kek: unexpected arguments %q", args[1:])
+		}
+		return genKEK(stdout)
 	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
+		fmt.Fprint(stdout, usage+"\n"+adminUsage)
 		return nil
 	default:
 		fmt.Fprint(stderr, usage)

@@ -95,6 +95,7 @@ type options struct {
 	dataDir      string
 	logLevel     string // info when empty
 	recheckAfter string // 60s when empty
+	extra        string // more YAML appended to the configuration
 }
 
 // configYAML renders a configuration listening on the given addresses.
@@ -124,8 +125,8 @@ clients:
   - id: %s
     secret_sha256: %q
     audiences: [%s]
-`, listen, admin, o.dataDir, o.logLevel, o.upstream, kctest.ClientID, kctest.ClientSecret,
-		kctest.LogoutAudience, o.recheckAfter, clientID, clientSecretHash, audience)
+%s`, listen, admin, o.dataDir, o.logLevel, o.upstream, kctest.ClientID, kctest.ClientSecret,
+		kctest.LogoutAudience, o.recheckAfter, clientID, clientSecretHash, audience, o.extra)
 }
 
 // freeAddr returns a loopback address that was free a moment ago. A gateway that loses the race

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -44,7 +46,18 @@ func serve(ctx context.Context, cfg *config.Config, logOut io.Writer) error {
 			log.Error("closing store", "error", err.Error())
 		}
 	}()
-	km, err := keys.Open(ctx, st, keys.Config{Algorithm: cfg.Keys.Algorithm})
+	kek, err := cfg.KEK(os.Getenv)
+	if err != nil {
+		return err
+	}
+	if kek == nil {
+		log.Warn("private keys are stored unencrypted: set keys.kek_file or TOKENGATE_KEK")
+	}
+	km, err := keys.Open(ctx, st, keys.Config{
+		Algorithm: cfg.Keys.Algorithm, RotateEvery: cfg.Keys.RotateEvery.D(),
+		PublishLead: cfg.Keys.JWKSMaxAge.D(), TokenLifetime: cfg.Tokens.TTL.D(),
+		SealRetention: cfg.Upstream.MaxTokenLifetime.D() + cfg.Tokens.TTL.D(), KEK: kek,
+	})
 	if err != nil {
 		return err
 	}
@@ -82,12 +95,21 @@ func serve(ctx context.Context, cfg *config.Config, logOut io.Writer) error {
 	if err != nil {
 		return err
 	}
-	admin, err := listen(cfg.AdminListen, srv.HealthHandler())
+	adm := server.NewAdmin(server.AdminConfig{
+		Tokens: cfg.AdminTokenHashes(), Version: version, Started: time.Now(), Logger: log,
+	}, is, km, st, srv)
+	adminTLS, err := adminTLSConfig(cfg.Admin.TLS)
+	if err != nil {
+		_ = public.srv.Close()
+		return err
+	}
+	admin, err := listenTLS(cfg.AdminListen, adm.Handler(), adminTLS)
 	if err != nil {
 		_ = public.srv.Close()
 		return err
 	}
 	go collectGarbage(ctx, st, is, log)
+	go rotateKeys(ctx, km, keyTickInterval(cfg.Keys.JWKSMaxAge.D()), log)
 	log.Info("tokengate started", "listen", public.addr, "admin_listen", admin.addr, "issuer", cfg.Issuer,
 		"upstream", cfg.Upstream.Issuer, "kid", km.ActiveKeyID(), "ttl", cfg.Tokens.TTL.D().String())
 
@@ -115,10 +137,16 @@ type listener struct {
 }
 
 // listen binds addr and serves h with timeouts and header limits in the background.
-func listen(addr string, h http.Handler) (*listener, error) {
+func listen(addr string, h http.Handler) (*listener, error) { return listenTLS(addr, h, nil) }
+
+// listenTLS is listen over TLS when tc is not nil.
+func listenTLS(addr string, h http.Handler, tc *tls.Config) (*listener, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", addr, err)
+	}
+	if tc != nil {
+		ln = tls.NewListener(ln, tc)
 	}
 	l := &listener{
 		srv: &http.Server{
@@ -159,4 +187,65 @@ func newLogger(level string, w io.Writer) *slog.Logger {
 	var l slog.Level
 	_ = l.UnmarshalText([]byte(level))
 	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
+}
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+// keyTickInterval checks the key schedule often enough to honour the publication lead.
+func keyTickInterval(jwksMaxAge time.Duration) time.Duration {
+	d := jwksMaxAge / 10
+	if d < time.Second {
+		d = time.Second
+	}
+	if d > time.Minute {
+		d = time.Minute
+	}
+	return d
+}
+
+// rotateKeys runs the key schedule: publish, promote, retire, remove.
+func rotateKeys(ctx context.Context, km *keys.Manager, every time.Duration, log *slog.Logger) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			ch, err := km.Tick(ctx)
+			switch {
+			case err != nil:
+				log.Error("key schedule", "error", err.Error())
+			case !ch.Empty():
+				log.Info("keys changed", "event", "keys", "activated", ch.Activated, "retired", ch.Retired,
+					"published", ch.Published, "removed", ch.Removed)
+			}
+		}
+	}
+}
+
+// adminTLSConfig loads the admin listener's certificate and, with a client CA, requires client
+// certificates signed by it.
+func adminTLSConfig(c *config.TLS) (*tls.Config, error) {
+	if c == nil {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("admin.tls: %w", err)
+	}
+	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if c.ClientCAFile != "" {
+		pem, err := os.ReadFile(c.ClientCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("admin.tls.client_ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("admin.tls.client_ca_file: no PEM certificate in %s", c.ClientCAFile)
+		}
+		tc.ClientCAs, tc.ClientAuth = pool, tls.RequireAndVerifyClientCert
+	}
+	return tc, nil
 }
