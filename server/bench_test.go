@@ -46,7 +46,7 @@ func BenchmarkRenewHandler(b *testing.B) {
 	s := newStack(b)
 	r := s.mustExchange("alice", "sid-bench")
 	body := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {r.str("refresh_token")}}.Encode()
-	h := s.srv.Config.Handler
+	h := *s.handler.Load()
 	b.ReportAllocs()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
@@ -62,7 +62,7 @@ func BenchmarkExchangeCached(b *testing.B) {
 	s := newStack(b)
 	tok := s.realm.AccessToken(kctest.Token{SID: "sid-bench-x"})
 	body := exchangeForm(tok).Encode()
-	h := s.srv.Config.Handler
+	h := *s.handler.Load()
 	serveForm(b, h, body)
 	b.ReportAllocs()
 	b.ResetTimer()

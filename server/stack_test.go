@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -41,34 +42,60 @@ func (c *clock) Advance(d time.Duration) {
 	c.mu.Unlock()
 }
 
-// stack is a whole tokengate on httptest with a fake Keycloak realm.
+// stack is a whole tokengate on httptest with a fake Keycloak realm. restart replaces the
+// process state (store handle, keys, issuer, handler) while keeping the data file and address.
 type stack struct {
-	t      testing.TB
-	realm  *kctest.Realm
-	store  *bolt.Store
-	keys   *keys.Manager
-	issuer *issuer.Issuer
-	srv    *httptest.Server
-	clock  *clock
+	t       testing.TB
+	realm   *kctest.Realm
+	store   *bolt.Store
+	keys    *keys.Manager
+	issuer  *issuer.Issuer
+	srv     *httptest.Server
+	clock   *clock
+	path    string
+	keysCfg keys.Config
+	handler atomic.Pointer[http.Handler]
 }
 
-func newStack(t testing.TB) *stack {
+func newStack(t testing.TB) *stack { return newStackWith(t, keys.Config{}) }
+
+// newStackWith starts a stack whose keys use kc (its clock is the stack's).
+func newStackWith(t testing.TB, kc keys.Config) *stack {
 	t.Helper()
-	realm := kctest.New(t)
-	st, err := bolt.Open(filepath.Join(t.TempDir(), "tokengate.db"), bolt.Options{NoSync: true})
+	s := &stack{t: t, realm: kctest.New(t), clock: &clock{t: time.Now()},
+		path: filepath.Join(t.TempDir(), "tokengate.db"), keysCfg: kc}
+	s.keysCfg.Now = s.clock.Now
+	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		(*s.handler.Load()).ServeHTTP(w, r)
+	}))
+	t.Cleanup(s.srv.Close)
+	s.boot()
+	t.Cleanup(func() { _ = s.store.Close() })
+	return s
+}
+
+// restart closes the store and boots again from the same file.
+func (s *stack) restart() {
+	s.t.Helper()
+	if err := s.store.Close(); err != nil {
+		s.t.Fatal(err)
+	}
+	s.boot()
+}
+
+func (s *stack) boot() {
+	t := s.t
+	t.Helper()
+	st, err := bolt.Open(s.path, bolt.Options{NoSync: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = st.Close() })
-	ck := &clock{t: time.Now()}
-	km, err := keys.Open(context.Background(), st, keys.Config{Now: ck.Now})
+	km, err := keys.Open(context.Background(), st, s.keysCfg)
 	if err != nil {
 		t.Fatal(err)
 	}
+	realm, ck, srv := s.realm, s.clock, s.srv
 	up := upstream.New(upstream.Config{Issuer: realm.Issuer(), ClientID: kctest.ClientID, ClientSecret: kctest.ClientSecret})
-	srv := httptest.NewUnstartedServer(nil)
-	srv.Start()
-	t.Cleanup(srv.Close)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	is, err := issuer.New(issuer.Config{
 		Issuer: srv.URL, TTL: 30 * time.Second, RecheckAfter: time.Minute, MaxUpstreamLifetime: time.Hour,
@@ -81,12 +108,17 @@ func newStack(t testing.TB) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := server.New(server.Config{Issuer: srv.URL, JWKSMaxAge: 5 * time.Minute, Logger: log}, is, km)
+	maxAge := 5 * time.Minute
+	if s.keysCfg.PublishLead != 0 {
+		maxAge = s.keysCfg.PublishLead
+	}
+	pub, err := server.New(server.Config{Issuer: srv.URL, JWKSMaxAge: maxAge, Logger: log}, is, km)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv.Config.Handler = s.Handler()
-	return &stack{t: t, realm: realm, store: st, keys: km, issuer: is, srv: srv, clock: ck}
+	h := pub.Handler()
+	s.store, s.keys, s.issuer = st, km, is
+	s.handler.Store(&h)
 }
 
 // response is a decoded answer.
