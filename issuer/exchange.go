@@ -26,6 +26,12 @@ var errRevoked = errors.New("session has been logged out")
 // Exchange trades an upstream access token for an internal token and a refresh token. The
 // upstream token is introspected once; later exchanges of the same token use the cached answer.
 func (i *Issuer) Exchange(ctx context.Context, c Client, r ExchangeRequest) (TokenResponse, error) {
+	resp, err := i.exchange(ctx, c, r)
+	i.cfg.Metrics.Exchange(outcome(err))
+	return resp, err
+}
+
+func (i *Issuer) exchange(ctx context.Context, c Client, r ExchangeRequest) (TokenResponse, error) {
 	if r.SubjectTokenType != TokenTypeAccessToken {
 		return TokenResponse{}, invalidRequest("subject_token_type must be "+TokenTypeAccessToken, nil)
 	}
@@ -43,11 +49,11 @@ func (i *Issuer) Exchange(ctx context.Context, c Client, r ExchangeRequest) (Tok
 		}
 		return TokenResponse{}, invalidRequest("subject_token is not a valid access token of the upstream provider", err)
 	}
-	asked := i.cfg.Now()
-	intro, fetchedAt, err := i.cache.get(ctx, r.SubjectToken, at.Expiry, i.upstream.Introspect)
+	intro, fetchedAt, hit, err := i.cache.get(ctx, r.SubjectToken, at.Expiry, i.introspect)
 	if err != nil {
 		return TokenResponse{}, unavailable("upstream provider is unreachable", err)
 	}
+	i.cfg.Metrics.CacheLookup(hit)
 	if !intro.Active {
 		i.log.InfoContext(ctx, "exchange refused", "event", "exchange_refused", "client_id", c.ID,
 			"reason", "inactive", "subject_token", TokenHash(r.SubjectToken))
@@ -89,7 +95,7 @@ func (i *Issuer) Exchange(ctx context.Context, c Client, r ExchangeRequest) (Tok
 	resp.IssuedTokenType = TokenTypeAccessToken
 	i.log.InfoContext(ctx, "token exchanged", "event", "exchange", "client_id", c.ID, "sub", g.Subject,
 		"sid", g.SID, "jti", claims.JTI, "aud", g.Audience, "subject_token", TokenHash(r.SubjectToken),
-		"cached_introspection", fetchedAt.Before(asked))
+		"cached_introspection", hit)
 	return resp, nil
 }
 

@@ -33,18 +33,19 @@ func newIntrospectionCache(now func() time.Time) *introspectionCache {
 }
 
 // get returns the cached answer for token or calls fetch once, caching the answer until expires.
-// Errors are not cached. fetchedAt is when the answer came from the provider.
+// Errors are not cached. fetchedAt is when the answer came from the provider; hit reports that
+// this caller caused no upstream call (a cached answer, or one shared with a concurrent caller).
 func (c *introspectionCache) get(ctx context.Context, token string, expires time.Time,
-	fetch func(context.Context, string) (upstream.Introspection, error)) (upstream.Introspection, time.Time, error) {
+	fetch func(context.Context, string) (upstream.Introspection, error)) (res upstream.Introspection, fetchedAt time.Time, hit bool, err error) {
 	key := sha256.Sum256([]byte(token))
 	now := c.now()
 	c.mu.Lock()
 	e, ok := c.entries[key]
 	c.mu.Unlock()
 	if ok && now.Before(e.expires) {
-		return e.result, e.fetchedAt, nil
+		return e.result, e.fetchedAt, true, nil
 	}
-	v, err, _ := c.flight.Do(string(key[:]), func() (any, error) {
+	v, err, shared := c.flight.Do(string(key[:]), func() (any, error) {
 		// The upstream call must not be cancelled by the first caller leaving.
 		r, err := fetch(context.WithoutCancel(ctx), token)
 		if err != nil {
@@ -55,10 +56,10 @@ func (c *introspectionCache) get(ctx context.Context, token string, expires time
 		return e, nil
 	})
 	if err != nil {
-		return upstream.Introspection{}, time.Time{}, err
+		return upstream.Introspection{}, time.Time{}, false, err
 	}
 	e = v.(cachedIntrospection)
-	return e.result, e.fetchedAt, nil
+	return e.result, e.fetchedAt, shared, nil
 }
 
 func (c *introspectionCache) put(key [32]byte, e cachedIntrospection) {

@@ -11,9 +11,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/tokengate/tokengate/metrics"
 	"github.com/tokengate/tokengate/store"
 	"github.com/tokengate/tokengate/upstream"
 )
@@ -69,6 +71,8 @@ type Config struct {
 	Now func() time.Time
 	// Logger receives audit lines (slog.Default when nil).
 	Logger *slog.Logger
+	// Metrics records counters and latencies (nil: none).
+	Metrics *metrics.Metrics
 }
 
 // Issuer is the policy core. It is safe for concurrent use.
@@ -135,10 +139,43 @@ func (i *Issuer) record(ctx context.Context, r store.Revocation) error {
 	if err != nil {
 		return unavailable("revocation could not be recorded", err)
 	}
+	source, _, _ := strings.Cut(r.Reason, ":")
+	i.cfg.Metrics.Logout(source, "recorded", "")
 	if i.OnRevoke != nil {
 		i.OnRevoke(r)
 	}
 	return nil
+}
+
+// introspect calls the provider and records the call's latency and outcome.
+func (i *Issuer) introspect(ctx context.Context, token string) (upstream.Introspection, error) {
+	start := time.Now()
+	r, err := i.upstream.Introspect(ctx, token)
+	outcome := "active"
+	switch {
+	case err != nil:
+		outcome = "error"
+	case !r.Active:
+		outcome = "inactive"
+	}
+	i.cfg.Metrics.Introspection(outcome, time.Since(start))
+	return r, err
+}
+
+// outcome classifies an error for metrics: ok, refused (the caller's fault) or error (ours or
+// upstream's), with the OAuth code as reason.
+func outcome(err error) (result, reason string) {
+	if err == nil {
+		return "ok", ""
+	}
+	var oe *Error
+	if errors.As(err, &oe) {
+		if oe.Code == CodeTemporarilyUnavailable || oe.Code == CodeServerError {
+			return "error", oe.Code
+		}
+		return "refused", oe.Code
+	}
+	return "error", CodeServerError
 }
 
 // sessionKey identifies a session for recheck bookkeeping.

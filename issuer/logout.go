@@ -28,6 +28,7 @@ func (i *Issuer) RecordLogout(ctx context.Context, raw string) (store.Revocation
 		}
 		i.log.WarnContext(ctx, "logout refused", "event", "logout_refused", "reason", err.Error(),
 			"logout_token", TokenHash(raw))
+		i.cfg.Metrics.Logout("backchannel", "refused", "invalid")
 		return store.Revocation{}, invalidRequest("logout_token is invalid", err)
 	}
 	replayUntil := lt.Expiry
@@ -43,6 +44,7 @@ func (i *Issuer) RecordLogout(ctx context.Context, raw string) (store.Revocation
 	}
 	if !fresh {
 		i.log.WarnContext(ctx, "logout refused", "event", "logout_refused", "reason", "replayed jti", "jti", lt.JTI)
+		i.cfg.Metrics.Logout("backchannel", "refused", "replay")
 		return store.Revocation{}, invalidRequest("logout_token was already used", nil)
 	}
 	r := store.Revocation{SID: lt.SID, Sub: lt.Subject, At: now, Expires: i.revocationExpiry(now), Reason: "backchannel"}

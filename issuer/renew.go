@@ -16,8 +16,18 @@ const recheckBackoff = 5 * time.Second
 // Renew issues a new internal token from a refresh token without calling the provider, except
 // for one re-introspection per session every RecheckAfter.
 func (i *Issuer) Renew(ctx context.Context, c Client, refreshToken, scope string) (TokenResponse, error) {
+	resp, err := i.renew(ctx, c, refreshToken, scope)
+	result, reason := outcome(err)
+	if result != "refused" { // refusals are counted with their precise reason
+		i.cfg.Metrics.Renewal(result, reason)
+	}
+	return resp, err
+}
+
+func (i *Issuer) renew(ctx context.Context, c Client, refreshToken, scope string) (TokenResponse, error) {
 	g, err := i.unseal(refreshToken)
 	if err != nil {
+		i.cfg.Metrics.Renewal("refused", "malformed")
 		return TokenResponse{}, invalidGrant("refresh token is invalid", err)
 	}
 	if g.ClientID != c.ID {
@@ -45,6 +55,7 @@ func (i *Issuer) Renew(ctx context.Context, c Client, refreshToken, scope string
 	}
 	sc, err := narrowScope(g.Scope, scope)
 	if err != nil {
+		i.cfg.Metrics.Renewal("refused", "invalid_scope")
 		return TokenResponse{}, err
 	}
 	resp, _, err := i.issue(g, sc, now)
@@ -56,6 +67,7 @@ func (i *Issuer) Renew(ctx context.Context, c Client, refreshToken, scope string
 }
 
 func (i *Issuer) refused(ctx context.Context, c Client, g *grant, reason string) {
+	i.cfg.Metrics.Renewal("refused", reason)
 	i.log.InfoContext(ctx, "renewal refused", "event", "renewal_refused", "client_id", c.ID,
 		"sub", g.Subject, "sid", g.SID, "reason", reason)
 }
@@ -112,7 +124,7 @@ func (i *Issuer) recheck(ctx context.Context, g *grant) error {
 		if i.cfg.Now().Sub(last) < i.cfg.RecheckAfter {
 			return nil, nil // another caller just checked
 		}
-		intro, err := i.upstream.Introspect(context.WithoutCancel(ctx), g.UpstreamToken)
+		intro, err := i.introspect(context.WithoutCancel(ctx), g.UpstreamToken)
 		if err != nil {
 			i.markChecked(key, now.Add(recheckBackoff-i.cfg.RecheckAfter))
 			i.log.WarnContext(ctx, "session recheck failed; renewal allowed", "event", "recheck_failed",

@@ -93,23 +93,34 @@ func clientCredentials(c *gin.Context, form url.Values) (id, secret string, err 
 // authenticate reads the form and authenticates the client; on failure it answers and returns
 // errAnswered.
 func (s *Server) authenticate(c *gin.Context) (url.Values, issuer.Client, error) {
+	if s.authFailLimit.spent(c.ClientIP()) {
+		s.tooMany(c, s.authFailLimit)
+		return nil, issuer.Client{}, errAnswered
+	}
 	form, err := readForm(c)
 	if err != nil {
 		return nil, issuer.Client{}, err
 	}
 	id, secret, err := clientCredentials(c, form)
 	if err != nil {
+		s.authFailLimit.allow(c.ClientIP())
 		writeOAuthError(c, http.StatusUnauthorized, issuer.CodeInvalidClient, err.Error())
 		return nil, issuer.Client{}, errAnswered
 	}
 	if id == "" || secret == "" {
+		s.authFailLimit.allow(c.ClientIP())
 		writeOAuthError(c, http.StatusUnauthorized, issuer.CodeInvalidClient, "client authentication is required")
 		return nil, issuer.Client{}, errAnswered
 	}
 	cl, err := s.issuer.Authenticate(id, secret)
 	if err != nil {
+		s.authFailLimit.allow(c.ClientIP())
 		s.log.Info("client authentication failed", "event", "auth_failed", "client_id", truncate(id, 64), "remote", c.ClientIP())
 		s.writeError(c, err)
+		return nil, issuer.Client{}, errAnswered
+	}
+	if !s.tokenLimit.allow(cl.ID) {
+		s.tooMany(c, s.tokenLimit)
 		return nil, issuer.Client{}, errAnswered
 	}
 	return form, cl, nil

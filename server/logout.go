@@ -10,6 +10,10 @@ import (
 // 200 only once the logout is durably recorded.
 func (s *Server) backchannelLogout(c *gin.Context) {
 	c.Header("Cache-Control", "no-store")
+	if !s.logoutLimit.allow(c.ClientIP()) {
+		s.tooMany(c, s.logoutLimit)
+		return
+	}
 	form, err := readForm(c)
 	if err != nil {
 		return

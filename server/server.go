@@ -15,6 +15,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/tokengate/tokengate/issuer"
+	"github.com/tokengate/tokengate/metrics"
 	"github.com/tokengate/tokengate/store"
 )
 
@@ -47,6 +48,13 @@ type Config struct {
 	Ready func(ctx context.Context) error
 	// Logger receives one line per request (slog.Default when nil).
 	Logger *slog.Logger
+	// Metrics records request counts and latencies (nil: none).
+	Metrics *metrics.Metrics
+	// Limits are the rate limits (zero: none).
+	Limits Limits
+	// TrustedProxies are the addresses (or CIDRs) whose X-Forwarded-For is believed when
+	// taking a request's source address; none by default.
+	TrustedProxies []string
 }
 
 // Server holds the public handlers.
@@ -56,6 +64,8 @@ type Server struct {
 	keys   Keys
 	log    *slog.Logger
 	prefix string
+
+	tokenLimit, logoutLimit, authFailLimit *keyedLimiter
 }
 
 // New returns the public server.
@@ -67,14 +77,18 @@ func New(cfg Config, is Issuer, k Keys) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Server{cfg: cfg, issuer: is, keys: k, log: cfg.Logger, prefix: strings.TrimSuffix(u.Path, "/")}, nil
+	return &Server{cfg: cfg, issuer: is, keys: k, log: cfg.Logger, prefix: strings.TrimSuffix(u.Path, "/"),
+		tokenLimit:    newKeyedLimiter("token_per_client", cfg.Limits.Token),
+		logoutLimit:   newKeyedLimiter("logout_per_source", cfg.Limits.Logout),
+		authFailLimit: newKeyedLimiter("auth_failures_per_source", cfg.Limits.AuthFailures),
+	}, nil
 }
 
 func init() { gin.SetMode(gin.ReleaseMode) }
 
 // Handler returns the public HTTP handler.
 func (s *Server) Handler() http.Handler {
-	r := gin.New()
+	r := s.engine()
 	r.HandleMethodNotAllowed = true
 	r.Use(s.recoverer(), s.accessLog(), limitBody(MaxBodyBytes))
 	g := r.Group(s.prefix)
@@ -114,9 +128,19 @@ func (s *Server) health(r gin.IRoutes) {
 
 // HealthHandler returns a handler with only /healthz and /readyz, for the admin listener.
 func (s *Server) HealthHandler() *gin.Engine {
-	r := gin.New()
+	r := s.engine()
 	r.Use(s.recoverer())
 	s.health(r)
+	return r
+}
+
+// engine returns a gin engine that believes forwarding headers only from trusted proxies.
+func (s *Server) engine() *gin.Engine {
+	r := gin.New()
+	if err := r.SetTrustedProxies(s.cfg.TrustedProxies); err != nil {
+		s.log.Error("trusted_proxies ignored", "error", err.Error())
+		_ = r.SetTrustedProxies(nil)
+	}
 	return r
 }
 
@@ -128,6 +152,7 @@ func (s *Server) accessLog() gin.HandlerFunc {
 		if route == "" {
 			route = "unmatched"
 		}
+		s.cfg.Metrics.Request(route, c.Writer.Status(), time.Since(start))
 		// Never the query string or body: they may carry tokens.
 		s.log.Debug("request", "method", c.Request.Method, "route", route, "status", c.Writer.Status(),
 			"duration_ms", float64(time.Since(start).Microseconds())/1000, "remote", c.ClientIP())

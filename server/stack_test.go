@@ -19,6 +19,7 @@ import (
 	"github.com/tokengate/tokengate/internal/kctest"
 	"github.com/tokengate/tokengate/issuer"
 	"github.com/tokengate/tokengate/keys"
+	"github.com/tokengate/tokengate/metrics"
 	"github.com/tokengate/tokengate/server"
 	"github.com/tokengate/tokengate/store/bolt"
 	"github.com/tokengate/tokengate/upstream"
@@ -54,16 +55,26 @@ type stack struct {
 	clock   *clock
 	path    string
 	keysCfg keys.Config
+	opts    stackOptions
 	handler atomic.Pointer[http.Handler]
 }
 
-func newStack(t testing.TB) *stack { return newStackWith(t, keys.Config{}) }
+// stackOptions tune a stack.
+type stackOptions struct {
+	keys    keys.Config
+	limits  server.Limits
+	metrics *metrics.Metrics
+}
+
+func newStack(t testing.TB) *stack { return newStackOpts(t, stackOptions{}) }
 
 // newStackWith starts a stack whose keys use kc (its clock is the stack's).
-func newStackWith(t testing.TB, kc keys.Config) *stack {
+func newStackWith(t testing.TB, kc keys.Config) *stack { return newStackOpts(t, stackOptions{keys: kc}) }
+
+func newStackOpts(t testing.TB, o stackOptions) *stack {
 	t.Helper()
 	s := &stack{t: t, realm: kctest.New(t), clock: &clock{t: time.Now()},
-		path: filepath.Join(t.TempDir(), "tokengate.db"), keysCfg: kc}
+		path: filepath.Join(t.TempDir(), "tokengate.db"), keysCfg: o.keys, opts: o}
 	s.keysCfg.Now = s.clock.Now
 	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		(*s.handler.Load()).ServeHTTP(w, r)
@@ -99,7 +110,7 @@ func (s *stack) boot() {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	is, err := issuer.New(issuer.Config{
 		Issuer: srv.URL, TTL: 30 * time.Second, RecheckAfter: time.Minute, MaxUpstreamLifetime: time.Hour,
-		LogoutAudiences: []string{kctest.LogoutAudience}, Now: ck.Now, Logger: log,
+		LogoutAudiences: []string{kctest.LogoutAudience}, Now: ck.Now, Logger: log, Metrics: s.opts.metrics,
 		Clients: []issuer.Client{
 			{ID: "bff", SecretSHA256: sha256.Sum256([]byte(bffSecret)), Audiences: []string{"demo-service", "orders"}},
 			{ID: "other", SecretSHA256: sha256.Sum256([]byte(otherSecret)), Audiences: []string{"demo-service"}},
@@ -112,7 +123,8 @@ func (s *stack) boot() {
 	if s.keysCfg.PublishLead != 0 {
 		maxAge = s.keysCfg.PublishLead
 	}
-	pub, err := server.New(server.Config{Issuer: srv.URL, JWKSMaxAge: maxAge, Logger: log}, is, km)
+	pub, err := server.New(server.Config{Issuer: srv.URL, JWKSMaxAge: maxAge, Logger: log,
+		Limits: s.opts.limits, Metrics: s.opts.metrics}, is, km)
 	if err != nil {
 		t.Fatal(err)
 	}
