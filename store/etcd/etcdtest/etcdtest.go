@@ -1,0 +1,363 @@
+// Package etcdtest runs real etcd server processes on loopback for tests: one member or a
+// cluster, each with its own temporary data directory, stopped when the test ends.
+//
+// The server is Debian's etcd-server package (/usr/bin/etcd); scripts/etcd.sh installs it.
+// TOKENGATE_ETCD_BIN names another binary. A missing server fails the test with a message
+// naming the package: it is never a reason to skip.
+package etcdtest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// EnvBinary overrides the etcd server binary.
+const EnvBinary = "TOKENGATE_ETCD_BIN"
+
+// DefaultBinary is where Debian's etcd-server package installs the server.
+const DefaultBinary = "/usr/bin/etcd"
+
+// startTimeout bounds how long a cluster may take to become healthy.
+const startTimeout = 30 * time.Second
+
+// Binary returns the etcd server to run, or an error that says how to install it.
+func Binary() (string, error) {
+	if p := os.Getenv(EnvBinary); p != "" {
+		if _, err := os.Stat(p); err != nil {
+			return "", fmt.Errorf("etcdtest: %s=%s: %w", EnvBinary, p, err)
+		}
+		return p, nil
+	}
+	if _, err := os.Stat(DefaultBinary); err == nil {
+		return DefaultBinary, nil
+	}
+	if p, err := exec.LookPath("etcd"); err == nil {
+		return p, nil
+	}
+	return "", fmt.Errorf("etcdtest: no etcd server at %s: install the Debian package etcd-server "+
+		"(scripts/etcd.sh, or apt-get install -y etcd-server etcd-client) or set %s", DefaultBinary, EnvBinary)
+}
+
+// Options tune a cluster. The zero value is etcd's defaults.
+type Options struct {
+	// HeartbeatInterval and ElectionTimeout are etcd's raft timings (100ms and 1s when zero).
+	HeartbeatInterval, ElectionTimeout time.Duration
+}
+
+// Cluster is a set of etcd members started together.
+type Cluster struct {
+	Members []*Member
+}
+
+// Member is one etcd server process.
+type Member struct {
+	Name      string
+	ClientURL string
+	PeerURL   string
+	Dir       string // data directory
+	bin       string
+	args      []string
+	logPath   string
+
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// Start runs a cluster of n members on loopback and waits until every member is healthy. It
+// fails the test if the server is missing or does not come up; cleanup kills every member and
+// removes its data (and logs the members' output when the test failed).
+func Start(t testing.TB, n int, opts Options) *Cluster {
+	t.Helper()
+	c, err := StartCluster(n, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, m := range c.Members {
+				t.Logf("etcd member %s log (tail):\n%s", m.Name, m.LogTail(4000))
+			}
+		}
+		c.Stop()
+	})
+	return c
+}
+
+// StartCluster is Start for callers without a testing.TB (TestMain); they must call Stop.
+func StartCluster(n int, opts Options) (*Cluster, error) {
+	bin, err := Binary()
+	if err != nil {
+		return nil, err
+	}
+	var lastErr error
+	for attempt := 0; attempt < 3; attempt++ {
+		c, err := start(bin, n, opts)
+		if err == nil {
+			return c, nil
+		}
+		lastErr = err // most likely a port taken between probing and binding: try new ones
+	}
+	return nil, fmt.Errorf("etcdtest: start %d-member cluster: %w", n, lastErr)
+}
+
+func start(bin string, n int, opts Options) (*Cluster, error) {
+	ports, err := freePorts(2 * n)
+	if err != nil {
+		return nil, err
+	}
+	token := fmt.Sprintf("etcdtest-%d-%d", os.Getpid(), time.Now().UnixNano())
+	c := &Cluster{}
+	var initial []string
+	for i := range n {
+		dir, err := os.MkdirTemp("", "etcdtest-")
+		if err != nil {
+			c.Stop()
+			return nil, err
+		}
+		m := &Member{
+			Name:      fmt.Sprintf("m%d", i+1),
+			ClientURL: fmt.Sprintf("http://127.0.0.1:%d", ports[2*i]),
+			PeerURL:   fmt.Sprintf("http://127.0.0.1:%d", ports[2*i+1]),
+			Dir:       dir,
+			bin:       bin,
+		}
+		m.logPath = filepath.Join(m.Dir, "etcd.log")
+		c.Members = append(c.Members, m)
+		initial = append(initial, m.Name+"="+m.PeerURL)
+	}
+	for _, m := range c.Members {
+		m.args = []string{
+			"--name", m.Name,
+			"--data-dir", filepath.Join(m.Dir, "data"),
+			"--listen-client-urls", m.ClientURL,
+			"--advertise-client-urls", m.ClientURL,
+			"--listen-peer-urls", m.PeerURL,
+			"--initial-advertise-peer-urls", m.PeerURL,
+			"--initial-cluster", strings.Join(initial, ","),
+			"--initial-cluster-state", "new",
+			"--initial-cluster-token", token,
+			"--logger", "zap",
+			"--log-outputs", "stderr",
+		}
+		if opts.HeartbeatInterval > 0 {
+			m.args = append(m.args, "--heartbeat-interval", fmt.Sprint(opts.HeartbeatInterval.Milliseconds()))
+		}
+		if opts.ElectionTimeout > 0 {
+			m.args = append(m.args, "--election-timeout", fmt.Sprint(opts.ElectionTimeout.Milliseconds()))
+		}
+		if err := m.Start(); err != nil {
+			c.Stop()
+			return nil, err
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	if err := c.WaitHealthy(ctx); err != nil {
+		c.Stop()
+		return nil, err
+	}
+	return c, nil
+}
+
+// Endpoints returns every member's client URL.
+func (c *Cluster) Endpoints() []string {
+	var eps []string
+	for _, m := range c.Members {
+		eps = append(eps, m.ClientURL)
+	}
+	return eps
+}
+
+// WaitHealthy waits until every member answers its /health endpoint with a leader.
+func (c *Cluster) WaitHealthy(ctx context.Context) error {
+	for _, m := range c.Members {
+		if err := m.WaitHealthy(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Stop kills every member and removes its data directory.
+func (c *Cluster) Stop() {
+	for _, m := range c.Members {
+		_ = m.Kill()
+		_ = os.RemoveAll(m.Dir)
+	}
+}
+
+// Start starts the member's process (again, after Kill: it rejoins with its data directory).
+func (m *Member) Start() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.cmd != nil {
+		select {
+		case <-m.done:
+		default:
+			return fmt.Errorf("etcdtest: member %s is already running", m.Name)
+		}
+	}
+	logf, err := os.OpenFile(m.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(m.bin, m.args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	// The member dies with the test binary even if cleanup never runs.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		_ = logf.Close()
+		return fmt.Errorf("etcdtest: start member %s: %w", m.Name, err)
+	}
+	done := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		_ = logf.Close()
+		close(done)
+	}()
+	m.cmd, m.done = cmd, done
+	return nil
+}
+
+// Kill sends SIGKILL and waits for the process to exit. Killing a stopped member is a no-op.
+func (m *Member) Kill() error {
+	m.mu.Lock()
+	cmd, done := m.cmd, m.done
+	m.mu.Unlock()
+	if cmd == nil {
+		return nil
+	}
+	select {
+	case <-done:
+		return nil
+	default:
+	}
+	_ = cmd.Process.Signal(syscall.SIGKILL)
+	select {
+	case <-done:
+		return nil
+	case <-time.After(10 * time.Second):
+		return fmt.Errorf("etcdtest: member %s did not exit after SIGKILL", m.Name)
+	}
+}
+
+// Freeze stops the process with SIGSTOP: its sockets stay open but nothing answers.
+func (m *Member) Freeze() error { return m.signal(syscall.SIGSTOP) }
+
+// Thaw resumes a frozen process with SIGCONT.
+func (m *Member) Thaw() error { return m.signal(syscall.SIGCONT) }
+
+// Running reports whether the process is alive (frozen counts as alive).
+func (m *Member) Running() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.cmd == nil {
+		return false
+	}
+	select {
+	case <-m.done:
+		return false
+	default:
+		return true
+	}
+}
+
+func (m *Member) signal(sig syscall.Signal) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.cmd == nil {
+		return fmt.Errorf("etcdtest: member %s was never started", m.Name)
+	}
+	return m.cmd.Process.Signal(sig)
+}
+
+// WaitHealthy waits until the member's /health reports true (it has a leader and serves).
+func (m *Member) WaitHealthy(ctx context.Context) error {
+	client := &http.Client{Timeout: time.Second}
+	var last error
+	for {
+		if !m.Running() {
+			return fmt.Errorf("etcdtest: member %s exited; log:\n%s", m.Name, m.LogTail(2000))
+		}
+		last = m.health(ctx, client)
+		if last == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("etcdtest: member %s not healthy: %w (last: %v); log:\n%s", m.Name, ctx.Err(), last, m.LogTail(2000))
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func (m *Member) health(ctx context.Context, client *http.Client) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, m.ClientURL+"/health", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	var h struct {
+		Health string `json:"health"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&h); err != nil {
+		return err
+	}
+	if h.Health != "true" {
+		return errors.New("health is " + h.Health)
+	}
+	return nil
+}
+
+// LogTail returns up to the last n bytes of the member's log.
+func (m *Member) LogTail(n int) string {
+	b, err := os.ReadFile(m.logPath)
+	if err != nil {
+		return err.Error()
+	}
+	if len(b) > n {
+		b = b[len(b)-n:]
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			b = b[i+1:]
+		}
+	}
+	return string(b)
+}
+
+// freePorts returns n loopback ports that were free a moment ago, all distinct.
+func freePorts(n int) ([]int, error) {
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			_ = l.Close()
+		}
+	}()
+	var ports []int
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		ls = append(ls, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}
