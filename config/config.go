@@ -42,7 +42,15 @@ type Config struct {
 	Tokens   Tokens   `yaml:"tokens"`
 	Keys     Keys     `yaml:"keys"`
 	Admin    Admin    `yaml:"admin"`
-	Clients  []Client `yaml:"clients"`
+	// TLS, when set, serves the public listener over TLS; the files are reloaded when they
+	// change or on SIGHUP, without dropping connections.
+	TLS *TLS `yaml:"tls"`
+	// Limits are the rate limits of the public endpoints.
+	Limits Limits `yaml:"limits"`
+	// TrustedProxies are addresses or CIDRs whose X-Forwarded-For is believed for the source
+	// address (rate limits, logs). Empty: the connection's address is used.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+	Clients        []Client `yaml:"clients"`
 }
 
 // Upstream configures the Keycloak realm.
@@ -95,6 +103,20 @@ type Admin struct {
 type AdminToken struct {
 	Name   string `yaml:"name"`
 	SHA256 string `yaml:"sha256"`
+}
+
+// Limits configures rate limits: rate is events per second, burst the bucket size. A rate of
+// 0 disables a limit.
+type Limits struct {
+	Token        Limit `yaml:"token"`
+	Logout       Limit `yaml:"logout"`
+	AuthFailures Limit `yaml:"auth_failures"`
+}
+
+// Limit is one token bucket.
+type Limit struct {
+	Rate  float64 `yaml:"rate"`
+	Burst int     `yaml:"burst"`
 }
 
 // TLS names certificate files.
@@ -204,6 +226,13 @@ func (c *Config) setDefaults() {
 	if c.Keys.RotateEvery == 0 {
 		c.Keys.RotateEvery = Duration(24 * time.Hour)
 	}
+	if c.Limits == (Limits{}) {
+		c.Limits = Limits{
+			Token:        Limit{Rate: 500, Burst: 1000},
+			Logout:       Limit{Rate: 50, Burst: 200},
+			AuthFailures: Limit{Rate: 0.2, Burst: 20},
+		}
+	}
 }
 
 // Validate reports every problem at once, each naming the field.
@@ -278,6 +307,21 @@ func (c *Config) Validate() error {
 	}
 	if t := c.Admin.TLS; t != nil && (t.CertFile == "" || t.KeyFile == "") {
 		bad("admin.tls", "needs cert_file and key_file")
+	}
+	if t := c.TLS; t != nil && (t.CertFile == "" || t.KeyFile == "" || t.ClientCAFile != "") {
+		bad("tls", "needs cert_file and key_file (client certificates are for admin.tls only)")
+	}
+	for name, l := range map[string]Limit{"limits.token": c.Limits.Token, "limits.logout": c.Limits.Logout, "limits.auth_failures": c.Limits.AuthFailures} {
+		if l.Rate < 0 || l.Burst < 0 || (l.Rate > 0 && l.Burst == 0) {
+			bad(name, "rate and burst must be ≥ 0, and burst ≥ 1 when rate is set")
+		}
+	}
+	for _, p := range c.TrustedProxies {
+		if net.ParseIP(p) == nil {
+			if _, _, err := net.ParseCIDR(p); err != nil {
+				bad("trusted_proxies", "%q is neither an IP address nor a CIDR", p)
+			}
+		}
 	}
 	switch c.Keys.Algorithm {
 	case "ES256", "EdDSA", "RS256":
