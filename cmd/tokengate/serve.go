@@ -16,9 +16,15 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/tokengate/tokengate/config"
 	"github.com/tokengate/tokengate/issuer"
 	"github.com/tokengate/tokengate/keys"
+	"github.com/tokengate/tokengate/metrics"
 	"github.com/tokengate/tokengate/server"
 	"github.com/tokengate/tokengate/store"
 	"github.com/tokengate/tokengate/store/bolt"
@@ -37,10 +43,14 @@ func serve(ctx context.Context, cfg *config.Config, logOut io.Writer) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data_dir: %w", err)
 	}
-	st, err := bolt.Open(filepath.Join(cfg.DataDir, "tokengate.db"), bolt.Options{})
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	mx := metrics.New(reg)
+	bst, err := bolt.Open(filepath.Join(cfg.DataDir, "tokengate.db"), bolt.Options{})
 	if err != nil {
 		return err
 	}
+	st := metrics.InstrumentStore(bst, mx)
 	defer func() {
 		if err := st.Close(); err != nil {
 			log.Error("closing store", "error", err.Error())
@@ -72,13 +82,19 @@ func serve(ctx context.Context, cfg *config.Config, logOut io.Writer) error {
 	is, err := issuer.New(issuer.Config{
 		Issuer: cfg.Issuer, TTL: cfg.Tokens.TTL.D(), RecheckAfter: cfg.Tokens.RecheckAfter.D(),
 		MaxUpstreamLifetime: cfg.Upstream.MaxTokenLifetime.D(), LogoutAudiences: cfg.Upstream.LogoutAudiences,
-		Clients: clients, Logger: log,
+		Clients: clients, Logger: log, Metrics: mx,
 	}, st, km, up)
 	if err != nil {
 		return err
 	}
 	srv, err := server.New(server.Config{
-		Issuer: cfg.Issuer, JWKSMaxAge: cfg.Keys.JWKSMaxAge.D(), Logger: log,
+		Issuer: cfg.Issuer, JWKSMaxAge: cfg.Keys.JWKSMaxAge.D(), Logger: log, Metrics: mx,
+		TrustedProxies: cfg.TrustedProxies,
+		Limits: server.Limits{
+			Token:        server.Limit(cfg.Limits.Token),
+			Logout:       server.Limit(cfg.Limits.Logout),
+			AuthFailures: server.Limit(cfg.Limits.AuthFailures),
+		},
 		Ready: func(ctx context.Context) error {
 			_, err := st.SessionRevocation(ctx, "readiness-probe")
 			if errors.Is(err, store.ErrNotFound) {
@@ -91,13 +107,26 @@ func serve(ctx context.Context, cfg *config.Config, logOut io.Writer) error {
 		return err
 	}
 
-	public, err := listen(cfg.Listen, srv.Handler())
+	var publicTLS *tls.Config
+	if cfg.TLS != nil {
+		certs, err := newCertReloader(cfg.TLS.CertFile, cfg.TLS.KeyFile, log)
+		if err != nil {
+			return err
+		}
+		go certs.watch(ctx, 5*time.Second)
+		publicTLS = certs.config()
+	}
+	metrics.KeyAge(reg, km.ActiveSince)
+	public, err := listenTLS(cfg.Listen, srv.Handler(), publicTLS)
 	if err != nil {
 		return err
 	}
 	adm := server.NewAdmin(server.AdminConfig{
 		Tokens: cfg.AdminTokenHashes(), Version: version, Started: time.Now(), Logger: log,
 	}, is, km, st, srv)
+	adm.Mount(func(r gin.IRoutes) {
+		r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(reg, promhttp.HandlerOpts{})))
+	})
 	adminTLS, err := adminTLSConfig(cfg.Admin.TLS)
 	if err != nil {
 		_ = public.srv.Close()
@@ -108,7 +137,7 @@ func serve(ctx context.Context, cfg *config.Config, logOut io.Writer) error {
 		_ = public.srv.Close()
 		return err
 	}
-	go collectGarbage(ctx, st, is, log)
+	go collectGarbage(ctx, st, is, mx, log)
 	go rotateKeys(ctx, km, keyTickInterval(cfg.Keys.JWKSMaxAge.D()), log)
 	log.Info("tokengate started", "listen", public.addr, "admin_listen", admin.addr, "issuer", cfg.Issuer,
 		"upstream", cfg.Upstream.Issuer, "kid", km.ActiveKeyID(), "ttl", cfg.Tokens.TTL.D().String())
@@ -164,7 +193,10 @@ func listenTLS(addr string, h http.Handler, tc *tls.Config) (*listener, error) {
 	return l, nil
 }
 
-func collectGarbage(ctx context.Context, st store.Store, is *issuer.Issuer, log *slog.Logger) {
+func collectGarbage(ctx context.Context, st store.Store, is *issuer.Issuer, mx *metrics.Metrics, log *slog.Logger) {
+	if s, err := st.Stats(ctx); err == nil {
+		mx.Records(s)
+	}
 	t := time.NewTicker(gcInterval)
 	defer t.Stop()
 	for {
@@ -179,6 +211,9 @@ func collectGarbage(ctx context.Context, st store.Store, is *issuer.Issuer, log 
 				log.Info("expired records removed", "count", n)
 			}
 			is.Sweep(now)
+			if s, err := st.Stats(ctx); err == nil {
+				mx.Records(s)
+			}
 		}
 	}
 }
