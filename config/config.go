@@ -21,6 +21,7 @@ import (
 const (
 	EnvUpstreamClientSecret = "TOKENGATE_UPSTREAM_CLIENT_SECRET"
 	EnvKEK                  = "TOKENGATE_KEK"
+	EnvEtcdPassword         = "TOKENGATE_ETCD_PASSWORD"
 )
 
 // MinSecretLength is the shortest client secret accepted.
@@ -51,6 +52,46 @@ type Config struct {
 	// address (rate limits, logs). Empty: the connection's address is used.
 	TrustedProxies []string `yaml:"trusted_proxies"`
 	Clients        []Client `yaml:"clients"`
+	// Store chooses where revocations, replay state and keys live.
+	Store Store `yaml:"store"`
+}
+
+// Store backends.
+const (
+	BackendBolt = "bolt"
+	BackendEtcd = "etcd"
+)
+
+// Store configures the storage backend.
+type Store struct {
+	// Backend is bolt (one embedded file under data_dir, one process; the default) or etcd
+	// (several replicas sharing one etcd cluster).
+	Backend string `yaml:"backend"`
+	// MaxStaleness (etcd) is how long a replica may go without proof that its local revocation
+	// index follows etcd; past it renewals fail with temporarily_unavailable and logouts are
+	// refused. Default 5s.
+	MaxStaleness Duration `yaml:"max_staleness"`
+	Etcd         Etcd     `yaml:"etcd"`
+}
+
+// Etcd configures the etcd backend.
+type Etcd struct {
+	// Endpoints are the etcd client URLs, e.g. https://10.0.0.1:2379.
+	Endpoints []string `yaml:"endpoints"`
+	// Prefix namespaces tokengate's keys; it starts and ends with /. Default /tokengate/.
+	Prefix string `yaml:"prefix"`
+	// DialTimeout bounds connecting at start. Default 5s.
+	DialTimeout Duration `yaml:"dial_timeout"`
+	// ElectionTTL is how long a crashed leader keeps the scheduled key rotation. Default 10s.
+	ElectionTTL Duration `yaml:"election_ttl"`
+	// CertFile and KeyFile are a client certificate for etcd's TLS client authentication;
+	// CAFile verifies the etcd servers (system roots when empty).
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	CAFile   string `yaml:"ca_file"`
+	// Username and Password authenticate with etcd's auth (env TOKENGATE_ETCD_PASSWORD).
+	Username string `yaml:"username"`
+	Password string `yaml:"password"`
 }
 
 // Upstream configures the Keycloak realm.
@@ -191,6 +232,9 @@ func Parse(r io.Reader, getenv func(string) string) (*Config, error) {
 	if s := getenv(EnvUpstreamClientSecret); s != "" {
 		c.Upstream.ClientSecret = s
 	}
+	if s := getenv(EnvEtcdPassword); s != "" {
+		c.Store.Etcd.Password = s
+	}
 	c.setDefaults()
 	if err := c.Validate(); err != nil {
 		return nil, err
@@ -225,6 +269,21 @@ func (c *Config) setDefaults() {
 	}
 	if c.Keys.RotateEvery == 0 {
 		c.Keys.RotateEvery = Duration(24 * time.Hour)
+	}
+	if c.Store.Backend == "" {
+		c.Store.Backend = BackendBolt
+	}
+	if c.Store.MaxStaleness == 0 {
+		c.Store.MaxStaleness = Duration(5 * time.Second)
+	}
+	if c.Store.Etcd.Prefix == "" {
+		c.Store.Etcd.Prefix = "/tokengate/"
+	}
+	if c.Store.Etcd.DialTimeout == 0 {
+		c.Store.Etcd.DialTimeout = Duration(5 * time.Second)
+	}
+	if c.Store.Etcd.ElectionTTL == 0 {
+		c.Store.Etcd.ElectionTTL = Duration(10 * time.Second)
 	}
 	if c.Limits == (Limits{}) {
 		c.Limits = Limits{
@@ -323,6 +382,7 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
+	c.validateStore(bad, checkRange)
 	switch c.Keys.Algorithm {
 	case "ES256", "EdDSA", "RS256":
 	default:
@@ -395,4 +455,44 @@ func (c *Config) AdminTokenHashes() map[string][32]byte {
 		out[t.Name] = h
 	}
 	return out
+}
+
+// validateStore checks the store section.
+func (c *Config) validateStore(bad func(field, format string, a ...any), checkRange func(string, Duration, time.Duration, time.Duration)) {
+	switch c.Store.Backend {
+	case BackendBolt:
+		return
+	case BackendEtcd:
+	default:
+		bad("store.backend", "%q is not one of bolt, etcd", c.Store.Backend)
+		return
+	}
+	e := c.Store.Etcd
+	checkRange("store.max_staleness", c.Store.MaxStaleness, 500*time.Millisecond, 5*time.Minute)
+	checkRange("store.etcd.dial_timeout", e.DialTimeout, 100*time.Millisecond, time.Minute)
+	checkRange("store.etcd.election_ttl", e.ElectionTTL, time.Second, 10*time.Minute)
+	if e.ElectionTTL.D()%time.Second != 0 {
+		bad("store.etcd.election_ttl", "%s must be whole seconds", e.ElectionTTL.D())
+	}
+	if len(e.Endpoints) == 0 {
+		bad("store.etcd.endpoints", "needs at least one etcd client URL when store.backend is etcd")
+	}
+	for i, ep := range e.Endpoints {
+		u, err := url.Parse(ep)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") {
+			bad(fmt.Sprintf("store.etcd.endpoints[%d]", i), "%q must be http(s)://host:port", ep)
+		}
+	}
+	if !strings.HasPrefix(e.Prefix, "/") || !strings.HasSuffix(e.Prefix, "/") {
+		bad("store.etcd.prefix", "%q must start and end with /", e.Prefix)
+	}
+	if (e.CertFile == "") != (e.KeyFile == "") {
+		bad("store.etcd.cert_file", "cert_file and key_file go together")
+	}
+	if e.Username != "" && e.Password == "" {
+		bad("store.etcd.password", "is required with username (or set %s)", EnvEtcdPassword)
+	}
+	if e.Username == "" && e.Password != "" {
+		bad("store.etcd.username", "is required with password")
+	}
 }
