@@ -147,19 +147,7 @@ func (s *Store) RevokeSession(ctx context.Context, r store.Revocation) error {
 	if r.SID == "" {
 		return errors.New("bolt: revoke session: empty sid")
 	}
-	return s.update(ctx, "revoke session", func(tx *bbolt.Tx) error {
-		return putRevocation(tx, bucketSessions, kindSession, r.SID, r, func(old store.Revocation) store.Revocation {
-			out := old
-			if r.At.Before(old.At) {
-				out = r
-			}
-			if out.Sub == "" {
-				out.Sub = r.Sub
-			}
-			out.Expires = latest(old.Expires, r.Expires)
-			return out
-		})
-	})
+	return s.update(ctx, "revoke session", func(tx *bbolt.Tx) error { return putSession(tx, r) })
 }
 
 // RevokeSubject records a subject-wide logout keyed by r.Sub. Recording the same subject again
@@ -168,16 +156,7 @@ func (s *Store) RevokeSubject(ctx context.Context, r store.Revocation) error {
 	if r.Sub == "" {
 		return errors.New("bolt: revoke subject: empty sub")
 	}
-	return s.update(ctx, "revoke subject", func(tx *bbolt.Tx) error {
-		return putRevocation(tx, bucketSubjects, kindSubject, r.Sub, r, func(old store.Revocation) store.Revocation {
-			out := old
-			if r.At.After(old.At) {
-				out = r
-			}
-			out.Expires = latest(old.Expires, r.Expires)
-			return out
-		})
-	})
+	return s.update(ctx, "revoke subject", func(tx *bbolt.Tx) error { return putSubject(tx, r) })
 }
 
 // putRevocation stores r under id, merged with any existing record, and moves its index entry.

@@ -1,0 +1,50 @@
+package store
+
+import (
+	"context"
+	"time"
+)
+
+// Event is one entry of the revocation event log: a recorded logout, numbered in the order the
+// store committed it. The Shared Signals transmitter (package ssf) turns each event into one
+// Security Event Token per stream.
+type Event struct {
+	// Seq is assigned by the store: strictly increasing in commit order, starting at 1, never
+	// reused (not after TrimEvents, not after a restart).
+	Seq uint64 `json:"seq"`
+	// ID is unique to the event (random, chosen by the caller); it becomes the txn claim of the
+	// SETs made from it.
+	ID string `json:"id"`
+	// Time is when the event was recorded.
+	Time time.Time `json:"time"`
+	// Revocation is the logout as it was recorded (not merged with earlier ones).
+	Revocation Revocation `json:"revocation"`
+}
+
+// EventLog is the optional durable, ordered log of revocation events and the state of the
+// streams that deliver them. A backend that implements it lets a restarted tokengate, or a
+// receiver that reconnects, miss no event.
+//
+// Backends must pass storetest.RunEventLog (and storetest.RunEventLogDurable).
+type EventLog interface {
+	// RecordRevocation records e.Revocation exactly as RevokeSession (SID set) or RevokeSubject
+	// (SID empty) would, and appends e to the log, in one atomic, durable transaction: either
+	// both are stored or neither is. It returns e with Seq set.
+	RecordRevocation(ctx context.Context, e Event) (Event, error)
+	// Events returns up to limit events with Seq > after, in Seq order.
+	Events(ctx context.Context, after uint64, limit int) ([]Event, error)
+	// LastEventSeq returns the Seq of the newest event ever appended, even if it has been
+	// trimmed since; 0 when none was.
+	LastEventSeq(ctx context.Context) (uint64, error)
+	// TrimEvents removes events whose Time is before t and reports how many. It may leave an
+	// expired event that follows a newer one (times are not strictly ordered by Seq).
+	TrimEvents(ctx context.Context, before time.Time) (int, error)
+
+	// Streams returns every stored stream document by stream id.
+	Streams(ctx context.Context) (map[string][]byte, error)
+	// PutStreams stores the given stream documents (replacing any with the same id) in one
+	// atomic transaction.
+	PutStreams(ctx context.Context, docs map[string][]byte) error
+	// DeleteStream removes a stream document; deleting an unknown id is not an error.
+	DeleteStream(ctx context.Context, id string) error
+}

@@ -1,0 +1,411 @@
+package storetest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tokengate/tokengate/store"
+)
+
+// EventStore is a store with the optional event log.
+type EventStore interface {
+	store.Store
+	store.EventLog
+}
+
+// RunEventLog runs the conformance suite of store.EventLog. open must return a fresh, empty
+// store; RunEventLog closes it when the test ends. The suite pins, beyond the interface
+// comments:
+//
+//   - Seq starts at 1 and has no gaps when appends do not fail.
+//   - RecordRevocation rejects an event whose revocation has neither SID nor Sub (and one
+//     whose ID is empty), appending nothing.
+//   - Events with after at or beyond the newest Seq, or limit ≤ 0, return no events.
+//   - Stream documents are returned as copies; PutStreams with an empty id is rejected.
+//   - Cancelled contexts and closed stores fail as in Run.
+func RunEventLog(t *testing.T, open func(t *testing.T) EventStore) {
+	t.Helper()
+	tests := []struct {
+		name string
+		run  func(t *testing.T, s EventStore)
+	}{
+		{"RecordRevocationStoresBoth", testRecordStoresBoth},
+		{"RecordRevocationMergesLikeRevoke", testRecordMerges},
+		{"SeqOrderedFromOne", testSeqOrdered},
+		{"EventsAfterAndLimit", testEventsAfterAndLimit},
+		{"ConcurrentAppendsGetDistinctSeqs", testConcurrentAppends},
+		{"InvalidEventWritesNothing", testInvalidEventWritesNothing},
+		{"TrimKeepsSeq", testTrimKeepsSeq},
+		{"StreamDocuments", testStreamDocuments},
+		{"EventLogCancelledContext", testEventLogCancelled},
+		{"EventLogClosedIsUnavailable", testEventLogClosed},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s := open(t)
+			t.Cleanup(func() { _ = s.Close() })
+			tc.run(t, s)
+		})
+	}
+}
+
+// RunEventLogDurable checks that events, the sequence counter and stream documents survive
+// Close and a reopen; open has RunDurable's contract.
+func RunEventLogDurable(t *testing.T, open func(t *testing.T, loc string) EventStore) {
+	t.Helper()
+	t.Run("EventLogSurvivesReopen", func(t *testing.T) {
+		t.Parallel()
+		ctx := context.Background()
+		now := clock()
+		loc := t.TempDir()
+
+		s := open(t, loc)
+		for i := range 3 {
+			mustEvent(t, s, event(fmt.Sprint("sid-", i), "alice", now.Add(time.Duration(i)*time.Second)))
+		}
+		mustNil(t, s.PutStreams(ctx, map[string][]byte{"orders": []byte("doc-orders")}))
+		n, err := s.TrimEvents(ctx, now.Add(time.Second)) // removes seq 1
+		mustNil(t, err)
+		if n != 1 {
+			t.Fatalf("TrimEvents removed %d, want 1", n)
+		}
+		mustNil(t, s.Close())
+
+		s = open(t, loc)
+		t.Cleanup(func() { _ = s.Close() })
+		checkSeqs(t, s, 0, 100, 2, 3)
+		checkLastSeq(t, s, 3)
+		got, err := s.Streams(ctx)
+		mustNil(t, err)
+		if string(got["orders"]) != "doc-orders" || len(got) != 1 {
+			t.Errorf("Streams after reopen = %q", got)
+		}
+		rev, err := s.SessionRevocation(ctx, "sid-2")
+		mustNil(t, err)
+		if rev.Sub != "alice" {
+			t.Errorf("revocation after reopen = %+v", rev)
+		}
+		// The counter is durable: trimming everything and reopening never reuses a Seq.
+		_, err = s.TrimEvents(ctx, now.Add(time.Hour))
+		mustNil(t, err)
+		mustNil(t, s.Close())
+		s = open(t, loc)
+		t.Cleanup(func() { _ = s.Close() })
+		checkLastSeq(t, s, 3)
+		e := mustEvent(t, s, event("sid-new", "bob", now))
+		if e.Seq != 4 {
+			t.Errorf("first Seq after trimming all and reopening = %d, want 4", e.Seq)
+		}
+	})
+}
+
+var eventIDs sync.Map
+
+// event returns a session event (subject-wide when sid is empty) with a fresh ID.
+func event(sid, sub string, at time.Time) store.Event {
+	id := fmt.Sprintf("ev-%s-%s-%d", sid, sub, at.UnixNano())
+	for {
+		if _, dup := eventIDs.LoadOrStore(id, true); !dup {
+			break
+		}
+		id += "+"
+	}
+	return store.Event{ID: id, Time: at, Revocation: store.Revocation{
+		SID: sid, Sub: sub, At: at, Expires: at.Add(time.Hour), Reason: "backchannel",
+	}}
+}
+
+func mustEvent(t *testing.T, s EventStore, e store.Event) store.Event {
+	t.Helper()
+	got, err := s.RecordRevocation(context.Background(), e)
+	mustNil(t, err)
+	if got.ID != e.ID || !got.Time.Equal(e.Time) || got.Seq == 0 {
+		t.Fatalf("RecordRevocation = %+v, want %+v with a Seq", got, e)
+	}
+	return got
+}
+
+func checkSeqs(t *testing.T, s EventStore, after uint64, limit int, want ...uint64) []store.Event {
+	t.Helper()
+	evs, err := s.Events(context.Background(), after, limit)
+	mustNil(t, err)
+	var got []uint64
+	for _, e := range evs {
+		got = append(got, e.Seq)
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("Events(after %d, limit %d) seqs = %v, want %v", after, limit, got, want)
+	}
+	return evs
+}
+
+func checkLastSeq(t *testing.T, s EventStore, want uint64) {
+	t.Helper()
+	got, err := s.LastEventSeq(context.Background())
+	mustNil(t, err)
+	if got != want {
+		t.Errorf("LastEventSeq = %d, want %d", got, want)
+	}
+}
+
+func testRecordStoresBoth(t *testing.T, s EventStore) {
+	ctx := context.Background()
+	now := clock()
+	sess := mustEvent(t, s, event("sid-1", "alice", now))
+	subj := mustEvent(t, s, event("", "bob", now))
+
+	got, err := s.SessionRevocation(ctx, "sid-1")
+	mustNil(t, err)
+	checkRevocation(t, got, sess.Revocation)
+	got, err = s.SubjectRevocation(ctx, "bob")
+	mustNil(t, err)
+	checkRevocation(t, got, subj.Revocation)
+	checkNotFound(t, "subject of a session event", func() error { _, err := s.SubjectRevocation(ctx, "alice"); return err })
+	checkStats(t, s, store.Stats{Sessions: 1, Subjects: 1})
+
+	evs := checkSeqs(t, s, 0, 10, 1, 2)
+	for i, want := range []store.Event{sess, subj} {
+		if len(evs) <= i {
+			break
+		}
+		e := evs[i]
+		if e.ID != want.ID || !e.Time.Equal(want.Time) || e.Seq != want.Seq {
+			t.Errorf("event %d = %+v, want %+v", i, e, want)
+		}
+		checkRevocation(t, e.Revocation, want.Revocation)
+	}
+	// The log keeps each revocation as recorded; GC of revocations leaves events alone.
+	checkGC(t, s, now.Add(2*time.Hour), 2)
+	checkSeqs(t, s, 0, 10, 1, 2)
+}
+
+func testRecordMerges(t *testing.T, s EventStore) {
+	ctx := context.Background()
+	t0 := clock()
+	first := event("sid-1", "alice", t0)
+	mustEvent(t, s, first)
+	again := event("sid-1", "alice", t0.Add(time.Minute))
+	again.Revocation.Expires = t0.Add(3 * time.Hour)
+	mustEvent(t, s, again)
+	got, err := s.SessionRevocation(ctx, "sid-1")
+	mustNil(t, err)
+	if !got.At.Equal(t0) || !got.Expires.Equal(t0.Add(3*time.Hour)) {
+		t.Errorf("session recorded twice: At=%v Expires=%v, want the earliest At and latest Expires", got.At, got.Expires)
+	}
+	// Each recording is its own event, with the revocation as recorded.
+	evs := checkSeqs(t, s, 0, 10, 1, 2)
+	if len(evs) == 2 && !evs[1].Revocation.At.Equal(t0.Add(time.Minute)) {
+		t.Errorf("second event's revocation At = %v, want as recorded", evs[1].Revocation.At)
+	}
+	// Same for subjects: latest At wins in the record.
+	mustEvent(t, s, event("", "bob", t0))
+	mustEvent(t, s, event("", "bob", t0.Add(time.Minute)))
+	got, err = s.SubjectRevocation(ctx, "bob")
+	mustNil(t, err)
+	if !got.At.Equal(t0.Add(time.Minute)) {
+		t.Errorf("subject recorded twice: At=%v, want the latest", got.At)
+	}
+	// Revocations written without events mix with the log's.
+	mustNil(t, s.RevokeSession(ctx, store.Revocation{SID: "sid-1", At: t0.Add(-time.Minute), Expires: t0}))
+	got, err = s.SessionRevocation(ctx, "sid-1")
+	mustNil(t, err)
+	if !got.At.Equal(t0.Add(-time.Minute)) {
+		t.Errorf("RevokeSession after RecordRevocation did not merge: At=%v", got.At)
+	}
+	checkLastSeq(t, s, 4)
+}
+
+func testSeqOrdered(t *testing.T, s EventStore) {
+	now := clock()
+	checkLastSeq(t, s, 0)
+	checkSeqs(t, s, 0, 10)
+	for i := range 5 {
+		e := mustEvent(t, s, event(fmt.Sprint("sid-", i), "", now))
+		if e.Seq != uint64(i+1) {
+			t.Errorf("append %d got Seq %d, want %d", i, e.Seq, i+1)
+		}
+	}
+	checkLastSeq(t, s, 5)
+}
+
+func testEventsAfterAndLimit(t *testing.T, s EventStore) {
+	now := clock()
+	for i := range 10 {
+		mustEvent(t, s, event(fmt.Sprint("sid-", i), "alice", now))
+	}
+	checkSeqs(t, s, 0, 3, 1, 2, 3)
+	checkSeqs(t, s, 3, 3, 4, 5, 6)
+	checkSeqs(t, s, 8, 100, 9, 10)
+	checkSeqs(t, s, 10, 100)
+	checkSeqs(t, s, 1000, 100)
+	checkSeqs(t, s, 0, 0)
+	checkSeqs(t, s, 0, -1)
+}
+
+func testConcurrentAppends(t *testing.T, s EventStore) {
+	const n = 40
+	now := clock()
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		seqs = map[uint64]string{}
+	)
+	for i := range n {
+		wg.Go(func() {
+			e, err := s.RecordRevocation(context.Background(), event(fmt.Sprint("sid-", i), "", now))
+			if err != nil {
+				t.Errorf("RecordRevocation %d: %v", i, err)
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if other, dup := seqs[e.Seq]; dup {
+				t.Errorf("Seq %d given to %s and %s", e.Seq, other, e.ID)
+			}
+			seqs[e.Seq] = e.ID
+		})
+	}
+	wg.Wait()
+	evs, err := s.Events(context.Background(), 0, 2*n)
+	mustNil(t, err)
+	if len(evs) != n {
+		t.Fatalf("%d concurrent appends left %d events", n, len(evs))
+	}
+	for i, e := range evs {
+		if e.Seq != uint64(i+1) || seqs[e.Seq] != e.ID {
+			t.Errorf("event %d: Seq %d ID %s, appender saw ID %s", i, e.Seq, e.ID, seqs[e.Seq])
+		}
+	}
+}
+
+func testInvalidEventWritesNothing(t *testing.T, s EventStore) {
+	ctx := context.Background()
+	now := clock()
+	noSubject := event("", "", now)
+	noID := event("sid-1", "alice", now)
+	noID.ID = ""
+	for name, e := range map[string]store.Event{"neither sid nor sub": noSubject, "empty id": noID} {
+		if _, err := s.RecordRevocation(ctx, e); err == nil {
+			t.Errorf("RecordRevocation with %s succeeded", name)
+		}
+	}
+	checkLastSeq(t, s, 0)
+	checkSeqs(t, s, 0, 10)
+	checkStats(t, s, store.Stats{})
+}
+
+func testTrimKeepsSeq(t *testing.T, s EventStore) {
+	ctx := context.Background()
+	t0 := clock()
+	for i := range 4 {
+		mustEvent(t, s, event(fmt.Sprint("sid-", i), "", t0.Add(time.Duration(i)*time.Minute)))
+	}
+	n, err := s.TrimEvents(ctx, t0.Add(2*time.Minute))
+	mustNil(t, err)
+	if n != 2 {
+		t.Errorf("TrimEvents removed %d, want 2 (strictly before the cutoff)", n)
+	}
+	checkSeqs(t, s, 0, 10, 3, 4)
+	n, err = s.TrimEvents(ctx, t0.Add(2*time.Minute))
+	mustNil(t, err)
+	if n != 0 {
+		t.Errorf("second TrimEvents removed %d, want 0", n)
+	}
+	// Revocations stay: trimming the log is not GC.
+	if _, err := s.SessionRevocation(ctx, "sid-0"); err != nil {
+		t.Errorf("TrimEvents removed the revocation: %v", err)
+	}
+	_, err = s.TrimEvents(ctx, t0.Add(time.Hour))
+	mustNil(t, err)
+	checkSeqs(t, s, 0, 10)
+	checkLastSeq(t, s, 4)
+	if e := mustEvent(t, s, event("sid-x", "", t0)); e.Seq != 5 {
+		t.Errorf("Seq after trimming everything = %d, want 5", e.Seq)
+	}
+}
+
+func testStreamDocuments(t *testing.T, s EventStore) {
+	ctx := context.Background()
+	got, err := s.Streams(ctx)
+	mustNil(t, err)
+	if len(got) != 0 {
+		t.Errorf("Streams of an empty store = %q", got)
+	}
+	doc := []byte("doc-a")
+	mustNil(t, s.PutStreams(ctx, map[string][]byte{"a": doc, "b": []byte("doc-b")}))
+	doc[0] = 'X' // the store kept its own copy
+	mustNil(t, s.PutStreams(ctx, map[string][]byte{"b": []byte("doc-b2")}))
+	got, err = s.Streams(ctx)
+	mustNil(t, err)
+	if len(got) != 2 || string(got["a"]) != "doc-a" || string(got["b"]) != "doc-b2" {
+		t.Errorf("Streams = %q, want a=doc-a b=doc-b2", got)
+	}
+	got["a"][0] = 'Y'
+	again, err := s.Streams(ctx)
+	mustNil(t, err)
+	if !bytes.Equal(again["a"], []byte("doc-a")) {
+		t.Errorf("Streams returned the store's own memory: %q", again["a"])
+	}
+	mustNil(t, s.DeleteStream(ctx, "a"))
+	mustNil(t, s.DeleteStream(ctx, "a"))
+	mustNil(t, s.DeleteStream(ctx, "never"))
+	got, err = s.Streams(ctx)
+	mustNil(t, err)
+	if len(got) != 1 || got["a"] != nil {
+		t.Errorf("Streams after delete = %q", got)
+	}
+	if err := s.PutStreams(ctx, map[string][]byte{"": []byte("x")}); err == nil {
+		t.Error("PutStreams with an empty id succeeded")
+	}
+}
+
+// eventLogCalls returns one call of every context-taking EventLog method.
+func eventLogCalls(ctx context.Context, s EventStore, now time.Time) map[string]func() error {
+	return map[string]func() error{
+		"RecordRevocation": func() error { _, err := s.RecordRevocation(ctx, event("sid-1", "alice", now)); return err },
+		"Events":           func() error { _, err := s.Events(ctx, 0, 10); return err },
+		"LastEventSeq":     func() error { _, err := s.LastEventSeq(ctx); return err },
+		"TrimEvents":       func() error { _, err := s.TrimEvents(ctx, now.Add(time.Hour)); return err },
+		"Streams":          func() error { _, err := s.Streams(ctx); return err },
+		"PutStreams":       func() error { return s.PutStreams(ctx, map[string][]byte{"a": []byte("x")}) },
+		"DeleteStream":     func() error { return s.DeleteStream(ctx, "a") },
+	}
+}
+
+func testEventLogCancelled(t *testing.T, s EventStore) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	for name, call := range eventLogCalls(ctx, s, clock()) {
+		t.Run(name, func(t *testing.T) {
+			if err := call(); !errors.Is(err, context.Canceled) {
+				t.Errorf("%s with cancelled context = %v, want an error wrapping context.Canceled", name, err)
+			}
+		})
+	}
+	checkLastSeq(t, s, 0)
+	checkStats(t, s, store.Stats{})
+	got, err := s.Streams(context.Background())
+	mustNil(t, err)
+	if len(got) != 0 {
+		t.Errorf("cancelled PutStreams wrote %q", got)
+	}
+}
+
+func testEventLogClosed(t *testing.T, s EventStore) {
+	now := clock()
+	mustEvent(t, s, event("sid-0", "alice", now))
+	mustNil(t, s.Close())
+	for name, call := range eventLogCalls(context.Background(), s, now) {
+		t.Run(name, func(t *testing.T) {
+			if err := call(); !errors.Is(err, store.ErrUnavailable) {
+				t.Errorf("%s after Close = %v, want an error wrapping store.ErrUnavailable", name, err)
+			}
+		})
+	}
+}
