@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"syscall"
 	"time"
 
@@ -27,7 +26,6 @@ import (
 	"github.com/tokengate/tokengate/metrics"
 	"github.com/tokengate/tokengate/server"
 	"github.com/tokengate/tokengate/store"
-	"github.com/tokengate/tokengate/store/bolt"
 	"github.com/tokengate/tokengate/upstream"
 )
 
@@ -46,7 +44,7 @@ func serve(ctx context.Context, cfg *config.Config, logOut io.Writer) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	mx := metrics.New(reg)
-	bst, err := bolt.Open(filepath.Join(cfg.DataDir, "tokengate.db"), bolt.Options{})
+	bst, replicated, err := openStore(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
@@ -138,7 +136,13 @@ func serve(ctx context.Context, cfg *config.Config, logOut io.Writer) error {
 		return err
 	}
 	go collectGarbage(ctx, st, is, mx, log)
-	go rotateKeys(ctx, km, keyTickInterval(cfg.Keys.JWKSMaxAge.D()), log)
+	if replicated != nil {
+		// Several replicas: reload keys another replica changed; one elected leader rotates.
+		go followKeys(ctx, replicated, km, log)
+		go scheduleKeys(ctx, replicated, km, keyTickInterval(cfg.Keys.JWKSMaxAge.D()), log)
+	} else {
+		go rotateKeys(ctx, km, keyTickInterval(cfg.Keys.JWKSMaxAge.D()), log)
+	}
 	log.Info("tokengate started", "listen", public.addr, "admin_listen", admin.addr, "issuer", cfg.Issuer,
 		"upstream", cfg.Upstream.Issuer, "kid", km.ActiveKeyID(), "ttl", cfg.Tokens.TTL.D().String())
 

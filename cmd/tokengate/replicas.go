@@ -1,0 +1,98 @@
+package main
+
+// Store selection and what several replicas sharing etcd need: key reloads when another
+// replica changed the key document, and the key schedule run by one elected leader.
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/tokengate/tokengate/config"
+	"github.com/tokengate/tokengate/keys"
+	"github.com/tokengate/tokengate/store"
+	"github.com/tokengate/tokengate/store/bolt"
+	etcdstore "github.com/tokengate/tokengate/store/etcd"
+)
+
+// keyScheduleElection names the etcd election whose leader runs the key schedule.
+const keyScheduleElection = "key-schedule"
+
+// openStore opens the configured backend. replicated is the etcd store when several replicas
+// share it, nil for bolt.
+func openStore(ctx context.Context, cfg *config.Config, log *slog.Logger) (st store.Store, replicated *etcdstore.Store, err error) {
+	if cfg.Store.Backend != config.BackendEtcd {
+		b, err := bolt.Open(filepath.Join(cfg.DataDir, "tokengate.db"), bolt.Options{})
+		if err != nil {
+			return nil, nil, err
+		}
+		return b, nil, nil
+	}
+	e := cfg.Store.Etcd
+	ec := etcdstore.Config{
+		Endpoints: e.Endpoints, Prefix: e.Prefix, Username: e.Username, Password: e.Password,
+		DialTimeout: e.DialTimeout.D(), MaxStaleness: cfg.Store.MaxStaleness.D(),
+		ElectionTTL: e.ElectionTTL.D(), Logger: log,
+	}
+	if e.CertFile != "" || e.CAFile != "" {
+		if ec.TLS, err = etcdstore.TLSConfig(e.CertFile, e.KeyFile, e.CAFile); err != nil {
+			return nil, nil, fmt.Errorf("store.etcd: %w", err)
+		}
+	}
+	es, err := etcdstore.Open(ctx, ec)
+	if err != nil {
+		return nil, nil, fmt.Errorf("store.etcd: %w", err)
+	}
+	log.Info("store: etcd", "endpoints", e.Endpoints, "prefix", e.Prefix,
+		"max_staleness", cfg.Store.MaxStaleness.D().String())
+	return es, es, nil
+}
+
+// followKeys reloads the key manager whenever the key document changes in etcd (another
+// replica's rotation), retrying until the reload succeeds.
+func followKeys(ctx context.Context, es *etcdstore.Store, km *keys.Manager, log *slog.Logger) {
+	retry := time.NewTimer(0)
+	<-retry.C
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-es.KeysChanged():
+		case <-retry.C:
+		}
+		before := km.ActiveKeyID()
+		if err := km.Reload(ctx); err != nil {
+			if ctx.Err() == nil {
+				log.Error("keys: reload after a change in etcd failed; retrying", "error", err.Error())
+				retry.Reset(time.Second)
+			}
+			continue
+		}
+		if after := km.ActiveKeyID(); after != before {
+			log.Info("keys: reloaded from etcd", "event", "keys_reloaded", "kid", after, "previous_kid", before)
+		}
+	}
+}
+
+// scheduleKeys runs the key schedule (rotateKeys) only while this replica is the elected
+// leader, so one replica rotates for all. Leadership is advisory: Tick re-checks inside one
+// atomic UpdateKeys, so a late former leader cannot rotate twice.
+func scheduleKeys(ctx context.Context, es *etcdstore.Store, km *keys.Manager, every time.Duration, log *slog.Logger) {
+	host, _ := os.Hostname()
+	id := fmt.Sprintf("%s/%d", host, os.Getpid())
+	var stopLeading context.CancelFunc = func() {}
+	defer func() { stopLeading() }()
+	for leader := range es.Elect(ctx, keyScheduleElection, id) {
+		stopLeading()
+		if !leader {
+			stopLeading = func() {}
+			continue
+		}
+		lctx, cancel := context.WithCancel(ctx)
+		stopLeading = cancel
+		go rotateKeys(lctx, km, every, log)
+	}
+}
