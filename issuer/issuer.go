@@ -91,6 +91,11 @@ type Issuer struct {
 
 	// OnRevoke, when set, is called after every durably recorded revocation.
 	OnRevoke func(r store.Revocation)
+	// Events, when set, records every revocation together with its event-log entry in one
+	// transaction (instead of Store's RevokeSession/RevokeSubject); OnEvent, when set, is then
+	// called with the event. See events.go.
+	Events  EventRecorder
+	OnEvent func(e store.Event)
 }
 
 // New returns an issuer.
@@ -131,9 +136,12 @@ func (i *Issuer) revocationExpiry(now time.Time) time.Time {
 // record durably stores a revocation and tells OnRevoke.
 func (i *Issuer) record(ctx context.Context, r store.Revocation) error {
 	var err error
-	if r.SID != "" {
+	switch {
+	case i.Events != nil:
+		err = i.recordEvent(ctx, r)
+	case r.SID != "":
 		err = i.store.RevokeSession(ctx, r)
-	} else {
+	default:
 		err = i.store.RevokeSubject(ctx, r)
 	}
 	if err != nil {

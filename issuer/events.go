@@ -1,0 +1,27 @@
+package issuer
+
+import (
+	"context"
+
+	"github.com/tokengate/tokengate/store"
+)
+
+// EventRecorder stores a revocation and appends its event to the revocation event log in one
+// transaction (store.EventLog.RecordRevocation), so that every recorded logout — back-channel,
+// recheck, RFC 7009 revoke or admin — has exactly one event, and a logout acknowledged to its
+// caller can never lose its event to a crash.
+type EventRecorder interface {
+	RecordRevocation(ctx context.Context, e store.Event) (store.Event, error)
+}
+
+// recordEvent records r with a new event and hands the event to OnEvent.
+func (i *Issuer) recordEvent(ctx context.Context, r store.Revocation) error {
+	e, err := i.Events.RecordRevocation(ctx, store.Event{ID: newJTI(), Time: i.cfg.Now(), Revocation: r})
+	if err != nil {
+		return err
+	}
+	if i.OnEvent != nil {
+		i.OnEvent(e)
+	}
+	return nil
+}
