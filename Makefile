@@ -3,7 +3,7 @@ GO       ?= go
 BIN      := bin
 PKGS     := ./...
 
-.PHONY: all build test unit vet fmt-check bench bench-core demo clean
+.PHONY: all build test unit vet fmt-check bench bench-core demo clean etcd
 
 all: build
 
@@ -12,12 +12,17 @@ build:
 
 ## test: formatting, vet, and every test with the race detector (unit, subprocess, and the
 ## integration suite against a real Keycloak, which scripts/ fetch and cache outside the clone).
-test: fmt-check vet
+test: fmt-check vet etcd
 	TOKENGATE_INTEGRATION=1 $(GO) test -race -count=1 -timeout 25m $(PKGS)
 
 ## unit: the fast loop — everything except the real-Keycloak integration suite.
-unit: fmt-check vet
+unit: fmt-check vet etcd
 	$(GO) test -race -count=1 $(PKGS)
+
+## etcd: the store/etcd and integration/replicas tests start real etcd members; install
+## Debian's etcd-server when /usr/bin/etcd is missing.
+etcd:
+	@scripts/etcd.sh ensure
 
 vet:
 	$(GO) vet $(PKGS)
