@@ -3,7 +3,7 @@ GO       ?= go
 BIN      := bin
 PKGS     := ./...
 
-.PHONY: all build test unit vet fmt-check bench bench-core demo clean etcd
+.PHONY: all build test unit vet fmt-check bench bench-core demo soak clean etcd
 
 all: build
 
@@ -34,6 +34,12 @@ fmt-check:
 ## bench-core: the core benchmarks quoted in the README (signing floor, renewal, exchange, store).
 bench-core:
 	$(GO) test -run '^$$' -bench . -benchtime 3s -count 1 ./server/ ./store/bolt/
+
+## soak: ten minutes of steady renewals, logouts and two key rotations against the real binary
+## (fake Keycloak in-process); fails on any unexpected error, missed logout, or memory/goroutine growth.
+SOAK_DURATION ?= 10m
+soak: build
+	$(GO) run ./cmd/tokengate-load -bin $(BIN)/tokengate -duration $(SOAK_DURATION) -out results/soak
 
 clean:
 	rm -rf $(BIN)
