@@ -54,6 +54,8 @@ type Config struct {
 	Clients        []Client `yaml:"clients"`
 	// Store chooses where revocations, replay state and keys live.
 	Store Store `yaml:"store"`
+	// SSF configures the Shared Signals transmitter (logout events for services); see ssf.go.
+	SSF SSF `yaml:"ssf"`
 }
 
 // Store backends.
@@ -292,6 +294,7 @@ func (c *Config) setDefaults() {
 			AuthFailures: Limit{Rate: 0.2, Burst: 20},
 		}
 	}
+	c.SSF.setDefaults(c.Tokens.TTL)
 }
 
 // Validate reports every problem at once, each naming the field.
@@ -412,6 +415,7 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
+	c.SSF.validate(bad, c.Tokens.TTL.D())
 	if len(p) > 0 {
 		return fmt.Errorf("config: %d problem(s):\n  - %s", len(p), strings.Join(p, "\n  - "))
 	}
