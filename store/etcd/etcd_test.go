@@ -252,7 +252,7 @@ func drain(ch <-chan struct{}) {
 
 func TestStaleness_FailsClosedWhileEtcdIsFrozenAndRecovers(t *testing.T) {
 	c := etcdtest.Start(t, 1, etcdtest.Options{})
-	const maxStale = 600 * time.Millisecond
+	const maxStale = time.Second
 	p := prefix(t)
 	a := open(t, Config{Endpoints: c.Endpoints(), Prefix: p, MaxStaleness: maxStale})
 	b := open(t, Config{Endpoints: c.Endpoints(), Prefix: p, MaxStaleness: maxStale})

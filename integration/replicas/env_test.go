@@ -1,0 +1,509 @@
+package replicas
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/tokengate/tokengate/internal/kctest"
+	"github.com/tokengate/tokengate/store/etcd/etcdtest"
+)
+
+// EnvIntegration enables these tests.
+const EnvIntegration = "TOKENGATE_INTEGRATION"
+
+// maxStaleness is store.max_staleness in every replica's configuration.
+const maxStaleness = 2 * time.Second
+
+// binPath is the tokengate binary built by TestMain.
+var binPath string
+
+func TestMain(m *testing.M) {
+	if os.Getenv(EnvIntegration) != "1" {
+		os.Exit(m.Run()) // every test skips itself
+	}
+	dir, err := os.MkdirTemp("", "tokengate-replicas-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binPath = filepath.Join(dir, "tokengate")
+	// Built without -race on purpose: these tests measure propagation latency across processes,
+	// and three race-instrumented gateways on a small machine would measure the detector.
+	// store/etcd runs under -race in its own package tests.
+	cmd := exec.Command(goTool(), "build", "-o", binPath, "github.com/tokengate/tokengate/cmd/tokengate")
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "replicas: go build:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	_ = os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func goTool() string {
+	if p, err := exec.LookPath("go"); err == nil {
+		return p
+	}
+	return filepath.Join(runtime.GOROOT(), "bin", "go")
+}
+
+func integration(t *testing.T) {
+	t.Helper()
+	if os.Getenv(EnvIntegration) != "1" {
+		t.Skipf("multi-process replica tests: set %s=1 (make test does)", EnvIntegration)
+	}
+}
+
+// Credentials of the BFF and of the operator, fresh per test binary.
+var (
+	clientSecret, clientSecretHash = secret()
+	adminToken, adminTokenHash     = secret()
+)
+
+func secret() (string, string) {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	s := base64.RawURLEncoding.EncodeToString(b)
+	h := sha256.Sum256([]byte(s))
+	return s, hex.EncodeToString(h[:])
+}
+
+const (
+	clientID = "bff"
+	audience = "demo-service"
+)
+
+// env is an etcd cluster, a fake Keycloak and tokengate replicas sharing the cluster.
+type env struct {
+	t        *testing.T
+	etcd     *etcdtest.Cluster
+	realm    *kctest.Realm
+	prefix   string
+	replicas []*replica
+}
+
+// newEnv starts a 3-member etcd cluster, the fake realm and one replica per endpoint list:
+// endpoints[i] are the member indexes replica i talks to.
+func newEnv(t *testing.T, endpoints ...[]int) *env {
+	t.Helper()
+	e := &env{t: t, etcd: etcdtest.Start(t, 3, etcdtest.Options{}), realm: kctest.New(t)}
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	e.prefix = "/tokengate-" + hex.EncodeToString(b) + "/"
+	for i, members := range endpoints {
+		var eps []string
+		for _, m := range members {
+			eps = append(eps, e.etcd.Members[m].ClientURL)
+		}
+		e.replicas = append(e.replicas, e.newReplica(fmt.Sprintf("r%d", i+1), eps))
+	}
+	var wg sync.WaitGroup
+	for _, r := range e.replicas {
+		wg.Go(func() { r.start() })
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	return e
+}
+
+// all is every replica talking to every member.
+func all(n int) [][]int {
+	out := make([][]int, n)
+	for i := range out {
+		out[i] = []int{0, 1, 2}
+	}
+	return out
+}
+
+// etcdClient returns a client on the cluster for the test's own inspection.
+func (e *env) etcdClient() *clientv3.Client {
+	e.t.Helper()
+	cli, err := clientv3.New(clientv3.Config{Endpoints: e.etcd.Endpoints(), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { _ = cli.Close() })
+	return cli
+}
+
+// leaderMember returns the index of the etcd member that currently leads.
+func (e *env) leaderMember() int {
+	e.t.Helper()
+	cli := e.etcdClient()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		for i, m := range e.etcd.Members {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			st, err := cli.Status(ctx, m.ClientURL)
+			cancel()
+			if err == nil && st.Leader != 0 && st.Leader == st.Header.MemberId {
+				return i
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	e.t.Fatal("no etcd leader found")
+	return -1
+}
+
+// session is one Keycloak login exchanged at a replica.
+type session struct {
+	sub, sid, refresh string
+}
+
+// login mints an upstream token for a new session and exchanges it at r.
+func (e *env) login(r *replica) session {
+	e.t.Helper()
+	s := session{sub: "user-" + randHex(6), sid: "sid-" + randHex(8)}
+	at := e.realm.AccessToken(kctest.Token{Subject: s.sub, SID: s.sid, Lifetime: 10 * time.Minute})
+	resp := r.exchange(at)
+	if resp.Status != http.StatusOK || resp.RefreshToken == "" {
+		e.t.Fatalf("exchange at %s: %v", r.name, resp)
+	}
+	s.refresh = resp.RefreshToken
+	return s
+}
+
+// logins makes n sessions at r, a few at a time.
+func (e *env) logins(r *replica, n int) []session {
+	e.t.Helper()
+	out := make([]session, n)
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 8)
+	for i := range out {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			out[i] = e.login(r)
+		})
+	}
+	wg.Wait()
+	if e.t.Failed() {
+		e.t.FailNow()
+	}
+	return out
+}
+
+func (e *env) logoutToken(s session) string { return e.realm.LogoutToken(s.sub, s.sid) }
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// replica is one `tokengate serve` process.
+type replica struct {
+	e                 *env
+	name              string
+	cfgPath           string
+	base, admin       string
+	listen, adminAddr string
+
+	mu     sync.Mutex
+	cmd    *exec.Cmd
+	done   chan struct{}
+	output *syncBuffer // every run's output, appended
+}
+
+func (e *env) newReplica(name string, endpoints []string) *replica {
+	t := e.t
+	t.Helper()
+	dir := t.TempDir()
+	r := &replica{e: e, name: name, output: &syncBuffer{}}
+	r.listen, r.adminAddr = freeAddr(t), freeAddr(t)
+	r.base, r.admin = "http://"+r.listen, "http://"+r.adminAddr
+	quoted := make([]string, len(endpoints))
+	for i, ep := range endpoints {
+		quoted[i] = fmt.Sprintf("%q", ep)
+	}
+	cfg := fmt.Sprintf(`# written by integration/replicas
+listen: %q
+admin_listen: %q
+issuer: "https://tokengate.test"
+data_dir: %q
+log_level: info
+upstream:
+  issuer: %q
+  client_id: %q
+  client_secret: %q
+  logout_audiences: [%q]
+  timeout: 2s
+tokens:
+  ttl: 30s
+  recheck_after: 10m
+limits:
+  token: {rate: 100000, burst: 100000}
+  logout: {rate: 100000, burst: 100000}
+  auth_failures: {rate: 1000, burst: 1000}
+admin:
+  tokens:
+    - name: ops
+      sha256: %s
+clients:
+  - id: %s
+    secret_sha256: %q
+    audiences: [%s]
+store:
+  backend: etcd
+  max_staleness: %s
+  etcd:
+    endpoints: [%s]
+    prefix: %q
+    election_ttl: 2s
+`, r.listen, r.adminAddr, dir, e.realm.Issuer(), kctest.ClientID, kctest.ClientSecret, kctest.LogoutAudience,
+		adminTokenHash, clientID, clientSecretHash, audience, maxStaleness, strings.Join(quoted, ", "), e.prefix)
+	r.cfgPath = filepath.Join(dir, "tokengate.yaml")
+	if err := os.WriteFile(r.cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		r.kill9()
+		if t.Failed() {
+			t.Logf("replica %s output:\n%s", r.name, tail(r.output.String(), 6000))
+		}
+	})
+	return r
+}
+
+// start runs the process and waits for /readyz.
+func (r *replica) start() {
+	t := r.e.t
+	r.mu.Lock()
+	fmt.Fprintf(r.output, "---- start %s\n", time.Now().Format(time.RFC3339Nano))
+	cmd := exec.Command(binPath, "serve", "--config", r.cfgPath)
+	cmd.Stdout, cmd.Stderr = r.output, r.output
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		r.mu.Unlock()
+		t.Errorf("start %s: %v", r.name, err)
+		return
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	r.cmd, r.done = cmd, done
+	r.mu.Unlock()
+
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-done:
+			t.Errorf("replica %s exited during start:\n%s", r.name, tail(r.output.String(), 3000))
+			return
+		default:
+		}
+		if r.ready() == http.StatusOK {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Errorf("replica %s not ready after 30s", r.name)
+}
+
+// kill9 sends SIGKILL and waits for the exit.
+func (r *replica) kill9() {
+	r.mu.Lock()
+	cmd, done := r.cmd, r.done
+	r.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	select {
+	case <-done:
+		return
+	default:
+	}
+	_ = cmd.Process.Kill()
+	<-done
+}
+
+func (r *replica) ready() int {
+	resp, err := quick.Get(r.admin + "/readyz")
+	if err != nil {
+		return 0
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+var (
+	transport = &http.Transport{MaxIdleConnsPerHost: 32, IdleConnTimeout: 30 * time.Second}
+	client    = &http.Client{Transport: transport, Timeout: 15 * time.Second}
+	quick     = &http.Client{Transport: transport, Timeout: time.Second}
+)
+
+// reply is a decoded answer of the token or logout endpoint; Status 0 means no answer.
+type reply struct {
+	Status       int
+	Err          error
+	AccessToken  string `json:"access_token"`
+	RefreshToken string `json:"refresh_token"`
+	Error        string `json:"error"`
+	Description  string `json:"error_description"`
+}
+
+func (r reply) String() string {
+	if r.Err != nil {
+		return "no answer: " + r.Err.Error()
+	}
+	if r.Error != "" {
+		return fmt.Sprintf("%d %s (%s)", r.Status, r.Error, r.Description)
+	}
+	return fmt.Sprint(r.Status)
+}
+
+func (r *replica) post(path string, basic bool, form url.Values) reply {
+	req, err := http.NewRequest(http.MethodPost, r.base+path, strings.NewReader(form.Encode()))
+	if err != nil {
+		return reply{Err: err}
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if basic {
+		req.SetBasicAuth(clientID, clientSecret)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return reply{Err: err}
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	out := reply{Status: resp.StatusCode, Err: err}
+	if len(bytes.TrimSpace(body)) > 0 && json.Unmarshal(body, &out) != nil {
+		out.Error = "non-json: " + string(body)
+	}
+	return out
+}
+
+func (r *replica) exchange(subjectToken string) reply {
+	return r.post("/token", true, url.Values{
+		"grant_type":         {"urn:ietf:params:oauth:grant-type:token-exchange"},
+		"subject_token":      {subjectToken},
+		"subject_token_type": {"urn:ietf:params:oauth:token-type:access_token"},
+		"audience":           {audience},
+	})
+}
+
+func (r *replica) renew(refresh string) reply {
+	return r.post("/token", true, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refresh}})
+}
+
+func (r *replica) logout(logoutToken string) reply {
+	return r.post("/backchannel-logout", false, url.Values{"logout_token": {logoutToken}})
+}
+
+// get fetches a path of the public (or, with admin, the admin) listener.
+func (r *replica) get(path string, admin bool) (int, []byte) {
+	base := r.base
+	if admin {
+		base = r.admin
+	}
+	req, _ := http.NewRequest(http.MethodGet, base+path, nil)
+	if admin {
+		req.Header.Set("Authorization", "Bearer "+adminToken)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, nil
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, body
+}
+
+// adminPost posts a JSON body to the admin API.
+func (r *replica) adminPost(path, body string) int {
+	req, _ := http.NewRequest(http.MethodPost, r.admin+path, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+adminToken)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// refused reports whether a renewal was refused as logged out.
+func refused(r reply) bool { return r.Status == http.StatusBadRequest && r.Error == "invalid_grant" }
+
+// renewed reports whether a renewal succeeded.
+func renewed(r reply) bool { return r.Status == http.StatusOK && r.AccessToken != "" }
+
+// unavailable reports a fail-closed answer.
+func unavailable(r reply) bool {
+	return r.Status == http.StatusServiceUnavailable && r.Error == "temporarily_unavailable"
+}
+
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func tail(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return "…" + s[len(s)-n:]
+}
+
+// eventually polls cond until it holds or d passes, and returns how long it took.
+func eventually(t testing.TB, d time.Duration, what string, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !cond() {
+		if time.Since(start) > d {
+			t.Fatalf("%s: not within %s", what, d)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return time.Since(start)
+}
