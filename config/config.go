@@ -234,8 +234,8 @@ func Parse(r io.Reader, getenv func(string) string) (*Config, error) {
 	if s := getenv(EnvUpstreamClientSecret); s != "" {
 		c.Upstream.ClientSecret = s
 	}
-	if s := getenv(EnvEtcdPassword); s != "" {
-		c.Store.Etcd.Password = s
+	if s := getenv(EnvEtcdPassword); s != "" && c.Store.Etcd.Username != "" {
+		c.Store.Etcd.Password = s // without a username there is no etcd auth: ignored
 	}
 	c.setDefaults()
 	if err := c.Validate(); err != nil {

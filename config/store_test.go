@@ -73,3 +73,14 @@ func TestStore_BadValuesNameTheField(t *testing.T) {
 		})
 	}
 }
+
+func TestStore_EtcdPasswordEnvIgnoredWithoutUsername(t *testing.T) {
+	c, err := parseWith(t, "store:\n  backend: etcd\n  etcd:\n    endpoints: [http://a:2379]\n",
+		map[string]string{EnvEtcdPassword: "exported-for-another-deployment"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Store.Etcd.Password != "" {
+		t.Errorf("password %q set without a username", c.Store.Etcd.Password)
+	}
+}
