@@ -109,6 +109,10 @@ type Upstream struct {
 	MaxTokenLifetime Duration `yaml:"max_token_lifetime"`
 	// Timeout bounds each call to Keycloak.
 	Timeout Duration `yaml:"timeout"`
+	// ForwardLogoutTo are URLs each verified and recorded logout token is relayed to (form POST
+	// logout_token=…, retried with backoff, bounded queue): a Keycloak client has one back-channel
+	// logout URL, so the BFF's own endpoint can be listed here.
+	ForwardLogoutTo []string `yaml:"forward_logout_to"`
 }
 
 // Tokens configures internal tokens.
@@ -345,6 +349,9 @@ func (c *Config) Validate() error {
 	}
 	if len(c.Upstream.LogoutAudiences) == 0 {
 		bad("upstream.logout_audiences", "needs at least one Keycloak client id whose back-channel logout URL points here")
+	}
+	for n, u := range c.Upstream.ForwardLogoutTo {
+		checkURL(fmt.Sprintf("upstream.forward_logout_to[%d]", n), u)
 	}
 	checkRange("upstream.max_token_lifetime", c.Upstream.MaxTokenLifetime, time.Minute, 24*time.Hour)
 	checkRange("upstream.timeout", c.Upstream.Timeout, 100*time.Millisecond, time.Minute)

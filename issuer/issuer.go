@@ -91,6 +91,9 @@ type Issuer struct {
 
 	// OnRevoke, when set, is called after every durably recorded revocation.
 	OnRevoke func(r store.Revocation)
+	// OnLogoutToken, when set, is called with the raw back-channel logout token once it is
+	// verified and its logout durably recorded (the logout relay forwards it). It must not block.
+	OnLogoutToken func(raw string)
 	// Events, when set, records every revocation together with its event-log entry in one
 	// transaction (instead of Store's RevokeSession/RevokeSubject); OnEvent, when set, is then
 	// called with the event. See events.go.

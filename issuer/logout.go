@@ -55,6 +55,9 @@ func (i *Issuer) RecordLogout(ctx context.Context, raw string) (store.Revocation
 	if err := i.record(ctx, r); err != nil {
 		return store.Revocation{}, err
 	}
+	if i.OnLogoutToken != nil {
+		i.OnLogoutToken(raw)
+	}
 	i.log.InfoContext(ctx, "logout recorded", "event", "logout", "reason", "backchannel", "sid", lt.SID,
 		"sub", lt.Subject, "jti", lt.JTI)
 	return r, nil

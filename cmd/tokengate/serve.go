@@ -24,6 +24,7 @@ import (
 	"github.com/tokengate/tokengate/issuer"
 	"github.com/tokengate/tokengate/keys"
 	"github.com/tokengate/tokengate/metrics"
+	"github.com/tokengate/tokengate/relay"
 	"github.com/tokengate/tokengate/server"
 	"github.com/tokengate/tokengate/store"
 	"github.com/tokengate/tokengate/upstream"
@@ -84,6 +85,14 @@ func serve(ctx context.Context, cfg *config.Config, logOut io.Writer) error {
 	}, st, km, up)
 	if err != nil {
 		return err
+	}
+	if len(cfg.Upstream.ForwardLogoutTo) > 0 {
+		rl, err := relay.New(relay.Config{Targets: cfg.Upstream.ForwardLogoutTo, Logger: log})
+		if err != nil {
+			return err
+		}
+		go rl.Run(ctx)
+		is.OnLogoutToken = func(raw string) { rl.Forward(raw) }
 	}
 	srv, err := server.New(server.Config{
 		Issuer: cfg.Issuer, JWKSMaxAge: cfg.Keys.JWKSMaxAge.D(), Logger: log, Metrics: mx,
