@@ -177,7 +177,9 @@ func TestAdmin_SessionAndSubjectRevocationStopRenewal(t *testing.T) {
 func TestAdmin_OpenAPIDocumentMatchesRoutes(t *testing.T) {
 	s := newStack(t)
 	pub, _ := server.New(server.Config{Issuer: s.srv.URL}, s.issuer, s.keys)
-	h := server.NewAdmin(server.AdminConfig{}, s.issuer, s.keys, s.store, pub).Handler().(*gin.Engine)
+	adm := server.NewAdmin(server.AdminConfig{}, s.issuer, s.keys, s.store, pub)
+	adm.MountSSF(withSSF(t, s))
+	h := adm.Handler().(*gin.Engine)
 	var routes []string
 	for _, r := range h.Routes() {
 		p := r.Path

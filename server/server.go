@@ -66,6 +66,9 @@ type Server struct {
 	prefix string
 
 	tokenLimit, logoutLimit, authFailLimit *keyedLimiter
+
+	// mounts add routes of other protocols (MountSSF) to the public handler.
+	mounts []func(root *gin.Engine, g *gin.RouterGroup)
 }
 
 // New returns the public server.
@@ -98,6 +101,9 @@ func (s *Server) Handler() http.Handler {
 	g.GET("/.well-known/openid-configuration", s.discovery)
 	g.GET("/.well-known/oauth-authorization-server", s.discovery)
 	g.GET("/jwks.json", s.jwks)
+	for _, m := range s.mounts {
+		m(r, g)
+	}
 	s.health(r)
 	r.NoRoute(func(c *gin.Context) {
 		c.JSON(http.StatusNotFound, gin.H{"error": "not_found", "error_description": "no such endpoint"})

@@ -1,0 +1,239 @@
+package server
+
+import (
+	"cmp"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/tokengate/tokengate/ssf"
+)
+
+// SSF is the Shared Signals transmitter (package ssf) the SSF routes call.
+type SSF interface {
+	Metadata() ssf.Metadata
+	Authenticate(id, token string) error
+	StreamFor(token string) (string, error)
+	StreamConfiguration(id string) (ssf.StreamConfiguration, error)
+	Poll(ctx context.Context, id string, req ssf.PollRequest, wait time.Duration) (ssf.PollResponse, error)
+	Streams() []ssf.StreamInfo
+	Stream(id string) (ssf.StreamInfo, error)
+	CreateStream(ctx context.Context, c ssf.StreamConfig) (ssf.StreamInfo, string, error)
+	DeleteStream(ctx context.Context, id string) error
+}
+
+// maxPollHold bounds how long a poll may be held; the connection's deadlines are extended
+// past it (the listener's ReadTimeout and WriteTimeout are shorter than a long poll).
+const maxPollHold = 30 * time.Second
+
+// MountSSF adds the transmitter's public endpoints (SSF 1.0, RFC 8936): its configuration
+// metadata, the receivers' stream configuration endpoint and the poll endpoint.
+func (s *Server) MountSSF(tx SSF) {
+	s.mounts = append(s.mounts, func(root *gin.Engine, g *gin.RouterGroup) {
+		// SSF 1.0 §6.2: the well-known suffix goes between the host and the issuer's path.
+		root.GET("/.well-known/ssf-configuration"+s.prefix, func(c *gin.Context) {
+			c.Header("Cache-Control", "public, max-age=300")
+			c.JSON(http.StatusOK, tx.Metadata())
+		})
+		g.GET("/ssf/streams", func(c *gin.Context) { s.ssfStreamConfiguration(c, tx) })
+		g.POST("/ssf/poll/:stream_id", func(c *gin.Context) { s.ssfPoll(c, tx) })
+	})
+}
+
+// bearer returns the request's bearer token, or "".
+func bearer(c *gin.Context) string {
+	tok, _ := strings.CutPrefix(c.GetHeader("Authorization"), "Bearer ")
+	return strings.TrimSpace(tok)
+}
+
+// writeSSFError writes a delivery error in the RFC 8935 §2.3 shape.
+func writeSSFError(c *gin.Context, err error) {
+	var se *ssf.Error
+	if !errors.As(err, &se) {
+		se = &ssf.Error{Status: http.StatusInternalServerError, Code: "server_error", Description: "internal error"}
+	}
+	c.Header("Cache-Control", "no-store")
+	if se.Status == http.StatusUnauthorized {
+		c.Header("WWW-Authenticate", `Bearer realm="tokengate-ssf", error="invalid_token"`)
+	}
+	if se.Status == http.StatusServiceUnavailable {
+		c.Header("Retry-After", "1")
+	}
+	c.AbortWithStatusJSON(se.Status, se)
+}
+
+// ssfStreamConfiguration serves GET /ssf/streams (SSF 1.0 §8.1.1.2): the stream named by
+// stream_id, or every stream of the caller's credential as a list.
+func (s *Server) ssfStreamConfiguration(c *gin.Context, tx SSF) {
+	tok := bearer(c)
+	id, named := c.GetQuery("stream_id")
+	if !named {
+		var err error
+		if id, err = tx.StreamFor(tok); err != nil {
+			writeSSFError(c, err)
+			return
+		}
+	} else if err := tx.Authenticate(id, tok); err != nil {
+		writeSSFError(c, err)
+		return
+	}
+	sc, err := tx.StreamConfiguration(id)
+	if err != nil {
+		writeSSFError(c, &ssf.Error{Status: http.StatusNotFound, Code: ssf.CodeInvalidRequest, Description: "no such stream"})
+		return
+	}
+	c.Header("Cache-Control", "no-store")
+	if named {
+		c.JSON(http.StatusOK, sc)
+		return
+	}
+	c.JSON(http.StatusOK, []ssf.StreamConfiguration{sc})
+}
+
+// ssfPoll serves POST /ssf/poll/{stream_id} (RFC 8936): acknowledgements in, SETs out. A poll
+// without returnImmediately is held until an event arrives or the poll timeout passes; a
+// receiver may ask for a shorter hold with "Prefer: wait=N" (RFC 7240).
+func (s *Server) ssfPoll(c *gin.Context, tx SSF) {
+	id := c.Param("stream_id")
+	if err := tx.Authenticate(id, bearer(c)); err != nil {
+		writeSSFError(c, err)
+		return
+	}
+	var req ssf.PollRequest
+	body, err := io.ReadAll(c.Request.Body)
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeSSFError(c, &ssf.Error{Status: http.StatusRequestEntityTooLarge, Code: ssf.CodeInvalidRequest, Description: "request body too large"})
+		} else {
+			writeSSFError(c, &ssf.Error{Status: http.StatusBadRequest, Code: ssf.CodeInvalidRequest, Description: "could not read the request body"})
+		}
+		return
+	}
+	if len(strings.TrimSpace(string(body))) > 0 {
+		if mt, _, err := mime.ParseMediaType(c.GetHeader("Content-Type")); err != nil || mt != "application/json" {
+			writeSSFError(c, &ssf.Error{Status: http.StatusUnsupportedMediaType, Code: ssf.CodeInvalidRequest, Description: "Content-Type must be application/json"})
+			return
+		}
+		if err := json.Unmarshal(body, &req); err != nil {
+			writeSSFError(c, &ssf.Error{Status: http.StatusBadRequest, Code: ssf.CodeInvalidRequest, Description: "malformed JSON body"})
+			return
+		}
+	}
+	wait := maxPollHold
+	if w, ok := preferWait(c.GetHeader("Prefer")); ok {
+		wait = min(w, maxPollHold)
+		c.Header("Preference-Applied", "wait="+strconv.Itoa(int(wait/time.Second)))
+	}
+	if !req.ReturnImmediately {
+		// The listener's timeouts are shorter than a long poll: extend this connection's.
+		rc := http.NewResponseController(c.Writer)
+		deadline := time.Now().Add(wait + 10*time.Second)
+		_ = rc.SetReadDeadline(deadline)
+		_ = rc.SetWriteDeadline(deadline)
+	}
+	resp, err := tx.Poll(c.Request.Context(), id, req, wait)
+	if err != nil {
+		writeSSFError(c, err)
+		return
+	}
+	c.Header("Cache-Control", "no-store")
+	c.JSON(http.StatusOK, resp)
+}
+
+// preferWait parses the wait preference of a Prefer header (RFC 7240 §4.3).
+func preferWait(h string) (time.Duration, bool) {
+	for _, part := range strings.Split(h, ",") {
+		for _, p := range strings.Split(part, ";") {
+			k, v, ok := strings.Cut(strings.TrimSpace(p), "=")
+			if !ok || !strings.EqualFold(strings.TrimSpace(k), "wait") {
+				continue
+			}
+			n, err := strconv.Atoi(strings.Trim(strings.TrimSpace(v), `"`))
+			if err != nil || n < 0 {
+				return 0, false
+			}
+			return time.Duration(n) * time.Second, true
+		}
+	}
+	return 0, false
+}
+
+// MountSSF adds the stream management calls to the admin API: list, create, show, delete.
+func (a *Admin) MountSSF(tx SSF) {
+	a.Mount(func(r gin.IRoutes) {
+		r.GET("/admin/streams", a.authenticate, func(c *gin.Context) {
+			c.JSON(http.StatusOK, gin.H{"streams": tx.Streams()})
+		})
+		r.POST("/admin/streams", a.authenticate, func(c *gin.Context) { a.createStream(c, tx) })
+		r.GET("/admin/streams/:stream_id", a.authenticate, func(c *gin.Context) {
+			info, err := tx.Stream(c.Param("stream_id"))
+			if err != nil {
+				adminError(c, http.StatusNotFound, "not_found", "no stream has this id")
+				return
+			}
+			c.JSON(http.StatusOK, gin.H{"stream": info})
+		})
+		r.DELETE("/admin/streams/:stream_id", a.authenticate, func(c *gin.Context) {
+			id := c.Param("stream_id")
+			err := tx.DeleteStream(c.Request.Context(), id)
+			a.audit(c, "streams.delete", id, err)
+			switch {
+			case errors.Is(err, ssf.ErrNoStream):
+				adminError(c, http.StatusNotFound, "not_found", "no stream has this id")
+			case errors.Is(err, ssf.ErrConfigStream):
+				adminError(c, http.StatusConflict, "configured", "the stream is defined in the configuration file; remove it there")
+			case err != nil:
+				adminError(c, http.StatusServiceUnavailable, "unavailable", "the stream could not be deleted")
+			default:
+				c.Status(http.StatusNoContent)
+			}
+		})
+	})
+}
+
+func (a *Admin) createStream(c *gin.Context, tx SSF) {
+	var req struct {
+		ID           string `json:"stream_id"`
+		Audience     string `json:"aud"`
+		Description  string `json:"description"`
+		SecretSHA256 string `json:"secret_sha256"`
+	}
+	if !readJSON(c, &req) {
+		return
+	}
+	sc := ssf.StreamConfig{ID: req.ID, Audience: req.Audience, Description: req.Description}
+	if req.SecretSHA256 != "" {
+		b, err := hex.DecodeString(req.SecretSHA256)
+		if err != nil || len(b) != 32 {
+			adminError(c, http.StatusBadRequest, "invalid_request", "secret_sha256 must be 64 hex characters (tokengate hash-secret)")
+			return
+		}
+		copy(sc.SecretSHA256[:], b)
+	}
+	info, secret, err := tx.CreateStream(c.Request.Context(), sc)
+	a.audit(c, "streams.create", cmp.Or(info.ID, req.ID), err, "aud", info.Audience)
+	switch {
+	case errors.Is(err, ssf.ErrStreamExists):
+		adminError(c, http.StatusConflict, "exists", "a stream with this id exists")
+	case errors.Is(err, ssf.ErrInvalidStream):
+		adminError(c, http.StatusBadRequest, "invalid_request", truncate(err.Error(), 200))
+	case err != nil:
+		adminError(c, http.StatusServiceUnavailable, "unavailable", "the stream could not be stored")
+	default:
+		body := gin.H{"stream": info}
+		if secret != "" {
+			body["secret"] = secret // shown once; only its SHA-256 is kept
+		}
+		c.JSON(http.StatusCreated, body)
+	}
+}

@@ -1,0 +1,384 @@
+package server_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+
+	"github.com/tokengate/tokengate/server"
+	"github.com/tokengate/tokengate/ssf"
+)
+
+const ordersSecret = "orders-stream-secret-0123456789-abcdefgh"
+
+// withSSF adds the transmitter to a stack: the issuer records events in the store's log and the
+// public handler serves the SSF routes. It returns the transmitter.
+func withSSF(t *testing.T, s *stack) *ssf.Transmitter {
+	t.Helper()
+	tx, err := ssf.New(context.Background(), ssf.Config{
+		Issuer: s.srv.URL, Retention: 2 * time.Minute, PollTimeout: 5 * time.Second, Now: s.clock.Now,
+		Logger:  slog.New(slog.DiscardHandler),
+		Streams: []ssf.StreamConfig{{ID: "orders", SecretSHA256: sha256.Sum256([]byte(ordersSecret))}},
+	}, s.store, s.keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.issuer.Events, s.issuer.OnEvent = s.store, tx.Notify
+	pub, err := server.New(server.Config{Issuer: s.srv.URL, JWKSMaxAge: 5 * time.Minute, Logger: slog.New(slog.DiscardHandler)}, s.issuer, s.keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub.MountSSF(tx)
+	h := pub.Handler()
+	s.handler.Store(&h)
+	return tx
+}
+
+type pollAnswer struct {
+	Status int
+	Header http.Header
+	Sets   map[string]string `json:"sets"`
+	More   bool              `json:"moreAvailable"`
+	Err    string            `json:"err"`
+	Raw    string
+}
+
+// poll sends an RFC 8936 poll for stream with secret.
+func poll(t *testing.T, base, stream, secret, body string, header ...string) pollAnswer {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, base+"/ssf/poll/"+stream, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	if secret != "" {
+		req.Header.Set("Authorization", "Bearer "+secret)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	out := pollAnswer{Status: resp.StatusCode, Header: resp.Header, Raw: string(raw)}
+	_ = json.Unmarshal(raw, &out)
+	return out
+}
+
+func ackBody(sets map[string]string) string {
+	var jtis []string
+	for j := range sets {
+		jtis = append(jtis, j)
+	}
+	b, _ := json.Marshal(map[string]any{"ack": jtis, "returnImmediately": true})
+	return string(b)
+}
+
+// setClaims decodes a SET's payload (signature checked against the JWKS) and its typ.
+func setClaims(t *testing.T, s *stack, tok string) (ssf.SET, string) {
+	t.Helper()
+	jws, err := jose.ParseSigned(tok, []jose.SignatureAlgorithm{jose.ES256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := s.keys.PublicKey(jws.Signatures[0].Protected.KeyID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload, err := jws.Verify(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c ssf.SET
+	if err := json.Unmarshal(payload, &c); err != nil {
+		t.Fatal(err)
+	}
+	typ, _ := jws.Signatures[0].Protected.ExtraHeaders[jose.HeaderType].(string)
+	return c, typ
+}
+
+func TestSSF_MetadataAndStreamConfiguration(t *testing.T) {
+	s := newStack(t)
+	withSSF(t, s)
+	req, _ := http.NewRequest(http.MethodGet, s.srv.URL+"/.well-known/ssf-configuration", nil)
+	md := s.do(req)
+	if md.Status != 200 || md.str("issuer") != s.srv.URL || md.str("jwks_uri") != s.srv.URL+"/jwks.json" ||
+		md.str("spec_version") != "1_0" || md.str("configuration_endpoint") != s.srv.URL+"/ssf/streams" {
+		t.Errorf("ssf-configuration: %d %s", md.Status, md.Raw)
+	}
+	if !strings.Contains(md.Raw, `"delivery_methods_supported":["urn:ietf:rfc:8936"]`) {
+		t.Errorf("delivery methods: %s", md.Raw)
+	}
+	get := func(query, secret string) response {
+		req, _ := http.NewRequest(http.MethodGet, s.srv.URL+"/ssf/streams"+query, nil)
+		if secret != "" {
+			req.Header.Set("Authorization", "Bearer "+secret)
+		}
+		return s.do(req)
+	}
+	one := get("?stream_id=orders", ordersSecret)
+	if one.Status != 200 || one.str("stream_id") != "orders" || one.str("aud") != "orders" || one.str("iss") != s.srv.URL ||
+		!strings.Contains(one.Raw, `"endpoint_url":"`+s.srv.URL+`/ssf/poll/orders"`) ||
+		!strings.Contains(one.Raw, `"events_delivered":["`+ssf.EventSessionRevoked+`"]`) {
+		t.Errorf("stream configuration: %d %s", one.Status, one.Raw)
+	}
+	if list := get("", ordersSecret); list.Status != 200 || !strings.HasPrefix(list.Raw, `[{"stream_id":"orders"`) {
+		t.Errorf("stream list: %d %s", list.Status, list.Raw)
+	}
+	for name, r := range map[string]response{
+		"no credential":    get("?stream_id=orders", ""),
+		"wrong credential": get("?stream_id=orders", "wrong"),
+		"unknown stream":   get("?stream_id=nope", ordersSecret),
+		"list, wrong":      get("", "wrong"),
+	} {
+		if r.Status != 401 || r.str("err") != ssf.CodeAuthenticationFailed || r.Header.Get("WWW-Authenticate") == "" {
+			t.Errorf("%s: %d %s", name, r.Status, r.Raw)
+		}
+	}
+}
+
+// TestSSF_EveryLogoutSourceEmitsOneEventInOrder: back-channel, RFC 7009 revoke, recheck and
+// admin logouts each produce exactly one SET, in the order they were recorded.
+func TestSSF_EveryLogoutSourceEmitsOneEventInOrder(t *testing.T) {
+	s := newStack(t)
+	withSSF(t, s)
+	s.mustExchange("alice", "sid-bc")
+	if r := s.logout(s.realm.LogoutToken("alice", "sid-bc")); r.Status != 200 {
+		t.Fatalf("logout: %d %s", r.Status, r.Raw)
+	}
+	rv := s.mustExchange("bob", "sid-rv")
+	if r := s.post("/revoke", "bff", bffSecret, url.Values{"token": {rv.str("refresh_token")}}); r.Status != 200 {
+		t.Fatalf("revoke: %d %s", r.Status, r.Raw)
+	}
+	rc := s.mustExchange("carol", "sid-rc")
+	s.realm.EndSession("sid-rc")
+	s.clock.Advance(61 * time.Second)
+	if r := s.renew(rc.str("refresh_token")); r.str("error") != "invalid_grant" {
+		t.Fatalf("recheck: %d %s", r.Status, r.Raw)
+	}
+	if _, err := s.issuer.RevokeSubject(context.Background(), "dave", "admin:ops"); err != nil {
+		t.Fatal(err)
+	}
+	if r := s.logout(s.realm.LogoutToken("erin", "")); r.Status != 200 { // sub-only back-channel logout
+		t.Fatalf("sub-only logout: %d %s", r.Status, r.Raw)
+	}
+	// A refused logout records nothing.
+	if r := s.logout("not-a-logout-token"); r.Status != 400 {
+		t.Fatalf("bad logout: %d", r.Status)
+	}
+
+	got := poll(t, s.srv.URL, "orders", ordersSecret, `{"returnImmediately":true}`)
+	if got.Status != 200 || len(got.Sets) != 5 {
+		t.Fatalf("poll: %d, %d SETs, want 5: %s", got.Status, len(got.Sets), got.Raw)
+	}
+	type row struct {
+		seq                            string
+		session, user, entity, typ, au string
+	}
+	var rows []row
+	for jti, tok := range got.Sets {
+		c, typ := setClaims(t, s, tok)
+		seq, _, _ := strings.Cut(jti, "-")
+		r := row{seq: seq, entity: c.Events[ssf.EventSessionRevoked].InitiatingEntity, typ: typ, au: c.Audience}
+		if c.SubID.Session != nil {
+			r.session, r.user = c.SubID.Session.ID, c.SubID.User.Sub
+		} else {
+			r.user = c.SubID.Sub
+		}
+		rows = append(rows, r)
+	}
+	sort.Slice(rows, func(i, j int) bool { return rows[i].seq < rows[j].seq })
+	want := []row{
+		{"1", "sid-bc", "alice", "system", "secevent+jwt", "orders"},
+		{"2", "sid-rv", "bob", "user", "secevent+jwt", "orders"},
+		{"3", "sid-rc", "carol", "system", "secevent+jwt", "orders"},
+		{"4", "", "dave", "admin", "secevent+jwt", "orders"},
+		{"5", "", "erin", "system", "secevent+jwt", "orders"},
+	}
+	for i := range want {
+		if i >= len(rows) || rows[i] != want[i] {
+			t.Errorf("SETs in order:\n got %+v\nwant %+v", rows, want)
+			break
+		}
+	}
+}
+
+// TestSSF_BackchannelLogoutWakesALongPoll: a held poll answers as soon as the logout is recorded.
+func TestSSF_BackchannelLogoutWakesALongPoll(t *testing.T) {
+	s := newStack(t)
+	withSSF(t, s)
+	s.mustExchange("alice", "sid-1")
+	done := make(chan pollAnswer, 1)
+	go func() { done <- poll(t, s.srv.URL, "orders", ordersSecret, `{}`) }()
+	time.Sleep(100 * time.Millisecond)
+	start := time.Now()
+	if r := s.logout(s.realm.LogoutToken("alice", "sid-1")); r.Status != 200 {
+		t.Fatalf("logout: %d %s", r.Status, r.Raw)
+	}
+	select {
+	case got := <-done:
+		if len(got.Sets) != 1 {
+			t.Fatalf("poll: %s", got.Raw)
+		}
+		if d := time.Since(start); d > 500*time.Millisecond {
+			t.Errorf("SET arrived %s after the logout's 200", d)
+		}
+		// Acknowledged: the next short poll is empty.
+		if next := poll(t, s.srv.URL, "orders", ordersSecret, ackBody(got.Sets)); len(next.Sets) != 0 {
+			t.Errorf("after ack: %s", next.Raw)
+		}
+	case <-time.After(4 * time.Second):
+		t.Fatal("the held poll did not answer")
+	}
+}
+
+func TestSSF_PollRefusesBadRequests(t *testing.T) {
+	s := newStack(t)
+	withSSF(t, s)
+	cases := []struct {
+		name, stream, secret, body, ctype string
+		status                            int
+		code                              string
+	}{
+		{"no credential", "orders", "", `{}`, "application/json", 401, "authentication_failed"},
+		{"wrong credential", "orders", "wrong", `{}`, "application/json", 401, "authentication_failed"},
+		{"unknown stream", "billing", ordersSecret, `{}`, "application/json", 401, "authentication_failed"},
+		{"malformed JSON", "orders", ordersSecret, `{"ack":`, "application/json", 400, "invalid_request"},
+		{"wrong types", "orders", ordersSecret, `{"maxEvents":"ten"}`, "application/json", 400, "invalid_request"},
+		{"negative maxEvents", "orders", ordersSecret, `{"maxEvents":-1}`, "application/json", 400, "invalid_request"},
+		{"form body", "orders", ordersSecret, `ack=1`, "application/x-www-form-urlencoded", 415, "invalid_request"},
+		{"huge body", "orders", ordersSecret, `{"ack":["` + strings.Repeat("x", 70<<10) + `"]}`, "application/json", 413, ""}, // refused by the listener-wide body limit
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got := poll(t, s.srv.URL, c.stream, c.secret, c.body, "Content-Type", c.ctype)
+			if got.Status != c.status || (c.code != "" && got.Err != c.code) {
+				t.Errorf("%d %s, want %d %s", got.Status, got.Raw, c.status, c.code)
+			}
+		})
+	}
+	// An empty body is a default poll; Prefer: wait bounds the hold.
+	start := time.Now()
+	got := poll(t, s.srv.URL, "orders", ordersSecret, "", "Prefer", "wait=1")
+	if got.Status != 200 || got.Sets == nil || got.Header.Get("Preference-Applied") != "wait=1" {
+		t.Errorf("empty-body poll: %d %s %v", got.Status, got.Raw, got.Header)
+	}
+	if d := time.Since(start); d < time.Second || d > 3*time.Second {
+		t.Errorf("Prefer: wait=1 held the poll %s", d)
+	}
+}
+
+// TestSSF_LongPollOutlivesListenerTimeouts: the public listener's read and write timeouts are
+// shorter than a long poll; the poll handler extends its own connection's deadlines.
+func TestSSF_LongPollOutlivesListenerTimeouts(t *testing.T) {
+	s := newStack(t)
+	withSSF(t, s)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		(*s.handler.Load()).ServeHTTP(w, r)
+	}), ReadTimeout: 300 * time.Millisecond, WriteTimeout: 400 * time.Millisecond}
+	go func() { _ = hs.Serve(ln) }()
+	t.Cleanup(func() { _ = hs.Close() })
+	base := "http://" + ln.Addr().String()
+	done := make(chan pollAnswer, 1)
+	start := time.Now()
+	go func() { done <- poll(t, base, "orders", ordersSecret, `{}`, "Prefer", "wait=2") }()
+	time.Sleep(time.Second) // past both listener timeouts
+	s.mustExchange("alice", "sid-late")
+	if r := s.logout(s.realm.LogoutToken("alice", "sid-late")); r.Status != 200 {
+		t.Fatal(r.Raw)
+	}
+	got := <-done
+	if got.Status != 200 || len(got.Sets) != 1 {
+		t.Errorf("poll held past the listener timeouts: %d %q after %s", got.Status, got.Raw, time.Since(start))
+	}
+}
+
+func TestSSF_AdminStreams(t *testing.T) {
+	s := newStack(t)
+	tx := withSSF(t, s)
+	logs := &syncBuffer{}
+	pub, _ := server.New(server.Config{Issuer: s.srv.URL}, s.issuer, s.keys)
+	a := server.NewAdmin(server.AdminConfig{
+		Tokens: map[string][32]byte{"ops": sha256.Sum256([]byte(adminToken))}, Started: time.Now(),
+		Logger: slog.New(slog.NewJSONHandler(logs, nil)),
+	}, s.issuer, s.keys, s.store, pub)
+	a.MountSSF(tx)
+	srv := httptest.NewServer(a.Handler())
+	t.Cleanup(srv.Close)
+
+	if r := adminCall(t, srv, "GET", "/admin/streams", "", "", ""); r.Status != 401 {
+		t.Errorf("list without token: %d", r.Status)
+	}
+	created := adminCall(t, srv, "POST", "/admin/streams", adminToken, "application/json", `{"stream_id":"search","description":"search API"}`)
+	secret := created.str("secret")
+	if created.Status != 201 || len(secret) < 32 {
+		t.Fatalf("create: %d %s", created.Status, created.Raw)
+	}
+	// The new stream polls with its secret and gets the events recorded since.
+	s.mustExchange("alice", "sid-s")
+	s.logout(s.realm.LogoutToken("alice", "sid-s"))
+	if got := poll(t, s.srv.URL, "search", secret, `{"returnImmediately":true}`); got.Status != 200 || len(got.Sets) != 1 {
+		t.Errorf("poll of the created stream: %d %s", got.Status, got.Raw)
+	}
+	hash := sha256.Sum256([]byte("given-secret"))
+	hexHash := hex.EncodeToString(hash[:])
+	cases := []struct {
+		name, method, path, body string
+		status                   int
+	}{
+		{"duplicate id", "POST", "/admin/streams", `{"stream_id":"orders"}`, 409},
+		{"bad id", "POST", "/admin/streams", `{"stream_id":"a/b"}`, 400},
+		{"bad hash", "POST", "/admin/streams", `{"stream_id":"x","secret_sha256":"abc"}`, 400},
+		{"unknown field", "POST", "/admin/streams", `{"stream":"x"}`, 400},
+		{"given hash", "POST", "/admin/streams", `{"stream_id":"given","aud":"given-api","secret_sha256":"` + hexHash + `"}`, 201},
+		{"show", "GET", "/admin/streams/search", "", 200},
+		{"show unknown", "GET", "/admin/streams/nope", "", 404},
+		{"delete configured", "DELETE", "/admin/streams/orders", "", 409},
+		{"delete", "DELETE", "/admin/streams/search", "", 204},
+		{"delete again", "DELETE", "/admin/streams/search", "", 404},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			ctype := ""
+			if c.body != "" {
+				ctype = "application/json"
+			}
+			if r := adminCall(t, srv, c.method, c.path, adminToken, ctype, c.body); r.Status != c.status {
+				t.Errorf("%d %s, want %d", r.Status, r.Raw, c.status)
+			}
+		})
+	}
+	if got := poll(t, s.srv.URL, "given", "given-secret", `{"returnImmediately":true}`); got.Status != 200 {
+		t.Errorf("stream created with a given hash: %d %s", got.Status, got.Raw)
+	}
+	list := adminCall(t, srv, "GET", "/admin/streams", adminToken, "", "")
+	if list.Status != 200 || !strings.Contains(list.Raw, `"stream_id":"given"`) || !strings.Contains(list.Raw, `"stream_id":"orders"`) ||
+		strings.Contains(list.Raw, `"stream_id":"search"`) || strings.Contains(list.Raw, "secret") {
+		t.Errorf("list: %s", list.Raw)
+	}
+	for _, want := range []string{`"action":"streams.create","target":"search"`, `"action":"streams.delete","target":"search"`} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("audit log lacks %s", want)
+		}
+	}
+	if strings.Contains(logs.String(), secret) {
+		t.Error("the generated secret reached the log")
+	}
+}

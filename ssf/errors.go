@@ -1,0 +1,43 @@
+package ssf
+
+import (
+	"errors"
+	"net/http"
+)
+
+// Error codes of the SET delivery error registry (RFC 8935 §2.3, used by RFC 8936 §2.4).
+const (
+	CodeInvalidRequest       = "invalid_request"
+	CodeAuthenticationFailed = "authentication_failed"
+	CodeAccessDenied         = "access_denied"
+)
+
+// Error is a delivery error in the shape of RFC 8935 §2.3: {"err": …, "description": …}.
+type Error struct {
+	Status      int    `json:"-"`
+	Code        string `json:"err"`
+	Description string `json:"description"`
+}
+
+func (e *Error) Error() string { return "ssf: " + e.Code + ": " + e.Description }
+
+func invalidRequest(desc string) error {
+	return &Error{Status: http.StatusBadRequest, Code: CodeInvalidRequest, Description: desc}
+}
+
+// errAuthentication is returned for a wrong credential and for an unknown stream alike, so
+// stream ids cannot be probed.
+var errAuthentication = &Error{Status: http.StatusUnauthorized, Code: CodeAuthenticationFailed,
+	Description: "a valid bearer credential for this stream is required"}
+
+// Errors of the stream management calls (admin API).
+var (
+	// ErrNoStream: no stream has that id.
+	ErrNoStream = errors.New("ssf: no such stream")
+	// ErrStreamExists: a stream with that id exists.
+	ErrStreamExists = errors.New("ssf: a stream with this id exists")
+	// ErrConfigStream: the stream is defined in the configuration file and changes there.
+	ErrConfigStream = errors.New("ssf: the stream is defined in the configuration file")
+	// ErrInvalidStream: the stream definition is not valid.
+	ErrInvalidStream = errors.New("ssf: invalid stream")
+)

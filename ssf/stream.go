@@ -1,0 +1,320 @@
+package ssf
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Stream sources.
+const (
+	SourceConfig = "config"
+	SourceAdmin  = "admin"
+)
+
+// streamIDPattern: RFC 3986 unreserved characters (SSF 1.0 §8.1.1).
+var streamIDPattern = regexp.MustCompile(`^[A-Za-z0-9._~-]{1,64}$`)
+
+// StreamConfig defines a stream: one receiving service.
+type StreamConfig struct {
+	// ID names the stream; it appears in the poll URL.
+	ID string
+	// Audience is the aud of the stream's SETs (the ID when empty).
+	Audience string
+	// Description is for operators.
+	Description string
+	// SecretSHA256 is the SHA-256 of the receiver's bearer secret.
+	SecretSHA256 [32]byte
+}
+
+// streamDef is a stream's definition as kept in memory.
+type streamDef struct {
+	ID          string
+	Audience    string
+	Description string
+	Source      string
+	CreatedAt   time.Time
+	secret      [32]byte
+}
+
+// stream is a stream's definition and delivery state. Guarded by Transmitter.mu.
+type stream struct {
+	def streamDef
+	// acked: every event with Seq ≤ acked is acknowledged; above holds acknowledgements of
+	// later events (receivers acknowledge in any order).
+	acked uint64
+	above map[uint64]struct{}
+	// delivered is the highest Seq delivered at least once (for the first-delivery metrics).
+	delivered uint64
+	dirty     bool
+}
+
+// streamDoc is a stream as stored (store.EventLog stream documents).
+type streamDoc struct {
+	ID           string    `json:"id"`
+	Audience     string    `json:"aud"`
+	Description  string    `json:"description,omitempty"`
+	Source       string    `json:"source"`
+	CreatedAt    time.Time `json:"created_at"`
+	SecretSHA256 string    `json:"secret_sha256"`
+	Acked        uint64    `json:"acked"`
+	AckedAbove   []uint64  `json:"acked_above,omitempty"`
+}
+
+func (s *stream) doc() []byte {
+	d := streamDoc{ID: s.def.ID, Audience: s.def.Audience, Description: s.def.Description, Source: s.def.Source,
+		CreatedAt: s.def.CreatedAt, SecretSHA256: hex.EncodeToString(s.def.secret[:]), Acked: s.acked}
+	for seq := range s.above {
+		d.AckedAbove = append(d.AckedAbove, seq)
+	}
+	slices.Sort(d.AckedAbove)
+	b, _ := json.Marshal(d) // plain struct: cannot fail
+	return b
+}
+
+func streamFromDoc(raw []byte) (*stream, error) {
+	var d streamDoc
+	if err := json.Unmarshal(raw, &d); err != nil {
+		return nil, err
+	}
+	s := &stream{def: streamDef{ID: d.ID, Audience: d.Audience, Description: d.Description, Source: d.Source,
+		CreatedAt: d.CreatedAt}, acked: d.Acked, above: map[uint64]struct{}{}}
+	if b, err := hex.DecodeString(d.SecretSHA256); err != nil || len(b) != 32 {
+		return nil, fmt.Errorf("stream %q: bad secret hash", d.ID)
+	}
+	hex.Decode(s.def.secret[:], []byte(d.SecretSHA256))
+	for _, seq := range d.AckedAbove {
+		s.above[seq] = struct{}{}
+	}
+	s.delivered = s.acked
+	return s, nil
+}
+
+// ack records the acknowledgement of seq and advances the contiguous watermark. It reports
+// whether seq was newly acknowledged.
+func (s *stream) ack(seq uint64) bool {
+	if seq <= s.acked {
+		return false
+	}
+	if _, dup := s.above[seq]; dup {
+		return false
+	}
+	s.above[seq] = struct{}{}
+	s.advance()
+	s.dirty = true
+	return true
+}
+
+// skipTo treats every event up to seq as gone (trimmed from the log).
+func (s *stream) skipTo(seq uint64) {
+	if seq <= s.acked {
+		return
+	}
+	s.acked = seq
+	for q := range s.above {
+		if q <= seq {
+			delete(s.above, q)
+		}
+	}
+	s.advance()
+	s.dirty = true
+}
+
+func (s *stream) advance() {
+	for {
+		if _, ok := s.above[s.acked+1]; !ok {
+			return
+		}
+		delete(s.above, s.acked+1)
+		s.acked++
+	}
+}
+
+// backlog counts events in (floor, head] not acknowledged.
+func (s *stream) backlog(floor, head uint64) uint64 {
+	from := max(s.acked, floor)
+	if head <= from {
+		return 0
+	}
+	n := head - from
+	for q := range s.above {
+		if q > from && q <= head {
+			n--
+		}
+	}
+	return n
+}
+
+// StreamInfo describes a stream for the admin API.
+type StreamInfo struct {
+	ID          string    `json:"stream_id"`
+	Audience    string    `json:"aud"`
+	Description string    `json:"description,omitempty"`
+	Source      string    `json:"source"`
+	CreatedAt   time.Time `json:"created_at"`
+	Delivery    Delivery  `json:"delivery"`
+	// AckedSeq is the event sequence number up to which the receiver acknowledged everything.
+	AckedSeq uint64 `json:"acked_seq"`
+	// Backlog is the number of events not yet acknowledged.
+	Backlog uint64 `json:"backlog"`
+}
+
+// Delivery is a stream's delivery configuration (SSF 1.0 §6.1, §8.1.1).
+type Delivery struct {
+	Method      string `json:"method"`
+	EndpointURL string `json:"endpoint_url"`
+}
+
+// PollURL is the RFC 8936 endpoint of stream id.
+func (t *Transmitter) PollURL(id string) string { return t.cfg.Issuer + "/ssf/poll/" + id }
+
+func (t *Transmitter) infoLocked(s *stream) StreamInfo {
+	return StreamInfo{ID: s.def.ID, Audience: s.def.Audience, Description: s.def.Description, Source: s.def.Source,
+		CreatedAt: s.def.CreatedAt, Delivery: Delivery{Method: DeliveryPoll, EndpointURL: t.PollURL(s.def.ID)},
+		AckedSeq: max(s.acked, t.floor), Backlog: s.backlog(t.floor, t.head)}
+}
+
+// Streams lists the streams, by id.
+func (t *Transmitter) Streams() []StreamInfo {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]StreamInfo, 0, len(t.streams))
+	for _, s := range t.streams {
+		out = append(out, t.infoLocked(s))
+	}
+	slices.SortFunc(out, func(a, b StreamInfo) int { return strings.Compare(a.ID, b.ID) })
+	return out
+}
+
+// Stream describes one stream, or returns ErrNoStream.
+func (t *Transmitter) Stream(id string) (StreamInfo, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s, ok := t.streams[id]
+	if !ok {
+		return StreamInfo{}, ErrNoStream
+	}
+	return t.infoLocked(s), nil
+}
+
+// CreateStream adds a stream (source admin) and stores it before returning. An empty ID gets a
+// random one; an empty Audience is the ID. When SecretSHA256 is zero a secret is generated and
+// returned: it is shown once and never stored.
+func (t *Transmitter) CreateStream(ctx context.Context, c StreamConfig) (StreamInfo, string, error) {
+	if c.ID == "" {
+		c.ID = "s-" + randomString(9)
+	}
+	if !streamIDPattern.MatchString(c.ID) {
+		return StreamInfo{}, "", fmt.Errorf("%w: id must be 1–64 letters, digits, '.', '_', '~' or '-'", ErrInvalidStream)
+	}
+	if c.Audience == "" {
+		c.Audience = c.ID
+	}
+	if len(c.Audience) > 256 || len(c.Description) > 256 {
+		return StreamInfo{}, "", fmt.Errorf("%w: aud and description are limited to 256 characters", ErrInvalidStream)
+	}
+	secret := ""
+	if c.SecretSHA256 == ([32]byte{}) {
+		secret = randomString(32)
+		c.SecretSHA256 = sha256.Sum256([]byte(secret))
+	}
+	s := &stream{def: streamDef{ID: c.ID, Audience: c.Audience, Description: c.Description, Source: SourceAdmin,
+		CreatedAt: t.cfg.Now().UTC(), secret: c.SecretSHA256}, above: map[uint64]struct{}{}}
+
+	t.writeMu.Lock()
+	defer t.writeMu.Unlock()
+	t.mu.Lock()
+	_, exists := t.streams[c.ID]
+	t.mu.Unlock()
+	if exists {
+		return StreamInfo{}, "", ErrStreamExists
+	}
+	if err := t.log.PutStreams(ctx, map[string][]byte{c.ID: s.doc()}); err != nil {
+		return StreamInfo{}, "", fmt.Errorf("ssf: create stream: %w", err)
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.streams[c.ID] = s
+	t.cfg.Logger.Info("ssf stream created", "event", "ssf_stream", "stream", c.ID, "aud", c.Audience)
+	return t.infoLocked(s), secret, nil
+}
+
+// DeleteStream removes an admin-created stream; its pending polls end. Streams from the
+// configuration file are refused with ErrConfigStream.
+func (t *Transmitter) DeleteStream(ctx context.Context, id string) error {
+	t.writeMu.Lock()
+	defer t.writeMu.Unlock()
+	t.mu.Lock()
+	s, ok := t.streams[id]
+	switch {
+	case !ok:
+		t.mu.Unlock()
+		return ErrNoStream
+	case s.def.Source == SourceConfig:
+		t.mu.Unlock()
+		return ErrConfigStream
+	}
+	t.mu.Unlock()
+	if err := t.log.DeleteStream(ctx, id); err != nil {
+		return fmt.Errorf("ssf: delete stream: %w", err)
+	}
+	t.mu.Lock()
+	delete(t.streams, id)
+	t.broadcastLocked()
+	t.mu.Unlock()
+	t.m.forget(id)
+	t.cfg.Logger.Info("ssf stream deleted", "event", "ssf_stream", "stream", id)
+	return nil
+}
+
+// Authenticate checks a receiver's bearer credential for stream id in constant time. An
+// unknown stream and a wrong credential fail alike.
+func (t *Transmitter) Authenticate(id, token string) error {
+	got := sha256.Sum256([]byte(token))
+	t.mu.Lock()
+	s, ok := t.streams[id]
+	want := dummySecret
+	if ok {
+		want = s.def.secret
+	}
+	t.mu.Unlock()
+	if subtle.ConstantTimeCompare(got[:], want[:]) != 1 || !ok || token == "" {
+		return errAuthentication
+	}
+	return nil
+}
+
+// StreamFor returns the id of the stream whose credential token is (checking every stream in
+// constant time), for requests that do not name their stream.
+func (t *Transmitter) StreamFor(token string) (string, error) {
+	got := sha256.Sum256([]byte(token))
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	found := ""
+	for id, s := range t.streams {
+		if subtle.ConstantTimeCompare(got[:], s.def.secret[:]) == 1 {
+			found = id
+		}
+	}
+	if found == "" || token == "" {
+		return "", errAuthentication
+	}
+	return found, nil
+}
+
+var dummySecret = sha256.Sum256([]byte("tokengate: no such stream"))
+
+func randomString(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
