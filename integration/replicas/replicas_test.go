@@ -234,8 +234,8 @@ func TestFrozenEtcdMember_ReplicaFailsClosedAndRecovers(t *testing.T) {
 	})
 	t.Logf("r3 answers renewals 503 temporarily_unavailable %s after SIGSTOP of its etcd member (max_staleness %s)",
 		took.Round(time.Millisecond), maxStaleness)
-	if took > maxStaleness+250*time.Millisecond {
-		t.Errorf("r3 failed closed after %s, want within max_staleness %s (+250ms polling slack)", took, maxStaleness)
+	if took > maxStaleness+500*time.Millisecond {
+		t.Errorf("r3 failed closed after %s, want within max_staleness %s (+500ms for polling on a loaded machine)", took, maxStaleness)
 	}
 	start := time.Now()
 	if got := r3.logout(e.logoutToken(refusedLogout)); got.Status == http.StatusOK {

@@ -252,7 +252,7 @@ func drain(ch <-chan struct{}) {
 
 func TestStaleness_FailsClosedWhileEtcdIsFrozenAndRecovers(t *testing.T) {
 	c := etcdtest.Start(t, 1, etcdtest.Options{})
-	const maxStale = time.Second
+	const maxStale = 2 * time.Second
 	p := prefix(t)
 	a := open(t, Config{Endpoints: c.Endpoints(), Prefix: p, MaxStaleness: maxStale})
 	b := open(t, Config{Endpoints: c.Endpoints(), Prefix: p, MaxStaleness: maxStale})
@@ -265,11 +265,12 @@ func TestStaleness_FailsClosedWhileEtcdIsFrozenAndRecovers(t *testing.T) {
 		_, err := a.SessionRevocation(ctx, "before")
 		return err == nil
 	})
-	// Quiet for a while: progress notifications alone must keep the index fresh.
-	time.Sleep(3 * maxStale)
-	if _, err := a.SessionRevocation(ctx, "unknown"); !errors.Is(err, store.ErrNotFound) {
-		t.Fatalf("lookup on a quiet but healthy store = %v, want ErrNotFound", err)
-	}
+	// Quiet for a while: the probes alone keep the index fresh.
+	time.Sleep(2 * maxStale)
+	eventually(t, 5*time.Second, "lookups on a quiet, healthy store", func() bool {
+		_, err := a.SessionRevocation(ctx, "unknown")
+		return errors.Is(err, store.ErrNotFound)
+	})
 
 	if err := c.Members[0].Freeze(); err != nil {
 		t.Fatal(err)
@@ -280,8 +281,8 @@ func TestStaleness_FailsClosedWhileEtcdIsFrozenAndRecovers(t *testing.T) {
 		return errors.Is(err, store.ErrUnavailable)
 	})
 	t.Logf("failed closed %s after SIGSTOP (max_staleness %s)", took, maxStale)
-	if took > maxStale+200*time.Millisecond {
-		t.Errorf("failed closed %s after SIGSTOP, want within max_staleness %s (+200ms polling)", took, maxStale)
+	if took > maxStale+500*time.Millisecond {
+		t.Errorf("failed closed %s after SIGSTOP, want within max_staleness %s (+500ms for polling on a loaded machine)", took, maxStale)
 	}
 	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	start := time.Now()
@@ -290,7 +291,7 @@ func TestStaleness_FailsClosedWhileEtcdIsFrozenAndRecovers(t *testing.T) {
 	if !errors.Is(err, store.ErrUnavailable) {
 		t.Errorf("RevokeSession while frozen = %v, want ErrUnavailable", err)
 	}
-	if d := time.Since(start); d > 100*time.Millisecond {
+	if d := time.Since(start); d > 500*time.Millisecond {
 		t.Errorf("RevokeSession on a stale store took %s, want an immediate refusal", d)
 	}
 	if ok, err := a.ClaimJTI(ctx, "jti-during", now.Add(time.Hour)); ok || !errors.Is(err, store.ErrUnavailable) {
@@ -315,6 +316,34 @@ func TestStaleness_FailsClosedWhileEtcdIsFrozenAndRecovers(t *testing.T) {
 	})
 	if n := a.Reloads(); n != 1 {
 		t.Errorf("a reloaded its index %d times, want 1 (the watch resumes, no rescan)", n)
+	}
+}
+
+// A replica whose prefix is quiet while the cluster's revision moves (other prefixes, other
+// deployments) proves freshness through progress notifications alone: its watch revision
+// follows the cluster's although no event reaches it.
+func TestStaleness_QuietPrefixFollowsTheClusterThroughProgressNotifications(t *testing.T) {
+	const maxStale = 2 * time.Second
+	quiet := open(t, Config{Prefix: prefix(t), MaxStaleness: maxStale})
+	busy := open(t, Config{Prefix: prefix(t)})
+	ctx := context.Background()
+	for i := range 50 {
+		now := time.Now()
+		if err := busy.RevokeSession(ctx, store.Revocation{SID: fmt.Sprint("busy-", i), At: now, Expires: now.Add(time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	resp, err := busy.Client().Get(ctx, "any")
+	if err != nil {
+		t.Fatal(err)
+	}
+	written := resp.Header.Revision
+	took := eventually(t, 10*time.Second, "the quiet store's watch reaches the revision of writes elsewhere", func() bool {
+		return quiet.watchRev.Load() >= written && quiet.Staleness() < maxStale/2
+	})
+	t.Logf("quiet store at revision %d %s after the last write elsewhere", quiet.watchRev.Load(), took.Round(time.Millisecond))
+	if _, err := quiet.SessionRevocation(ctx, "busy-0"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("lookup on the quiet prefix = %v, want ErrNotFound", err)
 	}
 }
 
