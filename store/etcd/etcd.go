@@ -128,6 +128,7 @@ type Store struct {
 	leases      leases
 	leaseBucket time.Duration // width of the expiry buckets sharing a lease (tests shorten it)
 	keysMu      sync.Mutex    // serialises this process's UpdateKeys (etcd serialises processes)
+	eventsMu    sync.Mutex    // serialises this process's RecordRevocation
 
 	// Freshness, as monotonic nanoseconds since start: the latest moment at which the index
 	// was known to hold every write etcd had acknowledged.

@@ -60,7 +60,13 @@ func (s *Store) RevokeSession(ctx context.Context, r store.Revocation) error {
 	if r.SID == "" {
 		return errors.New("etcd: revoke session: empty sid")
 	}
-	return s.revoke(ctx, "revoke session", kindSession, r.SID, r, func(old store.Revocation) store.Revocation {
+	return s.revoke(ctx, "revoke session", kindSession, r.SID, r, mergeSession(r))
+}
+
+// mergeSession merges a session logout r into a stored one: earliest At (with its Sub and
+// Reason), latest Expires.
+func mergeSession(r store.Revocation) func(old store.Revocation) store.Revocation {
+	return func(old store.Revocation) store.Revocation {
 		out := old
 		if r.At.Before(old.At) {
 			out = r
@@ -70,7 +76,7 @@ func (s *Store) RevokeSession(ctx context.Context, r store.Revocation) error {
 		}
 		out.Expires = latest(old.Expires, r.Expires)
 		return out
-	})
+	}
 }
 
 // RevokeSubject records a subject-wide logout keyed by r.Sub and returns once etcd committed
@@ -80,14 +86,20 @@ func (s *Store) RevokeSubject(ctx context.Context, r store.Revocation) error {
 	if r.Sub == "" {
 		return errors.New("etcd: revoke subject: empty sub")
 	}
-	return s.revoke(ctx, "revoke subject", kindSubject, r.Sub, r, func(old store.Revocation) store.Revocation {
+	return s.revoke(ctx, "revoke subject", kindSubject, r.Sub, r, mergeSubject(r))
+}
+
+// mergeSubject merges a subject-wide logout r into a stored one: latest At (with its Reason),
+// latest Expires.
+func mergeSubject(r store.Revocation) func(old store.Revocation) store.Revocation {
+	return func(old store.Revocation) store.Revocation {
 		out := old
 		if r.At.After(old.At) {
 			out = r
 		}
 		out.Expires = latest(old.Expires, r.Expires)
 		return out
-	})
+	}
 }
 
 // revoke merges r into the stored record with a compare-and-swap on its revision. The local
