@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"errors"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/tokengate/tokengate/server"
 	"github.com/tokengate/tokengate/ssf"
+	"github.com/tokengate/tokengate/verifier"
 )
 
 const ordersSecret = "orders-stream-secret-0123456789-abcdefgh"
@@ -90,7 +92,7 @@ func ackBody(sets map[string]string) string {
 // setClaims decodes a SET's payload (signature checked against the JWKS) and its typ.
 func setClaims(t *testing.T, s *stack, tok string) (ssf.SET, string) {
 	t.Helper()
-	jws, err := jose.ParseSigned(tok, []jose.SignatureAlgorithm{jose.ES256})
+	jws, err := jose.ParseSignedCompact(tok, []jose.SignatureAlgorithm{jose.ES256})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -380,5 +382,45 @@ func TestSSF_AdminStreams(t *testing.T) {
 	}
 	if strings.Contains(logs.String(), secret) {
 		t.Error("the generated secret reached the log")
+	}
+}
+
+// TestSSF_VerifierEnforcesLogout: the verifier package, against this server, accepts the
+// internal token and refuses it within milliseconds of the back-channel logout's 200.
+func TestSSF_VerifierEnforcesLogout(t *testing.T) {
+	s := newStack(t)
+	withSSF(t, s)
+	v, err := verifier.New(context.Background(), verifier.Config{Issuer: s.srv.URL, Audience: "orders",
+		StreamSecret: ordersSecret, Logger: slog.New(slog.DiscardHandler), Now: s.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = v.Close() })
+	r := s.mustExchange("alice", "sid-v")
+	other := s.mustExchange("alice", "sid-w")
+	ctx := context.Background()
+	if _, err := v.Verify(ctx, r.str("access_token")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond) // the verifier's poll is waiting
+	if got := s.logout(s.realm.LogoutToken("alice", "sid-v")); got.Status != 200 {
+		t.Fatal(got.Raw)
+	}
+	acked := time.Now()
+	for {
+		_, err := v.Verify(ctx, r.str("access_token"))
+		if errors.Is(err, verifier.ErrRevoked) {
+			break
+		}
+		if time.Since(acked) > 2*time.Second {
+			t.Fatalf("still accepted 2s after the logout: %v", err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if d := time.Since(acked); d > 500*time.Millisecond {
+		t.Errorf("refused %s after the logout's 200", d)
+	}
+	if _, err := v.Verify(ctx, other.str("access_token")); err != nil {
+		t.Errorf("the user's other session: %v", err)
 	}
 }

@@ -1,0 +1,237 @@
+package verifier
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+const (
+	deliveryPoll = "urn:ietf:rfc:8936"
+	// maxEventsPerPoll is how many SETs one poll asks for.
+	maxEventsPerPoll = 100
+	// maxHold is the longest hold tokengate grants a poll.
+	maxHold = 25 * time.Second
+	// backoff bounds between failed polls.
+	minBackoff = 50 * time.Millisecond
+	maxBackoff = 2 * time.Second
+)
+
+// subscribe reads tokengate's SSF configuration and this service's stream configuration.
+func (v *Verifier) subscribe(ctx context.Context) error {
+	u, err := url.Parse(v.cfg.Issuer)
+	if err != nil || u.Host == "" {
+		return fmt.Errorf("verifier: issuer %q is not a URL", v.cfg.Issuer)
+	}
+	// SSF 1.0 §6.2: the well-known suffix goes between the host and the issuer's path.
+	u.Path = "/.well-known/ssf-configuration" + strings.TrimSuffix(u.Path, "/")
+	var md struct {
+		Issuer                string   `json:"issuer"`
+		ConfigurationEndpoint string   `json:"configuration_endpoint"`
+		Delivery              []string `json:"delivery_methods_supported"`
+	}
+	if err := v.getJSON(ctx, u.String(), "", &md); err != nil {
+		return fmt.Errorf("verifier: SSF configuration: %w", err)
+	}
+	if md.Issuer != v.cfg.Issuer {
+		return fmt.Errorf("verifier: SSF configuration names issuer %q, want %q", md.Issuer, v.cfg.Issuer)
+	}
+	if md.ConfigurationEndpoint == "" || !containsString(md.Delivery, deliveryPoll) {
+		return errors.New("verifier: the transmitter offers no stream configuration endpoint or no poll delivery")
+	}
+	type streamConfig struct {
+		StreamID string   `json:"stream_id"`
+		Issuer   string   `json:"iss"`
+		Audience audience `json:"aud"`
+		Delivery struct {
+			Method      string `json:"method"`
+			EndpointURL string `json:"endpoint_url"`
+		} `json:"delivery"`
+		EventsDelivered []string `json:"events_delivered"`
+	}
+	var sc streamConfig
+	if v.cfg.StreamID != "" {
+		err = v.getJSON(ctx, md.ConfigurationEndpoint+"?stream_id="+url.QueryEscape(v.cfg.StreamID), v.cfg.StreamSecret, &sc)
+	} else {
+		var list []streamConfig
+		if err = v.getJSON(ctx, md.ConfigurationEndpoint, v.cfg.StreamSecret, &list); err == nil {
+			if len(list) != 1 {
+				return fmt.Errorf("verifier: the stream credential names %d streams; set StreamID", len(list))
+			}
+			sc = list[0]
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("verifier: stream configuration: %w", err)
+	}
+	switch {
+	case sc.Issuer != v.cfg.Issuer:
+		return fmt.Errorf("verifier: stream %q has iss %q, want %q", sc.StreamID, sc.Issuer, v.cfg.Issuer)
+	case sc.Delivery.Method != deliveryPoll || sc.Delivery.EndpointURL == "":
+		return fmt.Errorf("verifier: stream %q is not delivered by polling (%q)", sc.StreamID, sc.Delivery.Method)
+	case len(sc.Audience) != 1:
+		return fmt.Errorf("verifier: stream %q has %d audiences, want one", sc.StreamID, len(sc.Audience))
+	case !containsString(sc.EventsDelivered, EventSessionRevoked):
+		return fmt.Errorf("verifier: stream %q does not deliver session-revoked events", sc.StreamID)
+	}
+	v.streamID, v.pollURL, v.setAud = sc.StreamID, sc.Delivery.EndpointURL, sc.Audience[0]
+	v.lastHeard.Store(v.cfg.Now().UnixNano())
+	return nil
+}
+
+func (v *Verifier) getJSON(ctx context.Context, u, secret string, out any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return err
+	}
+	if secret != "" {
+		req.Header.Set("Authorization", "Bearer "+secret)
+	}
+	resp, err := v.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(body))
+	}
+	return json.Unmarshal(body, out)
+}
+
+// setErrorJSON and pollResponse are RFC 8936 §2.2 and §2.3.
+type setErrorJSON struct {
+	Err         string `json:"err"`
+	Description string `json:"description"`
+}
+
+type pollResponse struct {
+	Sets          map[string]string `json:"sets"`
+	MoreAvailable bool              `json:"moreAvailable"`
+}
+
+// follow long-polls the stream until ctx ends: each answer's SETs are verified and applied,
+// then acknowledged with the next poll; refused SETs are reported in setErrs; SETs that cannot
+// be verified now are left unacknowledged, so they come again.
+func (v *Verifier) follow(ctx context.Context) {
+	defer close(v.done)
+	wait := maxHold
+	if !v.cfg.FailOpen {
+		// Answers must come often enough that a healthy feed never looks quiet.
+		wait = min(maxHold, max(time.Second, v.cfg.FailClosedAfter/3))
+	}
+	var (
+		acks    []string
+		errs    = map[string]setErrorJSON{}
+		backoff = minBackoff
+		failing bool
+	)
+	for ctx.Err() == nil {
+		resp, err := v.poll(ctx, acks, errs, wait)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			v.connected.Store(false)
+			if !failing {
+				v.log.Warn("verifier: revocation feed unreachable; retrying", "stream", v.streamID, "error", err.Error())
+				failing = true
+			}
+			sleep := backoff/2 + rand.N(backoff/2+1)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(sleep):
+			}
+			backoff = min(2*backoff, maxBackoff)
+			continue
+		}
+		if failing {
+			v.log.Info("verifier: revocation feed reachable again", "stream", v.streamID)
+			failing = false
+		}
+		backoff = minBackoff
+		v.connected.Store(true)
+		v.lastHeard.Store(v.cfg.Now().UnixNano())
+		acks, errs = acks[:0], map[string]setErrorJSON{}
+		now := v.cfg.Now()
+		for jti, raw := range resp.Sets {
+			r, err := v.VerifySET(ctx, raw)
+			switch {
+			case errors.Is(err, ErrReplayedSET):
+				acks = append(acks, jti) // applied before; a redelivery
+			case errors.Is(err, ErrSETUnverifiable):
+				v.log.Warn("verifier: SET cannot be verified now; it will come again", "stream", v.streamID, "jti", jti, "error", err.Error())
+			case err != nil:
+				v.setRefused.Add(1)
+				errs[jti] = setErrorJSON{Err: errCode(err), Description: err.Error()}
+				v.log.Warn("verifier: SET refused", "stream", v.streamID, "jti", jti, "error", err.Error())
+			case r != nil && r.JTI != jti:
+				v.setRefused.Add(1)
+				errs[jti] = setErrorJSON{Err: "invalid_request", Description: "the SET's jti differs from its key in sets"}
+			default:
+				until := now.Add(v.cfg.MaxTokenLifetime)
+				if r != nil && v.revoked.remember(jti, until) {
+					v.revoked.apply(r, until)
+					v.applied.Add(1)
+					if v.cfg.OnRevocation != nil {
+						v.cfg.OnRevocation(*r)
+					}
+				}
+				acks = append(acks, jti)
+			}
+		}
+		v.revoked.forget(now)
+		v.cache.prune(now)
+	}
+}
+
+// poll sends one poll carrying acknowledgements and errors.
+func (v *Verifier) poll(ctx context.Context, acks []string, errs map[string]setErrorJSON, wait time.Duration) (*pollResponse, error) {
+	body, err := json.Marshal(struct {
+		MaxEvents int                     `json:"maxEvents"`
+		Ack       []string                `json:"ack,omitempty"`
+		SETErrs   map[string]setErrorJSON `json:"setErrs,omitempty"`
+	}{maxEventsPerPoll, acks, errs})
+	if err != nil {
+		return nil, err
+	}
+	pctx, cancel := context.WithTimeout(ctx, wait+10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(pctx, http.MethodPost, v.pollURL, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+v.cfg.StreamSecret)
+	req.Header.Set("Prefer", "wait="+strconv.Itoa(int(wait/time.Second)))
+	resp, err := v.client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("poll: %s: %s", resp.Status, bytes.TrimSpace(raw))
+	}
+	var out pollResponse
+	if err := json.Unmarshal(raw, &out); err != nil {
+		return nil, fmt.Errorf("poll: %w", err)
+	}
+	return &out, nil
+}

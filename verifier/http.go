@@ -1,0 +1,102 @@
+package verifier
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+)
+
+type tokenKey struct{}
+
+// TokenFromContext returns the token Middleware verified for this request.
+func TokenFromContext(ctx context.Context) (*Token, bool) {
+	t, ok := ctx.Value(tokenKey{}).(*Token)
+	return t, ok
+}
+
+// GinTokenKey is the gin context key under which Gin stores the *Token.
+const GinTokenKey = "tokengate.token"
+
+// GinToken returns the token Gin verified for this request.
+func GinToken(c *gin.Context) (*Token, bool) {
+	v, ok := c.Get(GinTokenKey)
+	t, _ := v.(*Token)
+	return t, ok && t != nil
+}
+
+// Middleware lets a request through only with a valid, unrevoked bearer token, which
+// handlers find with TokenFromContext. Refusals are RFC 6750 answers: 401 invalid_token (with
+// WWW-Authenticate) for a missing, invalid or revoked token; 503 while the feed fails closed.
+func (v *Verifier) Middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tok, status, body := v.authorize(r)
+		if tok == nil {
+			writeRefusal(w, status, body)
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), tokenKey{}, tok)))
+	})
+}
+
+// Gin is Middleware for gin: it aborts refused requests and stores the token under
+// GinTokenKey.
+func (v *Verifier) Gin() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		tok, status, body := v.authorize(c.Request)
+		if tok == nil {
+			writeRefusal(c.Writer, status, body)
+			c.Abort()
+			return
+		}
+		c.Set(GinTokenKey, tok)
+		c.Request = c.Request.WithContext(context.WithValue(c.Request.Context(), tokenKey{}, tok))
+		c.Next()
+	}
+}
+
+type refusal struct {
+	Error       string `json:"error"`
+	Description string `json:"error_description,omitempty"`
+}
+
+// authorize verifies the request's bearer token, or returns the refusal to send.
+func (v *Verifier) authorize(r *http.Request) (*Token, int, refusal) {
+	raw, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || strings.TrimSpace(raw) == "" {
+		return nil, http.StatusUnauthorized, refusal{}
+	}
+	tok, err := v.Verify(r.Context(), strings.TrimSpace(raw))
+	switch {
+	case err == nil:
+		return tok, 0, refusal{}
+	case errors.Is(err, ErrFeedUnavailable):
+		return nil, http.StatusServiceUnavailable, refusal{"temporarily_unavailable", "token revocations cannot be checked"}
+	case errors.Is(err, ErrRevoked):
+		return nil, http.StatusUnauthorized, refusal{"invalid_token", "the token's session has been logged out"}
+	default:
+		return nil, http.StatusUnauthorized, refusal{"invalid_token", "the token is not valid"}
+	}
+}
+
+func writeRefusal(w http.ResponseWriter, status int, body refusal) {
+	h := w.Header()
+	h.Set("Cache-Control", "no-store")
+	switch status {
+	case http.StatusUnauthorized:
+		if body.Error == "" {
+			h.Set("WWW-Authenticate", `Bearer realm="tokengate"`)
+			w.WriteHeader(status)
+			return
+		}
+		h.Set("WWW-Authenticate", `Bearer realm="tokengate", error="`+body.Error+`", error_description="`+body.Description+`"`)
+	case http.StatusServiceUnavailable:
+		h.Set("Retry-After", "1")
+	}
+	h.Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(body)
+}

@@ -1,0 +1,393 @@
+package verifier
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+)
+
+// Event types.
+const (
+	// EventSessionRevoked is the CAEP session-revoked event: the one tokengate sends.
+	EventSessionRevoked = "https://schemas.openid.net/secevent/caep/event-type/session-revoked"
+	// Stream management events of SSF 1.0 carry no revocation; they are accepted and ignored.
+	eventVerification  = "https://schemas.openid.net/secevent/ssf/event-type/verification"
+	eventStreamUpdated = "https://schemas.openid.net/secevent/ssf/event-type/stream-updated"
+)
+
+// Errors of VerifySET. A refused SET wraps ErrInvalidSET; ErrReplayedSET means its jti was
+// accepted before; ErrSETUnverifiable means it could not be checked now (keys unreachable) and
+// should be tried again.
+var (
+	ErrInvalidSET      = errors.New("verifier: invalid SET")
+	ErrReplayedSET     = errors.New("verifier: replayed SET")
+	ErrSETUnverifiable = errors.New("verifier: SET cannot be verified now")
+)
+
+// setError is a refusal with its RFC 8935 error code.
+type setError struct {
+	code string
+	msg  string
+}
+
+func (e *setError) Error() string { return "verifier: invalid SET: " + e.msg }
+func (e *setError) Unwrap() error { return ErrInvalidSET }
+
+func refuse(code, format string, a ...any) error {
+	return &setError{code: code, msg: fmt.Sprintf(format, a...)}
+}
+
+// errCode returns the RFC 8935 code of a refusal.
+func errCode(err error) string {
+	var se *setError
+	if errors.As(err, &se) {
+		return se.code
+	}
+	return "invalid_request"
+}
+
+// Revocation is what a session-revoked SET revokes: the tokens of session SessionID, or (when
+// SessionID is empty) every token of Subject issued at or before Before.
+type Revocation struct {
+	JTI       string
+	SessionID string
+	Subject   string
+	// Before is the cutoff of a subject-wide revocation: the later of the event's timestamp and
+	// the SET's iat (when tokengate recorded it).
+	Before time.Time
+	// At is when the revocation happened (event_timestamp).
+	At time.Time
+}
+
+// subjectID is an RFC 9493 subject identifier, or an SSF complex subject.
+type subjectID struct {
+	Format  string     `json:"format"`
+	ID      string     `json:"id"`
+	Iss     string     `json:"iss"`
+	Sub     string     `json:"sub"`
+	Session *subjectID `json:"session"`
+	User    *subjectID `json:"user"`
+}
+
+type setClaims struct {
+	Issuer   string                     `json:"iss"`
+	Audience audience                   `json:"aud"`
+	JTI      string                     `json:"jti"`
+	IssuedAt *int64                     `json:"iat"`
+	Subject  *string                    `json:"sub"`
+	Expiry   *json.RawMessage           `json:"exp"`
+	SubID    *subjectID                 `json:"sub_id"`
+	Events   map[string]json.RawMessage `json:"events"`
+}
+
+// audience is aud as a string or an array of strings.
+type audience []string
+
+func (a *audience) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err == nil {
+		*a = []string{s}
+		return nil
+	}
+	var l []string
+	if err := json.Unmarshal(b, &l); err != nil {
+		return err
+	}
+	*a = l
+	return nil
+}
+
+// VerifySET checks a Security Event Token from this service's stream: signature by a key of
+// tokengate's JWKS with a pinned algorithm, JOSE typ secevent+jwt, iss, aud (the stream's), a
+// jti not seen before, no sub and no exp (SSF 1.0 §4.1), and one session-revoked event whose
+// subject names a session or a user of this issuer. Stream management events verify but
+// revoke nothing (nil Revocation); any other event type is refused. VerifySET does not apply
+// the revocation and does not record the jti; the feed does both.
+func (v *Verifier) VerifySET(ctx context.Context, raw string) (*Revocation, error) {
+	jws, err := jose.ParseSigned(raw, v.algs)
+	if err != nil {
+		return nil, refuse("invalid_request", "malformed or unexpected algorithm: %v", err)
+	}
+	if len(jws.Signatures) != 1 {
+		return nil, refuse("invalid_request", "want one signature")
+	}
+	if typ, _ := jws.Signatures[0].Protected.ExtraHeaders[jose.HeaderType].(string); !typIs(typ, "secevent+jwt") {
+		return nil, refuse("invalid_request", "JOSE typ %q is not secevent+jwt", typ)
+	}
+	payload, err := v.keySet.VerifySignature(ctx, raw)
+	if err != nil {
+		if keysUnreachable(err) {
+			return nil, fmt.Errorf("%w: %v", ErrSETUnverifiable, err)
+		}
+		return nil, refuse("invalid_key", "signature does not verify with the issuer's keys")
+	}
+	var c setClaims
+	if err := json.Unmarshal(payload, &c); err != nil {
+		return nil, refuse("invalid_request", "claims: %v", err)
+	}
+	switch {
+	case c.Issuer != v.cfg.Issuer:
+		return nil, refuse("invalid_issuer", "iss %q", c.Issuer)
+	case !containsString(c.Audience, v.setAud):
+		return nil, refuse("invalid_audience", "aud %v does not name %q", []string(c.Audience), v.setAud)
+	case c.JTI == "":
+		return nil, refuse("invalid_request", "no jti")
+	case c.IssuedAt == nil:
+		return nil, refuse("invalid_request", "no iat")
+	case c.Subject != nil:
+		return nil, refuse("invalid_request", "a SET must not carry sub")
+	case c.Expiry != nil:
+		return nil, refuse("invalid_request", "a SET must not carry exp")
+	case len(c.Events) == 0:
+		return nil, refuse("invalid_request", "no events")
+	}
+	if v.revoked.seen(c.JTI) {
+		return nil, fmt.Errorf("%w: jti %q", ErrReplayedSET, c.JTI)
+	}
+	body, ok := c.Events[EventSessionRevoked]
+	if !ok {
+		for typ := range c.Events {
+			if typ == eventVerification || typ == eventStreamUpdated {
+				return nil, nil
+			}
+		}
+		return nil, refuse("invalid_request", "unsupported event type %q", firstKey(c.Events))
+	}
+	var ev struct {
+		EventTimestamp *float64 `json:"event_timestamp"`
+	}
+	if err := json.Unmarshal(body, &ev); err != nil {
+		return nil, refuse("invalid_request", "session-revoked: %v", err)
+	}
+	iat := time.Unix(*c.IssuedAt, 0)
+	r := &Revocation{JTI: c.JTI, At: iat, Before: iat}
+	if ev.EventTimestamp != nil {
+		r.At = time.Unix(int64(*ev.EventTimestamp), 0)
+		if r.At.After(r.Before) {
+			r.Before = r.At
+		}
+	}
+	if err := v.subject(c.SubID, r); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// subject reads what a session-revoked subject names: a session (opaque id, alone or as the
+// session member of a complex subject) or a user (iss_sub of this issuer).
+func (v *Verifier) subject(s *subjectID, r *Revocation) error {
+	if s == nil {
+		return refuse("invalid_request", "no sub_id")
+	}
+	user := func(u *subjectID) error {
+		if u.Format != "iss_sub" || u.Iss != v.cfg.Issuer || u.Sub == "" {
+			return refuse("invalid_request", "user subject must be iss_sub of %s", v.cfg.Issuer)
+		}
+		r.Subject = u.Sub
+		return nil
+	}
+	switch s.Format {
+	case "opaque":
+		r.SessionID = s.ID
+	case "iss_sub":
+		if err := user(s); err != nil {
+			return err
+		}
+	case "complex":
+		if s.User != nil {
+			if err := user(s.User); err != nil {
+				return err
+			}
+		}
+		if s.Session != nil {
+			if s.Session.Format != "opaque" || s.Session.ID == "" {
+				return refuse("invalid_request", "session subject must be opaque")
+			}
+			r.SessionID = s.Session.ID
+		}
+	default:
+		return refuse("invalid_request", "subject format %q", s.Format)
+	}
+	if r.SessionID == "" && r.Subject == "" {
+		return refuse("invalid_request", "the subject names neither a session nor a user")
+	}
+	return nil
+}
+
+// keysUnreachable tells a failure to fetch the JWKS (try again later) from a bad signature.
+// go-oidc's RemoteKeySet wraps fetch failures as "fetching keys …".
+func keysUnreachable(err error) bool {
+	var ue *url.Error
+	return errors.As(err, &ue) || strings.HasPrefix(err.Error(), "fetching keys")
+}
+
+func containsString(l []string, s string) bool {
+	for _, x := range l {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func firstKey(m map[string]json.RawMessage) string {
+	for k := range m {
+		return k
+	}
+	return ""
+}
+
+// revokedSet remembers revoked sessions and users, and accepted SET ids, each until no token
+// they concern can still be alive.
+type revokedSet struct {
+	mu    sync.RWMutex
+	sids  map[string]time.Time  // sid → forget after
+	subs  map[string]subjectCut // sub → cutoff
+	jtis  map[string]time.Time  // jti → forget after
+	prune time.Time
+}
+
+type subjectCut struct {
+	before time.Time // tokens issued at or before this are revoked
+	until  time.Time // forget after
+}
+
+// check returns why a token with these claims is revoked, or "".
+func (s *revokedSet) check(sid, sub string, iat time.Time) string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if _, ok := s.sids[sid]; ok && sid != "" {
+		return "session logged out"
+	}
+	if c, ok := s.subs[sub]; ok && !iat.After(c.before) {
+		return "user logged out"
+	}
+	return ""
+}
+
+func (s *revokedSet) seen(jti string) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	_, ok := s.jtis[jti]
+	return ok
+}
+
+// remember records a SET's jti; it reports false when the jti was recorded already.
+func (s *revokedSet) remember(jti string, until time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.jtis[jti]; ok {
+		return false
+	}
+	s.jtis[jti] = until
+	return true
+}
+
+// apply records a revocation, remembered until until.
+func (s *revokedSet) apply(r *Revocation, until time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if r.SessionID != "" {
+		if until.After(s.sids[r.SessionID]) {
+			s.sids[r.SessionID] = until
+		}
+		return
+	}
+	c := s.subs[r.Subject]
+	if r.Before.After(c.before) {
+		c.before = r.Before
+	}
+	if until.After(c.until) {
+		c.until = until
+	}
+	s.subs[r.Subject] = c
+}
+
+// forget drops entries past their time, at most once a second.
+func (s *revokedSet) forget(now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if now.Sub(s.prune) < time.Second {
+		return
+	}
+	s.prune = now
+	for k, t := range s.sids {
+		if now.After(t) {
+			delete(s.sids, k)
+		}
+	}
+	for k, c := range s.subs {
+		if now.After(c.until) {
+			delete(s.subs, k)
+		}
+	}
+	for k, t := range s.jtis {
+		if now.After(t) {
+			delete(s.jtis, k)
+		}
+	}
+}
+
+func (s *revokedSet) counts() (sessions, subjects int) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return len(s.sids), len(s.subs)
+}
+
+// tokenCache keeps verified tokens by the SHA-256 of their text, so a token presented again
+// costs a map lookup instead of a signature check. Bounded; expired entries go first.
+type tokenCache struct {
+	mu sync.Mutex
+	m  map[[32]byte]*Token
+}
+
+const tokenCacheSize = 10000
+
+func (c *tokenCache) get(k [32]byte, now time.Time) *Token {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t := c.m[k]
+	if t != nil && !t.Expiry.After(now) {
+		delete(c.m, k)
+		return nil
+	}
+	return t
+}
+
+func (c *tokenCache) put(k [32]byte, t *Token) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = map[[32]byte]*Token{}
+	}
+	if len(c.m) >= tokenCacheSize {
+		now := time.Now()
+		for key, old := range c.m {
+			if !old.Expiry.After(now) || len(c.m) >= tokenCacheSize {
+				delete(c.m, key)
+			}
+			if len(c.m) < tokenCacheSize/2 {
+				break
+			}
+		}
+	}
+	c.m[k] = t
+}
+
+// prune drops expired tokens.
+func (c *tokenCache) prune(now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k, t := range c.m {
+		if !t.Expiry.After(now) {
+			delete(c.m, k)
+		}
+	}
+}

@@ -1,0 +1,387 @@
+package verifier_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/go-jose/go-jose/v4"
+
+	"github.com/tokengate/tokengate/verifier"
+)
+
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time          { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) Advance(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
+
+func newVerifier(t *testing.T, g *fakeGateway, edit ...func(*verifier.Config)) *verifier.Verifier {
+	t.Helper()
+	cfg := verifier.Config{Issuer: g.issuer(), Audience: serviceAud, StreamSecret: streamSecret,
+		Logger: slog.New(slog.DiscardHandler)}
+	for _, e := range edit {
+		e(&cfg)
+	}
+	v, err := verifier.New(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = v.Close() })
+	return v
+}
+
+// eventually waits until cond holds or fails after 5s.
+func eventually(t *testing.T, what string, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for time.Since(start) < 5*time.Second {
+		if cond() {
+			return time.Since(start)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	t.Fatalf("%s: not within 5s", what)
+	return 0
+}
+
+func TestVerify_InternalTokensOnly(t *testing.T) {
+	g := newFakeGateway(t)
+	v := newVerifier(t, g, func(c *verifier.Config) { c.DisableFeed = true })
+	now := time.Now()
+	tok, err := v.Verify(context.Background(), g.accessToken("alice", "sid-1", now))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok.Subject != "alice" || tok.SessionID != "sid-1" || tok.ClientID != "bff" || !tok.HasScope("orders:read") ||
+		tok.Issuer != g.issuer() || tok.IssuedAt.Unix() != now.Unix() {
+		t.Errorf("token = %+v", tok)
+	}
+
+	foreign, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	forge := func(typ, kid string, claims map[string]any) string {
+		s, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: foreign},
+			(&jose.SignerOptions{}).WithType(jose.ContentType(typ)).WithHeader("kid", kid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := json.Marshal(claims)
+		obj, _ := s.Sign(b)
+		out, _ := obj.CompactSerialize()
+		return out
+	}
+	claims := map[string]any{"iss": g.issuer(), "sub": "alice", "aud": serviceAud, "exp": now.Add(time.Minute).Unix(), "iat": now.Unix()}
+	hs := func() string {
+		s, _ := jose.NewSigner(jose.SigningKey{Algorithm: jose.HS256, Key: []byte("0123456789abcdef0123456789abcdef")},
+			(&jose.SignerOptions{}).WithType("at+jwt"))
+		b, _ := json.Marshal(claims)
+		obj, _ := s.Sign(b)
+		out, _ := obj.CompactSerialize()
+		return out
+	}()
+	good := g.accessToken("alice", "sid-1", now)
+	parts := strings.Split(good, ".")
+	for name, raw := range map[string]string{
+		"empty":              "",
+		"garbage":            "a.b.c",
+		"tampered payload":   parts[0] + "." + parts[1] + "x." + parts[2],
+		"foreign key":        forge("at+jwt", g.km.ActiveKeyID(), claims),
+		"HS256":              hs,
+		"typ JWT":            g.sign("JWT", claims),
+		"SET as token":       g.sign("secevent+jwt", claims),
+		"other audience":     g.accessToken("alice", "sid-1", now, func(c map[string]any) { c["aud"] = "payments" }),
+		"other issuer":       g.accessToken("alice", "sid-1", now, func(c map[string]any) { c["iss"] = "https://evil.test" }),
+		"expired":            g.accessToken("alice", "sid-1", now.Add(-time.Hour)),
+		"no sub":             g.accessToken("", "sid-1", now),
+		"alg none":           "eyJhbGciOiJub25lIiwidHlwIjoiYXQrand0In0." + parts[1] + ".",
+		"unsigned two parts": parts[0] + "." + parts[1],
+	} {
+		t.Run(name, func(t *testing.T) {
+			if _, err := v.Verify(context.Background(), raw); !errors.Is(err, verifier.ErrInvalidToken) {
+				t.Errorf("Verify = %v, want ErrInvalidToken", err)
+			}
+		})
+	}
+}
+
+// TestFeed_RevocationsApplyAtOnce: a session revocation refuses that session's tokens within
+// milliseconds of the SET being served; a user revocation refuses the user's tokens issued
+// until then, and not those issued after.
+func TestFeed_RevocationsApplyAtOnce(t *testing.T) {
+	g := newFakeGateway(t)
+	var applied sync.WaitGroup
+	v := newVerifier(t, g, func(c *verifier.Config) { c.OnRevocation = func(verifier.Revocation) { applied.Done() } })
+	ctx := context.Background()
+	now := time.Now().Add(-10 * time.Second)
+	s1 := g.accessToken("alice", "sid-1", now)
+	s2 := g.accessToken("alice", "sid-2", now)
+	bob := g.accessToken("bob", "sid-3", now)
+	for _, tok := range []string{s1, s2, bob} {
+		if _, err := v.Verify(ctx, tok); err != nil {
+			t.Fatal(err)
+		}
+	}
+	applied.Add(1)
+	g.send("1-a", g.sign("secevent+jwt", g.revokedSET("1-a", "sid-1", "alice", now.Add(time.Second))))
+	d := eventually(t, "session revoked", func() bool { _, err := v.Verify(ctx, s1); return errors.Is(err, verifier.ErrRevoked) })
+	if d > 500*time.Millisecond {
+		t.Errorf("revocation took %s", d)
+	}
+	applied.Wait()
+	if _, err := v.Verify(ctx, s2); err != nil {
+		t.Errorf("the user's other session must stay valid: %v", err)
+	}
+	// Subject-wide: bob's tokens issued up to the revocation die; a later login lives.
+	applied.Add(1)
+	g.send("2-b", g.sign("secevent+jwt", g.revokedSET("2-b", "", "bob", now.Add(2*time.Second))))
+	eventually(t, "user revoked", func() bool { _, err := v.Verify(ctx, bob); return errors.Is(err, verifier.ErrRevoked) })
+	if _, err := v.Verify(ctx, g.accessToken("bob", "sid-4", now.Add(3*time.Second))); err != nil {
+		t.Errorf("a login after the user's revocation must be accepted: %v", err)
+	}
+	acked, refused := g.settled()
+	if len(acked) != 2 || len(refused) != 0 {
+		t.Errorf("acked %v refused %v", acked, refused)
+	}
+	if st := v.Status(); !st.Connected || st.RevokedSessions != 1 || st.RevokedSubjects != 1 || st.Applied != 2 {
+		t.Errorf("status = %+v", st)
+	}
+}
+
+// TestVerifySET_Refusals: bad signature, wrong aud, replayed jti, unknown event type and the
+// other malformed SETs are refused (reported in setErrs with their code, never applied);
+// a replay is acknowledged but not applied again.
+func TestVerifySET_Refusals(t *testing.T) {
+	g := newFakeGateway(t)
+	v := newVerifier(t, g)
+	ctx := context.Background()
+	now := time.Now()
+	foreign, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	forged := func(claims map[string]any) string {
+		s, _ := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: foreign},
+			(&jose.SignerOptions{}).WithType("secevent+jwt").WithHeader("kid", g.km.ActiveKeyID()))
+		b, _ := json.Marshal(claims)
+		obj, _ := s.Sign(b)
+		out, _ := obj.CompactSerialize()
+		return out
+	}
+	set := func(jti string, edit func(map[string]any)) map[string]any {
+		c := g.revokedSET(jti, "sid-"+jti, "alice", now)
+		if edit != nil {
+			edit(c)
+		}
+		return c
+	}
+	cases := []struct {
+		name, jti, raw, code string
+	}{
+		{"bad signature", "j-sig", forged(set("j-sig", nil)), "invalid_key"},
+		{"wrong aud", "j-aud", g.sign("secevent+jwt", set("j-aud", func(c map[string]any) { c["aud"] = "payments-stream" })), "invalid_audience"},
+		{"unknown event type", "j-evt", g.sign("secevent+jwt", set("j-evt", func(c map[string]any) {
+			c["events"] = map[string]any{"https://schemas.openid.net/secevent/risc/event-type/account-disabled": map[string]any{}}
+		})), "invalid_request"},
+		{"wrong typ", "j-typ", g.sign("JWT", set("j-typ", nil)), "invalid_request"},
+		{"access token typ", "j-at", g.sign("at+jwt", set("j-at", nil)), "invalid_request"},
+		{"other issuer", "j-iss", g.sign("secevent+jwt", set("j-iss", func(c map[string]any) { c["iss"] = "https://evil.test" })), "invalid_issuer"},
+		{"carries sub", "j-sub", g.sign("secevent+jwt", set("j-sub", func(c map[string]any) { c["sub"] = "alice" })), "invalid_request"},
+		{"carries exp", "j-exp", g.sign("secevent+jwt", set("j-exp", func(c map[string]any) { c["exp"] = now.Add(time.Hour).Unix() })), "invalid_request"},
+		{"foreign user issuer", "j-ui", g.sign("secevent+jwt", set("j-ui", func(c map[string]any) {
+			c["sub_id"] = map[string]any{"format": "iss_sub", "iss": "https://evil.test", "sub": "alice"}
+		})), "invalid_request"},
+		{"no subject", "j-ns", g.sign("secevent+jwt", set("j-ns", func(c map[string]any) { delete(c, "sub_id") })), "invalid_request"},
+		{"jti differs from key", "j-key", g.sign("secevent+jwt", set("j-other", nil)), "invalid_request"},
+	}
+	for _, c := range cases {
+		g.send(c.jti, c.raw)
+	}
+	// One good SET, then the same jti again (a replay).
+	good := g.sign("secevent+jwt", g.revokedSET("j-good", "sid-good", "alice", now))
+	g.send("j-good", good)
+	acked, refused := g.settled()
+	g.send("j-good", g.sign("secevent+jwt", g.revokedSET("j-good", "sid-replayed", "alice", now)))
+	acked, refused = g.settled()
+
+	for _, c := range cases {
+		if refused[c.jti] != c.code {
+			t.Errorf("%s: refused with %q, want %q", c.name, refused[c.jti], c.code)
+		}
+	}
+	if n := strings.Count(strings.Join(acked, " "), "j-good"); n != 2 || len(acked) != 2 {
+		t.Errorf("acked %v, want j-good twice (the replay acknowledged, not applied)", acked)
+	}
+	if st := v.Status(); st.Applied != 1 || st.RevokedSessions != 1 || st.Refused != uint64(len(cases)) {
+		t.Errorf("status = %+v, want 1 applied, %d refused", st, len(cases))
+	}
+	if _, err := v.Verify(ctx, g.accessToken("alice", "sid-replayed", now)); err != nil {
+		t.Errorf("the replayed SET's content was applied: %v", err)
+	}
+	if _, err := v.VerifySET(ctx, good); !errors.Is(err, verifier.ErrReplayedSET) {
+		t.Errorf("VerifySET of an applied SET = %v, want ErrReplayedSET", err)
+	}
+	// Stream management events verify and revoke nothing.
+	ver := g.sign("secevent+jwt", map[string]any{"iss": g.issuer(), "aud": setAud, "jti": "v-1", "iat": now.Unix(),
+		"sub_id": map[string]any{"format": "opaque", "id": "orders"},
+		"events": map[string]any{"https://schemas.openid.net/secevent/ssf/event-type/verification": map[string]any{"state": "x"}}})
+	if r, err := v.VerifySET(ctx, ver); err != nil || r != nil {
+		t.Errorf("verification event = %+v, %v", r, err)
+	}
+}
+
+// TestVerifySET_KeysUnreachableIsRetried: a SET signed by a key the verifier has not fetched
+// yet, while the JWKS is down, is neither acknowledged nor refused; it is applied once the
+// JWKS answers.
+func TestVerifySET_KeysUnreachableIsRetried(t *testing.T) {
+	g := newFakeGateway(t)
+	v := newVerifier(t, g)
+	ctx := context.Background()
+	now := time.Now()
+	if _, err := v.Verify(ctx, g.accessToken("alice", "sid-0", now)); err != nil { // caches the JWKS
+		t.Fatal(err)
+	}
+	for range 2 { // the next key was published (and cached) already: sign with the one after
+		if _, err := g.km.Rotate(ctx, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	g.jwksDown.Store(true)
+	g.send("k-1", g.sign("secevent+jwt", g.revokedSET("k-1", "sid-1", "alice", now)))
+	time.Sleep(300 * time.Millisecond)
+	g.mu.Lock()
+	_, queued := g.queue["k-1"]
+	refused := g.refused["k-1"]
+	g.mu.Unlock()
+	if !queued || refused != "" {
+		t.Fatalf("with the JWKS down the SET was settled (queued %v, refused %q)", queued, refused)
+	}
+	g.jwksDown.Store(false)
+	eventually(t, "applied after the JWKS came back", func() bool {
+		_, err := v.Verify(ctx, g.accessToken("alice", "sid-1", now))
+		return errors.Is(err, verifier.ErrRevoked)
+	})
+}
+
+// TestFeed_FailsClosedWhenQuiet: with the feed unreachable longer than FailClosedAfter every
+// token is refused with ErrFeedUnavailable (503); accepted again once the feed answers. With
+// FailOpen tokens stay accepted.
+func TestFeed_FailsClosedWhenQuiet(t *testing.T) {
+	g := newFakeGateway(t)
+	v := newVerifier(t, g, func(c *verifier.Config) { c.FailClosedAfter = 3 * time.Second })
+	open := newVerifier(t, g, func(c *verifier.Config) { c.FailClosedAfter = 3 * time.Second; c.FailOpen = true })
+	ctx := context.Background()
+	tok := g.accessToken("alice", "sid-1", time.Now())
+	if _, err := v.Verify(ctx, tok); err != nil {
+		t.Fatal(err)
+	}
+	h := v.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	// A healthy feed (polls held up to a second) never looks quiet.
+	time.Sleep(3500 * time.Millisecond)
+	if _, err := v.Verify(ctx, tok); err != nil {
+		t.Fatalf("healthy feed: %v", err)
+	}
+	g.down.Store(true)
+	// The quiet starts at the last answer, at most a second before the feed went down.
+	d := eventually(t, "fail closed", func() bool { _, err := v.Verify(ctx, tok); return errors.Is(err, verifier.ErrFeedUnavailable) })
+	if d < 2*time.Second {
+		t.Errorf("failed closed after %s, before the 3s bound", d)
+	}
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequest("GET", "/", nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	h.ServeHTTP(rec, req)
+	if rec.Code != 503 || rec.Header().Get("Retry-After") == "" {
+		t.Errorf("middleware while failing closed: %d %v", rec.Code, rec.Header())
+	}
+	if !v.Status().FailingClosed || v.Status().Connected {
+		t.Errorf("status = %+v", v.Status())
+	}
+	if _, err := open.Verify(ctx, tok); err != nil {
+		t.Errorf("FailOpen verifier refused: %v", err)
+	}
+	g.down.Store(false)
+	eventually(t, "recovered", func() bool { _, err := v.Verify(ctx, tok); return err == nil })
+}
+
+func TestMiddlewareAndGin(t *testing.T) {
+	g := newFakeGateway(t)
+	v := newVerifier(t, g)
+	now := time.Now()
+	tok := g.accessToken("alice", "sid-1", now)
+	var seen string
+	plain := v.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		t, _ := verifier.TokenFromContext(r.Context())
+		seen = t.Subject
+		io.WriteString(w, "ok")
+	}))
+	gin.SetMode(gin.ReleaseMode)
+	ge := gin.New()
+	ge.Use(v.Gin())
+	ge.GET("/", func(c *gin.Context) {
+		t, _ := verifier.GinToken(c)
+		c.String(200, t.SessionID)
+	})
+	call := func(h http.Handler, auth string) *httptest.ResponseRecorder {
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest("GET", "/", nil)
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		h.ServeHTTP(rec, req)
+		return rec
+	}
+	for name, h := range map[string]http.Handler{"net/http": plain, "gin": ge} {
+		t.Run(name, func(t *testing.T) {
+			if r := call(h, ""); r.Code != 401 || !strings.HasPrefix(r.Header().Get("WWW-Authenticate"), "Bearer") {
+				t.Errorf("no token: %d %v", r.Code, r.Header())
+			}
+			if r := call(h, "Bearer nope"); r.Code != 401 || !strings.Contains(r.Header().Get("WWW-Authenticate"), `error="invalid_token"`) {
+				t.Errorf("bad token: %d %v", r.Code, r.Header())
+			}
+			if r := call(h, "Bearer "+tok); r.Code != 200 {
+				t.Errorf("good token: %d %s", r.Code, r.Body)
+			}
+		})
+	}
+	if seen != "alice" {
+		t.Errorf("handler saw subject %q", seen)
+	}
+	g.send("1-x", g.sign("secevent+jwt", g.revokedSET("1-x", "sid-1", "alice", now)))
+	eventually(t, "revoked at the middleware", func() bool { return call(plain, "Bearer "+tok).Code == 401 })
+	if r := call(ge, "Bearer "+tok); r.Code != 401 || !strings.Contains(r.Body.String(), "logged out") {
+		t.Errorf("gin after revocation: %d %s", r.Code, r.Body)
+	}
+}
+
+func TestNew_RefusesBadConfiguration(t *testing.T) {
+	g := newFakeGateway(t)
+	ctx := context.Background()
+	for name, cfg := range map[string]verifier.Config{
+		"no issuer":          {Audience: serviceAud, StreamSecret: streamSecret},
+		"no audience":        {Issuer: g.issuer(), StreamSecret: streamSecret},
+		"no stream secret":   {Issuer: g.issuer(), Audience: serviceAud},
+		"wrong secret":       {Issuer: g.issuer(), Audience: serviceAud, StreamSecret: "wrong"},
+		"issuer mismatch":    {Issuer: g.issuer() + "/", Audience: serviceAud, StreamSecret: streamSecret},
+		"unreachable issuer": {Issuer: "http://127.0.0.1:1", Audience: serviceAud, StreamSecret: streamSecret},
+		"fail-closed bound too short": {Issuer: g.issuer(), Audience: serviceAud, StreamSecret: streamSecret,
+			FailClosedAfter: time.Second},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if v, err := verifier.New(ctx, cfg); err == nil {
+				v.Close()
+				t.Error("New succeeded")
+			}
+		})
+	}
+}
