@@ -113,6 +113,11 @@ func serve(ctx context.Context, cfg *config.Config, logOut io.Writer) error {
 	if err != nil {
 		return err
 	}
+	tx, err := newTransmitter(ctx, cfg, bst, is, km, reg, log)
+	if err != nil {
+		return err
+	}
+	srv.MountSSF(tx)
 
 	var publicTLS *tls.Config
 	if cfg.TLS != nil {
@@ -131,6 +136,7 @@ func serve(ctx context.Context, cfg *config.Config, logOut io.Writer) error {
 	adm := server.NewAdmin(server.AdminConfig{
 		Tokens: cfg.AdminTokenHashes(), Version: version, Started: time.Now(), Logger: log,
 	}, is, km, st, srv)
+	adm.MountSSF(tx)
 	adm.Mount(func(r gin.IRoutes) {
 		r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(reg, promhttp.HandlerOpts{})))
 	})
@@ -144,6 +150,7 @@ func serve(ctx context.Context, cfg *config.Config, logOut io.Writer) error {
 		_ = public.srv.Close()
 		return err
 	}
+	ssfDone := runTransmitter(ctx, tx)
 	go collectGarbage(ctx, st, is, mx, log)
 	if replicated != nil {
 		// Several replicas: reload keys another replica changed; one elected leader rotates.
@@ -169,6 +176,7 @@ func serve(ctx context.Context, cfg *config.Config, logOut io.Writer) error {
 			log.Error("shutdown", "addr", l.addr, "error", err.Error())
 		}
 	}
+	<-ssfDone
 	return serveErr
 }
 

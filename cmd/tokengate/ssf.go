@@ -1,0 +1,51 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tokengate/tokengate/config"
+	"github.com/tokengate/tokengate/issuer"
+	"github.com/tokengate/tokengate/keys"
+	"github.com/tokengate/tokengate/ssf"
+	"github.com/tokengate/tokengate/store"
+)
+
+// newTransmitter makes the Shared Signals transmitter on the store's event log and makes the
+// issuer record every revocation together with its event (one transaction), waking the
+// transmitter's long polls after each.
+func newTransmitter(ctx context.Context, cfg *config.Config, st store.Store, is *issuer.Issuer, km *keys.Manager,
+	reg prometheus.Registerer, log *slog.Logger) (*ssf.Transmitter, error) {
+	el, ok := st.(store.EventLog)
+	if !ok {
+		return nil, fmt.Errorf("ssf: the %s store keeps no event log", cfg.Store.Backend)
+	}
+	var streams []ssf.StreamConfig
+	for _, s := range cfg.SSF.Streams {
+		streams = append(streams, ssf.StreamConfig{ID: s.ID, Audience: s.Audience, Description: s.Description,
+			SecretSHA256: s.SecretHash()})
+	}
+	tx, err := ssf.New(ctx, ssf.Config{
+		Issuer: cfg.Issuer, PollTimeout: cfg.SSF.PollTimeout.D(), Retention: cfg.SSF.Retention.D(),
+		Streams: streams, Registerer: reg, Logger: log,
+	}, el, km)
+	if err != nil {
+		return nil, err
+	}
+	is.Events, is.OnEvent = el, tx.Notify
+	return tx, nil
+}
+
+// runTransmitter runs tx until ctx ends; the returned channel closes once its last
+// acknowledgements are written (before the store may close).
+func runTransmitter(ctx context.Context, tx *ssf.Transmitter) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tx.Run(ctx)
+	}()
+	return done
+}
