@@ -31,7 +31,7 @@ func TestSignWithType_SameKeysOtherTyp(t *testing.T) {
 				if kid != m.ActiveKeyID() {
 					t.Errorf("round %d: signed with %s, active is %s", round, kid, m.ActiveKeyID())
 				}
-				jws, err := jose.ParseSigned(tok, []jose.SignatureAlgorithm{jose.SignatureAlgorithm(alg)})
+				jws, err := jose.ParseSignedCompact(tok, []jose.SignatureAlgorithm{jose.SignatureAlgorithm(alg)})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -51,7 +51,7 @@ func TestSignWithType_SameKeysOtherTyp(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				ajws, _ := jose.ParseSigned(at, []jose.SignatureAlgorithm{jose.SignatureAlgorithm(alg)})
+				ajws, _ := jose.ParseSignedCompact(at, []jose.SignatureAlgorithm{jose.SignatureAlgorithm(alg)})
 				if typ := ajws.Signatures[0].Protected.ExtraHeaders[jose.HeaderType]; typ != "at+jwt" {
 					t.Errorf("Sign typ = %v after SignWithType, want at+jwt", typ)
 				}

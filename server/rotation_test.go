@@ -47,7 +47,7 @@ func (v *maxAgeVerifier) verify(tok string) error {
 		}
 		v.expires = now.Add(time.Duration(age) * time.Second)
 	}
-	jws, err := jose.ParseSigned(tok, []jose.SignatureAlgorithm{jose.ES256})
+	jws, err := jose.ParseSignedCompact(tok, []jose.SignatureAlgorithm{jose.ES256})
 	if err != nil {
 		return err
 	}
@@ -109,7 +109,7 @@ func TestRotation_NoFailedVerificationAcrossScheduledRotationsAndRestarts(t *tes
 				t.Fatalf("step %d: renewal: %s", step, r.Raw)
 			}
 			live = append(live, issued{r.str("access_token"), s.clock.Now().Add(30 * time.Second)})
-			jws, _ := jose.ParseSigned(r.str("access_token"), []jose.SignatureAlgorithm{jose.ES256})
+			jws, _ := jose.ParseSignedCompact(r.str("access_token"), []jose.SignatureAlgorithm{jose.ES256})
 			signers[jws.Signatures[0].Header.KeyID] = true
 		}
 		kept := live[:0]

@@ -65,7 +65,7 @@ func TestExchange_InternalTokenVerifiesWithGoOIDC(t *testing.T) {
 	if got := tok.Audience; len(got) != 2 || got[0] != "demo-service" || got[1] != "orders" {
 		t.Errorf("aud = %v", got)
 	}
-	jws, err := jose.ParseSigned(r.str("access_token"), []jose.SignatureAlgorithm{jose.ES256})
+	jws, err := jose.ParseSignedCompact(r.str("access_token"), []jose.SignatureAlgorithm{jose.ES256})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +84,7 @@ func TestExchange_AudienceAndScopeNarrowing(t *testing.T) {
 	if r.Status != http.StatusOK || r.str("scope") != "openid email" {
 		t.Fatalf("%d %s", r.Status, r.Raw)
 	}
-	jws, _ := jose.ParseSigned(r.str("access_token"), []jose.SignatureAlgorithm{jose.ES256})
+	jws, _ := jose.ParseSignedCompact(r.str("access_token"), []jose.SignatureAlgorithm{jose.ES256})
 	if !strings.Contains(string(jws.UnsafePayloadWithoutVerification()), `"aud":["orders"]`) {
 		t.Errorf("payload %s", jws.UnsafePayloadWithoutVerification())
 	}

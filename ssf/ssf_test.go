@@ -107,7 +107,7 @@ func intp(n int) *int { return &n }
 // verify checks a SET's signature against the published key and its header, and decodes it.
 func (f *fixture) verify(tok string) (ssf.SET, map[string]any) {
 	f.t.Helper()
-	jws, err := jose.ParseSigned(tok, []jose.SignatureAlgorithm{jose.ES256})
+	jws, err := jose.ParseSignedCompact(tok, []jose.SignatureAlgorithm{jose.ES256})
 	if err != nil {
 		f.t.Fatal(err)
 	}

@@ -73,7 +73,7 @@ func (c *Client) VerifyLogoutToken(ctx context.Context, raw string, p LogoutPoli
 	for i, a := range d.algs {
 		algs[i] = jose.SignatureAlgorithm(a)
 	}
-	jws, err := jose.ParseSigned(raw, algs)
+	jws, err := jose.ParseSignedCompact(raw, algs)
 	if err != nil {
 		return LogoutToken{}, fmt.Errorf("%w: %v", ErrInvalidToken, err)
 	}

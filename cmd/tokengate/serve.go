@@ -186,10 +186,8 @@ type listener struct {
 	errc chan error
 }
 
-// listen binds addr and serves h with timeouts and header limits in the background.
-func listen(addr string, h http.Handler) (*listener, error) { return listenTLS(addr, h, nil) }
-
-// listenTLS is listen over TLS when tc is not nil.
+// listenTLS binds addr and serves h with timeouts and header limits in the background, over
+// TLS when tc is not nil.
 func listenTLS(addr string, h http.Handler, tc *tls.Config) (*listener, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {

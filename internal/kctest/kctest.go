@@ -234,7 +234,7 @@ func (r *Realm) introspect(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	tok := req.PostFormValue("token")
-	jws, err := jose.ParseSigned(tok, []jose.SignatureAlgorithm{jose.RS256})
+	jws, err := jose.ParseSignedCompact(tok, []jose.SignatureAlgorithm{jose.RS256})
 	if err != nil {
 		writeJSON(w, map[string]any{"active": false})
 		return

@@ -179,17 +179,6 @@ func (x *index) expired(now time.Time) []candidate {
 	return out
 }
 
-// size counts the records of each kind.
-func (x *index) size() [numKinds]int {
-	x.mu.RLock()
-	defer x.mu.RUnlock()
-	var n [numKinds]int
-	for k := range x.records {
-		n[k] = len(x.records[k])
-	}
-	return n
-}
-
 // parse splits an etcd key into the kind of record and its id.
 func (s *Store) parse(key string) (kind, string) {
 	switch {
