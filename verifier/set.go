@@ -111,7 +111,7 @@ func (a *audience) UnmarshalJSON(b []byte) error {
 // revoke nothing (nil Revocation); any other event type is refused. VerifySET does not apply
 // the revocation and does not record the jti; the feed does both.
 func (v *Verifier) VerifySET(ctx context.Context, raw string) (*Revocation, error) {
-	jws, err := jose.ParseSigned(raw, v.algs)
+	jws, err := jose.ParseSignedCompact(raw, v.algs)
 	if err != nil {
 		return nil, refuse("invalid_request", "malformed or unexpected algorithm: %v", err)
 	}

@@ -267,7 +267,7 @@ func (v *Verifier) verifySigned(ctx context.Context, raw string) (*Token, error)
 	if tok := v.cache.get(key, v.cfg.Now()); tok != nil {
 		return tok, nil
 	}
-	jws, err := jose.ParseSigned(raw, v.algs)
+	jws, err := jose.ParseSignedCompact(raw, v.algs)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidToken, err)
 	}

@@ -22,14 +22,6 @@ import (
 	"github.com/tokengate/tokengate/verifier"
 )
 
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time          { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Advance(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
-
 func newVerifier(t *testing.T, g *fakeGateway, edit ...func(*verifier.Config)) *verifier.Verifier {
 	t.Helper()
 	cfg := verifier.Config{Issuer: g.issuer(), Audience: serviceAud, StreamSecret: streamSecret,
@@ -210,9 +202,9 @@ func TestVerifySET_Refusals(t *testing.T) {
 	// One good SET, then the same jti again (a replay).
 	good := g.sign("secevent+jwt", g.revokedSET("j-good", "sid-good", "alice", now))
 	g.send("j-good", good)
-	acked, refused := g.settled()
+	g.settled()
 	g.send("j-good", g.sign("secevent+jwt", g.revokedSET("j-good", "sid-replayed", "alice", now)))
-	acked, refused = g.settled()
+	acked, refused := g.settled()
 
 	for _, c := range cases {
 		if refused[c.jti] != c.code {
