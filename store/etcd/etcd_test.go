@@ -288,13 +288,17 @@ func TestStaleness_FailsClosedWhileEtcdIsFrozenAndRecovers(t *testing.T) {
 		t.Fatal(err)
 	}
 	frozen := time.Now()
-	took := eventually(t, maxStale+time.Second, "lookups fail closed", func() bool {
+	took := eventually(t, maxStale+5*time.Second, "lookups fail closed", func() bool {
 		_, err := a.SessionRevocation(ctx, "unknown")
 		return errors.Is(err, store.ErrUnavailable)
 	})
-	t.Logf("failed closed %s after SIGSTOP (max_staleness %s)", took, maxStale)
-	if took > maxStale+500*time.Millisecond {
-		t.Errorf("failed closed %s after SIGSTOP, want within max_staleness %s (+500ms for polling on a loaded machine)", took, maxStale)
+	t.Logf("first refusal %s after SIGSTOP (max_staleness %s)", took, maxStale)
+	// The bound itself, independent of how promptly this goroutine polled: freshness is only
+	// ever proven by etcd answering, so once max_staleness has passed since SIGSTOP every
+	// lookup must be refused.
+	time.Sleep(time.Until(frozen.Add(maxStale + 10*time.Millisecond)))
+	if _, err := a.SessionRevocation(ctx, "unknown"); !errors.Is(err, store.ErrUnavailable) {
+		t.Errorf("lookup max_staleness after SIGSTOP = %v, want ErrUnavailable", err)
 	}
 	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	start := time.Now()
