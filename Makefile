@@ -14,6 +14,7 @@ build:
 ## integration suite against a real Keycloak, which scripts/ fetch and cache outside the clone).
 test: fmt-check vet etcd
 	TOKENGATE_INTEGRATION=1 $(GO) test -race -count=1 -timeout 25m $(PKGS)
+	$(MAKE) --no-print-directory bench BENCH=quick
 
 ## unit: the fast loop — everything except the real-Keycloak integration suite.
 unit: fmt-check vet etcd
@@ -34,6 +35,15 @@ fmt-check:
 ## bench-core: the core benchmarks quoted in the README (signing floor, renewal, exchange, store).
 bench-core:
 	$(GO) test -run '^$$' -bench . -benchtime 3s -count 1 ./server/ ./store/bolt/
+
+## bench: tokengate side by side with per-request introspection, in one run against a real
+## Keycloak (scripts/keycloak.sh, KC_JIT=full): JSON, markdown, PNG and CPU profiles under
+## results/bench/. The full run also rewrites the README section between the <!-- bench -->
+## markers and docs/bench.png. BENCH=quick is the short run (< 3 min) that `make test` ends with.
+BENCH ?= full
+bench: build
+	$(GO) build -o $(BIN)/tokengate-bench ./cmd/tokengate-bench
+	$(BIN)/tokengate-bench -bin $(BIN)/tokengate -out results/bench $(if $(filter quick,$(BENCH)),-quick,-publish)
 
 ## soak: ten minutes of steady renewals, logouts and two key rotations against the real binary
 ## (fake Keycloak in-process); fails on any unexpected error, missed logout, or memory/goroutine growth.
