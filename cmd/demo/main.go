@@ -1,0 +1,256 @@
+// Command demo plays the logout story of `make demo` against real components: it starts
+// Keycloak (scripts/keycloak.sh), tokengate, demo-service and demo-bff, logs alice in through
+// Keycloak's login page in headless Chromium, lets an "attacker" copy her internal token and
+// her Keycloak access token, logs her out in the UI and prints what happened after, in
+// milliseconds from Keycloak's end_session response. Then it keeps everything running for a
+// person to try at the BFF page until Ctrl-C, and stops it all.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+
+	"github.com/tokengate/tokengate/internal/demostack"
+)
+
+func main() {
+	var o options
+	flag.IntVar(&o.kcPort, "keycloak-port", 18080, "Keycloak port")
+	flag.IntVar(&o.tgPort, "tokengate-port", 18443, "tokengate port (the realm's back-channel logout URL points here)")
+	flag.IntVar(&o.bffPort, "bff-port", 18000, "demo-bff port")
+	flag.IntVar(&o.svcPort, "service-port", 18090, "demo-service port")
+	flag.DurationVar(&o.ttl, "ttl", 10*time.Second, "tokengate tokens.ttl")
+	flag.DurationVar(&o.recheck, "recheck-after", 30*time.Second, "tokengate tokens.recheck_after")
+	flag.StringVar(&o.work, "work", "", "directory for configs, data and logs (default: a new temporary one)")
+	flag.BoolVar(&o.noWait, "no-wait", false, "stop after the story instead of waiting for Ctrl-C")
+	flag.StringVar(&o.artifacts, "artifacts", "artifacts/demo", "where screenshots go")
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, o); err != nil && !errors.Is(err, context.Canceled) {
+		fmt.Fprintln(os.Stderr, "demo:", err)
+		os.Exit(1)
+	}
+}
+
+type options struct {
+	kcPort, tgPort, bffPort, svcPort int
+	ttl, recheck                     time.Duration
+	work, artifacts                  string
+	noWait                           bool
+}
+
+func say(format string, a ...any) { fmt.Printf("demo: "+format+"\n", a...) }
+
+func run(ctx context.Context, o options) (err error) {
+	start := time.Now()
+	root, err := demostack.RepoRoot()
+	if err != nil {
+		return err
+	}
+	for _, p := range []int{o.kcPort, o.tgPort, o.tgPort + 1, o.bffPort, o.svcPort} {
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+		if err != nil {
+			return fmt.Errorf("port %d is busy (another demo running? see the -*-port flags): %w", p, err)
+		}
+		l.Close()
+	}
+	if o.work == "" {
+		if o.work, err = os.MkdirTemp("", "tokengate-demo-"); err != nil {
+			return err
+		}
+		defer os.RemoveAll(o.work)
+	}
+	say("building tokengate, demo-bff, demo-service")
+	bin, err := demostack.Build(ctx, root, filepath.Join(o.work, "bin"))
+	if err != nil {
+		return err
+	}
+	st, err := demostack.NewStack(root, o.work, bin, o.ttl, o.recheck)
+	if err != nil {
+		return err
+	}
+	st.Out = os.Stderr
+	st.KCPort, st.TGPort, st.TGAdminPort, st.BFFPort, st.ServicePort = o.kcPort, o.tgPort, o.tgPort+1, o.bffPort, o.svcPort
+	say("starting Keycloak on %s (first start on a fresh machine downloads it with Maven and takes longer)", st.KeycloakURL())
+	kcTook, err := st.StartKeycloak(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		say("stopping Keycloak")
+		if e := st.StopKeycloak(); e != nil && err == nil {
+			err = e
+		}
+	}()
+	say("Keycloak ready after %s", kcTook.Round(100*time.Millisecond))
+	defer st.StopAll()
+	if err := st.StartTokengate(ctx); err != nil {
+		return err
+	}
+	if err := st.StartService(ctx); err != nil {
+		return err
+	}
+	if err := st.StartBFF(ctx); err != nil {
+		return err
+	}
+	say("tokengate %s (ttl %s), demo-service %s, demo-bff %s", st.TokengateURL(), o.ttl, st.ServiceURL(), st.BFFURL())
+	chromium, err := demostack.Chromium(root)
+	if err != nil {
+		return err
+	}
+	br, err := demostack.NewBrowser(ctx, chromium, o.work)
+	if err != nil {
+		return err
+	}
+	tl, err := story(ctx, st, br, o)
+	br.Close()
+	if err != nil {
+		return err
+	}
+	fmt.Println()
+	fmt.Print(tl)
+	fmt.Println()
+	say("story played in %s (since the start of this command)", time.Since(start).Round(100*time.Millisecond))
+	if o.noWait {
+		return nil
+	}
+	fmt.Printf(`
+Everything keeps running. Try it yourself:
+  BFF page      %s   (alice / alice-password, bob / bob-password)
+  Keycloak      %s   (admin console: admin / admin)
+  tokengate     %s/.well-known/openid-configuration
+  demo-service  %s
+  logs          %s
+Press Ctrl-C to stop everything.
+`, st.BFFURL(), st.KeycloakURL(), st.TokengateURL(), st.ServiceURL(), o.work)
+	<-ctx.Done()
+	fmt.Println()
+	return nil
+}
+
+// story plays the logout story and returns the timeline.
+func story(ctx context.Context, st *demostack.Stack, br *demostack.Browser, o options) (string, error) {
+	var b strings.Builder
+	line := func(at string, format string, a ...any) {
+		fmt.Fprintf(&b, "  %10s  %s\n", at, fmt.Sprintf(format, a...))
+	}
+	say("browser: alice logs in at Keycloak's login page")
+	if err := br.Login(st.BFFURL(), "alice", "alice-password"); err != nil {
+		return "", err
+	}
+	sessions, err := st.BFFSessions(ctx)
+	if err != nil || len(sessions) != 1 {
+		return "", fmt.Errorf("BFF sessions: %v (%d)", err, len(sessions))
+	}
+	s := sessions[0]
+	if s.LastStatus != 200 {
+		return "", fmt.Errorf("service call after login answered %d: %s", s.LastStatus, s.LastAnswer)
+	}
+	_ = br.Screenshot(filepath.Join(o.artifacts, "1-logged-in.png"))
+	// The attacker copies what a compromised browser extension, log line or proxy could leak.
+	stolenInternal, stolenKC, bffRefresh := s.InternalToken, s.KeycloakAccessToken, s.InternalRefreshToken
+	kcProvider, err := oidc.NewProvider(ctx, st.KeycloakIssuer())
+	if err != nil {
+		return "", err
+	}
+	kcLocal := kcProvider.Verifier(&oidc.Config{SkipClientIDCheck: true})
+
+	say("browser: alice logs out (BFF → Keycloak end_session → back)")
+	t0, err := br.Logout(kcEndSession(kcProvider))
+	if err != nil {
+		return "", err
+	}
+	since := func(t time.Time) string { return fmt.Sprintf("%+d ms", t.Sub(t0).Milliseconds()) }
+	// Renewal with the BFF's refresh token, as its renew loop would do next.
+	renew, err := st.Renew(ctx, bffRefresh)
+	tRenew := time.Now()
+	if err != nil {
+		return "", err
+	}
+	_ = br.Reload()
+	_ = br.Screenshot(filepath.Join(o.artifacts, "2-logged-out.png"))
+	// The BFF's own back-channel endpoint, fed by tokengate's relay.
+	var relayed *demostack.BackchannelLogout
+	for deadline := time.Now().Add(10 * time.Second); relayed == nil && time.Now().Before(deadline); {
+		bc, _ := st.BFFBackchannel(ctx)
+		for i := range bc {
+			if bc[i].SID == s.SID {
+				relayed = &bc[i]
+			}
+		}
+		if relayed == nil {
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	// The attacker's copied Keycloak access token: still a valid JWT locally, refused by tokengate.
+	_, localErr := kcLocal.Verify(ctx, stolenKC)
+	exch, err := st.Exchange(ctx, stolenKC)
+	tExch := time.Now()
+	if err != nil {
+		return "", err
+	}
+	// The attacker's copied internal token: poll the service until it refuses it.
+	var tRejected time.Time
+	var lastOK time.Time
+	var wwwAuth string
+	for deadline := time.Now().Add(o.ttl + 15*time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		code, _, wa, err := st.CallService(ctx, stolenInternal)
+		if err != nil {
+			return "", err
+		}
+		if code == 401 {
+			tRejected, wwwAuth = time.Now(), wa
+			break
+		}
+		lastOK = time.Now()
+	}
+
+	fmt.Fprintf(&b, "Timeline (ms relative to Keycloak's end_session response reaching the browser; tokens.ttl %s)\n", o.ttl)
+	line("before", "alice logged in through Keycloak's login page (Chromium); BFF exchanged her Keycloak token at tokengate")
+	line("before", "service call with the internal token: HTTP %d %s", s.LastStatus, s.LastAnswer)
+	line("before", "attacker copied the internal token (exp %s) and the Keycloak access token", s.InternalExpiry.Format("15:04:05"))
+	line("0 ms", "alice clicked Log out; Keycloak answered end_session (it sent the back-channel logout to tokengate first)")
+	if relayed != nil {
+		line(since(relayed.At), "BFF's own back-channel endpoint got the logout relayed by tokengate; %d session(s) ended", relayed.Sessions)
+	} else {
+		line("never", "BFF's back-channel endpoint got NO relayed logout within 10 s")
+	}
+	if renew.Status == 400 && renew.Error == "invalid_grant" {
+		line(since(tRenew), "renewal refused: %s (%s)", renew.Error, renew.Description)
+	} else {
+		line(since(tRenew), "renewal NOT refused: HTTP %d %s", renew.Status, renew.Error)
+	}
+	if localErr == nil {
+		line(since(tExch), "copied Keycloak access token still verifies locally against Keycloak's JWKS (the problem tokengate solves)")
+	}
+	line(since(tExch), "copied Keycloak access token refused for exchange: HTTP %d %s (%s)", exch.Status, exch.Error, exch.Description)
+	if !lastOK.IsZero() {
+		line(since(lastOK), "copied internal token last accepted by the service (it is valid until its exp)")
+	}
+	if !tRejected.IsZero() {
+		line(since(tRejected), "copied internal token rejected by the service: 401 %s", wwwAuth)
+	} else {
+		line("never", "copied internal token still accepted %s after logout", o.ttl+15*time.Second)
+	}
+	return b.String(), nil
+}
+
+func kcEndSession(p *oidc.Provider) string {
+	var m struct {
+		EndSession string `json:"end_session_endpoint"`
+	}
+	_ = p.Claims(&m)
+	return m.EndSession
+}

@@ -1,0 +1,320 @@
+// Package demostack starts and drives the real components of the logout story — Keycloak
+// (scripts/keycloak.sh), tokengate, demo-bff and demo-service as processes, and Chromium via
+// chromedp — for `make demo` (cmd/demo) and the integration suite (integration/).
+package demostack
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Secrets of the demo realm (deploy/keycloak/realm-demo.json) and of the BFF at tokengate.
+const (
+	BFFKeycloakSecret  = "bff-secret-0123456789-abcdefghijkl"
+	TokengateKCSecret  = "tokengate-secret-0123456789-abcdefg"
+	BFFTokengateSecret = "bff-at-tokengate-secret-0123456789-abcdef"
+	Audience           = "demo-service"
+	Realm              = "demo"
+)
+
+// Binaries are the built executables.
+type Binaries struct{ Tokengate, BFF, Service string }
+
+// Build compiles the three binaries into dir.
+func Build(ctx context.Context, root, dir string, extra ...string) (Binaries, error) {
+	b := Binaries{
+		Tokengate: filepath.Join(dir, "tokengate"),
+		BFF:       filepath.Join(dir, "demo-bff"),
+		Service:   filepath.Join(dir, "demo-service"),
+	}
+	args := append([]string{"build"}, extra...)
+	args = append(args, "-o", dir+string(os.PathSeparator), "./cmd/tokengate", "./cmd/demo-bff", "./cmd/demo-service")
+	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd.Dir = root
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return b, fmt.Errorf("go build: %v\n%s", err, out)
+	}
+	return b, nil
+}
+
+// RepoRoot finds the module root from the working directory upwards.
+func RepoRoot() (string, error) {
+	d, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+			if _, err := os.Stat(filepath.Join(d, "scripts", "keycloak.sh")); err == nil {
+				return d, nil
+			}
+		}
+		p := filepath.Dir(d)
+		if p == d {
+			return "", errors.New("repository root (go.mod + scripts/keycloak.sh) not found")
+		}
+		d = p
+	}
+}
+
+// FreePort returns a TCP port free on 127.0.0.1 right now.
+func FreePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// Stack is one set of processes with fixed ports (fixed so restarts keep their URLs).
+type Stack struct {
+	Root string
+	Work string // data, configs and logs live here
+	Bin  Binaries
+
+	KCPort, TGPort, TGAdminPort, BFFPort, ServicePort int
+	TTL, RecheckAfter                                 time.Duration
+	// Out receives the processes' output (logs); nil discards it.
+	Out io.Writer
+
+	mu    sync.Mutex
+	procs map[string]*Proc
+}
+
+// NewStack picks free ports (the Keycloak port may be preset by the caller).
+func NewStack(root, work string, bin Binaries, ttl, recheck time.Duration) (*Stack, error) {
+	s := &Stack{Root: root, Work: work, Bin: bin, TTL: ttl, RecheckAfter: recheck, procs: map[string]*Proc{}}
+	for _, p := range []*int{&s.KCPort, &s.TGPort, &s.TGAdminPort, &s.BFFPort, &s.ServicePort} {
+		port, err := FreePort()
+		if err != nil {
+			return nil, err
+		}
+		*p = port
+	}
+	return s, nil
+}
+
+// URLs of the components.
+func (s *Stack) KeycloakURL() string    { return fmt.Sprintf("http://127.0.0.1:%d", s.KCPort) }
+func (s *Stack) KeycloakIssuer() string { return s.KeycloakURL() + "/realms/" + Realm }
+func (s *Stack) TokengateURL() string   { return fmt.Sprintf("http://127.0.0.1:%d", s.TGPort) }
+func (s *Stack) BFFURL() string         { return fmt.Sprintf("http://127.0.0.1:%d", s.BFFPort) }
+func (s *Stack) ServiceURL() string {
+	return fmt.Sprintf("http://127.0.0.1:%d/api/whoami", s.ServicePort)
+}
+func (s *Stack) kcRunDir() string { return filepath.Join(s.Work, "keycloak") }
+
+// KeycloakLog is the path of Keycloak's log file.
+func (s *Stack) KeycloakLog() string { return filepath.Join(s.kcRunDir(), "keycloak.log") }
+
+func (s *Stack) kcEnv() []string {
+	return append(os.Environ(),
+		fmt.Sprintf("KC_PORT=%d", s.KCPort),
+		"KC_RUN_DIR="+s.kcRunDir(),
+		"TOKENGATE_URL="+s.TokengateURL(),
+	)
+}
+
+// StartKeycloak runs scripts/keycloak.sh start (a fresh realm import: new keys, user ids and
+// sessions every time) and waits for it.
+func (s *Stack) StartKeycloak(ctx context.Context) (time.Duration, error) {
+	t0 := time.Now()
+	cmd := exec.CommandContext(ctx, filepath.Join(s.Root, "scripts", "keycloak.sh"), "start")
+	cmd.Env = s.kcEnv()
+	cmd.Dir = s.Root
+	var stderr bytes.Buffer
+	cmd.Stderr = io.MultiWriter(&stderr, s.out())
+	if err := os.MkdirAll(s.kcRunDir(), 0o755); err != nil {
+		return 0, err
+	}
+	if _, err := cmd.Output(); err != nil {
+		return 0, fmt.Errorf("scripts/keycloak.sh start: %v\n%s", err, lastLines(stderr.String(), 30))
+	}
+	return time.Since(t0), nil
+}
+
+// StopKeycloak runs scripts/keycloak.sh stop.
+func (s *Stack) StopKeycloak() error {
+	cmd := exec.Command(filepath.Join(s.Root, "scripts", "keycloak.sh"), "stop")
+	cmd.Env = s.kcEnv()
+	cmd.Stderr = s.out()
+	return cmd.Run()
+}
+
+func (s *Stack) out() io.Writer {
+	if s.Out == nil {
+		return io.Discard
+	}
+	return s.Out
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// TokengateConfig renders tokengate's configuration for this stack.
+func (s *Stack) TokengateConfig() string {
+	h := sha256.Sum256([]byte(BFFTokengateSecret))
+	return fmt.Sprintf(`# written by internal/demostack
+listen: "127.0.0.1:%d"
+admin_listen: "127.0.0.1:%d"
+issuer: %q
+data_dir: %q
+log_level: info
+upstream:
+  issuer: %q
+  client_id: tokengate
+  client_secret: %q
+  logout_audiences: [bff]
+  max_token_lifetime: 1h
+  timeout: 2s
+  forward_logout_to: [%q]
+tokens:
+  ttl: %s
+  recheck_after: %s
+keys:
+  jwks_max_age: 1m
+  rotate_every: 24h
+clients:
+  - id: bff
+    secret_sha256: %q
+    audiences: [%s]
+`, s.TGPort, s.TGAdminPort, s.TokengateURL(), filepath.Join(s.Work, "tokengate-data"),
+		s.KeycloakIssuer(), TokengateKCSecret, s.BFFURL()+"/backchannel-logout",
+		s.TTL, s.RecheckAfter, hex.EncodeToString(h[:]), Audience)
+}
+
+// StartTokengate starts tokengate (keeping its data dir across restarts) and waits for its
+// discovery document.
+func (s *Stack) StartTokengate(ctx context.Context) error {
+	cfgPath := filepath.Join(s.Work, "tokengate.yaml")
+	if err := os.WriteFile(cfgPath, []byte(s.TokengateConfig()), 0o600); err != nil {
+		return err
+	}
+	return s.start(ctx, "tokengate", s.TokengateURL()+"/.well-known/openid-configuration",
+		s.Bin.Tokengate, "serve", "--config", cfgPath)
+}
+
+// StartService starts demo-service.
+func (s *Stack) StartService(ctx context.Context) error {
+	return s.start(ctx, "demo-service", fmt.Sprintf("http://127.0.0.1:%d/healthz", s.ServicePort), s.Bin.Service,
+		"-listen", fmt.Sprintf("127.0.0.1:%d", s.ServicePort), "-issuer", s.TokengateURL(), "-audience", Audience)
+}
+
+// StartBFF starts demo-bff with its DEMO-ONLY debug endpoints on.
+func (s *Stack) StartBFF(ctx context.Context) error {
+	return s.start(ctx, "demo-bff", s.BFFURL()+"/healthz", s.Bin.BFF,
+		"-listen", fmt.Sprintf("127.0.0.1:%d", s.BFFPort), "-keycloak", s.KeycloakIssuer(),
+		"-keycloak-secret", BFFKeycloakSecret, "-tokengate", s.TokengateURL(),
+		"-tokengate-secret", BFFTokengateSecret, "-service", s.ServiceURL(), "-audience", Audience, "-debug")
+}
+
+// Proc is a started process.
+type Proc struct {
+	Name string
+	Cmd  *exec.Cmd
+	Log  string
+	done chan struct{}
+}
+
+func (s *Stack) start(ctx context.Context, name, readyURL, bin string, args ...string) error {
+	s.mu.Lock()
+	if p := s.procs[name]; p != nil {
+		s.mu.Unlock()
+		return fmt.Errorf("%s is already running", name)
+	}
+	s.mu.Unlock()
+	logPath := filepath.Join(s.Work, name+".log")
+	lf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = lf, lf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		lf.Close()
+		return fmt.Errorf("start %s: %w", name, err)
+	}
+	p := &Proc{Name: name, Cmd: cmd, Log: logPath, done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); lf.Close(); close(p.done) }()
+	s.mu.Lock()
+	s.procs[name] = p
+	s.mu.Unlock()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := http.Get(readyURL)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-p.done:
+			s.forget(name)
+			b, _ := os.ReadFile(logPath)
+			return fmt.Errorf("%s exited during start-up:\n%s", name, lastLines(string(b), 20))
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			_ = s.Stop(name, syscall.SIGKILL)
+			return fmt.Errorf("%s not ready at %s after 60s", name, readyURL)
+		}
+	}
+}
+
+func (s *Stack) forget(name string) {
+	s.mu.Lock()
+	delete(s.procs, name)
+	s.mu.Unlock()
+}
+
+// Stop sends sig to a started process and waits for it to exit (SIGKILL after 15 s).
+func (s *Stack) Stop(name string, sig syscall.Signal) error {
+	s.mu.Lock()
+	p := s.procs[name]
+	delete(s.procs, name)
+	s.mu.Unlock()
+	if p == nil {
+		return nil
+	}
+	_ = p.Cmd.Process.Signal(sig)
+	select {
+	case <-p.done:
+		return nil
+	case <-time.After(15 * time.Second):
+		_ = p.Cmd.Process.Kill()
+		<-p.done
+		return fmt.Errorf("%s ignored %v for 15s; killed", name, sig)
+	}
+}
+
+// StopAll stops the processes this stack started (not Keycloak).
+func (s *Stack) StopAll() {
+	for _, n := range []string{"demo-bff", "demo-service", "tokengate"} {
+		_ = s.Stop(n, syscall.SIGTERM)
+	}
+}
