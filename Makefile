@@ -32,6 +32,11 @@ fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
+## demo: Keycloak + tokengate + demo-bff + demo-service; plays the logout story headless in
+## Chromium, prints the timeline, then keeps running until Ctrl-C (DEMO_FLAGS=--no-wait to stop).
+demo:
+	scripts/demo.sh $(DEMO_FLAGS)
+
 ## bench-core: the core benchmarks quoted in the README (signing floor, renewal, exchange, store).
 bench-core:
 	$(GO) test -run '^$$' -bench . -benchtime 3s -count 1 ./server/ ./store/bolt/
