@@ -69,7 +69,9 @@ type stackOptions struct {
 func newStack(t testing.TB) *stack { return newStackOpts(t, stackOptions{}) }
 
 // newStackWith starts a stack whose keys use kc (its clock is the stack's).
-func newStackWith(t testing.TB, kc keys.Config) *stack { return newStackOpts(t, stackOptions{keys: kc}) }
+func newStackWith(t testing.TB, kc keys.Config) *stack {
+	return newStackOpts(t, stackOptions{keys: kc})
+}
 
 func newStackOpts(t testing.TB, o stackOptions) *stack {
 	t.Helper()
