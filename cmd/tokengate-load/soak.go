@@ -285,6 +285,15 @@ type session struct {
 	sid         string
 	refresh     string
 	loggedOutAt time.Time // zero while live
+	// logoutSent is set before the logout is posted: a renewal racing with it may be refused.
+	logoutSent bool
+}
+
+// raced reports whether the session holding refresh token rt had its logout sent.
+func (s *session) raced(rt string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.refresh == rt && s.logoutSent
 }
 
 func soak(ctx context.Context, o soakOptions) (*soakResult, error) {
@@ -325,7 +334,7 @@ func soak(ctx context.Context, o soakOptions) (*soakResult, error) {
 			return fmt.Errorf("exchange: %v %d %s", err, a.status, a.Error)
 		}
 		s.mu.Lock()
-		s.sid, s.refresh, s.loggedOutAt = sid, a.RefreshToken, time.Time{}
+		s.sid, s.refresh, s.loggedOutAt, s.logoutSent = sid, a.RefreshToken, time.Time{}, false
 		s.mu.Unlock()
 		atomic.AddInt64(&res.Exchanges, 1)
 		return nil
@@ -375,6 +384,9 @@ func soak(ctx context.Context, o soakOptions) (*soakResult, error) {
 					if err := newSession(s); err != nil && runCtx.Err() == nil {
 						noteUnexpected(err.Error())
 					}
+				case a.status == 400 && a.Error == "invalid_grant" && s.raced(rt):
+					// Its logout was being sent while this renewal ran: a correct refusal,
+					// counted when the worker next meets the session as logged out.
 				case a.status != 200:
 					noteUnexpected(fmt.Sprintf("renew: HTTP %d %s", a.status, a.Error))
 				default:
@@ -401,7 +413,8 @@ func soak(ctx context.Context, o soakOptions) (*soakResult, error) {
 			s := sessions[(n*7919)%len(sessions)]
 			n++
 			s.mu.Lock()
-			sid, done := s.sid, !s.loggedOutAt.IsZero()
+			sid, done := s.sid, s.logoutSent
+			s.logoutSent = true
 			s.mu.Unlock()
 			if done {
 				continue
