@@ -179,7 +179,6 @@ func (b *bench) renewal(ctx context.Context, g *gateway) error {
 		return err
 	}
 	b.res.RawSign = rawSign(ctx, b.p.dur)
-	logf("%s", b.res.RawSign)
 
 	// Keycloak's refresh-token grant: what the BFF does without tokengate. Keep the access
 	// tokens: each is a never-exchanged subject token for the cold exchanges.

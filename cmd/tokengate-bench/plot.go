@@ -41,7 +41,7 @@ func (r *Results) plot(path string) error {
 	lat.Y.Min, lat.Y.Max = 0, 1
 	lat.Add(plotter.NewGrid())
 	lat.Legend.Top, lat.Legend.Left = false, false // bottom right, in the space left by X.Max
-	lat.Legend.TextStyle.Font.Size = vg.Points(8)
+	lat.Legend.TextStyle.Font.Size = vg.Points(9)
 	series := []Dist{r.Introspect1, r.Introspect32, r.Verify, r.ExchangeColdClient, r.ExchangeColdOverhead,
 		r.ExchangeWarmServer, r.Renewal, r.RenewalServer, r.KCRefresh}
 	labels := []string{"(1) introspection at Keycloak, c=1", "(1) introspection at Keycloak, c=32",
@@ -71,7 +71,7 @@ func (r *Results) plot(path string) error {
 	for _, d := range series {
 		slowest = max(slowest, d.MaxUs)
 	}
-	lat.X.Max = max(slowest, 1000) * 3000 // room on the right for the legend
+	lat.X.Max = max(slowest, 1000) * 300 // room on the right for the legend
 
 	rev := plot.New()
 	rev.Title.Text = fmt.Sprintf("(5) Revocation window, %d sessions", r.Revocation.N)

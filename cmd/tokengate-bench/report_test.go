@@ -1,0 +1,70 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestPublish_InsertsAfterBenchCoreThenReplacesBetweenMarkers(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "README.md")
+	orig := "# x\n\n## Performance\n\n<!-- bench-core -->\ncore table\n<!-- /bench-core -->\n\n## Next\n"
+	if err := os.WriteFile(path, []byte(orig), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := publish(path, "first run\n"); err != nil {
+		t.Fatal(err)
+	}
+	if err := publish(path, "second run\n"); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(path)
+	got := string(b)
+	for _, want := range []string{"core table\n<!-- /bench-core -->\n", "second run\n<!-- /bench -->", "## Next\n"} {
+		if !strings.Contains(got, want) {
+			t.Fatalf("missing %q in:\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, "first run") || strings.Count(got, beginMarker) != 1 {
+		t.Fatalf("section not replaced exactly once:\n%s", got)
+	}
+	if strings.Index(got, "<!-- /bench-core -->") > strings.Index(got, beginMarker) || strings.Index(got, beginMarker) > strings.Index(got, "## Next") {
+		t.Fatalf("section not between bench-core and the next heading:\n%s", got)
+	}
+}
+
+func TestPercentile_NearestRank(t *testing.T) {
+	xs := []float64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}
+	for p, want := range map[float64]float64{50: 5, 99: 10, 100: 10, 10: 1, 0: 1} {
+		if got := percentile(xs, p); got != want {
+			t.Errorf("p%v = %v, want %v", p, got, want)
+		}
+	}
+	if percentile(nil, 50) != 0 {
+		t.Error("empty")
+	}
+}
+
+func TestEvaluate_MissedTargetsAreReported(t *testing.T) {
+	r := &Results{
+		Introspect1: Dist{P50us: 5000}, Verify: Dist{P50us: 100},
+		ExchangeColdOverhead: Dist{N: 10, P99us: 1500}, ExchangeWarmServer: Dist{N: 10, P50us: 80},
+		Renewal: Dist{PerSecond: 4000}, RawSign: Dist{PerSecond: 10000},
+		Revocation: Dist{N: 200, P99us: 900},
+	}
+	r.evaluate()
+	got := map[string]bool{}
+	for _, tg := range r.Targets {
+		got[tg.ID] = tg.Met
+	}
+	want := map[string]bool{"2": false, "3-cold": false, "3-warm": true, "4": false, "5": true}
+	for id, w := range want {
+		if got[id] != w {
+			t.Errorf("target %s met=%v, want %v", id, got[id], w)
+		}
+	}
+	if md := r.Markdown(""); !strings.Contains(md, "Targets missed") {
+		t.Error("markdown does not list missed targets")
+	}
+}
