@@ -42,15 +42,23 @@ func (i *Issuer) RecordLogout(ctx context.Context, raw string) (store.Revocation
 	if err != nil {
 		return store.Revocation{}, unavailable("replay state is unknown", err)
 	}
-	if !fresh {
-		i.log.WarnContext(ctx, "logout refused", "event", "logout_refused", "reason", "replayed jti", "jti", lt.JTI)
-		i.cfg.Metrics.Logout("backchannel", "refused", "replay")
-		return store.Revocation{}, invalidRequest("logout_token was already used", nil)
-	}
 	r := store.Revocation{SID: lt.SID, Sub: lt.Subject, At: now, Expires: i.revocationExpiry(now), Reason: "backchannel"}
 	if lt.SID == "" && lt.IssuedAt.Before(now) {
 		// Refuse what was issued up to the logout itself; a later login stays valid.
 		r.At = lt.IssuedAt
+	}
+	if !fresh {
+		// The jti was claimed before. If that delivery's logout is on record this is a replay;
+		// if not, recording failed after the claim (503 to the sender) and this is its retry.
+		recorded, err := i.onRecord(ctx, r)
+		if err != nil {
+			return store.Revocation{}, err
+		}
+		if recorded {
+			i.log.WarnContext(ctx, "logout refused", "event", "logout_refused", "reason", "replayed jti", "jti", lt.JTI)
+			i.cfg.Metrics.Logout("backchannel", "refused", "replay")
+			return store.Revocation{}, invalidRequest("logout_token was already used", nil)
+		}
 	}
 	if err := i.record(ctx, r); err != nil {
 		return store.Revocation{}, err
@@ -61,4 +69,24 @@ func (i *Issuer) RecordLogout(ctx context.Context, raw string) (store.Revocation
 	i.log.InfoContext(ctx, "logout recorded", "event", "logout", "reason", "backchannel", "sid", lt.SID,
 		"sub", lt.Subject, "jti", lt.JTI)
 	return r, nil
+}
+
+// onRecord reports whether the logout r describes is already recorded.
+func (i *Issuer) onRecord(ctx context.Context, r store.Revocation) (bool, error) {
+	var (
+		got store.Revocation
+		err error
+	)
+	if r.SID != "" {
+		got, err = i.store.SessionRevocation(ctx, r.SID)
+	} else {
+		got, err = i.store.SubjectRevocation(ctx, r.Sub)
+	}
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return false, nil
+	case err != nil:
+		return false, unavailable("revocation state is unknown", err)
+	}
+	return r.SID != "" || !got.At.Before(r.At), nil
 }
