@@ -33,6 +33,13 @@ type Log interface {
 	DeleteStream(ctx context.Context, id string) error
 }
 
+// EventsNotifier is optionally implemented by a Log shared by several processes (replicas on
+// one etcd cluster): a value on EventsChanged means another process may have appended events,
+// so the transmitter reads the log's newest Seq at once instead of at the next TailInterval.
+type EventsNotifier interface {
+	EventsChanged() <-chan struct{}
+}
+
 // Signer signs SETs with tokengate's active key (keys.Manager.SignWithType).
 type Signer interface {
 	SignWithType(payload []byte, typ string) (token, kid string, err error)
@@ -211,8 +218,20 @@ func (t *Transmitter) Run(ctx context.Context) {
 	defer flush.Stop()
 	trim := time.NewTicker(min(t.cfg.Retention/4, time.Minute))
 	defer trim.Stop()
+	var appended <-chan struct{}
+	if n, ok := t.log.(EventsNotifier); ok {
+		appended = n.EventsChanged()
+	}
 	for {
 		select {
+		case _, ok := <-appended:
+			if !ok {
+				appended = nil
+				continue
+			}
+			if seq, err := t.log.LastEventSeq(ctx); err == nil {
+				t.advance(seq)
+			}
 		case <-ctx.Done():
 			t.Close()
 			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)

@@ -530,3 +530,47 @@ func hasLabel(m *dto.Metric, name, value string) bool {
 	}
 	return false
 }
+
+// notifyingLog is a Log whose appends by "another process" are announced on EventsChanged.
+type notifyingLog struct {
+	*bolt.Store
+	changed chan struct{}
+}
+
+func (n notifyingLog) EventsChanged() <-chan struct{} { return n.changed }
+
+// TestRun_EventsFromAnotherProcessWakePolls: an event appended elsewhere (not through Notify)
+// reaches a waiting poll as soon as the log announces it, without waiting for TailInterval.
+func TestRun_EventsFromAnotherProcessWakePolls(t *testing.T) {
+	f := newFixture(t, orders)
+	lg := notifyingLog{Store: f.st, changed: make(chan struct{}, 1)}
+	cfg := f.cfg
+	cfg.TailInterval = time.Hour
+	tx, err := ssf.New(context.Background(), cfg, lg, f.km)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go tx.Run(ctx)
+	got := make(chan ssf.PollResponse, 1)
+	go func() {
+		r, _ := tx.Poll(context.Background(), "orders", ssf.PollRequest{}, 5*time.Second)
+		got <- r
+	}()
+	time.Sleep(50 * time.Millisecond)
+	now := f.ck.Now()
+	if _, err := f.st.RecordRevocation(context.Background(), store.Event{ID: "elsewhere", Time: now,
+		Revocation: store.Revocation{SID: "sid-x", At: now, Expires: now.Add(time.Hour), Reason: "backchannel"}}); err != nil {
+		t.Fatal(err)
+	}
+	lg.changed <- struct{}{}
+	select {
+	case r := <-got:
+		if len(r.Sets) != 1 {
+			t.Errorf("poll = %v", r)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("an event announced by the log did not wake the poll")
+	}
+}
