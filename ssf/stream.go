@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Stream sources.
@@ -219,7 +220,7 @@ func (t *Transmitter) CreateStream(ctx context.Context, c StreamConfig) (StreamI
 	if c.Audience == "" {
 		c.Audience = c.ID
 	}
-	if len(c.Audience) > 256 || len(c.Description) > 256 {
+	if utf8.RuneCountInString(c.Audience) > 256 || utf8.RuneCountInString(c.Description) > 256 {
 		return StreamInfo{}, "", fmt.Errorf("%w: aud and description are limited to 256 characters", ErrInvalidStream)
 	}
 	secret := ""
