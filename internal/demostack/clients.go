@@ -191,3 +191,32 @@ func (s *Stack) getJSON(ctx context.Context, u string, v any) error {
 	}
 	return json.NewDecoder(resp.Body).Decode(v)
 }
+
+// SessionRevocation is tokengate's admin view of one Keycloak session.
+type SessionRevocation struct {
+	SID        string `json:"sid"`
+	Revoked    bool   `json:"revoked"`
+	Revocation struct {
+		At     time.Time `json:"at"`
+		Reason string    `json:"reason"`
+	} `json:"revocation"`
+}
+
+// AdminSession asks tokengate's admin API whether a session is revoked, and why.
+func (s *Stack) AdminSession(ctx context.Context, sid string) (SessionRevocation, error) {
+	var out SessionRevocation
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.AdminURL()+"/admin/sessions/"+url.PathEscape(sid), nil)
+	if err != nil {
+		return out, err
+	}
+	req.Header.Set("Authorization", "Bearer "+AdminToken)
+	resp, err := hc.Do(req)
+	if err != nil {
+		return out, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return out, fmt.Errorf("GET /admin/sessions/%s: HTTP %d", sid, resp.StatusCode)
+	}
+	return out, json.NewDecoder(resp.Body).Decode(&out)
+}

@@ -28,7 +28,9 @@ const (
 	TokengateKCSecret  = "tokengate-secret-0123456789-abcdefg"
 	BFFTokengateSecret = "bff-at-tokengate-secret-0123456789-abcdef"
 	Audience           = "demo-service"
-	Realm              = "demo"
+	// AdminToken is tokengate's admin API bearer token in the demo configuration.
+	AdminToken = "demo-admin-token-0123456789-abcdefghijkl"
+	Realm      = "demo"
 )
 
 // Binaries are the built executables.
@@ -114,6 +116,7 @@ func NewStack(root, work string, bin Binaries, ttl, recheck time.Duration) (*Sta
 func (s *Stack) KeycloakURL() string    { return fmt.Sprintf("http://127.0.0.1:%d", s.KCPort) }
 func (s *Stack) KeycloakIssuer() string { return s.KeycloakURL() + "/realms/" + Realm }
 func (s *Stack) TokengateURL() string   { return fmt.Sprintf("http://127.0.0.1:%d", s.TGPort) }
+func (s *Stack) AdminURL() string       { return fmt.Sprintf("http://127.0.0.1:%d", s.TGAdminPort) }
 func (s *Stack) BFFURL() string         { return fmt.Sprintf("http://127.0.0.1:%d", s.BFFPort) }
 func (s *Stack) ServiceURL() string {
 	return fmt.Sprintf("http://127.0.0.1:%d/api/whoami", s.ServicePort)
@@ -175,6 +178,7 @@ func lastLines(s string, n int) string {
 // TokengateConfig renders tokengate's configuration for this stack.
 func (s *Stack) TokengateConfig() string {
 	h := sha256.Sum256([]byte(BFFTokengateSecret))
+	ah := sha256.Sum256([]byte(AdminToken))
 	return fmt.Sprintf(`# written by internal/demostack
 listen: "127.0.0.1:%d"
 admin_listen: "127.0.0.1:%d"
@@ -195,13 +199,17 @@ tokens:
 keys:
   jwks_max_age: 1m
   rotate_every: 24h
+admin:
+  tokens:
+    - name: demo
+      sha256: %q
 clients:
   - id: bff
     secret_sha256: %q
     audiences: [%s]
 `, s.TGPort, s.TGAdminPort, s.TokengateURL(), filepath.Join(s.Work, "tokengate-data"),
 		s.KeycloakIssuer(), TokengateKCSecret, s.BFFURL()+"/backchannel-logout",
-		s.TTL, s.RecheckAfter, hex.EncodeToString(h[:]), Audience)
+		s.TTL, s.RecheckAfter, hex.EncodeToString(ah[:]), hex.EncodeToString(h[:]), Audience)
 }
 
 // StartTokengate starts tokengate (keeping its data dir across restarts) and waits for its
