@@ -31,6 +31,7 @@ type options struct {
 	kcPort      int
 	gatewayAddr string
 	command     string
+	render      bool
 }
 
 // plan is how long and how much each part runs.
@@ -65,6 +66,7 @@ func main() {
 	flag.IntVar(&o.kcPort, "keycloak-port", 18380, "port of the Keycloak this tool starts")
 	flag.StringVar(&o.gatewayAddr, "gateway", "127.0.0.1:18643", "listen address of the tokengate under test (Keycloak posts back-channel logouts here)")
 	flag.StringVar(&o.command, "command", "make bench", "the command to quote in the README")
+	flag.BoolVar(&o.render, "render", false, "measure nothing: render markdown, PNG (and with -publish the README) again from the run saved in -out")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -80,6 +82,13 @@ func logf(format string, args ...any) {
 }
 
 func run(ctx context.Context, o options) error {
+	if o.render {
+		r, err := loadResults(o.out)
+		if err != nil {
+			return err
+		}
+		return r.write(o)
+	}
 	if _, err := os.Stat(o.bin); err != nil {
 		return fmt.Errorf("%s: %w (run make build)", o.bin, err)
 	}
@@ -107,6 +116,8 @@ func run(ctx context.Context, o options) error {
 		kcURL = url
 	}
 	b := &bench{o: o, p: o.plan(), work: work, kc: newKeycloak(kcURL), res: newResults(o)}
+	b.res.Plan.Seconds, b.res.Plan.ColdTokens, b.res.Plan.Sessions = b.p.dur.Seconds(), b.p.coldTokens, b.p.sessions
+	b.res.Plan.RenewWorkers, b.res.Plan.KCWorkers = b.p.renewWorkers, b.p.kcWorkers
 	if err := b.all(ctx); err != nil {
 		return err
 	}

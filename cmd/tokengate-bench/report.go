@@ -51,6 +51,13 @@ type Results struct {
 	Finished string  `json:"finished_utc"`
 	Command  string  `json:"command"`
 	Machine  Machine `json:"machine"`
+	Plan     struct {
+		Seconds      float64 `json:"seconds_per_throughput_run"`
+		ColdTokens   int     `json:"cold_exchanges"`
+		Sessions     int     `json:"revocation_sessions"`
+		RenewWorkers int     `json:"renewal_concurrency"`
+		KCWorkers    int     `json:"keycloak_refresh_concurrency"`
+	} `json:"plan"`
 
 	Introspect1  Dist `json:"introspection_c1"`
 	Introspect32 Dist `json:"introspection_c32"`
@@ -246,6 +253,20 @@ func (r *Results) Markdown(png string) string {
 		b.WriteString("\nCold start is exec to the first `200` from `/readyz` with the data file in the page cache. " +
 			"Live sessions: " + r.LiveSessions + "\n")
 	}
+	fmt.Fprintf(&b, "\nHow each figure is taken (%.0f s per throughput run): "+
+		"(1) `POST` to Keycloak's introspection endpoint as client `tokengate`, keep-alive. "+
+		"(2) go-oidc `IDTokenVerifier.Verify` of an internal token from the binary, JWKS fetched once. "+
+		"(3) the gateway's packages composed in this process exactly as `tokengate serve` composes them; each of the %d cold exchanges "+
+		"uses a Keycloak access token never exchanged before; server time is taken around the handler, the introspection round trip in the "+
+		"upstream HTTP transport of the same request, and the overhead is their difference; the bare introspection of the same token is timed just before. "+
+		"(4) the binary, c=%d keep-alive clients renewing after a warm-up; raw signing is `ecdsa.SignASN1` of a SHA-256 digest on one goroutine; "+
+		"Keycloak's refresh grant runs c=%d sessions each refreshing its latest refresh token. "+
+		"(5) %d sessions by password grant at client `bff`, each exchanged; alternately RP-initiated logout (`end_session` with the refresh token) and "+
+		"the admin API's session delete; when the call returns, renewals are sent back to back until `invalid_grant` "+
+		"(Keycloak delivers the back-channel logout before its call returns). "+
+		"(6) the binary's bbolt file, loaded through `store/bolt` (one sorted transaction per step); checks through the store API on random "+
+		"recorded sids and on unknown (live) sids; then the binary started on it.\n",
+		r.Plan.Seconds, r.Plan.ColdTokens, r.Plan.RenewWorkers, r.Plan.KCWorkers, r.Plan.Sessions)
 	if png != "" {
 		fmt.Fprintf(&b, "\n![Latency CDFs of (1)–(4) and the revocation window (5)](%s)\n", png)
 	}
@@ -291,13 +312,66 @@ func trimTop(top string, n int) string {
 	return strings.TrimRight(strings.Join(out, "\n"), "\n") + "\n"
 }
 
-// write saves JSON, markdown and PNG under o.out and, with -publish, the README and docs PNG.
-func (r *Results) write(o options) error {
+// plotted names the distributions whose raw samples the plot needs.
+func (r *Results) plotted() map[string]*Dist {
+	m := map[string]*Dist{"introspection_c1": &r.Introspect1, "introspection_c32": &r.Introspect32,
+		"local_verification": &r.Verify, "exchange_cold_client": &r.ExchangeColdClient,
+		"exchange_cold_overhead": &r.ExchangeColdOverhead, "exchange_warm_server": &r.ExchangeWarmServer,
+		"renewal_http": &r.Renewal, "renewal_server_c1": &r.RenewalServer, "keycloak_refresh_grant": &r.KCRefresh,
+		"revocation_window": &r.Revocation}
+	for i := range r.RevocationBy {
+		m["revocation_window_by_logout/"+r.RevocationBy[i].Name] = &r.RevocationBy[i]
+	}
+	return m
+}
+
+// loadResults reads a run back from dir (bench.json and its samples), for -render.
+func loadResults(dir string) (*Results, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "bench.json"))
+	if err != nil {
+		return nil, err
+	}
+	r := &Results{}
+	if err := json.Unmarshal(b, r); err != nil {
+		return nil, err
+	}
+	b, err = os.ReadFile(filepath.Join(dir, "bench-samples.json"))
+	if err != nil {
+		return nil, err
+	}
+	samples := map[string][]float64{}
+	if err := json.Unmarshal(b, &samples); err != nil {
+		return nil, err
+	}
+	for k, d := range r.plotted() {
+		d.samples = samples[k]
+	}
+	return r, nil
+}
+
+// save writes bench.json and the plotted distributions' samples to dir.
+func (r *Results) save(dir string) error {
 	js, err := json.MarshalIndent(r, "", "  ")
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(o.out, "bench.json"), js, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "bench.json"), js, 0o644); err != nil {
+		return err
+	}
+	samples := map[string][]float64{}
+	for k, d := range r.plotted() {
+		samples[k] = d.samples
+	}
+	js, err = json.Marshal(samples)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "bench-samples.json"), js, 0o644)
+}
+
+// write saves JSON, markdown and PNG under o.out and, with -publish, the README and docs PNG.
+func (r *Results) write(o options) error {
+	if err := r.save(o.out); err != nil {
 		return err
 	}
 	pngOut := filepath.Join(o.out, "bench.png")
