@@ -48,7 +48,7 @@ bench-core:
 BENCH ?= full
 bench: build
 	$(GO) build -o $(BIN)/tokengate-bench ./cmd/tokengate-bench
-	$(BIN)/tokengate-bench -bin $(BIN)/tokengate -out results/bench $(if $(filter quick,$(BENCH)),-quick,-publish)
+	$(BIN)/tokengate-bench -bin $(BIN)/tokengate -out results/bench $(if $(filter quick,$(BENCH)),-quick,-publish) $(BENCH_FLAGS)
 
 ## soak: ten minutes of steady renewals, logouts and two key rotations against the real binary
 ## (fake Keycloak in-process); fails on any unexpected error, missed logout, or memory/goroutine growth.

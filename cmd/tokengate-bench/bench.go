@@ -11,8 +11,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
@@ -172,13 +174,25 @@ func (b *bench) renewal(ctx context.Context, g *gateway) error {
 		func(ctx context.Context, w int) error { return g.renewOK(ctx, rts[w%len(rts)]) }); err != nil {
 		return err
 	}
-	var err error
+	cpu0, err := cpuSeconds(g.cmd.Process.Pid)
+	if err != nil {
+		return err
+	}
 	b.res.Renewal, err = load(ctx, fmt.Sprintf("renewal over HTTP (server on 1 core), c=%d", b.p.renewWorkers), b.p.renewWorkers, b.p.dur, 0,
 		func(ctx context.Context, w int) error { return g.renewOK(ctx, rts[w%len(rts)]) })
 	if err != nil {
 		return err
 	}
-	b.res.RawSign = rawSign(ctx, b.p.dur)
+	cpu1, err := cpuSeconds(g.cmd.Process.Pid)
+	if err != nil {
+		return err
+	}
+	if used := cpu1 - cpu0; used > 0 {
+		b.res.RenewalServerBusy = used / b.res.Renewal.Seconds
+		b.res.RenewalPerCPUSecond = float64(b.res.Renewal.N) / used
+	}
+	logf("renewal: server core %.0f%% busy, %.0f renewals per server CPU-second", 100*b.res.RenewalServerBusy, b.res.RenewalPerCPUSecond)
+	b.res.RawSign, b.res.RawSignPerCPUSecond = rawSign(ctx, b.p.dur)
 
 	// Keycloak's refresh-token grant: what the BFF does without tokengate. Keep the access
 	// tokens: each is a never-exchanged subject token for the cold exchanges.
@@ -196,17 +210,57 @@ func (b *bench) renewal(ctx context.Context, g *gateway) error {
 	return err
 }
 
-// rawSign is ECDSA P-256 signing of a SHA-256 digest on one goroutine: the crypto floor of a
-// renewal on the one core the server gets.
-func rawSign(ctx context.Context, dur time.Duration) Dist {
+// rawSign is ECDSA P-256 signing of a SHA-256 digest on one goroutine locked to its thread: the
+// crypto floor of a renewal on the one core the server gets. It also reports signatures per
+// CPU-second of that thread, which other load on the machine does not skew.
+func rawSign(ctx context.Context, dur time.Duration) (Dist, float64) {
 	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	d := sha256.Sum256([]byte(`{"iss":"https://tokengate.example","sub":"alice"}`))
-	res, _ := load(ctx, "raw ES256 sign, 1 goroutine", 1, dur, 0, func(context.Context, int) error {
-		_, err := ecdsa.SignASN1(rand.Reader, k, d[:])
-		return err
-	})
-	return res
+	type out struct {
+		lat    []float64
+		cpu    float64
+		wall   time.Duration
+		failed error
+	}
+	done := make(chan out)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		var o out
+		var ru0, ru1 syscall.Rusage
+		_ = syscall.Getrusage(rusageThread, &ru0)
+		start := time.Now()
+		deadline := start.Add(dur)
+		for ctx.Err() == nil {
+			t0 := time.Now()
+			if t0.After(deadline) {
+				break
+			}
+			if _, err := ecdsa.SignASN1(rand.Reader, k, d[:]); err != nil {
+				o.failed = err
+				break
+			}
+			o.lat = append(o.lat, us(time.Since(t0)))
+		}
+		o.wall = time.Since(start)
+		_ = syscall.Getrusage(rusageThread, &ru1)
+		o.cpu = tv(ru1.Utime) + tv(ru1.Stime) - tv(ru0.Utime) - tv(ru0.Stime)
+		done <- o
+	}()
+	o := <-done
+	res := summarise("raw ES256 sign, 1 goroutine", 1, o.lat, o.wall, 0)
+	perCPU := 0.0
+	if o.cpu > 0 {
+		perCPU = float64(len(o.lat)) / o.cpu
+	}
+	logf("%s; %.0f signatures per CPU-second", res, perCPU)
+	return res, perCPU
 }
+
+// rusageThread is RUSAGE_THREAD: the calling thread's resource usage.
+const rusageThread = 1
+
+func tv(t syscall.Timeval) float64 { return float64(t.Sec) + float64(t.Usec)/1e6 }
 
 // revocationWindow (5): over many sessions created by password grant, the time from Keycloak's
 // logout call returning to the first refused renewal at tokengate. Keycloak delivers the

@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -114,6 +115,17 @@ func run(ctx context.Context, o options) error {
 			return err
 		}
 		kcURL = url
+	}
+	if n := runtime.NumCPU(); n > 1 {
+		var others []int
+		for c := range n {
+			if c != serverCPU() {
+				others = append(others, c)
+			}
+		}
+		if err := pinSelf(others); err != nil {
+			return err
+		}
 	}
 	b := &bench{o: o, p: o.plan(), work: work, kc: newKeycloak(kcURL), res: newResults(o)}
 	b.res.Plan.Seconds, b.res.Plan.ColdTokens, b.res.Plan.Sessions = b.p.dur.Seconds(), b.p.coldTokens, b.p.sessions

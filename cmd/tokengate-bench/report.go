@@ -74,7 +74,13 @@ type Results struct {
 	Renewal       Dist `json:"renewal_http"`
 	RenewalServer Dist `json:"renewal_server_c1"`
 	RawSign       Dist `json:"raw_es256_sign"`
-	KCRefresh     Dist `json:"keycloak_refresh_grant"`
+	// RenewalServerBusy is the fraction of its one core the gateway used during the renewal run;
+	// below 1 the load generator (on the other core) was the limit. The per-CPU-second rates
+	// compare renewal and signing independently of that and of other load on the machine.
+	RenewalServerBusy   float64 `json:"renewal_server_core_busy"`
+	RenewalPerCPUSecond float64 `json:"renewals_per_server_cpu_second"`
+	RawSignPerCPUSecond float64 `json:"raw_signatures_per_cpu_second"`
+	KCRefresh           Dist    `json:"keycloak_refresh_grant"`
 
 	Revocation      Dist   `json:"revocation_window"`
 	RevocationBy    []Dist `json:"revocation_window_by_logout"`
@@ -154,9 +160,11 @@ func (r *Results) evaluate() {
 		fmtUs(r.ExchangeColdOverhead.P99us), r.ExchangeColdOverhead.N > 0 && r.ExchangeColdOverhead.P99us < 1000, "")
 	add("3-warm", "warm exchange (cached introspection), p50 in the server", "< 100 µs",
 		fmtUs(r.ExchangeWarmServer.P50us), r.ExchangeWarmServer.N > 0 && r.ExchangeWarmServer.P50us < 100, "")
-	if r.RawSign.PerSecond > 0 {
-		ratio := r.Renewal.PerSecond / r.RawSign.PerSecond
-		add("4", "renewal throughput vs raw ES256 signing, both on 1 core", "≥ 50 %", fmt.Sprintf("%.0f %%", 100*ratio), ratio >= 0.5, "")
+	if r.RawSignPerCPUSecond > 0 && r.RenewalPerCPUSecond > 0 {
+		ratio := r.RenewalPerCPUSecond / r.RawSignPerCPUSecond
+		wall := r.Renewal.PerSecond / r.RawSign.PerSecond
+		add("4", "renewal over HTTP vs raw ES256 signing, per CPU-second of one core", "≥ 50 %", fmt.Sprintf("%.0f %%", 100*ratio), ratio >= 0.5,
+			fmt.Sprintf("wall-clock throughput ratio %.0f %% with the server core %.0f %% busy", 100*wall, 100*r.RenewalServerBusy))
 	}
 	add("5", "revocation window p99 (logout returned → first refused renewal)", "≤ 100 ms",
 		fmtUs(r.Revocation.P99us), r.Revocation.N > 0 && r.Revocation.P99us <= 100_000 && r.RevocationStale == 0,
@@ -208,7 +216,7 @@ func (r *Results) Markdown(png string) string {
 	m := r.Machine
 	fmt.Fprintf(&b, "Command: `%s` (%s run, %s → %s). Machine: %d cores (%s), %.0f GiB RAM, load average %s at start, %s at end. "+
 		"Keycloak %s. tokengate is the real binary pinned to **%d core** (taskset, `GOMAXPROCS=1`); raw signing is measured on one goroutine to match; "+
-		"the load generator and Keycloak share the remaining core(s). Absolute times are this machine's; the ratios are the point.\n\n",
+		"this tool (load generator) is pinned to the other core(s); Keycloak runs unpinned. Absolute times are this machine's; the ratios are the point.\n\n",
 		r.Command, r.Mode, r.Started, r.Finished, m.CPUs, m.CPUModel, m.MemGiB,
 		m.LoadStart, m.LoadEnd, m.Keycloak, m.ServerCores)
 	if r.Mode == "quick" {
@@ -231,9 +239,9 @@ func (r *Results) Markdown(png string) string {
 	if r.KCRefresh.PerSecond > 0 {
 		kcRatio = r.Renewal.PerSecond / r.KCRefresh.PerSecond
 	}
-	fmt.Fprintf(&b, "| 4 | Renewal over HTTP, loopback keep-alive, server on 1 core | **%s** of raw ES256 signing on 1 core; **%.0f×** Keycloak's refresh grant | ≥ 50 %% of signing | %s | renewal %s, %.0f/s (c=%d); in the server %s (c=1); raw signing %.0f/s (1 goroutine); Keycloak refresh grant %s, %.0f/s (c=%d, all cores) |\n",
-		t.Value, kcRatio, met(t.Met), pcts(r.Renewal), r.Renewal.PerSecond, r.Renewal.Concurrency, pcts(r.RenewalServer), r.RawSign.PerSecond,
-		pcts(r.KCRefresh), r.KCRefresh.PerSecond, r.KCRefresh.Concurrency)
+	fmt.Fprintf(&b, "| 4 | Renewal over HTTP, loopback keep-alive, server on 1 core | **%s** of raw ES256 signing, per CPU-second of one core (%s); **%.0f×** Keycloak's refresh-grant throughput | ≥ 50 %% of signing | %s | renewal %s, %.0f/s (c=%d), %.0f per server CPU-second; in the server %s (c=1); raw signing %.0f/s wall, %.0f per CPU-second (1 goroutine); Keycloak refresh grant %s, %.0f/s (c=%d, all cores) |\n",
+		t.Value, t.Detail, kcRatio, met(t.Met), pcts(r.Renewal), r.Renewal.PerSecond, r.Renewal.Concurrency, r.RenewalPerCPUSecond,
+		pcts(r.RenewalServer), r.RawSign.PerSecond, r.RawSignPerCPUSecond, pcts(r.KCRefresh), r.KCRefresh.PerSecond, r.KCRefresh.Concurrency)
 	t = r.target("5")
 	var by []string
 	for _, d := range r.RevocationBy {

@@ -50,7 +50,7 @@ func TestEvaluate_MissedTargetsAreReported(t *testing.T) {
 	r := &Results{
 		Introspect1: Dist{P50us: 5000}, Verify: Dist{P50us: 100},
 		ExchangeColdOverhead: Dist{N: 10, P99us: 1500}, ExchangeWarmServer: Dist{N: 10, P50us: 80},
-		Renewal: Dist{PerSecond: 4000}, RawSign: Dist{PerSecond: 10000},
+		Renewal: Dist{PerSecond: 4000}, RawSign: Dist{PerSecond: 10000}, RenewalPerCPUSecond: 4000, RawSignPerCPUSecond: 10000,
 		Revocation: Dist{N: 200, P99us: 900},
 	}
 	r.evaluate()
