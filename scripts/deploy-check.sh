@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Check the deployment files under deploy/ with the tools their formats have, offline.
+#
+# Usage: scripts/deploy-check.sh
+#
+#   deploy/kubernetes  kubeconform, strict (unknown fields are errors), against the Kubernetes
+#                      $K8S_VERSION JSON schemas unpacked from a PyPI wheel by scripts/tools.sh
+#                      (no schema is downloaded at run time).
+#   deploy/docker      hadolint (every finding, down to "info", fails).
+#   deploy/systemd     systemd-analyze verify (any warning fails) and
+#                      systemd-analyze security --offline (exposure must stay <= 2.0), when
+#                      systemd-analyze exists (Debian package systemd); skipped otherwise.
+#
+# What the schemas cannot see (the pieces agree with each other and with tokengate's config
+# loader; probes, securityContext, admin port kept internal) is checked by the Go tests in
+# deploy/kubernetes, deploy/docker and deploy/systemd, which go test ./... runs.
+set -euo pipefail
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+GO="${GO:-go}"
+cd "$REPO_ROOT"
+tools="$REPO_ROOT/scripts/tools.sh"
+
+echo "deploy-check: kubeconform deploy/kubernetes" >&2
+schemas="$("$tools" k8s-schemas)"
+"$("$tools" kubeconform)" -strict -summary -skip Kustomization \
+	-schema-location "$schemas/{{ .ResourceKind }}{{ .KindSuffix }}.json" deploy/kubernetes/
+
+echo "deploy-check: hadolint deploy/docker/Dockerfile" >&2
+"$("$tools" hadolint)" --failure-threshold info deploy/docker/Dockerfile
+
+if ! command -v systemd-analyze >/dev/null 2>&1; then
+	echo "deploy-check: systemd-analyze not installed (Debian package systemd): unit not verified" >&2
+	exit 0
+fi
+echo "deploy-check: systemd-analyze verify/security deploy/systemd/tokengate.service" >&2
+work="$(mktemp -d "${TMPDIR:-/tmp}/tokengate-deploy-check.XXXXXX")"
+trap 'rm -rf "$work"' EXIT
+# verify insists that ExecStart's binary exists: point the unit at a build ($TOKENGATE_BIN, or
+# a fresh one).
+bin="${TOKENGATE_BIN:-$work/tokengate}"
+[[ -n ${TOKENGATE_BIN:-} ]] || "$GO" build -o "$bin" ./cmd/tokengate
+bin="$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")"
+sed "s#/usr/local/bin/tokengate#$bin#g" deploy/systemd/tokengate.service >"$work/tokengate.service"
+out="$(systemd-analyze verify "$work/tokengate.service" 2>&1)" || { echo "$out" >&2; exit 1; }
+if [[ -n $out ]]; then
+	echo "$out" >&2
+	echo "deploy-check: systemd-analyze verify warned" >&2
+	exit 1
+fi
+if ! systemd-analyze security --offline=yes --threshold=20 --no-pager "$work/tokengate.service" >"$work/security.txt" 2>&1; then
+	cat "$work/security.txt" >&2
+	echo "deploy-check: the unit's exposure level rose above 2.0" >&2
+	exit 1
+fi
+grep 'Overall exposure level' "$work/security.txt" >&2
