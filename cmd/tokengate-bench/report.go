@@ -289,8 +289,9 @@ func (r *Results) Markdown(png string) string {
 		for _, t := range missed {
 			fmt.Fprintf(&b, "- %s: %s, target %s.\n", t.What, t.Value, t.Goal)
 		}
-		b.WriteString("\nWhere the time goes — CPU profiles taken under load over loopback HTTP against the same packages in-process " +
-			"(the profile includes the Go load generator's client side; `go tool pprof -top`, flat share of samples):\n")
+		b.WriteString("\nWhere the time goes — CPU profiles taken under load (c=8) over loopback HTTP against the gateway's packages in this " +
+			"process, restricted to the server's handler (`go tool pprof -top -cum -focus=serverHandler`; the percentages are of all samples, " +
+			"which include the load generator's client side; files in `results/bench/`):\n")
 		for _, p := range r.Profiles {
 			fmt.Fprintf(&b, "\n<details><summary>%s</summary>\n\n```\n%s```\n</details>\n", p.Name, trimTop(p.Top, 22))
 		}
