@@ -197,7 +197,7 @@ func TestBrowser_LoginServiceCallLogoutRefusesRenewal(t *testing.T) {
 
 func tokenExpiry(t *testing.T, raw string) time.Time {
 	t.Helper()
-	jws, err := jose.ParseSigned(raw, []jose.SignatureAlgorithm{jose.ES256, jose.EdDSA, jose.RS256})
+	jws, err := jose.ParseSignedCompact(raw, []jose.SignatureAlgorithm{jose.ES256, jose.EdDSA, jose.RS256})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -91,7 +91,7 @@ type claims struct {
 // verify checks the JOSE typ (RFC 9068 §4: at+jwt) and then signature, iss, aud and exp.
 func (v *verifier) verify(ctx context.Context, raw string) (*oidc.IDToken, claims, error) {
 	var c claims
-	jws, err := jose.ParseSigned(raw, []jose.SignatureAlgorithm{jose.ES256, jose.EdDSA, jose.RS256})
+	jws, err := jose.ParseSignedCompact(raw, []jose.SignatureAlgorithm{jose.ES256, jose.EdDSA, jose.RS256})
 	if err != nil || len(jws.Signatures) != 1 {
 		return nil, c, errors.New("malformed token")
 	}
