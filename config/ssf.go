@@ -19,6 +19,30 @@ type SSF struct {
 	Retention Duration `yaml:"retention"`
 	// Streams are receivers defined by configuration (more can be created with the admin API).
 	Streams []SSFStream `yaml:"streams"`
+	// Receivers are service credentials that create their own streams, one per service process
+	// (SSF stream creation): every instance of a scaled-out service gets every event, and a
+	// restarted one gets the events still in the log.
+	Receivers []SSFReceiver `yaml:"receivers"`
+	// InactivityTimeout is how long a receiver-created stream lives without a poll (10m).
+	InactivityTimeout Duration `yaml:"inactivity_timeout"`
+}
+
+// SSFReceiver is a service allowed to create streams for its audience.
+type SSFReceiver struct {
+	// ID names the receiver; its streams are named ID.<random>.
+	ID string `yaml:"id"`
+	// Audience is the aud of the SETs on its streams (required).
+	Audience string `yaml:"audience"`
+	// SecretSHA256 is the hex SHA-256 of the receiver's bearer secret.
+	SecretSHA256 string `yaml:"secret_sha256"`
+}
+
+// SecretHash returns the decoded secret hash (valid after Validate).
+func (r SSFReceiver) SecretHash() [32]byte {
+	var out [32]byte
+	b, _ := hex.DecodeString(r.SecretSHA256)
+	copy(out[:], b)
+	return out
 }
 
 // SSFStream is one receiving service.
@@ -51,6 +75,9 @@ func (s *SSF) setDefaults(ttl Duration) {
 	if s.Retention == 0 {
 		s.Retention = ttl + Duration(time.Minute)
 	}
+	if s.InactivityTimeout == 0 {
+		s.InactivityTimeout = Duration(10 * time.Minute)
+	}
 	for i := range s.Streams {
 		if s.Streams[i].Audience == "" {
 			s.Streams[i].Audience = s.Streams[i].ID
@@ -79,4 +106,27 @@ func (s *SSF) validate(bad func(field, format string, a ...any), ttl time.Durati
 			bad(f+".secret_sha256", "must be 64 hex characters (make one with: tokengate hash-secret)")
 		}
 	}
+	if d := s.InactivityTimeout.D(); d < time.Minute || d > 24*time.Hour {
+		bad("ssf.inactivity_timeout", "%s is outside the allowed range 1m–24h", d)
+	}
+	receivers := map[string]bool{}
+	for n, r := range s.Receivers {
+		f := fmt.Sprintf("ssf.receivers[%d]", n)
+		switch {
+		case !ReceiverIDPattern.MatchString(r.ID):
+			bad(f+".id", "%q must be 1–50 letters, digits, '_', '~' or '-'", r.ID)
+		case receivers[r.ID]:
+			bad(f+".id", "%q is listed twice", r.ID)
+		}
+		receivers[r.ID] = true
+		if r.Audience == "" {
+			bad(f+".audience", "is required")
+		}
+		if b, err := hex.DecodeString(r.SecretSHA256); err != nil || len(b) != 32 {
+			bad(f+".secret_sha256", "must be 64 hex characters (make one with: tokengate hash-secret)")
+		}
+	}
 }
+
+// ReceiverIDPattern is what a receiver id may look like: its streams are named id.<random>.
+var ReceiverIDPattern = regexp.MustCompile(`^[A-Za-z0-9_~-]{1,50}$`)

@@ -22,7 +22,10 @@ import (
 type SSF interface {
 	Metadata() ssf.Metadata
 	Authenticate(id, token string) error
-	StreamFor(token string) (string, error)
+	StreamsFor(token string) ([]string, error)
+	Receiver(token string) (string, error)
+	CreateReceiverStream(ctx context.Context, receiver, description string) (ssf.StreamConfiguration, error)
+	DeleteReceiverStream(ctx context.Context, receiver, id string) error
 	StreamConfiguration(id string) (ssf.StreamConfiguration, error)
 	Poll(ctx context.Context, id string, req ssf.PollRequest, wait time.Duration) (ssf.PollResponse, error)
 	Streams() []ssf.StreamInfo
@@ -45,6 +48,8 @@ func (s *Server) MountSSF(tx SSF) {
 			c.JSON(http.StatusOK, tx.Metadata())
 		})
 		g.GET("/ssf/streams", func(c *gin.Context) { s.ssfStreamConfiguration(c, tx) })
+		g.POST("/ssf/streams", func(c *gin.Context) { s.ssfCreateStream(c, tx) })
+		g.DELETE("/ssf/streams", func(c *gin.Context) { s.ssfDeleteStream(c, tx) })
 		g.POST("/ssf/poll/:stream_id", func(c *gin.Context) { s.ssfPoll(c, tx) })
 	})
 }
@@ -75,28 +80,113 @@ func writeSSFError(c *gin.Context, err error) {
 // stream_id, or every stream of the caller's credential as a list.
 func (s *Server) ssfStreamConfiguration(c *gin.Context, tx SSF) {
 	tok := bearer(c)
-	id, named := c.GetQuery("stream_id")
-	if !named {
-		var err error
-		if id, err = tx.StreamFor(tok); err != nil {
+	if id, named := c.GetQuery("stream_id"); named {
+		if err := tx.Authenticate(id, tok); err != nil {
 			writeSSFError(c, err)
 			return
 		}
-	} else if err := tx.Authenticate(id, tok); err != nil {
-		writeSSFError(c, err)
-		return
-	}
-	sc, err := tx.StreamConfiguration(id)
-	if err != nil {
-		writeSSFError(c, &ssf.Error{Status: http.StatusNotFound, Code: ssf.CodeInvalidRequest, Description: "no such stream"})
-		return
-	}
-	c.Header("Cache-Control", "no-store")
-	if named {
+		sc, err := tx.StreamConfiguration(id)
+		if err != nil {
+			writeSSFError(c, &ssf.Error{Status: http.StatusNotFound, Code: ssf.CodeInvalidRequest, Description: "no such stream"})
+			return
+		}
+		c.Header("Cache-Control", "no-store")
 		c.JSON(http.StatusOK, sc)
 		return
 	}
-	c.JSON(http.StatusOK, []ssf.StreamConfiguration{sc})
+	ids, err := tx.StreamsFor(tok)
+	if err != nil {
+		writeSSFError(c, err)
+		return
+	}
+	list := []ssf.StreamConfiguration{}
+	for _, id := range ids {
+		if sc, err := tx.StreamConfiguration(id); err == nil {
+			list = append(list, sc)
+		}
+	}
+	c.Header("Cache-Control", "no-store")
+	c.JSON(http.StatusOK, list)
+}
+
+// ssfCreateStream serves POST /ssf/streams (SSF 1.0 §8.1.1.1) for receiver credentials
+// (ssf.receivers): a stream for one service process, with the receiver's audience, delivered
+// by polling, starting with the events still in the log.
+func (s *Server) ssfCreateStream(c *gin.Context, tx SSF) {
+	receiver, err := tx.Receiver(bearer(c))
+	if err != nil {
+		writeSSFError(c, err)
+		return
+	}
+	var req struct {
+		Delivery *struct {
+			Method string `json:"method"`
+		} `json:"delivery"`
+		EventsRequested []string `json:"events_requested"`
+		Description     string   `json:"description"`
+	}
+	if !readSSFJSON(c, &req) {
+		return
+	}
+	if req.Delivery != nil && req.Delivery.Method != ssf.DeliveryPoll {
+		writeSSFError(c, &ssf.Error{Status: http.StatusBadRequest, Code: ssf.CodeInvalidRequest,
+			Description: "only poll delivery (" + ssf.DeliveryPoll + ") is offered"})
+		return
+	}
+	sc, err := tx.CreateReceiverStream(c.Request.Context(), receiver, req.Description)
+	switch {
+	case errors.Is(err, ssf.ErrInvalidStream):
+		writeSSFError(c, &ssf.Error{Status: http.StatusBadRequest, Code: ssf.CodeInvalidRequest, Description: err.Error()})
+	case err != nil:
+		writeSSFError(c, &ssf.Error{Status: http.StatusServiceUnavailable, Code: "temporarily_unavailable", Description: "the stream could not be stored"})
+	default:
+		c.Header("Cache-Control", "no-store")
+		c.JSON(http.StatusCreated, sc)
+	}
+}
+
+// ssfDeleteStream serves DELETE /ssf/streams?stream_id= (SSF 1.0 §8.1.1.5) for a stream the
+// calling receiver created.
+func (s *Server) ssfDeleteStream(c *gin.Context, tx SSF) {
+	receiver, err := tx.Receiver(bearer(c))
+	if err != nil {
+		writeSSFError(c, err)
+		return
+	}
+	switch err := tx.DeleteReceiverStream(c.Request.Context(), receiver, c.Query("stream_id")); {
+	case errors.Is(err, ssf.ErrNoStream):
+		writeSSFError(c, &ssf.Error{Status: http.StatusNotFound, Code: ssf.CodeInvalidRequest, Description: "no stream of this receiver has this id"})
+	case err != nil:
+		writeSSFError(c, &ssf.Error{Status: http.StatusServiceUnavailable, Code: "temporarily_unavailable", Description: "the stream could not be deleted"})
+	default:
+		c.Status(http.StatusNoContent)
+	}
+}
+
+// readSSFJSON decodes an optional JSON body into v, answering errors in the SSF shape.
+func readSSFJSON(c *gin.Context, v any) bool {
+	body, err := io.ReadAll(c.Request.Body)
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeSSFError(c, &ssf.Error{Status: http.StatusRequestEntityTooLarge, Code: ssf.CodeInvalidRequest, Description: "request body too large"})
+		} else {
+			writeSSFError(c, &ssf.Error{Status: http.StatusBadRequest, Code: ssf.CodeInvalidRequest, Description: "could not read the request body"})
+		}
+		return false
+	}
+	if len(strings.TrimSpace(string(body))) == 0 {
+		return true
+	}
+	if mt, _, err := mime.ParseMediaType(c.GetHeader("Content-Type")); err != nil || mt != "application/json" {
+		writeSSFError(c, &ssf.Error{Status: http.StatusUnsupportedMediaType, Code: ssf.CodeInvalidRequest, Description: "Content-Type must be application/json"})
+		return false
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		writeSSFError(c, &ssf.Error{Status: http.StatusBadRequest, Code: ssf.CodeInvalidRequest, Description: "malformed JSON body"})
+		return false
+	}
+	return true
 }
 
 // ssfPoll serves POST /ssf/poll/{stream_id} (RFC 8936): acknowledgements in, SETs out. A poll
@@ -109,25 +199,8 @@ func (s *Server) ssfPoll(c *gin.Context, tx SSF) {
 		return
 	}
 	var req ssf.PollRequest
-	body, err := io.ReadAll(c.Request.Body)
-	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			writeSSFError(c, &ssf.Error{Status: http.StatusRequestEntityTooLarge, Code: ssf.CodeInvalidRequest, Description: "request body too large"})
-		} else {
-			writeSSFError(c, &ssf.Error{Status: http.StatusBadRequest, Code: ssf.CodeInvalidRequest, Description: "could not read the request body"})
-		}
+	if !readSSFJSON(c, &req) {
 		return
-	}
-	if len(strings.TrimSpace(string(body))) > 0 {
-		if mt, _, err := mime.ParseMediaType(c.GetHeader("Content-Type")); err != nil || mt != "application/json" {
-			writeSSFError(c, &ssf.Error{Status: http.StatusUnsupportedMediaType, Code: ssf.CodeInvalidRequest, Description: "Content-Type must be application/json"})
-			return
-		}
-		if err := json.Unmarshal(body, &req); err != nil {
-			writeSSFError(c, &ssf.Error{Status: http.StatusBadRequest, Code: ssf.CodeInvalidRequest, Description: "malformed JSON body"})
-			return
-		}
 	}
 	wait := maxPollHold
 	if w, ok := preferWait(c.GetHeader("Prefer")); ok {

@@ -24,7 +24,10 @@ import (
 	"github.com/tokengate/tokengate/verifier"
 )
 
-const ordersSecret = "orders-stream-secret-0123456789-abcdefgh"
+const (
+	ordersSecret   = "orders-stream-secret-0123456789-abcdefgh"
+	receiverSecret = "search-receiver-secret-0123456789-abcdef"
+)
 
 // withSSF adds the transmitter to a stack: the issuer records events in the store's log and the
 // public handler serves the SSF routes. It returns the transmitter.
@@ -32,8 +35,9 @@ func withSSF(t *testing.T, s *stack) *ssf.Transmitter {
 	t.Helper()
 	tx, err := ssf.New(context.Background(), ssf.Config{
 		Issuer: s.srv.URL, Retention: 2 * time.Minute, PollTimeout: 5 * time.Second, Now: s.clock.Now,
-		Logger:  slog.New(slog.DiscardHandler),
-		Streams: []ssf.StreamConfig{{ID: "orders", SecretSHA256: sha256.Sum256([]byte(ordersSecret))}},
+		Logger:    slog.New(slog.DiscardHandler),
+		Streams:   []ssf.StreamConfig{{ID: "orders", SecretSHA256: sha256.Sum256([]byte(ordersSecret))}},
+		Receivers: []ssf.ReceiverConfig{{ID: "search", Audience: "search-api", SecretSHA256: sha256.Sum256([]byte(receiverSecret))}},
 	}, s.store, s.keys)
 	if err != nil {
 		t.Fatal(err)
@@ -422,5 +426,122 @@ func TestSSF_VerifierEnforcesLogout(t *testing.T) {
 	}
 	if _, err := v.Verify(ctx, other.str("access_token")); err != nil {
 		t.Errorf("the user's other session: %v", err)
+	}
+}
+
+// TestSSF_ReceiverCreatesAndDeletesItsStream: with a receiver credential a service process
+// creates its own stream (SSF 1.0 §8.1.1.1), which starts with the events still in the log,
+// lists and polls it, and deletes it.
+func TestSSF_ReceiverCreatesAndDeletesItsStream(t *testing.T) {
+	s := newStack(t)
+	withSSF(t, s)
+	s.mustExchange("alice", "sid-early")
+	s.logout(s.realm.LogoutToken("alice", "sid-early"))
+	call := func(method, query, secret, ctype, body string) response {
+		req, _ := http.NewRequest(method, s.srv.URL+"/ssf/streams"+query, strings.NewReader(body))
+		if secret != "" {
+			req.Header.Set("Authorization", "Bearer "+secret)
+		}
+		if ctype != "" {
+			req.Header.Set("Content-Type", ctype)
+		}
+		return s.do(req)
+	}
+	created := call("POST", "", receiverSecret, "application/json", `{"delivery":{"method":"urn:ietf:rfc:8936"},"description":"pod-1"}`)
+	id := created.str("stream_id")
+	if created.Status != 201 || !strings.HasPrefix(id, "search.") || created.str("aud") != "search-api" ||
+		!strings.Contains(created.Raw, `"endpoint_url":"`+s.srv.URL+`/ssf/poll/`+id+`"`) || !strings.Contains(created.Raw, `"inactivity_timeout":600`) {
+		t.Fatalf("create: %d %s", created.Status, created.Raw)
+	}
+	for name, r := range map[string]response{
+		"stream secret":  call("POST", "", ordersSecret, "", ""),
+		"no credential":  call("POST", "", "", "", ""),
+		"push delivery":  call("POST", "", receiverSecret, "application/json", `{"delivery":{"method":"urn:ietf:rfc:8935","endpoint_url":"https://x"}}`),
+		"form body":      call("POST", "", receiverSecret, "application/x-www-form-urlencoded", `a=b`),
+		"delete foreign": call("DELETE", "?stream_id=orders", receiverSecret, "", ""),
+	} {
+		if r.Status < 400 || r.str("err") == "" {
+			t.Errorf("%s: %d %s", name, r.Status, r.Raw)
+		}
+	}
+	if list := call("GET", "", receiverSecret, "", ""); list.Status != 200 || !strings.Contains(list.Raw, `"stream_id":"`+id+`"`) {
+		t.Errorf("list: %d %s", list.Status, list.Raw)
+	}
+	got := poll(t, s.srv.URL, id, receiverSecret, `{"returnImmediately":true}`)
+	if got.Status != 200 || len(got.Sets) != 1 {
+		t.Errorf("a new stream gets the logout recorded before it: %d %s", got.Status, got.Raw)
+	}
+	for jti, tok := range got.Sets {
+		if c, _ := setClaims(t, s, tok); c.Audience != "search-api" || c.JTI != jti {
+			t.Errorf("SET aud %q jti %q", c.Audience, c.JTI)
+		}
+	}
+	if r := call("DELETE", "?stream_id="+id, receiverSecret, "", ""); r.Status != 204 {
+		t.Errorf("delete: %d %s", r.Status, r.Raw)
+	}
+	if r := call("DELETE", "?stream_id="+id, receiverSecret, "", ""); r.Status != 404 {
+		t.Errorf("delete again: %d %s", r.Status, r.Raw)
+	}
+	if got := poll(t, s.srv.URL, id, receiverSecret, `{"returnImmediately":true}`); got.Status != 401 {
+		t.Errorf("poll of a deleted stream: %d", got.Status)
+	}
+}
+
+// TestSSF_VerifierOwnStreams: two processes of one service, each with its own stream, both
+// enforce a logout; a process started after a logout refuses that session's token from its
+// first poll; Close deletes the process's stream.
+func TestSSF_VerifierOwnStreams(t *testing.T) {
+	s := newStack(t)
+	tx := withSSF(t, s)
+	ctx := context.Background()
+	start := func() *verifier.Verifier {
+		v, err := verifier.New(ctx, verifier.Config{Issuer: s.srv.URL, Audience: "orders", StreamSecret: receiverSecret,
+			OwnStream: true, Logger: slog.New(slog.DiscardHandler), Now: s.clock.Now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	refused := func(v *verifier.Verifier, tok string) bool {
+		_, err := v.Verify(ctx, tok)
+		return errors.Is(err, verifier.ErrRevoked)
+	}
+	wait := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(3 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not within 3s", what)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	early := s.mustExchange("alice", "sid-early").str("access_token")
+	s.logout(s.realm.LogoutToken("alice", "sid-early"))
+
+	a, b := start(), start()
+	wait("a process started after the logout refuses its token", func() bool { return refused(a, early) && refused(b, early) })
+	late := s.mustExchange("bob", "sid-late").str("access_token")
+	s.logout(s.realm.LogoutToken("bob", "sid-late"))
+	wait("both processes refuse", func() bool { return refused(a, late) && refused(b, late) })
+
+	own := 0
+	for _, st := range tx.Streams() {
+		if st.Source == ssf.SourceReceiver {
+			own++
+		}
+	}
+	if own != 2 {
+		t.Errorf("%d receiver streams, want 2", own)
+	}
+	for _, v := range []*verifier.Verifier{a, b} {
+		if err := v.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	}
+	for _, st := range tx.Streams() {
+		if st.Source == ssf.SourceReceiver {
+			t.Errorf("stream %s left after Close", st.ID)
+		}
 	}
 }

@@ -1,5 +1,7 @@
 package ssf
 
+import "time"
+
 // AuthorizationScheme names how receivers authenticate (SSF 1.0 §6.1.1).
 type AuthorizationScheme struct {
 	SpecURN string `json:"spec_urn"`
@@ -19,8 +21,9 @@ type Metadata struct {
 }
 
 // Metadata returns the transmitter's configuration metadata. Streams are created by the
-// operator (admin API or configuration); the configuration endpoint lets a receiver read its
-// stream, including the poll URL. Receivers authenticate with a bearer secret (RFC 6750).
+// operator (admin API or configuration), or by a receiver holding a receiver credential
+// through the configuration endpoint, which also lets a receiver read and delete its streams.
+// Receivers authenticate with a bearer secret (RFC 6750).
 func (t *Transmitter) Metadata() Metadata {
 	return Metadata{
 		SpecVersion: SpecVersion, Issuer: t.cfg.Issuer, JWKSURI: t.cfg.Issuer + "/jwks.json",
@@ -41,6 +44,9 @@ type StreamConfiguration struct {
 	EventsDelivered []string `json:"events_delivered"`
 	Delivery        Delivery `json:"delivery"`
 	Description     string   `json:"description,omitempty"`
+	// InactivityTimeout (seconds) is set on receiver-created streams: deleted after that long
+	// without a poll.
+	InactivityTimeout int `json:"inactivity_timeout,omitempty"`
 }
 
 // StreamConfiguration returns stream id's configuration, or ErrNoStream.
@@ -52,7 +58,11 @@ func (t *Transmitter) StreamConfiguration(id string) (StreamConfiguration, error
 		return StreamConfiguration{}, ErrNoStream
 	}
 	events := []string{EventSessionRevoked}
-	return StreamConfiguration{StreamID: id, Issuer: t.cfg.Issuer, Audience: s.def.Audience,
+	sc := StreamConfiguration{StreamID: id, Issuer: t.cfg.Issuer, Audience: s.def.Audience,
 		EventsSupported: events, EventsDelivered: events,
-		Delivery: Delivery{Method: DeliveryPoll, EndpointURL: t.PollURL(id)}, Description: s.def.Description}, nil
+		Delivery: Delivery{Method: DeliveryPoll, EndpointURL: t.PollURL(id)}, Description: s.def.Description}
+	if s.def.Source == SourceReceiver {
+		sc.InactivityTimeout = int(t.cfg.InactivityTimeout / time.Second)
+	}
+	return sc, nil
 }

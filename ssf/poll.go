@@ -105,6 +105,7 @@ func (t *Transmitter) acknowledge(id string, req PollRequest) error {
 	if !ok {
 		return errAuthentication
 	}
+	s.lastPoll = t.cfg.Now()
 	n := 0
 	take := func(jti string) {
 		if seq, ok := seqOf(jti); ok && seq <= t.head && s.ack(seq) {

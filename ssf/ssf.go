@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -55,6 +56,11 @@ type Config struct {
 	Retention time.Duration
 	// Streams are the streams defined by configuration.
 	Streams []StreamConfig
+	// Receivers may create their own streams through the configuration endpoint.
+	Receivers []ReceiverConfig
+	// InactivityTimeout is how long a receiver-created stream lives without a poll (10m when
+	// zero).
+	InactivityTimeout time.Duration
 	// TailInterval is how often the log is checked for events this process was not told about
 	// (appended by another process sharing the store); 1s when zero.
 	TailInterval time.Duration
@@ -70,8 +76,13 @@ type Config struct {
 	Now func() time.Time
 }
 
-// DefaultPollTimeout is the default longest hold of a long poll.
-const DefaultPollTimeout = 25 * time.Second
+// Defaults.
+const (
+	// DefaultPollTimeout is the default longest hold of a long poll.
+	DefaultPollTimeout = 25 * time.Second
+	// DefaultInactivityTimeout is how long a receiver-created stream lives without a poll.
+	DefaultInactivityTimeout = 10 * time.Minute
+)
 
 // Transmitter delivers logout events to streams. It is safe for concurrent use.
 type Transmitter struct {
@@ -108,6 +119,9 @@ func New(ctx context.Context, cfg Config, lg Log, signer Signer) (*Transmitter, 
 	if cfg.FlushInterval <= 0 {
 		cfg.FlushInterval = time.Second
 	}
+	if cfg.InactivityTimeout <= 0 {
+		cfg.InactivityTimeout = DefaultInactivityTimeout
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -143,6 +157,16 @@ func (t *Transmitter) load(ctx context.Context) error {
 		}
 		configured[c.ID] = c
 	}
+	receivers := map[string]ReceiverConfig{}
+	for _, r := range t.cfg.Receivers {
+		if !streamIDPattern.MatchString(r.ID) || len(r.ID) > 50 || strings.Contains(r.ID, ".") {
+			return fmt.Errorf("%w: receiver id %q", ErrInvalidStream, r.ID)
+		}
+		if _, dup := receivers[r.ID]; dup || r.Audience == "" {
+			return fmt.Errorf("%w: receiver %q listed twice or without audience", ErrInvalidStream, r.ID)
+		}
+		receivers[r.ID] = r
+	}
 	var stale []string
 	for id, raw := range docs {
 		s, err := streamFromDoc(raw)
@@ -152,6 +176,15 @@ func (t *Transmitter) load(ctx context.Context) error {
 		if _, ok := configured[id]; !ok && s.def.Source == SourceConfig {
 			stale = append(stale, id) // removed from the configuration file
 			continue
+		}
+		if s.def.Source == SourceReceiver {
+			rc, ok := receivers[s.def.Owner]
+			if !ok {
+				stale = append(stale, id) // its receiver was removed from the configuration
+				continue
+			}
+			s.def.Audience, s.def.secret = rc.Audience, rc.SecretSHA256
+			s.lastPoll = t.cfg.Now() // the inactivity timeout restarts with the process
 		}
 		t.streams[id] = s
 	}
@@ -218,6 +251,8 @@ func (t *Transmitter) Run(ctx context.Context) {
 	defer flush.Stop()
 	trim := time.NewTicker(min(t.cfg.Retention/4, time.Minute))
 	defer trim.Stop()
+	expire := time.NewTicker(max(time.Second, min(t.cfg.InactivityTimeout/4, time.Minute)))
+	defer expire.Stop()
 	var appended <-chan struct{}
 	if n, ok := t.log.(EventsNotifier); ok {
 		appended = n.EventsChanged()
@@ -252,6 +287,8 @@ func (t *Transmitter) Run(ctx context.Context) {
 			if err := t.Trim(ctx); err != nil && ctx.Err() == nil {
 				t.cfg.Logger.Error("ssf: trimming the event log", "error", err.Error())
 			}
+		case <-expire.C:
+			t.expireInactive(ctx)
 		}
 	}
 }

@@ -396,8 +396,8 @@ func TestStreams_ConfigAndAdmin(t *testing.T) {
 			t.Errorf("Authenticate(%q, %q) = %v, want authentication_failed", bad[0], bad[1], err)
 		}
 	}
-	if id, err := f.tx.StreamFor("billing-secret"); err != nil || id != "billing" {
-		t.Errorf("StreamFor = %q, %v", id, err)
+	if ids, err := f.tx.StreamsFor("billing-secret"); err != nil || fmt.Sprint(ids) != "[billing]" {
+		t.Errorf("StreamsFor = %q, %v", ids, err)
 	}
 	info, secret, err := f.tx.CreateStream(ctx, ssf.StreamConfig{ID: "search", Description: "search API"})
 	if err != nil || secret == "" || info.Audience != "search" || info.Source != ssf.SourceAdmin ||
@@ -573,4 +573,101 @@ func TestRun_EventsFromAnotherProcessWakePolls(t *testing.T) {
 	case <-time.After(2 * time.Second):
 		t.Fatal("an event announced by the log did not wake the poll")
 	}
+}
+
+var ordersReceiver = ssf.ReceiverConfig{ID: "orders", Audience: "orders-api", SecretSHA256: sha256.Sum256([]byte("receiver-secret"))}
+
+// TestReceiverStreams: a receiver credential creates one stream per service process; each
+// starts with the events still in the log (a restarted process relearns recent revocations),
+// is acknowledged independently, and expires without polls.
+func TestReceiverStreams(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	f.cfg.Receivers = []ssf.ReceiverConfig{ordersReceiver, {ID: "billing", Audience: "billing", SecretSHA256: sha256.Sum256([]byte("b"))}}
+	f.cfg.InactivityTimeout = 2 * time.Second
+	f.start()
+	f.record("sid-before-1", "alice", "backchannel")
+	f.record("sid-before-2", "bob", "backchannel")
+
+	if id, err := f.tx.Receiver("receiver-secret"); err != nil || id != "orders" {
+		t.Fatalf("Receiver = %q, %v", id, err)
+	}
+	if _, err := f.tx.Receiver("orders-secret"); err == nil {
+		t.Error("a wrong secret was taken for a receiver credential")
+	}
+	pod1, err := f.tx.CreateReceiverStream(ctx, "orders", "pod 1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod2, err := f.tx.CreateReceiverStream(ctx, "orders", "pod 2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(pod1.StreamID, "orders.") || pod1.Audience != "orders-api" || pod1.InactivityTimeout != 2 ||
+		pod1.StreamID == pod2.StreamID || pod1.Delivery.EndpointURL != issuerURL+"/ssf/poll/"+pod1.StreamID {
+		t.Errorf("receiver streams = %+v, %+v", pod1, pod2)
+	}
+	if err := f.tx.Authenticate(pod1.StreamID, "receiver-secret"); err != nil {
+		t.Errorf("the receiver credential does not authenticate its stream: %v", err)
+	}
+	if ids, err := f.tx.StreamsFor("receiver-secret"); err != nil || len(ids) != 2 {
+		t.Errorf("StreamsFor(receiver) = %v, %v", ids, err)
+	}
+	// Each process gets every event, the earlier ones included, and acknowledges on its own.
+	r1 := f.poll(pod1.StreamID, ssf.PollRequest{ReturnImmediately: true}, 0)
+	if fmt.Sprint(seqs(r1)) != "[1 2]" {
+		t.Errorf("pod 1: seqs %v, want the events from before it existed", seqs(r1))
+	}
+	f.poll(pod1.StreamID, ssf.PollRequest{MaxEvents: intp(0), Ack: jtis(r1)}, 0)
+	f.record("sid-after", "carol", "revoke")
+	if r := f.poll(pod1.StreamID, ssf.PollRequest{ReturnImmediately: true}, 0); fmt.Sprint(seqs(r)) != "[3]" {
+		t.Errorf("pod 1 after ack: %v", seqs(r))
+	}
+	if r := f.poll(pod2.StreamID, ssf.PollRequest{ReturnImmediately: true}, 0); fmt.Sprint(seqs(r)) != "[1 2 3]" {
+		t.Errorf("pod 2: %v", seqs(r))
+	}
+	if err := f.tx.DeleteReceiverStream(ctx, "billing", pod1.StreamID); !errors.Is(err, ssf.ErrNoStream) {
+		t.Errorf("another receiver deleted the stream: %v", err)
+	}
+	if err := f.tx.DeleteReceiverStream(ctx, "orders", "orders"); !errors.Is(err, ssf.ErrNoStream) {
+		t.Errorf("a receiver deleted a configured stream: %v", err)
+	}
+	if err := f.tx.DeleteReceiverStream(ctx, "orders", pod1.StreamID); err != nil {
+		t.Fatal(err)
+	}
+
+	// Restart: pod 2's stream is kept; without polls it expires after the inactivity timeout.
+	f.start()
+	if _, err := f.tx.Stream(pod2.StreamID); err != nil {
+		t.Fatalf("receiver stream lost in a restart: %v", err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go f.tx.Run(runCtx)
+	f.ck.Advance(3 * time.Second)
+	eventuallyT(t, "expired", func() bool { _, err := f.tx.Stream(pod2.StreamID); return errors.Is(err, ssf.ErrNoStream) })
+	cancel()
+
+	// A receiver removed from the configuration takes its streams along.
+	pod3, err := f.tx.CreateReceiverStream(ctx, "billing", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.cfg.Receivers = []ssf.ReceiverConfig{ordersReceiver}
+	f.start()
+	if _, err := f.tx.Stream(pod3.StreamID); !errors.Is(err, ssf.ErrNoStream) {
+		t.Errorf("stream of a removed receiver: %v", err)
+	}
+}
+
+func eventuallyT(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if cond() {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("%s: not within 5s", what)
 }

@@ -20,6 +20,9 @@ import (
 const (
 	SourceConfig = "config"
 	SourceAdmin  = "admin"
+	// SourceReceiver: created by a receiver through the SSF configuration endpoint (one per
+	// service process), deleted by it or after InactivityTimeout without a poll.
+	SourceReceiver = "receiver"
 )
 
 // streamIDPattern: RFC 3986 unreserved characters (SSF 1.0 §8.1.1).
@@ -37,14 +40,24 @@ type StreamConfig struct {
 	SecretSHA256 [32]byte
 }
 
+// ReceiverConfig is a receiver credential: a service allowed to create its own streams
+// (SSF 1.0 §8.1.1.1), all with the receiver's audience and authenticated by its secret.
+type ReceiverConfig struct {
+	ID           string
+	Audience     string
+	SecretSHA256 [32]byte
+}
+
 // streamDef is a stream's definition as kept in memory.
 type streamDef struct {
 	ID          string
 	Audience    string
 	Description string
 	Source      string
-	CreatedAt   time.Time
-	secret      [32]byte
+	// Owner is the receiver that created the stream (SourceReceiver).
+	Owner     string
+	CreatedAt time.Time
+	secret    [32]byte
 }
 
 // stream is a stream's definition and delivery state. Guarded by Transmitter.mu.
@@ -57,6 +70,8 @@ type stream struct {
 	// delivered is the highest Seq delivered at least once (for the first-delivery metrics).
 	delivered uint64
 	dirty     bool
+	// lastPoll is when the receiver last polled (receiver streams expire without polls).
+	lastPoll time.Time
 }
 
 // streamDoc is a stream as stored (store.EventLog stream documents).
@@ -65,6 +80,7 @@ type streamDoc struct {
 	Audience     string    `json:"aud"`
 	Description  string    `json:"description,omitempty"`
 	Source       string    `json:"source"`
+	Owner        string    `json:"owner,omitempty"`
 	CreatedAt    time.Time `json:"created_at"`
 	SecretSHA256 string    `json:"secret_sha256"`
 	Acked        uint64    `json:"acked"`
@@ -73,7 +89,7 @@ type streamDoc struct {
 
 func (s *stream) doc() []byte {
 	d := streamDoc{ID: s.def.ID, Audience: s.def.Audience, Description: s.def.Description, Source: s.def.Source,
-		CreatedAt: s.def.CreatedAt, SecretSHA256: hex.EncodeToString(s.def.secret[:]), Acked: s.acked}
+		Owner: s.def.Owner, CreatedAt: s.def.CreatedAt, SecretSHA256: hex.EncodeToString(s.def.secret[:]), Acked: s.acked}
 	for seq := range s.above {
 		d.AckedAbove = append(d.AckedAbove, seq)
 	}
@@ -88,7 +104,7 @@ func streamFromDoc(raw []byte) (*stream, error) {
 		return nil, err
 	}
 	s := &stream{def: streamDef{ID: d.ID, Audience: d.Audience, Description: d.Description, Source: d.Source,
-		CreatedAt: d.CreatedAt}, acked: d.Acked, above: map[uint64]struct{}{}}
+		Owner: d.Owner, CreatedAt: d.CreatedAt}, acked: d.Acked, above: map[uint64]struct{}{}}
 	if b, err := hex.DecodeString(d.SecretSHA256); err != nil || len(b) != 32 {
 		return nil, fmt.Errorf("stream %q: bad secret hash", d.ID)
 	}
@@ -161,6 +177,7 @@ type StreamInfo struct {
 	Audience    string    `json:"aud"`
 	Description string    `json:"description,omitempty"`
 	Source      string    `json:"source"`
+	Owner       string    `json:"owner,omitempty"`
 	CreatedAt   time.Time `json:"created_at"`
 	Delivery    Delivery  `json:"delivery"`
 	// AckedSeq is the event sequence number up to which the receiver acknowledged everything.
@@ -180,7 +197,7 @@ func (t *Transmitter) PollURL(id string) string { return t.cfg.Issuer + "/ssf/po
 
 func (t *Transmitter) infoLocked(s *stream) StreamInfo {
 	return StreamInfo{ID: s.def.ID, Audience: s.def.Audience, Description: s.def.Description, Source: s.def.Source,
-		CreatedAt: s.def.CreatedAt, Delivery: Delivery{Method: DeliveryPoll, EndpointURL: t.PollURL(s.def.ID)},
+		Owner: s.def.Owner, CreatedAt: s.def.CreatedAt, Delivery: Delivery{Method: DeliveryPoll, EndpointURL: t.PollURL(s.def.ID)},
 		AckedSeq: max(s.acked, t.floor), Backlog: s.backlog(t.floor, t.head)}
 }
 
@@ -249,22 +266,33 @@ func (t *Transmitter) CreateStream(ctx context.Context, c StreamConfig) (StreamI
 	return t.infoLocked(s), secret, nil
 }
 
-// DeleteStream removes an admin-created stream; its pending polls end. Streams from the
-// configuration file are refused with ErrConfigStream.
+// DeleteStream removes a stream created by the admin API or a receiver; its pending polls
+// end. Streams from the configuration file are refused with ErrConfigStream.
 func (t *Transmitter) DeleteStream(ctx context.Context, id string) error {
+	return t.removeStream(ctx, id, func(s *stream) error {
+		if s.def.Source == SourceConfig {
+			return ErrConfigStream
+		}
+		return nil
+	})
+}
+
+// removeStream deletes stream id if allowed(stream) returns nil.
+func (t *Transmitter) removeStream(ctx context.Context, id string, allowed func(*stream) error) error {
 	t.writeMu.Lock()
 	defer t.writeMu.Unlock()
 	t.mu.Lock()
 	s, ok := t.streams[id]
-	switch {
-	case !ok:
-		t.mu.Unlock()
-		return ErrNoStream
-	case s.def.Source == SourceConfig:
-		t.mu.Unlock()
-		return ErrConfigStream
+	var err error
+	if !ok {
+		err = ErrNoStream
+	} else {
+		err = allowed(s)
 	}
 	t.mu.Unlock()
+	if err != nil {
+		return err
+	}
 	if err := t.log.DeleteStream(ctx, id); err != nil {
 		return fmt.Errorf("ssf: delete stream: %w", err)
 	}
@@ -294,22 +322,114 @@ func (t *Transmitter) Authenticate(id, token string) error {
 	return nil
 }
 
-// StreamFor returns the id of the stream whose credential token is (checking every stream in
-// constant time), for requests that do not name their stream.
-func (t *Transmitter) StreamFor(token string) (string, error) {
+// StreamsFor returns the ids of the streams whose credential token is (checking every stream
+// in constant time), for requests that do not name their stream: one for a stream secret, all
+// of a receiver's streams for a receiver secret.
+func (t *Transmitter) StreamsFor(token string) ([]string, error) {
 	got := sha256.Sum256([]byte(token))
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	found := ""
+	var found []string
 	for id, s := range t.streams {
 		if subtle.ConstantTimeCompare(got[:], s.def.secret[:]) == 1 {
-			found = id
+			found = append(found, id)
 		}
 	}
-	if found == "" || token == "" {
+	_, receiver := t.receiverLocked(got)
+	if (len(found) == 0 && !receiver) || token == "" {
+		return nil, errAuthentication
+	}
+	slices.Sort(found)
+	return found, nil
+}
+
+// Receiver returns the id of the receiver whose credential token is, in constant time.
+func (t *Transmitter) Receiver(token string) (string, error) {
+	got := sha256.Sum256([]byte(token))
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	id, ok := t.receiverLocked(got)
+	if !ok || token == "" {
 		return "", errAuthentication
 	}
-	return found, nil
+	return id, nil
+}
+
+func (t *Transmitter) receiverLocked(sum [32]byte) (string, bool) {
+	found := ""
+	for _, r := range t.cfg.Receivers {
+		if subtle.ConstantTimeCompare(sum[:], r.SecretSHA256[:]) == 1 {
+			found = r.ID
+		}
+	}
+	return found, found != ""
+}
+
+// CreateReceiverStream creates a stream for receiver (SSF 1.0 §8.1.1.1): audience and
+// credential are the receiver's; it starts with every event still in the log, so a service
+// process that starts (or restarts) learns the revocations that may still concern live tokens.
+func (t *Transmitter) CreateReceiverStream(ctx context.Context, receiver, description string) (StreamConfiguration, error) {
+	var rc *ReceiverConfig
+	for i := range t.cfg.Receivers {
+		if t.cfg.Receivers[i].ID == receiver {
+			rc = &t.cfg.Receivers[i]
+		}
+	}
+	if rc == nil {
+		return StreamConfiguration{}, ErrNoStream
+	}
+	if utf8.RuneCountInString(description) > 256 {
+		return StreamConfiguration{}, fmt.Errorf("%w: description is limited to 256 characters", ErrInvalidStream)
+	}
+	now := t.cfg.Now()
+	s := &stream{def: streamDef{ID: receiver + "." + randomString(9), Audience: rc.Audience, Description: description,
+		Source: SourceReceiver, Owner: receiver, CreatedAt: now.UTC(), secret: rc.SecretSHA256},
+		above: map[uint64]struct{}{}, lastPoll: now}
+	t.writeMu.Lock()
+	defer t.writeMu.Unlock()
+	if err := t.log.PutStreams(ctx, map[string][]byte{s.def.ID: s.doc()}); err != nil {
+		return StreamConfiguration{}, fmt.Errorf("ssf: create stream: %w", err)
+	}
+	t.mu.Lock()
+	t.streams[s.def.ID] = s
+	t.mu.Unlock()
+	t.cfg.Logger.Info("ssf stream created", "event", "ssf_stream", "stream", s.def.ID, "receiver", receiver, "aud", rc.Audience)
+	return t.StreamConfiguration(s.def.ID)
+}
+
+// DeleteReceiverStream deletes a stream receiver created; other streams are ErrNoStream.
+func (t *Transmitter) DeleteReceiverStream(ctx context.Context, receiver, id string) error {
+	return t.removeStream(ctx, id, func(s *stream) error {
+		if s.def.Source != SourceReceiver || s.def.Owner != receiver {
+			return ErrNoStream
+		}
+		return nil
+	})
+}
+
+// expireInactive deletes receiver streams not polled for InactivityTimeout (their service
+// process is gone without deleting them).
+func (t *Transmitter) expireInactive(ctx context.Context) {
+	now := t.cfg.Now()
+	var idle []string
+	t.mu.Lock()
+	for id, s := range t.streams {
+		if s.def.Source == SourceReceiver && now.Sub(s.lastPoll) > t.cfg.InactivityTimeout {
+			idle = append(idle, id)
+		}
+	}
+	t.mu.Unlock()
+	for _, id := range idle {
+		err := t.removeStream(ctx, id, func(s *stream) error {
+			if now.Sub(s.lastPoll) <= t.cfg.InactivityTimeout {
+				return ErrNoStream // polled meanwhile
+			}
+			return nil
+		})
+		if err == nil {
+			t.cfg.Logger.Info("ssf stream expired: no poll within the inactivity timeout", "event", "ssf_stream", "stream", id)
+		}
+	}
 }
 
 var dummySecret = sha256.Sum256([]byte("tokengate: no such stream"))

@@ -41,6 +41,9 @@ type fakeGateway struct {
 	refused map[string]string // jti → err code
 	polls   int
 	wake    chan struct{}
+	created int      // streams created with POST /ssf/streams
+	deleted []string // streams deleted
+	polled  []string // stream ids polled
 }
 
 func newFakeGateway(t *testing.T) *fakeGateway {
@@ -80,7 +83,34 @@ func newFakeGateway(t *testing.T) *fakeGateway {
 			"events_delivered": []string{"https://schemas.openid.net/secevent/caep/event-type/session-revoked"},
 			"delivery":         map[string]string{"method": "urn:ietf:rfc:8936", "endpoint_url": g.issuer() + "/ssf/poll/orders"}}})
 	})
-	mux.HandleFunc("POST /ssf/poll/orders", g.poll)
+	mux.HandleFunc("POST /ssf/poll/{id}", g.poll)
+	mux.HandleFunc("POST /ssf/streams", func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			Delivery struct {
+				Method string `json:"method"`
+			} `json:"delivery"`
+		}
+		if r.Header.Get("Authorization") != "Bearer "+streamSecret || json.NewDecoder(r.Body).Decode(&req) != nil ||
+			req.Delivery.Method != "urn:ietf:rfc:8936" {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		g.mu.Lock()
+		g.created++
+		id := "orders." + strconv.Itoa(g.created)
+		g.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusCreated)
+		_ = json.NewEncoder(w).Encode(map[string]any{"stream_id": id, "iss": g.issuer(), "aud": setAud,
+			"events_delivered": []string{"https://schemas.openid.net/secevent/caep/event-type/session-revoked"},
+			"delivery":         map[string]string{"method": "urn:ietf:rfc:8936", "endpoint_url": g.issuer() + "/ssf/poll/" + id}})
+	})
+	mux.HandleFunc("DELETE /ssf/streams", func(w http.ResponseWriter, r *http.Request) {
+		g.mu.Lock()
+		g.deleted = append(g.deleted, r.URL.Query().Get("stream_id"))
+		g.mu.Unlock()
+		w.WriteHeader(http.StatusNoContent)
+	})
 	g.srv = httptest.NewServer(mux)
 	t.Cleanup(g.srv.Close)
 	return g
@@ -114,6 +144,7 @@ func (g *fakeGateway) poll(w http.ResponseWriter, r *http.Request) {
 	}
 	g.mu.Lock()
 	g.polls++
+	g.polled = append(g.polled, r.PathValue("id"))
 	for _, j := range req.Ack {
 		delete(g.queue, j)
 		g.acked = append(g.acked, j)

@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -58,8 +59,11 @@ func (v *Verifier) subscribe(ctx context.Context) error {
 		} `json:"delivery"`
 		EventsDelivered []string `json:"events_delivered"`
 	}
+	v.configURL = md.ConfigurationEndpoint
 	var sc streamConfig
-	if v.cfg.StreamID != "" {
+	if v.cfg.OwnStream {
+		err = v.createStream(ctx, &sc)
+	} else if v.cfg.StreamID != "" {
 		err = v.getJSON(ctx, md.ConfigurationEndpoint+"?stream_id="+url.QueryEscape(v.cfg.StreamID), v.cfg.StreamSecret, &sc)
 	} else {
 		var list []streamConfig
@@ -89,9 +93,37 @@ func (v *Verifier) subscribe(ctx context.Context) error {
 }
 
 func (v *Verifier) getJSON(ctx context.Context, u, secret string, out any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	return v.call(ctx, http.MethodGet, u, secret, nil, http.StatusOK, out)
+}
+
+// createStream creates this process's stream (SSF 1.0 §8.1.1.1) with the receiver credential.
+func (v *Verifier) createStream(ctx context.Context, out any) error {
+	host, _ := os.Hostname()
+	body, _ := json.Marshal(map[string]any{
+		"delivery":         map[string]string{"method": deliveryPoll},
+		"events_requested": []string{EventSessionRevoked},
+		"description":      fmt.Sprintf("%s on %s (pid %d)", v.cfg.Audience, host, os.Getpid()),
+	})
+	return v.call(ctx, http.MethodPost, v.configURL, v.cfg.StreamSecret, body, http.StatusCreated, out)
+}
+
+// deleteStream deletes this process's stream.
+func (v *Verifier) deleteStream(ctx context.Context) error {
+	u := v.configURL + "?stream_id=" + url.QueryEscape(v.streamID)
+	if err := v.call(ctx, http.MethodDelete, u, v.cfg.StreamSecret, nil, http.StatusNoContent, nil); err != nil {
+		return fmt.Errorf("verifier: delete stream %s: %w", v.streamID, err)
+	}
+	return nil
+}
+
+// call sends a request and decodes the answer into out (when not nil) if its status is want.
+func (v *Verifier) call(ctx context.Context, method, u, secret string, body []byte, want int, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, u, bytes.NewReader(body))
 	if err != nil {
 		return err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	if secret != "" {
 		req.Header.Set("Authorization", "Bearer "+secret)
@@ -101,14 +133,17 @@ func (v *Verifier) getJSON(ctx context.Context, u, secret string, out any) error
 		return err
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
 		return err
 	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(body))
+	if resp.StatusCode != want {
+		return fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(raw))
 	}
-	return json.Unmarshal(body, out)
+	if out == nil {
+		return nil
+	}
+	return json.Unmarshal(raw, out)
 }
 
 // setErrorJSON and pollResponse are RFC 8936 §2.2 and §2.3.

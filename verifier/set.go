@@ -341,16 +341,16 @@ func (s *revokedSet) counts() (sessions, subjects int) {
 	return len(s.sids), len(s.subs)
 }
 
-// tokenCache keeps verified tokens by the SHA-256 of their text, so a token presented again
-// costs a map lookup instead of a signature check. Bounded; expired entries go first.
+// tokenCache keeps verified tokens by their text, so a token presented again costs a map
+// lookup instead of a signature check. Bounded; expired entries go first.
 type tokenCache struct {
 	mu sync.Mutex
-	m  map[[32]byte]*Token
+	m  map[string]*Token
 }
 
 const tokenCacheSize = 10000
 
-func (c *tokenCache) get(k [32]byte, now time.Time) *Token {
+func (c *tokenCache) get(k string, now time.Time) *Token {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	t := c.m[k]
@@ -361,11 +361,11 @@ func (c *tokenCache) get(k [32]byte, now time.Time) *Token {
 	return t
 }
 
-func (c *tokenCache) put(k [32]byte, t *Token) {
+func (c *tokenCache) put(k string, t *Token) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.m == nil {
-		c.m = map[[32]byte]*Token{}
+		c.m = map[string]*Token{}
 	}
 	if len(c.m) >= tokenCacheSize {
 		now := time.Now()

@@ -25,7 +25,6 @@ package verifier
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -72,6 +71,11 @@ type Config struct {
 	StreamSecret string
 	// StreamID names the stream; when empty, the stream of StreamSecret is used.
 	StreamID string
+	// OwnStream makes StreamSecret a receiver credential (tokengate's ssf.receivers): New
+	// creates a stream for this process and Close deletes it. Every instance of a scaled-out
+	// service then gets every event, and a process that starts learns the revocations still in
+	// tokengate's log, which may concern tokens that are still alive.
+	OwnStream bool
 	// FailClosedAfter is how long the feed may be unreachable before every token is refused
 	// (DefaultFailClosedAfter when zero; at least MinFailClosedAfter). Polls ask tokengate to
 	// answer within a third of it, so a healthy feed is never quiet that long.
@@ -125,6 +129,7 @@ type Verifier struct {
 	pollURL    string
 	setAud     string
 	streamID   string
+	configURL  string // the SSF configuration endpoint (to delete an own stream)
 	log        *slog.Logger
 	cancel     context.CancelFunc
 	done       chan struct{}
@@ -217,16 +222,23 @@ func New(ctx context.Context, cfg Config) (*Verifier, error) {
 var asymmetric = map[string]bool{"RS256": true, "RS384": true, "RS512": true, "PS256": true, "PS384": true,
 	"PS512": true, "ES256": true, "ES384": true, "ES512": true, "EdDSA": true}
 
-// Close stops following the feed. Verify keeps working (and, unless FailOpen, fails closed
-// once FailClosedAfter has passed).
+// Close stops following the feed, and deletes the process's stream with OwnStream. Verify
+// keeps working (and, unless FailOpen, fails closed once FailClosedAfter has passed).
 func (v *Verifier) Close() error {
+	var err error
 	v.closeOnce.Do(func() {
 		if v.cancel != nil {
 			v.cancel()
 		}
+		<-v.done
+		if v.cfg.OwnStream && v.streamID != "" {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			err = v.deleteStream(ctx)
+		}
 	})
 	<-v.done
-	return nil
+	return err
 }
 
 // accessClaims are the claims Verify reads beyond go-oidc's.
@@ -261,10 +273,9 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Token, error) {
 }
 
 // verifySigned checks signature, typ, iss, aud and exp, from a cache of recently verified
-// tokens (revocation is checked on every call, after this).
+// tokens keyed by their text (revocation is checked on every call, after this).
 func (v *Verifier) verifySigned(ctx context.Context, raw string) (*Token, error) {
-	key := sha256.Sum256([]byte(raw))
-	if tok := v.cache.get(key, v.cfg.Now()); tok != nil {
+	if tok := v.cache.get(raw, v.cfg.Now()); tok != nil {
 		return tok, nil
 	}
 	jws, err := jose.ParseSignedCompact(raw, v.algs)
@@ -293,7 +304,7 @@ func (v *Verifier) verifySigned(ctx context.Context, raw string) (*Token, error)
 	if tok.Subject == "" || tok.IssuedAt.IsZero() {
 		return nil, fmt.Errorf("%w: sub and iat are required", ErrInvalidToken)
 	}
-	v.cache.put(key, tok)
+	v.cache.put(raw, tok)
 	return tok, nil
 }
 

@@ -377,3 +377,27 @@ func TestNew_RefusesBadConfiguration(t *testing.T) {
 		})
 	}
 }
+
+// TestOwnStream_CreatedAtStartDeletedAtClose: with OwnStream the verifier creates its stream
+// through the configuration endpoint, polls it, and deletes it on Close.
+func TestOwnStream_CreatedAtStartDeletedAtClose(t *testing.T) {
+	g := newFakeGateway(t)
+	v, err := verifier.New(context.Background(), verifier.Config{Issuer: g.issuer(), Audience: serviceAud,
+		StreamSecret: streamSecret, OwnStream: true, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.send("1-own", g.sign("secevent+jwt", g.revokedSET("1-own", "sid-own", "alice", time.Now())))
+	eventually(t, "revoked", func() bool {
+		_, err := v.Verify(context.Background(), g.accessToken("alice", "sid-own", time.Now()))
+		return errors.Is(err, verifier.ErrRevoked)
+	})
+	if err := v.Close(); err != nil {
+		t.Fatal(err)
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.created != 1 || len(g.deleted) != 1 || g.deleted[0] != "orders.1" || len(g.polled) == 0 || g.polled[0] != "orders.1" {
+		t.Errorf("created %d, deleted %v, polled %v", g.created, g.deleted, g.polled)
+	}
+}

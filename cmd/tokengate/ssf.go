@@ -28,9 +28,14 @@ func newTransmitter(ctx context.Context, cfg *config.Config, st store.Store, is 
 		streams = append(streams, ssf.StreamConfig{ID: s.ID, Audience: s.Audience, Description: s.Description,
 			SecretSHA256: s.SecretHash()})
 	}
+	var receivers []ssf.ReceiverConfig
+	for _, r := range cfg.SSF.Receivers {
+		receivers = append(receivers, ssf.ReceiverConfig{ID: r.ID, Audience: r.Audience, SecretSHA256: r.SecretHash()})
+	}
 	tx, err := ssf.New(ctx, ssf.Config{
 		Issuer: cfg.Issuer, PollTimeout: cfg.SSF.PollTimeout.D(), Retention: cfg.SSF.Retention.D(),
-		Streams: streams, Registerer: reg, Logger: log,
+		Streams: streams, Receivers: receivers, InactivityTimeout: cfg.SSF.InactivityTimeout.D(),
+		Registerer: reg, Logger: log,
 	}, el, km)
 	if err != nil {
 		return nil, err

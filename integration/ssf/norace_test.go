@@ -1,0 +1,5 @@
+//go:build !race
+
+package ssf
+
+const raceEnabled = false
