@@ -150,7 +150,7 @@ func serve(ctx context.Context, cfg *config.Config, logOut io.Writer) error {
 		_ = public.srv.Close()
 		return err
 	}
-	ssfDone := runTransmitter(ctx, tx)
+	stopSSF := runTransmitter(ctx, tx)
 	go collectGarbage(ctx, st, is, mx, log)
 	if replicated != nil {
 		// Several replicas: reload keys another replica changed; one elected leader rotates.
@@ -171,12 +171,13 @@ func serve(ctx context.Context, cfg *config.Config, logOut io.Writer) error {
 	log.Info("tokengate stopping: draining requests")
 	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
+	tx.Close() // held long polls answer now instead of holding the drain
 	for _, l := range []*listener{public, admin} {
 		if err := l.srv.Shutdown(sctx); err != nil {
 			log.Error("shutdown", "addr", l.addr, "error", err.Error())
 		}
 	}
-	<-ssfDone
+	stopSSF()
 	return serveErr
 }
 

@@ -44,13 +44,17 @@ func newTransmitter(ctx context.Context, cfg *config.Config, st store.Store, is 
 	return tx, nil
 }
 
-// runTransmitter runs tx until ctx ends; the returned channel closes once its last
-// acknowledgements are written (before the store may close).
-func runTransmitter(ctx context.Context, tx *ssf.Transmitter) <-chan struct{} {
+// runTransmitter runs tx until ctx ends or the returned stop is called; stop returns once the
+// last acknowledgements are written (call it before the store closes).
+func runTransmitter(ctx context.Context, tx *ssf.Transmitter) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		tx.Run(ctx)
 	}()
-	return done
+	return func() {
+		cancel()
+		<-done
+	}
 }
