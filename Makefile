@@ -3,17 +3,20 @@ GO       ?= go
 BIN      := bin
 PKGS     := ./...
 
-.PHONY: all build test unit vet fmt-check bench bench-core demo soak clean etcd
+.PHONY: all build test unit vet fmt-check bench bench-core demo soak clean etcd \
+        staticcheck deps-check deploy-check fuzz schemathesis
 
 all: build
 
 build:
 	$(GO) build -o $(BIN)/tokengate ./cmd/tokengate
 
-## test: formatting, vet, and every test with the race detector (unit, subprocess, and the
-## integration suite against a real Keycloak, which scripts/ fetch and cache outside the clone).
-test: fmt-check vet etcd
+## test: formatting, vet, staticcheck, the dependency table, the deploy/ files, every test with
+## the race detector (unit, subprocess, and the integration suite against a real Keycloak, which
+## scripts/ fetch and cache outside the clone), then short fuzzing and schemathesis runs.
+test: fmt-check vet staticcheck deps-check deploy-check etcd
 	TOKENGATE_INTEGRATION=1 $(GO) test -race -count=1 -timeout 25m $(PKGS)
+	$(MAKE) --no-print-directory fuzz schemathesis
 	$(MAKE) --no-print-directory bench BENCH=quick
 
 ## unit: the fast loop — everything except the real-Keycloak integration suite.
@@ -31,6 +34,29 @@ vet:
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+## staticcheck: pinned by scripts/tools.sh, which installs it once outside the clone.
+staticcheck:
+	@sc=$$(scripts/tools.sh staticcheck) && $$sc $(PKGS)
+
+## deps-check: README.md's Dependencies table lists exactly go.mod's direct requirements.
+deps-check:
+	@scripts/deps.sh check
+
+## deploy-check: deploy/ offline — kubeconform (strict, Kubernetes schemas from a PyPI wheel),
+## hadolint, systemd-analyze verify and security.
+deploy-check: build
+	@TOKENGATE_BIN=$(BIN)/tokengate scripts/deploy-check.sh
+
+## fuzz: every FuzzXxx target for FUZZTIME each (make test: 10s; longer: FUZZTIME=5m make fuzz).
+FUZZTIME ?= 10s
+fuzz:
+	FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
+
+## schemathesis: the admin API of a real `tokengate serve`, attacked from its own OpenAPI
+## document (no 5xx, every answer documented and matching its schema); ST_MAX_TIME (45) seconds.
+schemathesis: build
+	TOKENGATE_BIN=$(BIN)/tokengate scripts/schemathesis.sh
 
 ## demo: Keycloak + tokengate + demo-bff + demo-service; plays the logout story headless in
 ## Chromium, prints the timeline, then keeps running until Ctrl-C (DEMO_FLAGS=--no-wait to stop).
