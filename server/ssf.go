@@ -137,6 +137,9 @@ func (s *Server) ssfCreateStream(c *gin.Context, tx SSF) {
 	switch {
 	case errors.Is(err, ssf.ErrInvalidStream):
 		writeSSFError(c, &ssf.Error{Status: http.StatusBadRequest, Code: ssf.CodeInvalidRequest, Description: err.Error()})
+	case errors.Is(err, ssf.ErrTooManyStreams):
+		writeSSFError(c, &ssf.Error{Status: http.StatusForbidden, Code: ssf.CodeAccessDenied,
+			Description: "this receiver has too many streams; delete unused ones (they also expire without polls)"})
 	case err != nil:
 		writeSSFError(c, &ssf.Error{Status: http.StatusServiceUnavailable, Code: "temporarily_unavailable", Description: "the stream could not be stored"})
 	default:

@@ -40,4 +40,6 @@ var (
 	ErrConfigStream = errors.New("ssf: the stream is defined in the configuration file")
 	// ErrInvalidStream: the stream definition is not valid.
 	ErrInvalidStream = errors.New("ssf: invalid stream")
+	// ErrTooManyStreams: the receiver has MaxReceiverStreams streams already.
+	ErrTooManyStreams = errors.New("ssf: the receiver has too many streams")
 )

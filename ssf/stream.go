@@ -40,6 +40,10 @@ type StreamConfig struct {
 	SecretSHA256 [32]byte
 }
 
+// MaxReceiverStreams bounds the streams one receiver may have at a time (one per process of
+// the service; abandoned ones expire after InactivityTimeout).
+const MaxReceiverStreams = 1000
+
 // ReceiverConfig is a receiver credential: a service allowed to create its own streams
 // (SSF 1.0 §8.1.1.1), all with the receiver's audience and authenticated by its secret.
 type ReceiverConfig struct {
@@ -380,6 +384,17 @@ func (t *Transmitter) CreateReceiverStream(ctx context.Context, receiver, descri
 	}
 	if utf8.RuneCountInString(description) > 256 {
 		return StreamConfiguration{}, fmt.Errorf("%w: description is limited to 256 characters", ErrInvalidStream)
+	}
+	t.mu.Lock()
+	owned := 0
+	for _, st := range t.streams {
+		if st.def.Owner == receiver {
+			owned++
+		}
+	}
+	t.mu.Unlock()
+	if owned >= MaxReceiverStreams {
+		return StreamConfiguration{}, ErrTooManyStreams
 	}
 	now := t.cfg.Now()
 	s := &stream{def: streamDef{ID: receiver + "." + randomString(9), Audience: rc.Audience, Description: description,

@@ -44,6 +44,7 @@ type fakeGateway struct {
 	created int      // streams created with POST /ssf/streams
 	deleted []string // streams deleted
 	polled  []string // stream ids polled
+	gone    map[string]bool
 }
 
 func newFakeGateway(t *testing.T) *fakeGateway {
@@ -57,7 +58,8 @@ func newFakeGateway(t *testing.T) *fakeGateway {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := &fakeGateway{t: t, km: km, queue: map[string]string{}, refused: map[string]string{}, wake: make(chan struct{})}
+	g := &fakeGateway{t: t, km: km, queue: map[string]string{}, refused: map[string]string{}, wake: make(chan struct{}),
+		gone: map[string]bool{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, map[string]any{"issuer": g.issuer(), "jwks_uri": g.issuer() + "/jwks.json",
@@ -132,6 +134,13 @@ func (g *fakeGateway) poll(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		return
 	}
+	g.mu.Lock()
+	gone := g.gone[r.PathValue("id")]
+	g.mu.Unlock()
+	if gone {
+		w.WriteHeader(http.StatusUnauthorized)
+		return
+	}
 	var req struct {
 		Ack     []string                     `json:"ack"`
 		SETErrs map[string]map[string]string `json:"setErrs"`
@@ -157,6 +166,11 @@ func (g *fakeGateway) poll(w http.ResponseWriter, r *http.Request) {
 	deadline := time.After(wait)
 	for {
 		g.mu.Lock()
+		if g.gone[r.PathValue("id")] {
+			g.mu.Unlock()
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
 		sets := map[string]string{}
 		for j, s := range g.queue {
 			sets[j] = s

@@ -179,6 +179,15 @@ func (v *Verifier) follow(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
+			var pe *pollError
+			if v.cfg.OwnStream && errors.As(err, &pe) && pe.status == http.StatusUnauthorized {
+				// The stream is gone (deleted after a long silence): a new one starts with the
+				// events still in the log.
+				if err = v.recreate(ctx); err == nil {
+					acks, errs = nil, map[string]setErrorJSON{}
+					continue
+				}
+			}
 			v.connected.Store(false)
 			if !failing {
 				v.log.Warn("verifier: revocation feed unreachable; retrying", "stream", v.streamID, "error", err.Error())
@@ -262,11 +271,41 @@ func (v *Verifier) poll(ctx context.Context, acks []string, errs map[string]setE
 		return nil, err
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("poll: %s: %s", resp.Status, bytes.TrimSpace(raw))
+		return nil, &pollError{status: resp.StatusCode, msg: fmt.Sprintf("poll: %s: %s", resp.Status, bytes.TrimSpace(raw))}
 	}
 	var out pollResponse
 	if err := json.Unmarshal(raw, &out); err != nil {
 		return nil, fmt.Errorf("poll: %w", err)
 	}
 	return &out, nil
+}
+
+// pollError is a poll answered with another status than 200.
+type pollError struct {
+	status int
+	msg    string
+}
+
+func (e *pollError) Error() string { return e.msg }
+
+// recreate creates a new stream for this process after its stream was deleted.
+func (v *Verifier) recreate(ctx context.Context) error {
+	var sc struct {
+		StreamID string   `json:"stream_id"`
+		Audience audience `json:"aud"`
+		Delivery struct {
+			EndpointURL string `json:"endpoint_url"`
+		} `json:"delivery"`
+	}
+	if err := v.createStream(ctx, &sc); err != nil {
+		return err
+	}
+	if len(sc.Audience) != 1 || sc.Audience[0] != v.setAud || sc.Delivery.EndpointURL == "" {
+		return fmt.Errorf("verifier: the new stream %q has aud %v, want %q", sc.StreamID, []string(sc.Audience), v.setAud)
+	}
+	v.log.Info("verifier: stream deleted by tokengate; created a new one", "old", v.streamID, "new", sc.StreamID)
+	v.streamMu.Lock()
+	v.streamID, v.pollURL = sc.StreamID, sc.Delivery.EndpointURL
+	v.streamMu.Unlock()
+	return nil
 }

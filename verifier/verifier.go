@@ -130,6 +130,7 @@ type Verifier struct {
 	setAud     string
 	streamID   string
 	configURL  string // the SSF configuration endpoint (to delete an own stream)
+	streamMu   sync.Mutex
 	log        *slog.Logger
 	cancel     context.CancelFunc
 	done       chan struct{}
@@ -231,7 +232,10 @@ func (v *Verifier) Close() error {
 			v.cancel()
 		}
 		<-v.done
-		if v.cfg.OwnStream && v.streamID != "" {
+		v.streamMu.Lock()
+		own := v.cfg.OwnStream && v.streamID != ""
+		v.streamMu.Unlock()
+		if own {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
 			err = v.deleteStream(ctx)

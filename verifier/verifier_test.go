@@ -401,3 +401,27 @@ func TestOwnStream_CreatedAtStartDeletedAtClose(t *testing.T) {
 		t.Errorf("created %d, deleted %v, polled %v", g.created, g.deleted, g.polled)
 	}
 }
+
+// TestOwnStream_RecreatedWhenDeleted: a process's stream deleted by tokengate (after a long
+// silence) is created again, and events flow on the new one.
+func TestOwnStream_RecreatedWhenDeleted(t *testing.T) {
+	g := newFakeGateway(t)
+	v := newVerifier(t, g, func(c *verifier.Config) { c.OwnStream = true })
+	g.mu.Lock()
+	g.gone["orders.1"] = true
+	close(g.wake) // end the held poll
+	g.wake = make(chan struct{})
+	g.mu.Unlock()
+	eventually(t, "a second stream", func() bool { g.mu.Lock(); defer g.mu.Unlock(); return g.created == 2 })
+	g.send("1-r", g.sign("secevent+jwt", g.revokedSET("1-r", "sid-r", "alice", time.Now())))
+	eventually(t, "revoked on the new stream", func() bool {
+		_, err := v.Verify(context.Background(), g.accessToken("alice", "sid-r", time.Now()))
+		return errors.Is(err, verifier.ErrRevoked)
+	})
+	g.mu.Lock()
+	last := g.polled[len(g.polled)-1]
+	g.mu.Unlock()
+	if last != "orders.2" {
+		t.Errorf("polling %s, want orders.2", last)
+	}
+}
