@@ -14,6 +14,8 @@
 #   status_code_conformance      every status is documented for its operation
 #   response_schema_conformance  every body matches the documented schema
 #   content_type_conformance     every Content-Type is the documented one
+#   ignored_auth                 an operation that needs the bearer token refuses a request
+#                                without it or with a wrong one
 #
 # Bounded: ST_MAX_EXAMPLES cases per operation (default 25) and ST_MAX_TIME seconds in all
 # (default 45). Exit status is schemathesis's; the server's log is printed on failure.
@@ -93,7 +95,7 @@ status=0
 (cd "$work" && "$st" run "http://$admin/admin/openapi.yaml" \
 	--url "http://$admin" \
 	--header "Authorization: Bearer $admin_token" \
-	--checks not_a_server_error,status_code_conformance,response_schema_conformance,content_type_conformance \
+	--checks not_a_server_error,status_code_conformance,response_schema_conformance,content_type_conformance,ignored_auth \
 	--max-examples "$ST_MAX_EXAMPLES" \
 	--max-time "$ST_MAX_TIME" \
 	--phases examples,coverage,fuzzing \
