@@ -122,8 +122,25 @@ func TestBrowser_LoginServiceCallLogoutRefusesRenewal(t *testing.T) {
 	if s.LastStatus != http.StatusOK || !strings.Contains(s.LastAnswer, `"username":"alice"`) {
 		t.Fatalf("service call after login: HTTP %d %s", s.LastStatus, s.LastAnswer)
 	}
+	// The BFF renews the internal token before it expires (TTL 5 s) without a new login.
+	err = eventually(2*ttl, 200*time.Millisecond, func() error {
+		list, err := st.BFFSessions(ctx)
+		if err != nil {
+			return err
+		}
+		for _, x := range list {
+			if x.ID == s.ID && x.Renewals > 0 && !x.Ended {
+				*s = x
+				return nil
+			}
+		}
+		return errNotYet
+	})
+	if err != nil {
+		t.Fatalf("the BFF did not renew its internal token within %s: %v", 2*ttl, err)
+	}
 	if code, body, _, err := st.CallService(ctx, s.InternalToken); err != nil || code != http.StatusOK {
-		t.Fatalf("service with the session's internal token: %v HTTP %d %s", err, code, body)
+		t.Fatalf("service with the session's renewed internal token: %v HTTP %d %s", err, code, body)
 	}
 	copiedInternal, copiedKC, bffRefresh := s.InternalToken, s.KeycloakAccessToken, s.InternalRefreshToken
 
