@@ -140,8 +140,9 @@ type Store struct {
 	running   atomic.Pointer[runningWatch]
 	stale     atomic.Bool // last reported state, for logging transitions
 
-	keysChanged chan struct{}
-	reloads     atomic.Int64 // full loads of the index, including the first
+	keysChanged   chan struct{}
+	eventsChanged chan struct{}
+	reloads       atomic.Int64 // full loads of the index, including the first
 }
 
 var _ store.Store = (*Store)(nil)
@@ -178,6 +179,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		start:          time.Now(),
 		leaseBucket:    defaultLeaseBucket,
 		keysChanged:    make(chan struct{}, 1),
+		eventsChanged:  make(chan struct{}, 1),
 	}
 	s.idx.init()
 	s.freshAt.Store(-int64(cfg.MaxStaleness) - 1) // stale until loaded
@@ -191,9 +193,10 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		}
 		return nil, fmt.Errorf("etcd: open %v: %w: %w", cfg.Endpoints, store.ErrUnavailable, err)
 	}
-	s.wg.Add(2)
+	s.wg.Add(3)
 	go s.follow()
 	go s.probe()
+	go s.watchEvents()
 	return s, nil
 }
 

@@ -252,6 +252,23 @@ func TestKeysChanged_NotifiesOtherReplicas(t *testing.T) {
 	}
 }
 
+func TestEventsChanged_NotifiesOtherReplicas(t *testing.T) {
+	p := prefix(t)
+	a, b := open(t, Config{Prefix: p}), open(t, Config{Prefix: p})
+	time.Sleep(100 * time.Millisecond) // let a's watch start
+	drain(a.EventsChanged())
+	now := time.Now()
+	e := store.Event{ID: "ev-1", Revocation: store.Revocation{SID: "sid-ev", At: now, Expires: now.Add(time.Hour), Reason: "backchannel"}}
+	if _, err := b.RecordRevocation(context.Background(), e); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-a.EventsChanged():
+	case <-time.After(2 * time.Second):
+		t.Fatal("a was not told that b appended an event")
+	}
+}
+
 func drain(ch <-chan struct{}) {
 	for {
 		select {

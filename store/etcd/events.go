@@ -286,3 +286,37 @@ func (s *Store) DeleteStream(ctx context.Context, id string) error {
 	}
 	return nil
 }
+
+// EventsChanged receives a value (coalesced) whenever any process may have appended to the event
+// log, so SSF polls held on this replica wake at once for a logout recorded on another
+// (ssf.EventsNotifier).
+func (s *Store) EventsChanged() <-chan struct{} { return s.eventsChanged }
+
+func (s *Store) notifyEvents() {
+	select {
+	case s.eventsChanged <- struct{}{}:
+	default:
+	}
+}
+
+// watchEvents watches the event counter until the store closes. After a broken watch it
+// notifies once, since appends may have happened while it was down.
+func (s *Store) watchEvents() {
+	defer s.wg.Done()
+	for s.ctx.Err() == nil {
+		for resp := range s.cli.Watch(clientv3.WithRequireLeader(s.ctx), s.seqKey()) {
+			if resp.Err() != nil {
+				break
+			}
+			if len(resp.Events) > 0 {
+				s.notifyEvents()
+			}
+		}
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+		s.notifyEvents()
+	}
+}
