@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -146,6 +147,7 @@ func FuzzTokenEndpoint(f *testing.F) {
 			if err := json.Unmarshal(rec.Body.Bytes(), &resp); err != nil || resp.AccessToken == "" || resp.TokenType != "Bearer" {
 				t.Fatalf("200 without a token: %s", rec.Body.String())
 			}
+			checkIssued(t, claimsOf(t, resp.AccessToken))
 			if after := s.fingerprint(t); after != before {
 				t.Fatalf("a token request changed durable state: %s → %s", before, after)
 			}
@@ -185,9 +187,11 @@ func FuzzRefreshToken(f *testing.F) {
 				AccessToken string `json:"access_token"`
 			}
 			_ = json.Unmarshal(rec.Body.Bytes(), &resp)
-			if sub, _ := claimsOf(t, resp.AccessToken)["sub"].(string); sub != "fuzz-carol" {
+			c := claimsOf(t, resp.AccessToken)
+			if sub, _ := c["sub"].(string); sub != "fuzz-carol" {
 				t.Fatalf("renewal issued a token for %q from %q", sub, refresh)
 			}
+			checkIssued(t, c)
 		case http.StatusBadRequest:
 			var e struct {
 				Error string `json:"error"`
@@ -203,6 +207,38 @@ func FuzzRefreshToken(f *testing.F) {
 			t.Fatalf("renewal changed durable state: %s → %s", before, after)
 		}
 	})
+}
+
+// checkIssued asserts what any internal token the fuzzed stack issues must say: a known client,
+// only audiences that client may have, a subject the realm really authenticated, no scope
+// beyond the upstream token's, and a lifetime within the TTL.
+func checkIssued(t *testing.T, c map[string]any) {
+	t.Helper()
+	allowed := map[string][]string{"bff": {"demo-service", "orders"}, "other": {"demo-service"}}
+	client, _ := c["client_id"].(string)
+	auds, _ := c["aud"].([]any)
+	if allowed[client] == nil || len(auds) == 0 {
+		t.Fatalf("issued to client %q for audiences %v", client, c["aud"])
+	}
+	for _, a := range auds {
+		if s, _ := a.(string); !slices.Contains(allowed[client], s) {
+			t.Fatalf("client %s got audience %v", client, a)
+		}
+	}
+	if sub, _ := c["sub"].(string); !strings.HasPrefix(sub, "fuzz-") {
+		t.Fatalf("issued for subject %q", sub)
+	}
+	scope, _ := c["scope"].(string)
+	for _, s := range strings.Fields(scope) {
+		if !slices.Contains([]string{"openid", "profile", "email"}, s) {
+			t.Fatalf("scope %q beyond the upstream token's", scope)
+		}
+	}
+	iat, _ := c["iat"].(float64)
+	exp, _ := c["exp"].(float64)
+	if exp <= iat || exp-iat > 30 {
+		t.Fatalf("lifetime %v s", exp-iat)
+	}
 }
 
 // bffBasic is the Authorization header of the bff client.
