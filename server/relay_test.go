@@ -2,6 +2,8 @@ package server_test
 
 import (
 	"context"
+	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -24,7 +26,8 @@ func TestLogoutRelay_ForwardsOnlyVerifiedRecordedLogouts(t *testing.T) {
 		mu.Unlock()
 	}))
 	defer recv.Close()
-	rl, err := relay.New(relay.Config{Targets: []string{recv.URL + "/backchannel-logout"}, InitialBackoff: time.Millisecond})
+	rl, err := relay.New(relay.Config{Targets: []string{recv.URL + "/backchannel-logout"}, InitialBackoff: time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
