@@ -1,12 +1,16 @@
 // Command demo-service is the sample service of `make demo`: it trusts tokengate's internal
-// tokens by verifying them locally (go-oidc against tokengate's discovery document and JWKS,
-// no call per request) and answers who called.
+// tokens by verifying them locally with the verifier package (go-oidc against tokengate's
+// discovery document and JWKS, no call per request) and, given a stream secret, follows its own
+// Shared Signals stream so a logged-out session's tokens are refused within a second instead of
+// at their exp.
 //
 //	demo-service -listen 127.0.0.1:18090 -issuer http://127.0.0.1:18443 -audience demo-service
+//	TOKENGATE_STREAM_SECRET=… demo-service …   # follow revocations (ssf.receivers in tokengate)
 //
 // GET /api/whoami with "Authorization: Bearer <internal token>" answers
-// {"sub":…,"username":…,"roles":[…],"exp":…}; any failure answers 401 with a
-// WWW-Authenticate: Bearer error="invalid_token" header (RFC 6750).
+// {"sub":…,"username":…,"roles":[…],"exp":…}; a missing, invalid or revoked token answers 401
+// with a WWW-Authenticate: Bearer error="invalid_token" header (RFC 6750); 503 while tokengate
+// cannot be reached at start, or while the revocation feed fails closed.
 package main
 
 import (
@@ -19,14 +23,15 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"strings"
-	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
-	"github.com/coreos/go-oidc/v3/oidc"
-	"github.com/go-jose/go-jose/v4"
+	"github.com/tokengate/tokengate/verifier"
 )
+
+// envStreamSecret carries the receiver secret that lets this process create its own stream.
+const envStreamSecret = "TOKENGATE_STREAM_SECRET"
 
 func main() {
 	listen := flag.String("listen", "127.0.0.1:18090", "listen address")
@@ -37,103 +42,93 @@ func main() {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	v := &verifier{issuer: *issuer, audience: *audience}
+	svc := &service{log: log}
+	cfg := verifier.Config{Issuer: *issuer, Audience: *audience, Logger: log,
+		OnRevocation: func(r verifier.Revocation) {
+			log.Info("revocation applied", "sid", r.SessionID, "sub", r.Subject, "jti", r.JTI)
+		}}
+	if secret := os.Getenv(envStreamSecret); secret != "" {
+		cfg.StreamSecret, cfg.OwnStream = secret, true
+	} else {
+		cfg.DisableFeed = true
+		log.Warn("no " + envStreamSecret + ": tokens are verified but revocations are not followed (refused only at exp)")
+	}
+	go svc.connect(ctx, cfg)
+
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /api/whoami", v.whoami(log))
+	mux.Handle("GET /api/whoami", svc.protect(http.HandlerFunc(whoami)))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("GET /status", svc.status)
 	srv := &http.Server{Addr: *listen, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(sctx)
+		if v := svc.v.Load(); v != nil {
+			_ = v.Close()
+		}
 	}()
-	log.Info("demo-service listening", "listen", *listen, "issuer", *issuer, "audience", *audience)
+	log.Info("demo-service listening", "listen", *listen, "issuer", *issuer, "audience", *audience, "feed", !cfg.DisableFeed)
 	if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		log.Error("serve", "error", err.Error())
 		os.Exit(1)
 	}
 }
 
-// verifier verifies internal tokens; the go-oidc provider (discovery + cached JWKS) is created
-// on first use and kept, so the service may start before tokengate.
-type verifier struct {
-	issuer, audience string
-
-	mu sync.Mutex
-	v  *oidc.IDTokenVerifier
+// service holds the verifier once tokengate could be reached; the service may start first.
+type service struct {
+	log *slog.Logger
+	v   atomic.Pointer[verifier.Verifier]
 }
 
-func (v *verifier) get(ctx context.Context) (*oidc.IDTokenVerifier, error) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if v.v != nil {
-		return v.v, nil
-	}
-	p, err := oidc.NewProvider(ctx, v.issuer)
-	if err != nil {
-		return nil, err
-	}
-	// ClientID checks aud; expiry and signature (ES256/EdDSA/RS256 from the JWKS) are checked too.
-	v.v = p.Verifier(&oidc.Config{ClientID: v.audience, SupportedSigningAlgs: []string{"ES256", "EdDSA", "RS256"}})
-	return v.v, nil
-}
-
-// claims are the internal token's claims this service uses.
-type claims struct {
-	Subject  string   `json:"sub"`
-	Username string   `json:"preferred_username"`
-	Roles    []string `json:"roles"`
-	SID      string   `json:"sid"`
-	ClientID string   `json:"client_id"`
-}
-
-// verify checks the JOSE typ (RFC 9068 §4: at+jwt) and then signature, iss, aud and exp.
-func (v *verifier) verify(ctx context.Context, raw string) (*oidc.IDToken, claims, error) {
-	var c claims
-	jws, err := jose.ParseSignedCompact(raw, []jose.SignatureAlgorithm{jose.ES256, jose.EdDSA, jose.RS256})
-	if err != nil || len(jws.Signatures) != 1 {
-		return nil, c, errors.New("malformed token")
-	}
-	if typ, _ := jws.Signatures[0].Header.ExtraHeaders[jose.HeaderType].(string); !strings.EqualFold(typ, "at+jwt") &&
-		!strings.EqualFold(typ, "application/at+jwt") {
-		return nil, c, fmt.Errorf("JOSE typ %q is not at+jwt", typ)
-	}
-	ver, err := v.get(ctx)
-	if err != nil {
-		return nil, c, fmt.Errorf("tokengate discovery: %w", err)
-	}
-	tok, err := ver.Verify(ctx, raw)
-	if err != nil {
-		return nil, c, err
-	}
-	if err := tok.Claims(&c); err != nil {
-		return nil, c, err
-	}
-	return tok, c, nil
-}
-
-func (v *verifier) whoami(log *slog.Logger) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		raw, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || raw == "" {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="demo-service"`)
-			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "missing bearer token"})
+// connect retries verifier.New until it succeeds or ctx ends.
+func (s *service) connect(ctx context.Context, cfg verifier.Config) {
+	for {
+		v, err := verifier.New(ctx, cfg)
+		if err == nil {
+			s.v.Store(v)
+			s.log.Info("verifier ready", "issuer", cfg.Issuer)
 			return
 		}
-		tok, c, err := v.verify(r.Context(), strings.TrimSpace(raw))
-		if err != nil {
-			log.Info("token refused", "reason", err.Error())
-			w.Header().Set("WWW-Authenticate",
-				fmt.Sprintf(`Bearer realm="demo-service", error="invalid_token", error_description=%q`, err.Error()))
-			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_token", "error_description": err.Error()})
+		s.log.Info("tokengate not reachable yet", "error", err.Error())
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// protect answers 503 until the verifier exists, then lets the verifier middleware decide.
+func (s *service) protect(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		v := s.v.Load()
+		if v == nil {
+			w.Header().Set("Retry-After", "1")
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "temporarily_unavailable",
+				"error_description": "tokengate has not been reached yet"})
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]any{
-			"sub": c.Subject, "username": c.Username, "roles": c.Roles, "sid": c.SID,
-			"client_id": c.ClientID, "exp": tok.Expiry.Unix(),
-		})
+		v.Middleware(next).ServeHTTP(w, r)
+	})
+}
+
+func (s *service) status(w http.ResponseWriter, _ *http.Request) {
+	v := s.v.Load()
+	if v == nil {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"ready": false})
+		return
 	}
+	writeJSON(w, http.StatusOK, map[string]any{"ready": true, "feed": v.Status()})
+}
+
+func whoami(w http.ResponseWriter, r *http.Request) {
+	t, _ := verifier.TokenFromContext(r.Context())
+	writeJSON(w, http.StatusOK, map[string]any{
+		"sub": t.Subject, "username": t.PreferredUsername, "roles": t.Roles, "sid": t.SessionID,
+		"client_id": t.ClientID, "exp": t.Expiry.Unix(),
+	})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -14,7 +14,24 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
+
+	"github.com/tokengate/tokengate/verifier"
 )
+
+func callOnce(t *testing.T, url, auth string) (int, string, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), resp.Header.Get("WWW-Authenticate")
+}
 
 // issuer is a minimal OIDC issuer (discovery + JWKS) signing ES256 tokens like tokengate.
 type issuer struct {
@@ -69,9 +86,13 @@ func (is *issuer) sign(t *testing.T, typ string, claims map[string]any) string {
 
 func TestWhoami(t *testing.T) {
 	is := newIssuer(t)
-	v := &verifier{issuer: is.srv.URL, audience: "demo-service"}
-	svc := httptest.NewServer(v.whoami(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	s := &service{log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	svc := httptest.NewServer(s.protect(http.HandlerFunc(whoami)))
 	defer svc.Close()
+	if code, _, wa := callOnce(t, svc.URL, ""); code != http.StatusServiceUnavailable || wa != "" {
+		t.Fatalf("before tokengate is reached: HTTP %d, want 503", code)
+	}
+	s.connect(t.Context(), verifier.Config{Issuer: is.srv.URL, Audience: "demo-service", DisableFeed: true})
 	now := time.Now()
 	claims := func(mod func(map[string]any)) map[string]any {
 		c := map[string]any{"iss": is.srv.URL, "sub": "u1", "aud": "demo-service", "exp": now.Add(time.Minute).Unix(),
@@ -81,19 +102,7 @@ func TestWhoami(t *testing.T) {
 		}
 		return c
 	}
-	call := func(auth string) (int, string, string) {
-		req, _ := http.NewRequest(http.MethodGet, svc.URL, nil)
-		if auth != "" {
-			req.Header.Set("Authorization", auth)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b), resp.Header.Get("WWW-Authenticate")
-	}
+	call := func(auth string) (int, string, string) { return callOnce(t, svc.URL, auth) }
 
 	code, body, _ := call("Bearer " + is.sign(t, "at+jwt", claims(nil)))
 	if code != http.StatusOK || !strings.Contains(body, `"username":"alice"`) || !strings.Contains(body, `"roles":["user"]`) {

@@ -30,7 +30,9 @@ const (
 	Audience           = "demo-service"
 	// AdminToken is tokengate's admin API bearer token in the demo configuration.
 	AdminToken = "demo-admin-token-0123456789-abcdefghijkl"
-	Realm      = "demo"
+	// ServiceStreamSecret lets demo-service create its own revocation stream (ssf.receivers).
+	ServiceStreamSecret = "demo-service-stream-secret-0123456789-abc"
+	Realm               = "demo"
 )
 
 // Binaries are the built executables.
@@ -179,6 +181,7 @@ func lastLines(s string, n int) string {
 func (s *Stack) TokengateConfig() string {
 	h := sha256.Sum256([]byte(BFFTokengateSecret))
 	ah := sha256.Sum256([]byte(AdminToken))
+	sh := sha256.Sum256([]byte(ServiceStreamSecret))
 	return fmt.Sprintf(`# written by internal/demostack
 listen: "127.0.0.1:%d"
 admin_listen: "127.0.0.1:%d"
@@ -207,9 +210,14 @@ clients:
   - id: bff
     secret_sha256: %q
     audiences: [%s]
+ssf:
+  receivers:
+    - id: demo-service
+      audience: %s
+      secret_sha256: %q
 `, s.TGPort, s.TGAdminPort, s.TokengateURL(), filepath.Join(s.Work, "tokengate-data"),
 		s.KeycloakIssuer(), TokengateKCSecret, s.BFFURL()+"/backchannel-logout",
-		s.TTL, s.RecheckAfter, hex.EncodeToString(ah[:]), hex.EncodeToString(h[:]), Audience)
+		s.TTL, s.RecheckAfter, hex.EncodeToString(ah[:]), hex.EncodeToString(h[:]), Audience, Audience, hex.EncodeToString(sh[:]))
 }
 
 // StartTokengate starts tokengate (keeping its data dir across restarts) and waits for its
@@ -225,7 +233,8 @@ func (s *Stack) StartTokengate(ctx context.Context) error {
 
 // StartService starts demo-service.
 func (s *Stack) StartService(ctx context.Context) error {
-	return s.start(ctx, "demo-service", fmt.Sprintf("http://127.0.0.1:%d/healthz", s.ServicePort), s.Bin.Service,
+	return s.startEnv(ctx, "demo-service", fmt.Sprintf("http://127.0.0.1:%d/status", s.ServicePort),
+		[]string{"TOKENGATE_STREAM_SECRET=" + ServiceStreamSecret}, s.Bin.Service,
 		"-listen", fmt.Sprintf("127.0.0.1:%d", s.ServicePort), "-issuer", s.TokengateURL(), "-audience", Audience)
 }
 
@@ -246,6 +255,11 @@ type Proc struct {
 }
 
 func (s *Stack) start(ctx context.Context, name, readyURL, bin string, args ...string) error {
+	return s.startEnv(ctx, name, readyURL, nil, bin, args...)
+}
+
+// startEnv is start with extra environment variables.
+func (s *Stack) startEnv(ctx context.Context, name, readyURL string, env []string, bin string, args ...string) error {
 	s.mu.Lock()
 	if p := s.procs[name]; p != nil {
 		s.mu.Unlock()
@@ -258,6 +272,7 @@ func (s *Stack) start(ctx context.Context, name, readyURL, bin string, args ...s
 		return err
 	}
 	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = lf, lf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
