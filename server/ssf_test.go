@@ -304,7 +304,7 @@ func TestSSF_LongPollOutlivesListenerTimeouts(t *testing.T) {
 	base := "http://" + ln.Addr().String()
 	done := make(chan pollAnswer, 1)
 	start := time.Now()
-	go func() { done <- poll(t, base, "orders", ordersSecret, `{}`, "Prefer", "wait=2") }()
+	go func() { done <- poll(t, base, "orders", ordersSecret, `{}`, "Prefer", "wait=6") }()
 	time.Sleep(time.Second) // past both listener timeouts
 	s.mustExchange("alice", "sid-late")
 	if r := s.logout(s.realm.LogoutToken("alice", "sid-late")); r.Status != 200 {
