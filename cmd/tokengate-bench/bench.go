@@ -151,6 +151,19 @@ func (b *bench) verify(ctx context.Context, g *gateway) error {
 	}
 	b.res.Verify, err = load(ctx, "local verification (go-oidc, cached JWKS), c=1", 1, b.p.dur, 0,
 		func(ctx context.Context, _ int) error { _, err := v.Verify(ctx, a.AccessToken); return err })
+	if err != nil {
+		return err
+	}
+	// The crypto floor of (2): one P-256 signature verification.
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	d := sha256.Sum256([]byte(a.AccessToken))
+	sig, _ := ecdsa.SignASN1(rand.Reader, k, d[:])
+	b.res.RawVerify, err = load(ctx, "raw ES256 verify, 1 goroutine", 1, b.p.dur/2, 0, func(context.Context, int) error {
+		if !ecdsa.VerifyASN1(&k.PublicKey, d[:], sig) {
+			return errors.New("signature does not verify")
+		}
+		return nil
+	})
 	return err
 }
 

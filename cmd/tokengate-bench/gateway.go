@@ -157,21 +157,24 @@ func (g *gateway) stop() {
 	g.client.CloseIdleConnections()
 }
 
-// rssBytes reads the process's resident set from /proc.
-func (g *gateway) rssBytes() int64 {
+// rss reads the process's resident set from /proc: total, anonymous (heap, stacks) and
+// file-backed (mostly the mmapped bbolt file: clean page cache the kernel can reclaim).
+func (g *gateway) rss() (total, anon, file int64) {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", g.cmd.Process.Pid))
 	if err != nil {
-		return 0
+		return 0, 0, 0
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
-			kb, _ := strconv.ParseInt(strings.Fields(v)[0], 10, 64)
-			return kb << 10
+		for key, dst := range map[string]*int64{"VmRSS:": &total, "RssAnon:": &anon, "RssFile:": &file} {
+			if v, ok := strings.CutPrefix(sc.Text(), key); ok {
+				kb, _ := strconv.ParseInt(strings.Fields(v)[0], 10, 64)
+				*dst = kb << 10
+			}
 		}
 	}
-	return 0
+	return total, anon, file
 }
 
 type answer struct {

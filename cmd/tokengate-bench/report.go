@@ -62,6 +62,7 @@ type Results struct {
 	Introspect1  Dist `json:"introspection_c1"`
 	Introspect32 Dist `json:"introspection_c32"`
 	Verify       Dist `json:"local_verification"`
+	RawVerify    Dist `json:"raw_es256_verify"`
 
 	BareIntrospect         Dist `json:"bare_introspection"`
 	ExchangeColdClient     Dist `json:"exchange_cold_client"`
@@ -154,7 +155,8 @@ func (r *Results) evaluate() {
 	}
 	if r.Verify.P50us > 0 {
 		ratio := r.Introspect1.P50us / r.Verify.P50us
-		add("2", "local verification vs introspection (p50, c=1)", "≥ 100× lower", fmt.Sprintf("%.0f× lower", ratio), ratio >= 100, "")
+		add("2", "local verification vs introspection at Keycloak (p50, c=1)", "≥ 100× lower", fmt.Sprintf("%.0f× lower", ratio), ratio >= 100,
+			fmt.Sprintf("%.0f× lower than introspection at c=32", r.Introspect32.P50us/r.Verify.P50us))
 	}
 	add("3-cold", "cold exchange overhead over its introspection (p99, in the server)", "< 1 ms",
 		fmtUs(r.ExchangeColdOverhead.P99us), r.ExchangeColdOverhead.N > 0 && r.ExchangeColdOverhead.P99us < 1000, "")
@@ -175,7 +177,7 @@ func (r *Results) evaluate() {
 			fmt.Sprintf("%.0f ms", last.ColdStartMs), last.ColdStartMs < 2000, "")
 		rss := max(last.RSSReadyMiB, last.RSSLoadedMiB)
 		add("6-rss", fmt.Sprintf("RSS at %s recorded logouts", count(last.Records)), "< 300 MiB",
-			fmt.Sprintf("%.0f MiB", rss), rss < 300, "")
+			fmt.Sprintf("%.0f MiB", rss), rss < 300, fmt.Sprintf("after renewals: %.0f MiB anonymous, %.0f MiB file-backed (mmapped data file)", last.RSSAnonMiB, last.RSSFileMiB))
 		flat := last.LookupHit.P99us / first.LookupHit.P99us
 		add("6-flat", fmt.Sprintf("revocation check p99, %s → %s records", count(first.Records), count(last.Records)), "flat (≤ 2×)",
 			fmt.Sprintf("%s → %s (%.2f×)", fmtUs(first.LookupHit.P99us), fmtUs(last.LookupHit.P99us), flat), flat <= 2, "")
@@ -226,8 +228,8 @@ func (r *Results) Markdown(png string) string {
 	fmt.Fprintf(&b, "| 1 | Service introspects every request at Keycloak (baseline) | 1× | — | | %s, %.0f/s (c=1); %s, %.0f/s (c=32) |\n",
 		pcts(r.Introspect1), r.Introspect1.PerSecond, pcts(r.Introspect32), r.Introspect32.PerSecond)
 	t := r.target("2")
-	fmt.Fprintf(&b, "| 2 | Service verifies the internal token locally (go-oidc, cached JWKS) | p50 **%s** than (1) | ≥ 100× lower | %s | %s, %.0f/s (c=1) |\n",
-		t.Value, met(t.Met), pcts(r.Verify), r.Verify.PerSecond)
+	fmt.Fprintf(&b, "| 2 | Service verifies the internal token locally (go-oidc, cached JWKS) | p50 **%s** than (1) at c=1 (%s); %.1f× a bare P-256 verification | ≥ 100× lower | %s | %s, %.0f/s (c=1); raw ES256 verify %s |\n",
+		t.Value, t.Detail, r.Verify.P50us/r.RawVerify.P50us, met(t.Met), pcts(r.Verify), r.Verify.PerSecond, pcts(r.RawVerify))
 	t = r.target("3-cold")
 	fmt.Fprintf(&b, "| 3 | Exchange, cold: overhead over its one introspection, in the server | p99 **%s** (cold exchange p50 %.2f× a bare introspection's) | p99 < 1 ms | %s | overhead %s; exchange at the client %s; bare introspection %s (c=1, %d tokens) |\n",
 		t.Value, r.ExchangeColdClient.P50us/r.BareIntrospect.P50us, met(t.Met), pcts(r.ExchangeColdOverhead), pcts(r.ExchangeColdClient), pcts(r.BareIntrospect), r.ExchangeColdClient.N)
@@ -253,10 +255,10 @@ func (r *Results) Markdown(png string) string {
 		ts, tr, tf := r.target("6-start"), r.target("6-rss"), r.target("6-flat")
 		fmt.Fprintf(&b, "| 6 | Scale: %s recorded logouts in bbolt | start %s, RSS %s, check p99 %s | < 2 s, < 300 MiB, flat | %s, %s, %s | see below |\n",
 			count(r.Scale[n-1].Records), ts.Value, tr.Value, tf.Value, met(ts.Met), met(tr.Met), met(tf.Met))
-		b.WriteString("\n| Recorded logouts | Data file | Cold start → ready | RSS ready → after renewals | Revocation check, recorded sid p50 / p99 | Live sid p50 / p99 | Renewal over HTTP p50 / p99 (c=1) |\n|---|---|---|---|---|---|---|\n")
+		b.WriteString("\n| Recorded logouts | Data file | Cold start → ready | RSS ready → after renewals (anonymous + mmapped file) | Revocation check, recorded sid p50 / p99 | Live sid p50 / p99 | Renewal over HTTP p50 / p99 (c=1) |\n|---|---|---|---|---|---|---|\n")
 		for _, p := range r.Scale {
-			fmt.Fprintf(&b, "| %s | %.1f MiB | %.0f ms | %.1f → %.1f MiB | %s | %s | %s |\n", count(p.Records), float64(p.FileBytes)/(1<<20),
-				p.ColdStartMs, p.RSSReadyMiB, p.RSSLoadedMiB, pcts(p.LookupHit), pcts(p.LookupMiss), pcts(p.Renewal))
+			fmt.Fprintf(&b, "| %s | %.1f MiB | %.0f ms | %.1f → %.1f MiB (%.1f + %.1f) | %s | %s | %s |\n", count(p.Records), float64(p.FileBytes)/(1<<20),
+				p.ColdStartMs, p.RSSReadyMiB, p.RSSLoadedMiB, p.RSSAnonMiB, p.RSSFileMiB, pcts(p.LookupHit), pcts(p.LookupMiss), pcts(p.Renewal))
 		}
 		b.WriteString("\nCold start is exec to the first `200` from `/readyz` with the data file in the page cache. " +
 			"Live sessions: " + r.LiveSessions + "\n")
@@ -287,7 +289,11 @@ func (r *Results) Markdown(png string) string {
 	if len(missed) > 0 {
 		b.WriteString("\n**Targets missed in this run:**\n\n")
 		for _, t := range missed {
-			fmt.Fprintf(&b, "- %s: %s, target %s.\n", t.What, t.Value, t.Goal)
+			detail := ""
+			if t.Detail != "" {
+				detail = " (" + t.Detail + ")"
+			}
+			fmt.Fprintf(&b, "- %s: %s, target %s%s.\n", t.What, t.Value, t.Goal, detail)
 		}
 		b.WriteString("\nWhere the time goes — CPU profiles taken under load (c=8) over loopback HTTP against the gateway's packages in this " +
 			"process, restricted to the server's handler (`go tool pprof -top -cum -focus=serverHandler`; the percentages are of all samples, " +

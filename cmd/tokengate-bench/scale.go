@@ -26,6 +26,8 @@ type ScalePoint struct {
 	ColdStartMs  float64 `json:"cold_start_to_ready_ms"`
 	RSSReadyMiB  float64 `json:"rss_ready_mib"`
 	RSSLoadedMiB float64 `json:"rss_after_renewals_mib"`
+	RSSAnonMiB   float64 `json:"rss_anon_after_renewals_mib"`
+	RSSFileMiB   float64 `json:"rss_file_after_renewals_mib"`
 	LookupHit    Dist    `json:"revocation_check_hit"`
 	LookupMiss   Dist    `json:"revocation_check_miss"`
 	Renewal      Dist    `json:"renewal_http_c1"`
@@ -126,7 +128,8 @@ func (b *bench) scale(ctx context.Context) error {
 			return err
 		}
 		pt.ColdStartMs = float64(g.readyAfter.Microseconds()) / 1e3
-		pt.RSSReadyMiB = float64(g.rssBytes()) / (1 << 20)
+		rss, _, _ := g.rss()
+		pt.RSSReadyMiB = mib(rss)
 		err = func() error {
 			defer g.stop()
 			at, err := b.kcSessions[0].fresh(ctx, b.kc)
@@ -139,15 +142,18 @@ func (b *bench) scale(ctx context.Context) error {
 			}
 			pt.Renewal, err = load(ctx, fmt.Sprintf("renewal at %d recorded logouts, c=1", have), 1, b.p.dur/2, 0,
 				func(ctx context.Context, _ int) error { return g.renewOK(ctx, a.RefreshToken) })
-			pt.RSSLoadedMiB = float64(g.rssBytes()) / (1 << 20)
+			rss, anon, file := g.rss()
+			pt.RSSLoadedMiB, pt.RSSAnonMiB, pt.RSSFileMiB = mib(rss), mib(anon), mib(file)
 			return err
 		}()
 		if err != nil {
 			return err
 		}
-		logf("scale %d: file %.1f MiB, ready after %.0f ms, RSS %.1f MiB → %.1f MiB; %s; %s", have,
-			float64(pt.FileBytes)/(1<<20), pt.ColdStartMs, pt.RSSReadyMiB, pt.RSSLoadedMiB, pt.LookupHit, pt.LookupMiss)
+		logf("scale %d: file %.1f MiB, ready after %.0f ms, RSS %.1f MiB → %.1f MiB (anon %.1f, file %.1f); %s; %s", have,
+			float64(pt.FileBytes)/(1<<20), pt.ColdStartMs, pt.RSSReadyMiB, pt.RSSLoadedMiB, pt.RSSAnonMiB, pt.RSSFileMiB, pt.LookupHit, pt.LookupMiss)
 		b.res.Scale = append(b.res.Scale, pt)
 	}
 	return nil
 }
+
+func mib(b int64) float64 { return float64(b) / (1 << 20) }
