@@ -293,7 +293,7 @@ func (r *Results) Markdown(png string) string {
 			if t.Detail != "" {
 				detail = " (" + t.Detail + ")"
 			}
-			fmt.Fprintf(&b, "- %s: %s, target %s%s.\n", t.What, t.Value, t.Goal, detail)
+			fmt.Fprintf(&b, "- %s: %s, target %s%s. %s\n", t.What, t.Value, t.Goal, detail, r.missedNote(t))
 		}
 		b.WriteString("\nWhere the time goes — CPU profiles taken under load (c=8) over loopback HTTP against the gateway's packages in this " +
 			"process, restricted to the server's handler (`go tool pprof -top -cum -focus=serverHandler`; the percentages are of all samples, " +

@@ -68,3 +68,19 @@ func TestEvaluate_MissedTargetsAreReported(t *testing.T) {
 		t.Error("markdown does not list missed targets")
 	}
 }
+
+func TestCumSeconds_ReadsPprofTop(t *testing.T) {
+	top := `      flat  flat%   sum%        cum   cum%
+         0     0%     0%      6.77s 67.90%  github.com/tokengate/tokengate/server.(*Server).token
+         0     0%   0.1%      310ms 31.80%  github.com/tokengate/tokengate/upstream.(*Client).VerifyAccessToken
+`
+	if got := cumSeconds(top, "github.com/tokengate/tokengate/server.(*Server).token"); got != 6.77 {
+		t.Errorf("token = %v", got)
+	}
+	if got := cumSeconds(top, fnVerifyUpstream); got < 0.3099 || got > 0.3101 {
+		t.Errorf("verify = %v", got)
+	}
+	if got := cumSeconds(top, "absent"); got != 0 {
+		t.Errorf("absent = %v", got)
+	}
+}
