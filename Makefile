@@ -70,11 +70,14 @@ bench-core:
 ## bench: tokengate side by side with per-request introspection, in one run against a real
 ## Keycloak (scripts/keycloak.sh, KC_JIT=full): JSON, markdown, PNG and CPU profiles under
 ## results/bench/. The full run also rewrites the README section between the <!-- bench -->
-## markers and docs/bench.png. BENCH=quick is the short run (< 3 min) that `make test` ends with.
+## markers and docs/bench.png, then adds the multi-process revocation windows (scripts/bench-extra.sh:
+## replicas on etcd, services on the Shared Signals feed). BENCH=quick is the short run (< 3 min)
+## that `make test` ends with; the same tests run there under go test.
 BENCH ?= full
 bench: build
 	$(GO) build -o $(BIN)/tokengate-bench ./cmd/tokengate-bench
 	$(BIN)/tokengate-bench -bin $(BIN)/tokengate -out results/bench $(if $(filter quick,$(BENCH)),-quick,-publish) $(BENCH_FLAGS)
+	$(if $(filter quick,$(BENCH)),,scripts/bench-extra.sh --publish)
 
 ## soak: ten minutes of steady renewals, logouts and two key rotations against the real binary
 ## (fake Keycloak in-process); fails on any unexpected error, missed logout, or memory/goroutine growth.
