@@ -42,16 +42,9 @@ func (i *Issuer) exchange(ctx context.Context, c Client, r ExchangeRequest) (Tok
 	if err != nil {
 		return TokenResponse{}, err
 	}
-	at, err := i.upstream.VerifyAccessToken(ctx, r.SubjectToken)
+	at, intro, fetchedAt, hit, err := i.verifyAndIntrospect(ctx, r.SubjectToken)
 	if err != nil {
-		if errors.Is(err, upstream.ErrUnavailable) {
-			return TokenResponse{}, unavailable("upstream provider is unreachable", err)
-		}
-		return TokenResponse{}, invalidRequest("subject_token is not a valid access token of the upstream provider", err)
-	}
-	intro, fetchedAt, hit, err := i.cache.get(ctx, r.SubjectToken, at.Expiry, i.introspect)
-	if err != nil {
-		return TokenResponse{}, unavailable("upstream provider is unreachable", err)
+		return TokenResponse{}, err
 	}
 	i.cfg.Metrics.CacheLookup(hit)
 	if !intro.Active {
@@ -97,6 +90,28 @@ func (i *Issuer) exchange(ctx context.Context, c Client, r ExchangeRequest) (Tok
 		"sid", g.SID, "jti", claims.JTI, "aud", g.Audience, "subject_token", TokenHash(r.SubjectToken),
 		"cached_introspection", hit)
 	return resp, nil
+}
+
+// verifyAndIntrospect checks the upstream token locally and asks the provider about it once.
+// A token seen before (the same bytes, not yet expired) is answered from the cache without
+// repeating either: it passed the same signature check when it was cached.
+func (i *Issuer) verifyAndIntrospect(ctx context.Context, token string) (upstream.AccessToken, upstream.Introspection, time.Time, bool, error) {
+	if e, ok := i.cache.peek(token); ok {
+		return e.token, e.result, e.fetchedAt, true, nil
+	}
+	at, err := i.upstream.VerifyAccessToken(ctx, token)
+	if err != nil {
+		if errors.Is(err, upstream.ErrUnavailable) {
+			return at, upstream.Introspection{}, time.Time{}, false, unavailable("upstream provider is unreachable", err)
+		}
+		return at, upstream.Introspection{}, time.Time{}, false,
+			invalidRequest("subject_token is not a valid access token of the upstream provider", err)
+	}
+	intro, fetchedAt, hit, err := i.cache.get(ctx, token, at, i.introspect)
+	if err != nil {
+		return at, intro, fetchedAt, false, unavailable("upstream provider is unreachable", err)
+	}
+	return at, intro, fetchedAt, hit, nil
 }
 
 // issue mints an internal token for g.

@@ -23,6 +23,9 @@ type introspectionCache struct {
 }
 
 type cachedIntrospection struct {
+	// token is what the local verification of the token said; an entry exists only for a
+	// token that passed it.
+	token     upstream.AccessToken
 	result    upstream.Introspection
 	fetchedAt time.Time
 	expires   time.Time
@@ -35,8 +38,19 @@ func newIntrospectionCache(now func() time.Time) *introspectionCache {
 // get returns the cached answer for token or calls fetch once, caching the answer until expires.
 // Errors are not cached. fetchedAt is when the answer came from the provider; hit reports that
 // this caller caused no upstream call (a cached answer, or one shared with a concurrent caller).
-func (c *introspectionCache) get(ctx context.Context, token string, expires time.Time,
+// peek returns the unexpired entry for token, if any: the same bytes verified and introspected
+// before, so neither needs doing again until the token's exp.
+func (c *introspectionCache) peek(token string) (cachedIntrospection, bool) {
+	key := sha256.Sum256([]byte(token))
+	c.mu.Lock()
+	e, ok := c.entries[key]
+	c.mu.Unlock()
+	return e, ok && c.now().Before(e.expires)
+}
+
+func (c *introspectionCache) get(ctx context.Context, token string, at upstream.AccessToken,
 	fetch func(context.Context, string) (upstream.Introspection, error)) (res upstream.Introspection, fetchedAt time.Time, hit bool, err error) {
+	expires := at.Expiry
 	key := sha256.Sum256([]byte(token))
 	now := c.now()
 	c.mu.Lock()
@@ -51,7 +65,7 @@ func (c *introspectionCache) get(ctx context.Context, token string, expires time
 		if err != nil {
 			return nil, err
 		}
-		e := cachedIntrospection{result: r, fetchedAt: c.now(), expires: expires}
+		e := cachedIntrospection{token: at, result: r, fetchedAt: c.now(), expires: expires}
 		c.put(key, e)
 		return e, nil
 	})
