@@ -129,7 +129,46 @@ func initSchema(tx *bbolt.Tx) error {
 			return err
 		}
 	}
+	// Record counts are kept in meta so Stats never walks the data. A file written before the
+	// counters existed is counted once, here.
+	for _, k := range []byte{kindSession, kindSubject, kindJTI} {
+		if meta.Get(countKey(k)) == nil {
+			n := tx.Bucket(kindBucket(k)).Stats().KeyN
+			if err := meta.Put(countKey(k), binary.BigEndian.AppendUint64(nil, uint64(n))); err != nil {
+				return err
+			}
+		}
+	}
 	return nil
+}
+
+// countKey is the meta key holding the number of records of a kind.
+func countKey(kind byte) []byte { return []byte{'n', kind} }
+
+// kindBucket is the bucket of a kind's records.
+func kindBucket(kind byte) []byte {
+	switch kind {
+	case kindSession:
+		return bucketSessions
+	case kindSubject:
+		return bucketSubjects
+	default:
+		return bucketJTIs
+	}
+}
+
+// addCount adjusts a kind's record count in the same transaction as the change.
+func addCount(tx *bbolt.Tx, kind byte, delta int64) error {
+	meta := tx.Bucket(bucketMeta)
+	var n int64
+	if v := meta.Get(countKey(kind)); len(v) == 8 {
+		n = int64(binary.BigEndian.Uint64(v))
+	}
+	n += delta
+	if n < 0 {
+		n = 0
+	}
+	return meta.Put(countKey(kind), binary.BigEndian.AppendUint64(nil, uint64(n)))
 }
 
 // Close releases the file and its lock. Later calls fail with store.ErrUnavailable; closing
@@ -162,7 +201,12 @@ func (s *Store) RevokeSubject(ctx context.Context, r store.Revocation) error {
 // putRevocation stores r under id, merged with any existing record, and moves its index entry.
 func putRevocation(tx *bbolt.Tx, bucket []byte, kind byte, id string, r store.Revocation, merge func(old store.Revocation) store.Revocation) error {
 	b, idx := tx.Bucket(bucket), tx.Bucket(bucketExpiry)
-	if v := b.Get([]byte(id)); v != nil {
+	v := b.Get([]byte(id))
+	if v == nil {
+		if err := addCount(tx, kind, 1); err != nil {
+			return err
+		}
+	} else {
 		var old store.Revocation
 		if err := json.Unmarshal(v, &old); err != nil {
 			return fmt.Errorf("decode %q: %w", id, err)
@@ -232,7 +276,12 @@ func (s *Store) ClaimJTI(ctx context.Context, jti string, expires time.Time) (bo
 	claimed := false
 	err := s.update(ctx, "claim jti", func(tx *bbolt.Tx) error {
 		b, idx := tx.Bucket(bucketJTIs), tx.Bucket(bucketExpiry)
-		if v := b.Get([]byte(jti)); v != nil {
+		v := b.Get([]byte(jti))
+		if v == nil {
+			if err := addCount(tx, kindJTI, 1); err != nil {
+				return err
+			}
+		} else {
 			var old jtiRecord
 			if err := json.Unmarshal(v, &old); err != nil {
 				return fmt.Errorf("decode %q: %w", jti, err)
@@ -372,16 +421,24 @@ func deleteIndexed(tx *bbolt.Tx, k []byte) (bool, error) {
 	if expiryNanos(rec.Expires) != binary.BigEndian.Uint64(k) {
 		return false, nil // stale index entry; the record lives on under its current expiry
 	}
-	return true, b.Delete(id)
+	if err := b.Delete(id); err != nil {
+		return false, err
+	}
+	return true, addCount(tx, k[8], -1)
 }
 
 // Stats counts the stored records, expired or not.
 func (s *Store) Stats(ctx context.Context) (store.Stats, error) {
 	var st store.Stats
 	err := s.view(ctx, "stats", func(tx *bbolt.Tx) error {
-		st.Sessions = tx.Bucket(bucketSessions).Stats().KeyN
-		st.Subjects = tx.Bucket(bucketSubjects).Stats().KeyN
-		st.JTIs = tx.Bucket(bucketJTIs).Stats().KeyN
+		meta := tx.Bucket(bucketMeta)
+		count := func(kind byte) int {
+			if v := meta.Get(countKey(kind)); len(v) == 8 {
+				return int(binary.BigEndian.Uint64(v))
+			}
+			return 0
+		}
+		st.Sessions, st.Subjects, st.JTIs = count(kindSession), count(kindSubject), count(kindJTI)
 		return nil
 	})
 	return st, err
