@@ -96,7 +96,7 @@ type Results struct {
 
 const liveSessionsNote = "A live session costs tokengate no record on disk: it is a sealed refresh token " +
 	"(JWE) that the BFF holds and presents; renewal unseals it and checks the store for a logout of its " +
-	"sid (one O(1) lookup, a miss for a live session) and never writes. A million live sessions therefore " +
+	"sid (one B+tree lookup, no scan; a miss for a live session) and never writes. A million live sessions therefore " +
 	"add nothing to the data file or to start-up; in memory the issuer keeps, per session seen recently, one " +
 	"recheck timestamp and one cached introspection answer until the Keycloak token expires (both swept)."
 
