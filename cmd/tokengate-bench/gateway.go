@@ -4,15 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -23,6 +18,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/tokengate/tokengate/internal/loopback"
 )
 
 const (
@@ -33,23 +30,6 @@ const (
 // serverCPU is the core the gateway process is pinned to (taskset, GOMAXPROCS=1): the server
 // gets one core, the load generator the rest. Raw signing is measured on one goroutine to match.
 func serverCPU() int { return runtime.NumCPU() - 1 }
-
-func randomSecret() (secret, hash string) {
-	b := make([]byte, 32)
-	_, _ = rand.Read(b)
-	secret = base64.RawURLEncoding.EncodeToString(b)
-	h := sha256.Sum256([]byte(secret))
-	return secret, hex.EncodeToString(h[:])
-}
-
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
 
 // gateway is a real tokengate process under test.
 type gateway struct {
@@ -66,11 +46,11 @@ type gateway struct {
 // startGateway runs bin serve against the real Keycloak with its data in dataDir, pinned to one
 // core. A fresh client secret is written each start; the data (keys, logouts) persists.
 func startGateway(ctx context.Context, bin, listen, upstreamIssuer, dataDir string) (*gateway, error) {
-	admin, err := freeAddr()
+	admin, err := loopback.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
-	secret, hash := randomSecret()
+	secret, hash := loopback.Secret()
 	cfg := fmt.Sprintf(`listen: %q
 admin_listen: %q
 issuer: "http://%s"

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tokengate/tokengate/internal/loopback"
 	"github.com/tokengate/tokengate/issuer"
 	"github.com/tokengate/tokengate/keys"
 	"github.com/tokengate/tokengate/server"
@@ -91,7 +92,7 @@ func startInproc(ctx context.Context, upstreamIssuer, dir string) (*inproc, erro
 	tr.MaxIdleConnsPerHost = 64
 	up := upstream.New(upstream.Config{Issuer: upstreamIssuer, ClientID: introspectID, ClientSecret: introspectSecre,
 		HTTPClient: &http.Client{Timeout: 10 * time.Second, Transport: timedTransport{tr}}})
-	secret, _ := randomSecret()
+	secret, _ := loopback.Secret()
 	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
 	is, err := issuer.New(issuer.Config{
 		Issuer: base, TTL: 30 * time.Second, RecheckAfter: time.Minute, MaxUpstreamLifetime: time.Hour,

@@ -14,6 +14,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/tokengate/tokengate/internal/loopback"
 	"github.com/tokengate/tokengate/store"
 	"github.com/tokengate/tokengate/store/bolt"
 )
@@ -43,7 +44,7 @@ func randomSID() string {
 // scale (6): recorded logouts at growing sizes in the bbolt file the binary serves from.
 func (b *bench) scale(ctx context.Context) error {
 	dataDir := filepath.Join(b.work, "scale", "data")
-	addr, err := freeAddr()
+	addr, err := loopback.FreeAddr()
 	if err != nil {
 		return err
 	}

@@ -5,14 +5,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -28,6 +25,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/tokengate/tokengate/internal/kctest"
+	"github.com/tokengate/tokengate/internal/loopback"
 )
 
 type soakOptions struct {
@@ -106,23 +104,6 @@ const (
 	soakAudience = "demo-service"
 )
 
-func randomSecret() (secret, hash string) {
-	b := make([]byte, 32)
-	_, _ = rand.Read(b)
-	secret = base64.RawURLEncoding.EncodeToString(b)
-	h := sha256.Sum256([]byte(secret))
-	return secret, hex.EncodeToString(h[:])
-}
-
-func freePort() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
-
 // gateway is the tokengate process under test.
 type gateway struct {
 	cmd                     *exec.Cmd
@@ -132,16 +113,16 @@ type gateway struct {
 }
 
 func startGateway(ctx context.Context, bin, realmIssuer, workDir string, rotateEvery time.Duration) (*gateway, error) {
-	listen, err := freePort()
+	listen, err := loopback.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
-	admin, err := freePort()
+	admin, err := loopback.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
-	secret, hash := randomSecret()
-	adminToken, adminHash := randomSecret()
+	secret, hash := loopback.Secret()
+	adminToken, adminHash := loopback.Secret()
 	cfg := fmt.Sprintf(`listen: %q
 admin_listen: %q
 issuer: "http://%s"
