@@ -183,10 +183,23 @@ type Client struct {
 }
 
 // SecretHash returns the decoded secret hash (valid after Validate).
-func (c Client) SecretHash() [32]byte {
+func (c Client) SecretHash() [32]byte { return sha256Of(c.SecretSHA256) }
+
+// hashHint is what a bad SHA-256 field is told.
+const hashHint = "must be 64 hex characters (make one with: tokengate hash-secret)"
+
+// validSHA256 reports whether s is a hex SHA-256 (64 hex characters).
+func validSHA256(s string) bool {
+	b, err := hex.DecodeString(s)
+	return err == nil && len(b) == 32
+}
+
+// sha256Of decodes a hex SHA-256 checked by validSHA256 (zero otherwise).
+func sha256Of(s string) [32]byte {
 	var out [32]byte
-	b, _ := hex.DecodeString(c.SecretSHA256)
-	copy(out[:], b)
+	if b, err := hex.DecodeString(s); err == nil && len(b) == 32 {
+		copy(out[:], b)
+	}
 	return out
 }
 
@@ -370,8 +383,8 @@ func (c *Config) Validate() error {
 			bad(f+".name", "is required and must be unique")
 		}
 		names[tk.Name] = true
-		if b, err := hex.DecodeString(tk.SHA256); err != nil || len(b) != 32 {
-			bad(f+".sha256", "must be 64 hex characters (make one with: tokengate hash-secret)")
+		if !validSHA256(tk.SHA256) {
+			bad(f+".sha256", hashHint)
 		}
 	}
 	if t := c.Admin.TLS; t != nil && (t.CertFile == "" || t.KeyFile == "") {
@@ -410,8 +423,8 @@ func (c *Config) Validate() error {
 			bad(f+".id", "%q is listed twice", cl.ID)
 		}
 		seen[cl.ID] = true
-		if b, err := hex.DecodeString(cl.SecretSHA256); err != nil || len(b) != 32 {
-			bad(f+".secret_sha256", "must be 64 hex characters (make one with: tokengate hash-secret)")
+		if !validSHA256(cl.SecretSHA256) {
+			bad(f+".secret_sha256", hashHint)
 		}
 		if len(cl.Audiences) == 0 {
 			bad(f+".audiences", "needs at least one audience")
@@ -460,10 +473,7 @@ func (c *Config) KEK(getenv func(string) string) ([]byte, error) {
 func (c *Config) AdminTokenHashes() map[string][32]byte {
 	out := make(map[string][32]byte, len(c.Admin.Tokens))
 	for _, t := range c.Admin.Tokens {
-		var h [32]byte
-		b, _ := hex.DecodeString(t.SHA256)
-		copy(h[:], b)
-		out[t.Name] = h
+		out[t.Name] = sha256Of(t.SHA256)
 	}
 	return out
 }

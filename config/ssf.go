@@ -1,7 +1,6 @@
 package config
 
 import (
-	"encoding/hex"
 	"fmt"
 	"regexp"
 	"time"
@@ -38,12 +37,7 @@ type SSFReceiver struct {
 }
 
 // SecretHash returns the decoded secret hash (valid after Validate).
-func (r SSFReceiver) SecretHash() [32]byte {
-	var out [32]byte
-	b, _ := hex.DecodeString(r.SecretSHA256)
-	copy(out[:], b)
-	return out
-}
+func (r SSFReceiver) SecretHash() [32]byte { return sha256Of(r.SecretSHA256) }
 
 // SSFStream is one receiving service.
 type SSFStream struct {
@@ -58,12 +52,7 @@ type SSFStream struct {
 }
 
 // SecretHash returns the decoded secret hash (valid after Validate).
-func (s SSFStream) SecretHash() [32]byte {
-	var out [32]byte
-	b, _ := hex.DecodeString(s.SecretSHA256)
-	copy(out[:], b)
-	return out
-}
+func (s SSFStream) SecretHash() [32]byte { return sha256Of(s.SecretSHA256) }
 
 // StreamIDPattern is what a stream id may look like (RFC 3986 unreserved characters).
 var StreamIDPattern = regexp.MustCompile(`^[A-Za-z0-9._~-]{1,64}$`)
@@ -102,8 +91,8 @@ func (s *SSF) validate(bad func(field, format string, a ...any), ttl time.Durati
 			bad(f+".id", "%q is listed twice", st.ID)
 		}
 		seen[st.ID] = true
-		if b, err := hex.DecodeString(st.SecretSHA256); err != nil || len(b) != 32 {
-			bad(f+".secret_sha256", "must be 64 hex characters (make one with: tokengate hash-secret)")
+		if !validSHA256(st.SecretSHA256) {
+			bad(f+".secret_sha256", hashHint)
 		}
 	}
 	if d := s.InactivityTimeout.D(); d < time.Minute || d > 24*time.Hour {
@@ -122,8 +111,8 @@ func (s *SSF) validate(bad func(field, format string, a ...any), ttl time.Durati
 		if r.Audience == "" {
 			bad(f+".audience", "is required")
 		}
-		if b, err := hex.DecodeString(r.SecretSHA256); err != nil || len(b) != 32 {
-			bad(f+".secret_sha256", "must be 64 hex characters (make one with: tokengate hash-secret)")
+		if !validSHA256(r.SecretSHA256) {
+			bad(f+".secret_sha256", hashHint)
 		}
 	}
 }
