@@ -497,10 +497,3 @@ func expiryNanos(t time.Time) uint64 {
 	}
 	return uint64(t.UnixNano())
 }
-
-func latest(a, b time.Time) time.Time {
-	if b.After(a) {
-		return b
-	}
-	return a
-}

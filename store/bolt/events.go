@@ -197,27 +197,14 @@ func (s *Store) DeleteStream(ctx context.Context, id string) error {
 // putSession is RevokeSession's write, for use inside a transaction.
 func putSession(tx *bbolt.Tx, r store.Revocation) error {
 	return putRevocation(tx, bucketSessions, kindSession, r.SID, r, func(old store.Revocation) store.Revocation {
-		out := old
-		if r.At.Before(old.At) {
-			out = r
-		}
-		if out.Sub == "" {
-			out.Sub = r.Sub
-		}
-		out.Expires = latest(old.Expires, r.Expires)
-		return out
+		return store.MergeSession(old, r)
 	})
 }
 
 // putSubject is RevokeSubject's write, for use inside a transaction.
 func putSubject(tx *bbolt.Tx, r store.Revocation) error {
 	return putRevocation(tx, bucketSubjects, kindSubject, r.Sub, r, func(old store.Revocation) store.Revocation {
-		out := old
-		if r.At.After(old.At) {
-			out = r
-		}
-		out.Expires = latest(old.Expires, r.Expires)
-		return out
+		return store.MergeSubject(old, r)
 	})
 }
 

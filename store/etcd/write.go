@@ -63,20 +63,9 @@ func (s *Store) RevokeSession(ctx context.Context, r store.Revocation) error {
 	return s.revoke(ctx, "revoke session", kindSession, r.SID, r, mergeSession(r))
 }
 
-// mergeSession merges a session logout r into a stored one: earliest At (with its Sub and
-// Reason), latest Expires.
+// mergeSession applies store.MergeSession to whatever is stored when the write lands.
 func mergeSession(r store.Revocation) func(old store.Revocation) store.Revocation {
-	return func(old store.Revocation) store.Revocation {
-		out := old
-		if r.At.Before(old.At) {
-			out = r
-		}
-		if out.Sub == "" {
-			out.Sub = r.Sub
-		}
-		out.Expires = latest(old.Expires, r.Expires)
-		return out
-	}
+	return func(old store.Revocation) store.Revocation { return store.MergeSession(old, r) }
 }
 
 // RevokeSubject records a subject-wide logout keyed by r.Sub and returns once etcd committed
@@ -89,17 +78,9 @@ func (s *Store) RevokeSubject(ctx context.Context, r store.Revocation) error {
 	return s.revoke(ctx, "revoke subject", kindSubject, r.Sub, r, mergeSubject(r))
 }
 
-// mergeSubject merges a subject-wide logout r into a stored one: latest At (with its Reason),
-// latest Expires.
+// mergeSubject applies store.MergeSubject to whatever is stored when the write lands.
 func mergeSubject(r store.Revocation) func(old store.Revocation) store.Revocation {
-	return func(old store.Revocation) store.Revocation {
-		out := old
-		if r.At.After(old.At) {
-			out = r
-		}
-		out.Expires = latest(old.Expires, r.Expires)
-		return out
-	}
+	return func(old store.Revocation) store.Revocation { return store.MergeSubject(old, r) }
 }
 
 // revoke merges r into the stored record with a compare-and-swap on its revision. The local
@@ -395,11 +376,4 @@ func (s *Store) reachable(ctx context.Context, op string) error {
 		return fmt.Errorf("etcd: %s: %w", op, err)
 	}
 	return nil
-}
-
-func latest(a, b time.Time) time.Time {
-	if b.After(a) {
-		return b
-	}
-	return a
 }
