@@ -2,7 +2,6 @@ package issuer
 
 import (
 	"context"
-	"crypto/sha256"
 	"sync"
 	"time"
 
@@ -41,7 +40,7 @@ func newIntrospectionCache(now func() time.Time) *introspectionCache {
 // peek returns the unexpired entry for token, if any: the same bytes verified and introspected
 // before, so neither needs doing again until the token's exp.
 func (c *introspectionCache) peek(token string) (cachedIntrospection, bool) {
-	key := sha256.Sum256([]byte(token))
+	key := digest(token)
 	c.mu.Lock()
 	e, ok := c.entries[key]
 	c.mu.Unlock()
@@ -51,7 +50,7 @@ func (c *introspectionCache) peek(token string) (cachedIntrospection, bool) {
 func (c *introspectionCache) get(ctx context.Context, token string, at upstream.AccessToken,
 	fetch func(context.Context, string) (upstream.Introspection, error)) (res upstream.Introspection, fetchedAt time.Time, hit bool, err error) {
 	expires := at.Expiry
-	key := sha256.Sum256([]byte(token))
+	key := digest(token)
 	now := c.now()
 	c.mu.Lock()
 	e, ok := c.entries[key]

@@ -199,12 +199,26 @@ func sessionKey(sid, sub string) string {
 
 // TokenHash returns a short, non-reversible fingerprint of a token for logs.
 func TokenHash(token string) string {
-	h := sha256.Sum256([]byte(token))
+	h := digest(token)
 	return hex.EncodeToString(h[:6])
 }
 
+// scratch holds the buffers digest copies tokens into; tokens are a few KiB at most.
+var scratch = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+// digest is the SHA-256 of s. It reuses a pooled buffer instead of allocating a []byte copy
+// of the token on every request (renewal and exchange hash theirs on each call).
+func digest(s string) [32]byte {
+	bp := scratch.Get().(*[]byte)
+	b := append((*bp)[:0], s...)
+	sum := sha256.Sum256(b)
+	*bp = b[:0]
+	scratch.Put(bp)
+	return sum
+}
+
 func newJTI() string {
-	b := make([]byte, 16)
-	_, _ = rand.Read(b) // crypto/rand.Read never fails (Go ≥1.24)
-	return base64.RawURLEncoding.EncodeToString(b)
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go ≥1.24)
+	return base64.RawURLEncoding.EncodeToString(b[:])
 }
