@@ -1,11 +1,13 @@
 package server
 
 import (
+	"bytes"
 	"errors"
-	"io"
 	"mime"
 	"net/http"
 	"net/url"
+	"strings"
+	"sync"
 
 	"github.com/gin-gonic/gin"
 
@@ -28,6 +30,10 @@ func limitBody(n int64) gin.HandlerFunc {
 	}
 }
 
+// bodyBufs holds read buffers for request bodies (at most MaxBodyBytes each), so reading a
+// form allocates only its final string.
+var bodyBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
 // errAnswered means the error response has been written already.
 var errAnswered = errors.New("answered")
 
@@ -40,8 +46,10 @@ func readForm(c *gin.Context) (url.Values, error) {
 			"Content-Type must be application/x-www-form-urlencoded")
 		return nil, errAnswered
 	}
-	body, err := io.ReadAll(c.Request.Body)
-	if err != nil {
+	buf := bodyBufs.Get().(*bytes.Buffer)
+	defer bodyBufs.Put(buf)
+	buf.Reset()
+	if _, err := buf.ReadFrom(c.Request.Body); err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
 			writeOAuthError(c, http.StatusRequestEntityTooLarge, issuer.CodeInvalidRequest, "request body too large")
@@ -50,7 +58,7 @@ func readForm(c *gin.Context) (url.Values, error) {
 		}
 		return nil, errAnswered
 	}
-	form, err := url.ParseQuery(string(body))
+	form, err := parseForm(buf.String()) // the one copy of the body; values share it
 	if err != nil {
 		writeOAuthError(c, http.StatusBadRequest, issuer.CodeInvalidRequest, "malformed form body")
 		return nil, errAnswered
@@ -60,6 +68,30 @@ func readForm(c *gin.Context) (url.Values, error) {
 			writeOAuthError(c, http.StatusBadRequest, issuer.CodeInvalidRequest, "parameter "+k+" is repeated")
 			return nil, errAnswered
 		}
+	}
+	return form, nil
+}
+
+// parseForm is url.ParseQuery with a fast path: a body without '%' or '+' has nothing to
+// unescape, so its pairs are plain substrings. Token bodies are base64url and take that path,
+// which skips the byte-by-byte unescape scan of a 2 KiB refresh token. FuzzParseForm checks
+// that both paths agree with url.ParseQuery.
+func parseForm(body string) (url.Values, error) {
+	if strings.IndexByte(body, '%') >= 0 || strings.IndexByte(body, '+') >= 0 {
+		return url.ParseQuery(body)
+	}
+	form := make(url.Values, 4)
+	for body != "" {
+		var pair string
+		pair, body, _ = strings.Cut(body, "&")
+		if strings.Contains(pair, ";") {
+			return url.ParseQuery(pair) // for url.ParseQuery's own error
+		}
+		if pair == "" {
+			continue
+		}
+		k, v, _ := strings.Cut(pair, "=")
+		form[k] = append(form[k], v)
 	}
 	return form, nil
 }
