@@ -159,6 +159,9 @@ func (s *Server) accessLog() gin.HandlerFunc {
 			route = "unmatched"
 		}
 		s.cfg.Metrics.Request(route, c.Writer.Status(), time.Since(start))
+		if !s.log.Enabled(c.Request.Context(), slog.LevelDebug) {
+			return // skip building the attributes (ClientIP parses headers) on every request
+		}
 		// Never the query string or body: they may carry tokens.
 		s.log.Debug("request", "method", c.Request.Method, "route", route, "status", c.Writer.Status(),
 			"duration_ms", float64(time.Since(start).Microseconds())/1000, "remote", c.ClientIP())

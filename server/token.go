@@ -1,6 +1,7 @@
 package server
 
 import (
+	"encoding/json"
 	"net/http"
 
 	"github.com/gin-gonic/gin"
@@ -46,7 +47,23 @@ func (s *Server) token(c *gin.Context) {
 		s.writeError(c, err)
 		return
 	}
-	c.Header("Cache-Control", "no-store")
-	c.Header("Pragma", "no-cache")
-	c.JSON(http.StatusOK, resp)
+	writeTokenResponse(c, resp)
+}
+
+// Header values of every token answer, shared read-only by all responses.
+var (
+	noStore  = []string{"no-store"}
+	noCache  = []string{"no-cache"}
+	jsonType = []string{"application/json; charset=utf-8"}
+)
+
+// writeTokenResponse writes a 200 token answer (RFC 6749 §5.1: no-store) straight to the
+// connection, without the intermediate copy c.JSON makes.
+func writeTokenResponse(c *gin.Context, resp issuer.TokenResponse) {
+	h := c.Writer.Header()
+	h["Cache-Control"], h["Pragma"], h["Content-Type"] = noStore, noCache, jsonType
+	c.Status(http.StatusOK)
+	if err := json.NewEncoder(c.Writer).Encode(resp); err != nil {
+		_ = c.Error(err) // the status is sent; the client sees a cut body
+	}
 }
