@@ -440,11 +440,9 @@ func TestKeycloakDown_RenewalsContinueExchanges503ThenRecover(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("Keycloak stopped in %s", time.Since(exchanged).Round(100*time.Millisecond))
-	refresh := in.RefreshToken
 	// Renew across recheck_after, so the re-introspection fails and must not stop renewals.
 	for time.Since(exchanged) < recheckAfter+2*time.Second {
-		r := wantRenewal(t, ctx, refresh)
-		refresh = r.RefreshToken
+		r := wantRenewal(t, ctx, in.RefreshToken)
 		if code, body, _, err := st.CallService(ctx, r.AccessToken); err != nil || code != http.StatusOK {
 			t.Fatalf("service with a token renewed while Keycloak is down: %v HTTP %d %s", err, code, body)
 		}

@@ -58,12 +58,10 @@ func (i *Issuer) renew(ctx context.Context, c Client, refreshToken, scope string
 		i.cfg.Metrics.Renewal("refused", "invalid_scope")
 		return TokenResponse{}, err
 	}
+	// The answer carries no refresh_token: the client keeps using the one it has (RFC 6749 §6
+	// lets the server issue a new one or not; re-sending the same 2 KiB token is pure cost).
 	resp, _, err := i.issue(g, sc, now)
-	if err != nil {
-		return TokenResponse{}, err
-	}
-	resp.RefreshToken = refreshToken
-	return resp, nil
+	return resp, err
 }
 
 func (i *Issuer) refused(ctx context.Context, c Client, g *grant, reason string) {

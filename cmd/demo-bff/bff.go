@@ -211,7 +211,10 @@ func (b *BFF) tokengate(ctx context.Context, form url.Values) (tokenResponse, er
 }
 
 func (b *BFF) setInternal(s *Session, tr tokenResponse) {
-	s.Internal, s.InternalRefresh = tr.AccessToken, tr.RefreshToken
+	s.Internal = tr.AccessToken
+	if tr.RefreshToken != "" { // exchanges issue one; renewals keep the current one (RFC 6749 §6)
+		s.InternalRefresh = tr.RefreshToken
+	}
 	s.InternalTTL = time.Duration(tr.ExpiresIn) * time.Second
 	s.InternalExpiry = time.Now().Add(s.InternalTTL)
 }
