@@ -63,9 +63,13 @@ schemathesis: build
 demo:
 	scripts/demo.sh $(DEMO_FLAGS)
 
-## bench-core: the core benchmarks quoted in the README (signing floor, renewal, exchange, store).
+## bench-core: the core benchmarks quoted in the README (signing floor, renewal, exchange, store),
+## 6 runs each; benchstat prints the medians with their spread. Raw runs: results/bench-core.txt.
 bench-core:
-	$(GO) test -run '^$$' -bench . -benchtime 3s -count 1 ./server/ ./store/bolt/
+	@mkdir -p results
+	$(GO) test -run '^$$' -bench . -benchtime 2s -count 6 ./server/ ./store/bolt/ > results/bench-core.txt \
+		|| { cat results/bench-core.txt; exit 1; }
+	$$(scripts/tools.sh benchstat) results/bench-core.txt
 
 ## bench: tokengate side by side with per-request introspection, in one run against a real
 ## Keycloak (scripts/keycloak.sh, KC_JIT=full): JSON, markdown, PNG and CPU profiles under

