@@ -127,6 +127,9 @@ func TestMetrics_ServedOnAdminListener(t *testing.T) {
 	g := startGateway(t, options{upstream: realm.Issuer(), dataDir: t.TempDir()})
 	ex := g.mustExchange(realm.AccessToken(kctest.Token{SID: "sid-metrics"}))
 	g.mustRenew(ex.RefreshToken, "renewal")
+	if r := g.logout(realm.LogoutToken("", "sid-metrics")); r.Status != http.StatusOK {
+		t.Fatalf("logout: %v", r)
+	}
 	resp, err := http.Get(g.admin + "/metrics")
 	if err != nil {
 		t.Fatal(err)
@@ -138,9 +141,10 @@ func TestMetrics_ServedOnAdminListener(t *testing.T) {
 		`tokengate_renewals_total{reason="",result="ok"} 1`,
 		`tokengate_introspection_duration_seconds_count{outcome="active"} 1`,
 		`tokengate_store_commit_duration_seconds_count{op="update_keys"}`,
+		`tokengate_store_commit_duration_seconds_count{op="record_revocation"} 1`,
 		`tokengate_signing_key_age_seconds`,
 		`tokengate_http_requests_total{code="200",route="/token"} 2`,
-		`tokengate_revocation_records{kind="sessions"} 0`,
+		`tokengate_revocation_records{kind="sessions"}`, // refreshed periodically
 		`go_goroutines`, `process_resident_memory_bytes`,
 	} {
 		if !strings.Contains(string(b), want) {

@@ -113,7 +113,7 @@ func serve(ctx context.Context, cfg *config.Config, logOut io.Writer) error {
 	if err != nil {
 		return err
 	}
-	tx, err := newTransmitter(ctx, cfg, bst, is, km, reg, log)
+	tx, err := newTransmitter(ctx, cfg, bst, is, km, mx, reg, log)
 	if err != nil {
 		return err
 	}

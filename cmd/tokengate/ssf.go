@@ -10,6 +10,7 @@ import (
 	"github.com/tokengate/tokengate/config"
 	"github.com/tokengate/tokengate/issuer"
 	"github.com/tokengate/tokengate/keys"
+	"github.com/tokengate/tokengate/metrics"
 	"github.com/tokengate/tokengate/ssf"
 	"github.com/tokengate/tokengate/store"
 )
@@ -18,11 +19,12 @@ import (
 // issuer record every revocation together with its event (one transaction), waking the
 // transmitter's long polls after each.
 func newTransmitter(ctx context.Context, cfg *config.Config, st store.Store, is *issuer.Issuer, km *keys.Manager,
-	reg prometheus.Registerer, log *slog.Logger) (*ssf.Transmitter, error) {
-	el, ok := st.(store.EventLog)
+	mx *metrics.Metrics, reg prometheus.Registerer, log *slog.Logger) (*ssf.Transmitter, error) {
+	raw, ok := st.(store.EventLog)
 	if !ok {
 		return nil, fmt.Errorf("ssf: the %s store keeps no event log", cfg.Store.Backend)
 	}
+	el := metrics.InstrumentEventLog(raw, mx)
 	var streams []ssf.StreamConfig
 	for _, s := range cfg.SSF.Streams {
 		streams = append(streams, ssf.StreamConfig{ID: s.ID, Audience: s.Audience, Description: s.Description,
