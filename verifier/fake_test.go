@@ -28,7 +28,7 @@ const (
 // configuration, stream configuration and a poll endpoint serving queued SETs until they are
 // acknowledged or refused, recording what the receiver sent back.
 type fakeGateway struct {
-	t   *testing.T
+	t   testing.TB
 	srv *httptest.Server
 	km  *keys.Manager
 
@@ -47,7 +47,7 @@ type fakeGateway struct {
 	gone    map[string]bool
 }
 
-func newFakeGateway(t *testing.T) *fakeGateway {
+func newFakeGateway(t testing.TB) *fakeGateway {
 	t.Helper()
 	st, err := bolt.Open(filepath.Join(t.TempDir(), "db"), bolt.Options{NoSync: true})
 	if err != nil {

@@ -22,7 +22,7 @@ import (
 	"github.com/tokengate/tokengate/verifier"
 )
 
-func newVerifier(t *testing.T, g *fakeGateway, edit ...func(*verifier.Config)) *verifier.Verifier {
+func newVerifier(t testing.TB, g *fakeGateway, edit ...func(*verifier.Config)) *verifier.Verifier {
 	t.Helper()
 	cfg := verifier.Config{Issuer: g.issuer(), Audience: serviceAud, StreamSecret: streamSecret,
 		Logger: slog.New(slog.DiscardHandler)}
