@@ -31,7 +31,7 @@ const (
 
 // withSSF adds the transmitter to a stack: the issuer records events in the store's log and the
 // public handler serves the SSF routes. It returns the transmitter.
-func withSSF(t *testing.T, s *stack) *ssf.Transmitter {
+func withSSF(t testing.TB, s *stack) *ssf.Transmitter {
 	t.Helper()
 	tx, err := ssf.New(context.Background(), ssf.Config{
 		Issuer: s.srv.URL, Retention: 2 * time.Minute, PollTimeout: 5 * time.Second, Now: s.clock.Now,
