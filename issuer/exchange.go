@@ -96,7 +96,8 @@ func (i *Issuer) exchange(ctx context.Context, c Client, r ExchangeRequest) (Tok
 // A token seen before (the same bytes, not yet expired) is answered from the cache without
 // repeating either: it passed the same signature check when it was cached.
 func (i *Issuer) verifyAndIntrospect(ctx context.Context, token string) (upstream.AccessToken, upstream.Introspection, time.Time, bool, error) {
-	if e, ok := i.cache.peek(token); ok {
+	key := digest(token)
+	if e, ok := i.cache.peek(key); ok {
 		return e.token, e.result, e.fetchedAt, true, nil
 	}
 	at, err := i.upstream.VerifyAccessToken(ctx, token)
@@ -107,7 +108,7 @@ func (i *Issuer) verifyAndIntrospect(ctx context.Context, token string) (upstrea
 		return at, upstream.Introspection{}, time.Time{}, false,
 			invalidRequest("subject_token is not a valid access token of the upstream provider", err)
 	}
-	intro, fetchedAt, hit, err := i.cache.get(ctx, token, at, i.introspect)
+	intro, fetchedAt, hit, err := i.cache.get(ctx, key, token, at, i.introspect)
 	if err != nil {
 		return at, intro, fetchedAt, false, unavailable("upstream provider is unreachable", err)
 	}

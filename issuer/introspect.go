@@ -34,23 +34,22 @@ func newIntrospectionCache(now func() time.Time) *introspectionCache {
 	return &introspectionCache{now: now, entries: map[[32]byte]cachedIntrospection{}}
 }
 
-// get returns the cached answer for token or calls fetch once, caching the answer until expires.
-// Errors are not cached. fetchedAt is when the answer came from the provider; hit reports that
-// this caller caused no upstream call (a cached answer, or one shared with a concurrent caller).
-// peek returns the unexpired entry for token, if any: the same bytes verified and introspected
-// before, so neither needs doing again until the token's exp.
-func (c *introspectionCache) peek(token string) (cachedIntrospection, bool) {
-	key := digest(token)
+// peek returns the unexpired entry for key (the digest of the token), if any: the same bytes
+// verified and introspected before, so neither needs doing again until the token's exp.
+func (c *introspectionCache) peek(key [32]byte) (cachedIntrospection, bool) {
 	c.mu.Lock()
 	e, ok := c.entries[key]
 	c.mu.Unlock()
 	return e, ok && c.now().Before(e.expires)
 }
 
-func (c *introspectionCache) get(ctx context.Context, token string, at upstream.AccessToken,
+// get returns the cached answer for token (whose digest is key) or calls fetch once, caching
+// the answer until expires. Errors are not cached. fetchedAt is when the answer came from the
+// provider; hit reports that this caller caused no upstream call (a cached answer, or one
+// shared with a concurrent caller).
+func (c *introspectionCache) get(ctx context.Context, key [32]byte, token string, at upstream.AccessToken,
 	fetch func(context.Context, string) (upstream.Introspection, error)) (res upstream.Introspection, fetchedAt time.Time, hit bool, err error) {
 	expires := at.Expiry
-	key := digest(token)
 	now := c.now()
 	c.mu.Lock()
 	e, ok := c.entries[key]
