@@ -27,6 +27,8 @@ type fixture struct {
 	status   atomic.Int32
 	body     atomic.Value
 	renewals atomic.Int32
+	// exchanged is the subject_token of the last token exchange.
+	exchanged atomic.Value
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -38,8 +40,11 @@ func newFixture(t *testing.T) *fixture {
 		if id, secret, _ := r.BasicAuth(); id != "bff" || secret != "tg-secret" {
 			t.Errorf("tokengate client auth %q/%q", id, secret)
 		}
-		if r.PostFormValue("grant_type") == "refresh_token" {
+		switch r.PostFormValue("grant_type") {
+		case "refresh_token":
 			f.renewals.Add(1)
+		case "urn:ietf:params:oauth:grant-type:token-exchange":
+			f.exchanged.Store(r.PostFormValue("subject_token"))
 		}
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(int(f.status.Load()))
@@ -161,6 +166,58 @@ func TestRenew_BeforeExpiryAndEndsSessionOnInvalidGrant(t *testing.T) {
 	f.bff.renew(ctx, s, true)
 	if !s.Ended || !strings.Contains(s.EndedReason, "invalid_grant") {
 		t.Fatalf("after invalid_grant: ended=%v reason=%q", s.Ended, s.EndedReason)
+	}
+}
+
+// TestRenew_KeepsTheRefreshTokenWhenTheAnswerHasNone: tokengate's renewal answers carry no
+// refresh_token (RFC 6749 §6); the BFF keeps presenting the one the exchange gave it.
+func TestRenew_KeepsTheRefreshTokenWhenTheAnswerHasNone(t *testing.T) {
+	f := newFixture(t)
+	f.body.Store(`{"access_token":"internal-3","expires_in":10,"token_type":"Bearer"}`)
+	s := f.addSession("a", "sid-a", "alice", time.Second)
+	f.bff.renew(context.Background(), s, false)
+	if s.Internal != "internal-3" || s.InternalRefresh != "rt-1" || s.Renewals != 1 {
+		t.Fatalf("after renewal: internal=%q refresh=%q renewals=%d", s.Internal, s.InternalRefresh, s.Renewals)
+	}
+}
+
+// TestRenew_RefreshesAtKeycloakThenExchanges: when the Keycloak access token is about to
+// expire, renewal refreshes it at Keycloak and exchanges the new one at tokengate; Keycloak
+// refusing the refresh token (session ended there) ends the BFF session, Keycloak being
+// unreachable does not.
+func TestRenew_RefreshesAtKeycloakThenExchanges(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	s := f.addSession("a", "sid-a", "alice", time.Second)
+	s.KC = &oauth2.Token{AccessToken: "kc-old", RefreshToken: f.realm.RefreshToken("alice", "sid-a"),
+		Expiry: time.Now().Add(10 * time.Second)}
+	f.bff.renew(ctx, s, false)
+	if f.realm.Refreshes.Load() != 1 || s.KC.AccessToken == "kc-old" || s.IDToken == "" {
+		t.Fatalf("Keycloak refreshes = %d, access token replaced = %v, id_token kept = %v",
+			f.realm.Refreshes.Load(), s.KC.AccessToken != "kc-old", s.IDToken != "")
+	}
+	if got, _ := f.exchanged.Load().(string); got != s.KC.AccessToken || s.Exchanges != 1 || f.renewals.Load() != 0 {
+		t.Fatalf("exchanged %.20q (want the refreshed token), exchanges = %d, tokengate renewals = %d",
+			got, s.Exchanges, f.renewals.Load())
+	}
+	if s.Internal != "internal-2" || s.InternalRefresh != "rt-2" || s.Ended {
+		t.Fatalf("after the exchange: internal=%q refresh=%q ended=%v", s.Internal, s.InternalRefresh, s.Ended)
+	}
+
+	// Keycloak unreachable: the session stays, to be retried.
+	s.KC.Expiry = time.Now().Add(5 * time.Second)
+	f.realm.SetDown(true)
+	f.bff.renew(ctx, s, true)
+	f.realm.SetDown(false)
+	if s.Ended || f.realm.Refreshes.Load() != 1 {
+		t.Fatalf("Keycloak down: ended=%v refreshes=%d", s.Ended, f.realm.Refreshes.Load())
+	}
+
+	// The session ended at Keycloak (idle timeout, admin): its refresh token is refused.
+	f.realm.EndSession("sid-a")
+	f.bff.renew(ctx, s, true)
+	if !s.Ended || !strings.Contains(s.EndedReason, "Keycloak refused") {
+		t.Fatalf("after Keycloak's invalid_grant: ended=%v reason=%q", s.Ended, s.EndedReason)
 	}
 }
 

@@ -1,5 +1,6 @@
 // Package kctest is an in-process fake Keycloak realm for tests: discovery, JWKS, RFC 7662
-// introspection and back-channel logout tokens, all signed with real keys.
+// introspection, the refresh_token grant and back-channel logout tokens, all signed with real
+// keys.
 package kctest
 
 import (
@@ -34,10 +35,13 @@ type Realm struct {
 
 	// Introspections counts calls to the introspection endpoint.
 	Introspections atomic.Int64
-	down           atomic.Bool
+	// Refreshes counts refresh_token grants answered with new tokens.
+	Refreshes atomic.Int64
+	down      atomic.Bool
 
 	mu       sync.Mutex
-	inactive map[string]bool // sid → session ended
+	inactive map[string]bool      // sid → session ended
+	refresh  map[string][2]string // refresh token → {sub, sid}
 }
 
 // New starts a realm and stops it when the test ends.
@@ -56,7 +60,7 @@ func NewUnstarted() *Realm {
 	if err != nil {
 		panic(err)
 	}
-	r := &Realm{key: key, kid: "kc-" + randID(), inactive: map[string]bool{}}
+	r := &Realm{key: key, kid: "kc-" + randID(), inactive: map[string]bool{}, refresh: map[string][2]string{}}
 	r.signer, err = jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: key},
 		(&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", r.kid))
 	if err != nil {
@@ -66,6 +70,7 @@ func NewUnstarted() *Realm {
 	mux.HandleFunc("GET /realms/demo/.well-known/openid-configuration", r.discovery)
 	mux.HandleFunc("GET /realms/demo/protocol/openid-connect/certs", r.certs)
 	mux.HandleFunc("POST /realms/demo/protocol/openid-connect/token/introspect", r.introspect)
+	mux.HandleFunc("POST /realms/demo/protocol/openid-connect/token", r.token)
 	r.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		if r.down.Load() {
 			// Like a stopped Keycloak: the connection is dropped without an answer.
@@ -207,6 +212,51 @@ func (r *Realm) LogoutToken(sub, sid string) string {
 	return r.SignWith(r.LogoutSigner(), r.LogoutClaims(sub, sid))
 }
 
+// RefreshToken mints a refresh token of session sid for sub, for the refresh_token grant.
+func (r *Realm) RefreshToken(sub, sid string) string {
+	rt := "kc-rt-" + randID()
+	r.mu.Lock()
+	r.refresh[rt] = [2]string{sub, sid}
+	r.mu.Unlock()
+	return rt
+}
+
+// token serves the refresh_token grant like Keycloak: new access, refresh and ID tokens for a
+// live session (the old refresh token stays usable, as with Keycloak's default: Revoke Refresh
+// Token off); invalid_grant for an unknown token or an ended session. Any client
+// id is accepted, by client_secret_basic or client_secret_post.
+func (r *Realm) token(w http.ResponseWriter, req *http.Request) {
+	id, _, basic := req.BasicAuth()
+	if !basic {
+		id = req.PostFormValue("client_id")
+	}
+	if id == "" {
+		writeJSONStatus(w, http.StatusUnauthorized, map[string]any{"error": "invalid_client"})
+		return
+	}
+	if req.PostFormValue("grant_type") != "refresh_token" {
+		writeJSONStatus(w, http.StatusBadRequest, map[string]any{"error": "unsupported_grant_type"})
+		return
+	}
+	r.mu.Lock()
+	s, known := r.refresh[req.PostFormValue("refresh_token")]
+	ended := r.inactive[s[1]]
+	r.mu.Unlock()
+	if !known || ended {
+		writeJSONStatus(w, http.StatusBadRequest, map[string]any{"error": "invalid_grant", "error_description": "Session not active"})
+		return
+	}
+	r.Refreshes.Add(1)
+	now := time.Now()
+	writeJSON(w, map[string]any{
+		"access_token": r.AccessToken(Token{Subject: s[0], SID: s[1], Lifetime: 5 * time.Minute}), "token_type": "Bearer",
+		"expires_in": 300, "refresh_token": r.RefreshToken(s[0], s[1]), "refresh_expires_in": 1800,
+		"id_token": r.Sign(map[string]any{"iss": r.Issuer(), "sub": s[0], "sid": s[1], "aud": id, "typ": "ID",
+			"iat": now.Unix(), "exp": now.Add(5 * time.Minute).Unix()}),
+		"session_state": s[1], "scope": "openid profile email",
+	})
+}
+
 func (r *Realm) discovery(w http.ResponseWriter, _ *http.Request) {
 	iss := r.Issuer()
 	writeJSON(w, map[string]any{
@@ -229,8 +279,7 @@ func (r *Realm) introspect(w http.ResponseWriter, req *http.Request) {
 	r.Introspections.Add(1)
 	id, secret, ok := req.BasicAuth()
 	if !ok || id != ClientID || secret != ClientSecret {
-		w.WriteHeader(http.StatusUnauthorized)
-		writeJSON(w, map[string]any{"error": "invalid_client"})
+		writeJSONStatus(w, http.StatusUnauthorized, map[string]any{"error": "invalid_client"})
 		return
 	}
 	tok := req.PostFormValue("token")
@@ -262,8 +311,13 @@ func (r *Realm) introspect(w http.ResponseWriter, req *http.Request) {
 	writeJSON(w, c)
 }
 
-func writeJSON(w http.ResponseWriter, v any) {
+func writeJSON(w http.ResponseWriter, v any) { writeJSONStatus(w, http.StatusOK, v) }
+
+// writeJSONStatus writes v as JSON with status; the Content-Type is set before the status, or
+// clients such as golang.org/x/oauth2 would not read the error body as JSON.
+func writeJSONStatus(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
 }
 
