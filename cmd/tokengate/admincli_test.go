@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/tokengate/tokengate/internal/kctest"
+	"github.com/tokengate/tokengate/internal/proctest"
 )
 
 const cliAdminToken = "cli-admin-token-0123456789-abcdefghijklm"
@@ -143,7 +144,7 @@ func TestGenKEK_StartsWithAndRefusesWrongKEK(t *testing.T) {
 	other, _ := exec.Command(binPath, "gen-kek").Output()
 	_ = os.WriteFile(kek, other, 0o600)
 	cfg := writeFile(t, t.TempDir(), "c.yaml", configYAML(options{upstream: realm.Issuer(), dataDir: data,
-		extra: "keys:\n  kek_file: " + kek + "\n"}, freeAddr(t), freeAddr(t)))
+		extra: "keys:\n  kek_file: " + kek + "\n"}, proctest.FreeAddr(t), proctest.FreeAddr(t)))
 	res, err := exec.Command(binPath, "serve", "--config", cfg).CombinedOutput()
 	if err == nil || !strings.Contains(string(res), "key-encryption key does not open") {
 		t.Fatalf("wrong KEK must refuse to start: %v\n%s", err, res)

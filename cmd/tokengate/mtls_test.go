@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/tokengate/tokengate/internal/kctest"
+	"github.com/tokengate/tokengate/internal/proctest"
 )
 
 // testCA issues certificates for the mTLS test.
@@ -78,8 +79,8 @@ func TestAdminMTLS_RequiresAClientCertificateFromTheConfiguredCA(t *testing.T) {
 		"\n    client_ca_file: " + write("ca.crt", ca.pem) + "\n"
 	// The harness waits for /readyz over plain HTTP, which an mTLS admin listener refuses: start
 	// the process directly and poll with a client certificate.
-	admin := freeAddr(t)
-	cfg := writeFile(t, dir, "tokengate.yaml", configYAML(options{upstream: realm.Issuer(), dataDir: t.TempDir(), extra: extra}, freeAddr(t), admin))
+	admin := proctest.FreeAddr(t)
+	cfg := writeFile(t, dir, "tokengate.yaml", configYAML(options{upstream: realm.Issuer(), dataDir: t.TempDir(), extra: extra}, proctest.FreeAddr(t), admin))
 	p := startProc(t, "serve", "--config", cfg)
 	t.Cleanup(func() {
 		_ = p.cmd.Process.Kill()

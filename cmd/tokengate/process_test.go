@@ -16,14 +16,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -31,6 +29,8 @@ import (
 	"github.com/go-jose/go-jose/v4"
 
 	"github.com/tokengate/tokengate/internal/kctest"
+	"github.com/tokengate/tokengate/internal/loopback"
+	"github.com/tokengate/tokengate/internal/proctest"
 )
 
 // binPath is the tokengate binary built once by TestMain.
@@ -41,44 +41,20 @@ func TestMain(m *testing.M) {
 }
 
 func runTests(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "tokengate-bin-")
+	// Under -race the gateway gets the race detector too; it exits 66 when it found a race.
+	bin, cleanup, err := proctest.BuildTokengate(raceEnabled)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "process tests:", err)
 		return 1
 	}
-	defer os.RemoveAll(dir)
-	binPath = filepath.Join(dir, "tokengate")
-	args := []string{"build", "-o", binPath}
-	if raceEnabled {
-		// The gateway gets the race detector too; it exits 66 when it found a race.
-		args = append(args, "-race")
-	}
-	cmd := exec.Command(goTool(), append(args, ".")...)
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "process tests: go build:", err)
-		return 1
-	}
+	defer cleanup()
+	binPath = bin
 	return m.Run()
-}
-
-// goTool finds the go command; go test puts its own GOROOT/bin first on the PATH of test binaries.
-func goTool() string {
-	if p, err := exec.LookPath("go"); err == nil {
-		return p
-	}
-	return "go"
 }
 
 // clientSecret is the BFF's secret (43 characters, like hash-secret makes); clientSecretHash its
 // SHA-256 for the configuration.
-var clientSecret, clientSecretHash = func() (string, string) {
-	b := make([]byte, 32)
-	_, _ = rand.Read(b)
-	s := base64.RawURLEncoding.EncodeToString(b)
-	h := sha256.Sum256([]byte(s))
-	return s, hex.EncodeToString(h[:])
-}()
+var clientSecret, clientSecretHash = loopback.Secret()
 
 const (
 	clientID = "bff"
@@ -129,19 +105,6 @@ clients:
 		kctest.LogoutAudience, o.recheckAfter, clientID, clientSecretHash, audience, o.extra)
 }
 
-// freeAddr returns a loopback address that was free a moment ago. A gateway that loses the race
-// for it fails to bind, and start tries again with new addresses.
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	_ = l.Close()
-	return addr
-}
-
 func writeFile(t testing.TB, dir, name, content string) string {
 	t.Helper()
 	p := filepath.Join(dir, name)
@@ -151,34 +114,16 @@ func writeFile(t testing.TB, dir, name, content string) string {
 	return p
 }
 
-// syncBuffer collects a process's output; safe for the copying goroutine and the test.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // proc is a running command whose exit is observed in the background.
 type proc struct {
 	cmd    *exec.Cmd
-	output *syncBuffer // stdout and stderr
+	output *proctest.SyncBuffer // stdout and stderr
 	done   chan struct{}
 }
 
 func startProc(t testing.TB, args ...string) *proc {
 	t.Helper()
-	p := &proc{cmd: exec.Command(binPath, args...), output: &syncBuffer{}, done: make(chan struct{})}
+	p := &proc{cmd: exec.Command(binPath, args...), output: &proctest.SyncBuffer{}, done: make(chan struct{})}
 	p.cmd.Stdout, p.cmd.Stderr = p.output, p.output
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("start %v: %v", args, err)
@@ -225,7 +170,9 @@ func startGateway(t testing.TB, o options) *gateway {
 	t.Helper()
 	var last string
 	for attempt := 0; attempt < 5; attempt++ {
-		listen, admin := freeAddr(t), freeAddr(t)
+		// A gateway that loses the race for a free address fails to bind; the loop tries again
+		// with new addresses.
+		listen, admin := proctest.FreeAddr(t), proctest.FreeAddr(t)
 		cfg := writeFile(t, t.TempDir(), "tokengate.yaml", configYAML(o, listen, admin))
 		g := &gateway{proc: startProc(t, "serve", "--config", cfg), t: t, opts: o,
 			base: "http://" + listen, admin: "http://" + admin}
@@ -730,7 +677,7 @@ func TestSecondInstanceOnSameDataDirFailsFast(t *testing.T) {
 	first := startGateway(t, opts)
 	rt := first.mustExchange(realm.AccessToken(kctest.Token{})).RefreshToken
 
-	listen, admin := freeAddr(t), freeAddr(t)
+	listen, admin := proctest.FreeAddr(t), proctest.FreeAddr(t)
 	cfg := writeFile(t, t.TempDir(), "second.yaml", configYAML(opts, listen, admin))
 	start := time.Now()
 	second := startProc(t, "serve", "--config", cfg)

@@ -4,13 +4,10 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -26,6 +23,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/tokengate/tokengate/internal/kctest"
+	"github.com/tokengate/tokengate/internal/loopback"
+	"github.com/tokengate/tokengate/internal/proctest"
 	"github.com/tokengate/tokengate/store/etcd/etcdtest"
 )
 
@@ -42,32 +41,18 @@ func TestMain(m *testing.M) {
 	if os.Getenv(EnvIntegration) != "1" {
 		os.Exit(m.Run()) // every test skips itself
 	}
-	dir, err := os.MkdirTemp("", "tokengate-replicas-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binPath = filepath.Join(dir, "tokengate")
 	// Built without -race on purpose: these tests measure propagation latency across processes,
 	// and three race-instrumented gateways on a small machine would measure the detector.
 	// store/etcd runs under -race in its own package tests.
-	cmd := exec.Command(goTool(), "build", "-o", binPath, "github.com/tokengate/tokengate/cmd/tokengate")
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "replicas: go build:", err)
+	bin, cleanup, err := proctest.BuildTokengate(false)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "replicas:", err)
 		os.Exit(1)
 	}
+	binPath = bin
 	code := m.Run()
-	_ = os.RemoveAll(dir)
+	cleanup()
 	os.Exit(code)
-}
-
-// goTool finds the go command; go test puts its own GOROOT/bin first on the PATH of test binaries.
-func goTool() string {
-	if p, err := exec.LookPath("go"); err == nil {
-		return p
-	}
-	return "go"
 }
 
 func integration(t *testing.T) {
@@ -79,17 +64,9 @@ func integration(t *testing.T) {
 
 // Credentials of the BFF and of the operator, fresh per test binary.
 var (
-	clientSecret, clientSecretHash = secret()
-	adminToken, adminTokenHash     = secret()
+	clientSecret, clientSecretHash = loopback.Secret()
+	adminToken, adminTokenHash     = loopback.Secret()
 )
-
-func secret() (string, string) {
-	b := make([]byte, 32)
-	_, _ = rand.Read(b)
-	s := base64.RawURLEncoding.EncodeToString(b)
-	h := sha256.Sum256([]byte(s))
-	return s, hex.EncodeToString(h[:])
-}
 
 const (
 	clientID = "bff"
@@ -228,15 +205,15 @@ type replica struct {
 	mu     sync.Mutex
 	cmd    *exec.Cmd
 	done   chan struct{}
-	output *syncBuffer // every run's output, appended
+	output *proctest.SyncBuffer // every run's output, appended
 }
 
 func (e *env) newReplica(name string, endpoints []string) *replica {
 	t := e.t
 	t.Helper()
 	dir := t.TempDir()
-	r := &replica{e: e, name: name, output: &syncBuffer{}}
-	r.listen, r.adminAddr = freeAddr(t), freeAddr(t)
+	r := &replica{e: e, name: name, output: &proctest.SyncBuffer{}}
+	r.listen, r.adminAddr = proctest.FreeAddr(t), proctest.FreeAddr(t)
 	r.base, r.admin = "http://"+r.listen, "http://"+r.adminAddr
 	quoted := make([]string, len(endpoints))
 	for i, ep := range endpoints {
@@ -459,33 +436,6 @@ func renewed(r reply) bool { return r.Status == http.StatusOK && r.AccessToken !
 // unavailable reports a fail-closed answer.
 func unavailable(r reply) bool {
 	return r.Status == http.StatusServiceUnavailable && r.Error == "temporarily_unavailable"
-}
-
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 func tail(s string, n int) string {

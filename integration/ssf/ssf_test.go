@@ -1,12 +1,7 @@
 package ssf
 
 import (
-	"bytes"
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -28,6 +23,8 @@ import (
 	"time"
 
 	"github.com/tokengate/tokengate/internal/kctest"
+	"github.com/tokengate/tokengate/internal/loopback"
+	"github.com/tokengate/tokengate/internal/proctest"
 	"github.com/tokengate/tokengate/verifier"
 )
 
@@ -57,30 +54,17 @@ func TestMain(m *testing.M) {
 	if os.Getenv(EnvIntegration) != "1" {
 		os.Exit(m.Run()) // every test skips itself
 	}
-	dir, err := os.MkdirTemp("", "tokengate-ssf-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binPath = filepath.Join(dir, "tokengate")
 	// Built without -race on purpose: this test measures latency across processes on a small
 	// machine; the transmitter runs under -race in the ssf and server package tests.
-	cmd := exec.Command(goTool(), "build", "-o", binPath, "github.com/tokengate/tokengate/cmd/tokengate")
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "ssf: go build:", err)
+	bin, cleanup, err := proctest.BuildTokengate(false)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "ssf:", err)
 		os.Exit(1)
 	}
+	binPath = bin
 	code := m.Run()
-	_ = os.RemoveAll(dir)
+	cleanup()
 	os.Exit(code)
-}
-
-func goTool() string {
-	if p, err := exec.LookPath("go"); err == nil {
-		return p
-	}
-	return "go" // go test puts its GOROOT/bin first on the PATH of test binaries
 }
 
 func integration(t *testing.T) {
@@ -89,38 +73,6 @@ func integration(t *testing.T) {
 		t.Skip("multi-process SSF test: set TOKENGATE_INTEGRATION=1 (make test does)")
 	}
 }
-
-func secret() (string, string) {
-	b := make([]byte, 32)
-	_, _ = rand.Read(b)
-	s := base64.RawURLEncoding.EncodeToString(b)
-	h := sha256.Sum256([]byte(s))
-	return s, hex.EncodeToString(h[:])
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-// syncBuffer collects a process's output.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string { b.mu.Lock(); defer b.mu.Unlock(); return b.buf.String() }
 
 // gateway is a `tokengate serve` process; start may be called again after kill (same data
 // directory and addresses).
@@ -131,7 +83,7 @@ type gateway struct {
 	admin    string
 	cmd      *exec.Cmd
 	done     chan struct{}
-	out      *syncBuffer
+	out      *proctest.SyncBuffer
 	bffToken string
 	secrets  []string // stream secrets by service index
 	receiver string   // receiver credential (a service process creates its own stream)
@@ -140,15 +92,15 @@ type gateway struct {
 func newGateway(t *testing.T, realm *kctest.Realm) *gateway {
 	t.Helper()
 	dir := t.TempDir()
-	listen, admin := freeAddr(t), freeAddr(t)
-	g := &gateway{t: t, base: "http://" + listen, admin: "http://" + admin, out: &syncBuffer{}}
-	bff, bffHash := secret()
+	listen, admin := proctest.FreeAddr(t), proctest.FreeAddr(t)
+	g := &gateway{t: t, base: "http://" + listen, admin: "http://" + admin, out: &proctest.SyncBuffer{}}
+	bff, bffHash := loopback.Secret()
 	g.bffToken = bff
-	rs, rsHash := secret()
+	rs, rsHash := loopback.Secret()
 	g.receiver = rs
 	var streams strings.Builder
 	for i := range services {
-		s, h := secret()
+		s, h := loopback.Secret()
 		g.secrets = append(g.secrets, s)
 		fmt.Fprintf(&streams, "    - id: svc-%02d\n      secret_sha256: %q\n", i, h)
 	}

@@ -1,0 +1,77 @@
+// Package proctest is test support for the packages that run the real tokengate binary as a
+// subprocess: it builds the binary once per test binary, picks free loopback addresses and
+// collects a process's output.
+package proctest
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/tokengate/tokengate/internal/loopback"
+)
+
+// BuildTokengate builds cmd/tokengate into a new temporary directory, with the race detector
+// when race is set, and returns the binary's path and a function that removes the directory.
+// The compiler's output goes to stderr. It is meant for TestMain.
+func BuildTokengate(race bool) (bin string, cleanup func(), err error) {
+	dir, err := os.MkdirTemp("", "tokengate-bin-")
+	if err != nil {
+		return "", nil, err
+	}
+	bin = filepath.Join(dir, "tokengate")
+	args := []string{"build", "-o", bin}
+	if race {
+		args = append(args, "-race")
+	}
+	cmd := exec.Command(goTool(), append(args, "github.com/tokengate/tokengate/cmd/tokengate")...)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		_ = os.RemoveAll(dir)
+		return "", nil, fmt.Errorf("go build: %w", err)
+	}
+	return bin, func() { _ = os.RemoveAll(dir) }, nil
+}
+
+// goTool finds the go command; go test puts its own GOROOT/bin first on the PATH of test binaries.
+func goTool() string {
+	if p, err := exec.LookPath("go"); err == nil {
+		return p
+	}
+	return "go"
+}
+
+// FreeAddr returns a 127.0.0.1 address that was free a moment ago, failing the test if there
+// is none. A process started on it may still lose the race for it.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	addr, err := loopback.FreeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return addr
+}
+
+// SyncBuffer collects a process's output; safe for the copying goroutines and the test at once.
+type SyncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+// Write appends p.
+func (b *SyncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// String returns everything written so far.
+func (b *SyncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
