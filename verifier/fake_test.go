@@ -32,8 +32,9 @@ type fakeGateway struct {
 	srv *httptest.Server
 	km  *keys.Manager
 
-	down     atomic.Bool // polls fail with 503
-	jwksDown atomic.Bool // the JWKS answers 503
+	down     atomic.Bool  // polls fail with 503
+	jwksDown atomic.Bool  // the JWKS answers 503
+	jwksFail atomic.Int32 // the next jwksFail JWKS requests answer 503
 
 	mu      sync.Mutex
 	queue   map[string]string // jti → SET, until acknowledged or refused
@@ -66,7 +67,7 @@ func newFakeGateway(t testing.TB) *fakeGateway {
 			"id_token_signing_alg_values_supported": []string{"ES256"}, "access_token_signing_alg_values_supported": []string{"ES256"}})
 	})
 	mux.HandleFunc("GET /jwks.json", func(w http.ResponseWriter, r *http.Request) {
-		if g.jwksDown.Load() {
+		if g.jwksDown.Load() || g.jwksFail.Add(-1) >= 0 {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			return
 		}

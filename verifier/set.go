@@ -121,7 +121,7 @@ func (v *Verifier) VerifySET(ctx context.Context, raw string) (*Revocation, erro
 	if typ, _ := jws.Signatures[0].Protected.ExtraHeaders[jose.HeaderType].(string); !typIs(typ, "secevent+jwt") {
 		return nil, refuse("invalid_request", "JOSE typ %q is not secevent+jwt", typ)
 	}
-	payload, err := v.keySet.VerifySignature(ctx, raw)
+	payload, err := retryOnce(ctx, func() ([]byte, error) { return v.keySet.VerifySignature(ctx, raw) })
 	if err != nil {
 		if keysUnreachable(err) {
 			return nil, fmt.Errorf("%w: %v", ErrSETUnverifiable, err)

@@ -292,7 +292,7 @@ func (v *Verifier) verifySigned(ctx context.Context, raw string) (*Token, error)
 	if typ, _ := jws.Signatures[0].Protected.ExtraHeaders[jose.HeaderType].(string); !typIs(typ, "at+jwt") {
 		return nil, fmt.Errorf("%w: JOSE typ %q is not at+jwt", ErrInvalidToken, typ)
 	}
-	idt, err := v.tokens.Verify(ctx, raw)
+	idt, err := retryOnce(ctx, func() (*oidc.IDToken, error) { return v.tokens.Verify(ctx, raw) })
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidToken, err)
 	}
@@ -310,6 +310,28 @@ func (v *Verifier) verifySigned(ctx context.Context, raw string) (*Token, error)
 	}
 	v.cache.put(raw, tok)
 	return tok, nil
+}
+
+// retryOnce runs check and, when it failed on the signature or on fetching the keys within a
+// second, once more 25 ms later. go-oidc's RemoteKeySet hands a caller that arrives just after
+// a JWKS fetch finished (before its goroutine let go of it) that fetch's result: the keys from
+// before tokengate's rotation, or a fetch error. The retry keeps that from refusing a good
+// token; a forged one pays the pause and a second fetch.
+func retryOnce[T any](ctx context.Context, check func() (T, error)) (T, error) {
+	start := time.Now()
+	out, err := check()
+	if err == nil || time.Since(start) > time.Second ||
+		!(strings.Contains(err.Error(), "failed to verify") || strings.Contains(err.Error(), "fetching keys")) {
+		return out, err
+	}
+	t := time.NewTimer(25 * time.Millisecond)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return out, err
+	case <-t.C:
+	}
+	return check()
 }
 
 // typIs compares a JOSE typ with want, accepting the "application/" prefix (RFC 7515 §4.1.9).

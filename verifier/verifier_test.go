@@ -265,6 +265,28 @@ func TestVerifySET_KeysUnreachableIsRetried(t *testing.T) {
 	})
 }
 
+// TestVerify_NewKeyAfterAFailedFetch: a token signed with a key the verifier has not fetched
+// yet is accepted although the first JWKS fetch for it fails (as go-oidc can also hand out the
+// result of a fetch that ended just before): the check is retried once with a new fetch.
+func TestVerify_NewKeyAfterAFailedFetch(t *testing.T) {
+	g := newFakeGateway(t)
+	v := newVerifier(t, g, func(c *verifier.Config) { c.DisableFeed = true })
+	ctx := context.Background()
+	now := time.Now()
+	if _, err := v.Verify(ctx, g.accessToken("alice", "sid-0", now)); err != nil { // caches the JWKS
+		t.Fatal(err)
+	}
+	for range 2 { // the next key was published (and cached) already: sign with the one after
+		if _, err := g.km.Rotate(ctx, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	g.jwksFail.Store(1)
+	if _, err := v.Verify(ctx, g.accessToken("alice", "sid-1", now)); err != nil {
+		t.Fatalf("token with a new key after one failed JWKS fetch: %v", err)
+	}
+}
+
 // TestFeed_FailsClosedWhenQuiet: with the feed unreachable longer than FailClosedAfter every
 // token is refused with ErrFeedUnavailable (503); accepted again once the feed answers. With
 // FailOpen tokens stay accepted.
