@@ -1,5 +1,6 @@
-// Package loopback has the small helpers the load and bench tools share to run a tokengate
-// process on this machine: a free loopback address and a fresh client secret with its hash.
+// Package loopback has the small helpers the load and bench tools and the process tests
+// (through internal/proctest) share to run a tokengate process on this machine: a free
+// loopback address and a fresh client secret with its hash.
 package loopback
 
 import (
