@@ -10,7 +10,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/tokengate/tokengate/internal/kctest"
+	"github.com/tokengate/tokengate/metrics"
 )
 
 // BenchmarkRawES256Sign is the floor: ECDSA P-256 signing of a digest, crypto alone.
@@ -25,6 +28,11 @@ func BenchmarkRawES256Sign(b *testing.B) {
 			}
 		}
 	})
+}
+
+// newBenchStack is a stack with Prometheus metrics recorded, as tokengate serve runs it.
+func newBenchStack(b *testing.B) *stack {
+	return newStackOpts(b, stackOptions{metrics: metrics.New(prometheus.NewRegistry())})
 }
 
 // serveForm runs one request through the handler in-process, without a network. The request
@@ -70,7 +78,7 @@ func (w *discardWriter) Write(p []byte) (int, error) {
 // BenchmarkRenewHandler is a full renewal through the handler: client auth, refresh token
 // unsealing, revocation checks against bbolt, signing, JSON answer.
 func BenchmarkRenewHandler(b *testing.B) {
-	s := newStack(b)
+	s := newBenchStack(b)
 	r := s.mustExchange("alice", "sid-bench")
 	body := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {r.str("refresh_token")}}.Encode()
 	h := *s.handler.Load()
@@ -86,7 +94,7 @@ func BenchmarkRenewHandler(b *testing.B) {
 // BenchmarkExchangeCached is an exchange whose introspection answer is cached: local signature
 // check of the upstream token, cache hit, revocation checks, signing, sealing.
 func BenchmarkExchangeCached(b *testing.B) {
-	s := newStack(b)
+	s := newBenchStack(b)
 	tok := s.realm.AccessToken(kctest.Token{SID: "sid-bench-x"})
 	body := exchangeForm(tok).Encode()
 	h := *s.handler.Load()
