@@ -1,7 +1,6 @@
 package relay
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"net/http"
@@ -11,29 +10,13 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/tokengate/tokengate/internal/proctest"
 )
 
-// syncBuffer is a log sink safe for concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func newRelay(t *testing.T, cfg Config) (*Relay, *syncBuffer) {
+func newRelay(t *testing.T, cfg Config) (*Relay, *proctest.SyncBuffer) {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &proctest.SyncBuffer{}
 	cfg.Logger = slog.New(slog.NewJSONHandler(logs, nil))
 	if cfg.InitialBackoff == 0 {
 		cfg.InitialBackoff = 5 * time.Millisecond

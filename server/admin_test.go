@@ -10,33 +10,21 @@ import (
 	"net/http/httptest"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/gin-gonic/gin"
 	"gopkg.in/yaml.v3"
 
+	"github.com/tokengate/tokengate/internal/proctest"
 	"github.com/tokengate/tokengate/server"
 )
 
 const adminToken = "admin-token-0123456789-abcdefghijklmnopq"
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
-
-func newAdmin(t *testing.T, s *stack) (*httptest.Server, *syncBuffer) {
+func newAdmin(t *testing.T, s *stack) (*httptest.Server, *proctest.SyncBuffer) {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &proctest.SyncBuffer{}
 	pub, err := server.New(server.Config{Issuer: s.srv.URL}, s.issuer, s.keys)
 	if err != nil {
 		t.Fatal(err)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 
+	"github.com/tokengate/tokengate/internal/proctest"
 	"github.com/tokengate/tokengate/server"
 	"github.com/tokengate/tokengate/ssf"
 	"github.com/tokengate/tokengate/verifier"
@@ -319,7 +320,7 @@ func TestSSF_LongPollOutlivesListenerTimeouts(t *testing.T) {
 func TestSSF_AdminStreams(t *testing.T) {
 	s := newStack(t)
 	tx := withSSF(t, s)
-	logs := &syncBuffer{}
+	logs := &proctest.SyncBuffer{}
 	pub, _ := server.New(server.Config{Issuer: s.srv.URL}, s.issuer, s.keys)
 	a := server.NewAdmin(server.AdminConfig{
 		Tokens: map[string][32]byte{"ops": sha256.Sum256([]byte(adminToken))}, Started: time.Now(),

@@ -1,6 +1,6 @@
 // Package proctest is test support for the packages that run the real tokengate binary as a
 // subprocess: it builds the binary once per test binary, picks free loopback addresses and
-// collects a process's output.
+// collects a process's output (SyncBuffer, which in-process tests use for log output too).
 package proctest
 
 import (
