@@ -240,14 +240,7 @@ func TestVerifySET_KeysUnreachableIsRetried(t *testing.T) {
 	v := newVerifier(t, g)
 	ctx := context.Background()
 	now := time.Now()
-	if _, err := v.Verify(ctx, g.accessToken("alice", "sid-0", now)); err != nil { // caches the JWKS
-		t.Fatal(err)
-	}
-	for range 2 { // the next key was published (and cached) already: sign with the one after
-		if _, err := g.km.Rotate(ctx, true); err != nil {
-			t.Fatal(err)
-		}
-	}
+	signWithUnfetchedKey(t, g, v)
 	g.jwksDown.Store(true)
 	g.send("k-1", g.sign("secevent+jwt", g.revokedSET("k-1", "sid-1", "alice", now)))
 	time.Sleep(300 * time.Millisecond)
@@ -265,6 +258,21 @@ func TestVerifySET_KeysUnreachableIsRetried(t *testing.T) {
 	})
 }
 
+// signWithUnfetchedKey has v fetch the gateway's JWKS, then rotates the gateway's key twice so
+// that it signs with a key v has not seen (the next key was published, and fetched, already).
+func signWithUnfetchedKey(t *testing.T, g *fakeGateway, v *verifier.Verifier) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := v.Verify(ctx, g.accessToken("alice", "sid-0", time.Now())); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if _, err := g.km.Rotate(ctx, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // TestVerify_NewKeyAfterAFailedFetch: a token signed with a key the verifier has not fetched
 // yet is accepted although the first JWKS fetch for it fails (as go-oidc can also hand out the
 // result of a fetch that ended just before): the check is retried once with a new fetch.
@@ -273,14 +281,7 @@ func TestVerify_NewKeyAfterAFailedFetch(t *testing.T) {
 	v := newVerifier(t, g, func(c *verifier.Config) { c.DisableFeed = true })
 	ctx := context.Background()
 	now := time.Now()
-	if _, err := v.Verify(ctx, g.accessToken("alice", "sid-0", now)); err != nil { // caches the JWKS
-		t.Fatal(err)
-	}
-	for range 2 { // the next key was published (and cached) already: sign with the one after
-		if _, err := g.km.Rotate(ctx, true); err != nil {
-			t.Fatal(err)
-		}
-	}
+	signWithUnfetchedKey(t, g, v)
 	g.jwksFail.Store(1)
 	if _, err := v.Verify(ctx, g.accessToken("alice", "sid-1", now)); err != nil {
 		t.Fatalf("token with a new key after one failed JWKS fetch: %v", err)
