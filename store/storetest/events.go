@@ -30,10 +30,7 @@ type EventStore interface {
 //   - Cancelled contexts and closed stores fail as in Run.
 func RunEventLog(t *testing.T, open func(t *testing.T) EventStore) {
 	t.Helper()
-	tests := []struct {
-		name string
-		run  func(t *testing.T, s EventStore)
-	}{
+	runCases(t, open, []check[EventStore]{
 		{"RecordRevocationStoresBoth", testRecordStoresBoth},
 		{"RecordRevocationMergesLikeRevoke", testRecordMerges},
 		{"SeqOrderedFromOne", testSeqOrdered},
@@ -44,15 +41,7 @@ func RunEventLog(t *testing.T, open func(t *testing.T) EventStore) {
 		{"StreamDocuments", testStreamDocuments},
 		{"EventLogCancelledContext", testEventLogCancelled},
 		{"EventLogClosedIsUnavailable", testEventLogClosed},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			s := open(t)
-			t.Cleanup(func() { _ = s.Close() })
-			tc.run(t, s)
-		})
-	}
+	})
 }
 
 // RunEventLogDurable checks that events, the sequence counter and stream documents survive

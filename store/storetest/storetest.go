@@ -35,10 +35,7 @@ import (
 // run in parallel, each on its own store.
 func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Helper()
-	tests := []struct {
-		name string
-		run  func(t *testing.T, s store.Store)
-	}{
+	runCases(t, open, []check[store.Store]{
 		{"RevokeSessionThenLookup", testRevokeSessionThenLookup},
 		{"RevokeSubjectThenLookup", testRevokeSubjectThenLookup},
 		{"UnknownIsNotFound", testUnknownIsNotFound},
@@ -57,13 +54,25 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"EmptyIDsRejected", testEmptyIDsRejected},
 		{"CancelledContext", testCancelledContext},
 		{"ClosedIsUnavailable", testClosedIsUnavailable},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
+	})
+}
+
+// check is one conformance test, run on a fresh store of type S.
+type check[S any] struct {
+	name string
+	run  func(t *testing.T, s S)
+}
+
+// runCases runs every check as a parallel subtest on its own store from open, closed when the
+// subtest ends.
+func runCases[S interface{ Close() error }](t *testing.T, open func(t *testing.T) S, checks []check[S]) {
+	t.Helper()
+	for _, c := range checks {
+		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			s := open(t)
 			t.Cleanup(func() { _ = s.Close() })
-			tc.run(t, s)
+			c.run(t, s)
 		})
 	}
 }
