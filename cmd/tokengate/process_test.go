@@ -37,19 +37,8 @@ import (
 var binPath string
 
 func TestMain(m *testing.M) {
-	os.Exit(runTests(m))
-}
-
-func runTests(m *testing.M) int {
 	// Under -race the gateway gets the race detector too; it exits 66 when it found a race.
-	bin, cleanup, err := proctest.BuildTokengate(raceEnabled)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "process tests:", err)
-		return 1
-	}
-	defer cleanup()
-	binPath = bin
-	return m.Run()
+	os.Exit(proctest.Run(m, raceEnabled, &binPath))
 }
 
 // clientSecret is the BFF's secret (43 characters, like hash-secret makes); clientSecretHash its

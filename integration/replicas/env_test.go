@@ -44,15 +44,7 @@ func TestMain(m *testing.M) {
 	// Built without -race on purpose: these tests measure propagation latency across processes,
 	// and three race-instrumented gateways on a small machine would measure the detector.
 	// store/etcd runs under -race in its own package tests.
-	bin, cleanup, err := proctest.BuildTokengate(false)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "replicas:", err)
-		os.Exit(1)
-	}
-	binPath = bin
-	code := m.Run()
-	cleanup()
-	os.Exit(code)
+	os.Exit(proctest.Run(m, false, &binPath))
 }
 
 func integration(t *testing.T) {

@@ -56,15 +56,7 @@ func TestMain(m *testing.M) {
 	}
 	// Built without -race on purpose: this test measures latency across processes on a small
 	// machine; the transmitter runs under -race in the ssf and server package tests.
-	bin, cleanup, err := proctest.BuildTokengate(false)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "ssf:", err)
-		os.Exit(1)
-	}
-	binPath = bin
-	code := m.Run()
-	cleanup()
-	os.Exit(code)
+	os.Exit(proctest.Run(m, false, &binPath))
 }
 
 func integration(t *testing.T) {

@@ -17,7 +17,7 @@ import (
 
 // BuildTokengate builds cmd/tokengate into a new temporary directory, with the race detector
 // when race is set, and returns the binary's path and a function that removes the directory.
-// The compiler's output goes to stderr. It is meant for TestMain.
+// The compiler's output goes to stderr. It is meant for TestMain; Run does all of TestMain.
 func BuildTokengate(race bool) (bin string, cleanup func(), err error) {
 	dir, err := os.MkdirTemp("", "tokengate-bin-")
 	if err != nil {
@@ -35,6 +35,19 @@ func BuildTokengate(race bool) (bin string, cleanup func(), err error) {
 		return "", nil, fmt.Errorf("go build: %w", err)
 	}
 	return bin, func() { _ = os.RemoveAll(dir) }, nil
+}
+
+// Run is a TestMain body: it builds the binary (see BuildTokengate) into *bin, runs the tests
+// and removes the binary, returning the exit code for os.Exit.
+func Run(m *testing.M, race bool, bin *string) int {
+	path, cleanup, err := BuildTokengate(race)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "proctest:", err)
+		return 1
+	}
+	defer cleanup()
+	*bin = path
+	return m.Run()
 }
 
 // goTool finds the go command; go test puts its own GOROOT/bin first on the PATH of test binaries.
