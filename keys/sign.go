@@ -10,15 +10,23 @@ import (
 // typ "at+jwt" and the key's kid. It returns the token and the kid used.
 func (m *Manager) Sign(payload []byte) (token, kid string, err error) {
 	s := m.snap.Load()
-	obj, err := s.signer.Sign(payload)
-	if err != nil {
-		return "", "", fmt.Errorf("keys: sign: %w", err)
-	}
-	token, err = obj.CompactSerialize()
-	if err != nil {
-		return "", "", fmt.Errorf("keys: serialize: %w", err)
+	if token, err = compact(s.signer, payload); err != nil {
+		return "", "", err
 	}
 	return token, s.activeKID, nil
+}
+
+// compact signs payload with signer as a compact JWS.
+func compact(signer jose.Signer, payload []byte) (string, error) {
+	obj, err := signer.Sign(payload)
+	if err != nil {
+		return "", fmt.Errorf("keys: sign: %w", err)
+	}
+	token, err := obj.CompactSerialize()
+	if err != nil {
+		return "", fmt.Errorf("keys: serialize: %w", err)
+	}
+	return token, nil
 }
 
 // ActiveKeyID returns the kid of the signing key.

@@ -3,6 +3,7 @@ package keys
 import (
 	"encoding/json"
 	"fmt"
+	"sync"
 
 	"github.com/go-jose/go-jose/v4"
 )
@@ -10,7 +11,9 @@ import (
 // snapshot is an immutable view of a key document, ready to sign, publish and seal.
 type snapshot struct {
 	doc       Document
-	signer    jose.Signer
+	signer    jose.Signer     // the active key, JOSE typ at+jwt
+	active    jose.SigningKey // the active key, for signers of other typs
+	typed     sync.Map        // typ → jose.Signer, made on first use by SignWithType
 	activeKID string
 	jwks      jose.JSONWebKeySet
 	jwksJSON  []byte
@@ -35,8 +38,8 @@ func newSnapshot(doc Document) (*snapshot, error) {
 			if s.signer != nil {
 				return nil, fmt.Errorf("more than one active signing key (%s, %s)", s.activeKID, k.ID)
 			}
-			opts := (&jose.SignerOptions{}).WithType("at+jwt").WithHeader(jose.HeaderKey("kid"), k.ID)
-			signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.SignatureAlgorithm(k.Alg), Key: jwk.Key}, opts)
+			s.active = jose.SigningKey{Algorithm: jose.SignatureAlgorithm(k.Alg), Key: jwk.Key}
+			signer, err := newSigner(s.active, k.ID, "at+jwt")
 			if err != nil {
 				return nil, fmt.Errorf("signer for key %s: %w", k.ID, err)
 			}
@@ -70,4 +73,9 @@ func newSnapshot(doc Document) (*snapshot, error) {
 		return nil, fmt.Errorf("no seal key")
 	}
 	return s, nil
+}
+
+// newSigner makes a signer for key that puts kid and JOSE typ typ in the protected header.
+func newSigner(key jose.SigningKey, kid, typ string) (jose.Signer, error) {
+	return jose.NewSigner(key, (&jose.SignerOptions{}).WithType(jose.ContentType(typ)).WithHeader(jose.HeaderKey("kid"), kid))
 }
