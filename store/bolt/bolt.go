@@ -198,8 +198,9 @@ func (s *Store) RevokeSubject(ctx context.Context, r store.Revocation) error {
 	return s.update(ctx, "revoke subject", func(tx *bbolt.Tx) error { return putSubject(tx, r) })
 }
 
-// putRevocation stores r under id, merged with any existing record, and moves its index entry.
-func putRevocation(tx *bbolt.Tx, bucket []byte, kind byte, id string, r store.Revocation, merge func(old store.Revocation) store.Revocation) error {
+// putRevocation stores r under id, merged with any existing record (merge(old, r)), and moves
+// its index entry.
+func putRevocation(tx *bbolt.Tx, bucket []byte, kind byte, id string, r store.Revocation, merge func(old, r store.Revocation) store.Revocation) error {
 	b, idx := tx.Bucket(bucket), tx.Bucket(bucketExpiry)
 	v := b.Get([]byte(id))
 	if v == nil {
@@ -211,7 +212,7 @@ func putRevocation(tx *bbolt.Tx, bucket []byte, kind byte, id string, r store.Re
 		if err := json.Unmarshal(v, &old); err != nil {
 			return fmt.Errorf("decode %q: %w", id, err)
 		}
-		r = merge(old)
+		r = merge(old, r)
 		if err := idx.Delete(indexKey(old.Expires, kind, id)); err != nil {
 			return err
 		}

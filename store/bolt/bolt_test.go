@@ -138,7 +138,7 @@ func load(t testing.TB, s *Store, n int, rev func(i int) store.Revocation) {
 	must(t, s.db.Update(func(tx *bbolt.Tx) error {
 		for i := range n {
 			r := rev(i)
-			err := putRevocation(tx, bucketSessions, kindSession, r.SID, r, func(store.Revocation) store.Revocation { return r })
+			err := putRevocation(tx, bucketSessions, kindSession, r.SID, r, func(_, r store.Revocation) store.Revocation { return r })
 			if err != nil {
 				return err
 			}

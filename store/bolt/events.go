@@ -196,16 +196,12 @@ func (s *Store) DeleteStream(ctx context.Context, id string) error {
 
 // putSession is RevokeSession's write, for use inside a transaction.
 func putSession(tx *bbolt.Tx, r store.Revocation) error {
-	return putRevocation(tx, bucketSessions, kindSession, r.SID, r, func(old store.Revocation) store.Revocation {
-		return store.MergeSession(old, r)
-	})
+	return putRevocation(tx, bucketSessions, kindSession, r.SID, r, store.MergeSession)
 }
 
 // putSubject is RevokeSubject's write, for use inside a transaction.
 func putSubject(tx *bbolt.Tx, r store.Revocation) error {
-	return putRevocation(tx, bucketSubjects, kindSubject, r.Sub, r, func(old store.Revocation) store.Revocation {
-		return store.MergeSubject(old, r)
-	})
+	return putRevocation(tx, bucketSubjects, kindSubject, r.Sub, r, store.MergeSubject)
 }
 
 func seqKey(seq uint64) []byte {

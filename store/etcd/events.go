@@ -49,9 +49,9 @@ func (s *Store) RecordRevocation(ctx context.Context, e store.Event) (store.Even
 	if err := s.usable(ctx, op); err != nil {
 		return store.Event{}, err
 	}
-	k, id, merge := kindSubject, r.Sub, mergeSubject(r)
+	k, id, merge := kindSubject, r.Sub, store.MergeSubject
 	if r.SID != "" {
-		k, id, merge = kindSession, r.SID, mergeSession(r)
+		k, id, merge = kindSession, r.SID, store.MergeSession
 	}
 	key := s.key(k, id)
 	// One appender per process; etcd serialises processes through the counter's revision.
@@ -81,7 +81,7 @@ func (s *Store) RecordRevocation(ctx context.Context, e store.Event) (store.Even
 	for range maxAttempts {
 		next := r
 		if old != nil {
-			next = merge(*old)
+			next = merge(*old, r)
 		}
 		val, err := json.Marshal(next)
 		if err != nil {

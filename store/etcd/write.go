@@ -60,12 +60,7 @@ func (s *Store) RevokeSession(ctx context.Context, r store.Revocation) error {
 	if r.SID == "" {
 		return errors.New("etcd: revoke session: empty sid")
 	}
-	return s.revoke(ctx, "revoke session", kindSession, r.SID, r, mergeSession(r))
-}
-
-// mergeSession applies store.MergeSession to whatever is stored when the write lands.
-func mergeSession(r store.Revocation) func(old store.Revocation) store.Revocation {
-	return func(old store.Revocation) store.Revocation { return store.MergeSession(old, r) }
+	return s.revoke(ctx, "revoke session", kindSession, r.SID, r, store.MergeSession)
 }
 
 // RevokeSubject records a subject-wide logout keyed by r.Sub and returns once etcd committed
@@ -75,17 +70,13 @@ func (s *Store) RevokeSubject(ctx context.Context, r store.Revocation) error {
 	if r.Sub == "" {
 		return errors.New("etcd: revoke subject: empty sub")
 	}
-	return s.revoke(ctx, "revoke subject", kindSubject, r.Sub, r, mergeSubject(r))
+	return s.revoke(ctx, "revoke subject", kindSubject, r.Sub, r, store.MergeSubject)
 }
 
-// mergeSubject applies store.MergeSubject to whatever is stored when the write lands.
-func mergeSubject(r store.Revocation) func(old store.Revocation) store.Revocation {
-	return func(old store.Revocation) store.Revocation { return store.MergeSubject(old, r) }
-}
-
-// revoke merges r into the stored record with a compare-and-swap on its revision. The local
+// revoke merges r into the stored record (merge(old, r), applied to whatever is stored when
+// the write lands) with a compare-and-swap on its revision. The local
 // index supplies the first guess, so an up-to-date replica commits in one round trip.
-func (s *Store) revoke(ctx context.Context, op string, k kind, id string, r store.Revocation, merge func(old store.Revocation) store.Revocation) error {
+func (s *Store) revoke(ctx context.Context, op string, k kind, id string, r store.Revocation, merge func(old, r store.Revocation) store.Revocation) error {
 	if err := s.usable(ctx, op); err != nil {
 		return err
 	}
@@ -100,7 +91,7 @@ func (s *Store) revoke(ctx context.Context, op string, k kind, id string, r stor
 	for range maxAttempts {
 		next := r
 		if old != nil {
-			next = merge(*old)
+			next = merge(*old, r)
 		}
 		val, err := json.Marshal(next)
 		if err != nil {
