@@ -153,11 +153,28 @@ type AdminToken struct {
 }
 
 // Limits configures rate limits: rate is events per second, burst the bucket size. A rate of
-// 0 disables a limit.
+// 0 disables a limit. Each limit left out keeps its default (DefaultLimits), whatever the
+// others say.
 type Limits struct {
-	Token        Limit `yaml:"token"`
-	Logout       Limit `yaml:"logout"`
-	AuthFailures Limit `yaml:"auth_failures"`
+	// Token limits /token and /revoke per client.
+	Token *Limit `yaml:"token"`
+	// Logout limits refused back-channel logouts per source address.
+	Logout *Limit `yaml:"logout"`
+	// AuthFailures limits failed client authentications per source address.
+	AuthFailures *Limit `yaml:"auth_failures"`
+}
+
+// DefaultLimits are the limits a configuration leaves out. None may refuse load one tokengate
+// can serve: the per-client token limit is off (one core renews about 7,500/s; clients are
+// authenticated and configured, so the limit is a fairness tool between several BFFs, set by the
+// operator from measured capacity); the other two count refusals only (invalid logout tokens,
+// failed client authentications), which no legitimate caller produces at that rate.
+func DefaultLimits() Limits {
+	return Limits{
+		Token:        &Limit{},
+		Logout:       &Limit{Rate: 50, Burst: 200},
+		AuthFailures: &Limit{Rate: 0.2, Burst: 20},
+	}
 }
 
 // Limit is one token bucket.
@@ -304,11 +321,12 @@ func (c *Config) setDefaults() {
 	if c.Store.Etcd.ElectionTTL == 0 {
 		c.Store.Etcd.ElectionTTL = Duration(10 * time.Second)
 	}
-	if c.Limits == (Limits{}) {
-		c.Limits = Limits{
-			Token:        Limit{Rate: 500, Burst: 1000},
-			Logout:       Limit{Rate: 50, Burst: 200},
-			AuthFailures: Limit{Rate: 0.2, Burst: 20},
+	def := DefaultLimits()
+	for _, l := range []struct{ set, def **Limit }{
+		{&c.Limits.Token, &def.Token}, {&c.Limits.Logout, &def.Logout}, {&c.Limits.AuthFailures, &def.AuthFailures},
+	} {
+		if *l.set == nil {
+			*l.set = *l.def
 		}
 	}
 	c.SSF.setDefaults(c.Tokens.TTL)
@@ -393,7 +411,10 @@ func (c *Config) Validate() error {
 	if t := c.TLS; t != nil && (t.CertFile == "" || t.KeyFile == "" || t.ClientCAFile != "") {
 		bad("tls", "needs cert_file and key_file (client certificates are for admin.tls only)")
 	}
-	for name, l := range map[string]Limit{"limits.token": c.Limits.Token, "limits.logout": c.Limits.Logout, "limits.auth_failures": c.Limits.AuthFailures} {
+	for name, l := range map[string]*Limit{"limits.token": c.Limits.Token, "limits.logout": c.Limits.Logout, "limits.auth_failures": c.Limits.AuthFailures} {
+		if l == nil {
+			continue // only before setDefaults
+		}
 		if l.Rate < 0 || l.Burst < 0 || (l.Rate > 0 && l.Burst == 0) {
 			bad(name, "rate and burst must be ≥ 0, and burst ≥ 1 when rate is set")
 		}

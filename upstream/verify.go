@@ -162,7 +162,8 @@ const verifyRetryWithin = time.Second
 // fetch's result: the keys from before Keycloak published a new one, or the error of a fetch
 // made while Keycloak was down. Without the retry such a token would be refused for good (400)
 // or answered 503 although Keycloak has the key and is up. A forged token pays the pause and
-// a second key fetch; the endpoints that take outside tokens are rate limited. A first attempt
+// a second key fetch; go-oidc keeps at most one fetch in flight, shared by all callers, so a
+// flood of forged tokens costs the provider one JWKS request at a time. A first attempt
 // that took longer than verifyRetryWithin (a fetch that timed out) is not repeated.
 func verify(ctx context.Context, v *oidc.IDTokenVerifier, raw string) (*oidc.IDToken, error) {
 	start := time.Now()

@@ -98,9 +98,9 @@ func serve(ctx context.Context, cfg *config.Config, logOut io.Writer) error {
 		Issuer: cfg.Issuer, JWKSMaxAge: cfg.Keys.JWKSMaxAge.D(), Logger: log, Metrics: mx,
 		TrustedProxies: cfg.TrustedProxies,
 		Limits: server.Limits{
-			Token:        server.Limit(cfg.Limits.Token),
-			Logout:       server.Limit(cfg.Limits.Logout),
-			AuthFailures: server.Limit(cfg.Limits.AuthFailures),
+			Token:        server.Limit(*cfg.Limits.Token),
+			Logout:       server.Limit(*cfg.Limits.Logout),
+			AuthFailures: server.Limit(*cfg.Limits.AuthFailures),
 		},
 		Ready: func(ctx context.Context) error {
 			_, err := st.SessionRevocation(ctx, "readiness-probe")
