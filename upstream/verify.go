@@ -93,7 +93,6 @@ func (c *Client) VerifyLogoutToken(ctx context.Context, raw string, p LogoutPoli
 	var cl struct {
 		SID    string                     `json:"sid"`
 		JTI    string                     `json:"jti"`
-		Nonce  *json.RawMessage           `json:"nonce"`
 		Events map[string]json.RawMessage `json:"events"`
 		Iat    *json.Number               `json:"iat"`
 		Exp    *json.Number               `json:"exp"`
@@ -101,8 +100,14 @@ func (c *Client) VerifyLogoutToken(ctx context.Context, raw string, p LogoutPoli
 	if err := tok.Claims(&cl); err != nil {
 		return LogoutToken{}, fmt.Errorf("%w: claims: %v", ErrInvalidToken, err)
 	}
+	// §2.4: nonce MUST NOT be present, so "nonce": null counts (a nil pointer would not tell).
+	var present map[string]json.RawMessage
+	if err := tok.Claims(&present); err != nil {
+		return LogoutToken{}, fmt.Errorf("%w: claims: %v", ErrInvalidToken, err)
+	}
+	_, hasNonce := present["nonce"]
 	out := LogoutToken{Subject: tok.Subject, SID: cl.SID, JTI: cl.JTI, IssuedAt: tok.IssuedAt, Expiry: tok.Expiry}
-	if err := checkLogout(out, cl.Nonce != nil, cl.Iat != nil, cl.Events, tok.Audience, p); err != nil {
+	if err := checkLogout(out, hasNonce, cl.Iat != nil, cl.Events, tok.Audience, p); err != nil {
 		return LogoutToken{}, fmt.Errorf("%w: %v", ErrInvalidToken, err)
 	}
 	return out, nil
