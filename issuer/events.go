@@ -25,3 +25,20 @@ func (i *Issuer) recordEvent(ctx context.Context, r store.Revocation) error {
 	}
 	return nil
 }
+
+// AnnounceKeyRevoked appends the emergency revocation of signing key kid to the event log, so
+// that services following their Shared Signals stream refetch the JWKS at once instead of at
+// its max-age. Without an event log it does nothing (services then refetch at max-age).
+func (i *Issuer) AnnounceKeyRevoked(ctx context.Context, kid string) error {
+	if i.Events == nil {
+		return nil
+	}
+	e, err := i.Events.RecordRevocation(ctx, store.Event{ID: newJTI(), Time: i.cfg.Now(), KeyRevoked: kid})
+	if err != nil {
+		return unavailable("the key revocation could not be announced", err)
+	}
+	if i.OnEvent != nil {
+		i.OnEvent(e)
+	}
+	return nil
+}

@@ -139,7 +139,7 @@ func TestSSF_MetadataAndStreamConfiguration(t *testing.T) {
 	one := get("?stream_id=orders", ordersSecret)
 	if one.Status != 200 || one.str("stream_id") != "orders" || one.str("aud") != "orders" || one.str("iss") != s.srv.URL ||
 		!strings.Contains(one.Raw, `"endpoint_url":"`+s.srv.URL+`/ssf/poll/orders"`) ||
-		!strings.Contains(one.Raw, `"events_delivered":["`+ssf.EventSessionRevoked+`"]`) {
+		!strings.Contains(one.Raw, `"events_delivered":["`+ssf.EventSessionRevoked+`","`+ssf.EventSigningKeyRevoked+`"]`) {
 		t.Errorf("stream configuration: %d %s", one.Status, one.Raw)
 	}
 	if list := get("", ordersSecret); list.Status != 200 || !strings.HasPrefix(list.Raw, `[{"stream_id":"orders"`) {

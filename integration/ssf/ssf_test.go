@@ -78,6 +78,7 @@ type gateway struct {
 	out      *proctest.SyncBuffer
 	bffToken string
 	secrets  []string // stream secrets by service index
+	adminTok string   // bearer token of the admin API
 	receiver string   // receiver credential (a service process creates its own stream)
 }
 
@@ -90,6 +91,8 @@ func newGateway(t *testing.T, realm *kctest.Realm) *gateway {
 	g.bffToken = bff
 	rs, rsHash := loopback.Secret()
 	g.receiver = rs
+	at, atHash := loopback.Secret()
+	g.adminTok = at
 	var streams strings.Builder
 	for i := range services {
 		s, h := loopback.Secret()
@@ -113,6 +116,10 @@ tokens:
 limits:
   token: {rate: 100000, burst: 100000}
   logout: {rate: 100000, burst: 100000}
+admin:
+  tokens:
+    - name: ops
+      sha256: %q
 clients:
   - id: %s
     secret_sha256: %q
@@ -124,7 +131,7 @@ ssf:
       secret_sha256: %q
   streams:
 %s`, listen, admin, g.base, filepath.Join(dir, "data"), realm.Issuer(), kctest.ClientID, kctest.ClientSecret,
-		kctest.LogoutAudience, clientID, bffHash, audience, rsHash, streams.String())
+		kctest.LogoutAudience, atHash, clientID, bffHash, audience, rsHash, streams.String())
 	g.cfgPath = filepath.Join(dir, "tokengate.yaml")
 	if err := os.WriteFile(g.cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)

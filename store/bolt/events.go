@@ -36,14 +36,18 @@ func (s *Store) RecordRevocation(ctx context.Context, e store.Event) (store.Even
 	switch {
 	case e.ID == "":
 		return store.Event{}, errors.New("bolt: record revocation: empty event id")
-	case r.SID == "" && r.Sub == "":
+	case e.KeyRevoked != "" && r != (store.Revocation{}):
+		return store.Event{}, errors.New("bolt: record revocation: a key event carries no revocation")
+	case e.KeyRevoked == "" && r.SID == "" && r.Sub == "":
 		return store.Event{}, errors.New("bolt: record revocation: neither sid nor sub")
 	}
 	err := s.update(ctx, "record revocation", func(tx *bbolt.Tx) error {
 		var err error
-		if r.SID != "" {
+		switch {
+		case e.KeyRevoked != "":
+		case r.SID != "":
 			err = putSession(tx, r)
-		} else {
+		default:
 			err = putSubject(tx, r)
 		}
 		if err != nil {

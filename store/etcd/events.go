@@ -43,11 +43,16 @@ func (s *Store) RecordRevocation(ctx context.Context, e store.Event) (store.Even
 	switch {
 	case e.ID == "":
 		return store.Event{}, errors.New("etcd: record revocation: empty event id")
-	case r.SID == "" && r.Sub == "":
+	case e.KeyRevoked != "" && r != (store.Revocation{}):
+		return store.Event{}, errors.New("etcd: record revocation: a key event carries no revocation")
+	case e.KeyRevoked == "" && r.SID == "" && r.Sub == "":
 		return store.Event{}, errors.New("etcd: record revocation: neither sid nor sub")
 	}
 	if err := s.usable(ctx, op); err != nil {
 		return store.Event{}, err
+	}
+	if e.KeyRevoked != "" {
+		return s.appendEvent(ctx, op, e)
 	}
 	k, id, merge := kindSubject, r.Sub, store.MergeSubject
 	if r.SID != "" {
@@ -128,6 +133,49 @@ func (s *Store) RecordRevocation(ctx context.Context, e store.Event) (store.Even
 			}
 			cmod = kvs[0].ModRevision
 		}
+	}
+	return store.Event{}, fmt.Errorf("etcd: %s: %w: gave up after %d conflicting writes", op, store.ErrUnavailable, maxAttempts)
+}
+
+// appendEvent appends an event that records nothing else (a key event): the counter's revision
+// is compared, the counter and the event written together; on a conflict it numbers again.
+func (s *Store) appendEvent(ctx context.Context, op string, e store.Event) (store.Event, error) {
+	s.eventsMu.Lock()
+	defer s.eventsMu.Unlock()
+	var seq, cmod int64
+	rctx, cancel := s.rpc(ctx)
+	resp, err := s.cli.Get(rctx, s.seqKey())
+	cancel()
+	for range maxAttempts {
+		if err != nil {
+			return store.Event{}, s.failed(ctx, op, err)
+		}
+		seq, cmod = 0, 0
+		if len(resp.Kvs) > 0 {
+			if seq, err = strconv.ParseInt(string(resp.Kvs[0].Value), 10, 64); err != nil {
+				return store.Event{}, fmt.Errorf("etcd: %s: decode event counter: %w", op, err)
+			}
+			cmod = resp.Kvs[0].ModRevision
+		}
+		e.Seq = uint64(seq + 1)
+		ev, err := json.Marshal(e)
+		if err != nil {
+			return store.Event{}, fmt.Errorf("etcd: %s: %w", op, err)
+		}
+		rctx, cancel := s.rpc(ctx)
+		tx, err := s.cli.Txn(rctx).
+			If(clientv3.Compare(clientv3.ModRevision(s.seqKey()), "=", cmod)).
+			Then(clientv3.OpPut(s.seqKey(), strconv.FormatInt(seq+1, 10)), clientv3.OpPut(s.eventKey(e.Seq), string(ev))).
+			Else(clientv3.OpGet(s.seqKey())).
+			Commit()
+		cancel()
+		if err != nil {
+			return store.Event{}, s.failed(ctx, op, err)
+		}
+		if tx.Succeeded {
+			return e, nil // watchEvents wakes the held polls, as for any append
+		}
+		resp = (*clientv3.GetResponse)(tx.Responses[0].GetResponseRange())
 	}
 	return store.Event{}, fmt.Errorf("etcd: %s: %w: gave up after %d conflicting writes", op, store.ErrUnavailable, maxAttempts)
 }

@@ -24,7 +24,9 @@ type EventStore interface {
 //
 //   - Seq starts at 1 and has no gaps when appends do not fail.
 //   - RecordRevocation rejects an event whose revocation has neither SID nor Sub (and one
-//     whose ID is empty), appending nothing.
+//     whose ID is empty), appending nothing; a key event (KeyRevoked) is appended in Seq
+//     order with the others and records no revocation, and one that also carries a
+//     revocation is rejected.
 //   - Events with after at or beyond the newest Seq, or limit ≤ 0, return no events.
 //   - Stream documents are returned as copies; PutStreams with an empty id is rejected.
 //   - Cancelled contexts and closed stores fail as in Run.
@@ -33,6 +35,7 @@ func RunEventLog(t *testing.T, open func(t *testing.T) EventStore) {
 	runCases(t, open, []check[EventStore]{
 		{"RecordRevocationStoresBoth", testRecordStoresBoth},
 		{"RecordRevocationMergesLikeRevoke", testRecordMerges},
+		{"KeyEventIsOnlyAppended", testKeyEvent},
 		{"SeqOrderedFromOne", testSeqOrdered},
 		{"EventsAfterAndLimit", testEventsAfterAndLimit},
 		{"ConcurrentAppendsGetDistinctSeqs", testConcurrentAppends},
@@ -271,6 +274,25 @@ func testConcurrentAppends(t *testing.T, s EventStore) {
 			t.Errorf("event %d: Seq %d ID %s, appender saw ID %s", i, e.Seq, e.ID, seqs[e.Seq])
 		}
 	}
+}
+
+func testKeyEvent(t *testing.T, s EventStore) {
+	ctx := context.Background()
+	now := clock()
+	mustEvent(t, s, event("sid-1", "alice", now))
+	key := mustEvent(t, s, store.Event{ID: "ev-key-" + fmt.Sprint(now.UnixNano()), Time: now, KeyRevoked: "kid-1"})
+	mustEvent(t, s, event("", "bob", now))
+	evs := checkSeqs(t, s, 0, 10, 1, 2, 3)
+	if len(evs) == 3 && (evs[1].KeyRevoked != "kid-1" || evs[1].ID != key.ID || evs[1].Revocation != (store.Revocation{})) {
+		t.Errorf("key event read back as %+v", evs[1])
+	}
+	checkStats(t, s, store.Stats{Sessions: 1, Subjects: 1})
+	both := event("sid-2", "carol", now)
+	both.KeyRevoked = "kid-2"
+	if _, err := s.RecordRevocation(ctx, both); err == nil {
+		t.Error("a key event carrying a revocation was accepted")
+	}
+	checkLastSeq(t, s, 3)
 }
 
 func testInvalidEventWritesNothing(t *testing.T, s EventStore) {
