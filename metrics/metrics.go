@@ -176,6 +176,15 @@ func InstrumentEventLog(l store.EventLog, m *Metrics) *InstrumentedEventLog {
 	return &InstrumentedEventLog{EventLog: l, m: m}
 }
 
+// EventsChanged forwards the wrapped log's notification channel (ssf.EventsNotifier: appends by
+// other processes sharing the store); nil when the wrapped log has none (one process).
+func (l *InstrumentedEventLog) EventsChanged() <-chan struct{} {
+	if n, ok := l.EventLog.(interface{ EventsChanged() <-chan struct{} }); ok {
+		return n.EventsChanged()
+	}
+	return nil
+}
+
 // RecordRevocation times the wrapped call.
 func (l *InstrumentedEventLog) RecordRevocation(ctx context.Context, e store.Event) (store.Event, error) {
 	defer l.m.storeCommit("record_revocation", time.Now())

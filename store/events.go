@@ -50,6 +50,10 @@ type EventLog interface {
 	// PutStreams stores the given stream documents (replacing any with the same id) in one
 	// atomic transaction.
 	PutStreams(ctx context.Context, docs map[string][]byte) error
+	// UpdateStreams replaces the given documents of streams that are stored, in one atomic
+	// transaction, and skips the ids that are not: a stream deleted meanwhile (by another
+	// process sharing the store) stays deleted. It returns the ids it skipped.
+	UpdateStreams(ctx context.Context, docs map[string][]byte) (skipped []string, err error)
 	// DeleteStream removes a stream document; deleting an unknown id is not an error.
 	DeleteStream(ctx context.Context, id string) error
 }

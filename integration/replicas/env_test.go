@@ -71,6 +71,7 @@ type env struct {
 	etcd     *etcdtest.Cluster
 	realm    *kctest.Realm
 	prefix   string
+	extra    string // YAML appended to every replica's configuration
 	replicas []*replica
 }
 
@@ -78,7 +79,13 @@ type env struct {
 // endpoints[i] are the member indexes replica i talks to.
 func newEnv(t *testing.T, endpoints ...[]int) *env {
 	t.Helper()
-	e := &env{t: t, etcd: etcdtest.Start(t, 3, etcdtest.Options{}), realm: kctest.New(t)}
+	return newEnvWith(t, "", endpoints...)
+}
+
+// newEnvWith is newEnv with extra YAML appended to every replica's configuration.
+func newEnvWith(t *testing.T, extra string, endpoints ...[]int) *env {
+	t.Helper()
+	e := &env{t: t, etcd: etcdtest.Start(t, 3, etcdtest.Options{}), realm: kctest.New(t), extra: extra}
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)
 	e.prefix = "/tokengate-" + hex.EncodeToString(b) + "/"
@@ -245,8 +252,8 @@ store:
     endpoints: [%s]
     prefix: %q
     election_ttl: 2s
-`, r.listen, r.adminAddr, dir, e.realm.Issuer(), kctest.ClientID, kctest.ClientSecret, kctest.LogoutAudience,
-		adminTokenHash, clientID, clientSecretHash, audience, maxStaleness, strings.Join(quoted, ", "), e.prefix)
+%s`, r.listen, r.adminAddr, dir, e.realm.Issuer(), kctest.ClientID, kctest.ClientSecret, kctest.LogoutAudience,
+		adminTokenHash, clientID, clientSecretHash, audience, maxStaleness, strings.Join(quoted, ", "), e.prefix, e.extra)
 	r.cfgPath = filepath.Join(dir, "tokengate.yaml")
 	if err := os.WriteFile(r.cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)

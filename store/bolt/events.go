@@ -188,6 +188,32 @@ func (s *Store) PutStreams(ctx context.Context, docs map[string][]byte) error {
 	})
 }
 
+// UpdateStreams replaces the documents of stored streams in one transaction and skips the rest.
+func (s *Store) UpdateStreams(ctx context.Context, docs map[string][]byte) ([]string, error) {
+	var skipped []string
+	err := s.update(ctx, "update streams", func(tx *bbolt.Tx) error {
+		skipped = skipped[:0]
+		b := tx.Bucket(bucketStreams)
+		for id, doc := range docs {
+			if b == nil || id == "" || b.Get([]byte(id)) == nil {
+				skipped = append(skipped, id)
+				continue
+			}
+			if doc == nil {
+				doc = []byte{}
+			}
+			if err := b.Put([]byte(id), bytes.Clone(doc)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return skipped, nil
+}
+
 // DeleteStream removes a stream document.
 func (s *Store) DeleteStream(ctx context.Context, id string) error {
 	return s.update(ctx, "delete stream", func(tx *bbolt.Tx) error {

@@ -321,6 +321,48 @@ func (s *Store) PutStreams(ctx context.Context, docs map[string][]byte) error {
 	return nil
 }
 
+// UpdateStreams replaces the documents of stored streams and skips the rest: one transaction
+// when every id is stored (each put guarded by its key existing), else one per document.
+func (s *Store) UpdateStreams(ctx context.Context, docs map[string][]byte) ([]string, error) {
+	const op = "update streams"
+	if len(docs) > maxTxnOps {
+		return nil, fmt.Errorf("etcd: update streams: %d documents, at most %d per call", len(docs), maxTxnOps)
+	}
+	if err := s.reachable(ctx, op); err != nil {
+		return nil, err
+	}
+	var cmps []clientv3.Cmp
+	var puts []clientv3.Op
+	for id, doc := range docs {
+		k := s.streamsPrefix() + id
+		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(k), ">", 0))
+		puts = append(puts, clientv3.OpPut(k, string(doc)))
+	}
+	rctx, cancel := s.rpc(ctx)
+	tx, err := s.cli.Txn(rctx).If(cmps...).Then(puts...).Commit()
+	cancel()
+	if err != nil {
+		return nil, s.failed(ctx, op, err)
+	}
+	if tx.Succeeded {
+		return nil, nil
+	}
+	var skipped []string
+	for id, doc := range docs {
+		k := s.streamsPrefix() + id
+		rctx, cancel := s.rpc(ctx)
+		tx, err := s.cli.Txn(rctx).If(clientv3.Compare(clientv3.CreateRevision(k), ">", 0)).Then(clientv3.OpPut(k, string(doc))).Commit()
+		cancel()
+		if err != nil {
+			return nil, s.failed(ctx, op, err)
+		}
+		if !tx.Succeeded {
+			skipped = append(skipped, id)
+		}
+	}
+	return skipped, nil
+}
+
 // DeleteStream removes a stream document; an unknown id is not an error.
 func (s *Store) DeleteStream(ctx context.Context, id string) error {
 	const op = "delete stream"

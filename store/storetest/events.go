@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -42,6 +43,7 @@ func RunEventLog(t *testing.T, open func(t *testing.T) EventStore) {
 		{"InvalidEventWritesNothing", testInvalidEventWritesNothing},
 		{"TrimKeepsSeq", testTrimKeepsSeq},
 		{"StreamDocuments", testStreamDocuments},
+		{"UpdateStreamsNeverResurrects", testUpdateStreams},
 		{"EventLogCancelledContext", testEventLogCancelled},
 		{"EventLogClosedIsUnavailable", testEventLogClosed},
 	})
@@ -385,7 +387,28 @@ func eventLogCalls(ctx context.Context, s EventStore, now time.Time) map[string]
 		"TrimEvents":       func() error { _, err := s.TrimEvents(ctx, now.Add(time.Hour)); return err },
 		"Streams":          func() error { _, err := s.Streams(ctx); return err },
 		"PutStreams":       func() error { return s.PutStreams(ctx, map[string][]byte{"a": []byte("x")}) },
+		"UpdateStreams":    func() error { _, err := s.UpdateStreams(ctx, map[string][]byte{"a": []byte("x")}); return err },
 		"DeleteStream":     func() error { return s.DeleteStream(ctx, "a") },
+	}
+}
+
+func testUpdateStreams(t *testing.T, s EventStore) {
+	ctx := context.Background()
+	mustNil(t, s.PutStreams(ctx, map[string][]byte{"a": []byte("a1"), "b": []byte("b1")}))
+	mustNil(t, s.DeleteStream(ctx, "b"))
+	skipped, err := s.UpdateStreams(ctx, map[string][]byte{"a": []byte("a2"), "b": []byte("b2"), "c": []byte("c2")})
+	mustNil(t, err)
+	slices.Sort(skipped)
+	if fmt.Sprint(skipped) != "[b c]" {
+		t.Errorf("UpdateStreams skipped %v, want [b c]", skipped)
+	}
+	got, err := s.Streams(ctx)
+	mustNil(t, err)
+	if len(got) != 1 || string(got["a"]) != "a2" {
+		t.Errorf("streams after UpdateStreams = %q, want only a=a2 (a deleted stream stays deleted)", got)
+	}
+	if skipped, err := s.UpdateStreams(ctx, map[string][]byte{"a": []byte("a3")}); err != nil || len(skipped) != 0 {
+		t.Errorf("UpdateStreams of a stored stream: skipped %v, %v", skipped, err)
 	}
 }
 
