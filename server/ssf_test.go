@@ -13,6 +13,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -32,8 +33,12 @@ const (
 
 // withSSF adds the transmitter to a stack: the issuer records events in the store's log and the
 // public handler serves the SSF routes. It returns the transmitter.
-func withSSF(t testing.TB, s *stack) *ssf.Transmitter {
+func withSSF(t testing.TB, s *stack, limits ...server.Limits) *ssf.Transmitter {
 	t.Helper()
+	var lim server.Limits
+	if len(limits) > 0 {
+		lim = limits[0]
+	}
 	tx, err := ssf.New(context.Background(), ssf.Config{
 		Issuer: s.srv.URL, Retention: 2 * time.Minute, PollTimeout: 5 * time.Second, Now: s.clock.Now,
 		Logger:    slog.New(slog.DiscardHandler),
@@ -44,7 +49,8 @@ func withSSF(t testing.TB, s *stack) *ssf.Transmitter {
 		t.Fatal(err)
 	}
 	s.issuer.Events, s.issuer.OnEvent = s.store, tx.Notify
-	pub, err := server.New(server.Config{Issuer: s.srv.URL, JWKSMaxAge: 5 * time.Minute, Logger: slog.New(slog.DiscardHandler)}, s.issuer, s.keys)
+	pub, err := server.New(server.Config{Issuer: s.srv.URL, JWKSMaxAge: 5 * time.Minute, Logger: slog.New(slog.DiscardHandler),
+		Limits: lim}, s.issuer, s.keys)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -544,5 +550,25 @@ func TestSSF_VerifierOwnStreams(t *testing.T) {
 		if st.Source == ssf.SourceReceiver {
 			t.Errorf("stream %s left after Close", st.ID)
 		}
+	}
+}
+
+// TestSSF_AuthFailuresAreLimitedPerSource: failed stream credentials count against the
+// source's authentication-failure budget like the token endpoint's; once it is spent the source
+// gets 429 before its credential is checked, and an unknown stream id costs no more than that.
+func TestSSF_AuthFailuresAreLimitedPerSource(t *testing.T) {
+	s := newStack(t)
+	withSSF(t, s, server.Limits{AuthFailures: server.Limit{Rate: 0.01, Burst: 3}})
+	for i := range 3 {
+		if a := poll(t, s.srv.URL, "orders", "wrong-secret", `{"returnImmediately":true}`); a.Status != http.StatusUnauthorized {
+			t.Fatalf("failure %d: %d %s", i, a.Status, a.Raw)
+		}
+	}
+	a := poll(t, s.srv.URL, "no-such-stream-"+strconv.Itoa(3), ordersSecret, `{"returnImmediately":true}`)
+	if a.Status != http.StatusTooManyRequests || a.Header.Get("Retry-After") == "" {
+		t.Fatalf("after the failure budget: %d %s, want 429 with Retry-After", a.Status, a.Raw)
+	}
+	if a := poll(t, s.srv.URL, "orders", ordersSecret, `{"returnImmediately":true}`); a.Status != http.StatusTooManyRequests {
+		t.Fatalf("the right credential from a source over its failure budget: %d, want 429", a.Status)
 	}
 }
