@@ -16,8 +16,11 @@ type ExchangeRequest struct {
 	SubjectToken       string
 	SubjectTokenType   string
 	RequestedTokenType string
-	Audience           []string
-	Scope              string
+	// Audience are the RFC 8693 audience values (logical service names).
+	Audience []string
+	// Resource are the RFC 8693/RFC 8707 resource values (absolute URIs of services).
+	Resource []string
+	Scope    string
 }
 
 // errRevoked marks a session or subject with a recorded logout.
@@ -38,7 +41,7 @@ func (i *Issuer) exchange(ctx context.Context, c Client, r ExchangeRequest) (Tok
 	if r.RequestedTokenType != "" && r.RequestedTokenType != TokenTypeAccessToken {
 		return TokenResponse{}, invalidRequest("requested_token_type must be "+TokenTypeAccessToken, nil)
 	}
-	auds, err := c.audiences(r.Audience)
+	auds, err := c.audiences(r.Audience, r.Resource)
 	if err != nil {
 		return TokenResponse{}, err
 	}

@@ -401,7 +401,7 @@ func TestSSF_AdminStreams(t *testing.T) {
 func TestSSF_VerifierEnforcesLogout(t *testing.T) {
 	s := newStack(t)
 	withSSF(t, s)
-	v, err := verifier.New(context.Background(), verifier.Config{Issuer: s.srv.URL, Audience: "orders",
+	v, err := verifier.New(context.Background(), verifier.Config{Issuer: s.srv.URL, Audience: "demo-service",
 		StreamSecret: ordersSecret, Logger: slog.New(slog.DiscardHandler), Now: s.clock.Now})
 	if err != nil {
 		t.Fatal(err)
@@ -502,7 +502,7 @@ func TestSSF_VerifierOwnStreams(t *testing.T) {
 	tx := withSSF(t, s)
 	ctx := context.Background()
 	start := func() *verifier.Verifier {
-		v, err := verifier.New(ctx, verifier.Config{Issuer: s.srv.URL, Audience: "orders", StreamSecret: receiverSecret,
+		v, err := verifier.New(ctx, verifier.Config{Issuer: s.srv.URL, Audience: "demo-service", StreamSecret: receiverSecret,
 			OwnStream: true, Logger: slog.New(slog.DiscardHandler), Now: s.clock.Now})
 		if err != nil {
 			t.Fatal(err)
