@@ -52,7 +52,7 @@ func TestExchange_CachedTokenIsNotVerifiedAgainUntilItExpires(t *testing.T) {
 	is, err := issuer.New(issuer.Config{Issuer: "https://tg.test", TTL: 30 * time.Second, RecheckAfter: time.Minute,
 		MaxUpstreamLifetime: time.Hour, LogoutAudiences: []string{kctest.LogoutAudience}, Now: ck.Now,
 		Clients: []issuer.Client{{ID: "bff", SecretSHA256: sha256.Sum256([]byte(secret)), Audiences: []string{"svc"}}}},
-		st, km, up)
+		st, km, up, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

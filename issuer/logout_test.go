@@ -22,18 +22,11 @@ type flakyStore struct {
 	failNext atomic.Bool
 }
 
-func (f *flakyStore) RevokeSession(ctx context.Context, r store.Revocation) error {
+func (f *flakyStore) RecordRevocation(ctx context.Context, e store.Event) (store.Event, error) {
 	if f.failNext.CompareAndSwap(true, false) {
-		return store.ErrUnavailable
+		return store.Event{}, store.ErrUnavailable
 	}
-	return f.Store.RevokeSession(ctx, r)
-}
-
-func (f *flakyStore) RevokeSubject(ctx context.Context, r store.Revocation) error {
-	if f.failNext.CompareAndSwap(true, false) {
-		return store.ErrUnavailable
-	}
-	return f.Store.RevokeSubject(ctx, r)
+	return f.Store.RecordRevocation(ctx, e)
 }
 
 func TestRecordLogout_RetryAfterAFailedRecordIsAcceptedReplayIsNot(t *testing.T) {
@@ -50,7 +43,7 @@ func TestRecordLogout_RetryAfterAFailedRecordIsAcceptedReplayIsNot(t *testing.T)
 	}
 	up := upstream.New(upstream.Config{Issuer: realm.Issuer(), ClientID: kctest.ClientID, ClientSecret: kctest.ClientSecret})
 	is, err := issuer.New(issuer.Config{Issuer: "https://tg.test", TTL: 30 * time.Second, RecheckAfter: time.Minute,
-		MaxUpstreamLifetime: time.Hour, LogoutAudiences: []string{kctest.LogoutAudience}}, st, km, up)
+		MaxUpstreamLifetime: time.Hour, LogoutAudiences: []string{kctest.LogoutAudience}}, st, km, up, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
