@@ -92,3 +92,22 @@ func TestExchange_CachedTokenIsNotVerifiedAgainUntilItExpires(t *testing.T) {
 		t.Errorf("refused tokens must not be cached: %d verifications, want 5", n)
 	}
 }
+
+// TestExchange_ConcurrentExchangesOfOneTokenIntrospectOnce: concurrent exchanges of one
+// upstream token share a single introspection.
+func TestExchange_ConcurrentExchangesOfOneTokenIntrospectOnce(t *testing.T) {
+	f := newFixture(t)
+	tok := f.token("", "")
+	var wg sync.WaitGroup
+	for range 100 {
+		wg.Go(func() {
+			if _, err := f.exchangeToken(tok); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if n := f.up.calls.Load(); n != 1 {
+		t.Errorf("introspections = %d, want 1", n)
+	}
+}

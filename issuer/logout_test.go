@@ -68,3 +68,33 @@ func TestRecordLogout_RetryAfterAFailedRecordIsAcceptedReplayIsNot(t *testing.T)
 		})
 	}
 }
+
+// TestRecordLogout_PublishesOnlyVerifiedRecordedLogouts: the publisher gets a back-channel
+// logout (its event and the raw logout token, for the relay) once it is verified and durably
+// recorded; an empty, invalid or replayed token is refused and publishes nothing.
+func TestRecordLogout_PublishesOnlyVerifiedRecordedLogouts(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.pub.check = func(e store.Event) {
+		if _, err := f.store.SessionRevocation(ctx, "sid-relay"); err != nil {
+			t.Errorf("published before the logout was recorded: %v", err)
+		}
+	}
+	lt := f.realm.LogoutToken("rita", "sid-relay")
+	if _, err := f.is.RecordLogout(ctx, lt); err != nil {
+		t.Fatal(err)
+	}
+	for name, raw := range map[string]string{
+		"replayed": lt,
+		"tampered": lt[:len(lt)-4] + "AAAA",
+		"empty":    "",
+		"junk":     "junk",
+	} {
+		_, err := f.is.RecordLogout(ctx, raw)
+		wantCode(t, name, err, issuer.CodeInvalidRequest)
+	}
+	evs, tokens := f.pub.snapshot()
+	if len(evs) != 1 || tokens[0] != lt || evs[0].Revocation.SID != "sid-relay" || evs[0].Seq != 1 {
+		t.Errorf("published %d events (%+v), want exactly the one verified logout with its token", len(evs), evs)
+	}
+}
