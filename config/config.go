@@ -183,6 +183,14 @@ type Limit struct {
 	Burst int     `yaml:"burst"`
 }
 
+// Get returns the limit, or no limit (rate 0) for nil.
+func (l *Limit) Get() Limit {
+	if l == nil {
+		return Limit{}
+	}
+	return *l
+}
+
 // TLS names certificate files.
 type TLS struct {
 	CertFile     string `yaml:"cert_file"`
@@ -271,14 +279,16 @@ func Parse(r io.Reader, getenv func(string) string) (*Config, error) {
 	if s := getenv(EnvEtcdPassword); s != "" && c.Store.Etcd.Username != "" {
 		c.Store.Etcd.Password = s // without a username there is no etcd auth: ignored
 	}
-	c.setDefaults()
+	c.SetDefaults()
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
 	return &c, nil
 }
 
-func (c *Config) setDefaults() {
+// SetDefaults fills every unset field with its default, as Parse does before Validate: for a
+// Config built in Go (tests, tools) rather than read from a file.
+func (c *Config) SetDefaults() {
 	if c.AdminListen == "" {
 		c.AdminListen = "127.0.0.1:9090"
 	}

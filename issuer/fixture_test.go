@@ -3,10 +3,8 @@ package issuer_test
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/base64"
-	"encoding/json"
-	"path/filepath"
-	"strings"
+	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,79 +15,111 @@ import (
 	"github.com/tokengate/tokengate/upstream"
 )
 
-// policy is an issuer on a bolt store and the fake Keycloak, with a settable clock and one
-// client, for tests of the policy without HTTP.
-type policy struct {
-	t      *testing.T
-	realm  *kctest.Realm
-	st     *bolt.Store
-	is     *issuer.Issuer
-	client issuer.Client
-	clock  *testClock
+const (
+	bffSecret   = "bff-secret-0123456789-abcdefghijklmnop"
+	otherSecret = "other-secret-0123456789-abcdefghijklmn"
+)
+
+// introspectionCounter counts the issuer's calls to the provider's introspection endpoint,
+// answered or not.
+type introspectionCounter struct {
+	*upstream.Client
+	calls atomic.Int64
 }
 
-const policySecret = "bff-secret-0123456789-abcdefghijklmnop"
+func (c *introspectionCounter) Introspect(ctx context.Context, token string) (upstream.Introspection, error) {
+	c.calls.Add(1)
+	return c.Client.Introspect(ctx, token)
+}
 
-func newPolicy(t *testing.T, edit func(*issuer.Config), audiences ...string) *policy {
+// fixture is the policy core with small real collaborators: a bolt store in a temp dir, a key
+// manager on it, the fake Keycloak realm, a test clock and a publisher that remembers what it
+// was told. The issuer's policy is the one tokengate serve runs (TTL 30s, RecheckAfter 1m,
+// MaxUpstreamLifetime 1h); clients bff (demo-service, orders) and other (demo-service).
+type fixture struct {
+	t          *testing.T
+	realm      *kctest.Realm
+	store      *bolt.Store
+	clock      *testClock
+	up         *introspectionCounter
+	pub        *published
+	is         *issuer.Issuer
+	bff, other issuer.Client
+}
+
+func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	p := &policy{t: t, realm: kctest.New(t), clock: &testClock{t: time.Now()}}
-	var err error
-	if p.st, err = bolt.Open(filepath.Join(t.TempDir(), "db"), bolt.Options{NoSync: true}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = p.st.Close() })
-	km, err := keys.Open(context.Background(), p.st, keys.Config{})
+	f := &fixture{t: t, realm: kctest.New(t), store: openBolt(t), clock: &testClock{t: time.Now()}, pub: &published{}}
+	km, err := keys.Open(context.Background(), f.store, keys.Config{Now: f.clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
-	up := upstream.New(upstream.Config{Issuer: p.realm.Issuer(), ClientID: kctest.ClientID, ClientSecret: kctest.ClientSecret})
-	if len(audiences) == 0 {
-		audiences = []string{"svc"}
-	}
-	cfg := issuer.Config{Issuer: "https://tg.test", TTL: 30 * time.Second, RecheckAfter: time.Minute,
-		MaxUpstreamLifetime: time.Hour, LogoutAudiences: []string{kctest.LogoutAudience}, Now: p.clock.Now,
-		Clients: []issuer.Client{{ID: "bff", SecretSHA256: sha256.Sum256([]byte(policySecret)), Audiences: audiences}}}
-	if edit != nil {
-		edit(&cfg)
-	}
-	if p.is, err = issuer.New(cfg, p.st, km, up); err != nil {
-		t.Fatal(err)
-	}
-	if p.client, err = p.is.Authenticate("bff", policySecret); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
-// exchange exchanges an upstream token with the given audience and resource parameters.
-func (p *policy) exchange(tok string, audience, resource []string) (issuer.TokenResponse, error) {
-	return p.is.Exchange(context.Background(), p.client, issuer.ExchangeRequest{SubjectToken: tok,
-		SubjectTokenType: issuer.TokenTypeAccessToken, Audience: audience, Resource: resource})
-}
-
-// audOf decodes the aud claim of an internal token (no signature check: the issuer made it).
-func audOf(t *testing.T, tok string) []string {
-	t.Helper()
-	parts := strings.Split(tok, ".")
-	raw, err := base64.RawURLEncoding.DecodeString(parts[1])
+	f.up = &introspectionCounter{Client: upstream.New(upstream.Config{Issuer: f.realm.Issuer(),
+		ClientID: kctest.ClientID, ClientSecret: kctest.ClientSecret})}
+	f.is, err = issuer.New(issuer.Config{
+		Issuer: "https://tg.test", TTL: 30 * time.Second, RecheckAfter: time.Minute, MaxUpstreamLifetime: time.Hour,
+		LogoutAudiences: []string{kctest.LogoutAudience}, Now: f.clock.Now,
+		Clients: []issuer.Client{
+			{ID: "bff", SecretSHA256: sha256.Sum256([]byte(bffSecret)), Audiences: []string{"demo-service", "orders"}},
+			{ID: "other", SecretSHA256: sha256.Sum256([]byte(otherSecret)), Audiences: []string{"demo-service"}},
+		},
+	}, f.store, km, f.up, f.pub)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var c struct {
-		Aud any `json:"aud"`
-	}
-	if err := json.Unmarshal(raw, &c); err != nil {
+	if f.bff, err = f.is.Authenticate("bff", bffSecret); err != nil {
 		t.Fatal(err)
 	}
-	switch a := c.Aud.(type) {
-	case string:
-		return []string{a}
-	case []any:
-		var out []string
-		for _, x := range a {
-			out = append(out, x.(string))
-		}
-		return out
+	if f.other, err = f.is.Authenticate("other", otherSecret); err != nil {
+		t.Fatal(err)
 	}
-	return nil
+	return f
+}
+
+// token mints an upstream access token issued now by the fixture's clock.
+func (f *fixture) token(sub, sid string) string {
+	return f.realm.AccessToken(kctest.Token{Subject: sub, SID: sid, IssuedAt: f.clock.Now()})
+}
+
+// exchangeToken exchanges an upstream token as bff.
+func (f *fixture) exchangeToken(tok string) (issuer.TokenResponse, error) {
+	return f.is.Exchange(context.Background(), f.bff, issuer.ExchangeRequest{SubjectToken: tok,
+		SubjectTokenType: issuer.TokenTypeAccessToken, Audience: []string{"demo-service"}})
+}
+
+// exchange exchanges a fresh upstream token of sub's session sid as bff, failing the test on error.
+func (f *fixture) exchange(sub, sid string) issuer.TokenResponse {
+	f.t.Helper()
+	r, err := f.exchangeToken(f.token(sub, sid))
+	if err != nil {
+		f.t.Fatalf("exchange: %v", err)
+	}
+	return r
+}
+
+// renew renews as bff.
+func (f *fixture) renew(refresh string) (issuer.TokenResponse, error) {
+	return f.is.Renew(context.Background(), f.bff, refresh, "")
+}
+
+// mustRenew renews as bff, failing the test on error.
+func (f *fixture) mustRenew(refresh string) issuer.TokenResponse {
+	f.t.Helper()
+	r, err := f.renew(refresh)
+	if err != nil {
+		f.t.Fatalf("renew: %v", err)
+	}
+	return r
+}
+
+// wantCode fails unless err is an *issuer.Error with the OAuth code (nil when code is "").
+func wantCode(t *testing.T, what string, err error, code string) {
+	t.Helper()
+	var oe *issuer.Error
+	switch {
+	case code == "" && err != nil:
+		t.Errorf("%s: %v, want success", what, err)
+	case code != "" && (!errors.As(err, &oe) || oe.Code != code):
+		t.Errorf("%s: %v, want %s", what, err, code)
+	}
 }

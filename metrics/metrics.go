@@ -157,6 +157,17 @@ func InstrumentStore(s store.Store, m *Metrics) *InstrumentedStore {
 	return &InstrumentedStore{Store: s, m: m}
 }
 
+// EventsChanged forwards the wrapped store's notification channel (ssf.EventsNotifier: appends
+// by other processes sharing the store); nil when the wrapped store has none (one process).
+// Without it the wrapper would hide the channel, and held polls would learn of a logout at
+// another replica only at their transmitter's next tail.
+func (s *InstrumentedStore) EventsChanged() <-chan struct{} {
+	if n, ok := s.Store.(interface{ EventsChanged() <-chan struct{} }); ok {
+		return n.EventsChanged()
+	}
+	return nil
+}
+
 // storeCommit observes a durable write of op that began at start; m may be nil.
 func (m *Metrics) storeCommit(op string, start time.Time) {
 	if m != nil {
@@ -164,31 +175,11 @@ func (m *Metrics) storeCommit(op string, start time.Time) {
 	}
 }
 
-// InstrumentedEventLog is a store.EventLog whose RecordRevocation, the durable write of a
-// logout and its event when Shared Signals is on, is timed like the store's other writes.
-type InstrumentedEventLog struct {
-	store.EventLog
-	m *Metrics
-}
-
-// InstrumentEventLog wraps l so its RecordRevocation is timed as op "record_revocation".
-func InstrumentEventLog(l store.EventLog, m *Metrics) *InstrumentedEventLog {
-	return &InstrumentedEventLog{EventLog: l, m: m}
-}
-
-// EventsChanged forwards the wrapped log's notification channel (ssf.EventsNotifier: appends by
-// other processes sharing the store); nil when the wrapped log has none (one process).
-func (l *InstrumentedEventLog) EventsChanged() <-chan struct{} {
-	if n, ok := l.EventLog.(interface{ EventsChanged() <-chan struct{} }); ok {
-		return n.EventsChanged()
-	}
-	return nil
-}
-
-// RecordRevocation times the wrapped call.
-func (l *InstrumentedEventLog) RecordRevocation(ctx context.Context, e store.Event) (store.Event, error) {
-	defer l.m.storeCommit("record_revocation", time.Now())
-	return l.EventLog.RecordRevocation(ctx, e)
+// RecordRevocation times the wrapped call as op "record_revocation": the durable write of a
+// logout and its event.
+func (s *InstrumentedStore) RecordRevocation(ctx context.Context, e store.Event) (store.Event, error) {
+	defer s.m.storeCommit("record_revocation", time.Now())
+	return s.Store.RecordRevocation(ctx, e)
 }
 
 // RevokeSession times the wrapped call.
