@@ -105,8 +105,13 @@ type Upstream struct {
 	ClientSecret string `yaml:"client_secret"`
 	// LogoutAudiences are the aud values accepted on logout tokens.
 	LogoutAudiences []string `yaml:"logout_audiences"`
-	// MaxTokenLifetime bounds the realm's access token lifespan; revocations are kept that long.
+	// MaxTokenLifetime bounds the realm's access token lifespan; records of logouts Keycloak
+	// knows of (back-channel, recheck) are kept that long.
 	MaxTokenLifetime Duration `yaml:"max_token_lifetime"`
+	// MaxSessionLifetime bounds how long a Keycloak SSO session can live (the realm's SSO
+	// Session Max, 10h by default); revocations tokengate makes itself (admin, RFC 7009), after
+	// which Keycloak's session lives on, are kept that long.
+	MaxSessionLifetime Duration `yaml:"max_session_lifetime"`
 	// Timeout bounds each call to Keycloak.
 	Timeout Duration `yaml:"timeout"`
 	// ForwardLogoutTo are URLs each verified and recorded logout token is relayed to (form POST
@@ -304,6 +309,9 @@ func (c *Config) SetDefaults() {
 	if c.Upstream.MaxTokenLifetime == 0 {
 		c.Upstream.MaxTokenLifetime = Duration(time.Hour)
 	}
+	if c.Upstream.MaxSessionLifetime == 0 {
+		c.Upstream.MaxSessionLifetime = Duration(10 * time.Hour)
+	}
 	if c.Upstream.Timeout == 0 {
 		c.Upstream.Timeout = Duration(5 * time.Second)
 	}
@@ -395,6 +403,11 @@ func (c *Config) Validate() error {
 		checkURL(fmt.Sprintf("upstream.forward_logout_to[%d]", n), u)
 	}
 	checkRange("upstream.max_token_lifetime", c.Upstream.MaxTokenLifetime, time.Minute, 24*time.Hour)
+	checkRange("upstream.max_session_lifetime", c.Upstream.MaxSessionLifetime, time.Minute, 90*24*time.Hour)
+	if c.Upstream.MaxSessionLifetime < c.Upstream.MaxTokenLifetime {
+		bad("upstream.max_session_lifetime", "%s must be at least upstream.max_token_lifetime (%s): a session outlives its access tokens",
+			c.Upstream.MaxSessionLifetime.D(), c.Upstream.MaxTokenLifetime.D())
+	}
 	checkRange("upstream.timeout", c.Upstream.Timeout, 100*time.Millisecond, time.Minute)
 	checkRange("tokens.ttl", c.Tokens.TTL, 5*time.Second, 5*time.Minute)
 	checkRange("tokens.recheck_after", c.Tokens.RecheckAfter, time.Second, time.Hour)

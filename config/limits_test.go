@@ -1,6 +1,10 @@
 package config
 
-import "testing"
+import (
+	"strings"
+	"testing"
+	"time"
+)
 
 func TestLimits_PartialBlockKeepsTheOtherDefaults(t *testing.T) {
 	c, err := parseWith(t, "limits:\n  token: {rate: 2000, burst: 4000}\n", nil)
@@ -33,5 +37,22 @@ func TestLimits_DefaultTokenLimitIsOff(t *testing.T) {
 	}
 	if c.Limits.Token.Rate != 0 {
 		t.Errorf("default limits.token = %+v: a per-client cap refuses load one gateway serves", *c.Limits.Token)
+	}
+}
+
+func TestUpstream_MaxSessionLifetimeDefaultAndValidation(t *testing.T) {
+	c, err := parseWith(t, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Upstream.MaxSessionLifetime.D() != 10*time.Hour {
+		t.Errorf("default upstream.max_session_lifetime = %s, want 10h (Keycloak's SSO Session Max)", c.Upstream.MaxSessionLifetime.D())
+	}
+	for _, bad := range []string{"30s", "2400h", "30m"} {
+		_, err := Parse(strings.NewReader(strings.Replace(base, "  logout_audiences: [bff]\n",
+			"  logout_audiences: [bff]\n  max_session_lifetime: "+bad+"\n", 1)), func(string) string { return "" })
+		if err == nil || !strings.Contains(err.Error(), "upstream.max_session_lifetime") {
+			t.Errorf("max_session_lifetime %s: %v, want an error naming the field", bad, err)
+		}
 	}
 }

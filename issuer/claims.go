@@ -100,3 +100,12 @@ func narrowScope(granted, requested string) (string, error) {
 	}
 	return strings.Join(out, " "), nil
 }
+
+// sessionStart is when the upstream session began: auth_time, or the upstream token's iat when
+// the provider gave none.
+func (g *grant) sessionStart() int64 {
+	if g.AuthTime > 0 {
+		return g.AuthTime
+	}
+	return g.UpstreamIssuedAt
+}

@@ -157,7 +157,9 @@ func (i *Issuer) checkRevoked(ctx context.Context, g *grant) error {
 	r, err := i.store.SubjectRevocation(ctx, g.Subject)
 	switch {
 	case err == nil:
-		if g.UpstreamIssuedAt <= r.At.Unix() {
+		// The session's start, not the upstream token's iat: Keycloak's refreshed tokens of a
+		// session that began before the revocation carry a later iat but the same auth_time.
+		if g.sessionStart() <= r.At.Unix() {
 			return fmt.Errorf("subject: %w", errRevoked)
 		}
 	case !errors.Is(err, store.ErrNotFound):

@@ -160,7 +160,7 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (_ *App, err er
 	}
 	a.issuer, err = issuer.New(issuer.Config{
 		Issuer: cfg.Issuer, TTL: cfg.Tokens.TTL.D(), RecheckAfter: cfg.Tokens.RecheckAfter.D(),
-		MaxUpstreamLifetime: cfg.Upstream.MaxTokenLifetime.D(), LogoutAudiences: cfg.Upstream.LogoutAudiences,
+		MaxUpstreamLifetime: cfg.Upstream.MaxTokenLifetime.D(), MaxSessionLifetime: cfg.Upstream.MaxSessionLifetime.D(), LogoutAudiences: cfg.Upstream.LogoutAudiences,
 		Clients: clients, Now: o.now, Logger: log, Metrics: a.metrics,
 	}, a.store, a.keys, up, publisher{ssf: a.ssf, relay: a.relay})
 	if err != nil {

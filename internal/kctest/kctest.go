@@ -38,6 +38,7 @@ type Realm struct {
 	// Refreshes counts refresh_token grants answered with new tokens.
 	Refreshes atomic.Int64
 	down      atomic.Bool
+	ahead     atomic.Int64 // nanoseconds the realm's clock runs ahead of this process's
 
 	mu       sync.Mutex
 	inactive map[string]bool      // sid → session ended
@@ -94,6 +95,10 @@ func (r *Realm) Issuer() string { return r.Server.URL + "/realms/demo" }
 // SetDown makes every request fail at the connection level (true) or be served again (false).
 func (r *Realm) SetDown(down bool) { r.down.Store(down) }
 
+// SetClockAhead makes the realm's clock run d ahead of the process clock (negative: behind):
+// introspection answers inactive once the realm's now reaches a token's exp, as Keycloak does.
+func (r *Realm) SetClockAhead(d time.Duration) { r.ahead.Store(int64(d)) }
+
 // EndSession makes introspection answer inactive for every token of sid, as Keycloak does after
 // a logout or session expiry, without sending a back-channel logout.
 func (r *Realm) EndSession(sid string) {
@@ -110,6 +115,9 @@ type Token struct {
 	Roles    []string
 	Username string
 	IssuedAt time.Time
+	// AuthTime is when the user authenticated (auth_time); default IssuedAt. A token refreshed
+	// within a session keeps its session's AuthTime.
+	AuthTime time.Time
 	Lifetime time.Duration
 	Issuer   string // default: the realm
 	Typ      string // typ claim; default Bearer
@@ -135,6 +143,9 @@ func (r *Realm) AccessToken(t Token) string {
 	if t.IssuedAt.IsZero() {
 		t.IssuedAt = time.Now()
 	}
+	if t.AuthTime.IsZero() {
+		t.AuthTime = t.IssuedAt
+	}
 	if t.Lifetime == 0 {
 		t.Lifetime = 10 * time.Minute
 	}
@@ -148,7 +159,7 @@ func (r *Realm) AccessToken(t Token) string {
 		"iss": t.Issuer, "sub": t.Subject, "sid": t.SID, "typ": t.Typ, "azp": "bff", "aud": "account",
 		"iat": t.IssuedAt.Unix(), "exp": t.IssuedAt.Add(t.Lifetime).Unix(), "jti": "at-" + randID(),
 		"scope": t.Scope, "realm_access": map[string]any{"roles": t.Roles},
-		"preferred_username": t.Username, "acr": "1", "auth_time": t.IssuedAt.Unix(),
+		"preferred_username": t.Username, "acr": "1", "auth_time": t.AuthTime.Unix(),
 	})
 }
 
@@ -300,7 +311,7 @@ func (r *Realm) introspect(w http.ResponseWriter, req *http.Request) {
 	r.mu.Lock()
 	ended := r.inactive[sid]
 	r.mu.Unlock()
-	if ended || time.Now().Unix() >= int64(exp) {
+	if ended || time.Now().Add(time.Duration(r.ahead.Load())).Unix() >= int64(exp) {
 		writeJSON(w, map[string]any{"active": false})
 		return
 	}
