@@ -62,7 +62,7 @@ func (i *Issuer) exchange(ctx context.Context, c Client, r ExchangeRequest) (Tok
 		Version: grantVersion, ClientID: c.ID, Subject: at.Subject, SID: intro.Session(), Audience: auds,
 		Roles: intro.RealmAccess.Roles, PreferredUsername: intro.PreferredUsername, ACR: intro.ACR,
 		AuthTime: intro.AuthTime, UpstreamIssuedAt: at.IssuedAt.Unix(), UpstreamExpiry: at.Expiry.Unix(),
-		UpstreamToken: r.SubjectToken,
+		UpstreamToken: r.SubjectToken, upstreamKey: digest(r.SubjectToken),
 	}
 	if err := i.checkRevoked(ctx, &g); err != nil {
 		if errors.Is(err, errRevoked) {
@@ -79,8 +79,25 @@ func (i *Issuer) exchange(ctx context.Context, c Client, r ExchangeRequest) (Tok
 	if now.Unix() >= g.UpstreamExpiry {
 		return TokenResponse{}, invalidRequest("subject_token has expired", nil)
 	}
-	g.IssuedAt = now.Unix()
+	// A cached answer is as old as its introspection: once RecheckAfter has passed since the
+	// session was last checked, ask again (with renewal's recheck), so a session that ended
+	// upstream without a back-channel logout stops exchanging when it stops renewing.
 	i.markChecked(sessionKey(g.SID, g.Subject), fetchedAt)
+	if err := i.recheck(ctx, &g); err != nil {
+		reason, desc := "inactive", "subject_token is not active"
+		switch {
+		case errors.Is(err, errUpstreamExpired):
+			reason, desc = "expired", "subject_token has expired"
+		case errors.Is(err, errRevoked):
+			reason, desc = "upstream_inactive", "subject_token belongs to a session that is no longer active at the upstream provider"
+		case !errors.Is(err, errUpstreamInactive):
+			return TokenResponse{}, err
+		}
+		i.log.InfoContext(ctx, "exchange refused", "event", "exchange_refused", "client_id", c.ID,
+			"reason", reason, "sid", g.SID, "subject_token", TokenHash(r.SubjectToken))
+		return TokenResponse{}, invalidRequest(desc, err)
+	}
+	g.IssuedAt = now.Unix()
 	resp, claims, err := i.issue(&g, g.Scope, now)
 	if err != nil {
 		return TokenResponse{}, err

@@ -89,6 +89,21 @@ func (c *introspectionCache) put(key [32]byte, e cachedIntrospection) {
 	}
 }
 
+// markInactive records that the provider now calls the token with digest key inactive: later
+// exchanges and renewals of it are refused without asking again. The entry lasts until the
+// token's exp (expires), or the existing entry's.
+func (c *introspectionCache) markInactive(key [32]byte, expires time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := c.entries[key]
+	e.result = upstream.Introspection{Active: false}
+	e.fetchedAt = c.now()
+	if e.expires.IsZero() {
+		e.expires = expires
+	}
+	c.entries[key] = e
+}
+
 // Len reports the number of cached answers (for metrics and tests).
 func (c *introspectionCache) Len() int {
 	c.mu.Lock()

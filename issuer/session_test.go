@@ -72,3 +72,82 @@ func TestSubjectRevocation_ComparesWithTheSessionStart(t *testing.T) {
 	_, err = f.exchangeToken(later)
 	wantCode(t, "a login after the revocation", err, "")
 }
+
+// TestRecheck_TokenWithoutSIDRevokesNoMoreThanItsGrant: the provider calls a token without sid
+// inactive: the grant is refused, but nothing subject-wide is recorded or published, so the
+// user's other sessions live on.
+func TestRecheck_TokenWithoutSIDRevokesNoMoreThanItsGrant(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	now := f.clock.Now()
+	noSID := f.realm.Sign(map[string]any{"iss": f.realm.Issuer(), "sub": "uma", "typ": "Bearer", "azp": "bff",
+		"aud": "account", "iat": now.Unix(), "exp": now.Add(3 * time.Hour).Unix(), "jti": "at-nosid",
+		"scope": "openid", "auth_time": now.Unix()})
+	r, err := f.exchangeToken(noSID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := f.exchange("uma", "sid-u2")
+	f.clock.Advance(61 * time.Second)
+	f.realm.SetClockAhead(4 * time.Hour) // the provider now calls both tokens inactive
+	_, err = f.renew(r.RefreshToken)
+	wantCode(t, "renewal of the sid-less grant the provider calls inactive", err, issuer.CodeInvalidGrant)
+	f.realm.SetClockAhead(0)
+	if rev, err := f.store.SubjectRevocation(ctx, "uma"); err == nil {
+		t.Fatalf("a recheck of a token without sid recorded a subject-wide revocation: %+v", rev)
+	}
+	if evs, _ := f.pub.snapshot(); len(evs) != 0 {
+		t.Fatalf("published %+v, want nothing", evs)
+	}
+	_, err = f.renew(r.RefreshToken)
+	wantCode(t, "the refused grant stays refused", err, issuer.CodeInvalidGrant)
+	f.mustRenew(other.RefreshToken)
+}
+
+// TestRecheck_InactiveWithinSkewOfExpiryIsExpiry: a provider whose clock runs ahead answers
+// inactive in a token's last seconds: the renewal is refused as expired, and no logout is
+// recorded, so the session's next token exchanges.
+func TestRecheck_InactiveWithinSkewOfExpiryIsExpiry(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	tok := f.realm.AccessToken(kctest.Token{Subject: "vic", SID: "sid-v", IssuedAt: f.clock.Now(), Lifetime: 2 * time.Minute})
+	r, err := f.exchangeToken(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.clock.Advance(115 * time.Second) // 5s before exp by our clock
+	f.realm.SetClockAhead(time.Hour)   // the provider says inactive
+	_, err = f.renew(r.RefreshToken)
+	wantCode(t, "renewal in the token's last seconds, provider says inactive", err, issuer.CodeInvalidGrant)
+	f.realm.SetClockAhead(0)
+	if rev, err := f.store.SessionRevocation(ctx, "sid-v"); err == nil {
+		t.Fatalf("expiry recorded as a logout: %+v", rev)
+	}
+	if _, err := f.exchangeToken(f.token("vic", "sid-v")); err != nil {
+		t.Fatalf("the session's next token: %v", err)
+	}
+}
+
+// TestExchange_CachedAnswerRecheckedAfterRecheckAfter: re-exchanging the same upstream token
+// after RecheckAfter asks the provider again; a session ended upstream is refused (and its
+// logout recorded), without waiting for the token's exp.
+func TestExchange_CachedAnswerRecheckedAfterRecheckAfter(t *testing.T) {
+	f := newFixture(t)
+	tok := f.token("wes", "sid-w")
+	if _, err := f.exchangeToken(tok); err != nil {
+		t.Fatal(err)
+	}
+	f.realm.EndSession("sid-w")
+	_, err := f.exchangeToken(tok)
+	wantCode(t, "within RecheckAfter: the cached answer", err, "")
+	f.clock.Advance(61 * time.Second)
+	n := f.up.calls.Load()
+	_, err = f.exchangeToken(tok)
+	wantCode(t, "after RecheckAfter", err, issuer.CodeInvalidRequest)
+	if f.up.calls.Load() != n+1 {
+		t.Errorf("introspections: %d, want one more", f.up.calls.Load()-n)
+	}
+	if _, err := f.store.SessionRevocation(context.Background(), "sid-w"); err != nil {
+		t.Errorf("the session's end was not recorded: %v", err)
+	}
+}
