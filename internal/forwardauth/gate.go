@@ -122,6 +122,12 @@ func (g *Gate) AuthHandler() http.Handler {
 		}
 		h := w.Header()
 		h.Set("Cache-Control", "no-store")
+		// Every identity header, empty when the token lacks the claim: a proxy that copies
+		// the headers it finds (Envoy's allowed_upstream_headers, Traefik's
+		// authResponseHeaders) then overwrites a client's forged value rather than keep it.
+		for _, k := range IdentityHeaders {
+			h[k] = []string{""}
+		}
 		setIdentity(h, tok)
 		w.WriteHeader(http.StatusOK)
 	})

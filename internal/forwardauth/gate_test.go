@@ -121,6 +121,23 @@ func TestAuth_AnswersEverySubrequest(t *testing.T) {
 	assertMetric(t, f.reg, `tokengate_auth_decisions_total{result="invalid"} 6`)
 }
 
+func TestAuth_SendsEveryIdentityHeaderEvenEmpty(t *testing.T) {
+	f := newFixture(t)
+	tok := f.tr.accessToken("alice", "sid-1", time.Now(), func(c map[string]any) { delete(c, "roles"); delete(c, "preferred_username") })
+	w := ask(f.gate.AuthHandler(), "Bearer "+tok)
+	if w.Code != 200 {
+		t.Fatalf("status %d", w.Code)
+	}
+	for _, k := range IdentityHeaders {
+		if _, ok := w.Header()[k]; !ok {
+			t.Errorf("%s missing: a proxy would keep the client's value", k)
+		}
+	}
+	if w.Header().Get(HeaderRoles) != "" || w.Header().Get(HeaderSubject) != "alice" {
+		t.Errorf("roles %q subject %q", w.Header().Get(HeaderRoles), w.Header().Get(HeaderSubject))
+	}
+}
+
 func TestAuth_RefusesASessionRevokedOnTheStream(t *testing.T) {
 	f := newFixture(t)
 	now := time.Now()
