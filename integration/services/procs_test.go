@@ -82,6 +82,7 @@ func writeFile(t *testing.T, path, content string) string {
 // gateway is a `tokengate serve` process on the fake realm, with one Shared Signals stream for
 // the orders service.
 type gateway struct {
+	cmd          *exec.Cmd
 	base, admin  string
 	bffSecret    string
 	streamSecret string
@@ -122,7 +123,8 @@ ssf:
       secret_sha256: %q
 `, listen, admin, g.base, filepath.Join(dir, "data"), realm.Issuer(), kctest.ClientID, kctest.ClientSecret,
 		kctest.LogoutAudience, tokenTTL, clientID, bffHash, audience, otherAud, audience, streamHash))
-	out := start(t, "tokengate", exec.Command(deps.tokengate, "serve", "--config", cfg))
+	g.cmd = exec.Command(deps.tokengate, "serve", "--config", cfg)
+	out := start(t, "tokengate", g.cmd)
 	waitOK(t, "tokengate", g.admin+"/readyz", out)
 	return g
 }
@@ -174,24 +176,28 @@ func (g *gateway) logout(t *testing.T, realm *kctest.Realm, sub, sid string) {
 	}
 }
 
+// failClosedAfter is tokengate-auth's: short, so that the test sees it fail closed quickly.
+const failClosedAfter = 4 * time.Second
+
 // startAuth runs tokengate-auth in auth mode for the orders service, the stream secret in
-// its environment; it returns the auth address.
-func startAuth(t *testing.T, g *gateway) string {
+// its environment; it returns the auth and admin addresses.
+func startAuth(t *testing.T, g *gateway) (listen, admin string) {
 	t.Helper()
-	listen, admin := proctest.FreeAddr(t), proctest.FreeAddr(t)
+	listen, admin = proctest.FreeAddr(t), proctest.FreeAddr(t)
 	cfg := writeFile(t, filepath.Join(t.TempDir(), "tokengate-auth.yaml"), fmt.Sprintf(`mode: auth
 listen: %q
 admin_listen: %q
 issuer: %q
 audience: %q
 stream_id: %q
+fail_closed_after: %s
 log_level: warn
-`, listen, admin, g.base, audience, audience))
+`, listen, admin, g.base, audience, audience, failClosedAfter))
 	cmd := exec.Command(deps.auth, "serve", "--config", cfg)
 	cmd.Env = append(os.Environ(), "TOKENGATE_STREAM_SECRET="+g.streamSecret)
 	out := start(t, "tokengate-auth", cmd)
 	waitOK(t, "tokengate-auth", "http://"+admin+"/readyz", out)
-	return listen
+	return listen, admin
 }
 
 // startService runs examples/forward-auth/service.py; it returns its address.
@@ -248,6 +254,13 @@ http {
             proxy_set_header X-Tokengate-Roles $tg_roles;
             proxy_set_header X-Tokengate-Username $tg_username;
             proxy_pass http://orders;
+            # nginx turns any subrequest answer but 2xx/401/403 into a 500: give clients
+            # tokengate-auth's retryable 503 while it fails closed.
+            error_page 500 = @tokengate_unavailable;
+        }
+        location @tokengate_unavailable {
+            add_header Retry-After 1 always;
+            return 503;
         }
         location = /_tokengate_auth {
             internal;

@@ -25,6 +25,8 @@ import (
 //     token is refused by nginx, and the window (logout acknowledged → first 401 through nginx)
 //     and the latency nginx + tokengate-auth add are measured (BENCH lines for
 //     scripts/bench-extra.sh);
+//   - nginx fails closed: with tokengate killed, the same token gets 503 through nginx once
+//     tokengate-auth's fail_closed_after has passed;
 //   - java and python: examples/verify-java (Nimbus JOSE+JWT) and examples/verify-python (PyJWT)
 //     accept a good token and refuse a tampered, an alg "none", a foreign-audience and an
 //     expired one, from tokengate's discovery document and JWKS alone.
@@ -36,7 +38,7 @@ func TestServicesInAnyLanguage(t *testing.T) {
 	expired := g.exchange(t, realm, "expiring-user", "expiring-sid", audience)
 	expiredAt := time.Now().Add(tokenTTL)
 
-	auth := startAuth(t, g)
+	auth, authAdmin := startAuth(t, g)
 	svc := startService(t)
 	base := startNginx(t, auth, svc)
 
@@ -57,6 +59,41 @@ func TestServicesInAnyLanguage(t *testing.T) {
 		testProof(t, g, realm, expired, expiredAt, time.Second, func() *exec.Cmd {
 			return exec.Command(deps.venvPython, filepath.Join(deps.root, "examples", "verify-python", "verify.py"), g.base, audience)
 		}, map[string]string{"tampered": "InvalidSignatureError", "alg none": "", "foreign": "InvalidAudienceError", "expired": "ExpiredSignatureError"})
+	})
+	// Last: it kills tokengate.
+	t.Run("nginx fails closed", func(t *testing.T) {
+		tok := g.exchange(t, realm, "dave", "sid-dave", audience)
+		if r := get(t, base+"/orders/1", tok, nil); r.status != 200 {
+			t.Fatalf("before: %d", r.status)
+		}
+		if err := g.cmd.Process.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		killed := time.Now()
+		for {
+			r := get(t, base+"/orders/1", tok, nil)
+			if r.status == http.StatusServiceUnavailable {
+				if quiet := time.Since(killed); quiet < failClosedAfter-time.Second {
+					t.Errorf("503 after %s, before fail_closed_after (%s)", quiet, failClosedAfter)
+				}
+				break
+			}
+			if r.status != 200 {
+				t.Fatalf("tokengate down: %d, want 200 until fail_closed_after, then 503", r.status)
+			}
+			if time.Since(killed) > failClosedAfter+5*time.Second {
+				t.Fatalf("still 200 %s after tokengate died (fail_closed_after %s)", time.Since(killed), failClosedAfter)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		resp, err := client.Get("http://" + authAdmin + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusServiceUnavailable {
+			t.Errorf("tokengate-auth /readyz while failing closed: %d", resp.StatusCode)
+		}
 	})
 }
 
