@@ -29,7 +29,8 @@ type transmitter struct {
 	t    *testing.T
 	srv  *httptest.Server
 	km   *keys.Manager
-	down atomic.Bool
+	down atomic.Bool // polls answer 503
+	away atomic.Bool // everything answers 503 (tokengate not up yet)
 
 	mu    sync.Mutex
 	queue map[string]string
@@ -67,7 +68,13 @@ func newTransmitter(t *testing.T) *transmitter {
 			"delivery": map[string]string{"method": "urn:ietf:rfc:8936", "endpoint_url": tr.issuer() + "/ssf/poll"}}})
 	})
 	mux.HandleFunc("POST /ssf/poll", tr.poll)
-	tr.srv = httptest.NewServer(mux)
+	tr.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if tr.away.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	}))
 	t.Cleanup(tr.srv.Close)
 	return tr
 }

@@ -213,6 +213,34 @@ func TestAuth_RefusesWith503UntilConnected(t *testing.T) {
 	assertMetric(t, reg, `tokengate_auth_failing_closed 1`)
 }
 
+func TestConnector_RefusesUntilTokengateAnswers(t *testing.T) {
+	tr := newTransmitter(t)
+	tr.away.Store(true)
+	ctx, cancel := context.WithCancel(context.Background())
+	c := Connect(ctx, verifier.Config{Issuer: tr.issuer(), Audience: serviceAud, StreamSecret: streamSecret,
+		Logger: slog.New(slog.DiscardHandler)}, slog.New(slog.DiscardHandler))
+	defer func() {
+		cancel()
+		if err := c.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
+	g := NewGate(c, nil, slog.New(slog.DiscardHandler))
+	tok := "Bearer " + tr.accessToken("alice", "sid-1", time.Now())
+	time.Sleep(300 * time.Millisecond) // a failed attempt or two
+	if w := ask(g.AuthHandler(), tok); w.Code != http.StatusServiceUnavailable || c.Current() != nil {
+		t.Fatalf("before tokengate answers: %d, connected %v", w.Code, c.Current() != nil)
+	}
+	tr.away.Store(false)
+	deadline := time.Now().Add(5 * time.Second)
+	for ask(g.AuthHandler(), tok).Code != http.StatusOK {
+		if time.Now().After(deadline) {
+			t.Fatal("not accepting 5s after tokengate answered")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 func TestProxy_ForwardsWithVerifiedIdentityOnly(t *testing.T) {
 	f := newFixture(t)
 	var seen atomic.Pointer[http.Header]
