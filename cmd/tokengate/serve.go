@@ -15,7 +15,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -135,11 +134,9 @@ func serve(ctx context.Context, cfg *config.Config, logOut io.Writer) error {
 	}
 	adm := server.NewAdmin(server.AdminConfig{
 		Tokens: cfg.AdminTokenHashes(), Version: version, Started: time.Now(), Logger: log,
+		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
 	}, is, km, st, srv)
 	adm.MountSSF(tx)
-	adm.Mount(func(r gin.IRoutes) {
-		r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(reg, promhttp.HandlerOpts{})))
-	})
 	adminTLS, err := adminTLSConfig(cfg.Admin.TLS)
 	if err != nil {
 		_ = public.srv.Close()
