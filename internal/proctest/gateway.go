@@ -38,6 +38,9 @@ type Options struct {
 	LogPath string
 	// ReadyTimeout bounds the wait for /readyz; DefaultReadyTimeout when zero.
 	ReadyTimeout time.Duration
+	// PollEvery is how often /readyz is asked while waiting; 10ms when zero (ReadyAfter is only
+	// as precise as this).
+	PollEvery time.Duration
 	// NoWait returns as soon as the process runs, for an admin listener the harness cannot
 	// ask (mTLS): the caller decides when it is ready.
 	NoWait bool
@@ -89,6 +92,9 @@ func Start(ctx context.Context, c config.Config, o Options) (*Gateway, error) {
 	}
 	if o.ReadyTimeout == 0 {
 		o.ReadyTimeout = DefaultReadyTimeout
+	}
+	if o.PollEvery == 0 {
+		o.PollEvery = 10 * time.Millisecond
 	}
 	pickListen, pickAdmin, pickIssuer := c.Listen == "", c.AdminListen == "", c.Issuer == ""
 	g := &Gateway{opts: o, ConfigPath: filepath.Join(o.Dir, "tokengate.yaml")}
@@ -202,7 +208,7 @@ func (g *Gateway) waitReady(ctx context.Context, done chan struct{}) error {
 			return ctx.Err()
 		case <-deadline.C:
 			return fmt.Errorf("tokengate not ready at %s/readyz within %s:\n%s", g.Admin, g.opts.ReadyTimeout, Tail(g.Output(), 3000))
-		case <-time.After(10 * time.Millisecond):
+		case <-time.After(g.opts.PollEvery):
 		}
 	}
 }
