@@ -471,7 +471,7 @@ func (b *bench) inprocParts(ctx context.Context) error {
 			return lerr
 		}
 		// The server's share only (the load generator runs in this process too): cumulative,
-		// so the README shows which step of the request the time goes to; flat in the file too.
+		// so the published page shows which step of the request the time goes to; flat in the file too.
 		var tops [2][]byte
 		for i, mode := range []string{"-cum", "-flat"} {
 			tops[i], err = exec.CommandContext(ctx, "go", "tool", "pprof", "-top", mode, "-nodecount=40",
