@@ -11,7 +11,7 @@ import (
 	"github.com/tokengate/tokengate/config"
 )
 
-// validConfig is the README's configuration reference with real-looking values.
+// validConfig is docs/configuration.md's reference with real-looking values.
 const validConfig = `listen: 0.0.0.0:8443
 admin_listen: 127.0.0.1:9090
 issuer: https://tokengate.internal
