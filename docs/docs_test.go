@@ -282,14 +282,18 @@ func TestDocs_EveryPageLinkedFromReadme(t *testing.T) {
 
 var linkRE = regexp.MustCompile(`\[[^\]]*\]\(([^)\s]+)\)`)
 
-// TestDocs_LinksResolve: every relative link of README.md and docs/*.md names a file that
-// exists and, with #fragment, a heading of that page.
+// TestDocs_LinksResolve: every relative link of README.md, docs/*.md and the deploy notes names
+// a file that exists and, with #fragment, a heading of that page.
 func TestDocs_LinksResolve(t *testing.T) {
 	files, err := filepath.Glob("*.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	files = append(files, "../README.md")
+	deploy, err := filepath.Glob("../deploy/*/*.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	files = append(append(files, "../README.md"), deploy...)
 	checked := 0
 	for _, f := range files {
 		src, err := os.ReadFile(f)
