@@ -27,7 +27,9 @@ const DefaultReadyTimeout = 20 * time.Second
 type Options struct {
 	// Bin is the tokengate binary (BuildTokengate, Run).
 	Bin string
-	// Dir receives tokengate.yaml (created if missing); a new temporary directory when empty.
+	// Dir receives tokengate.yaml (created if missing). When empty, Start makes a temporary
+	// directory that the caller removes (the directory of Gateway.ConfigPath); StartT uses
+	// t.TempDir.
 	Dir string
 	// Prefix is a command the binary runs under, e.g. {"taskset", "-c", "1"}.
 	Prefix []string
