@@ -8,8 +8,8 @@
 #   forward_auth_*        logout acknowledged → first 401 through nginx (auth_request →
 #                         tokengate-auth) in front of a Python service, and the latency per request
 #                         nginx + tokengate-auth add (integration/services)
-# Writes results/bench/extra.{json,md}; with --publish also rewrites README.md between the
-# <!-- bench-extra --> markers. Usage: scripts/bench-extra.sh [--publish]
+# Writes results/bench/extra.{json,md}; with --publish also rewrites docs/performance.md between
+# the <!-- bench-extra --> markers. Usage: scripts/bench-extra.sh [--publish]
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -72,11 +72,13 @@ already issued stops working at every service as fast as renewal stops, instead 
 open(out + '/extra.md', 'w').write(md + '\n')
 print(md)
 if publish == 'true':
-    p = 'README.md'
+    p = 'docs/performance.md'
     txt = open(p).read()
     if '<!-- bench-extra -->' in txt:
         txt = re.sub(r'<!-- bench-extra -->.*?<!-- /bench-extra -->', lambda m: md, txt, flags=re.S)
     else:
+        if '<!-- /bench -->' not in txt:
+            sys.exit('bench-extra: %s has neither bench-extra nor bench markers' % p)
         txt = txt.replace('<!-- /bench -->', '<!-- /bench -->\n\n' + md, 1)
     open(p, 'w').write(txt)
 PY

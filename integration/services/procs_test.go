@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokengate/tokengate/config"
 	"github.com/tokengate/tokengate/internal/kctest"
 	"github.com/tokengate/tokengate/internal/loopback"
 	"github.com/tokengate/tokengate/internal/proctest"
@@ -79,53 +80,31 @@ func writeFile(t *testing.T, path, content string) string {
 	return path
 }
 
-// gateway is a `tokengate serve` process on the fake realm, with one Shared Signals stream for
-// the orders service.
+// gateway is a `tokengate serve` process on the fake realm (run by internal/proctest, the
+// harness of every process test), with one Shared Signals stream for the orders service.
 type gateway struct {
-	cmd          *exec.Cmd
-	base, admin  string
+	*proctest.Gateway
 	bffSecret    string
 	streamSecret string
 }
 
 func startGateway(t *testing.T, realm *kctest.Realm) *gateway {
 	t.Helper()
-	dir := t.TempDir()
-	listen, admin := proctest.FreeAddr(t), proctest.FreeAddr(t)
-	g := &gateway{base: "http://" + listen, admin: "http://" + admin}
+	g := &gateway{}
 	var bffHash, streamHash string
 	g.bffSecret, bffHash = loopback.Secret()
 	g.streamSecret, streamHash = loopback.Secret()
-	cfg := writeFile(t, filepath.Join(dir, "tokengate.yaml"), fmt.Sprintf(`listen: %q
-admin_listen: %q
-issuer: %q
-data_dir: %q
-log_level: warn
-upstream:
-  issuer: %q
-  client_id: %q
-  client_secret: %q
-  logout_audiences: [%q]
-  timeout: 2s
-tokens:
-  ttl: %s
-  recheck_after: 1h
-limits:
-  token: {rate: 100000, burst: 100000}
-  logout: {rate: 100000, burst: 100000}
-clients:
-  - id: %s
-    secret_sha256: %q
-    audiences: [%s, %s]
-ssf:
-  streams:
-    - id: %s
-      secret_sha256: %q
-`, listen, admin, g.base, filepath.Join(dir, "data"), realm.Issuer(), kctest.ClientID, kctest.ClientSecret,
-		kctest.LogoutAudience, tokenTTL, clientID, bffHash, audience, otherAud, audience, streamHash))
-	g.cmd = exec.Command(deps.tokengate, "serve", "--config", cfg)
-	out := start(t, "tokengate", g.cmd)
-	waitOK(t, "tokengate", g.admin+"/readyz", out)
+	unlimited := config.Limit{Rate: 100000, Burst: 100000}
+	// Issuer is left empty: the public listener's URL, where every verifier finds discovery.
+	c := config.Config{
+		DataDir: filepath.Join(t.TempDir(), "data"), LogLevel: "warn",
+		Upstream: proctest.UpstreamFor(realm.Issuer()),
+		Tokens:   config.Tokens{TTL: config.Duration(tokenTTL), RecheckAfter: config.Duration(time.Hour)},
+		Limits:   config.Limits{Token: unlimited, Logout: unlimited},
+		Clients:  []config.Client{{ID: clientID, SecretSHA256: bffHash, Audiences: []string{audience, otherAud}}},
+		SSF:      config.SSF{Streams: []config.SSFStream{{ID: audience, SecretSHA256: streamHash}}},
+	}
+	g.Gateway = proctest.StartT(t, c, proctest.Options{Bin: deps.tokengate})
 	return g
 }
 
@@ -136,7 +115,7 @@ type tokenReply struct {
 }
 
 func (g *gateway) post(path string, form url.Values, auth bool) (tokenReply, error) {
-	req, _ := http.NewRequest(http.MethodPost, g.base+path, strings.NewReader(form.Encode()))
+	req, _ := http.NewRequest(http.MethodPost, g.Base+path, strings.NewReader(form.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	if auth {
 		req.SetBasicAuth(clientID, g.bffSecret)
@@ -192,7 +171,7 @@ audience: %q
 stream_id: %q
 fail_closed_after: %s
 log_level: warn
-`, listen, admin, g.base, audience, audience, failClosedAfter))
+`, listen, admin, g.Base, audience, audience, failClosedAfter))
 	cmd := exec.Command(deps.auth, "serve", "--config", cfg)
 	cmd.Env = append(os.Environ(), "TOKENGATE_STREAM_SECRET="+g.streamSecret)
 	out := start(t, "tokengate-auth", cmd)

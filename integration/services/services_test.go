@@ -52,12 +52,12 @@ func TestServicesInAnyLanguage(t *testing.T) {
 			t.Fatalf("javac Verify.java: %v\n%s", err, out)
 		}
 		testProof(t, g, realm, expired, expiredAt, 6*time.Second, func() *exec.Cmd {
-			return exec.Command(deps.java, "-cp", deps.nimbusJar+string(os.PathListSeparator)+classes, "Verify", g.base, audience)
+			return exec.Command(deps.java, "-cp", deps.nimbusJar+string(os.PathListSeparator)+classes, "Verify", g.Base, audience)
 		}, map[string]string{"tampered": "BadJWSException", "alg none": "BadJOSEException", "foreign": "aud", "expired": "Expired JWT"})
 	})
 	t.Run("python", func(t *testing.T) {
 		testProof(t, g, realm, expired, expiredAt, time.Second, func() *exec.Cmd {
-			return exec.Command(deps.venvPython, filepath.Join(deps.root, "examples", "verify-python", "verify.py"), g.base, audience)
+			return exec.Command(deps.venvPython, filepath.Join(deps.root, "examples", "verify-python", "verify.py"), g.Base, audience)
 		}, map[string]string{"tampered": "InvalidSignatureError", "alg none": "", "foreign": "InvalidAudienceError", "expired": "ExpiredSignatureError"})
 	})
 	// Last: it kills tokengate.
@@ -66,9 +66,7 @@ func TestServicesInAnyLanguage(t *testing.T) {
 		if r := get(t, base+"/orders/1", tok, nil); r.status != 200 {
 			t.Fatalf("before: %d", r.status)
 		}
-		if err := g.cmd.Process.Kill(); err != nil {
-			t.Fatal(err)
-		}
+		g.Kill()
 		killed := time.Now()
 		for {
 			r := get(t, base+"/orders/1", tok, nil)

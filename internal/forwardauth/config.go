@@ -13,7 +13,6 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/tokengate/tokengate/config"
 	"github.com/tokengate/tokengate/verifier"
 )
 
@@ -53,13 +52,33 @@ type Config struct {
 	OwnStream bool `yaml:"own_stream"`
 	// FailClosedAfter is how long the stream may stay unreachable before every token is
 	// refused with 503 (default 30s, at least 3s).
-	FailClosedAfter config.Duration `yaml:"fail_closed_after"`
+	FailClosedAfter Duration `yaml:"fail_closed_after"`
 	// MaxTokenLifetime is how long revocations are remembered: tokengate's tokens.ttl plus
 	// clock skew (default 6m).
-	MaxTokenLifetime config.Duration `yaml:"max_token_lifetime"`
+	MaxTokenLifetime Duration `yaml:"max_token_lifetime"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `yaml:"log_level"`
 }
+
+// Duration is a time.Duration written as "30s", "5m" (as in tokengate's own configuration).
+type Duration time.Duration
+
+// UnmarshalYAML parses a Go duration string.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	var s string
+	if err := n.Decode(&s); err != nil {
+		return fmt.Errorf("line %d: want a duration like 30s", n.Line)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("line %d: %q is not a duration (e.g. 30s, 5m)", n.Line, s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// D returns the time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
 
 // Load reads, defaults and validates the file at path.
 func Load(path string) (*Config, error) {
@@ -107,10 +126,10 @@ func (c *Config) setDefaults() {
 		c.LogLevel = "info"
 	}
 	if c.FailClosedAfter == 0 {
-		c.FailClosedAfter = config.Duration(verifier.DefaultFailClosedAfter)
+		c.FailClosedAfter = Duration(verifier.DefaultFailClosedAfter)
 	}
 	if c.MaxTokenLifetime == 0 {
-		c.MaxTokenLifetime = config.Duration(verifier.DefaultMaxTokenLifetime)
+		c.MaxTokenLifetime = Duration(verifier.DefaultMaxTokenLifetime)
 	}
 }
 

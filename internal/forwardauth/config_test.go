@@ -38,6 +38,7 @@ func TestConfig_RefusesWhatCannotWork(t *testing.T) {
 		"no audience":            {"listen: 127.0.0.1:4180\nissuer: https://tokengate.internal\nstream_secret: s\n", "audience: is required"},
 		"issuer not a URL":       {"listen: 127.0.0.1:4180\nissuer: tokengate\naudience: orders\nstream_secret: s\n", "issuer:"},
 		"fail_closed_after 1s":   {base + "fail_closed_after: 1s\n", "fail_closed_after: 1s is outside"},
+		"not a duration":         {base + "fail_closed_after: soon\n", `line 5: "soon" is not a duration`},
 		"own stream with an id":  {base + "own_stream: true\nstream_id: orders\n", "stream_id: must be empty"},
 	}
 	for name, c := range cases {
