@@ -88,7 +88,7 @@ func (g *Gate) decide(r *http.Request) (tok *verifier.Token, result string, stat
 	case err == nil:
 		return tok, ResultAllowed, http.StatusOK, refusal{}
 	case errors.Is(err, verifier.ErrFeedUnavailable):
-		g.log.Warn("refused: revocation feed unavailable", "error", err.Error())
+		g.log.Debug("refused: revocation feed unavailable", "error", err.Error()) // the verifier logs the feed itself
 		return nil, ResultUnavailable, http.StatusServiceUnavailable, refusal{"temporarily_unavailable", "token revocations cannot be checked"}
 	case errors.Is(err, verifier.ErrRevoked):
 		g.log.Debug("refused: revoked", "error", err.Error())
