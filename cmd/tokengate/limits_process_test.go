@@ -18,7 +18,7 @@ import (
 func TestDefaultLimits_32ConnectionsRenewingFlatOutGetNo429(t *testing.T) {
 	t.Parallel()
 	realm := kctest.New(t)
-	g := startGateway(t, options{upstream: realm.Issuer(), dataDir: t.TempDir()})
+	g := startGateway(t, baseConfig(realm.Issuer(), t.TempDir()))
 	rt := g.mustExchange(realm.AccessToken(kctest.Token{})).RefreshToken
 	body := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}}.Encode()
 
@@ -32,7 +32,7 @@ func TestDefaultLimits_32ConnectionsRenewingFlatOutGetNo429(t *testing.T) {
 	for range conns {
 		wg.Go(func() {
 			for time.Now().Before(deadline) {
-				req, _ := http.NewRequest(http.MethodPost, g.base+"/token", strings.NewReader(body))
+				req, _ := http.NewRequest(http.MethodPost, g.Base+"/token", strings.NewReader(body))
 				req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 				req.SetBasicAuth(clientID, clientSecret)
 				resp, err := hc.Do(req)
@@ -67,7 +67,7 @@ func TestDefaultLimits_32ConnectionsRenewingFlatOutGetNo429(t *testing.T) {
 func TestLogout_JunkFromOneAddressDoesNotCrowdOutAValidLogout(t *testing.T) {
 	t.Parallel()
 	realm := kctest.New(t)
-	g := startGateway(t, options{upstream: realm.Issuer(), dataDir: t.TempDir()})
+	g := startGateway(t, baseConfig(realm.Issuer(), t.TempDir()))
 	sid := "sid-junk-" + randID(t)
 	rt := g.mustExchange(realm.AccessToken(kctest.Token{Subject: "kim", SID: sid})).RefreshToken
 	statuses := map[int]int{}

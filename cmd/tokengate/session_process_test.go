@@ -17,7 +17,9 @@ import (
 func TestExchange_RechecksAfterRecheckAfter(t *testing.T) {
 	t.Parallel()
 	realm := kctest.New(t)
-	g := startGateway(t, options{upstream: realm.Issuer(), dataDir: t.TempDir(), recheckAfter: "2s"})
+	c := baseConfig(realm.Issuer(), t.TempDir())
+	c.Tokens.RecheckAfter = seconds(2)
+	g := startGateway(t, c)
 	sid := "sid-silent-" + randID(t)
 	tok := realm.AccessToken(kctest.Token{Subject: "quinn", SID: sid})
 	g.mustExchange(tok)
@@ -38,7 +40,9 @@ func TestRecheck_NearExpiryWithKeycloakClockAheadIsNotALogout(t *testing.T) {
 	t.Parallel()
 	realm := kctest.New(t)
 	realm.SetClockAhead(3 * time.Second)
-	g := startGateway(t, options{upstream: realm.Issuer(), dataDir: t.TempDir(), recheckAfter: "1s"})
+	c := baseConfig(realm.Issuer(), t.TempDir())
+	c.Tokens.RecheckAfter = seconds(1)
+	g := startGateway(t, c)
 	sid := "sid-clock-" + randID(t)
 	tok := realm.AccessToken(kctest.Token{Subject: "rita", SID: sid, Lifetime: 8 * time.Second})
 	rt := g.mustExchange(tok).RefreshToken
@@ -55,7 +59,7 @@ func TestRecheck_NearExpiryWithKeycloakClockAheadIsNotALogout(t *testing.T) {
 	if r := g.exchange(next); r.Status != http.StatusOK {
 		t.Fatalf("the next Keycloak token of the live session: %v (a recheck near expiry was taken for a logout)", r)
 	}
-	if out := g.output.String(); strings.Contains(out, `"reason":"recheck"`) && strings.Contains(out, `"event":"logout"`) {
+	if out := g.Output(); strings.Contains(out, `"reason":"recheck"`) && strings.Contains(out, `"event":"logout"`) {
 		t.Fatalf("a logout was recorded for an expiring token:\n%s", out)
 	}
 }
@@ -66,7 +70,7 @@ func TestRecheck_NearExpiryWithKeycloakClockAheadIsNotALogout(t *testing.T) {
 func TestSubjectRevocation_RefusesTokensRefreshedAfterIt(t *testing.T) {
 	t.Parallel()
 	realm := kctest.New(t)
-	g := startGateway(t, options{upstream: realm.Issuer(), dataDir: t.TempDir(), extra: adminYAML()})
+	g := startGateway(t, withAdmin(realm.Issuer(), t.TempDir()))
 	login := time.Now().Add(-2 * time.Second)
 	sub, sid := "sam-"+randID(t), "sid-s-"+randID(t)
 	g.mustExchange(realm.AccessToken(kctest.Token{Subject: sub, SID: sid, IssuedAt: login}))

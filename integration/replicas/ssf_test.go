@@ -2,15 +2,16 @@ package replicas
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/tokengate/tokengate/config"
 	"github.com/tokengate/tokengate/internal/kctest"
 	"github.com/tokengate/tokengate/internal/loopback"
 	"github.com/tokengate/tokengate/verifier"
@@ -27,7 +28,8 @@ type roundRobin struct {
 func (rr *roundRobin) RoundTrip(req *http.Request) (*http.Response, error) {
 	r := rr.rs[int(rr.n.Add(1))%len(rr.rs)]
 	out := req.Clone(req.Context())
-	out.URL.Scheme, out.URL.Host, out.Host = "http", r.listen, ""
+	base, _ := url.Parse(r.Base)
+	out.URL.Scheme, out.URL.Host, out.Host = base.Scheme, base.Host, ""
 	return http.DefaultTransport.RoundTrip(out)
 }
 
@@ -55,12 +57,9 @@ func (h countingHandler) Handle(ctx context.Context, r slog.Record) error {
 func TestSSF_StreamsAndAcksSharedByReplicas(t *testing.T) {
 	integration(t)
 	secret, hash := loopback.Secret()
-	e := newEnvWith(t, fmt.Sprintf(`ssf:
-  receivers:
-    - id: orders
-      audience: orders-api
-      secret_sha256: %q
-`, hash), all(3)...)
+	e := newEnvWith(t, func(c *config.Config) {
+		c.SSF.Receivers = []config.SSFReceiver{{ID: "orders", Audience: "orders-api", SecretSHA256: hash}}
+	}, all(3)...)
 	rr := &roundRobin{rs: e.replicas}
 	var recreated atomic.Int64
 	var vs []*verifier.Verifier

@@ -43,7 +43,7 @@ func kidOf(t *testing.T, tok string) string {
 // revokeKey calls POST /admin/keys/{kid}/revoke.
 func (g *gateway) revokeKey(kid string) {
 	g.t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, g.admin+"/admin/keys/"+kid+"/revoke", strings.NewReader("{}"))
+	req, _ := http.NewRequest(http.MethodPost, g.Admin+"/admin/keys/"+kid+"/revoke", strings.NewReader("{}"))
 	req.Header.Set("Authorization", "Bearer "+g.adminTok)
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := client.Do(req)
@@ -68,13 +68,13 @@ func TestKeyRevocation_WindowAtStreamFollowingAndPlainVerifiers(t *testing.T) {
 	realm := kctest.New(t)
 	g := newGateway(t, realm)
 	ctx := context.Background()
-	v, err := verifier.New(ctx, verifier.Config{Issuer: g.base, Audience: audience, StreamID: "svc-00",
+	v, err := verifier.New(ctx, verifier.Config{Issuer: g.Base, Audience: audience, StreamID: "svc-00",
 		StreamSecret: g.secrets[0], Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer v.Close()
-	plain := oidc.NewVerifier(g.base, oidc.NewRemoteKeySet(ctx, g.base+"/jwks.json"),
+	plain := oidc.NewVerifier(g.Base, oidc.NewRemoteKeySet(ctx, g.Base+"/jwks.json"),
 		&oidc.Config{ClientID: audience, SupportedSigningAlgs: []string{"ES256"}})
 
 	const samples = 5
