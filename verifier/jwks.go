@@ -59,7 +59,7 @@ func newKeySet(u string, client *http.Client, now func() time.Time) *keySet {
 // VerifySignature implements oidc.KeySet: it checks jwt's signature with the key its kid names
 // (every key when it has none) and returns the payload.
 func (k *keySet) VerifySignature(ctx context.Context, jwt string) ([]byte, error) {
-	jws, err := jose.ParseSigned(jwt, allAlgs)
+	jws, err := jose.ParseSignedCompact(jwt, allAlgs)
 	if err != nil {
 		return nil, fmt.Errorf("oidc: malformed jwt: %v", err)
 	}
