@@ -26,7 +26,7 @@ func newIssuer(t *testing.T) (*issuer.Issuer, *bolt.Store) {
 	}
 	t.Cleanup(func() { _ = st.Close() })
 	is, err := issuer.New(issuer.Config{Issuer: "https://tg.test", TTL: 30 * time.Second, RecheckAfter: time.Minute,
-		MaxUpstreamLifetime: time.Hour}, st, nil, nil)
+		MaxUpstreamLifetime: time.Hour, UpstreamClientID: "tokengate"}, st, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -112,7 +112,7 @@ func (s *stack) boot() {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	is, err := issuer.New(issuer.Config{
 		Issuer: srv.URL, TTL: 30 * time.Second, RecheckAfter: time.Minute, MaxUpstreamLifetime: time.Hour,
-		LogoutAudiences: []string{kctest.LogoutAudience}, Now: ck.Now, Logger: log, Metrics: s.opts.metrics,
+		LogoutAudiences: []string{kctest.LogoutAudience}, UpstreamClientID: kctest.ClientID, Now: ck.Now, Logger: log, Metrics: s.opts.metrics,
 		Clients: []issuer.Client{
 			{ID: "bff", SecretSHA256: sha256.Sum256([]byte(bffSecret)), Audiences: []string{"demo-service", "orders"}},
 			{ID: "other", SecretSHA256: sha256.Sum256([]byte(otherSecret)), Audiences: []string{"demo-service"}},

@@ -96,7 +96,7 @@ func startInproc(ctx context.Context, upstreamIssuer, dir string) (*inproc, erro
 	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
 	is, err := issuer.New(issuer.Config{
 		Issuer: base, TTL: 30 * time.Second, RecheckAfter: time.Minute, MaxUpstreamLifetime: time.Hour,
-		LogoutAudiences: []string{bffID}, Logger: log,
+		LogoutAudiences: []string{bffID}, UpstreamClientID: introspectID, Logger: log,
 		Clients: []issuer.Client{{ID: gatewayClient, SecretSHA256: sha256.Sum256([]byte(secret)), Audiences: []string{gatewayAudience}}},
 	}, st, km, up)
 	if err != nil {
