@@ -125,7 +125,7 @@ func TestExchange_SubjectTokenRefusals(t *testing.T) {
 			desc: []string{`issued to upstream client "bff"`}, reason: "upstream_client", owner: "bff"},
 		{name: "Keycloak 26.6+ refuses to introspect: the cause is named", client: "bff", token: kctest.Token{Audience: noMapper},
 			skipAud: true, introspects: true,
-			desc: []string{"not active", `aud contains "tokengate"`, "Keycloak 26.6", `upstream client "bff" needs an audience mapper`},
+			desc:   []string{"not active", `aud contains "tokengate"`, "Keycloak 26.6", `upstream client "bff" needs an audience mapper`},
 			reason: "inactive_audience"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

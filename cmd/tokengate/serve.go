@@ -76,11 +76,16 @@ func serve(ctx context.Context, cfg *config.Config, logOut io.Writer) error {
 	})
 	var clients []issuer.Client
 	for _, c := range cfg.Clients {
-		clients = append(clients, issuer.Client{ID: c.ID, SecretSHA256: c.SecretHash(), Audiences: c.Audiences})
+		clients = append(clients, issuer.Client{ID: c.ID, SecretSHA256: c.SecretHash(), Audiences: c.Audiences,
+			UpstreamClients: c.UpstreamClients})
+	}
+	for _, w := range cfg.Warnings() {
+		log.Warn(w)
 	}
 	is, err := issuer.New(issuer.Config{
 		Issuer: cfg.Issuer, TTL: cfg.Tokens.TTL.D(), RecheckAfter: cfg.Tokens.RecheckAfter.D(),
 		MaxUpstreamLifetime: cfg.Upstream.MaxTokenLifetime.D(), LogoutAudiences: cfg.Upstream.LogoutAudiences,
+		UpstreamClientID: cfg.Upstream.ClientID, SkipAudienceCheck: !cfg.Upstream.AudienceRequired(),
 		Clients: clients, Logger: log, Metrics: mx,
 	}, st, km, up)
 	if err != nil {
