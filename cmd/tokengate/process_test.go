@@ -61,6 +61,8 @@ type options struct {
 	logLevel     string // info when empty
 	recheckAfter string // 60s when empty
 	extra        string // more YAML appended to the configuration
+	// upstreamExtra is more YAML in the upstream section (two-space indented lines).
+	upstreamExtra string
 }
 
 // configYAML renders a configuration listening on the given addresses.
@@ -83,7 +85,7 @@ upstream:
   client_secret: %q
   logout_audiences: [%q]
   timeout: 2s
-tokens:
+%stokens:
   ttl: 30s
   recheck_after: %s
 clients:
@@ -91,7 +93,7 @@ clients:
     secret_sha256: %q
     audiences: [%s]
 %s`, listen, admin, o.dataDir, o.logLevel, o.upstream, kctest.ClientID, kctest.ClientSecret,
-		kctest.LogoutAudience, o.recheckAfter, clientID, clientSecretHash, audience, o.extra)
+		kctest.LogoutAudience, o.upstreamExtra, o.recheckAfter, clientID, clientSecretHash, audience, o.extra)
 }
 
 func writeFile(t testing.TB, dir, name, content string) string {
@@ -568,6 +570,8 @@ func TestConfigErrors(t *testing.T) {
 		{"two problems at once", replace("  ttl: 30s\n", "  ttl: 1h\n", "  recheck_after: 60s\n", "  recheck_after: 500ms\n"),
 			[]string{"tokens.ttl", "tokens.recheck_after"}},
 		{"duplicate key", replace("  ttl: 30s\n", "  ttl: 30s\n  ttl: 45s\n"), []string{"ttl"}},
+		{"empty upstream_clients", good + "    upstream_clients: []\n", []string{"clients[0].upstream_clients"}},
+		{"require_audience not a bool", replace("  timeout: 2s\n", "  timeout: 2s\n  require_audience: sometimes\n"), []string{"sometimes", "bool"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -591,8 +595,21 @@ func TestConfigErrors(t *testing.T) {
 		t.Parallel()
 		cfg := writeFile(t, t.TempDir(), "good.yaml", good)
 		code, stdout, stderr := runCLI(t, "", "check-config", "--config", cfg)
+		if code != 0 || !strings.Contains(stdout, "valid") || stderr != "" {
+			t.Fatalf("check-config: exit %d, stdout %q, stderr %q; want 0 and \"valid\"", code, stdout, stderr)
+		}
+	})
+
+	t.Run("check-config knows upstream_clients and warns about require_audience false", func(t *testing.T) {
+		t.Parallel()
+		cfg := writeFile(t, t.TempDir(), "good.yaml", replace("  timeout: 2s\n", "  timeout: 2s\n  require_audience: false\n")+
+			"    upstream_clients: [bff, bff-spa]\n")
+		code, stdout, stderr := runCLI(t, "", "check-config", "--config", cfg)
 		if code != 0 || !strings.Contains(stdout, "valid") {
 			t.Fatalf("check-config: exit %d, stdout %q, stderr %q; want 0 and \"valid\"", code, stdout, stderr)
+		}
+		if !strings.Contains(stderr, "warning: upstream.require_audience is false") || !strings.Contains(stderr, "audience mapper") {
+			t.Errorf("check-config does not warn about require_audience false: %q", stderr)
 		}
 	})
 
@@ -764,5 +781,29 @@ func TestLogsNeverContainTokens(t *testing.T) {
 	}
 	if t.Failed() {
 		t.Logf("logs:\n%s", logs)
+	}
+}
+
+// TestRequireAudienceOff_WarnsAtStartAndNamesKeycloaksAudienceRule: with require_audience
+// false, serve warns at start-up; a token without tokengate in aud, which Keycloak 26.6+
+// calls inactive, is refused with a description naming the cause, and the log names the fix.
+func TestRequireAudienceOff_WarnsAtStartAndNamesKeycloaksAudienceRule(t *testing.T) {
+	t.Parallel()
+	realm := kctest.New(t)
+	g := startGateway(t, options{upstream: realm.Issuer(), dataDir: t.TempDir(), upstreamExtra: "  require_audience: false\n"})
+	r := g.exchange(realm.AccessToken(kctest.Token{Audience: []string{"account"}}))
+	wantError(t, "exchange of a token Keycloak does not introspect for tokengate", r, http.StatusBadRequest, "invalid_request")
+	if !strings.Contains(r.ErrorDescription, "Keycloak 26.6") || !strings.Contains(r.ErrorDescription, "audience mapper") {
+		t.Errorf("description %q does not name the audience rule and its fix", r.ErrorDescription)
+	}
+	if code := g.terminate(exitTimeout); code != 0 {
+		t.Fatalf("exit code after SIGTERM: %d, want 0", code)
+	}
+	logs := g.output.String()
+	for _, want := range []string{`"level":"WARN","msg":"upstream.require_audience is false`, `"event":"audience_mapper_missing"`,
+		`"reason":"inactive_audience"`} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("logs lack %s:\n%s", want, logs)
+		}
 	}
 }
