@@ -94,11 +94,24 @@ type Stack struct {
 
 	KCPort, TGPort, TGAdminPort, BFFPort, ServicePort int
 	TTL, RecheckAfter                                 time.Duration
+	// KeycloakVersion selects the Keycloak distribution (KEYCLOAK_VERSION of
+	// scripts/keycloak.sh); empty: the script's default.
+	KeycloakVersion string
+	// MoreClients are BFFs registered at tokengate besides bff (the integration suite's
+	// caller-binding tests).
+	MoreClients []Client
 	// Out receives the processes' output (logs); nil discards it.
 	Out io.Writer
 
 	mu    sync.Mutex
 	procs map[string]*Proc
+}
+
+// Client is a BFF registered at tokengate: its id, secret and the Keycloak clients whose
+// tokens it may exchange (upstream_clients; empty: its own id).
+type Client struct {
+	ID, Secret      string
+	UpstreamClients []string
 }
 
 // NewStack picks free ports (the Keycloak port may be preset by the caller).
@@ -129,11 +142,29 @@ func (s *Stack) kcRunDir() string { return filepath.Join(s.Work, "keycloak") }
 func (s *Stack) KeycloakLog() string { return filepath.Join(s.kcRunDir(), "keycloak.log") }
 
 func (s *Stack) kcEnv() []string {
-	return append(os.Environ(),
+	env := append(os.Environ(),
 		fmt.Sprintf("KC_PORT=%d", s.KCPort),
 		"KC_RUN_DIR="+s.kcRunDir(),
 		"TOKENGATE_URL="+s.TokengateURL(),
 	)
+	if s.KeycloakVersion != "" {
+		env = append(env, "KEYCLOAK_VERSION="+s.KeycloakVersion)
+	}
+	return env
+}
+
+// KeycloakScript runs scripts/keycloak.sh sub (fetch, java, version, …) for this stack's
+// Keycloak version and returns its trimmed standard output; errors carry its standard error.
+func (s *Stack) KeycloakScript(ctx context.Context, sub string) (string, error) {
+	cmd := exec.CommandContext(ctx, filepath.Join(s.Root, "scripts", "keycloak.sh"), sub)
+	cmd.Env = s.kcEnv()
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("scripts/keycloak.sh %s: %v: %s", sub, err, strings.TrimSpace(stderr.String()))
+	}
+	return strings.TrimSpace(string(out)), nil
 }
 
 // StartKeycloak runs scripts/keycloak.sh start (a fresh realm import: new keys, user ids and
@@ -210,14 +241,31 @@ clients:
   - id: bff
     secret_sha256: %q
     audiences: [%s]
-ssf:
+%sssf:
   receivers:
     - id: demo-service
       audience: %s
       secret_sha256: %q
 `, s.TGPort, s.TGAdminPort, s.TokengateURL(), filepath.Join(s.Work, "tokengate-data"),
 		s.KeycloakIssuer(), TokengateKCSecret, s.BFFURL()+"/backchannel-logout",
-		s.TTL, s.RecheckAfter, hex.EncodeToString(ah[:]), hex.EncodeToString(h[:]), Audience, Audience, hex.EncodeToString(sh[:]))
+		s.TTL, s.RecheckAfter, hex.EncodeToString(ah[:]), hex.EncodeToString(h[:]), Audience, s.moreClients(), Audience, hex.EncodeToString(sh[:]))
+}
+
+// moreClients renders MoreClients as entries of the clients list.
+func (s *Stack) moreClients() string {
+	var b strings.Builder
+	for _, c := range s.MoreClients {
+		h := sha256.Sum256([]byte(c.Secret))
+		fmt.Fprintf(&b, "  - id: %q\n    secret_sha256: %q\n    audiences: [%s]\n", c.ID, hex.EncodeToString(h[:]), Audience)
+		if len(c.UpstreamClients) > 0 {
+			q := make([]string, len(c.UpstreamClients))
+			for i, u := range c.UpstreamClients {
+				q[i] = fmt.Sprintf("%q", u)
+			}
+			fmt.Fprintf(&b, "    upstream_clients: [%s]\n", strings.Join(q, ", "))
+		}
+	}
+	return b.String()
 }
 
 // StartTokengate starts tokengate (keeping its data dir across restarts) and waits for its
