@@ -71,7 +71,7 @@ func (i *Issuer) inactive(ctx context.Context, c Client, at upstream.AccessToken
 			"reason", "inactive_audience", "aud", at.Audience, "azp", at.AuthorizedParty, "subject_token", TokenHash(token))
 		i.hintMapper(ctx, at.AuthorizedParty, now)
 		return invalidRequest("subject_token is not active at the upstream provider, which introspects only tokens whose aud contains "+
-			quote(id)+" (Keycloak 26.6 and later): the upstream client "+quote(at.AuthorizedParty)+
+			quote(id)+" (Keycloak 26.6.2 and later, and 26.4.12): the upstream client "+quote(at.AuthorizedParty)+
 			" needs an audience mapper adding "+quote(id), nil)
 	}
 	i.log.InfoContext(ctx, "exchange refused", "event", "exchange_refused", "client_id", c.ID,
