@@ -262,14 +262,16 @@ func Parse(r io.Reader, getenv func(string) string) (*Config, error) {
 	if s := getenv(EnvEtcdPassword); s != "" && c.Store.Etcd.Username != "" {
 		c.Store.Etcd.Password = s // without a username there is no etcd auth: ignored
 	}
-	c.setDefaults()
+	c.SetDefaults()
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
 	return &c, nil
 }
 
-func (c *Config) setDefaults() {
+// SetDefaults fills every unset field with its default, as Parse does before Validate: for a
+// Config built in Go (tests, tools) rather than read from a file.
+func (c *Config) SetDefaults() {
 	if c.AdminListen == "" {
 		c.AdminListen = "127.0.0.1:9090"
 	}

@@ -2,26 +2,35 @@ package issuer
 
 import (
 	"context"
+	"strings"
 
 	"github.com/tokengate/tokengate/store"
 )
 
-// EventRecorder stores a revocation and appends its event to the revocation event log in one
-// transaction (store.EventLog.RecordRevocation), so that every recorded logout — back-channel,
-// recheck, RFC 7009 revoke or admin — has exactly one event, and a logout acknowledged to its
-// caller can never lose its event to a crash.
-type EventRecorder interface {
-	RecordRevocation(ctx context.Context, e store.Event) (store.Event, error)
+// Publisher is told what happens after a revocation is durably recorded: the Shared Signals
+// transmitter wakes its polls, the logout relay forwards the back-channel logout token. It is
+// called after the commit, so it never announces a logout that could still be lost, and it
+// must not block.
+type Publisher interface {
+	// Recorded is called once per recorded revocation with its event (Seq set). logoutToken is
+	// the verified back-channel logout token behind it, empty for every other source.
+	Recorded(e store.Event, logoutToken string)
 }
 
-// recordEvent records r with a new event and hands the event to OnEvent.
-func (i *Issuer) recordEvent(ctx context.Context, r store.Revocation) error {
-	e, err := i.Events.RecordRevocation(ctx, store.Event{ID: newJTI(), Time: i.cfg.Now(), Revocation: r})
+// noPublisher tells nobody.
+type noPublisher struct{}
+
+func (noPublisher) Recorded(store.Event, string) {}
+
+// record durably stores r with a new event in the revocation event log (one transaction), then
+// tells the publisher. logoutToken is the back-channel logout token behind r, if any.
+func (i *Issuer) record(ctx context.Context, r store.Revocation, logoutToken string) error {
+	e, err := i.store.RecordRevocation(ctx, store.Event{ID: newJTI(), Time: i.cfg.Now(), Revocation: r})
 	if err != nil {
-		return err
+		return unavailable("revocation could not be recorded", err)
 	}
-	if i.OnEvent != nil {
-		i.OnEvent(e)
-	}
+	source, _, _ := strings.Cut(r.Reason, ":")
+	i.cfg.Metrics.Logout(source, "recorded", "")
+	i.publish.Recorded(e, logoutToken)
 	return nil
 }

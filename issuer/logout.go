@@ -60,11 +60,8 @@ func (i *Issuer) RecordLogout(ctx context.Context, raw string) (store.Revocation
 			return store.Revocation{}, invalidRequest("logout_token was already used", nil)
 		}
 	}
-	if err := i.record(ctx, r); err != nil {
+	if err := i.record(ctx, r, raw); err != nil {
 		return store.Revocation{}, err
-	}
-	if i.OnLogoutToken != nil {
-		i.OnLogoutToken(raw)
 	}
 	i.log.InfoContext(ctx, "logout recorded", "event", "logout", "reason", "backchannel", "sid", lt.SID,
 		"sub", lt.Subject, "jti", lt.JTI)

@@ -22,18 +22,11 @@ type flakyStore struct {
 	failNext atomic.Bool
 }
 
-func (f *flakyStore) RevokeSession(ctx context.Context, r store.Revocation) error {
+func (f *flakyStore) RecordRevocation(ctx context.Context, e store.Event) (store.Event, error) {
 	if f.failNext.CompareAndSwap(true, false) {
-		return store.ErrUnavailable
+		return store.Event{}, store.ErrUnavailable
 	}
-	return f.Store.RevokeSession(ctx, r)
-}
-
-func (f *flakyStore) RevokeSubject(ctx context.Context, r store.Revocation) error {
-	if f.failNext.CompareAndSwap(true, false) {
-		return store.ErrUnavailable
-	}
-	return f.Store.RevokeSubject(ctx, r)
+	return f.Store.RecordRevocation(ctx, e)
 }
 
 func TestRecordLogout_RetryAfterAFailedRecordIsAcceptedReplayIsNot(t *testing.T) {
@@ -50,7 +43,7 @@ func TestRecordLogout_RetryAfterAFailedRecordIsAcceptedReplayIsNot(t *testing.T)
 	}
 	up := upstream.New(upstream.Config{Issuer: realm.Issuer(), ClientID: kctest.ClientID, ClientSecret: kctest.ClientSecret})
 	is, err := issuer.New(issuer.Config{Issuer: "https://tg.test", TTL: 30 * time.Second, RecheckAfter: time.Minute,
-		MaxUpstreamLifetime: time.Hour, LogoutAudiences: []string{kctest.LogoutAudience}, UpstreamClientID: kctest.ClientID}, st, km, up)
+		MaxUpstreamLifetime: time.Hour, LogoutAudiences: []string{kctest.LogoutAudience}, UpstreamClientID: kctest.ClientID}, st, km, up, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,5 +66,35 @@ func TestRecordLogout_RetryAfterAFailedRecordIsAcceptedReplayIsNot(t *testing.T)
 				t.Fatalf("a replay of a recorded logout must be refused: %v", err)
 			}
 		})
+	}
+}
+
+// TestRecordLogout_PublishesOnlyVerifiedRecordedLogouts: the publisher gets a back-channel
+// logout (its event and the raw logout token, for the relay) once it is verified and durably
+// recorded; an empty, invalid or replayed token is refused and publishes nothing.
+func TestRecordLogout_PublishesOnlyVerifiedRecordedLogouts(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.pub.check = func(e store.Event) {
+		if _, err := f.store.SessionRevocation(ctx, "sid-relay"); err != nil {
+			t.Errorf("published before the logout was recorded: %v", err)
+		}
+	}
+	lt := f.realm.LogoutToken("rita", "sid-relay")
+	if _, err := f.is.RecordLogout(ctx, lt); err != nil {
+		t.Fatal(err)
+	}
+	for name, raw := range map[string]string{
+		"replayed": lt,
+		"tampered": lt[:len(lt)-4] + "AAAA",
+		"empty":    "",
+		"junk":     "junk",
+	} {
+		_, err := f.is.RecordLogout(ctx, raw)
+		wantCode(t, name, err, issuer.CodeInvalidRequest)
+	}
+	evs, tokens := f.pub.snapshot()
+	if len(evs) != 1 || tokens[0] != lt || evs[0].Revocation.SID != "sid-relay" || evs[0].Seq != 1 {
+		t.Errorf("published %d events (%+v), want exactly the one verified logout with its token", len(evs), evs)
 	}
 }

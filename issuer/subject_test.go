@@ -55,7 +55,7 @@ func newSubjectFixture(t *testing.T, skipAudience bool) *subjectFixture {
 			{ID: "bff", SecretSHA256: h, Audiences: []string{"svc"}},
 			{ID: "web", SecretSHA256: h, Audiences: []string{"svc"}, UpstreamClients: []string{"web-app", "web-spa"}},
 			{ID: "bff2", SecretSHA256: h, Audiences: []string{"svc"}},
-		}}, f.st, km, up)
+		}}, f.st, km, up, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -265,11 +265,11 @@ func TestExchange_InactiveTokenWithAudienceIsPlainlyInactive(t *testing.T) {
 // Keycloak client id.
 func TestNew_UpstreamClientIDRequiredWithAudienceCheck(t *testing.T) {
 	cfg := issuer.Config{Issuer: "https://tg.test", TTL: time.Second, RecheckAfter: time.Second, MaxUpstreamLifetime: time.Hour}
-	if _, err := issuer.New(cfg, nil, nil, nil); err == nil || !strings.Contains(err.Error(), "UpstreamClientID") {
+	if _, err := issuer.New(cfg, nil, nil, nil, nil); err == nil || !strings.Contains(err.Error(), "UpstreamClientID") {
 		t.Fatalf("New without UpstreamClientID: %v", err)
 	}
 	cfg.SkipAudienceCheck = true
-	if _, err := issuer.New(cfg, nil, nil, nil); err != nil {
+	if _, err := issuer.New(cfg, nil, nil, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 }

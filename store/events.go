@@ -21,11 +21,9 @@ type Event struct {
 	Revocation Revocation `json:"revocation"`
 }
 
-// EventLog is the optional durable, ordered log of revocation events and the state of the
-// streams that deliver them. A backend that implements it lets a restarted tokengate, or a
-// receiver that reconnects, miss no event.
-//
-// Backends must pass storetest.RunEventLog (and storetest.RunEventLogDurable).
+// EventLog is the durable, ordered log of revocation events and the state of the streams that
+// deliver them, part of every Store: a restarted tokengate, or a receiver that reconnects,
+// misses no event. storetest.Run and storetest.RunDurable check it.
 type EventLog interface {
 	// RecordRevocation records e.Revocation exactly as RevokeSession (SID set) or RevokeSubject
 	// (SID empty) would, and appends e to the log, in one atomic, durable transaction: either
