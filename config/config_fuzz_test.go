@@ -3,6 +3,7 @@ package config_test
 import (
 	"bytes"
 	"encoding/hex"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -10,7 +11,7 @@ import (
 	"github.com/tokengate/tokengate/config"
 )
 
-// validConfig is the README's configuration reference with real-looking values.
+// validConfig is docs/configuration.md's reference with real-looking values.
 const validConfig = `listen: 0.0.0.0:8443
 admin_listen: 127.0.0.1:9090
 issuer: https://tokengate.internal
@@ -127,6 +128,7 @@ clients: [{id: bff, secret_sha256: "` + strings.Repeat("ab", 32) + `", audiences
 		if warned := len(c.Warnings()) > 0; warned == c.Upstream.AudienceRequired() {
 			t.Fatalf("require_audience %v but warnings %q", c.Upstream.AudienceRequired(), c.Warnings())
 		}
+		roundTrip(t, c, getenv)
 	})
 }
 
@@ -164,4 +166,20 @@ func FuzzKEK(f *testing.F) {
 			t.Fatalf("KEK of %d bytes", len(kek))
 		}
 	})
+}
+
+// roundTrip checks that Marshal writes c as a file Parse reads back into the same Config.
+func roundTrip(t *testing.T, c *config.Config, getenv func(string) string) {
+	t.Helper()
+	b, err := config.Marshal(c)
+	if err != nil {
+		t.Fatalf("Marshal: %v", err)
+	}
+	again, err := config.Parse(bytes.NewReader(b), getenv)
+	if err != nil {
+		t.Fatalf("Parse refused what Marshal wrote: %v\n%s", err, b)
+	}
+	if !reflect.DeepEqual(c, again) {
+		t.Fatalf("round trip changed the configuration:\n before %+v\n after  %+v\nfile:\n%s", c, again, b)
+	}
 }
