@@ -63,6 +63,12 @@ type Config struct {
 	MaxUpstreamLifetime time.Duration
 	// LogoutAudiences are the aud values accepted on logout tokens.
 	LogoutAudiences []string
+	// UpstreamClientID is tokengate's own client id at the provider, the one it introspects
+	// with. A subject token must carry it in aud (see SkipAudienceCheck).
+	UpstreamClientID string
+	// SkipAudienceCheck accepts subject tokens whose aud lacks UpstreamClientID: only for
+	// realms without the audience mapper, which Keycloak 26.6 and later refuse to introspect.
+	SkipAudienceCheck bool
 	// Skew is the allowed clock difference with the provider (60s when zero).
 	Skew time.Duration
 	// Clients are the BFFs allowed to call the token endpoint.
@@ -90,6 +96,9 @@ type Issuer struct {
 
 	checkMu     sync.Mutex
 	lastChecked map[string]time.Time // session key → last introspection of its upstream token
+
+	hintMu     sync.Mutex
+	lastHinted time.Time // last WARN naming the missing audience mapper (see subject.go)
 }
 
 // New returns an issuer on its collaborators. pub is told about every recorded revocation
@@ -106,6 +115,9 @@ func New(cfg Config, s Store, k Keys, up Upstream, pub Publisher) (*Issuer, erro
 	}
 	if cfg.Issuer == "" || cfg.TTL <= 0 || cfg.RecheckAfter <= 0 || cfg.MaxUpstreamLifetime <= 0 {
 		return nil, errors.New("issuer: Issuer, TTL, RecheckAfter and MaxUpstreamLifetime are required")
+	}
+	if cfg.UpstreamClientID == "" && !cfg.SkipAudienceCheck {
+		return nil, errors.New("issuer: UpstreamClientID is required unless SkipAudienceCheck is set")
 	}
 	clients := make(map[string]Client, len(cfg.Clients))
 	for _, c := range cfg.Clients {

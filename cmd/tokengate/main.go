@@ -73,8 +73,12 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		if fs.NArg() > 0 {
 			return fmt.Errorf("check-config: unexpected arguments %q", fs.Args())
 		}
-		if _, err := config.Load(*path); err != nil {
+		cfg, err := config.Load(*path)
+		if err != nil {
 			return err
+		}
+		for _, w := range cfg.Warnings() {
+			fmt.Fprintln(stderr, "warning:", w)
 		}
 		fmt.Fprintln(stdout, "configuration is valid")
 		return nil

@@ -155,11 +155,16 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (_ *App, err er
 	}
 	var clients []issuer.Client
 	for _, c := range cfg.Clients {
-		clients = append(clients, issuer.Client{ID: c.ID, SecretSHA256: c.SecretHash(), Audiences: c.Audiences})
+		clients = append(clients, issuer.Client{ID: c.ID, SecretSHA256: c.SecretHash(), Audiences: c.Audiences,
+			UpstreamClients: c.UpstreamClients})
+	}
+	for _, w := range cfg.Warnings() {
+		log.Warn(w)
 	}
 	a.issuer, err = issuer.New(issuer.Config{
 		Issuer: cfg.Issuer, TTL: cfg.Tokens.TTL.D(), RecheckAfter: cfg.Tokens.RecheckAfter.D(),
 		MaxUpstreamLifetime: cfg.Upstream.MaxTokenLifetime.D(), LogoutAudiences: cfg.Upstream.LogoutAudiences,
+		UpstreamClientID: cfg.Upstream.ClientID, SkipAudienceCheck: !cfg.Upstream.AudienceRequired(),
 		Clients: clients, Now: o.now, Logger: log, Metrics: a.metrics,
 	}, a.store, a.keys, up, publisher{ssf: a.ssf, relay: a.relay})
 	if err != nil {
