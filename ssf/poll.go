@@ -155,7 +155,7 @@ func (t *Transmitter) collect(ctx context.Context, id string, maxEvents int) (Po
 		return resp, changed, nil
 	}
 
-	evs, err := t.log.Events(ctx, after, maxEvents+len(skip)+1)
+	evs, err := t.store.Events(ctx, after, maxEvents+len(skip)+1)
 	if err != nil {
 		return resp, nil, &Error{Status: 503, Code: "temporarily_unavailable", Description: "the event log cannot be read"}
 	}
