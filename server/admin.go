@@ -7,9 +7,7 @@ import (
 	_ "embed"
 	"encoding/json"
 	"errors"
-	"io"
 	"log/slog"
-	"mime"
 	"net/http"
 	"strings"
 	"time"
@@ -99,20 +97,11 @@ func (a *Admin) Handler() http.Handler {
 	for _, f := range a.extra {
 		f(r)
 	}
-	r.NoRoute(func(c *gin.Context) { adminError(c, http.StatusNotFound, "not_found", "no such endpoint") })
+	r.NoRoute(func(c *gin.Context) { writeError(c, adminErrors, http.StatusNotFound, "not_found", "no such endpoint") })
 	r.NoMethod(func(c *gin.Context) {
-		adminError(c, http.StatusMethodNotAllowed, "method_not_allowed", "method not allowed")
+		writeError(c, adminErrors, http.StatusMethodNotAllowed, "method_not_allowed", "method not allowed")
 	})
 	return r
-}
-
-// adminError writes the admin API's error shape.
-func adminError(c *gin.Context, status int, code, desc string) {
-	c.Header("Cache-Control", "no-store")
-	if status == http.StatusUnauthorized {
-		c.Header("WWW-Authenticate", `Bearer realm="tokengate-admin"`)
-	}
-	c.AbortWithStatusJSON(status, gin.H{"error": code, "error_description": desc})
 }
 
 const operatorKey = "tokengate.operator"
@@ -122,7 +111,7 @@ func (a *Admin) authenticate(c *gin.Context) {
 	h := c.GetHeader("Authorization")
 	tok, ok := strings.CutPrefix(h, "Bearer ")
 	if !ok || tok == "" {
-		adminError(c, http.StatusUnauthorized, "unauthorized", "a bearer admin token is required")
+		writeError(c, adminErrors, http.StatusUnauthorized, "unauthorized", "a bearer admin token is required")
 		return
 	}
 	sum := sha256.Sum256([]byte(tok))
@@ -134,7 +123,7 @@ func (a *Admin) authenticate(c *gin.Context) {
 	}
 	if who == "" {
 		a.log.Warn("admin authentication failed", "event", "admin_auth_failed", "remote", c.ClientIP(), "route", c.FullPath())
-		adminError(c, http.StatusUnauthorized, "unauthorized", "the admin token is not valid")
+		writeError(c, adminErrors, http.StatusUnauthorized, "unauthorized", "the admin token is not valid")
 		return
 	}
 	c.Set(operatorKey, who)
@@ -151,43 +140,10 @@ func (a *Admin) audit(c *gin.Context, action, target string, err error, attrs ..
 	a.log.Info("admin action", args...)
 }
 
-// readJSON decodes an optional JSON body into v, refusing other content types, unknown fields
-// and trailing data. An empty body leaves v as it is.
-func readJSON(c *gin.Context, v any) bool {
-	body, err := io.ReadAll(c.Request.Body)
-	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			adminError(c, http.StatusRequestEntityTooLarge, "invalid_request", "request body too large")
-		} else {
-			adminError(c, http.StatusBadRequest, "invalid_request", "could not read the request body")
-		}
-		return false
-	}
-	if len(strings.TrimSpace(string(body))) == 0 {
-		return true
-	}
-	if mt, _, err := mime.ParseMediaType(c.GetHeader("Content-Type")); err != nil || mt != "application/json" {
-		adminError(c, http.StatusUnsupportedMediaType, "invalid_request", "Content-Type must be application/json")
-		return false
-	}
-	dec := json.NewDecoder(strings.NewReader(string(body)))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		adminError(c, http.StatusBadRequest, "invalid_request", "malformed JSON body: "+truncate(err.Error(), 120))
-		return false
-	}
-	if dec.More() {
-		adminError(c, http.StatusBadRequest, "invalid_request", "malformed JSON body: trailing data")
-		return false
-	}
-	return true
-}
-
 func (a *Admin) status(c *gin.Context) {
 	st, err := a.store.Stats(c.Request.Context())
 	if err != nil {
-		adminError(c, http.StatusServiceUnavailable, "unavailable", "the store cannot answer")
+		writeError(c, adminErrors, http.StatusServiceUnavailable, "unavailable", "the store cannot answer")
 		return
 	}
 	ks, _ := a.keys.Keys()
@@ -211,16 +167,16 @@ func (a *Admin) rotate(c *gin.Context) {
 	var req struct {
 		Force bool `json:"force"`
 	}
-	if !readJSON(c, &req) {
+	if !readJSON(c, adminErrors, true, &req) {
 		return
 	}
 	ch, err := a.keys.Rotate(c.Request.Context(), req.Force)
 	a.audit(c, "keys.rotate", "", err, "force", req.Force, "activated", ch.Activated, "retired", ch.Retired)
 	switch {
 	case errors.Is(err, keys.ErrTooEarly):
-		adminError(c, http.StatusConflict, "too_early", err.Error()+"; retry later or send {\"force\":true}")
+		writeError(c, adminErrors, http.StatusConflict, "too_early", err.Error()+"; retry later or send {\"force\":true}")
 	case err != nil:
-		adminError(c, http.StatusServiceUnavailable, "unavailable", "rotation could not be stored")
+		writeError(c, adminErrors, http.StatusServiceUnavailable, "unavailable", "rotation could not be stored")
 	default:
 		c.JSON(http.StatusOK, gin.H{"change": ch, "active_kid": a.keys.ActiveKeyID()})
 	}
@@ -228,16 +184,16 @@ func (a *Admin) rotate(c *gin.Context) {
 
 func (a *Admin) revokeKey(c *gin.Context) {
 	kid := c.Param("kid")
-	if !readJSON(c, &struct{}{}) {
+	if !readJSON(c, adminErrors, true, &struct{}{}) {
 		return
 	}
 	ch, err := a.keys.RevokeKey(c.Request.Context(), kid)
 	a.audit(c, "keys.revoke", kid, err, "activated", ch.Activated)
 	switch {
 	case errors.Is(err, keys.ErrNoKey):
-		adminError(c, http.StatusNotFound, "not_found", "no published key has kid "+truncate(kid, 80))
+		writeError(c, adminErrors, http.StatusNotFound, "not_found", "no published key has kid "+truncate(kid, 80))
 	case err != nil:
-		adminError(c, http.StatusServiceUnavailable, "unavailable", "revocation could not be stored")
+		writeError(c, adminErrors, http.StatusServiceUnavailable, "unavailable", "revocation could not be stored")
 	default:
 		c.JSON(http.StatusOK, gin.H{"change": ch, "active_kid": a.keys.ActiveKeyID()})
 	}
@@ -250,7 +206,7 @@ func (a *Admin) session(c *gin.Context) {
 	case errors.Is(err, store.ErrNotFound):
 		c.JSON(http.StatusOK, gin.H{"sid": sid, "revoked": false})
 	case err != nil:
-		adminError(c, http.StatusServiceUnavailable, "unavailable", "the store cannot answer")
+		writeError(c, adminErrors, http.StatusServiceUnavailable, "unavailable", "the store cannot answer")
 	default:
 		c.JSON(http.StatusOK, gin.H{"sid": sid, "revoked": true, "revocation": r})
 	}
@@ -258,13 +214,13 @@ func (a *Admin) session(c *gin.Context) {
 
 func (a *Admin) revokeSession(c *gin.Context) {
 	sid := c.Param("sid")
-	if !readJSON(c, &struct{}{}) {
+	if !readJSON(c, adminErrors, true, &struct{}{}) {
 		return
 	}
 	r, err := a.issuer.RevokeSession(c.Request.Context(), sid, "admin:"+c.GetString(operatorKey))
 	a.audit(c, "sessions.revoke", sid, err)
 	if err != nil {
-		adminError(c, http.StatusServiceUnavailable, "unavailable", "the revocation could not be stored")
+		writeError(c, adminErrors, http.StatusServiceUnavailable, "unavailable", "the revocation could not be stored")
 		return
 	}
 	c.JSON(http.StatusOK, gin.H{"revocation": r})
@@ -272,13 +228,13 @@ func (a *Admin) revokeSession(c *gin.Context) {
 
 func (a *Admin) revokeSubject(c *gin.Context) {
 	sub := c.Param("sub")
-	if !readJSON(c, &struct{}{}) {
+	if !readJSON(c, adminErrors, true, &struct{}{}) {
 		return
 	}
 	r, err := a.issuer.RevokeSubject(c.Request.Context(), sub, "admin:"+c.GetString(operatorKey))
 	a.audit(c, "subjects.revoke", sub, err)
 	if err != nil {
-		adminError(c, http.StatusServiceUnavailable, "unavailable", "the revocation could not be stored")
+		writeError(c, adminErrors, http.StatusServiceUnavailable, "unavailable", "the revocation could not be stored")
 		return
 	}
 	c.JSON(http.StatusOK, gin.H{"revocation": r})

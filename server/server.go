@@ -109,7 +109,7 @@ func (s *Server) Handler() http.Handler {
 		c.JSON(http.StatusNotFound, gin.H{"error": "not_found", "error_description": "no such endpoint"})
 	})
 	r.NoMethod(func(c *gin.Context) {
-		writeOAuthError(c, http.StatusMethodNotAllowed, issuer.CodeInvalidRequest, "method not allowed")
+		writeError(c, oauthErrors, http.StatusMethodNotAllowed, issuer.CodeInvalidRequest, "method not allowed")
 	})
 	return r
 }
@@ -176,7 +176,7 @@ func (s *Server) recoverer() gin.HandlerFunc {
 					panic(v)
 				}
 				s.log.Error("panic in handler", "route", c.FullPath(), "panic", fmt.Sprint(v))
-				writeOAuthError(c, http.StatusInternalServerError, issuer.CodeServerError, "internal error")
+				writeError(c, oauthErrors, http.StatusInternalServerError, issuer.CodeServerError, "internal error")
 				c.Abort()
 			}
 		}()
