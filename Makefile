@@ -63,7 +63,7 @@ schemathesis: build
 demo:
 	scripts/demo.sh $(DEMO_FLAGS)
 
-## bench-core: the core benchmarks quoted in the README (signing floor, renewal, exchange, store),
+## bench-core: the core benchmarks quoted in docs/performance.md (signing floor, renewal, exchange, store),
 ## 6 rounds of every benchmark, interleaved so that the machine's drift hits each alike;
 ## benchstat prints the medians with their spread. Raw runs: results/bench-core.txt.
 bench-core:
@@ -77,8 +77,8 @@ bench-core:
 
 ## bench: tokengate side by side with per-request introspection, in one run against a real
 ## Keycloak (scripts/keycloak.sh, KC_JIT=full): JSON, markdown, PNG and CPU profiles under
-## results/bench/. The full run also rewrites the README section between the <!-- bench -->
-## markers and docs/bench.png, then adds the multi-process revocation windows (scripts/bench-extra.sh:
+## results/bench/. The full run also rewrites the docs/performance.md section between the
+## <!-- bench --> markers and docs/bench.png, then adds the multi-process revocation windows (scripts/bench-extra.sh:
 ## replicas on etcd, services on the Shared Signals feed). BENCH=quick is the short run (< 3 min)
 ## that `make test` ends with; the same tests run there under go test.
 BENCH ?= full

@@ -5,8 +5,8 @@
 #                         (3 tokengate processes on a 3-member etcd, 200 sessions)
 #   ssf_revocation_window logout acknowledged by tokengate → first request refused at each of 100
 #                         services following their Shared Signals streams (verifier package)
-# Writes results/bench/extra.{json,md}; with --publish also rewrites README.md between the
-# <!-- bench-extra --> markers. Usage: scripts/bench-extra.sh [--publish]
+# Writes results/bench/extra.{json,md}; with --publish also rewrites docs/performance.md between
+# the <!-- bench-extra --> markers. Usage: scripts/bench-extra.sh [--publish]
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -54,11 +54,13 @@ already issued stops working at every service as fast as renewal stops, instead 
 open(out + '/extra.md', 'w').write(md + '\n')
 print(md)
 if publish == 'true':
-    p = 'README.md'
+    p = 'docs/performance.md'
     txt = open(p).read()
     if '<!-- bench-extra -->' in txt:
         txt = re.sub(r'<!-- bench-extra -->.*?<!-- /bench-extra -->', lambda m: md, txt, flags=re.S)
     else:
+        if '<!-- /bench -->' not in txt:
+            sys.exit('bench-extra: %s has neither bench-extra nor bench markers' % p)
         txt = txt.replace('<!-- /bench -->', '<!-- /bench -->\n\n' + md, 1)
     open(p, 'w').write(txt)
 PY
