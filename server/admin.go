@@ -67,23 +67,21 @@ type Admin struct {
 	keys   AdminKeys
 	store  AdminStore
 	public *Server
+	ssf    SSFAdmin // nil: no stream management calls
 	log    *slog.Logger
-	extra  []func(gin.IRoutes)
 }
 
-// NewAdmin returns the admin API. public provides the health endpoints.
-func NewAdmin(cfg AdminConfig, is AdminIssuer, k AdminKeys, st AdminStore, public *Server) *Admin {
+// NewAdmin returns the admin API. public provides the health endpoints; tx, when not nil, is
+// the Shared Signals transmitter whose streams the admin API manages.
+func NewAdmin(cfg AdminConfig, is AdminIssuer, k AdminKeys, st AdminStore, public *Server, tx SSFAdmin) *Admin {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Admin{cfg: cfg, issuer: is, keys: k, store: st, public: public, log: cfg.Logger}
+	return &Admin{cfg: cfg, issuer: is, keys: k, store: st, public: public, ssf: tx, log: cfg.Logger}
 }
 
-// mount adds routes to the admin listener (the stream management calls) before Handler is called.
-func (a *Admin) mount(f func(r gin.IRoutes)) { a.extra = append(a.extra, f) }
-
 // Handler returns the admin listener's handler: health, the admin API, the stream management
-// calls (MountSSF) and /metrics (AdminConfig.Metrics).
+// calls (with a transmitter) and /metrics (AdminConfig.Metrics).
 func (a *Admin) Handler() http.Handler {
 	r := a.public.healthEngine()
 	r.HandleMethodNotAllowed = true
@@ -97,8 +95,8 @@ func (a *Admin) Handler() http.Handler {
 	g.GET("/sessions/:sid", a.session)
 	g.POST("/sessions/:sid/revoke", a.revokeSession)
 	g.POST("/subjects/:sub/revoke", a.revokeSubject)
-	for _, f := range a.extra {
-		f(r)
+	if a.ssf != nil {
+		a.mountSSF(r)
 	}
 	if a.cfg.Metrics != nil {
 		r.GET("/metrics", gin.WrapH(a.cfg.Metrics))

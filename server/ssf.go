@@ -51,20 +51,19 @@ type SSFAdmin interface {
 // past it (the listener's ReadTimeout and WriteTimeout are shorter than a long poll).
 const maxPollHold = 30 * time.Second
 
-// MountSSF adds the transmitter's public endpoints (SSF 1.0, RFC 8936): its configuration
+// mountSSF adds the transmitter's public endpoints (SSF 1.0, RFC 8936): its configuration
 // metadata, the receivers' stream configuration endpoint and the poll endpoint.
-func (s *Server) MountSSF(tx SSF) {
-	s.mounts = append(s.mounts, func(root *gin.Engine, g *gin.RouterGroup) {
-		// SSF 1.0 §6.2: the well-known suffix goes between the host and the issuer's path.
-		root.GET("/.well-known/ssf-configuration"+s.prefix, func(c *gin.Context) {
-			c.Header("Cache-Control", "public, max-age=300")
-			c.JSON(http.StatusOK, tx.Metadata())
-		})
-		g.GET("/ssf/streams", func(c *gin.Context) { s.ssfStreamConfiguration(c, tx) })
-		g.POST("/ssf/streams", func(c *gin.Context) { s.ssfCreateStream(c, tx) })
-		g.DELETE("/ssf/streams", func(c *gin.Context) { s.ssfDeleteStream(c, tx) })
-		g.POST("/ssf/poll/:stream_id", func(c *gin.Context) { s.ssfPoll(c, tx) })
+func (s *Server) mountSSF(root *gin.Engine, g *gin.RouterGroup) {
+	tx := s.ssf
+	// SSF 1.0 §6.2: the well-known suffix goes between the host and the issuer's path.
+	root.GET("/.well-known/ssf-configuration"+s.prefix, func(c *gin.Context) {
+		c.Header("Cache-Control", "public, max-age=300")
+		c.JSON(http.StatusOK, tx.Metadata())
 	})
+	g.GET("/ssf/streams", func(c *gin.Context) { s.ssfStreamConfiguration(c, tx) })
+	g.POST("/ssf/streams", func(c *gin.Context) { s.ssfCreateStream(c, tx) })
+	g.DELETE("/ssf/streams", func(c *gin.Context) { s.ssfDeleteStream(c, tx) })
+	g.POST("/ssf/poll/:stream_id", func(c *gin.Context) { s.ssfPoll(c, tx) })
 }
 
 // bearer returns the request's bearer token, or "".
@@ -213,36 +212,35 @@ func preferWait(h string) (time.Duration, bool) {
 	return 0, false
 }
 
-// MountSSF adds the stream management calls to the admin API: list, create, show, delete.
-func (a *Admin) MountSSF(tx SSFAdmin) {
-	a.mount(func(r gin.IRoutes) {
-		r.GET("/admin/streams", a.authenticate, func(c *gin.Context) {
-			c.JSON(http.StatusOK, gin.H{"streams": tx.Streams()})
-		})
-		r.POST("/admin/streams", a.authenticate, func(c *gin.Context) { a.createStream(c, tx) })
-		r.GET("/admin/streams/:stream_id", a.authenticate, func(c *gin.Context) {
-			info, err := tx.Stream(c.Param("stream_id"))
-			if err != nil {
-				writeError(c, adminErrors, http.StatusNotFound, "not_found", "no stream has this id")
-				return
-			}
-			c.JSON(http.StatusOK, gin.H{"stream": info})
-		})
-		r.DELETE("/admin/streams/:stream_id", a.authenticate, func(c *gin.Context) {
-			id := c.Param("stream_id")
-			err := tx.DeleteStream(c.Request.Context(), id)
-			a.audit(c, "streams.delete", id, err)
-			switch {
-			case errors.Is(err, ssf.ErrNoStream):
-				writeError(c, adminErrors, http.StatusNotFound, "not_found", "no stream has this id")
-			case errors.Is(err, ssf.ErrConfigStream):
-				writeError(c, adminErrors, http.StatusConflict, "configured", "the stream is defined in the configuration file; remove it there")
-			case err != nil:
-				writeError(c, adminErrors, http.StatusServiceUnavailable, "unavailable", "the stream could not be deleted")
-			default:
-				c.Status(http.StatusNoContent)
-			}
-		})
+// mountSSF adds the stream management calls to the admin API: list, create, show, delete.
+func (a *Admin) mountSSF(r gin.IRoutes) {
+	tx := a.ssf
+	r.GET("/admin/streams", a.authenticate, func(c *gin.Context) {
+		c.JSON(http.StatusOK, gin.H{"streams": tx.Streams()})
+	})
+	r.POST("/admin/streams", a.authenticate, func(c *gin.Context) { a.createStream(c, tx) })
+	r.GET("/admin/streams/:stream_id", a.authenticate, func(c *gin.Context) {
+		info, err := tx.Stream(c.Param("stream_id"))
+		if err != nil {
+			writeError(c, adminErrors, http.StatusNotFound, "not_found", "no stream has this id")
+			return
+		}
+		c.JSON(http.StatusOK, gin.H{"stream": info})
+	})
+	r.DELETE("/admin/streams/:stream_id", a.authenticate, func(c *gin.Context) {
+		id := c.Param("stream_id")
+		err := tx.DeleteStream(c.Request.Context(), id)
+		a.audit(c, "streams.delete", id, err)
+		switch {
+		case errors.Is(err, ssf.ErrNoStream):
+			writeError(c, adminErrors, http.StatusNotFound, "not_found", "no stream has this id")
+		case errors.Is(err, ssf.ErrConfigStream):
+			writeError(c, adminErrors, http.StatusConflict, "configured", "the stream is defined in the configuration file; remove it there")
+		case err != nil:
+			writeError(c, adminErrors, http.StatusServiceUnavailable, "unavailable", "the stream could not be deleted")
+		default:
+			c.Status(http.StatusNoContent)
+		}
 	})
 }
 

@@ -177,17 +177,15 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (_ *App, err er
 			AuthFailures: server.Limit(cfg.Limits.AuthFailures),
 		},
 		Ready: a.ready,
-	}, a.issuer, a.keys)
+	}, a.issuer, a.keys, a.ssf)
 	if err != nil {
 		return nil, err
 	}
-	a.public.MountSSF(a.ssf)
 	metrics.KeyAge(a.reg, a.keys.ActiveSince)
 	a.admin = server.NewAdmin(server.AdminConfig{
 		Tokens: cfg.AdminTokenHashes(), Version: o.version, Started: time.Now(), Logger: log,
 		Metrics: promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{}),
-	}, a.issuer, a.keys, a.store, a.public)
-	a.admin.MountSSF(a.ssf)
+	}, a.issuer, a.keys, a.store, a.public, a.ssf)
 	if cfg.TLS != nil {
 		if a.certs, err = newCertReloader(cfg.TLS.CertFile, cfg.TLS.KeyFile, log); err != nil {
 			return nil, err
