@@ -24,9 +24,6 @@ const (
 	EnvEtcdPassword         = "TOKENGATE_ETCD_PASSWORD"
 )
 
-// MinSecretLength is the shortest client secret accepted.
-const MinSecretLength = 32
-
 // Config is the whole configuration file.
 type Config struct {
 	// Listen is the public listener address (token, logout, discovery, JWKS).

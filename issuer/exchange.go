@@ -88,7 +88,7 @@ func (i *Issuer) exchange(ctx context.Context, c Client, r ExchangeRequest) (Tok
 		return TokenResponse{}, invalidRequest("subject_token has expired", nil)
 	}
 	g.IssuedAt = now.Unix()
-	i.markChecked(sessionKey(g.SID, g.Subject), fetchedAt)
+	i.scheduleRecheck(sessionKey(g.SID, g.Subject), fetchedAt.Add(i.cfg.RecheckAfter), now)
 	resp, claims, err := i.issue(&g, g.Scope, now)
 	if err != nil {
 		return TokenResponse{}, err

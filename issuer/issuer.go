@@ -89,13 +89,14 @@ type Issuer struct {
 	upstream Upstream
 	clients  map[string]Client
 	cache    *introspectionCache
-	grants   *grantCache
+	grants   *expiringMap[[32]byte, *grant]
 	log      *slog.Logger
+	publish  Publisher
 
-	publish Publisher
-
-	checkMu     sync.Mutex
-	lastChecked map[string]time.Time // session key → last introspection of its upstream token
+	// rechecks holds, per session key, when its upstream token is next introspected; an
+	// entry is forgotten MaxUpstreamLifetime after that time, when no token of the session
+	// can still be alive.
+	rechecks *expiringMap[string, time.Time]
 
 	hintMu     sync.Mutex
 	lastHinted time.Time // last WARN naming the missing audience mapper (see subject.go)
@@ -131,10 +132,10 @@ func New(cfg Config, s Store, k Keys, up Upstream, pub Publisher) (*Issuer, erro
 	}
 	return &Issuer{
 		cfg: cfg, store: s, keys: k, upstream: up, clients: clients, publish: pub,
-		cache:       newIntrospectionCache(cfg.Now),
-		grants:      newGrantCache(),
-		log:         cfg.Logger,
-		lastChecked: map[string]time.Time{},
+		cache:    newIntrospectionCache(cfg.Now),
+		grants:   newGrantCache(),
+		log:      cfg.Logger,
+		rechecks: newExpiringMap[string, time.Time](0),
 	}, nil
 }
 

@@ -15,6 +15,7 @@ import (
 	"strings"
 
 	"github.com/tokengate/tokengate/config"
+	"github.com/tokengate/tokengate/issuer"
 )
 
 const usage = `tokengate: trade Keycloak access tokens for short-lived internal tokens that die at logout.
@@ -117,8 +118,8 @@ func hashSecret(stdin io.Reader, stdout io.Writer, fromStdin bool) error {
 			return fmt.Errorf("hash-secret: read: %w", err)
 		}
 		secret = strings.TrimRight(string(b), "\r\n")
-		if len(secret) < config.MinSecretLength {
-			return fmt.Errorf("hash-secret: the secret is %d characters; at least %d are required", len(secret), config.MinSecretLength)
+		if len(secret) < issuer.MinSecretLength {
+			return fmt.Errorf("hash-secret: the secret is %d characters; at least %d are required", len(secret), issuer.MinSecretLength)
 		}
 	} else {
 		b := make([]byte, 32)
