@@ -47,7 +47,8 @@ func newPolicy(t *testing.T, edit func(*issuer.Config), audiences ...string) *po
 		audiences = []string{"svc"}
 	}
 	cfg := issuer.Config{Issuer: "https://tg.test", TTL: 30 * time.Second, RecheckAfter: time.Minute,
-		MaxUpstreamLifetime: time.Hour, LogoutAudiences: []string{kctest.LogoutAudience}, Now: p.clock.Now,
+		MaxUpstreamLifetime: time.Hour, LogoutAudiences: []string{kctest.LogoutAudience}, UpstreamClientID: kctest.ClientID,
+		Now:     p.clock.Now,
 		Clients: []issuer.Client{{ID: "bff", SecretSHA256: sha256.Sum256([]byte(policySecret)), Audiences: audiences}}}
 	if edit != nil {
 		edit(&cfg)

@@ -81,7 +81,7 @@ func TestRecheck_TokenWithoutSIDRevokesNoMoreThanItsGrant(t *testing.T) {
 	ctx := context.Background()
 	now := f.clock.Now()
 	noSID := f.realm.Sign(map[string]any{"iss": f.realm.Issuer(), "sub": "uma", "typ": "Bearer", "azp": "bff",
-		"aud": "account", "iat": now.Unix(), "exp": now.Add(3 * time.Hour).Unix(), "jti": "at-nosid",
+		"aud": []string{"account", kctest.ClientID}, "iat": now.Unix(), "exp": now.Add(3 * time.Hour).Unix(), "jti": "at-nosid",
 		"scope": "openid", "auth_time": now.Unix()})
 	r, err := f.exchangeToken(noSID)
 	if err != nil {

@@ -26,7 +26,7 @@ func (s *Server) backchannelLogout(c *gin.Context) {
 			s.tooMany(c, s.logoutLimit)
 			return
 		}
-		s.writeError(c, err)
+		s.writeIssuerError(c, err)
 		return
 	}
 	c.Status(http.StatusOK)

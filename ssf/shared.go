@@ -21,7 +21,7 @@ import (
 // shared reports whether other processes may change the stored streams: the log notifies of
 // other processes' appends (a nil channel means it has no other processes).
 func (t *Transmitter) shared() bool {
-	n, ok := t.log.(EventsNotifier)
+	n, ok := t.store.(EventsNotifier)
 	return ok && n.EventsChanged() != nil
 }
 
@@ -55,7 +55,7 @@ func (t *Transmitter) sync(ctx context.Context) error {
 	t.mu.Lock()
 	t.lastSyncStart = t.cfg.Now()
 	t.mu.Unlock()
-	docs, err := t.log.Streams(ctx)
+	docs, err := t.store.Streams(ctx)
 	if err != nil {
 		return err
 	}
