@@ -182,6 +182,12 @@ func (l *InstrumentedEventLog) RecordRevocation(ctx context.Context, e store.Eve
 	return l.EventLog.RecordRevocation(ctx, e)
 }
 
+// RecordNewRevocation times the wrapped call as op "record_revocation".
+func (l *InstrumentedEventLog) RecordNewRevocation(ctx context.Context, e store.Event) (store.Event, bool, error) {
+	defer l.m.storeCommit("record_revocation", time.Now())
+	return l.EventLog.RecordNewRevocation(ctx, e)
+}
+
 // RevokeSession times the wrapped call.
 func (s *InstrumentedStore) RevokeSession(ctx context.Context, r store.Revocation) error {
 	defer s.m.storeCommit("revoke_session", time.Now())
