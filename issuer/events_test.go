@@ -18,6 +18,10 @@ func (failingRecorder) RecordRevocation(context.Context, store.Event) (store.Eve
 	return store.Event{}, store.ErrUnavailable
 }
 
+func (failingRecorder) RecordNewRevocation(context.Context, store.Event) (store.Event, bool, error) {
+	return store.Event{}, false, store.ErrUnavailable
+}
+
 func newIssuer(t *testing.T) (*issuer.Issuer, *bolt.Store) {
 	t.Helper()
 	st, err := bolt.Open(filepath.Join(t.TempDir(), "db"), bolt.Options{NoSync: true})

@@ -138,24 +138,59 @@ func (i *Issuer) revocationExpiry(now time.Time) time.Time {
 
 // record durably stores a revocation and tells OnRevoke.
 func (i *Issuer) record(ctx context.Context, r store.Revocation) error {
-	var err error
+	_, err := i.persist(ctx, r, false)
+	return err
+}
+
+// recordNew is record unless a stored revocation already covers r (the same logout delivered
+// by another channel, or again): then nothing is written, no event is appended, and it reports
+// false. With the event log the check is part of the write transaction.
+func (i *Issuer) recordNew(ctx context.Context, r store.Revocation) (bool, error) {
+	return i.persist(ctx, r, true)
+}
+
+func (i *Issuer) persist(ctx context.Context, r store.Revocation, onlyNew bool) (bool, error) {
+	var (
+		recorded = true
+		err      error
+	)
 	switch {
 	case i.Events != nil:
-		err = i.recordEvent(ctx, r)
-	case r.SID != "":
-		err = i.store.RevokeSession(ctx, r)
+		recorded, err = i.recordEvent(ctx, r, onlyNew)
+	case onlyNew:
+		on, cerr := i.onRecord(ctx, r)
+		if cerr != nil {
+			return false, cerr // already an OAuth error
+		}
+		if on {
+			recorded = false
+			break
+		}
+		err = i.revokeIn(ctx, r)
 	default:
-		err = i.store.RevokeSubject(ctx, r)
+		err = i.revokeIn(ctx, r)
 	}
 	if err != nil {
-		return unavailable("revocation could not be recorded", err)
+		return false, unavailable("revocation could not be recorded", err)
 	}
 	source, _, _ := strings.Cut(r.Reason, ":")
+	if !recorded {
+		i.cfg.Metrics.Logout(source, "duplicate", "")
+		return false, nil
+	}
 	i.cfg.Metrics.Logout(source, "recorded", "")
 	if i.OnRevoke != nil {
 		i.OnRevoke(r)
 	}
-	return nil
+	return true, nil
+}
+
+// revokeIn writes r with the plain store (no event log).
+func (i *Issuer) revokeIn(ctx context.Context, r store.Revocation) error {
+	if r.SID != "" {
+		return i.store.RevokeSession(ctx, r)
+	}
+	return i.store.RevokeSubject(ctx, r)
 }
 
 // introspect calls the provider and records the call's latency and outcome.
