@@ -118,6 +118,11 @@ func serve(ctx context.Context, cfg *config.Config, logOut io.Writer) error {
 		return err
 	}
 	srv.MountSSF(tx)
+	stopSignals, err := startSignals(ctx, cfg, bst, st, replicated, is, reg, log)
+	if err != nil {
+		return err
+	}
+	defer stopSignals() // before the store closes (deferred earlier, so run later)
 
 	var publicTLS *tls.Config
 	if cfg.TLS != nil {
