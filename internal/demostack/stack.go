@@ -33,6 +33,11 @@ const (
 	// ServiceStreamSecret lets demo-service create its own revocation stream (ssf.receivers).
 	ServiceStreamSecret = "demo-service-stream-secret-0123456789-abc"
 	Realm               = "demo"
+	// SignalsClientID and SignalsClientSecret are the realm's Shared Signals receiver client.
+	SignalsClientID     = "tokengate-signals"
+	SignalsClientSecret = "tokengate-signals-secret-0123456789"
+	// SignalsPollInterval is the demo's pause between polls of Keycloak's stream.
+	SignalsPollInterval = 500 * time.Millisecond
 )
 
 // Binaries are the built executables.
@@ -94,6 +99,11 @@ type Stack struct {
 
 	KCPort, TGPort, TGAdminPort, BFFPort, ServicePort int
 	TTL, RecheckAfter                                 time.Duration
+	// KeycloakVersion, when set, is the KEYCLOAK_VERSION scripts/keycloak.sh starts.
+	KeycloakVersion string
+	// SharedSignals makes tokengate follow Keycloak's Shared Signals stream with the realm's
+	// receiver client (Keycloak 26.7+; scripts/keycloak.sh turns the feature on).
+	SharedSignals bool
 	// Out receives the processes' output (logs); nil discards it.
 	Out io.Writer
 
@@ -129,7 +139,11 @@ func (s *Stack) kcRunDir() string { return filepath.Join(s.Work, "keycloak") }
 func (s *Stack) KeycloakLog() string { return filepath.Join(s.kcRunDir(), "keycloak.log") }
 
 func (s *Stack) kcEnv() []string {
-	return append(os.Environ(),
+	env := os.Environ()
+	if s.KeycloakVersion != "" {
+		env = append(env, "KEYCLOAK_VERSION="+s.KeycloakVersion)
+	}
+	return append(env,
 		fmt.Sprintf("KC_PORT=%d", s.KCPort),
 		"KC_RUN_DIR="+s.kcRunDir(),
 		"TOKENGATE_URL="+s.TokengateURL(),
@@ -196,7 +210,7 @@ upstream:
   max_token_lifetime: 1h
   timeout: 2s
   forward_logout_to: [%q]
-tokens:
+%stokens:
   ttl: %s
   recheck_after: %s
 keys:
@@ -216,8 +230,17 @@ ssf:
       audience: %s
       secret_sha256: %q
 `, s.TGPort, s.TGAdminPort, s.TokengateURL(), filepath.Join(s.Work, "tokengate-data"),
-		s.KeycloakIssuer(), TokengateKCSecret, s.BFFURL()+"/backchannel-logout",
+		s.KeycloakIssuer(), TokengateKCSecret, s.BFFURL()+"/backchannel-logout", s.signalsUpstream(),
 		s.TTL, s.RecheckAfter, hex.EncodeToString(ah[:]), hex.EncodeToString(h[:]), Audience, Audience, hex.EncodeToString(sh[:]))
+}
+
+// signalsUpstream is the upstream.shared_signals section, empty unless SharedSignals.
+func (s *Stack) signalsUpstream() string {
+	if !s.SharedSignals {
+		return ""
+	}
+	return fmt.Sprintf("  shared_signals:\n    enabled: true\n    client_id: %s\n    client_secret: %q\n    poll_interval: %s\n",
+		SignalsClientID, SignalsClientSecret, SignalsPollInterval)
 }
 
 // StartTokengate starts tokengate (keeping its data dir across restarts) and waits for its
