@@ -136,7 +136,7 @@ func (r *Receiver) discover(ctx context.Context) (metadata, error) {
 	if err := r.call(ctx, nil, http.MethodGet, u.String(), nil, http.StatusOK, &md); err != nil {
 		var se *statusError
 		if errors.As(err, &se) && se.status == http.StatusNotFound {
-			return metadata{}, fmt.Errorf("Keycloak offers no Shared Signals transmitter at %s (start it with --features=ssf, Keycloak 26.7+, and set the realm attribute ssf.transmitterEnabled): %w", u, err)
+			return metadata{}, fmt.Errorf("no Shared Signals transmitter at %s (Keycloak 26.7+ must run with --features=ssf and the realm attribute ssf.transmitterEnabled=true): %w", u, err)
 		}
 		return metadata{}, fmt.Errorf("SSF configuration %s: %w", u, err)
 	}
