@@ -95,19 +95,21 @@ func TestSignals_WhichChannelDeliversEachKeycloakAction(t *testing.T) {
 		}
 	}
 	const watchFor = 8 * time.Second
+	// want is what 26.7.3 delivers: "bc" back-channel logout, "set:<event>" a SET.
 	cases := []struct {
 		name   string
 		user   string
+		want   []string
 		act    func(sid, uid string)
 		undo   func(uid string)
 		watch  time.Duration
 		before func()
 		after  func()
 	}{
-		{name: "end_session (RP logout with the refresh token)", user: "alice"},
-		{name: "admin deletes the session", user: "alice",
+		{name: "end_session (RP logout with the refresh token)", user: "alice", want: []string{"bc", "set:session-revoked"}},
+		{name: "admin deletes the session", user: "alice", want: []string{"bc"},
 			act: func(sid, _ string) { admin(http.MethodDelete, "/sessions/"+sid, nil, http.StatusNoContent) }},
-		{name: "admin signs the user out", user: "bob",
+		{name: "admin signs the user out", user: "bob", want: []string{"bc", "set:session-revoked"},
 			act: func(_, uid string) { admin(http.MethodPost, "/users/"+uid+"/logout", nil, http.StatusNoContent) }},
 		{name: "admin disables the user", user: "bob",
 			act: func(_, uid string) {
@@ -125,7 +127,7 @@ func TestSignals_WhichChannelDeliversEachKeycloakAction(t *testing.T) {
 				admin(http.MethodPut, "/users/"+uid+"/reset-password",
 					map[string]any{"type": "password", "value": "alice-password", "temporary": false}, http.StatusNoContent)
 			}},
-		{name: "session idle timeout (5 s) passes", user: "bob", watch: 40 * time.Second,
+		{name: "session idle timeout (5 s) passes", user: "bob", watch: 20 * time.Second,
 			before: func() { admin(http.MethodPut, "", map[string]any{"ssoSessionIdleTimeout": 5}, http.StatusNoContent) },
 			after:  func() { admin(http.MethodPut, "", map[string]any{"ssoSessionIdleTimeout": 1800}, http.StatusNoContent) },
 			act:    func(string, string) {}},
@@ -156,6 +158,21 @@ func TestSignals_WhichChannelDeliversEachKeycloakAction(t *testing.T) {
 			reason = "not revoked"
 		}
 		t.Logf("MEASURED %-48s | %s | tokengate: %s, renewal %d %s", c.name, got, reason, r.Status, r.Error)
+		var delivered []string
+		if got.backchannel > 0 {
+			delivered = append(delivered, "bc")
+		}
+		for e := range got.sets {
+			delivered = append(delivered, "set:"+e)
+		}
+		sort.Strings(delivered)
+		if st.KeycloakVersion == "26.7.3" && strings.Join(delivered, ",") != strings.Join(c.want, ",") {
+			t.Errorf("%s: Keycloak %s delivered %v, measured before: %v (update docs/keycloak-signals.md)",
+				c.name, st.KeycloakVersion, delivered, c.want)
+		}
+		if wantRefused := len(c.want) > 0; refused(r) != wantRefused {
+			t.Errorf("%s: renewal HTTP %d %s, want refused=%v", c.name, r.Status, r.Error, wantRefused)
+		}
 		if c.undo != nil {
 			c.undo(uid)
 		}
