@@ -8,7 +8,6 @@ package kcsignals
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -139,7 +138,7 @@ func waitVerified(ctx context.Context) error {
 			return err
 		}
 		if v != 1 {
-			return errors.New("tokengate's Shared Signals stream is not verified")
+			return fmt.Errorf("tokengate's Shared Signals stream is not verified (Keycloak %s: the transmitter needs 26.7+ with --features=ssf)", st.KeycloakVersion)
 		}
 		return nil
 	})
