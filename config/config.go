@@ -257,7 +257,7 @@ func Parse(r io.Reader, getenv func(string) string) (*Config, error) {
 	if s := getenv(EnvEtcdPassword); s != "" && c.Store.Etcd.Username != "" {
 		c.Store.Etcd.Password = s // without a username there is no etcd auth: ignored
 	}
-	c.setDefaults()
+	c.SetDefaults()
 	if err := c.Upstream.SharedSignals.loadSecret(getenv); err != nil {
 		return nil, err
 	}
@@ -267,7 +267,9 @@ func Parse(r io.Reader, getenv func(string) string) (*Config, error) {
 	return &c, nil
 }
 
-func (c *Config) setDefaults() {
+// SetDefaults fills every unset field with its default, as Parse does before Validate: for a
+// Config built in Go (tests, tools) rather than read from a file.
+func (c *Config) SetDefaults() {
 	if c.AdminListen == "" {
 		c.AdminListen = "127.0.0.1:9090"
 	}

@@ -2,39 +2,56 @@ package issuer
 
 import (
 	"context"
+	"strings"
 
 	"github.com/tokengate/tokengate/store"
 )
 
-// EventRecorder stores a revocation and appends its event to the revocation event log in one
-// transaction (store.EventLog.RecordRevocation), so that every recorded logout — back-channel,
-// recheck, RFC 7009 revoke or admin — has exactly one event, and a logout acknowledged to its
-// caller can never lose its event to a crash.
-type EventRecorder interface {
-	RecordRevocation(ctx context.Context, e store.Event) (store.Event, error)
-	// RecordNewRevocation is RecordRevocation unless a stored revocation already covers the
-	// event's; then nothing is written and it reports false (store.EventLog).
-	RecordNewRevocation(ctx context.Context, e store.Event) (store.Event, bool, error)
+// Publisher is told what happens after a revocation is durably recorded: the Shared Signals
+// transmitter wakes its polls, the logout relay forwards the back-channel logout token. It is
+// called after the commit, so it never announces a logout that could still be lost, and it
+// must not block.
+type Publisher interface {
+	// Recorded is called once per recorded revocation with its event (Seq set). logoutToken is
+	// the verified back-channel logout token behind it, empty for every other source. A
+	// back-channel logout found already on record (Keycloak's Shared Signals stream was first)
+	// is passed with Seq 0: nothing new for the feed, but its token is still to be relayed.
+	Recorded(e store.Event, logoutToken string)
 }
 
-// recordEvent records r with a new event and hands the event to OnEvent. With onlyNew, nothing
-// is written when a stored revocation already covers r, and it reports false.
-func (i *Issuer) recordEvent(ctx context.Context, r store.Revocation, onlyNew bool) (bool, error) {
-	var (
-		e        = store.Event{ID: newJTI(), Time: i.cfg.Now(), Revocation: r}
-		recorded = true
-		err      error
-	)
-	if onlyNew {
-		e, recorded, err = i.Events.RecordNewRevocation(ctx, e)
-	} else {
-		e, err = i.Events.RecordRevocation(ctx, e)
+// noPublisher tells nobody.
+type noPublisher struct{}
+
+func (noPublisher) Recorded(store.Event, string) {}
+
+// record durably stores r with a new event in the revocation event log (one transaction), then
+// tells the publisher. logoutToken is the back-channel logout token behind r, if any.
+func (i *Issuer) record(ctx context.Context, r store.Revocation, logoutToken string) error {
+	e, err := i.store.RecordRevocation(ctx, store.Event{ID: newJTI(), Time: i.cfg.Now(), Revocation: r})
+	if err != nil {
+		return unavailable("revocation could not be recorded", err)
 	}
-	if err != nil || !recorded {
-		return false, err
+	source, _, _ := strings.Cut(r.Reason, ":")
+	i.cfg.Metrics.Logout(source, "recorded", "")
+	i.publish.Recorded(e, logoutToken)
+	return nil
+}
+
+// recordNew is record unless a stored revocation already covers r — the same logout delivered
+// by the other channel (back-channel logout and Keycloak's Shared Signals stream), or again.
+// Then nothing is written, no event is appended or published, and it reports false. The check
+// is part of the store's write transaction.
+func (i *Issuer) recordNew(ctx context.Context, r store.Revocation) (bool, error) {
+	e, recorded, err := i.store.RecordNewRevocation(ctx, store.Event{ID: newJTI(), Time: i.cfg.Now(), Revocation: r})
+	if err != nil {
+		return false, unavailable("revocation could not be recorded", err)
 	}
-	if i.OnEvent != nil {
-		i.OnEvent(e)
+	source, _, _ := strings.Cut(r.Reason, ":")
+	if !recorded {
+		i.cfg.Metrics.Logout(source, "duplicate", "")
+		return false, nil
 	}
+	i.cfg.Metrics.Logout(source, "recorded", "")
+	i.publish.Recorded(e, "")
 	return true, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -12,44 +13,69 @@ import (
 	"github.com/tokengate/tokengate/store/bolt"
 )
 
-type failingRecorder struct{}
+// failingStore fails every revocation write.
+type failingStore struct{ *bolt.Store }
 
-func (failingRecorder) RecordRevocation(context.Context, store.Event) (store.Event, error) {
+func (failingStore) RecordRevocation(context.Context, store.Event) (store.Event, error) {
 	return store.Event{}, store.ErrUnavailable
 }
 
-func (failingRecorder) RecordNewRevocation(context.Context, store.Event) (store.Event, bool, error) {
-	return store.Event{}, false, store.ErrUnavailable
+// published remembers what an issuer told its Publisher.
+type published struct {
+	mu     sync.Mutex
+	events []store.Event
+	tokens []string
+	check  func(e store.Event) // runs inside Recorded, when set
 }
 
-func newIssuer(t *testing.T) (*issuer.Issuer, *bolt.Store) {
+func (p *published) Recorded(e store.Event, logoutToken string) {
+	if p.check != nil {
+		p.check(e)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.events = append(p.events, e)
+	p.tokens = append(p.tokens, logoutToken)
+}
+
+func (p *published) snapshot() ([]store.Event, []string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]store.Event(nil), p.events...), append([]string(nil), p.tokens...)
+}
+
+func openBolt(t *testing.T) *bolt.Store {
 	t.Helper()
 	st, err := bolt.Open(filepath.Join(t.TempDir(), "db"), bolt.Options{NoSync: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = st.Close() })
+	return st
+}
+
+func newAdminIssuer(t *testing.T, st issuer.Store, pub issuer.Publisher) *issuer.Issuer {
+	t.Helper()
 	is, err := issuer.New(issuer.Config{Issuer: "https://tg.test", TTL: 30 * time.Second, RecheckAfter: time.Minute,
-		MaxUpstreamLifetime: time.Hour}, st, nil, nil)
+		MaxUpstreamLifetime: time.Hour}, st, nil, nil, pub)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return is, st
+	return is
 }
 
-// TestRecord_EveryRevocationAppendsOneEvent: with an event recorder, each recorded revocation is
-// stored with exactly one event, in order, and OnEvent sees it after the commit.
+// TestRecord_EveryRevocationAppendsOneEvent: each recorded revocation is stored with exactly one
+// event, in order, and the publisher sees it after the commit.
 func TestRecord_EveryRevocationAppendsOneEvent(t *testing.T) {
 	ctx := context.Background()
-	is, st := newIssuer(t)
-	is.Events = st
-	var seen []store.Event
-	is.OnEvent = func(e store.Event) {
+	st := openBolt(t)
+	pub := &published{}
+	pub.check = func(e store.Event) {
 		if _, err := st.SessionRevocation(ctx, "sid-1"); e.Revocation.SID == "sid-1" && err != nil {
-			t.Errorf("OnEvent ran before the revocation was visible: %v", err)
+			t.Errorf("the publisher ran before the revocation was visible: %v", err)
 		}
-		seen = append(seen, e)
 	}
+	is := newAdminIssuer(t, st, pub)
 	if _, err := is.RevokeSession(ctx, "sid-1", "admin:ops"); err != nil {
 		t.Fatal(err)
 	}
@@ -60,14 +86,18 @@ func TestRecord_EveryRevocationAppendsOneEvent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	seen, tokens := pub.snapshot()
 	if len(evs) != 2 || len(seen) != 2 {
-		t.Fatalf("events in log %d, seen by OnEvent %d, want 2 and 2", len(evs), len(seen))
+		t.Fatalf("events in log %d, seen by the publisher %d, want 2 and 2", len(evs), len(seen))
 	}
 	for i, want := range []struct{ sid, sub string }{{"sid-1", ""}, {"", "alice"}} {
 		e := evs[i]
 		if e.Seq != uint64(i+1) || e.Revocation.SID != want.sid || e.Revocation.Sub != want.sub ||
-			e.Revocation.Reason != "admin:ops" || e.ID == "" || e.ID != seen[i].ID {
-			t.Errorf("event %d = %+v (OnEvent saw %+v)", i, e, seen[i])
+			e.Revocation.Reason != "admin:ops" || e.ID == "" || e.ID != seen[i].ID || seen[i].Seq != e.Seq {
+			t.Errorf("event %d = %+v (the publisher saw %+v)", i, e, seen[i])
+		}
+		if tokens[i] != "" {
+			t.Errorf("an admin revocation was published with a logout token %q", tokens[i])
 		}
 	}
 	if _, err := st.SubjectRevocation(ctx, "alice"); err != nil {
@@ -76,15 +106,16 @@ func TestRecord_EveryRevocationAppendsOneEvent(t *testing.T) {
 }
 
 // TestRecord_FailedEventWriteIsUnavailable: if the revocation and its event cannot be stored,
-// the caller gets temporarily_unavailable and no hook runs.
+// the caller gets temporarily_unavailable and nothing is published.
 func TestRecord_FailedEventWriteIsUnavailable(t *testing.T) {
-	is, _ := newIssuer(t)
-	is.Events = failingRecorder{}
-	is.OnEvent = func(store.Event) { t.Error("OnEvent called for a failed write") }
-	is.OnRevoke = func(store.Revocation) { t.Error("OnRevoke called for a failed write") }
+	pub := &published{}
+	is := newAdminIssuer(t, failingStore{openBolt(t)}, pub)
 	_, err := is.RevokeSession(context.Background(), "sid-1", "admin:ops")
 	var oe *issuer.Error
 	if !errors.As(err, &oe) || oe.Code != issuer.CodeTemporarilyUnavailable {
-		t.Errorf("RevokeSession with a failing recorder = %v, want temporarily_unavailable", err)
+		t.Errorf("RevokeSession with a failing store = %v, want temporarily_unavailable", err)
+	}
+	if evs, _ := pub.snapshot(); len(evs) != 0 {
+		t.Errorf("a failed write was published: %+v", evs)
 	}
 }

@@ -52,7 +52,7 @@ func TestExchange_CachedTokenIsNotVerifiedAgainUntilItExpires(t *testing.T) {
 	is, err := issuer.New(issuer.Config{Issuer: "https://tg.test", TTL: 30 * time.Second, RecheckAfter: time.Minute,
 		MaxUpstreamLifetime: time.Hour, LogoutAudiences: []string{kctest.LogoutAudience}, Now: ck.Now,
 		Clients: []issuer.Client{{ID: "bff", SecretSHA256: sha256.Sum256([]byte(secret)), Audiences: []string{"svc"}}}},
-		st, km, up)
+		st, km, up, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,5 +90,24 @@ func TestExchange_CachedTokenIsNotVerifiedAgainUntilItExpires(t *testing.T) {
 	}
 	if n := up.verified.Load(); n != 5 {
 		t.Errorf("refused tokens must not be cached: %d verifications, want 5", n)
+	}
+}
+
+// TestExchange_ConcurrentExchangesOfOneTokenIntrospectOnce: concurrent exchanges of one
+// upstream token share a single introspection.
+func TestExchange_ConcurrentExchangesOfOneTokenIntrospectOnce(t *testing.T) {
+	f := newFixture(t)
+	tok := f.token("", "")
+	var wg sync.WaitGroup
+	for range 100 {
+		wg.Go(func() {
+			if _, err := f.exchangeToken(tok); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if n := f.up.calls.Load(); n != 1 {
+		t.Errorf("introspections = %d, want 1", n)
 	}
 }

@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
 
@@ -27,10 +26,15 @@ const (
 	TokenTypeAccessToken = "urn:ietf:params:oauth:token-type:access_token"
 )
 
-// Store is what the issuer needs from storage.
+// Store is what the issuer needs from storage. Every logout — back-channel, recheck, RFC 7009
+// revoke or admin — is written by RecordRevocation: the revocation and its event in one
+// transaction, so a logout acknowledged to its caller can never lose its event to a crash.
 type Store interface {
-	RevokeSession(ctx context.Context, r store.Revocation) error
-	RevokeSubject(ctx context.Context, r store.Revocation) error
+	RecordRevocation(ctx context.Context, e store.Event) (store.Event, error)
+	// RecordNewRevocation is RecordRevocation unless a stored revocation already covers the
+	// event's (then nothing is written and it reports false): how a logout that reaches
+	// tokengate by two channels is recorded once.
+	RecordNewRevocation(ctx context.Context, e store.Event) (store.Event, bool, error)
 	SessionRevocation(ctx context.Context, sid string) (store.Revocation, error)
 	SubjectRevocation(ctx context.Context, sub string) (store.Revocation, error)
 	ClaimJTI(ctx context.Context, jti string, expires time.Time) (bool, error)
@@ -86,23 +90,15 @@ type Issuer struct {
 	grants   *grantCache
 	log      *slog.Logger
 
+	publish Publisher
+
 	checkMu     sync.Mutex
 	lastChecked map[string]time.Time // session key → last introspection of its upstream token
-
-	// OnRevoke, when set, is called after every durably recorded revocation.
-	OnRevoke func(r store.Revocation)
-	// OnLogoutToken, when set, is called with the raw back-channel logout token once it is
-	// verified and its logout durably recorded (the logout relay forwards it). It must not block.
-	OnLogoutToken func(raw string)
-	// Events, when set, records every revocation together with its event-log entry in one
-	// transaction (instead of Store's RevokeSession/RevokeSubject); OnEvent, when set, is then
-	// called with the event. See events.go.
-	Events  EventRecorder
-	OnEvent func(e store.Event)
 }
 
-// New returns an issuer.
-func New(cfg Config, s Store, k Keys, up Upstream) (*Issuer, error) {
+// New returns an issuer on its collaborators. pub is told about every recorded revocation
+// (nil: nobody is).
+func New(cfg Config, s Store, k Keys, up Upstream, pub Publisher) (*Issuer, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -122,8 +118,11 @@ func New(cfg Config, s Store, k Keys, up Upstream) (*Issuer, error) {
 		}
 		clients[c.ID] = c
 	}
+	if pub == nil {
+		pub = noPublisher{}
+	}
 	return &Issuer{
-		cfg: cfg, store: s, keys: k, upstream: up, clients: clients,
+		cfg: cfg, store: s, keys: k, upstream: up, clients: clients, publish: pub,
 		cache:       newIntrospectionCache(cfg.Now),
 		grants:      newGrantCache(),
 		log:         cfg.Logger,
@@ -134,63 +133,6 @@ func New(cfg Config, s Store, k Keys, up Upstream) (*Issuer, error) {
 // revocationExpiry is when a revocation recorded now may be forgotten.
 func (i *Issuer) revocationExpiry(now time.Time) time.Time {
 	return now.Add(i.cfg.MaxUpstreamLifetime + i.cfg.TTL + i.cfg.Skew)
-}
-
-// record durably stores a revocation and tells OnRevoke.
-func (i *Issuer) record(ctx context.Context, r store.Revocation) error {
-	_, err := i.persist(ctx, r, false)
-	return err
-}
-
-// recordNew is record unless a stored revocation already covers r (the same logout delivered
-// by another channel, or again): then nothing is written, no event is appended, and it reports
-// false. With the event log the check is part of the write transaction.
-func (i *Issuer) recordNew(ctx context.Context, r store.Revocation) (bool, error) {
-	return i.persist(ctx, r, true)
-}
-
-func (i *Issuer) persist(ctx context.Context, r store.Revocation, onlyNew bool) (bool, error) {
-	var (
-		recorded = true
-		err      error
-	)
-	switch {
-	case i.Events != nil:
-		recorded, err = i.recordEvent(ctx, r, onlyNew)
-	case onlyNew:
-		on, cerr := i.onRecord(ctx, r)
-		if cerr != nil {
-			return false, cerr // already an OAuth error
-		}
-		if on {
-			recorded = false
-			break
-		}
-		err = i.revokeIn(ctx, r)
-	default:
-		err = i.revokeIn(ctx, r)
-	}
-	if err != nil {
-		return false, unavailable("revocation could not be recorded", err)
-	}
-	source, _, _ := strings.Cut(r.Reason, ":")
-	if !recorded {
-		i.cfg.Metrics.Logout(source, "duplicate", "")
-		return false, nil
-	}
-	i.cfg.Metrics.Logout(source, "recorded", "")
-	if i.OnRevoke != nil {
-		i.OnRevoke(r)
-	}
-	return true, nil
-}
-
-// revokeIn writes r with the plain store (no event log).
-func (i *Issuer) revokeIn(ctx context.Context, r store.Revocation) error {
-	if r.SID != "" {
-		return i.store.RevokeSession(ctx, r)
-	}
-	return i.store.RevokeSubject(ctx, r)
 }
 
 // introspect calls the provider and records the call's latency and outcome.

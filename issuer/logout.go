@@ -61,18 +61,19 @@ func (i *Issuer) RecordLogout(ctx context.Context, raw string) (store.Revocation
 		}
 	}
 	// A logout Keycloak also signalled on its Shared Signals stream may be on record already:
-	// then it is not recorded (nor put on the feed) twice.
-	recorded, err := i.recordNew(ctx, r)
+	// then it is not recorded (nor put on the feed) again, but the relay still forwards the
+	// token (the BFF needs it to end its own session).
+	e, recorded, err := i.store.RecordNewRevocation(ctx, store.Event{ID: newJTI(), Time: now, Revocation: r})
 	if err != nil {
-		return store.Revocation{}, err
+		return store.Revocation{}, unavailable("revocation could not be recorded", err)
 	}
-	if i.OnLogoutToken != nil {
-		i.OnLogoutToken(raw)
-	}
-	msg := "logout recorded"
+	msg, result := "logout recorded", "recorded"
 	if !recorded {
-		msg = "logout already on record"
+		msg, result = "logout already on record", "duplicate"
+		e = store.Event{Time: now, Revocation: r} // not in the log: Seq 0
 	}
+	i.cfg.Metrics.Logout("backchannel", result, "")
+	i.publish.Recorded(e, raw)
 	i.log.InfoContext(ctx, msg, "event", "logout", "reason", "backchannel", "sid", lt.SID,
 		"sub", lt.Subject, "jti", lt.JTI)
 	return r, nil
@@ -80,9 +81,9 @@ func (i *Issuer) RecordLogout(ctx context.Context, raw string) (store.Revocation
 
 // RecordUpstreamLogout durably records a logout the provider signalled by another channel than
 // back-channel logout (its Shared Signals stream): r names the session (SID) or the subject
-// and its At; the issuer sets Expires. It reports false, writing nothing, when a stored
-// revocation already covers r, so a logout delivered by both channels is one revocation and
-// one event on the feed.
+// and its At, and its Reason; the issuer sets Expires. It reports false, writing nothing, when
+// a stored revocation already covers r, so a logout delivered by both channels is one
+// revocation and one event on the feed.
 func (i *Issuer) RecordUpstreamLogout(ctx context.Context, r store.Revocation) (bool, error) {
 	if r.SID == "" && r.Sub == "" {
 		return false, invalidRequest("a logout names a session or a subject", nil)

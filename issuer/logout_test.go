@@ -22,18 +22,18 @@ type flakyStore struct {
 	failNext atomic.Bool
 }
 
-func (f *flakyStore) RevokeSession(ctx context.Context, r store.Revocation) error {
+func (f *flakyStore) RecordRevocation(ctx context.Context, e store.Event) (store.Event, error) {
 	if f.failNext.CompareAndSwap(true, false) {
-		return store.ErrUnavailable
+		return store.Event{}, store.ErrUnavailable
 	}
-	return f.Store.RevokeSession(ctx, r)
+	return f.Store.RecordRevocation(ctx, e)
 }
 
-func (f *flakyStore) RevokeSubject(ctx context.Context, r store.Revocation) error {
+func (f *flakyStore) RecordNewRevocation(ctx context.Context, e store.Event) (store.Event, bool, error) {
 	if f.failNext.CompareAndSwap(true, false) {
-		return store.ErrUnavailable
+		return store.Event{}, false, store.ErrUnavailable
 	}
-	return f.Store.RevokeSubject(ctx, r)
+	return f.Store.RecordNewRevocation(ctx, e)
 }
 
 func TestRecordLogout_RetryAfterAFailedRecordIsAcceptedReplayIsNot(t *testing.T) {
@@ -50,7 +50,7 @@ func TestRecordLogout_RetryAfterAFailedRecordIsAcceptedReplayIsNot(t *testing.T)
 	}
 	up := upstream.New(upstream.Config{Issuer: realm.Issuer(), ClientID: kctest.ClientID, ClientSecret: kctest.ClientSecret})
 	is, err := issuer.New(issuer.Config{Issuer: "https://tg.test", TTL: 30 * time.Second, RecheckAfter: time.Minute,
-		MaxUpstreamLifetime: time.Hour, LogoutAudiences: []string{kctest.LogoutAudience}}, st, km, up)
+		MaxUpstreamLifetime: time.Hour, LogoutAudiences: []string{kctest.LogoutAudience}}, st, km, up, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,6 +76,36 @@ func TestRecordLogout_RetryAfterAFailedRecordIsAcceptedReplayIsNot(t *testing.T)
 	}
 }
 
+// TestRecordLogout_PublishesOnlyVerifiedRecordedLogouts: the publisher gets a back-channel
+// logout (its event and the raw logout token, for the relay) once it is verified and durably
+// recorded; an empty, invalid or replayed token is refused and publishes nothing.
+func TestRecordLogout_PublishesOnlyVerifiedRecordedLogouts(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.pub.check = func(e store.Event) {
+		if _, err := f.store.SessionRevocation(ctx, "sid-relay"); err != nil {
+			t.Errorf("published before the logout was recorded: %v", err)
+		}
+	}
+	lt := f.realm.LogoutToken("rita", "sid-relay")
+	if _, err := f.is.RecordLogout(ctx, lt); err != nil {
+		t.Fatal(err)
+	}
+	for name, raw := range map[string]string{
+		"replayed": lt,
+		"tampered": lt[:len(lt)-4] + "AAAA",
+		"empty":    "",
+		"junk":     "junk",
+	} {
+		_, err := f.is.RecordLogout(ctx, raw)
+		wantCode(t, name, err, issuer.CodeInvalidRequest)
+	}
+	evs, tokens := f.pub.snapshot()
+	if len(evs) != 1 || tokens[0] != lt || evs[0].Revocation.SID != "sid-relay" || evs[0].Seq != 1 {
+		t.Errorf("published %d events (%+v), want exactly the one verified logout with its token", len(evs), evs)
+	}
+}
+
 // TestLogout_BothChannelsAreOneRevocationAndOneEvent: a logout Keycloak delivers by back-channel
 // logout and on its Shared Signals stream, in either order, is recorded once with one event.
 func TestLogout_BothChannelsAreOneRevocationAndOneEvent(t *testing.T) {
@@ -93,6 +123,7 @@ func TestLogout_BothChannelsAreOneRevocationAndOneEvent(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			ctx := context.Background()
+			pub := &countingPublisher{}
 			b, err := bolt.Open(filepath.Join(t.TempDir(), "db"), bolt.Options{NoSync: true})
 			if err != nil {
 				t.Fatal(err)
@@ -100,13 +131,10 @@ func TestLogout_BothChannelsAreOneRevocationAndOneEvent(t *testing.T) {
 			t.Cleanup(func() { _ = b.Close() })
 			up := upstream.New(upstream.Config{Issuer: realm.Issuer(), ClientID: kctest.ClientID, ClientSecret: kctest.ClientSecret})
 			is, err := issuer.New(issuer.Config{Issuer: "https://tg.test", TTL: 30 * time.Second, RecheckAfter: time.Minute,
-				MaxUpstreamLifetime: time.Hour, LogoutAudiences: []string{kctest.LogoutAudience}}, b, nil, up)
+				MaxUpstreamLifetime: time.Hour, LogoutAudiences: []string{kctest.LogoutAudience}}, b, nil, up, pub)
 			if err != nil {
 				t.Fatal(err)
 			}
-			is.Events = b
-			relayed := 0
-			is.OnLogoutToken = func(string) { relayed++ }
 			reason := "ssf:session-revoked"
 			if c.sid == "" {
 				reason = "ssf:credential-change"
@@ -143,9 +171,24 @@ func TestLogout_BothChannelsAreOneRevocationAndOneEvent(t *testing.T) {
 			if len(evs) != 1 || evs[0].Revocation.Reason != c.wantFirst {
 				t.Fatalf("events = %+v, want one from %s", evs, c.wantFirst)
 			}
-			if c.sid != "" && relayed != 1 {
-				t.Errorf("logout token relayed %d times, want 1 (the BFF still needs it)", relayed)
+			if c.sid != "" && pub.tokens != 1 {
+				t.Errorf("logout token relayed %d times, want 1 (the BFF still needs it)", pub.tokens)
+			}
+			if pub.events != 1 {
+				t.Errorf("events published %d, want 1", pub.events)
 			}
 		})
+	}
+}
+
+// countingPublisher counts published events (Seq set) and logout tokens.
+type countingPublisher struct{ events, tokens int }
+
+func (p *countingPublisher) Recorded(e store.Event, logoutToken string) {
+	if e.Seq != 0 {
+		p.events++
+	}
+	if logoutToken != "" {
+		p.tokens++
 	}
 }

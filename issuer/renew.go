@@ -134,7 +134,7 @@ func (i *Issuer) recheck(ctx context.Context, g *grant) error {
 			return nil, nil
 		}
 		r := store.Revocation{SID: g.SID, Sub: g.Subject, At: now, Expires: i.revocationExpiry(now), Reason: "recheck"}
-		if err := i.record(ctx, r); err != nil {
+		if err := i.record(ctx, r, ""); err != nil {
 			return nil, err
 		}
 		i.log.InfoContext(ctx, "session ended upstream", "event", "logout", "reason", "recheck",

@@ -27,7 +27,7 @@ func (i *Issuer) Revoke(ctx context.Context, c Client, token, hint string) error
 	}
 	now := i.cfg.Now()
 	r := store.Revocation{SID: g.SID, Sub: g.Subject, At: now, Expires: i.revocationExpiry(now), Reason: "revoke"}
-	if err := i.record(ctx, r); err != nil {
+	if err := i.record(ctx, r, ""); err != nil {
 		return err
 	}
 	i.log.InfoContext(ctx, "session revoked", "event", "logout", "reason", "revoke", "client_id", c.ID,
@@ -42,7 +42,7 @@ func (i *Issuer) RevokeSession(ctx context.Context, sid, reason string) (store.R
 	}
 	now := i.cfg.Now()
 	r := store.Revocation{SID: sid, At: now, Expires: i.revocationExpiry(now), Reason: reason}
-	return r, i.record(ctx, r)
+	return r, i.record(ctx, r, "")
 }
 
 // RevokeSubject records a logout of every session of sub issued until now.
@@ -52,5 +52,5 @@ func (i *Issuer) RevokeSubject(ctx context.Context, sub, reason string) (store.R
 	}
 	now := i.cfg.Now()
 	r := store.Revocation{Sub: sub, At: now, Expires: i.revocationExpiry(now), Reason: reason}
-	return r, i.record(ctx, r)
+	return r, i.record(ctx, r, "")
 }

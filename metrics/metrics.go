@@ -164,28 +164,17 @@ func (m *Metrics) storeCommit(op string, start time.Time) {
 	}
 }
 
-// InstrumentedEventLog is a store.EventLog whose RecordRevocation, the durable write of a
-// logout and its event when Shared Signals is on, is timed like the store's other writes.
-type InstrumentedEventLog struct {
-	store.EventLog
-	m *Metrics
-}
-
-// InstrumentEventLog wraps l so its RecordRevocation is timed as op "record_revocation".
-func InstrumentEventLog(l store.EventLog, m *Metrics) *InstrumentedEventLog {
-	return &InstrumentedEventLog{EventLog: l, m: m}
-}
-
-// RecordRevocation times the wrapped call.
-func (l *InstrumentedEventLog) RecordRevocation(ctx context.Context, e store.Event) (store.Event, error) {
-	defer l.m.storeCommit("record_revocation", time.Now())
-	return l.EventLog.RecordRevocation(ctx, e)
+// RecordRevocation times the wrapped call as op "record_revocation": the durable write of a
+// logout and its event.
+func (s *InstrumentedStore) RecordRevocation(ctx context.Context, e store.Event) (store.Event, error) {
+	defer s.m.storeCommit("record_revocation", time.Now())
+	return s.Store.RecordRevocation(ctx, e)
 }
 
 // RecordNewRevocation times the wrapped call as op "record_revocation".
-func (l *InstrumentedEventLog) RecordNewRevocation(ctx context.Context, e store.Event) (store.Event, bool, error) {
-	defer l.m.storeCommit("record_revocation", time.Now())
-	return l.EventLog.RecordNewRevocation(ctx, e)
+func (s *InstrumentedStore) RecordNewRevocation(ctx context.Context, e store.Event) (store.Event, bool, error) {
+	defer s.m.storeCommit("record_revocation", time.Now())
+	return s.Store.RecordNewRevocation(ctx, e)
 }
 
 // RevokeSession times the wrapped call.

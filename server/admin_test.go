@@ -3,9 +3,7 @@ package server_test
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/json"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"sort"
@@ -22,20 +20,13 @@ import (
 
 const adminToken = "admin-token-0123456789-abcdefghijklmnopq"
 
+// newAdmin serves the stack's admin handler (admin token "ops"); logs are the gateway's log
+// lines, audit lines included.
 func newAdmin(t *testing.T, s *stack) (*httptest.Server, *proctest.SyncBuffer) {
 	t.Helper()
-	logs := &proctest.SyncBuffer{}
-	pub, err := server.New(server.Config{Issuer: s.srv.URL}, s.issuer, s.keys)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := server.NewAdmin(server.AdminConfig{
-		Tokens:  map[string][32]byte{"ops": sha256.Sum256([]byte(adminToken))},
-		Version: "test", Started: time.Now(), Logger: slog.New(slog.NewJSONHandler(logs, nil)),
-	}, s.issuer, s.keys, s.store, pub)
-	srv := httptest.NewServer(a.Handler())
+	srv := httptest.NewServer(s.app.AdminHandler())
 	t.Cleanup(srv.Close)
-	return srv, logs
+	return srv, s.logs
 }
 
 func adminCall(t *testing.T, srv *httptest.Server, method, path, token, ctype, body string) response {
@@ -166,7 +157,7 @@ func TestAdmin_OpenAPIDocumentMatchesRoutes(t *testing.T) {
 	s := newStack(t)
 	pub, _ := server.New(server.Config{Issuer: s.srv.URL}, s.issuer, s.keys)
 	adm := server.NewAdmin(server.AdminConfig{}, s.issuer, s.keys, s.store, pub)
-	adm.MountSSF(withSSF(t, s))
+	adm.MountSSF(s.tx)
 	h := adm.Handler().(*gin.Engine)
 	var routes []string
 	for _, r := range h.Routes() {

@@ -10,10 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/tokengate/tokengate/internal/kctest"
-	"github.com/tokengate/tokengate/metrics"
 )
 
 // BenchmarkRawES256Sign is the floor: ECDSA P-256 signing of a digest, crypto alone.
@@ -30,10 +27,8 @@ func BenchmarkRawES256Sign(b *testing.B) {
 	})
 }
 
-// newBenchStack is a stack with Prometheus metrics recorded, as tokengate serve runs it.
-func newBenchStack(b *testing.B) *stack {
-	return newStackOpts(b, stackOptions{metrics: metrics.New(prometheus.NewRegistry())})
-}
+// newBenchStack is a stack as tokengate serve runs it (metrics recorded), without rate limits.
+func newBenchStack(b *testing.B) *stack { return newStack(b) }
 
 // serveForm runs one request through the handler in-process, without a network. The request
 // and response writer are built the way net/http's server builds them for a keep-alive

@@ -9,18 +9,19 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/tokengate/tokengate/config"
 	"github.com/tokengate/tokengate/internal/kctest"
-	"github.com/tokengate/tokengate/metrics"
-	"github.com/tokengate/tokengate/server"
 )
 
 func TestRateLimits_429WithRetryAfterAndNoStateChange(t *testing.T) {
-	m := metrics.New(prometheus.NewRegistry())
-	s := newStackOpts(t, stackOptions{metrics: m, limits: server.Limits{
-		Token:        server.Limit{Rate: 0.5, Burst: 3},
-		Logout:       server.Limit{Rate: 0.5, Burst: 2},
-		AuthFailures: server.Limit{Rate: 0.1, Burst: 2},
+	s := newStackOpts(t, stackOptions{configure: func(c *config.Config) {
+		c.Limits = config.Limits{
+			Token:        config.Limit{Rate: 0.5, Burst: 3},
+			Logout:       config.Limit{Rate: 0.5, Burst: 2},
+			AuthFailures: config.Limit{Rate: 0.1, Burst: 2},
+		}
 	}})
+	m := s.app.Metrics()
 	r := s.mustExchange("kim", "sid-rl") // 1 of the client's 3
 	for range 2 {
 		if rn := s.renew(r.str("refresh_token")); rn.Status != 200 {
@@ -65,8 +66,7 @@ func TestRateLimits_429WithRetryAfterAndNoStateChange(t *testing.T) {
 
 func TestMetrics_CountWhatHappened(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	m := metrics.New(reg)
-	s := newStackOpts(t, stackOptions{metrics: m})
+	s := newStackOpts(t, stackOptions{registry: reg})
 	tok := s.realm.AccessToken(kctest.Token{SID: "sid-m", Subject: "lee"})
 	r := s.exchange(tok)
 	s.exchange(tok)

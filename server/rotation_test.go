@@ -15,6 +15,7 @@ import (
 	"github.com/coreos/go-oidc/v3/oidc"
 	"github.com/go-jose/go-jose/v4"
 
+	"github.com/tokengate/tokengate/config"
 	"github.com/tokengate/tokengate/internal/kctest"
 	"github.com/tokengate/tokengate/keys"
 )
@@ -65,8 +66,11 @@ type issued struct {
 }
 
 func TestRotation_NoFailedVerificationAcrossScheduledRotationsAndRestarts(t *testing.T) {
-	s := newStackWith(t, keys.Config{RotateEvery: 2 * time.Minute, PublishLead: 30 * time.Second,
-		TokenLifetime: 30 * time.Second, SealRetention: time.Hour})
+	// Keys sign 2m each, are published 30s (the JWKS max-age) before, retire 30s (the TTL) after.
+	s := newStackOpts(t, stackOptions{configure: func(c *config.Config) {
+		c.Keys.RotateEvery = config.Duration(2 * time.Minute)
+		c.Keys.JWKSMaxAge = config.Duration(30 * time.Second)
+	}})
 	ctx := oidc.ClientContext(context.Background(), s.srv.Client())
 	p, err := oidc.NewProvider(ctx, s.srv.URL)
 	if err != nil {

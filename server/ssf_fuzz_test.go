@@ -57,7 +57,6 @@ func pollRecorder(ctx context.Context, s *stack, body, prefer string) *httptest.
 // secevent+jwt, each under its own jti.
 func FuzzSSFPoll(f *testing.F) {
 	s := newStack(f)
-	withSSF(f, s)
 	for i, sid := range []string{"fuzz-poll-1", "fuzz-poll-2", "fuzz-poll-3"} {
 		if r := s.logout(s.realm.LogoutToken("fuzz-poller", sid)); r.Status != http.StatusOK {
 			f.Fatalf("logout %d: %s", i, r.Raw)

@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"sort"
 	"strings"
@@ -19,8 +18,6 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 
-	"github.com/tokengate/tokengate/internal/proctest"
-	"github.com/tokengate/tokengate/server"
 	"github.com/tokengate/tokengate/ssf"
 	"github.com/tokengate/tokengate/verifier"
 )
@@ -29,30 +26,6 @@ const (
 	ordersSecret   = "orders-stream-secret-0123456789-abcdefgh"
 	receiverSecret = "search-receiver-secret-0123456789-abcdef"
 )
-
-// withSSF adds the transmitter to a stack: the issuer records events in the store's log and the
-// public handler serves the SSF routes. It returns the transmitter.
-func withSSF(t testing.TB, s *stack) *ssf.Transmitter {
-	t.Helper()
-	tx, err := ssf.New(context.Background(), ssf.Config{
-		Issuer: s.srv.URL, Retention: 2 * time.Minute, PollTimeout: 5 * time.Second, Now: s.clock.Now,
-		Logger:    slog.New(slog.DiscardHandler),
-		Streams:   []ssf.StreamConfig{{ID: "orders", SecretSHA256: sha256.Sum256([]byte(ordersSecret))}},
-		Receivers: []ssf.ReceiverConfig{{ID: "search", Audience: "search-api", SecretSHA256: sha256.Sum256([]byte(receiverSecret))}},
-	}, s.store, s.keys)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.issuer.Events, s.issuer.OnEvent = s.store, tx.Notify
-	pub, err := server.New(server.Config{Issuer: s.srv.URL, JWKSMaxAge: 5 * time.Minute, Logger: slog.New(slog.DiscardHandler)}, s.issuer, s.keys)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub.MountSSF(tx)
-	h := pub.Handler()
-	s.handler.Store(&h)
-	return tx
-}
 
 type pollAnswer struct {
 	Status int
@@ -119,7 +92,6 @@ func setClaims(t *testing.T, s *stack, tok string) (ssf.SET, string) {
 
 func TestSSF_MetadataAndStreamConfiguration(t *testing.T) {
 	s := newStack(t)
-	withSSF(t, s)
 	req, _ := http.NewRequest(http.MethodGet, s.srv.URL+"/.well-known/ssf-configuration", nil)
 	md := s.do(req)
 	if md.Status != 200 || md.str("issuer") != s.srv.URL || md.str("jwks_uri") != s.srv.URL+"/jwks.json" ||
@@ -161,7 +133,6 @@ func TestSSF_MetadataAndStreamConfiguration(t *testing.T) {
 // admin logouts each produce exactly one SET, in the order they were recorded.
 func TestSSF_EveryLogoutSourceEmitsOneEventInOrder(t *testing.T) {
 	s := newStack(t)
-	withSSF(t, s)
 	s.mustExchange("alice", "sid-bc")
 	if r := s.logout(s.realm.LogoutToken("alice", "sid-bc")); r.Status != 200 {
 		t.Fatalf("logout: %d %s", r.Status, r.Raw)
@@ -226,7 +197,6 @@ func TestSSF_EveryLogoutSourceEmitsOneEventInOrder(t *testing.T) {
 // TestSSF_BackchannelLogoutWakesALongPoll: a held poll answers as soon as the logout is recorded.
 func TestSSF_BackchannelLogoutWakesALongPoll(t *testing.T) {
 	s := newStack(t)
-	withSSF(t, s)
 	s.mustExchange("alice", "sid-1")
 	done := make(chan pollAnswer, 1)
 	go func() { done <- poll(t, s.srv.URL, "orders", ordersSecret, `{}`) }()
@@ -254,7 +224,6 @@ func TestSSF_BackchannelLogoutWakesALongPoll(t *testing.T) {
 
 func TestSSF_PollRefusesBadRequests(t *testing.T) {
 	s := newStack(t)
-	withSSF(t, s)
 	cases := []struct {
 		name, stream, secret, body, ctype string
 		status                            int
@@ -292,7 +261,6 @@ func TestSSF_PollRefusesBadRequests(t *testing.T) {
 // shorter than a long poll; the poll handler extends its own connection's deadlines.
 func TestSSF_LongPollOutlivesListenerTimeouts(t *testing.T) {
 	s := newStack(t)
-	withSSF(t, s)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -319,16 +287,7 @@ func TestSSF_LongPollOutlivesListenerTimeouts(t *testing.T) {
 
 func TestSSF_AdminStreams(t *testing.T) {
 	s := newStack(t)
-	tx := withSSF(t, s)
-	logs := &proctest.SyncBuffer{}
-	pub, _ := server.New(server.Config{Issuer: s.srv.URL}, s.issuer, s.keys)
-	a := server.NewAdmin(server.AdminConfig{
-		Tokens: map[string][32]byte{"ops": sha256.Sum256([]byte(adminToken))}, Started: time.Now(),
-		Logger: slog.New(slog.NewJSONHandler(logs, nil)),
-	}, s.issuer, s.keys, s.store, pub)
-	a.MountSSF(tx)
-	srv := httptest.NewServer(a.Handler())
-	t.Cleanup(srv.Close)
+	srv, logs := newAdmin(t, s)
 
 	if r := adminCall(t, srv, "GET", "/admin/streams", "", "", ""); r.Status != 401 {
 		t.Errorf("list without token: %d", r.Status)
@@ -394,7 +353,6 @@ func TestSSF_AdminStreams(t *testing.T) {
 // internal token and refuses it within milliseconds of the back-channel logout's 200.
 func TestSSF_VerifierEnforcesLogout(t *testing.T) {
 	s := newStack(t)
-	withSSF(t, s)
 	v, err := verifier.New(context.Background(), verifier.Config{Issuer: s.srv.URL, Audience: "orders",
 		StreamSecret: ordersSecret, Logger: slog.New(slog.DiscardHandler), Now: s.clock.Now})
 	if err != nil {
@@ -435,7 +393,6 @@ func TestSSF_VerifierEnforcesLogout(t *testing.T) {
 // lists and polls it, and deletes it.
 func TestSSF_ReceiverCreatesAndDeletesItsStream(t *testing.T) {
 	s := newStack(t)
-	withSSF(t, s)
 	s.mustExchange("alice", "sid-early")
 	s.logout(s.realm.LogoutToken("alice", "sid-early"))
 	call := func(method, query, secret, ctype, body string) response {
@@ -493,7 +450,7 @@ func TestSSF_ReceiverCreatesAndDeletesItsStream(t *testing.T) {
 // first poll; Close deletes the process's stream.
 func TestSSF_VerifierOwnStreams(t *testing.T) {
 	s := newStack(t)
-	tx := withSSF(t, s)
+	tx := s.tx
 	ctx := context.Background()
 	start := func() *verifier.Verifier {
 		v, err := verifier.New(ctx, verifier.Config{Issuer: s.srv.URL, Audience: "orders", StreamSecret: receiverSecret,

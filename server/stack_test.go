@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -16,13 +17,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tokengate/tokengate/config"
+	"github.com/tokengate/tokengate/internal/app"
 	"github.com/tokengate/tokengate/internal/kctest"
+	"github.com/tokengate/tokengate/internal/proctest"
 	"github.com/tokengate/tokengate/issuer"
 	"github.com/tokengate/tokengate/keys"
-	"github.com/tokengate/tokengate/metrics"
-	"github.com/tokengate/tokengate/server"
+	"github.com/tokengate/tokengate/ssf"
+	"github.com/tokengate/tokengate/store"
 	"github.com/tokengate/tokengate/store/bolt"
-	"github.com/tokengate/tokengate/upstream"
 )
 
 const (
@@ -43,54 +48,83 @@ func (c *clock) Advance(d time.Duration) {
 	c.mu.Unlock()
 }
 
-// stack is a whole tokengate on httptest with a fake Keycloak realm. restart replaces the
-// process state (store handle, keys, issuer, handler) while keeping the data file and address.
+// stack is a whole tokengate, assembled by internal/app as `tokengate serve` assembles it, on
+// httptest with a fake Keycloak realm. restart replaces the process state (the app: store
+// handle, keys, issuer, transmitter, handler) while keeping the data file and address.
 type stack struct {
 	t       testing.TB
 	realm   *kctest.Realm
-	store   *bolt.Store
+	app     *app.App
+	store   store.Store
 	keys    *keys.Manager
 	issuer  *issuer.Issuer
+	tx      *ssf.Transmitter
+	logs    *proctest.SyncBuffer // every log line of the gateway (JSON)
 	srv     *httptest.Server
 	clock   *clock
-	path    string
-	keysCfg keys.Config
+	dir     string
 	opts    stackOptions
 	handler atomic.Pointer[http.Handler]
 }
 
 // stackOptions tune a stack.
 type stackOptions struct {
-	keys    keys.Config
-	limits  server.Limits
-	metrics *metrics.Metrics
+	// configure changes the configuration (see stackConfig) before the app is built.
+	configure func(c *config.Config)
+	// registry receives the metrics (a fresh one when nil); only for stacks not restarted.
+	registry *prometheus.Registry
 }
 
 func newStack(t testing.TB) *stack { return newStackOpts(t, stackOptions{}) }
 
-// newStackWith starts a stack whose keys use kc (its clock is the stack's).
-func newStackWith(t testing.TB, kc keys.Config) *stack {
-	return newStackOpts(t, stackOptions{keys: kc})
-}
-
 func newStackOpts(t testing.TB, o stackOptions) *stack {
 	t.Helper()
-	s := &stack{t: t, realm: kctest.New(t), clock: &clock{t: time.Now()},
-		path: filepath.Join(t.TempDir(), "tokengate.db"), keysCfg: o.keys, opts: o}
-	s.keysCfg.Now = s.clock.Now
+	s := &stack{t: t, realm: kctest.New(t), clock: &clock{t: time.Now()}, dir: t.TempDir(), opts: o,
+		logs: &proctest.SyncBuffer{}}
 	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		(*s.handler.Load()).ServeHTTP(w, r)
 	}))
 	t.Cleanup(s.srv.Close)
 	s.boot()
-	t.Cleanup(func() { _ = s.store.Close() })
+	t.Cleanup(func() { _ = s.app.Close() })
 	return s
 }
 
-// restart closes the store and boots again from the same file.
+// hexSHA256 is the configuration form of a secret's hash.
+func hexSHA256(secret string) string {
+	h := sha256.Sum256([]byte(secret))
+	return hex.EncodeToString(h[:])
+}
+
+// stackConfig is the configuration of every stack: clients bff and other, one configured
+// stream (orders) and one receiver (search), the admin token "ops", no rate limits.
+func (s *stack) stackConfig() config.Config {
+	c := config.Config{
+		Issuer: s.srv.URL, DataDir: s.dir,
+		Upstream: config.Upstream{Issuer: s.realm.Issuer(), ClientID: kctest.ClientID, ClientSecret: kctest.ClientSecret,
+			LogoutAudiences: []string{kctest.LogoutAudience}},
+		Clients: []config.Client{
+			{ID: "bff", SecretSHA256: hexSHA256(bffSecret), Audiences: []string{"demo-service", "orders"}},
+			{ID: "other", SecretSHA256: hexSHA256(otherSecret), Audiences: []string{"demo-service"}},
+		},
+		Admin: config.Admin{Tokens: []config.AdminToken{{Name: "ops", SHA256: hexSHA256(adminToken)}}},
+		SSF: config.SSF{Retention: config.Duration(2 * time.Minute), PollTimeout: config.Duration(5 * time.Second),
+			Streams:   []config.SSFStream{{ID: "orders", SecretSHA256: hexSHA256(ordersSecret)}},
+			Receivers: []config.SSFReceiver{{ID: "search", Audience: "search-api", SecretSHA256: hexSHA256(receiverSecret)}},
+		},
+	}
+	c.SetDefaults()
+	c.Limits = config.Limits{}
+	if s.opts.configure != nil {
+		s.opts.configure(&c)
+	}
+	return c
+}
+
+// restart closes the app and boots again from the same data file.
 func (s *stack) restart() {
 	s.t.Helper()
-	if err := s.store.Close(); err != nil {
+	if err := s.app.Close(); err != nil {
 		s.t.Fatal(err)
 	}
 	s.boot()
@@ -99,39 +133,21 @@ func (s *stack) restart() {
 func (s *stack) boot() {
 	t := s.t
 	t.Helper()
-	st, err := bolt.Open(s.path, bolt.Options{NoSync: true})
+	st, err := bolt.Open(filepath.Join(s.dir, "tokengate.db"), bolt.Options{NoSync: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	km, err := keys.Open(context.Background(), st, s.keysCfg)
+	opts := []app.Option{app.WithStore(st), app.WithClock(s.clock.Now), app.WithVersion("test"),
+		app.WithLogger(slog.New(slog.NewJSONHandler(s.logs, nil)))}
+	if s.opts.registry != nil {
+		opts = append(opts, app.WithRegistry(s.opts.registry))
+	}
+	a, err := app.New(context.Background(), s.stackConfig(), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	realm, ck, srv := s.realm, s.clock, s.srv
-	up := upstream.New(upstream.Config{Issuer: realm.Issuer(), ClientID: kctest.ClientID, ClientSecret: kctest.ClientSecret})
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	is, err := issuer.New(issuer.Config{
-		Issuer: srv.URL, TTL: 30 * time.Second, RecheckAfter: time.Minute, MaxUpstreamLifetime: time.Hour,
-		LogoutAudiences: []string{kctest.LogoutAudience}, Now: ck.Now, Logger: log, Metrics: s.opts.metrics,
-		Clients: []issuer.Client{
-			{ID: "bff", SecretSHA256: sha256.Sum256([]byte(bffSecret)), Audiences: []string{"demo-service", "orders"}},
-			{ID: "other", SecretSHA256: sha256.Sum256([]byte(otherSecret)), Audiences: []string{"demo-service"}},
-		},
-	}, st, km, up)
-	if err != nil {
-		t.Fatal(err)
-	}
-	maxAge := 5 * time.Minute
-	if s.keysCfg.PublishLead != 0 {
-		maxAge = s.keysCfg.PublishLead
-	}
-	pub, err := server.New(server.Config{Issuer: srv.URL, JWKSMaxAge: maxAge, Logger: log,
-		Limits: s.opts.limits, Metrics: s.opts.metrics}, is, km)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := pub.Handler()
-	s.store, s.keys, s.issuer = st, km, is
+	h := a.Handler()
+	s.app, s.store, s.keys, s.issuer, s.tx = a, a.Store(), a.Keys(), a.Issuer(), a.Transmitter()
 	s.handler.Store(&h)
 }
 

@@ -21,11 +21,9 @@ type Event struct {
 	Revocation Revocation `json:"revocation"`
 }
 
-// EventLog is the optional durable, ordered log of revocation events and the state of the
-// streams that deliver them. A backend that implements it lets a restarted tokengate, or a
-// receiver that reconnects, miss no event.
-//
-// Backends must pass storetest.RunEventLog (and storetest.RunEventLogDurable).
+// EventLog is the durable, ordered log of revocation events and the state of the streams that
+// deliver them, part of every Store: a restarted tokengate, or a receiver that reconnects,
+// misses no event. storetest.Run and storetest.RunDurable check it.
 type EventLog interface {
 	// RecordRevocation records e.Revocation exactly as RevokeSession (SID set) or RevokeSubject
 	// (SID empty) would, and appends e to the log, in one atomic, durable transaction: either
@@ -54,12 +52,10 @@ type EventLog interface {
 	DeleteStream(ctx context.Context, id string) error
 }
 
-// ReceiverState is the optional durable state of tokengate's own Shared Signals receiver: one
+// ReceiverState is the durable state of tokengate's own Shared Signals receiver: one
 // opaque document describing the stream tokengate polls at Keycloak (its id, audience, poll
 // URL), kept so that a restarted tokengate — or the next elected replica — reuses the stream
 // instead of losing the events waiting in it.
-//
-// Backends must pass storetest.RunReceiverState.
 type ReceiverState interface {
 	// ReceiverStream returns the document last stored by PutReceiverStream, or ErrNotFound.
 	ReceiverStream(ctx context.Context) ([]byte, error)

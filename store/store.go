@@ -1,6 +1,6 @@
 // Package store defines the durable state tokengate keeps and the contract every backend meets.
 //
-// Backends live in sub-packages (store/bolt, …) and must pass the conformance suite in
+// Backends live in sub-packages (store/bolt, store/etcd) and must pass the conformance suite in
 // store/storetest. Consumers (issuer, keys) declare the narrower interfaces they need.
 package store
 
@@ -35,12 +35,16 @@ type Revocation struct {
 
 // Store is the contract every backend implements. All writes are durable (committed and synced)
 // when the call returns nil. Lookups never scan.
+//
+// tokengate records every logout with EventLog.RecordRevocation (the revocation and its event in
+// one transaction); RevokeSession and RevokeSubject write the same records without an event,
+// for the backends' own tests and tools that load records in bulk.
 type Store interface {
-	// RevokeSession durably records a session logout keyed by r.SID. Recording the same SID
-	// again keeps the earliest At and the latest Expires.
+	// RevokeSession durably records a session logout keyed by r.SID, without an event.
+	// Recording the same SID again keeps the earliest At and the latest Expires.
 	RevokeSession(ctx context.Context, r Revocation) error
-	// RevokeSubject durably records a subject-wide logout keyed by r.Sub. Recording the same
-	// subject again keeps the latest At and the latest Expires.
+	// RevokeSubject durably records a subject-wide logout keyed by r.Sub, without an event.
+	// Recording the same subject again keeps the latest At and the latest Expires.
 	RevokeSubject(ctx context.Context, r Revocation) error
 	// SessionRevocation returns the session logout for sid, or ErrNotFound.
 	SessionRevocation(ctx context.Context, sid string) (Revocation, error)
@@ -61,6 +65,11 @@ type Store interface {
 	Stats(ctx context.Context) (Stats, error)
 	// Close releases the backend. Calls after Close return an error wrapping ErrUnavailable.
 	Close() error
+
+	// EventLog is the durable, ordered log of revocation events and the stream documents.
+	EventLog
+	// ReceiverState keeps the stream tokengate follows at Keycloak (Shared Signals receiver).
+	ReceiverState
 }
 
 // Stats counts the records a store holds.

@@ -2,35 +2,30 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/tokengate/tokengate/config"
+	"github.com/tokengate/tokengate/internal/app"
 	"github.com/tokengate/tokengate/internal/loopback"
-	"github.com/tokengate/tokengate/issuer"
-	"github.com/tokengate/tokengate/keys"
-	"github.com/tokengate/tokengate/server"
-	"github.com/tokengate/tokengate/store/bolt"
-	"github.com/tokengate/tokengate/upstream"
 )
 
-// inproc is the gateway's own packages (store, keys, upstream, issuer, server) composed as
-// `tokengate serve` composes them, in this process, so that each request's server-side time and
-// the part of it spent waiting for Keycloak's introspection can be measured exactly.
+// inproc is the gateway assembled by internal/app, as `tokengate serve` assembles it, in this
+// process, so that each request's server-side time and the part of it spent waiting for
+// Keycloak's introspection can be measured exactly.
 type inproc struct {
 	base   string
 	secret string
 	client *http.Client
 	srv    *http.Server
-	st     *bolt.Store
+	app    *app.App
 
 	mu      sync.Mutex
 	timings []reqTiming
@@ -78,36 +73,25 @@ func startInproc(ctx context.Context, upstreamIssuer, dir string) (*inproc, erro
 		return nil, err
 	}
 	base := "http://" + ln.Addr().String()
-	st, err := bolt.Open(filepath.Join(dir, "tokengate.db"), bolt.Options{}) // durable, as served
+	secret, secretHash := loopback.Secret()
+	cfg := config.Config{
+		Issuer: base, DataDir: dir, // bolt, durable, as served
+		Upstream: config.Upstream{Issuer: upstreamIssuer, ClientID: introspectID, ClientSecret: introspectSecre,
+			LogoutAudiences: []string{bffID}},
+		Clients: []config.Client{{ID: gatewayClient, SecretSHA256: secretHash, Audiences: []string{gatewayAudience}}},
+	}
+	cfg.SetDefaults()
+	cfg.Limits = config.Limits{} // the benchmark measures the gateway, not its rate limits
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = 64
+	gw, err := app.New(ctx, cfg, app.WithLogger(slog.New(slog.DiscardHandler)),
+		app.WithUpstreamClient(&http.Client{Timeout: 10 * time.Second, Transport: timedTransport{tr}}))
 	if err != nil {
 		ln.Close()
 		return nil, err
 	}
-	fail := func(err error) (*inproc, error) { ln.Close(); st.Close(); return nil, err }
-	km, err := keys.Open(ctx, st, keys.Config{})
-	if err != nil {
-		return fail(err)
-	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.MaxIdleConnsPerHost = 64
-	up := upstream.New(upstream.Config{Issuer: upstreamIssuer, ClientID: introspectID, ClientSecret: introspectSecre,
-		HTTPClient: &http.Client{Timeout: 10 * time.Second, Transport: timedTransport{tr}}})
-	secret, _ := loopback.Secret()
-	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
-	is, err := issuer.New(issuer.Config{
-		Issuer: base, TTL: 30 * time.Second, RecheckAfter: time.Minute, MaxUpstreamLifetime: time.Hour,
-		LogoutAudiences: []string{bffID}, Logger: log,
-		Clients: []issuer.Client{{ID: gatewayClient, SecretSHA256: sha256.Sum256([]byte(secret)), Audiences: []string{gatewayAudience}}},
-	}, st, km, up)
-	if err != nil {
-		return fail(err)
-	}
-	pub, err := server.New(server.Config{Issuer: base, JWKSMaxAge: 5 * time.Minute, Logger: log}, is, km)
-	if err != nil {
-		return fail(err)
-	}
-	h := pub.Handler()
-	p := &inproc{base: base, secret: secret, st: st,
+	h := gw.Handler()
+	p := &inproc{base: base, secret: secret, app: gw,
 		client: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 256}}}
 	p.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		slot := &timingSlot{}
@@ -138,7 +122,7 @@ func (p *inproc) take() []reqTiming {
 func (p *inproc) close() {
 	_ = p.srv.Close()
 	p.client.CloseIdleConnections()
-	_ = p.st.Close()
+	_ = p.app.Close()
 }
 
 func (p *inproc) exchange(ctx context.Context, tok string) (answer, error) {

@@ -84,18 +84,6 @@ func TestDurable(t *testing.T) {
 	})
 }
 
-func TestEventLog(t *testing.T) {
-	storetest.RunEventLog(t, func(t *testing.T) storetest.EventStore {
-		return open(t, Config{Prefix: prefix(t)})
-	})
-}
-
-func TestEventLogDurable(t *testing.T) {
-	storetest.RunEventLogDurable(t, func(t *testing.T, loc string) storetest.EventStore {
-		return open(t, Config{Prefix: "/durable-events" + loc + "/"})
-	})
-}
-
 func TestOpen_UnreachableFailsWithUnavailable(t *testing.T) {
 	start := time.Now()
 	_, err := Open(context.Background(), Config{Endpoints: []string{"http://127.0.0.1:1"}, DialTimeout: 500 * time.Millisecond, Logger: quiet})

@@ -12,16 +12,8 @@ import (
 	"github.com/tokengate/tokengate/store"
 )
 
-// EventStore is a store with the optional event log and the Shared Signals receiver's state.
-type EventStore interface {
-	store.Store
-	store.EventLog
-	store.ReceiverState
-}
-
-// RunEventLog runs the conformance suite of store.EventLog. open must return a fresh, empty
-// store; RunEventLog closes it when the test ends. The suite pins, beyond the interface
-// comments:
+// eventLogChecks are the conformance tests of the event log (store.EventLog, part of
+// store.Store), run by Run. They pin, beyond the interface comments:
 //
 //   - Seq starts at 1 and has no gaps when appends do not fail.
 //   - RecordRevocation rejects an event whose revocation has neither SID nor Sub (and one
@@ -29,28 +21,25 @@ type EventStore interface {
 //   - Events with after at or beyond the newest Seq, or limit ≤ 0, return no events.
 //   - Stream documents are returned as copies; PutStreams with an empty id is rejected.
 //   - Cancelled contexts and closed stores fail as in Run.
-func RunEventLog(t *testing.T, open func(t *testing.T) EventStore) {
-	t.Helper()
-	runCases(t, open, []check[EventStore]{
-		{"RecordRevocationStoresBoth", testRecordStoresBoth},
-		{"RecordRevocationMergesLikeRevoke", testRecordMerges},
-		{"SeqOrderedFromOne", testSeqOrdered},
-		{"EventsAfterAndLimit", testEventsAfterAndLimit},
-		{"ConcurrentAppendsGetDistinctSeqs", testConcurrentAppends},
-		{"InvalidEventWritesNothing", testInvalidEventWritesNothing},
-		{"TrimKeepsSeq", testTrimKeepsSeq},
-		{"StreamDocuments", testStreamDocuments},
-		{"RecordNewRevocationSkipsCovered", testRecordNewSkipsCovered},
-		{"ConcurrentRecordNewAppendsOnce", testConcurrentRecordNew},
-		{"ReceiverStreamDocument", testReceiverStream},
-		{"EventLogCancelledContext", testEventLogCancelled},
-		{"EventLogClosedIsUnavailable", testEventLogClosed},
-	})
+var eventLogChecks = []check[store.Store]{
+	{"RecordRevocationStoresBoth", testRecordStoresBoth},
+	{"RecordRevocationMergesLikeRevoke", testRecordMerges},
+	{"SeqOrderedFromOne", testSeqOrdered},
+	{"EventsAfterAndLimit", testEventsAfterAndLimit},
+	{"ConcurrentAppendsGetDistinctSeqs", testConcurrentAppends},
+	{"InvalidEventWritesNothing", testInvalidEventWritesNothing},
+	{"TrimKeepsSeq", testTrimKeepsSeq},
+	{"StreamDocuments", testStreamDocuments},
+	{"RecordNewRevocationSkipsCovered", testRecordNewSkipsCovered},
+	{"ConcurrentRecordNewAppendsOnce", testConcurrentRecordNew},
+	{"ReceiverStreamDocument", testReceiverStream},
+	{"EventLogCancelledContext", testEventLogCancelled},
+	{"EventLogClosedIsUnavailable", testEventLogClosed},
 }
 
-// RunEventLogDurable checks that events, the sequence counter and stream documents survive
+// eventLogDurable checks that events, the sequence counter and stream documents survive
 // Close and a reopen; open has RunDurable's contract.
-func RunEventLogDurable(t *testing.T, open func(t *testing.T, loc string) EventStore) {
+func eventLogDurable(t *testing.T, open func(t *testing.T, loc string) store.Store) {
 	t.Helper()
 	t.Run("EventLogSurvivesReopen", func(t *testing.T) {
 		t.Parallel()
@@ -118,7 +107,7 @@ func event(sid, sub string, at time.Time) store.Event {
 	}}
 }
 
-func mustEvent(t *testing.T, s EventStore, e store.Event) store.Event {
+func mustEvent(t *testing.T, s store.Store, e store.Event) store.Event {
 	t.Helper()
 	got, err := s.RecordRevocation(context.Background(), e)
 	mustNil(t, err)
@@ -128,7 +117,7 @@ func mustEvent(t *testing.T, s EventStore, e store.Event) store.Event {
 	return got
 }
 
-func checkSeqs(t *testing.T, s EventStore, after uint64, limit int, want ...uint64) []store.Event {
+func checkSeqs(t *testing.T, s store.Store, after uint64, limit int, want ...uint64) []store.Event {
 	t.Helper()
 	evs, err := s.Events(context.Background(), after, limit)
 	mustNil(t, err)
@@ -142,7 +131,7 @@ func checkSeqs(t *testing.T, s EventStore, after uint64, limit int, want ...uint
 	return evs
 }
 
-func checkLastSeq(t *testing.T, s EventStore, want uint64) {
+func checkLastSeq(t *testing.T, s store.Store, want uint64) {
 	t.Helper()
 	got, err := s.LastEventSeq(context.Background())
 	mustNil(t, err)
@@ -151,7 +140,7 @@ func checkLastSeq(t *testing.T, s EventStore, want uint64) {
 	}
 }
 
-func testRecordStoresBoth(t *testing.T, s EventStore) {
+func testRecordStoresBoth(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	now := clock()
 	sess := mustEvent(t, s, event("sid-1", "alice", now))
@@ -182,7 +171,7 @@ func testRecordStoresBoth(t *testing.T, s EventStore) {
 	checkSeqs(t, s, 0, 10, 1, 2)
 }
 
-func testRecordMerges(t *testing.T, s EventStore) {
+func testRecordMerges(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	t0 := clock()
 	first := event("sid-1", "alice", t0)
@@ -218,7 +207,7 @@ func testRecordMerges(t *testing.T, s EventStore) {
 	checkLastSeq(t, s, 4)
 }
 
-func testSeqOrdered(t *testing.T, s EventStore) {
+func testSeqOrdered(t *testing.T, s store.Store) {
 	now := clock()
 	checkLastSeq(t, s, 0)
 	checkSeqs(t, s, 0, 10)
@@ -231,7 +220,7 @@ func testSeqOrdered(t *testing.T, s EventStore) {
 	checkLastSeq(t, s, 5)
 }
 
-func testEventsAfterAndLimit(t *testing.T, s EventStore) {
+func testEventsAfterAndLimit(t *testing.T, s store.Store) {
 	now := clock()
 	for i := range 10 {
 		mustEvent(t, s, event(fmt.Sprint("sid-", i), "alice", now))
@@ -245,7 +234,7 @@ func testEventsAfterAndLimit(t *testing.T, s EventStore) {
 	checkSeqs(t, s, 0, -1)
 }
 
-func testConcurrentAppends(t *testing.T, s EventStore) {
+func testConcurrentAppends(t *testing.T, s store.Store) {
 	const n = 40
 	now := clock()
 	var (
@@ -281,7 +270,7 @@ func testConcurrentAppends(t *testing.T, s EventStore) {
 	}
 }
 
-func testInvalidEventWritesNothing(t *testing.T, s EventStore) {
+func testInvalidEventWritesNothing(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	now := clock()
 	noSubject := event("", "", now)
@@ -297,7 +286,7 @@ func testInvalidEventWritesNothing(t *testing.T, s EventStore) {
 	checkStats(t, s, store.Stats{})
 }
 
-func testTrimKeepsSeq(t *testing.T, s EventStore) {
+func testTrimKeepsSeq(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	t0 := clock()
 	for i := range 4 {
@@ -327,7 +316,7 @@ func testTrimKeepsSeq(t *testing.T, s EventStore) {
 	}
 }
 
-func testStreamDocuments(t *testing.T, s EventStore) {
+func testStreamDocuments(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	got, err := s.Streams(ctx)
 	mustNil(t, err)
@@ -363,7 +352,7 @@ func testStreamDocuments(t *testing.T, s EventStore) {
 }
 
 // eventLogCalls returns one call of every context-taking EventLog method.
-func eventLogCalls(ctx context.Context, s EventStore, now time.Time) map[string]func() error {
+func eventLogCalls(ctx context.Context, s store.Store, now time.Time) map[string]func() error {
 	return map[string]func() error{
 		"RecordRevocation": func() error { _, err := s.RecordRevocation(ctx, event("sid-1", "alice", now)); return err },
 		"Events":           func() error { _, err := s.Events(ctx, 0, 10); return err },
@@ -381,7 +370,7 @@ func eventLogCalls(ctx context.Context, s EventStore, now time.Time) map[string]
 	}
 }
 
-func testEventLogCancelled(t *testing.T, s EventStore) {
+func testEventLogCancelled(t *testing.T, s store.Store) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	for name, call := range eventLogCalls(ctx, s, clock()) {
@@ -400,7 +389,7 @@ func testEventLogCancelled(t *testing.T, s EventStore) {
 	}
 }
 
-func testEventLogClosed(t *testing.T, s EventStore) {
+func testEventLogClosed(t *testing.T, s store.Store) {
 	now := clock()
 	mustEvent(t, s, event("sid-0", "alice", now))
 	mustNil(t, s.Close())
@@ -416,7 +405,7 @@ func testEventLogClosed(t *testing.T, s EventStore) {
 // testRecordNewSkipsCovered pins RecordNewRevocation: a session on record, or a subject on
 // record as of the same or a later time, is not recorded again and appends no event; a later
 // subject-wide logout is.
-func testRecordNewSkipsCovered(t *testing.T, s EventStore) {
+func testRecordNewSkipsCovered(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	now := clock()
 	recordNew := func(e store.Event, want bool) {
@@ -448,7 +437,7 @@ func testRecordNewSkipsCovered(t *testing.T, s EventStore) {
 
 // testConcurrentRecordNew checks the check and the write are one transaction: the same logout
 // recorded by many callers at once appends exactly one event.
-func testConcurrentRecordNew(t *testing.T, s EventStore) {
+func testConcurrentRecordNew(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	now := clock()
 	var (
@@ -480,7 +469,7 @@ func testConcurrentRecordNew(t *testing.T, s EventStore) {
 
 // testReceiverStream pins the receiver's stream document: not found at first, replaced by Put,
 // returned as a copy, deleted by an empty Put.
-func testReceiverStream(t *testing.T, s EventStore) {
+func testReceiverStream(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	checkNotFound(t, "receiver stream before any put", func() error { _, err := s.ReceiverStream(ctx); return err })
 	doc := []byte(`{"stream_id":"a"}`)

@@ -1,4 +1,5 @@
-// Package storetest is the conformance suite every store.Store backend must pass.
+// Package storetest is the conformance suite every store.Store backend must pass, its event log
+// included.
 //
 // A backend's tests call Run with a constructor for fresh, empty stores, and RunDurable with a
 // constructor that reopens a store at a given location. The suite pins these choices where the
@@ -55,6 +56,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"CancelledContext", testCancelledContext},
 		{"ClosedIsUnavailable", testClosedIsUnavailable},
 	})
+	runCases(t, open, eventLogChecks)
 }
 
 // check is one conformance test, run on a fresh store of type S.
@@ -83,6 +85,7 @@ func runCases[S interface{ Close() error }](t *testing.T, open func(t *testing.T
 // unique namespace (for example a key prefix). RunDurable closes every store it opens.
 func RunDurable(t *testing.T, open func(t *testing.T, loc string) store.Store) {
 	t.Helper()
+	eventLogDurable(t, open)
 	t.Run("SurvivesReopen", func(t *testing.T) {
 		t.Parallel()
 		ctx := context.Background()

@@ -1,4 +1,4 @@
-package main
+package app
 
 // Store selection and what several replicas sharing etcd need: key reloads when another
 // replica changed the key document, and the key schedule run by one elected leader.

@@ -1,30 +1,22 @@
-package main
+package app
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tokengate/tokengate/config"
-	"github.com/tokengate/tokengate/issuer"
 	"github.com/tokengate/tokengate/keys"
-	"github.com/tokengate/tokengate/metrics"
 	"github.com/tokengate/tokengate/ssf"
 	"github.com/tokengate/tokengate/store"
 )
 
-// newTransmitter makes the Shared Signals transmitter on the store's event log and makes the
-// issuer record every revocation together with its event (one transaction), waking the
-// transmitter's long polls after each.
-func newTransmitter(ctx context.Context, cfg *config.Config, st store.Store, is *issuer.Issuer, km *keys.Manager,
-	mx *metrics.Metrics, reg prometheus.Registerer, log *slog.Logger) (*ssf.Transmitter, error) {
-	raw, ok := st.(store.EventLog)
-	if !ok {
-		return nil, fmt.Errorf("ssf: the %s store keeps no event log", cfg.Store.Backend)
-	}
-	el := metrics.InstrumentEventLog(raw, mx)
+// newTransmitter makes the Shared Signals transmitter on the store's event log (which the
+// issuer appends to with every recorded revocation).
+func newTransmitter(ctx context.Context, cfg *config.Config, st store.Store, km *keys.Manager,
+	reg prometheus.Registerer, now func() time.Time, log *slog.Logger) (*ssf.Transmitter, error) {
 	var streams []ssf.StreamConfig
 	for _, s := range cfg.SSF.Streams {
 		streams = append(streams, ssf.StreamConfig{ID: s.ID, Audience: s.Audience, Description: s.Description,
@@ -34,16 +26,11 @@ func newTransmitter(ctx context.Context, cfg *config.Config, st store.Store, is 
 	for _, r := range cfg.SSF.Receivers {
 		receivers = append(receivers, ssf.ReceiverConfig{ID: r.ID, Audience: r.Audience, SecretSHA256: r.SecretHash()})
 	}
-	tx, err := ssf.New(ctx, ssf.Config{
+	return ssf.New(ctx, ssf.Config{
 		Issuer: cfg.Issuer, PollTimeout: cfg.SSF.PollTimeout.D(), Retention: cfg.SSF.Retention.D(),
 		Streams: streams, Receivers: receivers, InactivityTimeout: cfg.SSF.InactivityTimeout.D(),
-		Registerer: reg, Logger: log,
-	}, el, km)
-	if err != nil {
-		return nil, err
-	}
-	is.Events, is.OnEvent = el, tx.Notify
-	return tx, nil
+		Registerer: reg, Logger: log, Now: now,
+	}, st, km)
 }
 
 // runTransmitter runs tx until ctx ends or the returned stop is called; stop returns once the

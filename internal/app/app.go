@@ -1,0 +1,435 @@
+// Package app assembles the whole gateway from a config.Config — store, keys, upstream client,
+// issuer, Shared Signals transmitter, logout relay, metrics and the public and admin handlers —
+// and runs it. `tokengate serve`, the server tests and the in-process benchmark all build the
+// gateway here, so they exercise what production runs.
+package app
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/tokengate/tokengate/config"
+	"github.com/tokengate/tokengate/issuer"
+	"github.com/tokengate/tokengate/keys"
+	"github.com/tokengate/tokengate/metrics"
+	"github.com/tokengate/tokengate/relay"
+	"github.com/tokengate/tokengate/server"
+	"github.com/tokengate/tokengate/ssf"
+	"github.com/tokengate/tokengate/store"
+	etcdstore "github.com/tokengate/tokengate/store/etcd"
+	"github.com/tokengate/tokengate/upstream"
+	"github.com/tokengate/tokengate/upstream/signals"
+)
+
+// gcInterval is how often expired revocations, jti claims and recheck bookkeeping are removed.
+const gcInterval = time.Minute
+
+// App is one assembled gateway. Build it with New, serve it with Run (or mount its handlers
+// yourself, as tests do), and Close it.
+type App struct {
+	cfg        config.Config
+	log        *slog.Logger
+	reg        *prometheus.Registry
+	metrics    *metrics.Metrics
+	store      store.Store      // instrumented
+	replicated *etcdstore.Store // the etcd store when replicas share it, nil for bolt
+	keys       *keys.Manager
+	issuer     *issuer.Issuer
+	ssf        *ssf.Transmitter
+	relay      *relay.Relay      // nil without forward_logout_to
+	signals    *signals.Receiver // nil without upstream.shared_signals
+	public     *server.Server
+	admin      *server.Admin
+	certs      *certReloader // nil without tls
+}
+
+// Option changes how New builds the gateway; production uses none.
+type Option func(*options)
+
+type options struct {
+	now            func() time.Time
+	logger         *slog.Logger
+	store          store.Store
+	upstreamClient *http.Client
+	registry       *prometheus.Registry
+	version        string
+}
+
+// WithClock makes the issuer, the keys and the transmitter read time from now.
+func WithClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
+
+// WithLogger sets the logger (default: JSON at cfg.LogLevel on standard error).
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
+
+// WithStore uses st instead of opening the configured backend; the App closes it.
+func WithStore(st store.Store) Option { return func(o *options) { o.store = st } }
+
+// WithUpstreamClient sets the HTTP client for calls to the provider (default: one with
+// cfg.Upstream.Timeout).
+func WithUpstreamClient(c *http.Client) Option { return func(o *options) { o.upstreamClient = c } }
+
+// WithRegistry registers the metrics on reg instead of a new registry (served at /metrics).
+func WithRegistry(reg *prometheus.Registry) Option { return func(o *options) { o.registry = reg } }
+
+// WithVersion sets the version /admin/status reports.
+func WithVersion(v string) Option { return func(o *options) { o.version = v } }
+
+// New builds the gateway from cfg, a validated configuration (config.Load or config.Parse). On
+// error everything opened so far is closed.
+func New(ctx context.Context, cfg config.Config, opts ...Option) (_ *App, err error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.logger == nil {
+		o.logger = NewLogger(cfg.LogLevel, os.Stderr)
+	}
+	if o.version == "" {
+		o.version = "dev"
+	}
+	if o.registry == nil {
+		o.registry = prometheus.NewRegistry()
+	}
+	a := &App{cfg: cfg, log: o.logger, reg: o.registry}
+	log := a.log
+	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	a.metrics = metrics.New(a.reg)
+
+	st := o.store
+	if st == nil {
+		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+			return nil, fmt.Errorf("data_dir: %w", err)
+		}
+		if st, a.replicated, err = openStore(ctx, &cfg, log); err != nil {
+			return nil, err
+		}
+	}
+	a.store = metrics.InstrumentStore(st, a.metrics)
+	defer func() {
+		if err != nil {
+			_ = a.store.Close()
+		}
+	}()
+
+	kek, err := cfg.KEK(os.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	if kek == nil {
+		log.Warn("private keys are stored unencrypted: set keys.kek_file or TOKENGATE_KEK")
+	}
+	a.keys, err = keys.Open(ctx, a.store, keys.Config{
+		Algorithm: cfg.Keys.Algorithm, RotateEvery: cfg.Keys.RotateEvery.D(),
+		PublishLead: cfg.Keys.JWKSMaxAge.D(), TokenLifetime: cfg.Tokens.TTL.D(),
+		SealRetention: cfg.Upstream.MaxTokenLifetime.D() + cfg.Tokens.TTL.D(), KEK: kek, Now: o.now,
+	})
+	if err != nil {
+		return nil, err
+	}
+	hc := o.upstreamClient
+	if hc == nil {
+		hc = &http.Client{Timeout: cfg.Upstream.Timeout.D()}
+	}
+	up := upstream.New(upstream.Config{
+		Issuer: cfg.Upstream.Issuer, ClientID: cfg.Upstream.ClientID, ClientSecret: cfg.Upstream.ClientSecret,
+		HTTPClient: hc,
+	})
+	if a.ssf, err = newTransmitter(ctx, &cfg, a.store, a.keys, a.reg, o.now, log); err != nil {
+		return nil, err
+	}
+	if len(cfg.Upstream.ForwardLogoutTo) > 0 {
+		if a.relay, err = relay.New(relay.Config{Targets: cfg.Upstream.ForwardLogoutTo, Logger: log}); err != nil {
+			return nil, err
+		}
+	}
+	var clients []issuer.Client
+	for _, c := range cfg.Clients {
+		clients = append(clients, issuer.Client{ID: c.ID, SecretSHA256: c.SecretHash(), Audiences: c.Audiences})
+	}
+	a.issuer, err = issuer.New(issuer.Config{
+		Issuer: cfg.Issuer, TTL: cfg.Tokens.TTL.D(), RecheckAfter: cfg.Tokens.RecheckAfter.D(),
+		MaxUpstreamLifetime: cfg.Upstream.MaxTokenLifetime.D(), LogoutAudiences: cfg.Upstream.LogoutAudiences,
+		Clients: clients, Now: o.now, Logger: log, Metrics: a.metrics,
+	}, a.store, a.keys, up, publisher{ssf: a.ssf, relay: a.relay})
+	if err != nil {
+		return nil, err
+	}
+	if a.signals, err = newReceiver(&cfg, a.store, a.issuer, a.reg, hc, o.now, log); err != nil {
+		return nil, err
+	}
+	a.public, err = server.New(server.Config{
+		Issuer: cfg.Issuer, JWKSMaxAge: cfg.Keys.JWKSMaxAge.D(), Logger: log, Metrics: a.metrics,
+		TrustedProxies: cfg.TrustedProxies,
+		Limits: server.Limits{
+			Token:        server.Limit(cfg.Limits.Token),
+			Logout:       server.Limit(cfg.Limits.Logout),
+			AuthFailures: server.Limit(cfg.Limits.AuthFailures),
+		},
+		Ready: a.ready,
+	}, a.issuer, a.keys)
+	if err != nil {
+		return nil, err
+	}
+	a.public.MountSSF(a.ssf)
+	metrics.KeyAge(a.reg, a.keys.ActiveSince)
+	a.admin = server.NewAdmin(server.AdminConfig{
+		Tokens: cfg.AdminTokenHashes(), Version: o.version, Started: time.Now(), Logger: log,
+	}, a.issuer, a.keys, a.store, a.public)
+	a.admin.MountSSF(a.ssf)
+	a.admin.Mount(func(r gin.IRoutes) {
+		r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{})))
+	})
+	if cfg.TLS != nil {
+		if a.certs, err = newCertReloader(cfg.TLS.CertFile, cfg.TLS.KeyFile, log); err != nil {
+			return nil, err
+		}
+	}
+	return a, nil
+}
+
+// publisher tells the transmitter about every recorded revocation (its long polls wake up) and
+// hands back-channel logout tokens to the relay.
+type publisher struct {
+	ssf   *ssf.Transmitter
+	relay *relay.Relay
+}
+
+func (p publisher) Recorded(e store.Event, logoutToken string) {
+	p.ssf.Notify(e)
+	if p.relay != nil && logoutToken != "" {
+		p.relay.Forward(logoutToken)
+	}
+}
+
+// ready reports whether the store can answer.
+func (a *App) ready(ctx context.Context) error {
+	_, err := a.store.SessionRevocation(ctx, "readiness-probe")
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	return err
+}
+
+// Handler is the public HTTP handler (token, revoke, logout, discovery, JWKS, Shared Signals).
+func (a *App) Handler() http.Handler { return a.public.Handler() }
+
+// AdminHandler is the admin HTTP handler (admin API, health, /metrics).
+func (a *App) AdminHandler() http.Handler { return a.admin.Handler() }
+
+// Store is the gateway's store (instrumented).
+func (a *App) Store() store.Store { return a.store }
+
+// Keys is the key manager.
+func (a *App) Keys() *keys.Manager { return a.keys }
+
+// Issuer is the policy core.
+func (a *App) Issuer() *issuer.Issuer { return a.issuer }
+
+// Transmitter is the Shared Signals transmitter.
+func (a *App) Transmitter() *ssf.Transmitter { return a.ssf }
+
+// Metrics are the gateway's metrics.
+func (a *App) Metrics() *metrics.Metrics { return a.metrics }
+
+// Close closes the store. Call it after Run returned (or instead of Run).
+func (a *App) Close() error { return a.store.Close() }
+
+// Run serves the public and admin listeners and runs the background work (Shared Signals
+// delivery, the receiver of Keycloak's Shared Signals stream, logout relay, garbage collection, key schedule, certificate reloads) until ctx ends
+// or a listener fails; then it drains requests for up to 15s and returns. The store stays open:
+// Close it afterwards.
+func (a *App) Run(ctx context.Context) error {
+	cfg, log := &a.cfg, a.log
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if a.relay != nil {
+		go a.relay.Run(ctx)
+	}
+	var publicTLS *tls.Config
+	if a.certs != nil {
+		go a.certs.watch(ctx, 5*time.Second)
+		publicTLS = a.certs.config()
+	}
+	public, err := listenTLS(cfg.Listen, a.Handler(), publicTLS)
+	if err != nil {
+		return err
+	}
+	adminTLS, err := adminTLSConfig(cfg.Admin.TLS)
+	if err != nil {
+		_ = public.srv.Close()
+		return err
+	}
+	admin, err := listenTLS(cfg.AdminListen, a.AdminHandler(), adminTLS)
+	if err != nil {
+		_ = public.srv.Close()
+		return err
+	}
+	stopSSF := runTransmitter(ctx, a.ssf)
+	stopSignals := runReceiver(ctx, a.signals, a.replicated, log)
+	go collectGarbage(ctx, a.store, a.issuer, a.metrics, log)
+	if a.replicated != nil {
+		// Several replicas: reload keys another replica changed; one elected leader rotates.
+		go followKeys(ctx, a.replicated, a.keys, log)
+		go scheduleKeys(ctx, a.replicated, a.keys, keyTickInterval(cfg.Keys.JWKSMaxAge.D()), log)
+	} else {
+		go rotateKeys(ctx, a.keys, keyTickInterval(cfg.Keys.JWKSMaxAge.D()), log)
+	}
+	log.Info("tokengate started", "listen", public.addr, "admin_listen", admin.addr, "issuer", cfg.Issuer,
+		"upstream", cfg.Upstream.Issuer, "kid", a.keys.ActiveKeyID(), "ttl", cfg.Tokens.TTL.D().String())
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-public.errc:
+	case serveErr = <-admin.errc:
+	}
+	log.Info("tokengate stopping: draining requests")
+	sctx, cancelDrain := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancelDrain()
+	a.ssf.Close() // held long polls answer now instead of holding the drain
+	for _, l := range []*listener{public, admin} {
+		if err := l.srv.Shutdown(sctx); err != nil {
+			log.Error("shutdown", "addr", l.addr, "error", err.Error())
+		}
+	}
+	stopSignals()
+	stopSSF()
+	return serveErr
+}
+
+type listener struct {
+	srv  *http.Server
+	addr string
+	errc chan error
+}
+
+// listenTLS binds addr and serves h with timeouts and header limits in the background, over
+// TLS when tc is not nil.
+func listenTLS(addr string, h http.Handler, tc *tls.Config) (*listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen %s: %w", addr, err)
+	}
+	if tc != nil {
+		ln = tls.NewListener(ln, tc)
+	}
+	l := &listener{
+		srv: &http.Server{
+			Handler: h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+			WriteTimeout: 15 * time.Second, IdleTimeout: 90 * time.Second, MaxHeaderBytes: 16 << 10,
+		},
+		addr: ln.Addr().String(),
+		errc: make(chan error, 1),
+	}
+	go func() {
+		if err := l.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			l.errc <- fmt.Errorf("serve %s: %w", l.addr, err)
+		}
+	}()
+	return l, nil
+}
+
+func collectGarbage(ctx context.Context, st store.Store, is *issuer.Issuer, mx *metrics.Metrics, log *slog.Logger) {
+	if s, err := st.Stats(ctx); err == nil {
+		mx.Records(s)
+	}
+	t := time.NewTicker(gcInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			n, err := st.GC(ctx, now)
+			if err != nil {
+				log.Error("garbage collection", "error", err.Error())
+			} else if n > 0 {
+				log.Info("expired records removed", "count", n)
+			}
+			is.Sweep(now)
+			if s, err := st.Stats(ctx); err == nil {
+				mx.Records(s)
+			}
+		}
+	}
+}
+
+// NewLogger returns the JSON logger at level (debug, info, warn, error; info when unknown)
+// writing to w.
+func NewLogger(level string, w io.Writer) *slog.Logger {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(level))
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
+}
+
+// keyTickInterval checks the key schedule often enough to honour the publication lead.
+func keyTickInterval(jwksMaxAge time.Duration) time.Duration {
+	d := jwksMaxAge / 10
+	if d < time.Second {
+		d = time.Second
+	}
+	if d > time.Minute {
+		d = time.Minute
+	}
+	return d
+}
+
+// rotateKeys runs the key schedule: publish, promote, retire, remove.
+func rotateKeys(ctx context.Context, km *keys.Manager, every time.Duration, log *slog.Logger) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			ch, err := km.Tick(ctx)
+			switch {
+			case err != nil:
+				log.Error("key schedule", "error", err.Error())
+			case !ch.Empty():
+				log.Info("keys changed", "event", "keys", "activated", ch.Activated, "retired", ch.Retired,
+					"published", ch.Published, "removed", ch.Removed)
+			}
+		}
+	}
+}
+
+// adminTLSConfig loads the admin listener's certificate and, with a client CA, requires client
+// certificates signed by it.
+func adminTLSConfig(c *config.TLS) (*tls.Config, error) {
+	if c == nil {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("admin.tls: %w", err)
+	}
+	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if c.ClientCAFile != "" {
+		pem, err := os.ReadFile(c.ClientCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("admin.tls.client_ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("admin.tls.client_ca_file: no PEM certificate in %s", c.ClientCAFile)
+		}
+		tc.ClientCAs, tc.ClientAuth = pool, tls.RequireAndVerifyClientCert
+	}
+	return tc, nil
+}
