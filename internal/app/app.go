@@ -249,15 +249,25 @@ func (a *App) Metrics() *metrics.Metrics { return a.metrics }
 func (a *App) Close() error { return a.store.Close() }
 
 // Run serves the public and admin listeners and runs the background work (Shared Signals
-// delivery, the receiver of Keycloak's Shared Signals stream, logout relay, garbage collection, key schedule, certificate reloads) until ctx ends
-// or a listener fails; then it drains requests for up to 15s and returns. The store stays open:
-// Close it afterwards.
+// delivery, the receiver of Keycloak's Shared Signals stream, logout relay, garbage collection,
+// key schedule, certificate reloads) until ctx ends or a listener fails; then it drains
+// requests for up to 15s and returns. The store stays open: Close it afterwards. With
+// upstream.shared_signals and one process, it first waits (at most catchUpWait) until the
+// logouts that waited in Keycloak's stream are recorded.
 func (a *App) Run(ctx context.Context) error {
 	cfg, log := &a.cfg, a.log
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if a.relay != nil {
 		go a.relay.Run(ctx)
+	}
+	// The receiver starts first: a single tokengate serves once the logouts that waited in
+	// Keycloak's stream while it was down are recorded (bounded by catchUpWait). With replicas
+	// the elected leader polls all along, and this replica's index follows etcd.
+	stopSignals := runReceiver(ctx, a.signals, a.replicated, log)
+	defer stopSignals() // before the caller closes the store
+	if a.signals != nil && a.replicated == nil {
+		catchUp(ctx, a.signals, log)
 	}
 	var publicTLS *tls.Config
 	if a.certs != nil {
@@ -279,7 +289,6 @@ func (a *App) Run(ctx context.Context) error {
 		return err
 	}
 	stopSSF := runTransmitter(ctx, a.ssf)
-	stopSignals := runReceiver(ctx, a.signals, a.replicated, log)
 	go collectGarbage(ctx, a.store, a.issuer, a.metrics, log)
 	if a.replicated != nil {
 		// Several replicas: reload keys another replica changed; one elected leader rotates.
@@ -306,7 +315,6 @@ func (a *App) Run(ctx context.Context) error {
 			log.Error("shutdown", "addr", l.addr, "error", err.Error())
 		}
 	}
-	stopSignals()
 	stopSSF()
 	return serveErr
 }

@@ -48,6 +48,25 @@ func newReceiver(cfg *config.Config, st store.Store, is *issuer.Issuer, reg prom
 	return r, nil
 }
 
+// catchUpWait bounds how long a single tokengate waits, before it serves, for its receiver to
+// fetch the logouts that waited in Keycloak's stream while it was down.
+const catchUpWait = 3 * time.Second
+
+// catchUp waits until r has drained the stream once (or failed once), at most catchUpWait.
+func catchUp(ctx context.Context, r *signals.Receiver, log *slog.Logger) {
+	t0 := time.Now()
+	t := time.NewTimer(catchUpWait)
+	defer t.Stop()
+	select {
+	case <-r.CaughtUp():
+		log.Info("shared signals: caught up before serving", "event", "signals_caught_up",
+			"after", time.Since(t0).Round(time.Millisecond).String())
+	case <-t.C:
+		log.Warn("shared signals: stream not drained before serving; serving anyway", "waited", catchUpWait.String())
+	case <-ctx.Done():
+	}
+}
+
 // runReceiver runs r until ctx ends — with replicas only while this replica leads the
 // shared-signals election. stop ends it and waits (call it before the store closes).
 func runReceiver(ctx context.Context, r *signals.Receiver, replicated *etcdstore.Store, log *slog.Logger) (stop func()) {

@@ -111,6 +111,9 @@ type Receiver struct {
 
 	mu       sync.Mutex
 	verified bool // a verification SET with our state arrived on the current stream
+
+	caughtUp     chan struct{} // closed by markCaughtUp
+	caughtUpOnce sync.Once
 }
 
 // New checks cfg and returns a receiver; no call is made before Run.
@@ -141,9 +144,10 @@ func New(cfg Config, st State, jtis JTIs, rec Recorder) (*Receiver, error) {
 	}
 	r := &Receiver{
 		cfg: cfg, state: st, jtis: jtis, rec: rec, log: cfg.Logger,
-		wanted:  []string{EventSessionRevoked},
-		actOn:   map[string]bool{EventSessionRevoked: true},
-		backoff: backoff{min: time.Second, max: time.Minute},
+		wanted:   []string{EventSessionRevoked},
+		actOn:    map[string]bool{EventSessionRevoked: true},
+		backoff:  backoff{min: time.Second, max: time.Minute},
+		caughtUp: make(chan struct{}),
 	}
 	for _, e := range cfg.Events {
 		if !slices.Contains(eventURIs(), e) {
@@ -179,6 +183,15 @@ func (r *Receiver) Verified() bool {
 	return r.verified
 }
 
+// CaughtUp is closed once the first poll found nothing more waiting (every logout that waited in
+// the stream while tokengate was down is recorded), or once connecting or polling failed (so a
+// caller waiting on it never waits for an unreachable Keycloak longer than one attempt). A
+// single tokengate waits on it, bounded, before it serves: the first renewal after a restart
+// already sees the logouts of the downtime.
+func (r *Receiver) CaughtUp() <-chan struct{} { return r.caughtUp }
+
+func (r *Receiver) markCaughtUp() { r.caughtUpOnce.Do(func() { close(r.caughtUp) }) }
+
 // Run follows the stream until ctx ends: connect (discovery, stream, verification request),
 // then poll. When Keycloak does not offer the stream or cannot be reached, it logs once per
 // outage, sets tokengate_upstream_signals_up to 0 and retries with backoff; back-channel logout
@@ -199,6 +212,7 @@ func (r *Receiver) Run(ctx context.Context) {
 				"stream", lost.id)
 			continue
 		}
+		r.markCaughtUp()
 		r.m.up.Set(0)
 		r.m.failures.Inc()
 		if msg := err.Error(); msg != failing {

@@ -334,6 +334,9 @@ func (r *Receiver) follow(ctx context.Context, c *conn) error {
 			}
 			continue
 		}
+		if !resp.MoreAvailable {
+			r.markCaughtUp()
+		}
 		if resp.MoreAvailable || len(acks) > 0 || len(errs) > 0 {
 			continue
 		}
