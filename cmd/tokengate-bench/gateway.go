@@ -46,6 +46,11 @@ type gateway struct {
 // startGateway runs bin serve against the real Keycloak with its data in dataDir, pinned to one
 // core. A fresh client secret is written each start; the data (keys, logouts) persists.
 func startGateway(ctx context.Context, bin, listen, upstreamIssuer, dataDir string) (*gateway, error) {
+	return startGatewayWith(ctx, bin, listen, upstreamIssuer, dataDir, "")
+}
+
+// startGatewayWith is startGateway with extra lines in the upstream section (indented by two).
+func startGatewayWith(ctx context.Context, bin, listen, upstreamIssuer, dataDir, upstreamExtra string) (*gateway, error) {
 	admin, err := loopback.FreeAddr()
 	if err != nil {
 		return nil, err
@@ -61,13 +66,13 @@ upstream:
   client_id: %q
   client_secret: %q
   logout_audiences: [%q]
-tokens: {ttl: 30s, recheck_after: 60s}
+%stokens: {ttl: 30s, recheck_after: 60s}
 limits:
   token: {rate: 1000000, burst: 1000000}
   logout: {rate: 100000, burst: 100000}
 clients:
   - {id: %s, secret_sha256: %q, audiences: [%s]}
-`, listen, admin, listen, dataDir, upstreamIssuer, introspectID, introspectSecre, bffID, gatewayClient, hash, gatewayAudience)
+`, listen, admin, listen, dataDir, upstreamIssuer, introspectID, introspectSecre, bffID, upstreamExtra, gatewayClient, hash, gatewayAudience)
 	dir := filepath.Dir(dataDir)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
