@@ -105,3 +105,18 @@ func (s *Stack) TokengateMetric(ctx context.Context, name string, labels ...stri
 	}
 	return sum, sc.Err()
 }
+
+// KeycloakOffersSignals reports whether the demo realm publishes a Shared Signals transmitter
+// (Keycloak 26.7+ with --features=ssf and the realm file's ssf.transmitterEnabled).
+func (s *Stack) KeycloakOffersSignals(ctx context.Context) bool {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.KeycloakURL()+"/.well-known/ssf-configuration/realms/"+Realm, nil)
+	if err != nil {
+		return false
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
