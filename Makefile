@@ -3,18 +3,19 @@ GO       ?= go
 BIN      := bin
 PKGS     := ./...
 
-.PHONY: all build test unit vet fmt-check bench bench-core demo soak clean etcd \
+.PHONY: all build test unit vet fmt-check bench bench-core demo soak clean etcd nginx examples \
         staticcheck deps-check deploy-check fuzz schemathesis
 
 all: build
 
 build:
 	$(GO) build -o $(BIN)/tokengate ./cmd/tokengate
+	$(GO) build -o $(BIN)/tokengate-auth ./cmd/tokengate-auth
 
 ## test: formatting, vet, staticcheck, the dependency table, the deploy/ files, every test with
 ## the race detector (unit, subprocess, and the integration suite against a real Keycloak, which
 ## scripts/ fetch and cache outside the clone), then short fuzzing and schemathesis runs.
-test: fmt-check vet staticcheck deps-check deploy-check etcd
+test: fmt-check vet staticcheck deps-check deploy-check etcd nginx examples
 	TOKENGATE_INTEGRATION=1 $(GO) test -race -count=1 -timeout 25m $(PKGS)
 	$(MAKE) --no-print-directory fuzz schemathesis
 	$(MAKE) --no-print-directory bench BENCH=quick
@@ -27,6 +28,16 @@ unit: fmt-check vet etcd
 ## Debian's etcd-server when /usr/bin/etcd is missing.
 etcd:
 	@scripts/etcd.sh ensure
+
+## nginx: integration/services runs its own nginx (auth_request → tokengate-auth); install
+## Debian's nginx when /usr/sbin/nginx is missing.
+nginx:
+	@scripts/nginx.sh ensure
+
+## examples: the Java and Python proofs (examples/verify-*) need Nimbus JOSE+JWT (into ~/.m2,
+## by mvn) and PyJWT (into a virtualenv under ~/.cache/tokengate, by pip); installed once.
+examples:
+	@scripts/examples.sh ensure
 
 vet:
 	$(GO) vet $(PKGS)
@@ -46,7 +57,7 @@ deps-check:
 ## deploy-check: deploy/ offline — kubeconform (strict, Kubernetes schemas from a PyPI wheel),
 ## hadolint, systemd-analyze verify and security.
 deploy-check: build
-	@TOKENGATE_BIN=$(BIN)/tokengate scripts/deploy-check.sh
+	@TOKENGATE_BIN=$(BIN)/tokengate TOKENGATE_AUTH_BIN=$(BIN)/tokengate-auth scripts/deploy-check.sh
 
 ## fuzz: every FuzzXxx target for FUZZTIME each (make test: 10s; longer: FUZZTIME=5m make fuzz).
 FUZZTIME ?= 10s
@@ -63,7 +74,7 @@ schemathesis: build
 demo:
 	scripts/demo.sh $(DEMO_FLAGS)
 
-## bench-core: the core benchmarks quoted in the README (signing floor, renewal, exchange, store),
+## bench-core: the core benchmarks quoted in docs/performance.md (signing floor, renewal, exchange, store),
 ## 6 rounds of every benchmark, interleaved so that the machine's drift hits each alike;
 ## benchstat prints the medians with their spread. Raw runs: results/bench-core.txt.
 bench-core:
@@ -77,8 +88,8 @@ bench-core:
 
 ## bench: tokengate side by side with per-request introspection, in one run against a real
 ## Keycloak (scripts/keycloak.sh, KC_JIT=full): JSON, markdown, PNG and CPU profiles under
-## results/bench/. The full run also rewrites the README section between the <!-- bench -->
-## markers and docs/bench.png, then adds the multi-process revocation windows (scripts/bench-extra.sh:
+## results/bench/. The full run also rewrites the docs/performance.md section between the
+## <!-- bench --> markers and docs/bench.png, then adds the multi-process revocation windows (scripts/bench-extra.sh:
 ## replicas on etcd, services on the Shared Signals feed). BENCH=quick is the short run (< 3 min)
 ## that `make test` ends with; the same tests run there under go test.
 BENCH ?= full

@@ -30,32 +30,32 @@ const MinSecretLength = 32
 // Config is the whole configuration file.
 type Config struct {
 	// Listen is the public listener address (token, logout, discovery, JWKS).
-	Listen string `yaml:"listen"`
+	Listen string `yaml:"listen,omitempty"`
 	// AdminListen is the admin listener address (health; admin API and metrics later).
-	AdminListen string `yaml:"admin_listen"`
+	AdminListen string `yaml:"admin_listen,omitempty"`
 	// Issuer is tokengate's own issuer URL, as services see it.
-	Issuer string `yaml:"issuer"`
+	Issuer string `yaml:"issuer,omitempty"`
 	// DataDir holds the embedded database.
-	DataDir string `yaml:"data_dir"`
+	DataDir string `yaml:"data_dir,omitempty"`
 	// LogLevel is debug, info, warn or error.
-	LogLevel string   `yaml:"log_level"`
-	Upstream Upstream `yaml:"upstream"`
-	Tokens   Tokens   `yaml:"tokens"`
-	Keys     Keys     `yaml:"keys"`
-	Admin    Admin    `yaml:"admin"`
+	LogLevel string   `yaml:"log_level,omitempty"`
+	Upstream Upstream `yaml:"upstream,omitempty"`
+	Tokens   Tokens   `yaml:"tokens,omitempty"`
+	Keys     Keys     `yaml:"keys,omitempty"`
+	Admin    Admin    `yaml:"admin,omitempty"`
 	// TLS, when set, serves the public listener over TLS; the files are reloaded when they
 	// change or on SIGHUP, without dropping connections.
-	TLS *TLS `yaml:"tls"`
+	TLS *TLS `yaml:"tls,omitempty"`
 	// Limits are the rate limits of the public endpoints.
-	Limits Limits `yaml:"limits"`
+	Limits Limits `yaml:"limits,omitempty"`
 	// TrustedProxies are addresses or CIDRs whose X-Forwarded-For is believed for the source
 	// address (rate limits, logs). Empty: the connection's address is used.
-	TrustedProxies []string `yaml:"trusted_proxies"`
-	Clients        []Client `yaml:"clients"`
+	TrustedProxies []string `yaml:"trusted_proxies,omitempty"`
+	Clients        []Client `yaml:"clients,omitempty"`
 	// Store chooses where revocations, replay state and keys live.
-	Store Store `yaml:"store"`
+	Store Store `yaml:"store,omitempty"`
 	// SSF configures the Shared Signals transmitter (logout events for services); see ssf.go.
-	SSF SSF `yaml:"ssf"`
+	SSF SSF `yaml:"ssf,omitempty"`
 }
 
 // Store backends.
@@ -68,121 +68,121 @@ const (
 type Store struct {
 	// Backend is bolt (one embedded file under data_dir, one process; the default) or etcd
 	// (several replicas sharing one etcd cluster).
-	Backend string `yaml:"backend"`
+	Backend string `yaml:"backend,omitempty"`
 	// MaxStaleness (etcd) is how long a replica may go without proof that its local revocation
 	// index follows etcd; past it renewals fail with temporarily_unavailable and logouts are
 	// refused. Default 5s.
-	MaxStaleness Duration `yaml:"max_staleness"`
-	Etcd         Etcd     `yaml:"etcd"`
+	MaxStaleness Duration `yaml:"max_staleness,omitempty"`
+	Etcd         Etcd     `yaml:"etcd,omitempty"`
 }
 
 // Etcd configures the etcd backend.
 type Etcd struct {
 	// Endpoints are the etcd client URLs, e.g. https://10.0.0.1:2379.
-	Endpoints []string `yaml:"endpoints"`
+	Endpoints []string `yaml:"endpoints,omitempty"`
 	// Prefix namespaces tokengate's keys; it starts and ends with /. Default /tokengate/.
-	Prefix string `yaml:"prefix"`
+	Prefix string `yaml:"prefix,omitempty"`
 	// DialTimeout bounds connecting at start. Default 5s.
-	DialTimeout Duration `yaml:"dial_timeout"`
+	DialTimeout Duration `yaml:"dial_timeout,omitempty"`
 	// ElectionTTL is how long a crashed leader keeps the scheduled key rotation. Default 10s.
-	ElectionTTL Duration `yaml:"election_ttl"`
+	ElectionTTL Duration `yaml:"election_ttl,omitempty"`
 	// CertFile and KeyFile are a client certificate for etcd's TLS client authentication;
 	// CAFile verifies the etcd servers (system roots when empty).
-	CertFile string `yaml:"cert_file"`
-	KeyFile  string `yaml:"key_file"`
-	CAFile   string `yaml:"ca_file"`
+	CertFile string `yaml:"cert_file,omitempty"`
+	KeyFile  string `yaml:"key_file,omitempty"`
+	CAFile   string `yaml:"ca_file,omitempty"`
 	// Username and Password authenticate with etcd's auth (env TOKENGATE_ETCD_PASSWORD).
-	Username string `yaml:"username"`
-	Password string `yaml:"password"`
+	Username string `yaml:"username,omitempty"`
+	Password string `yaml:"password,omitempty"`
 }
 
 // Upstream configures the Keycloak realm.
 type Upstream struct {
 	// Issuer is the realm URL.
-	Issuer string `yaml:"issuer"`
+	Issuer string `yaml:"issuer,omitempty"`
 	// ClientID and ClientSecret authenticate tokengate at the introspection endpoint.
-	ClientID     string `yaml:"client_id"`
-	ClientSecret string `yaml:"client_secret"`
+	ClientID     string `yaml:"client_id,omitempty"`
+	ClientSecret string `yaml:"client_secret,omitempty"`
 	// LogoutAudiences are the aud values accepted on logout tokens.
-	LogoutAudiences []string `yaml:"logout_audiences"`
+	LogoutAudiences []string `yaml:"logout_audiences,omitempty"`
 	// MaxTokenLifetime bounds the realm's access token lifespan; revocations are kept that long.
-	MaxTokenLifetime Duration `yaml:"max_token_lifetime"`
+	MaxTokenLifetime Duration `yaml:"max_token_lifetime,omitempty"`
 	// Timeout bounds each call to Keycloak.
-	Timeout Duration `yaml:"timeout"`
+	Timeout Duration `yaml:"timeout,omitempty"`
 	// ForwardLogoutTo are URLs each verified and recorded logout token is relayed to (form POST
 	// logout_token=…, retried with backoff, bounded queue): a Keycloak client has one back-channel
 	// logout URL, so the BFF's own endpoint can be listed here.
-	ForwardLogoutTo []string `yaml:"forward_logout_to"`
+	ForwardLogoutTo []string `yaml:"forward_logout_to,omitempty"`
 	// SharedSignals makes tokengate a receiver of Keycloak's Shared Signals stream, a second,
 	// durable channel for logouts beside back-channel logout; see signals.go.
-	SharedSignals SharedSignals `yaml:"shared_signals"`
+	SharedSignals SharedSignals `yaml:"shared_signals,omitempty"`
 }
 
 // Tokens configures internal tokens.
 type Tokens struct {
 	// TTL is an internal token's lifetime.
-	TTL Duration `yaml:"ttl"`
+	TTL Duration `yaml:"ttl,omitempty"`
 	// RecheckAfter is how often a renewing session is re-introspected at Keycloak.
-	RecheckAfter Duration `yaml:"recheck_after"`
+	RecheckAfter Duration `yaml:"recheck_after,omitempty"`
 }
 
 // Keys configures signing keys.
 type Keys struct {
 	// Algorithm is ES256, EdDSA or RS256.
-	Algorithm string `yaml:"algorithm"`
+	Algorithm string `yaml:"algorithm,omitempty"`
 	// JWKSMaxAge is the JWKS Cache-Control max-age; a new key is published at least this long
 	// before it signs.
-	JWKSMaxAge Duration `yaml:"jwks_max_age"`
+	JWKSMaxAge Duration `yaml:"jwks_max_age,omitempty"`
 	// RotateEvery is how long a signing key signs before the next one takes over.
-	RotateEvery Duration `yaml:"rotate_every"`
+	RotateEvery Duration `yaml:"rotate_every,omitempty"`
 	// KEKFile names a file holding the 32-byte key-encryption key (base64 or hex) that encrypts
 	// private keys at rest. Env TOKENGATE_KEK (base64) may carry it instead.
-	KEKFile string `yaml:"kek_file"`
+	KEKFile string `yaml:"kek_file,omitempty"`
 }
 
 // Admin configures the admin API.
 type Admin struct {
 	// Tokens are the bearer tokens allowed to call the admin API, stored as SHA-256.
-	Tokens []AdminToken `yaml:"tokens"`
+	Tokens []AdminToken `yaml:"tokens,omitempty"`
 	// TLS, when set, serves the admin listener over TLS; with ClientCAFile it requires client
 	// certificates (mTLS).
-	TLS *TLS `yaml:"tls"`
+	TLS *TLS `yaml:"tls,omitempty"`
 }
 
 // AdminToken is one operator credential; Name appears in the audit log.
 type AdminToken struct {
-	Name   string `yaml:"name"`
-	SHA256 string `yaml:"sha256"`
+	Name   string `yaml:"name,omitempty"`
+	SHA256 string `yaml:"sha256,omitempty"`
 }
 
 // Limits configures rate limits: rate is events per second, burst the bucket size. A rate of
 // 0 disables a limit.
 type Limits struct {
-	Token        Limit `yaml:"token"`
-	Logout       Limit `yaml:"logout"`
-	AuthFailures Limit `yaml:"auth_failures"`
+	Token        Limit `yaml:"token,omitempty"`
+	Logout       Limit `yaml:"logout,omitempty"`
+	AuthFailures Limit `yaml:"auth_failures,omitempty"`
 }
 
 // Limit is one token bucket.
 type Limit struct {
-	Rate  float64 `yaml:"rate"`
-	Burst int     `yaml:"burst"`
+	Rate  float64 `yaml:"rate,omitempty"`
+	Burst int     `yaml:"burst,omitempty"`
 }
 
 // TLS names certificate files.
 type TLS struct {
-	CertFile     string `yaml:"cert_file"`
-	KeyFile      string `yaml:"key_file"`
-	ClientCAFile string `yaml:"client_ca_file"`
+	CertFile     string `yaml:"cert_file,omitempty"`
+	KeyFile      string `yaml:"key_file,omitempty"`
+	ClientCAFile string `yaml:"client_ca_file,omitempty"`
 }
 
 // Client is a BFF allowed to call the token endpoint.
 type Client struct {
-	ID string `yaml:"id"`
+	ID string `yaml:"id,omitempty"`
 	// SecretSHA256 is the hex SHA-256 of the client secret (tokengate hash-secret).
-	SecretSHA256 string `yaml:"secret_sha256"`
+	SecretSHA256 string `yaml:"secret_sha256,omitempty"`
 	// Audiences are the services this client may get tokens for.
-	Audiences []string `yaml:"audiences"`
+	Audiences []string `yaml:"audiences,omitempty"`
 }
 
 // SecretHash returns the decoded secret hash (valid after Validate).
@@ -223,6 +223,9 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
+// MarshalYAML writes the duration as Go writes it ("30s", "1m30s").
+func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
+
 // D returns the time.Duration.
 func (d Duration) D() time.Duration { return time.Duration(d) }
 
@@ -234,6 +237,22 @@ func Load(path string) (*Config, error) {
 	}
 	defer f.Close()
 	return Parse(f, os.Getenv)
+}
+
+// Marshal writes c as a configuration file that Parse reads back into the same Config; unset
+// fields are left out (Parse gives them their defaults). Tests and tools write the files they
+// start tokengate with through it.
+func Marshal(c *Config) ([]byte, error) {
+	var b bytes.Buffer
+	enc := yaml.NewEncoder(&b)
+	enc.SetIndent(2)
+	if err := enc.Encode(c); err != nil {
+		return nil, fmt.Errorf("config: marshal: %w", err)
+	}
+	if err := enc.Close(); err != nil {
+		return nil, fmt.Errorf("config: marshal: %w", err)
+	}
+	return b.Bytes(), nil
 }
 
 // Parse reads a configuration, applies defaults and environment overrides, and validates it.

@@ -3,6 +3,7 @@ package config_test
 import (
 	"bytes"
 	"encoding/hex"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -10,7 +11,7 @@ import (
 	"github.com/tokengate/tokengate/config"
 )
 
-// validConfig is the README's configuration reference with real-looking values.
+// validConfig is docs/configuration.md's reference with real-looking values.
 const validConfig = `listen: 0.0.0.0:8443
 admin_listen: 127.0.0.1:9090
 issuer: https://tokengate.internal
@@ -108,6 +109,7 @@ clients: [{id: bff, secret_sha256: "` + strings.Repeat("ab", 32) + `", audiences
 				t.Fatalf("accepted client %+v", cl)
 			}
 		}
+		roundTrip(t, c, getenv)
 	})
 }
 
@@ -145,4 +147,20 @@ func FuzzKEK(f *testing.F) {
 			t.Fatalf("KEK of %d bytes", len(kek))
 		}
 	})
+}
+
+// roundTrip checks that Marshal writes c as a file Parse reads back into the same Config.
+func roundTrip(t *testing.T, c *config.Config, getenv func(string) string) {
+	t.Helper()
+	b, err := config.Marshal(c)
+	if err != nil {
+		t.Fatalf("Marshal: %v", err)
+	}
+	again, err := config.Parse(bytes.NewReader(b), getenv)
+	if err != nil {
+		t.Fatalf("Parse refused what Marshal wrote: %v\n%s", err, b)
+	}
+	if !reflect.DeepEqual(c, again) {
+		t.Fatalf("round trip changed the configuration:\n before %+v\n after  %+v\nfile:\n%s", c, again, b)
+	}
 }

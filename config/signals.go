@@ -21,20 +21,20 @@ var SignalEvents = []string{"session-revoked", "credential-change", "account-dis
 // tokengate is down is not lost. See docs/keycloak-signals.md.
 type SharedSignals struct {
 	// Enabled turns the receiver on.
-	Enabled bool `yaml:"enabled"`
+	Enabled bool `yaml:"enabled,omitempty"`
 	// ClientID and ClientSecret are the receiver client's in the realm (a confidential client
 	// with a service account, ssf.enabled and the ssf.read and ssf.manage scopes). The secret
 	// may come from ClientSecretFile or env TOKENGATE_SIGNALS_CLIENT_SECRET instead.
-	ClientID         string `yaml:"client_id"`
-	ClientSecret     string `yaml:"client_secret"`
-	ClientSecretFile string `yaml:"client_secret_file"`
+	ClientID         string `yaml:"client_id,omitempty"`
+	ClientSecret     string `yaml:"client_secret,omitempty"`
+	ClientSecretFile string `yaml:"client_secret_file,omitempty"`
 	// Events are the events acted on (session-revoked is always): default session-revoked,
 	// account-disabled, account-purged, credential-compromise. credential-change (a password
 	// changed or reset) is off by default: add it to end every session at a credential change.
-	Events []string `yaml:"events"`
+	Events []string `yaml:"events,omitempty"`
 	// PollInterval is the pause between polls that found nothing (Keycloak answers at once):
 	// the window of a logout that only this channel delivers. Default 2s.
-	PollInterval Duration `yaml:"poll_interval"`
+	PollInterval Duration `yaml:"poll_interval,omitempty"`
 }
 
 func (s *SharedSignals) setDefaults() {

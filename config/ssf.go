@@ -11,29 +11,29 @@ import (
 type SSF struct {
 	// PollTimeout is the longest a poll with returnImmediately false is held open waiting for
 	// an event (25s default, at most 30s). A receiver may ask for less with "Prefer: wait=N".
-	PollTimeout Duration `yaml:"poll_timeout"`
+	PollTimeout Duration `yaml:"poll_timeout,omitempty"`
 	// Retention is how long an event stays in the log for streams that have not acknowledged
 	// it: no internal token it could stop outlives tokens.ttl, so the default is tokens.ttl
 	// plus a minute of clock skew.
-	Retention Duration `yaml:"retention"`
+	Retention Duration `yaml:"retention,omitempty"`
 	// Streams are receivers defined by configuration (more can be created with the admin API).
-	Streams []SSFStream `yaml:"streams"`
+	Streams []SSFStream `yaml:"streams,omitempty"`
 	// Receivers are service credentials that create their own streams, one per service process
 	// (SSF stream creation): every instance of a scaled-out service gets every event, and a
 	// restarted one gets the events still in the log.
-	Receivers []SSFReceiver `yaml:"receivers"`
+	Receivers []SSFReceiver `yaml:"receivers,omitempty"`
 	// InactivityTimeout is how long a receiver-created stream lives without a poll (10m).
-	InactivityTimeout Duration `yaml:"inactivity_timeout"`
+	InactivityTimeout Duration `yaml:"inactivity_timeout,omitempty"`
 }
 
 // SSFReceiver is a service allowed to create streams for its audience.
 type SSFReceiver struct {
 	// ID names the receiver; its streams are named ID.<random>.
-	ID string `yaml:"id"`
+	ID string `yaml:"id,omitempty"`
 	// Audience is the aud of the SETs on its streams (required).
-	Audience string `yaml:"audience"`
+	Audience string `yaml:"audience,omitempty"`
 	// SecretSHA256 is the hex SHA-256 of the receiver's bearer secret.
-	SecretSHA256 string `yaml:"secret_sha256"`
+	SecretSHA256 string `yaml:"secret_sha256,omitempty"`
 }
 
 // SecretHash returns the decoded secret hash (valid after Validate).
@@ -42,13 +42,13 @@ func (r SSFReceiver) SecretHash() [32]byte { return sha256Of(r.SecretSHA256) }
 // SSFStream is one receiving service.
 type SSFStream struct {
 	// ID names the stream (letters, digits, '.', '_', '~', '-'; at most 64).
-	ID string `yaml:"id"`
+	ID string `yaml:"id,omitempty"`
 	// Audience is the aud of the SETs on this stream; the id when empty.
-	Audience string `yaml:"audience"`
+	Audience string `yaml:"audience,omitempty"`
 	// SecretSHA256 is the hex SHA-256 of the stream's bearer secret (tokengate hash-secret).
-	SecretSHA256 string `yaml:"secret_sha256"`
+	SecretSHA256 string `yaml:"secret_sha256,omitempty"`
 	// Description is shown in the admin API.
-	Description string `yaml:"description"`
+	Description string `yaml:"description,omitempty"`
 }
 
 // SecretHash returns the decoded secret hash (valid after Validate).

@@ -33,24 +33,31 @@ if ! command -v systemd-analyze >/dev/null 2>&1; then
 	echo "deploy-check: systemd-analyze not installed (Debian package systemd): unit not verified" >&2
 	exit 0
 fi
-echo "deploy-check: systemd-analyze verify/security deploy/systemd/tokengate.service" >&2
 work="$(mktemp -d "${TMPDIR:-/tmp}/tokengate-deploy-check.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
-# verify insists that ExecStart's binary exists: point the unit at a build ($TOKENGATE_BIN, or
-# a fresh one).
-bin="${TOKENGATE_BIN:-$work/tokengate}"
-[[ -n ${TOKENGATE_BIN:-} ]] || "$GO" build -o "$bin" ./cmd/tokengate
-bin="$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")"
-sed "s#/usr/local/bin/tokengate#$bin#g" deploy/systemd/tokengate.service >"$work/tokengate.service"
-out="$(systemd-analyze verify "$work/tokengate.service" 2>&1)" || { echo "$out" >&2; exit 1; }
-if [[ -n $out ]]; then
-	echo "$out" >&2
-	echo "deploy-check: systemd-analyze verify warned" >&2
-	exit 1
-fi
-if ! systemd-analyze security --offline=yes --threshold=20 --no-pager "$work/tokengate.service" >"$work/security.txt" 2>&1; then
-	cat "$work/security.txt" >&2
-	echo "deploy-check: the unit's exposure level rose above 2.0" >&2
-	exit 1
-fi
-grep 'Overall exposure level' "$work/security.txt" >&2
+# verify insists that ExecStart's binary exists: point each unit at a build ($TOKENGATE_BIN /
+# $TOKENGATE_AUTH_BIN, or a fresh one).
+check_unit() { # unit binary-name prebuilt
+	local unit=$1 name=$2 bin=${3:-}
+	echo "deploy-check: systemd-analyze verify/security deploy/systemd/$unit" >&2
+	if [[ -z $bin ]]; then
+		bin="$work/$name"
+		"$GO" build -o "$bin" "./cmd/$name"
+	fi
+	bin="$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")"
+	sed "s#/usr/local/bin/$name#$bin#g" "deploy/systemd/$unit" >"$work/$unit"
+	out="$(systemd-analyze verify "$work/$unit" 2>&1)" || { echo "$out" >&2; exit 1; }
+	if [[ -n $out ]]; then
+		echo "$out" >&2
+		echo "deploy-check: systemd-analyze verify warned on $unit" >&2
+		exit 1
+	fi
+	if ! systemd-analyze security --offline=yes --threshold=20 --no-pager "$work/$unit" >"$work/security.txt" 2>&1; then
+		cat "$work/security.txt" >&2
+		echo "deploy-check: the exposure level of $unit rose above 2.0" >&2
+		exit 1
+	fi
+	grep 'Overall exposure level' "$work/security.txt" >&2
+}
+check_unit tokengate.service tokengate "${TOKENGATE_BIN:-}"
+check_unit tokengate-auth.service tokengate-auth "${TOKENGATE_AUTH_BIN:-}"

@@ -58,6 +58,8 @@ type AdminConfig struct {
 	Started time.Time
 	// Logger receives one audit line per admin action.
 	Logger *slog.Logger
+	// Metrics, when set, is served at GET /metrics (the Prometheus exposition).
+	Metrics http.Handler
 }
 
 // Admin serves the admin API.
@@ -79,12 +81,13 @@ func NewAdmin(cfg AdminConfig, is AdminIssuer, k AdminKeys, st AdminStore, publi
 	return &Admin{cfg: cfg, issuer: is, keys: k, store: st, public: public, log: cfg.Logger}
 }
 
-// Mount adds routes to the admin listener (metrics, feeds) before Handler is called.
-func (a *Admin) Mount(f func(r gin.IRoutes)) { a.extra = append(a.extra, f) }
+// mount adds routes to the admin listener (the stream management calls) before Handler is called.
+func (a *Admin) mount(f func(r gin.IRoutes)) { a.extra = append(a.extra, f) }
 
-// Handler returns the admin listener's handler: health, the admin API and mounted extras.
+// Handler returns the admin listener's handler: health, the admin API, the stream management
+// calls (MountSSF) and /metrics (AdminConfig.Metrics).
 func (a *Admin) Handler() http.Handler {
-	r := a.public.HealthHandler()
+	r := a.public.healthEngine()
 	r.HandleMethodNotAllowed = true
 	r.Use(limitBody(MaxBodyBytes))
 	r.GET("/admin/openapi.yaml", func(c *gin.Context) { c.Data(http.StatusOK, "application/yaml", AdminOpenAPI) })
@@ -98,6 +101,9 @@ func (a *Admin) Handler() http.Handler {
 	g.POST("/subjects/:sub/revoke", a.revokeSubject)
 	for _, f := range a.extra {
 		f(r)
+	}
+	if a.cfg.Metrics != nil {
+		r.GET("/metrics", gin.WrapH(a.cfg.Metrics))
 	}
 	r.NoRoute(func(c *gin.Context) { adminError(c, http.StatusNotFound, "not_found", "no such endpoint") })
 	r.NoMethod(func(c *gin.Context) {

@@ -132,8 +132,8 @@ func (s *Server) health(r gin.IRoutes) {
 	})
 }
 
-// HealthHandler returns a handler with only /healthz and /readyz, for the admin listener.
-func (s *Server) HealthHandler() *gin.Engine {
+// healthEngine returns an engine with only /healthz and /readyz, for the admin listener.
+func (s *Server) healthEngine() *gin.Engine {
 	r := s.engine()
 	r.Use(s.recoverer())
 	s.health(r)

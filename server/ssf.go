@@ -246,7 +246,7 @@ func preferWait(h string) (time.Duration, bool) {
 
 // MountSSF adds the stream management calls to the admin API: list, create, show, delete.
 func (a *Admin) MountSSF(tx SSF) {
-	a.Mount(func(r gin.IRoutes) {
+	a.mount(func(r gin.IRoutes) {
 		r.GET("/admin/streams", a.authenticate, func(c *gin.Context) {
 			c.JSON(http.StatusOK, gin.H{"streams": tx.Streams()})
 		})

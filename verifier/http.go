@@ -6,8 +6,6 @@ import (
 	"errors"
 	"net/http"
 	"strings"
-
-	"github.com/gin-gonic/gin"
 )
 
 type tokenKey struct{}
@@ -16,16 +14,6 @@ type tokenKey struct{}
 func TokenFromContext(ctx context.Context) (*Token, bool) {
 	t, ok := ctx.Value(tokenKey{}).(*Token)
 	return t, ok
-}
-
-// GinTokenKey is the gin context key under which Gin stores the *Token.
-const GinTokenKey = "tokengate.token"
-
-// GinToken returns the token Gin verified for this request.
-func GinToken(c *gin.Context) (*Token, bool) {
-	v, ok := c.Get(GinTokenKey)
-	t, _ := v.(*Token)
-	return t, ok && t != nil
 }
 
 // Middleware lets a request through only with a valid, unrevoked bearer token, which
@@ -40,22 +28,6 @@ func (v *Verifier) Middleware(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), tokenKey{}, tok)))
 	})
-}
-
-// Gin is Middleware for gin: it aborts refused requests and stores the token under
-// GinTokenKey.
-func (v *Verifier) Gin() gin.HandlerFunc {
-	return func(c *gin.Context) {
-		tok, status, body := v.authorize(c.Request)
-		if tok == nil {
-			writeRefusal(c.Writer, status, body)
-			c.Abort()
-			return
-		}
-		c.Set(GinTokenKey, tok)
-		c.Request = c.Request.WithContext(context.WithValue(c.Request.Context(), tokenKey{}, tok))
-		c.Next()
-	}
 }
 
 type refusal struct {

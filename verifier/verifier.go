@@ -4,7 +4,8 @@
 // (CAEP session-revoked events, RFC 8936 long polling) to refuse the tokens of revoked
 // sessions and users.
 //
-// It imports nothing else from tokengate, so a service depends on this package alone:
+// It imports nothing else from tokengate and no web framework, so a service depends on this
+// package alone (gin's middleware is in verifier/ginverifier):
 //
 //	v, err := verifier.New(ctx, verifier.Config{
 //		Issuer:       "https://tokengate.internal",
@@ -12,7 +13,7 @@
 //		StreamSecret: os.Getenv("TOKENGATE_STREAM_SECRET"),
 //	})
 //	defer v.Close()
-//	http.Handle("/", v.Middleware(ordersAPI))       // or router.Use(v.Gin())
+//	http.Handle("/", v.Middleware(ordersAPI)) // gin: router.Use(ginverifier.Middleware(v))
 //
 // What it refuses: a token not signed by a key in tokengate's JWKS with an algorithm its
 // discovery document lists; a JOSE typ other than at+jwt; another iss; an aud without

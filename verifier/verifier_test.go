@@ -20,6 +20,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 
 	"github.com/tokengate/tokengate/verifier"
+	"github.com/tokengate/tokengate/verifier/ginverifier"
 )
 
 func newVerifier(t testing.TB, g *fakeGateway, edit ...func(*verifier.Config)) *verifier.Verifier {
@@ -342,9 +343,13 @@ func TestMiddlewareAndGin(t *testing.T) {
 	}))
 	gin.SetMode(gin.ReleaseMode)
 	ge := gin.New()
-	ge.Use(v.Gin())
+	ge.Use(ginverifier.Middleware(v))
 	ge.GET("/", func(c *gin.Context) {
-		t, _ := verifier.GinToken(c)
+		t, _ := ginverifier.Token(c)
+		if fromCtx, _ := verifier.TokenFromContext(c.Request.Context()); fromCtx != t {
+			c.String(500, "the context and gin disagree")
+			return
+		}
 		c.String(200, t.SessionID)
 	})
 	call := func(h http.Handler, auth string) *httptest.ResponseRecorder {

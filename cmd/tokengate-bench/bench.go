@@ -142,7 +142,7 @@ func (b *bench) verify(ctx context.Context, g *gateway) error {
 	if err != nil {
 		return err
 	}
-	provider, err := oidc.NewProvider(ctx, g.base)
+	provider, err := oidc.NewProvider(ctx, g.Base)
 	if err != nil {
 		return err
 	}
@@ -188,7 +188,7 @@ func (b *bench) renewal(ctx context.Context, g *gateway) error {
 		func(ctx context.Context, w int) error { return g.renewOK(ctx, rts[w%len(rts)]) }); err != nil {
 		return err
 	}
-	cpu0, err := cpuSeconds(g.cmd.Process.Pid)
+	cpu0, err := cpuSeconds(g.Pid())
 	if err != nil {
 		return err
 	}
@@ -197,7 +197,7 @@ func (b *bench) renewal(ctx context.Context, g *gateway) error {
 	if err != nil {
 		return err
 	}
-	cpu1, err := cpuSeconds(g.cmd.Process.Pid)
+	cpu1, err := cpuSeconds(g.Pid())
 	if err != nil {
 		return err
 	}
@@ -472,7 +472,7 @@ func (b *bench) inprocParts(ctx context.Context) error {
 			return lerr
 		}
 		// The server's share only (the load generator runs in this process too): cumulative,
-		// so the README shows which step of the request the time goes to; flat in the file too.
+		// so the published page shows which step of the request the time goes to; flat in the file too.
 		var tops [2][]byte
 		for i, mode := range []string{"-cum", "-flat"} {
 			tops[i], err = exec.CommandContext(ctx, "go", "tool", "pprof", "-top", mode, "-nodecount=40",

@@ -6,15 +6,17 @@ import (
 	"fmt"
 	"net/http"
 	"path/filepath"
+	"time"
+
+	"github.com/tokengate/tokengate/config"
 )
 
-// Shared Signals receiver of the measurement gateway (deploy/keycloak/realm-demo.json).
-const signalsUpstream = `  shared_signals:
-    enabled: true
-    client_id: tokengate-signals
-    client_secret: "tokengate-signals-secret-0123456789"
-    poll_interval: 2s
-`
+// followSignals makes the measurement gateway follow Keycloak's Shared Signals stream with the
+// realm's receiver client (deploy/keycloak/realm-demo.json).
+func followSignals(c *config.Config) {
+	c.Upstream.SharedSignals = config.SharedSignals{Enabled: true, ClientID: "tokengate-signals",
+		ClientSecret: "tokengate-signals-secret-0123456789", PollInterval: config.Duration(2 * time.Second)}
+}
 
 // DownLogout is the measurement "logout while tokengate was down → renewal refused after
 // restart": sessions are logged out at Keycloak while tokengate is stopped (the back-channel
@@ -46,7 +48,7 @@ func (b *bench) downLogout(ctx context.Context) error {
 	}
 	dataDir := filepath.Join(b.work, "down", "data")
 	start := func() (*gateway, error) {
-		return startGatewayWith(ctx, b.o.bin, b.o.gatewayAddr, b.kc.issuer(), dataDir, signalsUpstream)
+		return startGatewayWith(ctx, b.o.bin, b.o.gatewayAddr, b.kc.issuer(), dataDir, followSignals)
 	}
 	g, err := start()
 	if err != nil {
@@ -84,7 +86,7 @@ func (b *bench) downLogout(ctx context.Context) error {
 		return err
 	}
 	defer g.stop()
-	res.Sessions, res.RestartReadyMs = len(ss), float64(g.readyAfter.Microseconds())/1000
+	res.Sessions, res.RestartReadyMs = len(ss), float64(g.ReadyAfter.Microseconds())/1000
 	for _, s := range ss {
 		switch err := g.renewOK(ctx, s.rt); {
 		case errors.Is(err, errRefused):

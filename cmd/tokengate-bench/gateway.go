@@ -19,7 +19,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tokengate/tokengate/config"
 	"github.com/tokengate/tokengate/internal/loopback"
+	"github.com/tokengate/tokengate/internal/proctest"
 )
 
 const (
@@ -33,119 +35,60 @@ func serverCPU() int { return runtime.NumCPU() - 1 }
 
 // gateway is a real tokengate process under test.
 type gateway struct {
-	cmd          *exec.Cmd
-	base, admin  string
-	secret       string
-	client       *http.Client
-	pinned       bool
-	readyAfter   time.Duration // exec to first 200 from /readyz
-	waitDone     chan struct{}
-	cfgPath, log string
+	*proctest.Gateway
+	secret string
+	client *http.Client
+	pinned bool
 }
 
 // startGateway runs bin serve against the real Keycloak with its data in dataDir, pinned to one
-// core. A fresh client secret is written each start; the data (keys, logouts) persists.
+// core. A fresh client secret is written each start; the data (keys, logouts) persists. The
+// configuration and the log (appended) are next to dataDir.
 func startGateway(ctx context.Context, bin, listen, upstreamIssuer, dataDir string) (*gateway, error) {
-	return startGatewayWith(ctx, bin, listen, upstreamIssuer, dataDir, "")
+	return startGatewayWith(ctx, bin, listen, upstreamIssuer, dataDir, nil)
 }
 
-// startGatewayWith is startGateway with extra lines in the upstream section (indented by two).
-func startGatewayWith(ctx context.Context, bin, listen, upstreamIssuer, dataDir, upstreamExtra string) (*gateway, error) {
-	admin, err := loopback.FreeAddr()
-	if err != nil {
-		return nil, err
-	}
+// startGatewayWith is startGateway with change applied to the configuration (when not nil).
+func startGatewayWith(ctx context.Context, bin, listen, upstreamIssuer, dataDir string, change func(*config.Config)) (*gateway, error) {
 	secret, hash := loopback.Secret()
-	cfg := fmt.Sprintf(`listen: %q
-admin_listen: %q
-issuer: "http://%s"
-data_dir: %q
-log_level: warn
-upstream:
-  issuer: %q
-  client_id: %q
-  client_secret: %q
-  logout_audiences: [%q]
-%stokens: {ttl: 30s, recheck_after: 60s}
-limits:
-  token: {rate: 1000000, burst: 1000000}
-  logout: {rate: 100000, burst: 100000}
-clients:
-  - {id: %s, secret_sha256: %q, audiences: [%s]}
-`, listen, admin, listen, dataDir, upstreamIssuer, introspectID, introspectSecre, bffID, upstreamExtra, gatewayClient, hash, gatewayAudience)
+	unlimited := config.Limit{Rate: 1000000, Burst: 1000000}
+	c := config.Config{
+		Listen: listen, Issuer: "http://" + listen, DataDir: dataDir, LogLevel: "warn",
+		Upstream: config.Upstream{Issuer: upstreamIssuer, ClientID: introspectID, ClientSecret: introspectSecre,
+			LogoutAudiences: []string{bffID}},
+		Tokens:  config.Tokens{TTL: config.Duration(30 * time.Second), RecheckAfter: config.Duration(60 * time.Second)},
+		Limits:  config.Limits{Token: unlimited, Logout: config.Limit{Rate: 100000, Burst: 100000}},
+		Clients: []config.Client{{ID: gatewayClient, SecretSHA256: hash, Audiences: []string{gatewayAudience}}},
+	}
+	if change != nil {
+		change(&c)
+	}
 	dir := filepath.Dir(dataDir)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, err
-	}
-	path := filepath.Join(dir, "tokengate.yaml")
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
-		return nil, err
-	}
-	logPath := filepath.Join(dir, "tokengate.log")
-	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	args := []string{bin, "serve", "--config", path}
+	o := proctest.Options{Bin: bin, Dir: dir, LogPath: filepath.Join(dir, "tokengate.log"),
+		Env: []string{"GOMAXPROCS=1"}, ReadyTimeout: 60 * time.Second, PollEvery: 2 * time.Millisecond}
 	pinned := false
 	if ts, err := exec.LookPath("taskset"); err == nil && runtime.NumCPU() > 1 {
-		args = append([]string{ts, "-c", strconv.Itoa(serverCPU())}, args...)
+		o.Prefix = []string{ts, "-c", strconv.Itoa(serverCPU())}
 		pinned = true
 	}
-	cmd := exec.Command(args[0], args[1:]...)
-	cmd.Env = append(os.Environ(), "GOMAXPROCS=1")
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	g := &gateway{cmd: cmd, base: "http://" + listen, admin: "http://" + admin, secret: secret, pinned: pinned,
-		client:   &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConns: 256, MaxIdleConnsPerHost: 256}},
-		waitDone: make(chan struct{}), cfgPath: path, log: logPath}
-	t0 := time.Now()
-	if err := cmd.Start(); err != nil {
-		logFile.Close()
-		return nil, fmt.Errorf("start %s: %w", bin, err)
+	pg, err := proctest.Start(ctx, c, o)
+	if err != nil {
+		return nil, err
 	}
-	go func() { _ = cmd.Wait(); logFile.Close(); close(g.waitDone) }()
-	probe := &http.Client{Timeout: time.Second}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		resp, err := probe.Get(g.admin + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				g.readyAfter = time.Since(t0)
-				return g, nil
-			}
-		}
-		select {
-		case <-g.waitDone:
-			return nil, fmt.Errorf("tokengate exited during start-up (see %s)", logPath)
-		case <-ctx.Done():
-			g.stop()
-			return nil, ctx.Err()
-		case <-time.After(2 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			g.stop()
-			return nil, fmt.Errorf("tokengate not ready after 60s (see %s)", logPath)
-		}
-	}
+	return &gateway{Gateway: pg, secret: secret, pinned: pinned,
+		client: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConns: 256, MaxIdleConnsPerHost: 256}}}, nil
 }
 
-// stop ends the process with SIGTERM (graceful drain) and waits for it.
+// stop ends the process with SIGTERM (graceful drain) and waits for it, killing it after 20s.
 func (g *gateway) stop() {
-	_ = g.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-g.waitDone:
-	case <-time.After(20 * time.Second):
-		_ = g.cmd.Process.Kill()
-		<-g.waitDone
-	}
+	_, _ = g.Stop(syscall.SIGTERM, 20*time.Second)
 	g.client.CloseIdleConnections()
 }
 
 // rss reads the process's resident set from /proc: total, anonymous (heap, stacks) and
 // file-backed (mostly the mmapped bbolt file: clean page cache the kernel can reclaim).
 func (g *gateway) rss() (total, anon, file int64) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", g.cmd.Process.Pid))
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", g.Pid()))
 	if err != nil {
 		return 0, 0, 0
 	}
@@ -200,7 +143,7 @@ func renewForm(rt string) url.Values {
 }
 
 func (g *gateway) exchange(ctx context.Context, tok string) (answer, error) {
-	a, err := postToken(ctx, g.client, g.base, g.secret, exchangeForm(tok))
+	a, err := postToken(ctx, g.client, g.Base, g.secret, exchangeForm(tok))
 	if err == nil && a.status != 200 {
 		err = fmt.Errorf("exchange: HTTP %d %s %s", a.status, a.Error, a.Description)
 	}
@@ -208,7 +151,7 @@ func (g *gateway) exchange(ctx context.Context, tok string) (answer, error) {
 }
 
 func (g *gateway) renew(ctx context.Context, rt string) (answer, error) {
-	return postToken(ctx, g.client, g.base, g.secret, renewForm(rt))
+	return postToken(ctx, g.client, g.Base, g.secret, renewForm(rt))
 }
 
 var errRefused = errors.New("renewal refused")

@@ -2,7 +2,7 @@
 // replaces, in one run on one machine, against a real Keycloak: introspection baseline, local
 // verification, exchange (cold and warm), renewal against raw signing and Keycloak's own refresh
 // grant, the revocation window after a Keycloak logout, and the store at scale. It writes JSON,
-// a markdown table and a PNG, and (with -publish) rewrites the README's Performance section.
+// a markdown table and a PNG, and (with -publish) rewrites its section of docs/performance.md.
 package main
 
 import (
@@ -26,7 +26,7 @@ type options struct {
 	bin         string
 	out         string
 	publish     bool
-	readme      string
+	doc         string
 	png         string
 	keycloakURL string // reuse a running Keycloak (its bff back-channel URL must be gatewayAddr)
 	kcPort      int
@@ -60,14 +60,14 @@ func main() {
 	flag.BoolVar(&o.quick, "quick", os.Getenv("BENCH") == "quick", "quick mode (CI): short runs, fewer sessions, scale up to 100k")
 	flag.StringVar(&o.bin, "bin", "bin/tokengate", "tokengate binary to measure")
 	flag.StringVar(&o.out, "out", "results/bench", "folder for JSON, markdown, profiles")
-	flag.BoolVar(&o.publish, "publish", false, "rewrite the README section between <!-- bench --> markers and the PNG under docs/")
-	flag.StringVar(&o.readme, "readme", "README.md", "README to rewrite with -publish")
+	flag.BoolVar(&o.publish, "publish", false, "rewrite the -doc section between <!-- bench --> markers and the -png plot")
+	flag.StringVar(&o.doc, "doc", "docs/performance.md", "the page to rewrite with -publish")
 	flag.StringVar(&o.png, "png", "docs/bench.png", "where -publish puts the plot")
 	flag.StringVar(&o.keycloakURL, "keycloak-url", "", "use this running Keycloak instead of starting one (realm demo; bff's back-channel logout URL must point at -gateway)")
 	flag.IntVar(&o.kcPort, "keycloak-port", 18380, "port of the Keycloak this tool starts")
 	flag.StringVar(&o.gatewayAddr, "gateway", "127.0.0.1:18643", "listen address of the tokengate under test (Keycloak posts back-channel logouts here)")
-	flag.StringVar(&o.command, "command", "make bench", "the command to quote in the README")
-	flag.BoolVar(&o.render, "render", false, "measure nothing: render markdown, PNG (and with -publish the README) again from the run saved in -out")
+	flag.StringVar(&o.command, "command", "make bench", "the command to quote in the results")
+	flag.BoolVar(&o.render, "render", false, "measure nothing: render markdown, PNG (and with -publish the -doc section) again from the run saved in -out")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

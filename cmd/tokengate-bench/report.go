@@ -44,7 +44,7 @@ type Profile struct {
 	Top  string `json:"top"`
 }
 
-// Results is everything one run measured; the README section is rendered from it.
+// Results is everything one run measured; the docs/performance.md section is rendered from it.
 type Results struct {
 	Mode     string  `json:"mode"`
 	Started  string  `json:"started_utc"`
@@ -397,7 +397,8 @@ func (r *Results) save(dir string) error {
 	return os.WriteFile(filepath.Join(dir, "bench-samples.json"), js, 0o644)
 }
 
-// write saves JSON, markdown and PNG under o.out and, with -publish, the README and docs PNG.
+// write saves JSON, markdown and PNG under o.out and, with -publish, the -doc section and the
+// -png plot, linked from the section by its path relative to the page.
 func (r *Results) write(o options) error {
 	if err := r.save(o.out); err != nil {
 		return err
@@ -425,10 +426,14 @@ func (r *Results) write(o options) error {
 	if err := os.WriteFile(o.png, png, 0o644); err != nil {
 		return err
 	}
-	if err := publish(o.readme, r.Markdown(o.png)); err != nil {
+	link, err := filepath.Rel(filepath.Dir(o.doc), o.png)
+	if err != nil {
 		return err
 	}
-	logf("rewrote the <!-- bench --> section of %s and %s", o.readme, o.png)
+	if err := publish(o.doc, r.Markdown(filepath.ToSlash(link))); err != nil {
+		return err
+	}
+	logf("rewrote the <!-- bench --> section of %s and %s", o.doc, o.png)
 	return nil
 }
 
@@ -437,10 +442,10 @@ const (
 	endMarker   = "<!-- /bench -->"
 )
 
-// publish replaces the README part between the bench markers (adding the section after the
+// publish replaces the part of the page between the bench markers (adding the section after the
 // bench-core block when the markers are not there yet).
-func publish(readme, md string) error {
-	src, err := os.ReadFile(readme)
+func publish(doc, md string) error {
+	src, err := os.ReadFile(doc)
 	if err != nil {
 		return err
 	}
@@ -454,13 +459,13 @@ func publish(readme, md string) error {
 		anchor := []byte("<!-- /bench-core -->\n")
 		k := bytes.Index(src, anchor)
 		if k < 0 {
-			return errors.New(readme + ": neither bench markers nor <!-- /bench-core --> found")
+			return errors.New(doc + ": neither bench markers nor <!-- /bench-core --> found")
 		}
 		k += len(anchor)
 		head := "\n### Side by side with per-request introspection, against a real Keycloak: `make bench`\n\n"
 		out = append(append(append([]byte{}, src[:k]...), head+section+"\n"...), src[k:]...)
 	default:
-		return errors.New(readme + ": unbalanced bench markers")
+		return errors.New(doc + ": unbalanced bench markers")
 	}
-	return os.WriteFile(readme, out, 0o644)
+	return os.WriteFile(doc, out, 0o644)
 }

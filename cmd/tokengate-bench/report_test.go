@@ -8,7 +8,7 @@ import (
 )
 
 func TestPublish_InsertsAfterBenchCoreThenReplacesBetweenMarkers(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "README.md")
+	path := filepath.Join(t.TempDir(), "performance.md")
 	orig := "# x\n\n## Performance\n\n<!-- bench-core -->\ncore table\n<!-- /bench-core -->\n\n## Next\n"
 	if err := os.WriteFile(path, []byte(orig), 0o644); err != nil {
 		t.Fatal(err)

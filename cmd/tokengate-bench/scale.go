@@ -128,7 +128,7 @@ func (b *bench) scale(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		pt.ColdStartMs = float64(g.readyAfter.Microseconds()) / 1e3
+		pt.ColdStartMs = float64(g.ReadyAfter.Microseconds()) / 1e3
 		rss, _, _ := g.rss()
 		pt.RSSReadyMiB = mib(rss)
 		err = func() error {

@@ -7,13 +7,11 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -24,8 +22,10 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/tokengate/tokengate/config"
 	"github.com/tokengate/tokengate/internal/kctest"
 	"github.com/tokengate/tokengate/internal/loopback"
+	"github.com/tokengate/tokengate/internal/proctest"
 )
 
 type soakOptions struct {
@@ -106,74 +106,32 @@ const (
 
 // gateway is the tokengate process under test.
 type gateway struct {
-	cmd                     *exec.Cmd
-	base, admin, adminToken string
-	secret                  string
-	client                  *http.Client
+	*proctest.Gateway
+	adminToken string
+	secret     string
+	client     *http.Client
 }
 
 func startGateway(ctx context.Context, bin, realmIssuer, workDir string, rotateEvery time.Duration) (*gateway, error) {
-	listen, err := loopback.FreeAddr()
-	if err != nil {
-		return nil, err
-	}
-	admin, err := loopback.FreeAddr()
-	if err != nil {
-		return nil, err
-	}
 	secret, hash := loopback.Secret()
 	adminToken, adminHash := loopback.Secret()
-	cfg := fmt.Sprintf(`listen: %q
-admin_listen: %q
-issuer: "http://%s"
-data_dir: %q
-log_level: warn
-upstream:
-  issuer: %q
-  client_id: %q
-  client_secret: %q
-  logout_audiences: [%q]
-tokens: {ttl: 30s, recheck_after: 60s}
-keys: {jwks_max_age: 30s, rotate_every: %s}
-limits:
-  token: {rate: 100000, burst: 100000}
-  logout: {rate: 1000, burst: 1000}
-admin:
-  tokens: [{name: soak, sha256: %q}]
-clients:
-  - {id: %s, secret_sha256: %q, audiences: [%s]}
-`, listen, admin, listen, filepath.Join(workDir, "data"), realmIssuer, kctest.ClientID, kctest.ClientSecret,
-		kctest.LogoutAudience, rotateEvery, adminHash, soakClientID, hash, soakAudience)
-	path := filepath.Join(workDir, "tokengate.yaml")
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
-		return nil, err
+	// Issuer is left empty: the public listener's URL.
+	c := config.Config{
+		DataDir: filepath.Join(workDir, "data"), LogLevel: "warn",
+		Upstream: config.Upstream{Issuer: realmIssuer, ClientID: kctest.ClientID, ClientSecret: kctest.ClientSecret,
+			LogoutAudiences: []string{kctest.LogoutAudience}},
+		Tokens:  config.Tokens{TTL: config.Duration(30 * time.Second), RecheckAfter: config.Duration(60 * time.Second)},
+		Keys:    config.Keys{JWKSMaxAge: config.Duration(30 * time.Second), RotateEvery: config.Duration(rotateEvery)},
+		Limits:  config.Limits{Token: config.Limit{Rate: 100000, Burst: 100000}, Logout: config.Limit{Rate: 1000, Burst: 1000}},
+		Admin:   config.Admin{Tokens: []config.AdminToken{{Name: "soak", SHA256: adminHash}}},
+		Clients: []config.Client{{ID: soakClientID, SecretSHA256: hash, Audiences: []string{soakAudience}}},
 	}
-	logf, err := os.Create(filepath.Join(workDir, "tokengate.log"))
+	pg, err := proctest.Start(ctx, c, proctest.Options{Bin: bin, Dir: workDir, LogPath: filepath.Join(workDir, "tokengate.log")})
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.CommandContext(ctx, bin, "serve", "--config", path)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", bin, err)
-	}
-	g := &gateway{cmd: cmd, base: "http://" + listen, admin: "http://" + admin, adminToken: adminToken, secret: secret,
-		client: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 256}}}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		resp, err := http.Get(g.admin + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return g, nil
-			}
-		}
-		if time.Now().After(deadline) {
-			_ = cmd.Process.Kill()
-			return nil, errors.New("tokengate did not become ready in 20s (see tokengate.log)")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	return &gateway{Gateway: pg, adminToken: adminToken, secret: secret,
+		client: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 256}}}, nil
 }
 
 type answer struct {
@@ -184,7 +142,7 @@ type answer struct {
 }
 
 func (g *gateway) post(ctx context.Context, path string, form url.Values, auth bool) (answer, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, g.base+path, strings.NewReader(form.Encode()))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, g.Base+path, strings.NewReader(form.Encode()))
 	if err != nil {
 		return answer{}, err
 	}
@@ -215,7 +173,7 @@ func (g *gateway) renew(ctx context.Context, rt string) (answer, error) {
 }
 
 func (g *gateway) rotate(ctx context.Context) error {
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, g.admin+"/admin/keys/rotate", nil)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, g.Admin+"/admin/keys/rotate", nil)
 	req.Header.Set("Authorization", "Bearer "+g.adminToken)
 	resp, err := g.client.Do(req)
 	if err != nil {
@@ -232,7 +190,7 @@ func (g *gateway) rotate(ctx context.Context) error {
 // observe reads RSS from /proc and goroutines from /metrics.
 func (g *gateway) observe(start time.Time) (sample, error) {
 	s := sample{At: time.Since(start).Seconds()}
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", g.cmd.Process.Pid))
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", g.Pid()))
 	if err != nil {
 		return s, err
 	}
@@ -244,7 +202,7 @@ func (g *gateway) observe(start time.Time) (sample, error) {
 			s.RSSBytes = kb << 10
 		}
 	}
-	resp, err := http.Get(g.admin + "/metrics")
+	resp, err := http.Get(g.Admin + "/metrics")
 	if err != nil {
 		return s, err
 	}
@@ -297,7 +255,7 @@ func soak(ctx context.Context, o soakOptions) (*soakResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer func() { _ = g.cmd.Process.Signal(syscall.SIGTERM); _ = g.cmd.Wait() }()
+	defer func() { _, _ = g.Stop(syscall.SIGTERM, 20*time.Second) }()
 
 	var unexpected atomic.Int64
 	var exMu sync.Mutex

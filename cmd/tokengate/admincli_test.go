@@ -10,22 +10,26 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tokengate/tokengate/config"
 	"github.com/tokengate/tokengate/internal/kctest"
 	"github.com/tokengate/tokengate/internal/proctest"
 )
 
 const cliAdminToken = "cli-admin-token-0123456789-abcdefghijklm"
 
-func adminYAML() string {
+// withAdmin is the base configuration with cliAdminToken as operator ops.
+func withAdmin(upstream, dataDir string) config.Config {
 	h := sha256.Sum256([]byte(cliAdminToken))
-	return "admin:\n  tokens:\n    - name: ops\n      sha256: " + hex.EncodeToString(h[:]) + "\n"
+	c := baseConfig(upstream, dataDir)
+	c.Admin.Tokens = []config.AdminToken{{Name: "ops", SHA256: hex.EncodeToString(h[:])}}
+	return c
 }
 
 // cli runs the real binary as an operator would.
 func cli(t *testing.T, g *gateway, token string, args ...string) (string, error) {
 	t.Helper()
 	cmd := exec.Command(binPath, args...)
-	cmd.Env = append(os.Environ(), "TOKENGATE_ADMIN_URL="+g.admin, "TOKENGATE_ADMIN_TOKEN="+token)
+	cmd.Env = append(os.Environ(), "TOKENGATE_ADMIN_URL="+g.Admin, "TOKENGATE_ADMIN_TOKEN="+token)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }
@@ -33,7 +37,7 @@ func cli(t *testing.T, g *gateway, token string, args ...string) (string, error)
 func TestCLI_KeysSessionsSubjectsEndToEnd(t *testing.T) {
 	t.Parallel()
 	realm := kctest.New(t)
-	g := startGateway(t, options{upstream: realm.Issuer(), dataDir: t.TempDir(), extra: adminYAML()})
+	g := startGateway(t, withAdmin(realm.Issuer(), t.TempDir()))
 
 	out, err := cli(t, g, cliAdminToken, "keys", "list")
 	if err != nil || strings.Count(out, "ES256") != 2 || !strings.Contains(out, "active") || !strings.Contains(out, "next") {
@@ -84,7 +88,7 @@ func TestCLI_KeysSessionsSubjectsEndToEnd(t *testing.T) {
 	if out, err := cli(t, g, cliAdminToken, "subjects", "revoke", "ulla", "-o", "json"); err != nil || !strings.Contains(out, `"sub": "ulla"`) {
 		t.Fatalf("subjects revoke: %v\n%s", err, out)
 	}
-	if !strings.Contains(g.output.String(), `"who":"ops","action":"sessions.revoke","target":"sid-cli"`) {
+	if !strings.Contains(g.Output(), `"who":"ops","action":"sessions.revoke","target":"sid-cli"`) {
 		t.Error("no audit line for the CLI's session revocation")
 	}
 }
@@ -92,7 +96,7 @@ func TestCLI_KeysSessionsSubjectsEndToEnd(t *testing.T) {
 func TestCLI_Errors(t *testing.T) {
 	t.Parallel()
 	realm := kctest.New(t)
-	g := startGateway(t, options{upstream: realm.Issuer(), dataDir: t.TempDir(), extra: adminYAML()})
+	g := startGateway(t, withAdmin(realm.Issuer(), t.TempDir()))
 	cases := []struct {
 		name, token string
 		args        []string
@@ -131,7 +135,9 @@ func TestGenKEK_StartsWithAndRefusesWrongKEK(t *testing.T) {
 		t.Fatal(err)
 	}
 	data := t.TempDir()
-	g := startGateway(t, options{upstream: realm.Issuer(), dataDir: data, extra: "keys:\n  kek_file: " + kek + "\n"})
+	c := baseConfig(realm.Issuer(), data)
+	c.Keys.KEKFile = kek
+	g := startGateway(t, c)
 	g.mustExchange(realm.AccessToken(kctest.Token{}))
 	g.terminate(exitTimeout)
 	raw, err := os.ReadFile(filepath.Join(data, "tokengate.db"))
@@ -143,10 +149,8 @@ func TestGenKEK_StartsWithAndRefusesWrongKEK(t *testing.T) {
 	}
 	other, _ := exec.Command(binPath, "gen-kek").Output()
 	_ = os.WriteFile(kek, other, 0o600)
-	cfg := writeFile(t, t.TempDir(), "c.yaml", configYAML(options{upstream: realm.Issuer(), dataDir: data,
-		extra: "keys:\n  kek_file: " + kek + "\n"}, proctest.FreeAddr(t), proctest.FreeAddr(t)))
-	res, err := exec.Command(binPath, "serve", "--config", cfg).CombinedOutput()
-	if err == nil || !strings.Contains(string(res), "key-encryption key does not open") {
-		t.Fatalf("wrong KEK must refuse to start: %v\n%s", err, res)
+	wrong := proctest.StartT(t, c, proctest.Options{Bin: binPath, NoWait: true})
+	if code, ok := wrong.Wait(exitTimeout); !ok || code == 0 || !strings.Contains(wrong.Output(), "key-encryption key does not open") {
+		t.Fatalf("wrong KEK must refuse to start: exited %v with %d\n%s", ok, code, wrong.Output())
 	}
 }

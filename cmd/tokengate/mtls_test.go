@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokengate/tokengate/config"
 	"github.com/tokengate/tokengate/internal/kctest"
 	"github.com/tokengate/tokengate/internal/proctest"
 )
@@ -75,20 +76,13 @@ func TestAdminMTLS_RequiresAClientCertificateFromTheConfiguredCA(t *testing.T) {
 		}
 		return p
 	}
-	extra := adminYAML() + "  tls:\n    cert_file: " + write("admin.crt", srvCert) + "\n    key_file: " + write("admin.key", srvKey) +
-		"\n    client_ca_file: " + write("ca.crt", ca.pem) + "\n"
-	// The harness waits for /readyz over plain HTTP, which an mTLS admin listener refuses: start
-	// the process directly and poll with a client certificate.
-	admin := proctest.FreeAddr(t)
-	cfg := writeFile(t, dir, "tokengate.yaml", configYAML(options{upstream: realm.Issuer(), dataDir: t.TempDir(), extra: extra}, proctest.FreeAddr(t), admin))
-	p := startProc(t, "serve", "--config", cfg)
-	t.Cleanup(func() {
-		_ = p.cmd.Process.Kill()
-		<-p.done
-		if t.Failed() {
-			t.Logf("output:\n%s", p.output.String())
-		}
-	})
+	c := withAdmin(realm.Issuer(), t.TempDir())
+	c.Admin.TLS = &config.TLS{CertFile: write("admin.crt", srvCert), KeyFile: write("admin.key", srvKey),
+		ClientCAFile: write("ca.crt", ca.pem)}
+	// The harness waits for /readyz over plain HTTP, which an mTLS admin listener refuses: it
+	// only starts the process, and the test polls with a client certificate.
+	p := proctest.StartT(t, c, proctest.Options{Bin: binPath, NoWait: true})
+	admin := strings.TrimPrefix(p.Admin, "http://")
 	roots := x509.NewCertPool()
 	roots.AppendCertsFromPEM(ca.pem)
 	client := func(certPEM, keyPEM []byte) *http.Client {
@@ -104,7 +98,7 @@ func TestAdminMTLS_RequiresAClientCertificateFromTheConfiguredCA(t *testing.T) {
 	}
 	good := client(ca.issue(t, false))
 	url := "https://" + admin + "/admin/keys"
-	deadline := time.Now().Add(readyTimeout)
+	deadline := time.Now().Add(proctest.DefaultReadyTimeout)
 	for {
 		req, _ := http.NewRequest(http.MethodGet, url, nil)
 		req.Header.Set("Authorization", "Bearer "+cliAdminToken)
@@ -116,7 +110,7 @@ func TestAdminMTLS_RequiresAClientCertificateFromTheConfiguredCA(t *testing.T) {
 			}
 			break
 		}
-		if time.Now().After(deadline) || p.exited() {
+		if time.Now().After(deadline) || p.Exited() {
 			t.Fatalf("admin listener never answered over mTLS: %v", err)
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -135,7 +129,7 @@ func TestAdminMTLS_RequiresAClientCertificateFromTheConfiguredCA(t *testing.T) {
 	if resp, err := http.Get("http://" + admin + "/healthz"); err == nil && resp.StatusCode == 200 {
 		t.Error("the admin listener answered plain HTTP")
 	}
-	if strings.Contains(p.output.String(), cliAdminToken) {
+	if strings.Contains(p.Output(), cliAdminToken) {
 		t.Error("the admin token reached the logs")
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokengate/tokengate/config"
 	"github.com/tokengate/tokengate/internal/kctest"
 )
 
@@ -71,9 +72,10 @@ func TestTLS_CertificateReloadedOnSIGHUPWithoutDroppingConnections(t *testing.T)
 	realm := kctest.New(t)
 	dir := t.TempDir()
 	certFile, keyFile := writeCert(t, dir, 1)
-	g := startGateway(t, options{upstream: realm.Issuer(), dataDir: t.TempDir(),
-		extra: "tls:\n  cert_file: " + certFile + "\n  key_file: " + keyFile + "\n"})
-	url := "https://" + strings.TrimPrefix(g.base, "http://") + "/healthz"
+	c := baseConfig(realm.Issuer(), t.TempDir())
+	c.TLS = &config.TLS{CertFile: certFile, KeyFile: keyFile}
+	g := startGateway(t, c)
+	url := "https://" + strings.TrimPrefix(g.Base, "http://") + "/healthz"
 	tr := func() *http.Client {
 		return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
 			TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, // self-signed test certificate
@@ -84,7 +86,7 @@ func TestTLS_CertificateReloadedOnSIGHUPWithoutDroppingConnections(t *testing.T)
 		t.Fatalf("serial %d, want 1", s)
 	}
 	writeCert(t, dir, 2)
-	if err := g.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+	if err := g.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(10 * time.Second)
@@ -102,12 +104,12 @@ func TestTLS_CertificateReloadedOnSIGHUPWithoutDroppingConnections(t *testing.T)
 	if err := os.WriteFile(certFile, []byte("garbage"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	_ = g.cmd.Process.Signal(syscall.SIGHUP)
+	_ = g.Signal(syscall.SIGHUP)
 	time.Sleep(300 * time.Millisecond)
 	if s := servedSerial(t, tr(), url); s != 2 {
 		t.Errorf("after a bad reload: serial %d, want 2", s)
 	}
-	if !strings.Contains(g.output.String(), "reload failed") {
+	if !strings.Contains(g.Output(), "reload failed") {
 		t.Error("a failed reload was not logged")
 	}
 	// File change without a signal is picked up too.
@@ -124,13 +126,13 @@ func TestTLS_CertificateReloadedOnSIGHUPWithoutDroppingConnections(t *testing.T)
 func TestMetrics_ServedOnAdminListener(t *testing.T) {
 	t.Parallel()
 	realm := kctest.New(t)
-	g := startGateway(t, options{upstream: realm.Issuer(), dataDir: t.TempDir()})
+	g := startGateway(t, baseConfig(realm.Issuer(), t.TempDir()))
 	ex := g.mustExchange(realm.AccessToken(kctest.Token{SID: "sid-metrics"}))
 	g.mustRenew(ex.RefreshToken, "renewal")
 	if r := g.logout(realm.LogoutToken("", "sid-metrics")); r.Status != http.StatusOK {
 		t.Fatalf("logout: %v", r)
 	}
-	resp, err := http.Get(g.admin + "/metrics")
+	resp, err := http.Get(g.Admin + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,7 +153,7 @@ func TestMetrics_ServedOnAdminListener(t *testing.T) {
 			t.Errorf("/metrics lacks %s", want)
 		}
 	}
-	if resp, err := http.Get(g.base + "/metrics"); err == nil && resp.StatusCode == 200 {
+	if resp, err := http.Get(g.Base + "/metrics"); err == nil && resp.StatusCode == 200 {
 		t.Error("/metrics must not be on the public listener")
 	}
 }

@@ -3,6 +3,7 @@ package main
 // Subprocess tests: the real tokengate binary, started with `tokengate serve`, against the
 // in-process fake Keycloak realm. They cover what only a process can show: durability across
 // SIGKILL, startup and shutdown, the file lock, CLI exit codes and what reaches the logs.
+// internal/proctest runs the processes.
 
 import (
 	"bytes"
@@ -28,6 +29,7 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 
+	"github.com/tokengate/tokengate/config"
 	"github.com/tokengate/tokengate/internal/kctest"
 	"github.com/tokengate/tokengate/internal/loopback"
 	"github.com/tokengate/tokengate/internal/proctest"
@@ -48,50 +50,31 @@ var clientSecret, clientSecretHash = loopback.Secret()
 const (
 	clientID = "bff"
 	audience = "demo-service"
-	// readyTimeout bounds how long a starting gateway may take to answer /readyz.
-	readyTimeout = 20 * time.Second
 	// exitTimeout bounds how long a gateway may take to exit after SIGTERM or SIGKILL.
 	exitTimeout = 10 * time.Second
 )
 
-// options vary the configuration of one gateway.
-type options struct {
-	upstream     string // realm issuer URL
-	dataDir      string
-	logLevel     string // info when empty
-	recheckAfter string // 60s when empty
-	extra        string // more YAML appended to the configuration
+// baseConfig is the configuration the tests start from: the fake realm at upstream, the BFF as
+// the one client, data in dataDir, and free loopback addresses (chosen by proctest).
+func baseConfig(upstream, dataDir string) config.Config {
+	return config.Config{
+		Issuer: "https://tokengate.test", DataDir: dataDir, LogLevel: "info",
+		Upstream: proctest.UpstreamFor(upstream),
+		Tokens:   config.Tokens{TTL: seconds(30), RecheckAfter: seconds(60)},
+		Clients:  []config.Client{{ID: clientID, SecretSHA256: clientSecretHash, Audiences: []string{audience}}},
+	}
 }
 
-// configYAML renders a configuration listening on the given addresses.
-func configYAML(o options, listen, admin string) string {
-	if o.logLevel == "" {
-		o.logLevel = "info"
+func seconds(n int) config.Duration { return config.Duration(time.Duration(n) * time.Second) }
+
+// marshal renders c as the file tokengate reads.
+func marshal(t testing.TB, c config.Config) string {
+	t.Helper()
+	b, err := config.Marshal(&c)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if o.recheckAfter == "" {
-		o.recheckAfter = "60s"
-	}
-	return fmt.Sprintf(`# written by process_test.go
-listen: %q
-admin_listen: %q
-issuer: "https://tokengate.test"
-data_dir: %q
-log_level: %s
-upstream:
-  issuer: %q
-  client_id: %q
-  client_secret: %q
-  logout_audiences: [%q]
-  timeout: 2s
-tokens:
-  ttl: 30s
-  recheck_after: %s
-clients:
-  - id: %s
-    secret_sha256: %q
-    audiences: [%s]
-%s`, listen, admin, o.dataDir, o.logLevel, o.upstream, kctest.ClientID, kctest.ClientSecret,
-		kctest.LogoutAudience, o.recheckAfter, clientID, clientSecretHash, audience, o.extra)
+	return string(b)
 }
 
 func writeFile(t testing.TB, dir, name, content string) string {
@@ -103,124 +86,23 @@ func writeFile(t testing.TB, dir, name, content string) string {
 	return p
 }
 
-// proc is a running command whose exit is observed in the background.
-type proc struct {
-	cmd    *exec.Cmd
-	output *proctest.SyncBuffer // stdout and stderr
-	done   chan struct{}
-}
-
-func startProc(t testing.TB, args ...string) *proc {
-	t.Helper()
-	p := &proc{cmd: exec.Command(binPath, args...), output: &proctest.SyncBuffer{}, done: make(chan struct{})}
-	p.cmd.Stdout, p.cmd.Stderr = p.output, p.output
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("start %v: %v", args, err)
-	}
-	go func() {
-		_ = p.cmd.Wait()
-		close(p.done)
-	}()
-	return p
-}
-
-func (p *proc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// wait waits up to d for the process to exit and returns its exit code.
-func (p *proc) wait(d time.Duration) (int, bool) {
-	select {
-	case <-p.done:
-		return p.cmd.ProcessState.ExitCode(), true
-	case <-time.After(d):
-		return 0, false
-	}
-}
-
-// gateway is a running `tokengate serve`.
+// gateway is a running `tokengate serve` with the calls the tests make.
 type gateway struct {
-	*proc
-	t     testing.TB
-	opts  options
-	base  string // public listener URL
-	admin string // admin listener URL
+	*proctest.Gateway
+	t testing.TB
 }
 
-// startGateway writes a configuration for o and starts `tokengate serve`, returning once
-// /readyz answers 200 on the admin listener. The process is killed when the test ends; its
-// output is logged if the test failed.
-func startGateway(t testing.TB, o options) *gateway {
+// startGateway starts `tokengate serve` on c, returning once /readyz answers 200 on the admin
+// listener. The process is killed when the test ends; its output is logged if the test failed.
+func startGateway(t testing.TB, c config.Config) *gateway {
 	t.Helper()
-	var last string
-	for attempt := 0; attempt < 5; attempt++ {
-		// A gateway that loses the race for a free address fails to bind; the loop tries again
-		// with new addresses.
-		listen, admin := proctest.FreeAddr(t), proctest.FreeAddr(t)
-		cfg := writeFile(t, t.TempDir(), "tokengate.yaml", configYAML(o, listen, admin))
-		g := &gateway{proc: startProc(t, "serve", "--config", cfg), t: t, opts: o,
-			base: "http://" + listen, admin: "http://" + admin}
-		t.Cleanup(func() {
-			if !g.exited() {
-				_ = g.cmd.Process.Kill()
-				<-g.done
-			}
-			out := g.output.String()
-			if strings.Contains(out, "WARNING: DATA RACE") {
-				t.Errorf("the race detector fired in tokengate serve (%s)", listen)
-			}
-			if t.Failed() {
-				t.Logf("tokengate serve (%s) output:\n%s", listen, out)
-			}
-		})
-		switch err := g.waitReady(); {
-		case err == nil:
-			return g
-		case g.exited() && strings.Contains(g.output.String(), "address already in use"):
-			last = g.output.String()
-			continue // lost the port race: try other ports
-		default:
-			t.Fatalf("tokengate serve did not become ready: %v", err)
-		}
-	}
-	t.Fatalf("tokengate serve could not bind after 5 attempts; last output:\n%s", last)
-	return nil
-}
-
-func (g *gateway) waitReady() error {
-	deadline := time.Now().Add(readyTimeout)
-	hc := &http.Client{Timeout: time.Second}
-	for time.Now().Before(deadline) {
-		if g.exited() {
-			return fmt.Errorf("exited with code %d", g.cmd.ProcessState.ExitCode())
-		}
-		resp, err := hc.Get(g.admin + "/readyz")
-		if err == nil {
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return fmt.Errorf("no 200 from %s/readyz within %s", g.admin, readyTimeout)
+	return &gateway{Gateway: proctest.StartT(t, c, proctest.Options{Bin: binPath}), t: t}
 }
 
 // kill9 sends SIGKILL: no signal handler, no deferred close, no graceful shutdown.
 func (g *gateway) kill9() {
 	g.t.Helper()
-	if err := g.cmd.Process.Kill(); err != nil {
-		g.t.Fatalf("kill -9: %v", err)
-	}
-	if _, ok := g.wait(exitTimeout); !ok {
-		g.t.Fatal("process still running after SIGKILL")
-	}
+	g.Kill()
 }
 
 // terminate sends SIGTERM and returns the exit code, failing if the process outlives bound.
@@ -232,12 +114,9 @@ func (g *gateway) terminate(bound time.Duration) int {
 // stop sends sig and returns the exit code, failing if the process outlives bound.
 func (g *gateway) stop(sig os.Signal, bound time.Duration) int {
 	g.t.Helper()
-	if err := g.cmd.Process.Signal(sig); err != nil {
-		g.t.Fatalf("%v: %v", sig, err)
-	}
-	code, ok := g.wait(bound)
-	if !ok {
-		g.t.Fatalf("tokengate still running %s after %v", bound, sig)
+	code, err := g.Stop(sig, bound)
+	if err != nil {
+		g.t.Fatal(err)
 	}
 	return code
 }
@@ -272,7 +151,7 @@ var httpClient = &http.Client{Timeout: 15 * time.Second}
 // post sends a form, authenticating as the BFF with secret when secret is not empty.
 func (g *gateway) post(path, secret string, form url.Values) reply {
 	g.t.Helper()
-	req, err := http.NewRequest(http.MethodPost, g.base+path, strings.NewReader(form.Encode()))
+	req, err := http.NewRequest(http.MethodPost, g.Base+path, strings.NewReader(form.Encode()))
 	if err != nil {
 		g.t.Fatal(err)
 	}
@@ -361,7 +240,7 @@ func TestKill9AfterLogoutAck_RenewalStillRefused(t *testing.T) {
 		n = 5
 	}
 	realm := kctest.New(t)
-	opts := options{upstream: realm.Issuer(), dataDir: t.TempDir()}
+	opts := baseConfig(realm.Issuer(), t.TempDir())
 	g := startGateway(t, opts)
 	for i := range n {
 		sub, sid := "user-"+randID(t), fmt.Sprintf("sid-kill9-%d-%s", i, randID(t))
@@ -405,7 +284,9 @@ func TestUpstreamDown_RenewalsContinueExchangesFail(t *testing.T) {
 	t.Run("goes down while running", func(t *testing.T) {
 		t.Parallel()
 		realm := kctest.New(t)
-		g := startGateway(t, options{upstream: realm.Issuer(), dataDir: t.TempDir(), recheckAfter: "1s"})
+		c := baseConfig(realm.Issuer(), t.TempDir())
+		c.Tokens.RecheckAfter = seconds(1)
+		g := startGateway(t, c)
 		first := g.mustExchange(realm.AccessToken(kctest.Token{}))
 
 		realm.SetDown(true)
@@ -419,7 +300,7 @@ func TestUpstreamDown_RenewalsContinueExchangesFail(t *testing.T) {
 		if got := realm.Introspections.Load(); got != calls {
 			t.Fatalf("introspections answered while down: %d, want %d", got, calls)
 		}
-		if out := g.output.String(); !strings.Contains(out, `"event":"recheck_failed"`) {
+		if out := g.Output(); !strings.Contains(out, `"event":"recheck_failed"`) {
 			t.Fatalf("no recheck was attempted while upstream was down (recheck_after 1s); output:\n%s", out)
 		}
 
@@ -438,7 +319,7 @@ func TestUpstreamDown_RenewalsContinueExchangesFail(t *testing.T) {
 		t.Parallel()
 		realm := kctest.New(t)
 		realm.SetDown(true)
-		g := startGateway(t, options{upstream: realm.Issuer(), dataDir: t.TempDir()})
+		g := startGateway(t, baseConfig(realm.Issuer(), t.TempDir()))
 		tok := realm.AccessToken(kctest.Token{})
 		r := g.exchange(tok)
 		wantError(t, "exchange while upstream has been down since startup", r, http.StatusServiceUnavailable, "temporarily_unavailable")
@@ -456,7 +337,7 @@ func TestUpstreamDown_RenewalsContinueExchangesFail(t *testing.T) {
 func TestUpstreamDown_UnknownSigningKeyIsUnavailable(t *testing.T) {
 	t.Parallel()
 	realm := kctest.New(t)
-	g := startGateway(t, options{upstream: realm.Issuer(), dataDir: t.TempDir()})
+	g := startGateway(t, baseConfig(realm.Issuer(), t.TempDir()))
 	g.mustExchange(realm.AccessToken(kctest.Token{})) // discovery and the current JWKS are cached
 
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
@@ -488,7 +369,7 @@ func TestUpstreamDown_UnknownSigningKeyIsUnavailable(t *testing.T) {
 func TestGracefulShutdown(t *testing.T) {
 	t.Parallel()
 	realm := kctest.New(t)
-	opts := options{upstream: realm.Issuer(), dataDir: t.TempDir()}
+	opts := baseConfig(realm.Issuer(), t.TempDir())
 	g := startGateway(t, opts)
 	rt := g.mustExchange(realm.AccessToken(kctest.Token{})).RefreshToken
 
@@ -497,11 +378,11 @@ func TestGracefulShutdown(t *testing.T) {
 		t.Fatalf("exit code after SIGTERM: %d, want 0", code)
 	}
 	t.Logf("exited %s after SIGTERM", time.Since(start).Round(time.Millisecond))
-	if out := g.output.String(); !strings.Contains(out, "tokengate stopping") {
+	if out := g.Output(); !strings.Contains(out, "tokengate stopping") {
 		t.Fatalf("no shutdown log line; output:\n%s", out)
 	}
 
-	fi, err := os.Stat(filepath.Join(opts.dataDir, "tokengate.db"))
+	fi, err := os.Stat(filepath.Join(opts.DataDir, "tokengate.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -541,14 +422,22 @@ func runCLI(t testing.TB, stdin string, args ...string) (int, string, string) {
 func TestConfigErrors(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	good := configYAML(options{upstream: "http://127.0.0.1:1/realms/demo", dataDir: filepath.Join(dir, "data")},
-		"127.0.0.1:1", "127.0.0.1:2")
-	// replace applies old, new pairs to the good configuration.
+	base := baseConfig("http://127.0.0.1:1/realms/demo", filepath.Join(dir, "data"))
+	base.Listen, base.AdminListen = "127.0.0.1:1", "127.0.0.1:2"
+	good := marshal(t, base)
+	// edit returns the good configuration changed by f.
+	edit := func(f func(c *config.Config)) string {
+		c := base
+		c.Clients = []config.Client{base.Clients[0]}
+		f(&c)
+		return marshal(t, c)
+	}
+	// replace applies old, new pairs to the text of the good configuration.
 	replace := func(oldNew ...string) string {
 		s := good
 		for i := 0; i < len(oldNew); i += 2 {
 			if !strings.Contains(s, oldNew[i]) {
-				t.Fatalf("test bug: %q is not in the base configuration", oldNew[i])
+				t.Fatalf("test bug: %q is not in the base configuration:\n%s", oldNew[i], s)
 			}
 			s = strings.Replace(s, oldNew[i], oldNew[i+1], 1)
 		}
@@ -560,13 +449,16 @@ func TestConfigErrors(t *testing.T) {
 	}{
 		{"unknown top-level key", good + "bogus_key: 1\n", []string{"bogus_key"}},
 		{"unknown nested key", replace("  ttl: 30s\n", "  ttl: 30s\n  tll: 5s\n"), []string{"tll"}},
-		{"missing upstream.issuer", replace(`  issuer: "http://127.0.0.1:1/realms/demo"`+"\n", ""), []string{"upstream.issuer"}},
-		{"ttl out of range", replace("  ttl: 30s\n", "  ttl: 1s\n"), []string{"tokens.ttl"}},
-		{"secret_sha256 not hex", replace(clientSecretHash, strings.Repeat("zz", 32)), []string{"clients[0].secret_sha256"}},
-		{"secret_sha256 too short", replace(clientSecretHash, clientSecretHash[:62]), []string{"clients[0].secret_sha256"}},
+		{"missing upstream.issuer", edit(func(c *config.Config) { c.Upstream.Issuer = "" }), []string{"upstream.issuer"}},
+		{"ttl out of range", edit(func(c *config.Config) { c.Tokens.TTL = seconds(1) }), []string{"tokens.ttl"}},
+		{"secret_sha256 not hex", edit(func(c *config.Config) { c.Clients[0].SecretSHA256 = strings.Repeat("zz", 32) }),
+			[]string{"clients[0].secret_sha256"}},
+		{"secret_sha256 too short", edit(func(c *config.Config) { c.Clients[0].SecretSHA256 = clientSecretHash[:62] }),
+			[]string{"clients[0].secret_sha256"}},
 		{"empty file", "", []string{"empty"}},
-		{"two problems at once", replace("  ttl: 30s\n", "  ttl: 1h\n", "  recheck_after: 60s\n", "  recheck_after: 500ms\n"),
-			[]string{"tokens.ttl", "tokens.recheck_after"}},
+		{"two problems at once", edit(func(c *config.Config) {
+			c.Tokens.TTL, c.Tokens.RecheckAfter = seconds(3600), config.Duration(500*time.Millisecond)
+		}), []string{"tokens.ttl", "tokens.recheck_after"}},
 		{"duplicate key", replace("  ttl: 30s\n", "  ttl: 30s\n  ttl: 45s\n"), []string{"ttl"}},
 	}
 	for _, tc := range cases {
@@ -611,7 +503,7 @@ func TestConfigErrors(t *testing.T) {
 			t.Fatalf("secret_sha256 %s is not the SHA-256 of secret %q", hash, secret)
 		}
 		// Its hash makes a valid configuration.
-		cfg := writeFile(t, t.TempDir(), "cfg.yaml", strings.Replace(good, clientSecretHash, hash, 1))
+		cfg := writeFile(t, t.TempDir(), "cfg.yaml", edit(func(c *config.Config) { c.Clients[0].SecretSHA256 = hash }))
 		if code, stdout, stderr := runCLI(t, "", "check-config", "--config", cfg); code != 0 {
 			t.Fatalf("check-config with hash-secret's hash: exit %d, stdout %q, stderr %q", code, stdout, stderr)
 		}
@@ -662,22 +554,18 @@ func parseFields(s string) map[string]string {
 func TestSecondInstanceOnSameDataDirFailsFast(t *testing.T) {
 	t.Parallel()
 	realm := kctest.New(t)
-	opts := options{upstream: realm.Issuer(), dataDir: t.TempDir()}
+	opts := baseConfig(realm.Issuer(), t.TempDir())
 	first := startGateway(t, opts)
 	rt := first.mustExchange(realm.AccessToken(kctest.Token{})).RefreshToken
 
-	listen, admin := proctest.FreeAddr(t), proctest.FreeAddr(t)
-	cfg := writeFile(t, t.TempDir(), "second.yaml", configYAML(opts, listen, admin))
 	start := time.Now()
-	second := startProc(t, "serve", "--config", cfg)
-	code, ok := second.wait(3 * time.Second)
+	second := proctest.StartT(t, opts, proctest.Options{Bin: binPath, NoWait: true})
+	code, ok := second.Wait(3 * time.Second)
 	if !ok {
-		_ = second.cmd.Process.Kill()
-		<-second.done
-		t.Fatalf("second instance still running 3s after start; output:\n%s", second.output.String())
+		t.Fatalf("second instance still running 3s after start; output:\n%s", second.Output())
 	}
 	t.Logf("second instance exited with %d after %s", code, time.Since(start).Round(time.Millisecond))
-	out := second.output.String()
+	out := second.Output()
 	if code == 0 {
 		t.Fatalf("second instance exited 0; output:\n%s", out)
 	}
@@ -698,7 +586,9 @@ func TestSecondInstanceOnSameDataDirFailsFast(t *testing.T) {
 func TestLogsNeverContainTokens(t *testing.T) {
 	t.Parallel()
 	realm := kctest.New(t)
-	g := startGateway(t, options{upstream: realm.Issuer(), dataDir: t.TempDir(), logLevel: "debug", recheckAfter: "1s"})
+	c := baseConfig(realm.Issuer(), t.TempDir())
+	c.LogLevel, c.Tokens.RecheckAfter = "debug", seconds(1)
+	g := startGateway(t, c)
 
 	sub, sid := "user-"+randID(t), "sid-"+randID(t)
 	kcToken := realm.AccessToken(kctest.Token{Subject: sub, SID: sid})
@@ -736,7 +626,7 @@ func TestLogsNeverContainTokens(t *testing.T) {
 	if code := g.terminate(exitTimeout); code != 0 {
 		t.Fatalf("exit code after SIGTERM: %d, want 0", code)
 	}
-	logs := g.output.String()
+	logs := g.Output()
 	// The logs are there and say what happened, or this test proves nothing.
 	for _, ev := range []string{`"event":"exchange"`, `"event":"logout"`, `"event":"renewal_refused"`,
 		`"event":"exchange_refused"`, `"event":"logout_refused"`, `"event":"auth_failed"`, `"msg":"request"`} {

@@ -12,13 +12,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokengate/tokengate/config"
 	"github.com/tokengate/tokengate/internal/kctest"
 )
 
 // ssfPoll sends an RFC 8936 poll to stream orders and returns the status and the SETs' jtis.
 func ssfPoll(t *testing.T, g *gateway, secret, body string, wait int) (int, []string) {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, g.base+"/ssf/poll/orders", strings.NewReader(body))
+	req, _ := http.NewRequest(http.MethodPost, g.Base+"/ssf/poll/orders", strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Authorization", "Bearer "+secret)
 	req.Header.Set("Prefer", fmt.Sprintf("wait=%d", wait))
@@ -49,8 +50,8 @@ func TestSSF_SIGTERMEndsHeldPollsAndKeepsAcks(t *testing.T) {
 	realm := kctest.New(t)
 	secret := "orders-stream-secret-" + randID(t) + randID(t)
 	sum := sha256.Sum256([]byte(secret))
-	opts := options{upstream: realm.Issuer(), dataDir: t.TempDir(),
-		extra: fmt.Sprintf("ssf:\n  streams:\n    - id: orders\n      secret_sha256: %q\n", hex.EncodeToString(sum[:]))}
+	opts := baseConfig(realm.Issuer(), t.TempDir())
+	opts.SSF.Streams = []config.SSFStream{{ID: "orders", SecretSHA256: hex.EncodeToString(sum[:])}}
 	g := startGateway(t, opts)
 
 	var wg sync.WaitGroup

@@ -5,11 +5,13 @@ package systemd
 
 import (
 	"bufio"
+	"bytes"
 	"os"
 	"strings"
 	"testing"
 
 	"github.com/tokengate/tokengate/config"
+	"github.com/tokengate/tokengate/internal/forwardauth"
 )
 
 // unit reads tokengate.service as section → key → values (keys may repeat).
@@ -126,5 +128,44 @@ func TestUnit_ExampleConfigMatchesUnit(t *testing.T) {
 	}
 	if u["Install"]["WantedBy"] == nil {
 		t.Error("[Install] WantedBy is missing")
+	}
+}
+
+func TestAuthUnit_SandboxedAndConfigValid(t *testing.T) {
+	f, err := os.Open("tokengate-auth.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	svc := map[string][]string{}
+	section := ""
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		switch {
+		case line == "" || strings.HasPrefix(line, "#"):
+		case strings.HasPrefix(line, "["):
+			section = strings.Trim(line, "[]")
+		case section == "Service":
+			k, v, _ := strings.Cut(line, "=")
+			svc[k] = append(svc[k], v)
+		}
+	}
+	for k, v := range map[string]string{"DynamicUser": "yes", "ProtectSystem": "strict", "NoNewPrivileges": "yes",
+		"CapabilityBoundingSet": "", "SystemCallFilter": "@system-service", "PrivateUsers": "yes"} {
+		if len(svc[k]) == 0 || svc[k][0] != v {
+			t.Errorf("tokengate-auth.service: %s=%v, want %q", k, svc[k], v)
+		}
+	}
+	if len(svc["ExecStart"]) != 1 || !strings.Contains(svc["ExecStart"][0], "serve --config /etc/tokengate/tokengate-auth.yaml") {
+		t.Errorf("ExecStart %v", svc["ExecStart"])
+	}
+	raw, err := os.ReadFile("tokengate-auth.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{forwardauth.EnvStreamSecret: "from-auth.env"}
+	if _, err := forwardauth.Parse(bytes.NewReader(raw), func(k string) string { return env[k] }); err != nil {
+		t.Errorf("tokengate-auth.yaml is refused: %v", err)
 	}
 }

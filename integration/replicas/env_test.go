@@ -11,17 +11,15 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
+	"github.com/tokengate/tokengate/config"
 	"github.com/tokengate/tokengate/internal/kctest"
 	"github.com/tokengate/tokengate/internal/loopback"
 	"github.com/tokengate/tokengate/internal/proctest"
@@ -82,16 +80,14 @@ func newEnv(t *testing.T, endpoints ...[]int) *env {
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)
 	e.prefix = "/tokengate-" + hex.EncodeToString(b) + "/"
+	e.replicas = make([]*replica, len(endpoints))
+	var wg sync.WaitGroup
 	for i, members := range endpoints {
 		var eps []string
 		for _, m := range members {
 			eps = append(eps, e.etcd.Members[m].ClientURL)
 		}
-		e.replicas = append(e.replicas, e.newReplica(fmt.Sprintf("r%d", i+1), eps))
-	}
-	var wg sync.WaitGroup
-	for _, r := range e.replicas {
-		wg.Go(func() { r.start() })
+		wg.Go(func() { e.replicas[i] = e.startReplica(fmt.Sprintf("r%d", i+1), eps) })
 	}
 	wg.Wait()
 	if t.Failed() {
@@ -188,138 +184,51 @@ func randHex(n int) string {
 
 // replica is one `tokengate serve` process.
 type replica struct {
-	e                 *env
-	name              string
-	cfgPath           string
-	base, admin       string
-	listen, adminAddr string
-
-	mu     sync.Mutex
-	cmd    *exec.Cmd
-	done   chan struct{}
-	output *proctest.SyncBuffer // every run's output, appended
+	*proctest.Gateway
+	e    *env
+	name string
 }
 
-func (e *env) newReplica(name string, endpoints []string) *replica {
-	t := e.t
-	t.Helper()
-	dir := t.TempDir()
-	r := &replica{e: e, name: name, output: &proctest.SyncBuffer{}}
-	r.listen, r.adminAddr = proctest.FreeAddr(t), proctest.FreeAddr(t)
-	r.base, r.admin = "http://"+r.listen, "http://"+r.adminAddr
-	quoted := make([]string, len(endpoints))
-	for i, ep := range endpoints {
-		quoted[i] = fmt.Sprintf("%q", ep)
+// config is a replica's configuration: the shared etcd cluster at endpoints, generous limits.
+func (e *env) config(endpoints []string) config.Config {
+	unlimited := config.Limit{Rate: 100000, Burst: 100000}
+	return config.Config{
+		Issuer: "https://tokengate.test", DataDir: e.t.TempDir(), LogLevel: "info",
+		Upstream: proctest.UpstreamFor(e.realm.Issuer()),
+		Tokens:   config.Tokens{TTL: config.Duration(30 * time.Second), RecheckAfter: config.Duration(10 * time.Minute)},
+		Limits:   config.Limits{Token: unlimited, Logout: unlimited, AuthFailures: config.Limit{Rate: 1000, Burst: 1000}},
+		Admin:    config.Admin{Tokens: []config.AdminToken{{Name: "ops", SHA256: adminTokenHash}}},
+		Clients:  []config.Client{{ID: clientID, SecretSHA256: clientSecretHash, Audiences: []string{audience}}},
+		Store: config.Store{Backend: config.BackendEtcd, MaxStaleness: config.Duration(maxStaleness),
+			Etcd: config.Etcd{Endpoints: endpoints, Prefix: e.prefix, ElectionTTL: config.Duration(2 * time.Second)}},
 	}
-	cfg := fmt.Sprintf(`# written by integration/replicas
-listen: %q
-admin_listen: %q
-issuer: "https://tokengate.test"
-data_dir: %q
-log_level: info
-upstream:
-  issuer: %q
-  client_id: %q
-  client_secret: %q
-  logout_audiences: [%q]
-  timeout: 2s
-tokens:
-  ttl: 30s
-  recheck_after: 10m
-limits:
-  token: {rate: 100000, burst: 100000}
-  logout: {rate: 100000, burst: 100000}
-  auth_failures: {rate: 1000, burst: 1000}
-admin:
-  tokens:
-    - name: ops
-      sha256: %s
-clients:
-  - id: %s
-    secret_sha256: %q
-    audiences: [%s]
-store:
-  backend: etcd
-  max_staleness: %s
-  etcd:
-    endpoints: [%s]
-    prefix: %q
-    election_ttl: 2s
-`, r.listen, r.adminAddr, dir, e.realm.Issuer(), kctest.ClientID, kctest.ClientSecret, kctest.LogoutAudience,
-		adminTokenHash, clientID, clientSecretHash, audience, maxStaleness, strings.Join(quoted, ", "), e.prefix)
-	r.cfgPath = filepath.Join(dir, "tokengate.yaml")
-	if err := os.WriteFile(r.cfgPath, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		r.kill9()
-		if t.Failed() {
-			t.Logf("replica %s output:\n%s", r.name, tail(r.output.String(), 6000))
-		}
-	})
-	return r
 }
 
-// start runs the process and waits for /readyz.
+// startReplica starts a replica and waits for /readyz; it may run on any goroutine, so it
+// reports a failure with Errorf and returns nil.
+func (e *env) startReplica(name string, endpoints []string) *replica {
+	g, err := proctest.Start(context.Background(), e.config(endpoints),
+		proctest.Options{Bin: binPath, Dir: e.t.TempDir(), ReadyTimeout: 30 * time.Second})
+	if err != nil {
+		e.t.Errorf("replica %s: %v", name, err)
+		return nil
+	}
+	g.CleanupT(e.t)
+	return &replica{Gateway: g, e: e, name: name}
+}
+
+// start starts a killed replica again (same file, addresses and data directory) and waits
+// for /readyz.
 func (r *replica) start() {
-	t := r.e.t
-	r.mu.Lock()
-	fmt.Fprintf(r.output, "---- start %s\n", time.Now().Format(time.RFC3339Nano))
-	cmd := exec.Command(binPath, "serve", "--config", r.cfgPath)
-	cmd.Stdout, cmd.Stderr = r.output, r.output
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		r.mu.Unlock()
-		t.Errorf("start %s: %v", r.name, err)
-		return
+	if err := r.Restart(context.Background()); err != nil {
+		r.e.t.Errorf("replica %s: %v", r.name, err)
 	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	r.cmd, r.done = cmd, done
-	r.mu.Unlock()
-
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		select {
-		case <-done:
-			t.Errorf("replica %s exited during start:\n%s", r.name, tail(r.output.String(), 3000))
-			return
-		default:
-		}
-		if r.ready() == http.StatusOK {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Errorf("replica %s not ready after 30s", r.name)
 }
 
 // kill9 sends SIGKILL and waits for the exit.
-func (r *replica) kill9() {
-	r.mu.Lock()
-	cmd, done := r.cmd, r.done
-	r.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	select {
-	case <-done:
-		return
-	default:
-	}
-	_ = cmd.Process.Kill()
-	<-done
-}
+func (r *replica) kill9() { r.Kill() }
 
-func (r *replica) ready() int {
-	resp, err := quick.Get(r.admin + "/readyz")
-	if err != nil {
-		return 0
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	return resp.StatusCode
-}
+func (r *replica) ready() int { return r.ReadyStatus(quick) }
 
 var (
 	transport = &http.Transport{MaxIdleConnsPerHost: 32, IdleConnTimeout: 30 * time.Second}
@@ -348,7 +257,7 @@ func (r reply) String() string {
 }
 
 func (r *replica) post(path string, basic bool, form url.Values) reply {
-	req, err := http.NewRequest(http.MethodPost, r.base+path, strings.NewReader(form.Encode()))
+	req, err := http.NewRequest(http.MethodPost, r.Base+path, strings.NewReader(form.Encode()))
 	if err != nil {
 		return reply{Err: err}
 	}
@@ -388,9 +297,9 @@ func (r *replica) logout(logoutToken string) reply {
 
 // get fetches a path of the public (or, with admin, the admin) listener.
 func (r *replica) get(path string, admin bool) (int, []byte) {
-	base := r.base
+	base := r.Base
 	if admin {
-		base = r.admin
+		base = r.Admin
 	}
 	req, _ := http.NewRequest(http.MethodGet, base+path, nil)
 	if admin {
@@ -407,7 +316,7 @@ func (r *replica) get(path string, admin bool) (int, []byte) {
 
 // adminPost posts a JSON body to the admin API.
 func (r *replica) adminPost(path, body string) int {
-	req, _ := http.NewRequest(http.MethodPost, r.admin+path, strings.NewReader(body))
+	req, _ := http.NewRequest(http.MethodPost, r.Admin+path, strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+adminToken)
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := client.Do(req)
@@ -428,13 +337,6 @@ func renewed(r reply) bool { return r.Status == http.StatusOK && r.AccessToken !
 // unavailable reports a fail-closed answer.
 func unavailable(r reply) bool {
 	return r.Status == http.StatusServiceUnavailable && r.Error == "temporarily_unavailable"
-}
-
-func tail(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return "…" + s[len(s)-n:]
 }
 
 // eventually polls cond until it holds or d passes, and returns how long it took.

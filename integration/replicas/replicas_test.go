@@ -304,7 +304,7 @@ func TestKeys_OneLeaderAndOneActiveKeyThroughRotationsAndKill(t *testing.T) {
 	eventually(t, 10*time.Second, "one replica is elected for the key schedule", func() bool {
 		var elected []*replica
 		for _, r := range e.replicas {
-			if electedRE.MatchString(r.output.String()) {
+			if electedRE.MatchString(r.Output()) {
 				elected = append(elected, r)
 			}
 		}
@@ -359,7 +359,7 @@ func TestKeys_OneLeaderAndOneActiveKeyThroughRotationsAndKill(t *testing.T) {
 	var electedAfter time.Duration
 	eventually(t, 10*time.Second, "a survivor takes the key schedule over", func() bool {
 		for _, r := range survivors {
-			if electedRE.MatchString(r.output.String()) {
+			if electedRE.MatchString(r.Output()) {
 				electedAfter = time.Since(killedAt)
 				return true
 			}

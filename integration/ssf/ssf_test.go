@@ -13,7 +13,6 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -22,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokengate/tokengate/config"
 	"github.com/tokengate/tokengate/internal/kctest"
 	"github.com/tokengate/tokengate/internal/loopback"
 	"github.com/tokengate/tokengate/internal/proctest"
@@ -32,10 +32,9 @@ import (
 const EnvIntegration = "TOKENGATE_INTEGRATION"
 
 const (
-	services     = 100
-	clientID     = "bff"
-	audience     = "api"
-	readyTimeout = 20 * time.Second
+	services = 100
+	clientID = "bff"
+	audience = "api"
 )
 
 // probeEvery is how often each service is asked with a logged-out token while measuring: the
@@ -69,13 +68,8 @@ func integration(t *testing.T) {
 // gateway is a `tokengate serve` process; start may be called again after kill (same data
 // directory and addresses).
 type gateway struct {
+	*proctest.Gateway
 	t        *testing.T
-	cfgPath  string
-	base     string
-	admin    string
-	cmd      *exec.Cmd
-	done     chan struct{}
-	out      *proctest.SyncBuffer
 	bffToken string
 	secrets  []string // stream secrets by service index
 	receiver string   // receiver credential (a service process creates its own stream)
@@ -83,108 +77,44 @@ type gateway struct {
 
 func newGateway(t *testing.T, realm *kctest.Realm) *gateway {
 	t.Helper()
-	dir := t.TempDir()
-	listen, admin := proctest.FreeAddr(t), proctest.FreeAddr(t)
-	g := &gateway{t: t, base: "http://" + listen, admin: "http://" + admin, out: &proctest.SyncBuffer{}}
+	g := &gateway{t: t}
 	bff, bffHash := loopback.Secret()
 	g.bffToken = bff
 	rs, rsHash := loopback.Secret()
 	g.receiver = rs
-	var streams strings.Builder
+	var streams []config.SSFStream
 	for i := range services {
 		s, h := loopback.Secret()
 		g.secrets = append(g.secrets, s)
-		fmt.Fprintf(&streams, "    - id: svc-%02d\n      secret_sha256: %q\n", i, h)
+		streams = append(streams, config.SSFStream{ID: fmt.Sprintf("svc-%02d", i), SecretSHA256: h})
 	}
-	cfg := fmt.Sprintf(`listen: %q
-admin_listen: %q
-issuer: %q
-data_dir: %q
-log_level: warn
-upstream:
-  issuer: %q
-  client_id: %q
-  client_secret: %q
-  logout_audiences: [%q]
-  timeout: 2s
-tokens:
-  ttl: 2m
-  recheck_after: 1h
-limits:
-  token: {rate: 100000, burst: 100000}
-  logout: {rate: 100000, burst: 100000}
-clients:
-  - id: %s
-    secret_sha256: %q
-    audiences: [%s]
-ssf:
-  receivers:
-    - id: restarted
-      audience: restarted-svc
-      secret_sha256: %q
-  streams:
-%s`, listen, admin, g.base, filepath.Join(dir, "data"), realm.Issuer(), kctest.ClientID, kctest.ClientSecret,
-		kctest.LogoutAudience, clientID, bffHash, audience, rsHash, streams.String())
-	g.cfgPath = filepath.Join(dir, "tokengate.yaml")
-	if err := os.WriteFile(g.cfgPath, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
+	unlimited := config.Limit{Rate: 100000, Burst: 100000}
+	// Issuer is left empty: the public listener's URL, where the services find discovery.
+	c := config.Config{
+		DataDir: filepath.Join(t.TempDir(), "data"), LogLevel: "warn",
+		Upstream: proctest.UpstreamFor(realm.Issuer()),
+		Tokens:   config.Tokens{TTL: config.Duration(2 * time.Minute), RecheckAfter: config.Duration(time.Hour)},
+		Limits:   config.Limits{Token: unlimited, Logout: unlimited},
+		Clients:  []config.Client{{ID: clientID, SecretSHA256: bffHash, Audiences: []string{audience}}},
+		SSF: config.SSF{
+			Receivers: []config.SSFReceiver{{ID: "restarted", Audience: "restarted-svc", SecretSHA256: rsHash}},
+			Streams:   streams,
+		},
 	}
-	t.Cleanup(func() {
-		if g.cmd != nil && !g.exited() {
-			_ = g.cmd.Process.Kill()
-			<-g.done
-		}
-		if t.Failed() {
-			t.Logf("tokengate output:\n%s", g.out.String())
-		}
-	})
-	g.start()
+	g.Gateway = proctest.StartT(t, c, proctest.Options{Bin: binPath})
 	return g
 }
 
-func (g *gateway) exited() bool {
-	select {
-	case <-g.done:
-		return true
-	default:
-		return false
-	}
-}
-
+// start starts a killed gateway again and waits for /readyz.
 func (g *gateway) start() {
 	g.t.Helper()
-	g.cmd = exec.Command(binPath, "serve", "--config", g.cfgPath)
-	g.cmd.Stdout, g.cmd.Stderr = g.out, g.out
-	g.done = make(chan struct{})
-	if err := g.cmd.Start(); err != nil {
+	if err := g.Restart(context.Background()); err != nil {
 		g.t.Fatal(err)
 	}
-	done := g.done
-	go func() { _ = g.cmd.Wait(); close(done) }()
-	deadline := time.Now().Add(readyTimeout)
-	hc := &http.Client{Timeout: time.Second}
-	for time.Now().Before(deadline) {
-		if g.exited() {
-			g.t.Fatalf("tokengate exited during start:\n%s", g.out.String())
-		}
-		if resp, err := hc.Get(g.admin + "/readyz"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	g.t.Fatalf("tokengate not ready within %s", readyTimeout)
 }
 
-func (g *gateway) kill9() {
-	g.t.Helper()
-	if err := g.cmd.Process.Kill(); err != nil {
-		g.t.Fatal(err)
-	}
-	<-g.done
-}
+// kill9 sends SIGKILL and waits for the exit.
+func (g *gateway) kill9() { g.Kill() }
 
 var client = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 
@@ -196,7 +126,7 @@ type tokenReply struct {
 }
 
 func (g *gateway) post(path string, form url.Values, auth bool) (tokenReply, error) {
-	req, _ := http.NewRequest(http.MethodPost, g.base+path, strings.NewReader(form.Encode()))
+	req, _ := http.NewRequest(http.MethodPost, g.Base+path, strings.NewReader(form.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	if auth {
 		req.SetBasicAuth(clientID, g.bffToken)
@@ -337,7 +267,7 @@ func startServices(t *testing.T, g *gateway) []*service {
 			sw := &netSwitch{}
 			svc := &service{name: fmt.Sprintf("svc-%02d", i), net: sw, applied: map[string]time.Time{}}
 			v, err := verifier.New(context.Background(), verifier.Config{
-				Issuer: g.base, Audience: audience, StreamID: fmt.Sprintf("svc-%02d", i), StreamSecret: g.secrets[i],
+				Issuer: g.Base, Audience: audience, StreamID: fmt.Sprintf("svc-%02d", i), StreamSecret: g.secrets[i],
 				HTTPClient: &http.Client{Transport: &http.Transport{DialContext: sw.dial}},
 				Logger:     slog.New(slog.DiscardHandler),
 				OnRevocation: func(r verifier.Revocation) {
@@ -547,7 +477,7 @@ func TestLogoutEnforcedAtEveryService(t *testing.T) {
 
 	// A service process started now (its own stream, from the receiver credential) learns the
 	// revocations still in tokengate's log from its first poll: none of those tokens pass.
-	fresh, err := verifier.New(context.Background(), verifier.Config{Issuer: g.base, Audience: audience,
+	fresh, err := verifier.New(context.Background(), verifier.Config{Issuer: g.Base, Audience: audience,
 		StreamSecret: g.receiver, OwnStream: true, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)

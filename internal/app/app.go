@@ -17,7 +17,6 @@ import (
 	"os"
 	"time"
 
-	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -188,11 +187,9 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (_ *App, err er
 	metrics.KeyAge(a.reg, a.keys.ActiveSince)
 	a.admin = server.NewAdmin(server.AdminConfig{
 		Tokens: cfg.AdminTokenHashes(), Version: o.version, Started: time.Now(), Logger: log,
+		Metrics: promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{}),
 	}, a.issuer, a.keys, a.store, a.public)
 	a.admin.MountSSF(a.ssf)
-	a.admin.Mount(func(r gin.IRoutes) {
-		r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{})))
-	})
 	if cfg.TLS != nil {
 		if a.certs, err = newCertReloader(cfg.TLS.CertFile, cfg.TLS.KeyFile, log); err != nil {
 			return nil, err

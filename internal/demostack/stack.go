@@ -20,6 +20,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/tokengate/tokengate/config"
 )
 
 // Secrets of the demo realm (deploy/keycloak/realm-demo.json) and of the BFF at tokengate.
@@ -191,63 +193,47 @@ func lastLines(s string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// TokengateConfig renders tokengate's configuration for this stack.
-func (s *Stack) TokengateConfig() string {
-	h := sha256.Sum256([]byte(BFFTokengateSecret))
-	ah := sha256.Sum256([]byte(AdminToken))
-	sh := sha256.Sum256([]byte(ServiceStreamSecret))
-	return fmt.Sprintf(`# written by internal/demostack
-listen: "127.0.0.1:%d"
-admin_listen: "127.0.0.1:%d"
-issuer: %q
-data_dir: %q
-log_level: info
-upstream:
-  issuer: %q
-  client_id: tokengate
-  client_secret: %q
-  logout_audiences: [bff]
-  max_token_lifetime: 1h
-  timeout: 2s
-  forward_logout_to: [%q]
-%stokens:
-  ttl: %s
-  recheck_after: %s
-keys:
-  jwks_max_age: 1m
-  rotate_every: 24h
-admin:
-  tokens:
-    - name: demo
-      sha256: %q
-clients:
-  - id: bff
-    secret_sha256: %q
-    audiences: [%s]
-ssf:
-  receivers:
-    - id: demo-service
-      audience: %s
-      secret_sha256: %q
-`, s.TGPort, s.TGAdminPort, s.TokengateURL(), filepath.Join(s.Work, "tokengate-data"),
-		s.KeycloakIssuer(), TokengateKCSecret, s.BFFURL()+"/backchannel-logout", s.signalsUpstream(),
-		s.TTL, s.RecheckAfter, hex.EncodeToString(ah[:]), hex.EncodeToString(h[:]), Audience, Audience, hex.EncodeToString(sh[:]))
-}
-
-// signalsUpstream is the upstream.shared_signals section, empty unless SharedSignals.
-func (s *Stack) signalsUpstream() string {
-	if !s.SharedSignals {
-		return ""
+// TokengateConfig is tokengate's configuration for this stack.
+func (s *Stack) TokengateConfig() config.Config {
+	hash := func(secret string) string {
+		h := sha256.Sum256([]byte(secret))
+		return hex.EncodeToString(h[:])
 	}
-	return fmt.Sprintf("  shared_signals:\n    enabled: true\n    client_id: %s\n    client_secret: %q\n    poll_interval: %s\n",
-		SignalsClientID, SignalsClientSecret, SignalsPollInterval)
+	c := config.Config{
+		Listen:      fmt.Sprintf("127.0.0.1:%d", s.TGPort),
+		AdminListen: fmt.Sprintf("127.0.0.1:%d", s.TGAdminPort),
+		Issuer:      s.TokengateURL(),
+		DataDir:     filepath.Join(s.Work, "tokengate-data"),
+		LogLevel:    "info",
+		Upstream: config.Upstream{
+			Issuer: s.KeycloakIssuer(), ClientID: "tokengate", ClientSecret: TokengateKCSecret,
+			LogoutAudiences: []string{"bff"}, MaxTokenLifetime: config.Duration(time.Hour),
+			Timeout: config.Duration(2 * time.Second), ForwardLogoutTo: []string{s.BFFURL() + "/backchannel-logout"},
+		},
+		Tokens:  config.Tokens{TTL: config.Duration(s.TTL), RecheckAfter: config.Duration(s.RecheckAfter)},
+		Keys:    config.Keys{JWKSMaxAge: config.Duration(time.Minute), RotateEvery: config.Duration(24 * time.Hour)},
+		Admin:   config.Admin{Tokens: []config.AdminToken{{Name: "demo", SHA256: hash(AdminToken)}}},
+		Clients: []config.Client{{ID: "bff", SecretSHA256: hash(BFFTokengateSecret), Audiences: []string{Audience}}},
+		SSF: config.SSF{Receivers: []config.SSFReceiver{{ID: "demo-service", Audience: Audience,
+			SecretSHA256: hash(ServiceStreamSecret)}}},
+	}
+	if s.SharedSignals {
+		c.Upstream.SharedSignals = config.SharedSignals{Enabled: true, ClientID: SignalsClientID,
+			ClientSecret: SignalsClientSecret, PollInterval: config.Duration(SignalsPollInterval)}
+	}
+	return c
 }
 
 // StartTokengate starts tokengate (keeping its data dir across restarts) and waits for its
 // discovery document.
 func (s *Stack) StartTokengate(ctx context.Context) error {
+	c := s.TokengateConfig()
+	b, err := config.Marshal(&c)
+	if err != nil {
+		return err
+	}
 	cfgPath := filepath.Join(s.Work, "tokengate.yaml")
-	if err := os.WriteFile(cfgPath, []byte(s.TokengateConfig()), 0o600); err != nil {
+	if err := os.WriteFile(cfgPath, b, 0o600); err != nil {
 		return err
 	}
 	return s.start(ctx, "tokengate", s.TokengateURL()+"/.well-known/openid-configuration",

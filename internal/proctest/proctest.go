@@ -1,6 +1,8 @@
-// Package proctest is test support for the packages that run the real tokengate binary as a
-// subprocess: it builds the binary once per test binary, picks free loopback addresses and
-// collects a process's output (SyncBuffer, which in-process tests use for log output too).
+// Package proctest runs the real tokengate binary as a subprocess, for the process tests, the
+// multi-process integration tests, the benchmark and the soak: it builds the binary once per
+// test binary (Run), writes a config.Config with config.Marshal, starts `tokengate serve` on
+// free loopback addresses, waits for /readyz, signals and kills it, and keeps its output
+// (Gateway, Start, StartT). SyncBuffer collects output, in-process tests' logs too.
 package proctest
 
 import (
