@@ -323,7 +323,7 @@ ssf_receiver_scopes() {
 		"$base/admin/realms/demo/clients?clientId=$receiver" | sed -n 's/^\[{"id":"\([^"]*\)".*/\1/p')" || return 0
 	[[ -n "$client" ]] || return 0
 	for scope in ssf.read ssf.manage; do
-		id="$(grep -o "{\"id\":\"[^\"]*\",\"name\":\"$scope\"" <<<"$scopes" | sed 's/{"id":"\([^"]*\)".*/\1/')"
+		id="$(grep -o "{\"id\":\"[^\"]*\",\"name\":\"$scope\"" <<<"$scopes" | sed 's/{"id":"\([^"]*\)".*/\1/')" || true
 		[[ -n "$id" ]] || continue
 		curl -fsS --max-time 10 -X PUT -H "Authorization: Bearer $token" \
 			"$base/admin/realms/demo/clients/$client/default-client-scopes/$id" ||
