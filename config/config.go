@@ -24,9 +24,6 @@ const (
 	EnvEtcdPassword         = "TOKENGATE_ETCD_PASSWORD"
 )
 
-// MinSecretLength is the shortest client secret accepted.
-const MinSecretLength = 32
-
 // Config is the whole configuration file.
 type Config struct {
 	// Listen is the public listener address (token, logout, discovery, JWKS).
@@ -105,6 +102,11 @@ type Upstream struct {
 	ClientSecret string `yaml:"client_secret,omitempty"`
 	// LogoutAudiences are the aud values accepted on logout tokens.
 	LogoutAudiences []string `yaml:"logout_audiences,omitempty"`
+	// RequireAudience (default true) refuses a subject token whose aud does not contain
+	// client_id: Keycloak 26.6 and later introspect only such tokens (an audience mapper on
+	// every client whose tokens are exchanged puts it there). false is only for realms
+	// without the mapper on older Keycloak; start-up warns about it.
+	RequireAudience *bool `yaml:"require_audience,omitempty"`
 	// MaxTokenLifetime bounds the realm's access token lifespan; revocations are kept that long.
 	MaxTokenLifetime Duration `yaml:"max_token_lifetime,omitempty"`
 	// Timeout bounds each call to Keycloak.
@@ -183,6 +185,9 @@ type Client struct {
 	SecretSHA256 string `yaml:"secret_sha256,omitempty"`
 	// Audiences are the services this client may get tokens for.
 	Audiences []string `yaml:"audiences,omitempty"`
+	// UpstreamClients are the Keycloak client ids (the token's azp, introspection's client_id)
+	// whose access tokens this client may exchange. Absent: just id.
+	UpstreamClients []string `yaml:"upstream_clients,omitempty"`
 }
 
 // SecretHash returns the decoded secret hash (valid after Validate).
@@ -303,6 +308,10 @@ func (c *Config) SetDefaults() {
 	}
 	if c.Upstream.MaxTokenLifetime == 0 {
 		c.Upstream.MaxTokenLifetime = Duration(time.Hour)
+	}
+	if c.Upstream.RequireAudience == nil {
+		on := true
+		c.Upstream.RequireAudience = &on
 	}
 	if c.Upstream.Timeout == 0 {
 		c.Upstream.Timeout = Duration(5 * time.Second)
@@ -462,6 +471,14 @@ func (c *Config) Validate() error {
 				bad(f+".audiences", "has an empty audience")
 			}
 		}
+		if cl.UpstreamClients != nil && len(cl.UpstreamClients) == 0 {
+			bad(f+".upstream_clients", "is empty: leave it out to mean just %q", cl.ID)
+		}
+		for _, u := range cl.UpstreamClients {
+			if strings.TrimSpace(u) == "" || u != strings.TrimSpace(u) {
+				bad(f+".upstream_clients", "has an empty or blank-padded Keycloak client id %q", u)
+			}
+		}
 	}
 	c.SSF.validate(bad, c.Tokens.TTL.D())
 	c.Upstream.SharedSignals.validate(bad, c.Upstream.ClientID)
@@ -469,6 +486,22 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("config: %d problem(s):\n  - %s", len(p), strings.Join(p, "\n  - "))
 	}
 	return nil
+}
+
+// AudienceRequired reports upstream.require_audience (true unless set to false).
+func (u Upstream) AudienceRequired() bool { return u.RequireAudience == nil || *u.RequireAudience }
+
+// Warnings lists settings that are valid but weaken a default; serve logs each at start-up
+// and check-config prints them.
+func (c *Config) Warnings() []string {
+	var w []string
+	if !c.Upstream.AudienceRequired() {
+		w = append(w, fmt.Sprintf("upstream.require_audience is false: any access token of the realm whose azp "+
+			"a client may exchange is accepted, meant for %q or not; Keycloak 26.6 and later will not introspect "+
+			"such tokens anyway. Add an audience mapper for %q to the exchanged clients (docs/keycloak.md) and "+
+			"remove the setting", c.Upstream.ClientID, c.Upstream.ClientID))
+	}
+	return w
 }
 
 // KEK returns the key-encryption key from keys.kek_file or TOKENGATE_KEK, or nil when neither is

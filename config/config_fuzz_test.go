@@ -59,6 +59,11 @@ upstream: {issuer: "http://127.0.0.1:18080/realms/demo", client_id: tokengate, l
 clients: [{id: bff, secret_sha256: "` + strings.Repeat("ab", 32) + `", audiences: [demo-service]}]
 `
 	f.Add([]byte(minimal), "s")
+	f.Add([]byte(strings.Replace(validConfig, "  max_token_lifetime: 1h\n", "  require_audience: false\n  max_token_lifetime: 1h\n", 1)), "")
+	f.Add([]byte(strings.Replace(validConfig, "  max_token_lifetime: 1h\n", "  require_audience: maybe\n  max_token_lifetime: 1h\n", 1)), "")
+	f.Add([]byte(validConfig+"    upstream_clients: [bff-web, bff-spa]\n"), "")
+	f.Add([]byte(validConfig+"    upstream_clients: []\n"), "")
+	f.Add([]byte(validConfig+"    upstream_clients: [\" x\"]\n"), "")
 	f.Add([]byte(strings.Replace(validConfig, "ttl: 30s", "ttl: 30", 1)), "")
 	f.Add([]byte(strings.Replace(validConfig, "ttl: 30s", "ttl: [30s]", 1)), "")
 	f.Add([]byte(strings.Replace(validConfig, "log_level: info", "log_levle: info", 1)), "")
@@ -108,6 +113,20 @@ clients: [{id: bff, secret_sha256: "` + strings.Repeat("ab", 32) + `", audiences
 			if b, err := hex.DecodeString(cl.SecretSHA256); err != nil || len(b) != 32 || cl.ID == "" || len(cl.Audiences) == 0 {
 				t.Fatalf("accepted client %+v", cl)
 			}
+			if cl.UpstreamClients != nil && len(cl.UpstreamClients) == 0 {
+				t.Fatalf("accepted an empty upstream_clients list: %+v", cl)
+			}
+			for _, u := range cl.UpstreamClients {
+				if u == "" || u != strings.TrimSpace(u) {
+					t.Fatalf("accepted upstream client %q", u)
+				}
+			}
+		}
+		if c.Upstream.RequireAudience == nil {
+			t.Fatal("require_audience has no value after defaults")
+		}
+		if warned := len(c.Warnings()) > 0; warned == c.Upstream.AudienceRequired() {
+			t.Fatalf("require_audience %v but warnings %q", c.Upstream.AudienceRequired(), c.Warnings())
 		}
 		roundTrip(t, c, getenv)
 	})

@@ -13,6 +13,9 @@ type Client struct {
 	SecretSHA256 [32]byte
 	// Audiences are the services this client may ask tokens for.
 	Audiences []string
+	// UpstreamClients are the provider (Keycloak) client ids whose access tokens this client
+	// may exchange: the token's azp, the introspection answer's client_id. Empty: ID alone.
+	UpstreamClients []string
 }
 
 // MinSecretLength is the shortest client secret accepted: secrets are high-entropy, not passwords.

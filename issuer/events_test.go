@@ -57,7 +57,7 @@ func openBolt(t *testing.T) *bolt.Store {
 func newAdminIssuer(t *testing.T, st issuer.Store, pub issuer.Publisher) *issuer.Issuer {
 	t.Helper()
 	is, err := issuer.New(issuer.Config{Issuer: "https://tg.test", TTL: 30 * time.Second, RecheckAfter: time.Minute,
-		MaxUpstreamLifetime: time.Hour}, st, nil, nil, pub)
+		MaxUpstreamLifetime: time.Hour, UpstreamClientID: "tokengate"}, st, nil, nil, pub)
 	if err != nil {
 		t.Fatal(err)
 	}

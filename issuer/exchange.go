@@ -42,15 +42,26 @@ func (i *Issuer) exchange(ctx context.Context, c Client, r ExchangeRequest) (Tok
 	if err != nil {
 		return TokenResponse{}, err
 	}
-	at, intro, fetchedAt, hit, err := i.verifyAndIntrospect(ctx, r.SubjectToken)
+	key := digest(r.SubjectToken)
+	at, cached, hit, err := i.verifySubject(ctx, key, r.SubjectToken)
 	if err != nil {
 		return TokenResponse{}, err
 	}
+	if err := i.checkSubject(ctx, c, at, r.SubjectToken); err != nil {
+		return TokenResponse{}, err
+	}
+	intro, fetchedAt := cached.result, cached.fetchedAt
+	if !hit {
+		if intro, fetchedAt, hit, err = i.cache.get(ctx, key, r.SubjectToken, at, i.introspect); err != nil {
+			return TokenResponse{}, unavailable("upstream provider is unreachable", err)
+		}
+	}
 	i.cfg.Metrics.CacheLookup(hit)
 	if !intro.Active {
-		i.log.InfoContext(ctx, "exchange refused", "event", "exchange_refused", "client_id", c.ID,
-			"reason", "inactive", "subject_token", TokenHash(r.SubjectToken))
-		return TokenResponse{}, invalidRequest("subject_token is not active", nil)
+		return TokenResponse{}, i.inactive(ctx, c, at, r.SubjectToken)
+	}
+	if err := i.checkIntrospected(ctx, c, at, intro.ClientID, r.SubjectToken); err != nil {
+		return TokenResponse{}, err
 	}
 	if intro.Subject != "" && intro.Subject != at.Subject {
 		return TokenResponse{}, invalidRequest("subject_token introspection does not match the token", nil)
@@ -77,7 +88,7 @@ func (i *Issuer) exchange(ctx context.Context, c Client, r ExchangeRequest) (Tok
 		return TokenResponse{}, invalidRequest("subject_token has expired", nil)
 	}
 	g.IssuedAt = now.Unix()
-	i.markChecked(sessionKey(g.SID, g.Subject), fetchedAt)
+	i.scheduleRecheck(sessionKey(g.SID, g.Subject), fetchedAt.Add(i.cfg.RecheckAfter), now)
 	resp, claims, err := i.issue(&g, g.Scope, now)
 	if err != nil {
 		return TokenResponse{}, err
@@ -92,27 +103,23 @@ func (i *Issuer) exchange(ctx context.Context, c Client, r ExchangeRequest) (Tok
 	return resp, nil
 }
 
-// verifyAndIntrospect checks the upstream token locally and asks the provider about it once.
-// A token seen before (the same bytes, not yet expired) is answered from the cache without
-// repeating either: it passed the same signature check when it was cached.
-func (i *Issuer) verifyAndIntrospect(ctx context.Context, token string) (upstream.AccessToken, upstream.Introspection, time.Time, bool, error) {
-	key := digest(token)
+// verifySubject checks the upstream token (whose digest is key) locally. A token seen before
+// (the same bytes, not yet expired) is answered from the introspection cache without repeating
+// the check: it passed the same signature check when it was cached; hit reports that, with
+// the cached entry.
+func (i *Issuer) verifySubject(ctx context.Context, key [32]byte, token string) (upstream.AccessToken, cachedIntrospection, bool, error) {
 	if e, ok := i.cache.peek(key); ok {
-		return e.token, e.result, e.fetchedAt, true, nil
+		return e.token, e, true, nil
 	}
 	at, err := i.upstream.VerifyAccessToken(ctx, token)
 	if err != nil {
 		if errors.Is(err, upstream.ErrUnavailable) {
-			return at, upstream.Introspection{}, time.Time{}, false, unavailable("upstream provider is unreachable", err)
+			return at, cachedIntrospection{}, false, unavailable("upstream provider is unreachable", err)
 		}
-		return at, upstream.Introspection{}, time.Time{}, false,
+		return at, cachedIntrospection{}, false,
 			invalidRequest("subject_token is not a valid access token of the upstream provider", err)
 	}
-	intro, fetchedAt, hit, err := i.cache.get(ctx, key, token, at, i.introspect)
-	if err != nil {
-		return at, intro, fetchedAt, false, unavailable("upstream provider is unreachable", err)
-	}
-	return at, intro, fetchedAt, hit, nil
+	return at, cachedIntrospection{}, false, nil
 }
 
 // issue mints an internal token for g.

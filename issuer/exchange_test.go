@@ -50,7 +50,7 @@ func TestExchange_CachedTokenIsNotVerifiedAgainUntilItExpires(t *testing.T) {
 	ck := &testClock{t: time.Now()}
 	const secret = "bff-secret-0123456789-abcdefghijklmnop"
 	is, err := issuer.New(issuer.Config{Issuer: "https://tg.test", TTL: 30 * time.Second, RecheckAfter: time.Minute,
-		MaxUpstreamLifetime: time.Hour, LogoutAudiences: []string{kctest.LogoutAudience}, Now: ck.Now,
+		MaxUpstreamLifetime: time.Hour, LogoutAudiences: []string{kctest.LogoutAudience}, UpstreamClientID: kctest.ClientID, Now: ck.Now,
 		Clients: []issuer.Client{{ID: "bff", SecretSHA256: sha256.Sum256([]byte(secret)), Audiences: []string{"svc"}}}},
 		st, km, up, nil)
 	if err != nil {

@@ -58,7 +58,7 @@ func newFixture(t *testing.T) *fixture {
 		ClientID: kctest.ClientID, ClientSecret: kctest.ClientSecret})}
 	f.is, err = issuer.New(issuer.Config{
 		Issuer: "https://tg.test", TTL: 30 * time.Second, RecheckAfter: time.Minute, MaxUpstreamLifetime: time.Hour,
-		LogoutAudiences: []string{kctest.LogoutAudience}, Now: f.clock.Now,
+		LogoutAudiences: []string{kctest.LogoutAudience}, UpstreamClientID: kctest.ClientID, Now: f.clock.Now,
 		Clients: []issuer.Client{
 			{ID: "bff", SecretSHA256: sha256.Sum256([]byte(bffSecret)), Audiences: []string{"demo-service", "orders"}},
 			{ID: "other", SecretSHA256: sha256.Sum256([]byte(otherSecret)), Audiences: []string{"demo-service"}},

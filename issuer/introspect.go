@@ -2,7 +2,6 @@ package issuer
 
 import (
 	"context"
-	"sync"
 	"time"
 
 	"golang.org/x/sync/singleflight"
@@ -11,14 +10,12 @@ import (
 )
 
 // introspectionCache remembers introspection answers by SHA-256 of the token until the token
-// expires, and shares one upstream call among concurrent identical requests.
+// expires (an expiringMap, unbounded: an entry lives no longer than its token), and shares one
+// upstream call among concurrent identical requests.
 type introspectionCache struct {
-	now    func() time.Time
-	flight singleflight.Group
-
-	mu      sync.Mutex
-	entries map[[32]byte]cachedIntrospection
-	sweep   time.Time
+	now     func() time.Time
+	flight  singleflight.Group
+	entries *expiringMap[[32]byte, cachedIntrospection]
 }
 
 type cachedIntrospection struct {
@@ -27,34 +24,25 @@ type cachedIntrospection struct {
 	token     upstream.AccessToken
 	result    upstream.Introspection
 	fetchedAt time.Time
-	expires   time.Time
 }
 
 func newIntrospectionCache(now func() time.Time) *introspectionCache {
-	return &introspectionCache{now: now, entries: map[[32]byte]cachedIntrospection{}}
+	return &introspectionCache{now: now, entries: newExpiringMap[[32]byte, cachedIntrospection](0)}
 }
 
 // peek returns the unexpired entry for key (the digest of the token), if any: the same bytes
 // verified and introspected before, so neither needs doing again until the token's exp.
 func (c *introspectionCache) peek(key [32]byte) (cachedIntrospection, bool) {
-	c.mu.Lock()
-	e, ok := c.entries[key]
-	c.mu.Unlock()
-	return e, ok && c.now().Before(e.expires)
+	return c.entries.get(key, c.now())
 }
 
 // get returns the cached answer for token (whose digest is key) or calls fetch once, caching
-// the answer until expires. Errors are not cached. fetchedAt is when the answer came from the
+// the answer until the token's exp. Errors are not cached. fetchedAt is when the answer came from the
 // provider; hit reports that this caller caused no upstream call (a cached answer, or one
 // shared with a concurrent caller).
 func (c *introspectionCache) get(ctx context.Context, key [32]byte, token string, at upstream.AccessToken,
 	fetch func(context.Context, string) (upstream.Introspection, error)) (res upstream.Introspection, fetchedAt time.Time, hit bool, err error) {
-	expires := at.Expiry
-	now := c.now()
-	c.mu.Lock()
-	e, ok := c.entries[key]
-	c.mu.Unlock()
-	if ok && now.Before(e.expires) {
+	if e, ok := c.entries.get(key, c.now()); ok {
 		return e.result, e.fetchedAt, true, nil
 	}
 	v, err, shared := c.flight.Do(string(key[:]), func() (any, error) {
@@ -63,35 +51,14 @@ func (c *introspectionCache) get(ctx context.Context, key [32]byte, token string
 		if err != nil {
 			return nil, err
 		}
-		e := cachedIntrospection{token: at, result: r, fetchedAt: c.now(), expires: expires}
-		c.put(key, e)
+		now := c.now()
+		e := cachedIntrospection{token: at, result: r, fetchedAt: now}
+		c.entries.put(key, e, at.Expiry, now)
 		return e, nil
 	})
 	if err != nil {
 		return upstream.Introspection{}, time.Time{}, false, err
 	}
-	e = v.(cachedIntrospection)
+	e := v.(cachedIntrospection)
 	return e.result, e.fetchedAt, shared, nil
-}
-
-func (c *introspectionCache) put(key [32]byte, e cachedIntrospection) {
-	now := c.now()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.entries[key] = e
-	if now.Sub(c.sweep) > time.Minute {
-		c.sweep = now
-		for k, e := range c.entries {
-			if !now.Before(e.expires) {
-				delete(c.entries, k)
-			}
-		}
-	}
-}
-
-// Len reports the number of cached answers (for metrics and tests).
-func (c *introspectionCache) Len() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.entries)
 }

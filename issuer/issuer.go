@@ -67,6 +67,12 @@ type Config struct {
 	MaxUpstreamLifetime time.Duration
 	// LogoutAudiences are the aud values accepted on logout tokens.
 	LogoutAudiences []string
+	// UpstreamClientID is tokengate's own client id at the provider, the one it introspects
+	// with. A subject token must carry it in aud (see SkipAudienceCheck).
+	UpstreamClientID string
+	// SkipAudienceCheck accepts subject tokens whose aud lacks UpstreamClientID: only for
+	// realms without the audience mapper, which Keycloak 26.6 and later refuse to introspect.
+	SkipAudienceCheck bool
 	// Skew is the allowed clock difference with the provider (60s when zero).
 	Skew time.Duration
 	// Clients are the BFFs allowed to call the token endpoint.
@@ -87,13 +93,17 @@ type Issuer struct {
 	upstream Upstream
 	clients  map[string]Client
 	cache    *introspectionCache
-	grants   *grantCache
+	grants   *expiringMap[[32]byte, *grant]
 	log      *slog.Logger
+	publish  Publisher
 
-	publish Publisher
+	// rechecks holds, per session key, when its upstream token is next introspected; an
+	// entry is forgotten MaxUpstreamLifetime after that time, when no token of the session
+	// can still be alive.
+	rechecks *expiringMap[string, time.Time]
 
-	checkMu     sync.Mutex
-	lastChecked map[string]time.Time // session key → last introspection of its upstream token
+	hintMu     sync.Mutex
+	lastHinted time.Time // last WARN naming the missing audience mapper (see subject.go)
 }
 
 // New returns an issuer on its collaborators. pub is told about every recorded revocation
@@ -111,6 +121,9 @@ func New(cfg Config, s Store, k Keys, up Upstream, pub Publisher) (*Issuer, erro
 	if cfg.Issuer == "" || cfg.TTL <= 0 || cfg.RecheckAfter <= 0 || cfg.MaxUpstreamLifetime <= 0 {
 		return nil, errors.New("issuer: Issuer, TTL, RecheckAfter and MaxUpstreamLifetime are required")
 	}
+	if cfg.UpstreamClientID == "" && !cfg.SkipAudienceCheck {
+		return nil, errors.New("issuer: UpstreamClientID is required unless SkipAudienceCheck is set")
+	}
 	clients := make(map[string]Client, len(cfg.Clients))
 	for _, c := range cfg.Clients {
 		if _, dup := clients[c.ID]; dup {
@@ -123,10 +136,10 @@ func New(cfg Config, s Store, k Keys, up Upstream, pub Publisher) (*Issuer, erro
 	}
 	return &Issuer{
 		cfg: cfg, store: s, keys: k, upstream: up, clients: clients, publish: pub,
-		cache:       newIntrospectionCache(cfg.Now),
-		grants:      newGrantCache(),
-		log:         cfg.Logger,
-		lastChecked: map[string]time.Time{},
+		cache:    newIntrospectionCache(cfg.Now),
+		grants:   newGrantCache(),
+		log:      cfg.Logger,
+		rechecks: newExpiringMap[string, time.Time](0),
 	}, nil
 }
 

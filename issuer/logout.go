@@ -50,7 +50,7 @@ func (i *Issuer) RecordLogout(ctx context.Context, raw string) (store.Revocation
 	if !fresh {
 		// The jti was claimed before. If that delivery's logout is on record this is a replay;
 		// if not, recording failed after the claim (503 to the sender) and this is its retry.
-		recorded, err := i.onRecord(ctx, r)
+		recorded, err := i.alreadyRecorded(ctx, r)
 		if err != nil {
 			return store.Revocation{}, err
 		}
@@ -96,8 +96,9 @@ func (i *Issuer) RecordUpstreamLogout(ctx context.Context, r store.Revocation) (
 	return i.recordNew(ctx, r)
 }
 
-// onRecord reports whether the logout r describes is already recorded.
-func (i *Issuer) onRecord(ctx context.Context, r store.Revocation) (bool, error) {
+// alreadyRecorded reports whether the logout r describes is already on record (a session logout
+// of r.SID, or a subject-wide one of r.Sub at or after r.At).
+func (i *Issuer) alreadyRecorded(ctx context.Context, r store.Revocation) (bool, error) {
 	var (
 		got store.Revocation
 		err error

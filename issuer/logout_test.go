@@ -50,7 +50,7 @@ func TestRecordLogout_RetryAfterAFailedRecordIsAcceptedReplayIsNot(t *testing.T)
 	}
 	up := upstream.New(upstream.Config{Issuer: realm.Issuer(), ClientID: kctest.ClientID, ClientSecret: kctest.ClientSecret})
 	is, err := issuer.New(issuer.Config{Issuer: "https://tg.test", TTL: 30 * time.Second, RecheckAfter: time.Minute,
-		MaxUpstreamLifetime: time.Hour, LogoutAudiences: []string{kctest.LogoutAudience}}, st, km, up, nil)
+		MaxUpstreamLifetime: time.Hour, LogoutAudiences: []string{kctest.LogoutAudience}, UpstreamClientID: kctest.ClientID}, st, km, up, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

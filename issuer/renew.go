@@ -25,7 +25,8 @@ func (i *Issuer) Renew(ctx context.Context, c Client, refreshToken, scope string
 }
 
 func (i *Issuer) renew(ctx context.Context, c Client, refreshToken, scope string) (TokenResponse, error) {
-	g, err := i.unseal(refreshToken)
+	now := i.cfg.Now()
+	g, err := i.unseal(refreshToken, now)
 	if err != nil {
 		i.cfg.Metrics.Renewal("refused", "malformed")
 		return TokenResponse{}, invalidGrant("refresh token is invalid", err)
@@ -34,7 +35,6 @@ func (i *Issuer) renew(ctx context.Context, c Client, refreshToken, scope string
 		i.refused(ctx, c, g, "wrong_client")
 		return TokenResponse{}, invalidGrant("refresh token was issued to another client", nil)
 	}
-	now := i.cfg.Now()
 	if now.Unix() >= g.UpstreamExpiry {
 		i.refused(ctx, c, g, "upstream_expired")
 		return TokenResponse{}, invalidGrant("the upstream token behind this grant has expired; exchange a new one", nil)
@@ -70,12 +70,13 @@ func (i *Issuer) refused(ctx context.Context, c Client, g *grant, reason string)
 		"sub", g.Subject, "sid", g.SID, "reason", reason)
 }
 
-func (i *Issuer) unseal(token string) (*grant, error) {
+// unseal opens a refresh token (from the grant cache when it was opened before) at now.
+func (i *Issuer) unseal(token string, now time.Time) (*grant, error) {
 	if token == "" {
 		return nil, errors.New("empty refresh token")
 	}
 	key := refreshKey(token)
-	if g := i.grants.get(key); g != nil {
+	if g, ok := i.grants.get(key, now); ok {
 		return g, nil
 	}
 	plain, err := i.keys.Unseal(token)
@@ -89,17 +90,26 @@ func (i *Issuer) unseal(token string) (*grant, error) {
 	if g.Version != grantVersion || g.ClientID == "" || g.Subject == "" {
 		return nil, errors.New("grant is incomplete")
 	}
-	i.grants.put(key, &g)
+	i.grants.put(key, &g, time.Unix(g.UpstreamExpiry, 0), now)
 	return &g, nil
 }
 
-// markChecked records that the session's upstream token was introspected at t.
-func (i *Issuer) markChecked(key string, t time.Time) {
-	i.checkMu.Lock()
-	if t.After(i.lastChecked[key]) {
-		i.lastChecked[key] = t
-	}
-	i.checkMu.Unlock()
+// scheduleRecheck sets when the session's upstream token is next introspected, unless a later
+// time is already set.
+func (i *Issuer) scheduleRecheck(key string, due, now time.Time) {
+	i.rechecks.update(key, now, func(old time.Time, ok bool) (time.Time, time.Time, bool) {
+		if ok && !due.After(old) {
+			return old, time.Time{}, false
+		}
+		return due, due.Add(i.cfg.MaxUpstreamLifetime), true
+	})
+}
+
+// recheckDue reports whether the session's upstream token is due for introspection at now (a
+// session never introspected by this process is).
+func (i *Issuer) recheckDue(key string, now time.Time) bool {
+	due, ok := i.rechecks.get(key, now)
+	return !ok || !now.Before(due)
 }
 
 // recheck re-introspects g's upstream token when RecheckAfter has passed since the session was
@@ -109,27 +119,21 @@ func (i *Issuer) markChecked(key string, t time.Time) {
 func (i *Issuer) recheck(ctx context.Context, g *grant) error {
 	key := sessionKey(g.SID, g.Subject)
 	now := i.cfg.Now()
-	i.checkMu.Lock()
-	last := i.lastChecked[key]
-	i.checkMu.Unlock()
-	if now.Sub(last) < i.cfg.RecheckAfter {
+	if !i.recheckDue(key, now) {
 		return nil
 	}
 	_, err, _ := i.cache.flight.Do("recheck:"+key, func() (any, error) {
-		i.checkMu.Lock()
-		last := i.lastChecked[key]
-		i.checkMu.Unlock()
-		if i.cfg.Now().Sub(last) < i.cfg.RecheckAfter {
+		if !i.recheckDue(key, i.cfg.Now()) {
 			return nil, nil // another caller just checked
 		}
 		intro, err := i.introspect(context.WithoutCancel(ctx), g.UpstreamToken)
 		if err != nil {
-			i.markChecked(key, now.Add(recheckBackoff-i.cfg.RecheckAfter))
+			i.scheduleRecheck(key, now.Add(recheckBackoff), now)
 			i.log.WarnContext(ctx, "session recheck failed; renewal allowed", "event", "recheck_failed",
 				"sid", g.SID, "error", err.Error())
 			return nil, nil
 		}
-		i.markChecked(key, now)
+		i.scheduleRecheck(key, now.Add(i.cfg.RecheckAfter), now)
 		if intro.Active {
 			return nil, nil
 		}
@@ -142,15 +146,4 @@ func (i *Issuer) recheck(ctx context.Context, g *grant) error {
 		return nil, fmt.Errorf("recheck: %w", errRevoked)
 	})
 	return err
-}
-
-// Sweep forgets recheck bookkeeping older than any upstream token can live. Call it periodically.
-func (i *Issuer) Sweep(now time.Time) {
-	i.checkMu.Lock()
-	defer i.checkMu.Unlock()
-	for k, t := range i.lastChecked {
-		if now.Sub(t) > i.cfg.MaxUpstreamLifetime+i.cfg.RecheckAfter {
-			delete(i.lastChecked, k)
-		}
-	}
 }

@@ -15,7 +15,8 @@ func (i *Issuer) Revoke(ctx context.Context, c Client, token, hint string) error
 	if token == "" {
 		return invalidRequest("token is required", nil)
 	}
-	g, err := i.unseal(token)
+	now := i.cfg.Now()
+	g, err := i.unseal(token, now)
 	if err != nil {
 		if strings.Count(token, ".") == 2 || hint == "access_token" {
 			return oauthErr(CodeUnsupportedTokenType, "only refresh tokens can be revoked; they end the whole session", nil)
@@ -25,7 +26,6 @@ func (i *Issuer) Revoke(ctx context.Context, c Client, token, hint string) error
 	if g.ClientID != c.ID {
 		return oauthErr(CodeUnauthorizedClient, "token was issued to another client", nil)
 	}
-	now := i.cfg.Now()
 	r := store.Revocation{SID: g.SID, Sub: g.Subject, At: now, Expires: i.revocationExpiry(now), Reason: "revoke"}
 	if err := i.record(ctx, r, ""); err != nil {
 		return err

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fetch, run and stop a throw-away Keycloak (dev mode) for tokengate's tests.
 #
-# Usage: scripts/keycloak.sh fetch|java|start|stop|status
+# Usage: scripts/keycloak.sh fetch|java|start|stop|status|version
 #
 #   fetch   Resolve org.keycloak:keycloak-quarkus-dist:$KEYCLOAK_VERSION:zip into
 #           Maven's local repository and unpack it once into
@@ -14,9 +14,11 @@
 #           document answers. Prints the base URL.
 #   stop    Stops the process group recorded in $KC_RUN_DIR/keycloak.pid.
 #   status  Exit 0 when the Keycloak of $KC_RUN_DIR is running.
+#   version Prints the version that fetch and start use ($KEYCLOAK_VERSION).
 #
 # Environment:
-#   KEYCLOAK_VERSION     dist version                      (26.5.6)
+#   KEYCLOAK_VERSION     dist version                      (26.7.3; make test also
+#                        runs a smoke path on 26.5.6, see integration/kc265)
 #   KEYCLOAK_JAVA_HOME   JDK >= 21 to use                   (auto-detected)
 #   MAVEN_LOCAL_REPO     Maven local repository             ($HOME/.m2/repository)
 #   XDG_CACHE_HOME       cache root                         ($HOME/.cache)
@@ -36,7 +38,7 @@
 #   KC_BOOTSTRAP_ADMIN_USERNAME / KC_BOOTSTRAP_ADMIN_PASSWORD   master admin (admin/admin)
 set -euo pipefail
 
-KEYCLOAK_VERSION="${KEYCLOAK_VERSION:-26.5.6}"
+KEYCLOAK_VERSION="${KEYCLOAK_VERSION:-26.7.3}"
 KC_PORT="${KC_PORT:-18080}"
 KC_RUN_DIR="${KC_RUN_DIR:-${TMPDIR:-/tmp}/tokengate-keycloak-${KC_PORT}}"
 KC_START_TIMEOUT="${KC_START_TIMEOUT:-240}"
@@ -379,6 +381,7 @@ main() {
 		;;
 	stop) cmd_stop ;;
 	status) cmd_status ;;
+	version) printf '%s\n' "$KEYCLOAK_VERSION" ;;
 	*)
 		sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2
 		exit 2

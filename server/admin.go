@@ -7,9 +7,7 @@ import (
 	_ "embed"
 	"encoding/json"
 	"errors"
-	"io"
 	"log/slog"
-	"mime"
 	"net/http"
 	"strings"
 	"time"
@@ -69,23 +67,21 @@ type Admin struct {
 	keys   AdminKeys
 	store  AdminStore
 	public *Server
+	ssf    SSFAdmin // nil: no stream management calls
 	log    *slog.Logger
-	extra  []func(gin.IRoutes)
 }
 
-// NewAdmin returns the admin API. public provides the health endpoints.
-func NewAdmin(cfg AdminConfig, is AdminIssuer, k AdminKeys, st AdminStore, public *Server) *Admin {
+// NewAdmin returns the admin API. public provides the health endpoints; tx, when not nil, is
+// the Shared Signals transmitter whose streams the admin API manages.
+func NewAdmin(cfg AdminConfig, is AdminIssuer, k AdminKeys, st AdminStore, public *Server, tx SSFAdmin) *Admin {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Admin{cfg: cfg, issuer: is, keys: k, store: st, public: public, log: cfg.Logger}
+	return &Admin{cfg: cfg, issuer: is, keys: k, store: st, public: public, ssf: tx, log: cfg.Logger}
 }
 
-// mount adds routes to the admin listener (the stream management calls) before Handler is called.
-func (a *Admin) mount(f func(r gin.IRoutes)) { a.extra = append(a.extra, f) }
-
 // Handler returns the admin listener's handler: health, the admin API, the stream management
-// calls (MountSSF) and /metrics (AdminConfig.Metrics).
+// calls (with a transmitter) and /metrics (AdminConfig.Metrics).
 func (a *Admin) Handler() http.Handler {
 	r := a.public.healthEngine()
 	r.HandleMethodNotAllowed = true
@@ -99,26 +95,17 @@ func (a *Admin) Handler() http.Handler {
 	g.GET("/sessions/:sid", a.session)
 	g.POST("/sessions/:sid/revoke", a.revokeSession)
 	g.POST("/subjects/:sub/revoke", a.revokeSubject)
-	for _, f := range a.extra {
-		f(r)
+	if a.ssf != nil {
+		a.mountSSF(r)
 	}
 	if a.cfg.Metrics != nil {
 		r.GET("/metrics", gin.WrapH(a.cfg.Metrics))
 	}
-	r.NoRoute(func(c *gin.Context) { adminError(c, http.StatusNotFound, "not_found", "no such endpoint") })
+	r.NoRoute(func(c *gin.Context) { writeError(c, adminErrors, http.StatusNotFound, "not_found", "no such endpoint") })
 	r.NoMethod(func(c *gin.Context) {
-		adminError(c, http.StatusMethodNotAllowed, "method_not_allowed", "method not allowed")
+		writeError(c, adminErrors, http.StatusMethodNotAllowed, "method_not_allowed", "method not allowed")
 	})
 	return r
-}
-
-// adminError writes the admin API's error shape.
-func adminError(c *gin.Context, status int, code, desc string) {
-	c.Header("Cache-Control", "no-store")
-	if status == http.StatusUnauthorized {
-		c.Header("WWW-Authenticate", `Bearer realm="tokengate-admin"`)
-	}
-	c.AbortWithStatusJSON(status, gin.H{"error": code, "error_description": desc})
 }
 
 const operatorKey = "tokengate.operator"
@@ -128,7 +115,7 @@ func (a *Admin) authenticate(c *gin.Context) {
 	h := c.GetHeader("Authorization")
 	tok, ok := strings.CutPrefix(h, "Bearer ")
 	if !ok || tok == "" {
-		adminError(c, http.StatusUnauthorized, "unauthorized", "a bearer admin token is required")
+		writeError(c, adminErrors, http.StatusUnauthorized, "unauthorized", "a bearer admin token is required")
 		return
 	}
 	sum := sha256.Sum256([]byte(tok))
@@ -140,7 +127,7 @@ func (a *Admin) authenticate(c *gin.Context) {
 	}
 	if who == "" {
 		a.log.Warn("admin authentication failed", "event", "admin_auth_failed", "remote", c.ClientIP(), "route", c.FullPath())
-		adminError(c, http.StatusUnauthorized, "unauthorized", "the admin token is not valid")
+		writeError(c, adminErrors, http.StatusUnauthorized, "unauthorized", "the admin token is not valid")
 		return
 	}
 	c.Set(operatorKey, who)
@@ -157,43 +144,10 @@ func (a *Admin) audit(c *gin.Context, action, target string, err error, attrs ..
 	a.log.Info("admin action", args...)
 }
 
-// readJSON decodes an optional JSON body into v, refusing other content types, unknown fields
-// and trailing data. An empty body leaves v as it is.
-func readJSON(c *gin.Context, v any) bool {
-	body, err := io.ReadAll(c.Request.Body)
-	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			adminError(c, http.StatusRequestEntityTooLarge, "invalid_request", "request body too large")
-		} else {
-			adminError(c, http.StatusBadRequest, "invalid_request", "could not read the request body")
-		}
-		return false
-	}
-	if len(strings.TrimSpace(string(body))) == 0 {
-		return true
-	}
-	if mt, _, err := mime.ParseMediaType(c.GetHeader("Content-Type")); err != nil || mt != "application/json" {
-		adminError(c, http.StatusUnsupportedMediaType, "invalid_request", "Content-Type must be application/json")
-		return false
-	}
-	dec := json.NewDecoder(strings.NewReader(string(body)))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		adminError(c, http.StatusBadRequest, "invalid_request", "malformed JSON body: "+truncate(err.Error(), 120))
-		return false
-	}
-	if dec.More() {
-		adminError(c, http.StatusBadRequest, "invalid_request", "malformed JSON body: trailing data")
-		return false
-	}
-	return true
-}
-
 func (a *Admin) status(c *gin.Context) {
 	st, err := a.store.Stats(c.Request.Context())
 	if err != nil {
-		adminError(c, http.StatusServiceUnavailable, "unavailable", "the store cannot answer")
+		writeError(c, adminErrors, http.StatusServiceUnavailable, "unavailable", "the store cannot answer")
 		return
 	}
 	ks, _ := a.keys.Keys()
@@ -217,16 +171,16 @@ func (a *Admin) rotate(c *gin.Context) {
 	var req struct {
 		Force bool `json:"force"`
 	}
-	if !readJSON(c, &req) {
+	if !readJSON(c, adminErrors, true, &req) {
 		return
 	}
 	ch, err := a.keys.Rotate(c.Request.Context(), req.Force)
 	a.audit(c, "keys.rotate", "", err, "force", req.Force, "activated", ch.Activated, "retired", ch.Retired)
 	switch {
 	case errors.Is(err, keys.ErrTooEarly):
-		adminError(c, http.StatusConflict, "too_early", err.Error()+"; retry later or send {\"force\":true}")
+		writeError(c, adminErrors, http.StatusConflict, "too_early", err.Error()+"; retry later or send {\"force\":true}")
 	case err != nil:
-		adminError(c, http.StatusServiceUnavailable, "unavailable", "rotation could not be stored")
+		writeError(c, adminErrors, http.StatusServiceUnavailable, "unavailable", "rotation could not be stored")
 	default:
 		c.JSON(http.StatusOK, gin.H{"change": ch, "active_kid": a.keys.ActiveKeyID()})
 	}
@@ -234,16 +188,16 @@ func (a *Admin) rotate(c *gin.Context) {
 
 func (a *Admin) revokeKey(c *gin.Context) {
 	kid := c.Param("kid")
-	if !readJSON(c, &struct{}{}) {
+	if !readJSON(c, adminErrors, true, &struct{}{}) {
 		return
 	}
 	ch, err := a.keys.RevokeKey(c.Request.Context(), kid)
 	a.audit(c, "keys.revoke", kid, err, "activated", ch.Activated)
 	switch {
 	case errors.Is(err, keys.ErrNoKey):
-		adminError(c, http.StatusNotFound, "not_found", "no published key has kid "+truncate(kid, 80))
+		writeError(c, adminErrors, http.StatusNotFound, "not_found", "no published key has kid "+truncate(kid, 80))
 	case err != nil:
-		adminError(c, http.StatusServiceUnavailable, "unavailable", "revocation could not be stored")
+		writeError(c, adminErrors, http.StatusServiceUnavailable, "unavailable", "revocation could not be stored")
 	default:
 		c.JSON(http.StatusOK, gin.H{"change": ch, "active_kid": a.keys.ActiveKeyID()})
 	}
@@ -256,7 +210,7 @@ func (a *Admin) session(c *gin.Context) {
 	case errors.Is(err, store.ErrNotFound):
 		c.JSON(http.StatusOK, gin.H{"sid": sid, "revoked": false})
 	case err != nil:
-		adminError(c, http.StatusServiceUnavailable, "unavailable", "the store cannot answer")
+		writeError(c, adminErrors, http.StatusServiceUnavailable, "unavailable", "the store cannot answer")
 	default:
 		c.JSON(http.StatusOK, gin.H{"sid": sid, "revoked": true, "revocation": r})
 	}
@@ -264,13 +218,13 @@ func (a *Admin) session(c *gin.Context) {
 
 func (a *Admin) revokeSession(c *gin.Context) {
 	sid := c.Param("sid")
-	if !readJSON(c, &struct{}{}) {
+	if !readJSON(c, adminErrors, true, &struct{}{}) {
 		return
 	}
 	r, err := a.issuer.RevokeSession(c.Request.Context(), sid, "admin:"+c.GetString(operatorKey))
 	a.audit(c, "sessions.revoke", sid, err)
 	if err != nil {
-		adminError(c, http.StatusServiceUnavailable, "unavailable", "the revocation could not be stored")
+		writeError(c, adminErrors, http.StatusServiceUnavailable, "unavailable", "the revocation could not be stored")
 		return
 	}
 	c.JSON(http.StatusOK, gin.H{"revocation": r})
@@ -278,13 +232,13 @@ func (a *Admin) revokeSession(c *gin.Context) {
 
 func (a *Admin) revokeSubject(c *gin.Context) {
 	sub := c.Param("sub")
-	if !readJSON(c, &struct{}{}) {
+	if !readJSON(c, adminErrors, true, &struct{}{}) {
 		return
 	}
 	r, err := a.issuer.RevokeSubject(c.Request.Context(), sub, "admin:"+c.GetString(operatorKey))
 	a.audit(c, "subjects.revoke", sub, err)
 	if err != nil {
-		adminError(c, http.StatusServiceUnavailable, "unavailable", "the revocation could not be stored")
+		writeError(c, adminErrors, http.StatusServiceUnavailable, "unavailable", "the revocation could not be stored")
 		return
 	}
 	c.JSON(http.StatusOK, gin.H{"revocation": r})

@@ -155,9 +155,8 @@ func TestAdmin_SessionAndSubjectRevocationStopRenewal(t *testing.T) {
 // TestAdmin_OpenAPIDocumentMatchesRoutes keeps the committed document and the handler in step.
 func TestAdmin_OpenAPIDocumentMatchesRoutes(t *testing.T) {
 	s := newStack(t)
-	pub, _ := server.New(server.Config{Issuer: s.srv.URL}, s.issuer, s.keys)
-	adm := server.NewAdmin(server.AdminConfig{}, s.issuer, s.keys, s.store, pub)
-	adm.MountSSF(s.tx)
+	pub, _ := server.New(server.Config{Issuer: s.srv.URL}, s.issuer, s.keys, s.tx)
+	adm := server.NewAdmin(server.AdminConfig{}, s.issuer, s.keys, s.store, pub, s.tx)
 	h := adm.Handler().(*gin.Engine)
 	var routes []string
 	for _, r := range h.Routes() {

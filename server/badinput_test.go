@@ -61,7 +61,7 @@ func TestBadInput_StandardErrorAndNoStateChange(t *testing.T) {
 	s := newStack(t)
 	canary := s.mustExchange("canary", "sid-canary")
 	refresh := canary.str("refresh_token")
-	other := s.post("/token", "other", otherSecret, exchangeForm(s.realm.AccessToken(kctest.Token{SID: "sid-o"})))
+	other := s.post("/token", "other", otherSecret, exchangeForm(s.realm.AccessToken(kctest.Token{SID: "sid-o", AZP: "other"})))
 	if other.Status != 200 {
 		t.Fatal(other.Raw)
 	}
@@ -138,6 +138,8 @@ func TestBadInput_StandardErrorAndNoStateChange(t *testing.T) {
 		{name: "not yet valid token", path: "/token", form: ex(func(f url.Values) { f.Set("subject_token", s.realm.Sign(with("nbf", now.Add(time.Hour).Unix()))) }), status: 400, code: "invalid_request"},
 		{name: "an ID token, not an access token", path: "/token", form: ex(func(f url.Values) { f.Set("subject_token", s.realm.Sign(with("typ", "ID"))) }), status: 400, code: "invalid_request"},
 		{name: "garbage subject token", path: "/token", form: ex(func(f url.Values) { f.Set("subject_token", "garbage") }), status: 400, code: "invalid_request"},
+		{name: "token not meant for tokengate (aud)", path: "/token", form: ex(func(f url.Values) { f.Set("subject_token", s.realm.Sign(with("aud", "account"))) }), status: 400, code: "invalid_request"},
+		{name: "token of another Keycloak client (azp)", path: "/token", form: ex(func(f url.Values) { f.Set("subject_token", s.realm.Sign(with("azp", "other"))) }), status: 400, code: "invalid_request"},
 		// Refresh tokens.
 		{name: "missing refresh_token", path: "/token", form: url.Values{"grant_type": {"refresh_token"}}, status: 400, code: "invalid_request"},
 		{name: "tampered refresh token", path: "/token", form: url.Values{"grant_type": {"refresh_token"}, "refresh_token": {string(tamper)}}, status: 400, code: "invalid_grant"},

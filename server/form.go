@@ -1,13 +1,11 @@
 package server
 
 import (
-	"bytes"
 	"errors"
 	"mime"
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 
 	"github.com/gin-gonic/gin"
 
@@ -17,23 +15,6 @@ import (
 // repeatable lists parameters that may appear more than once (RFC 8693 §2.1).
 var repeatable = map[string]bool{"audience": true, "resource": true}
 
-// limitBody rejects bodies over n bytes with 413 and caps what handlers can read.
-func limitBody(n int64) gin.HandlerFunc {
-	return func(c *gin.Context) {
-		if c.Request.ContentLength > n {
-			writeOAuthError(c, http.StatusRequestEntityTooLarge, issuer.CodeInvalidRequest, "request body too large")
-			c.Abort()
-			return
-		}
-		c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, n)
-		c.Next()
-	}
-}
-
-// bodyBufs holds read buffers for request bodies (at most MaxBodyBytes each), so reading a
-// form allocates only its final string.
-var bodyBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
-
 // errAnswered means the error response has been written already.
 var errAnswered = errors.New("answered")
 
@@ -42,30 +23,22 @@ var errAnswered = errors.New("answered")
 func readForm(c *gin.Context) (url.Values, error) {
 	mt, _, err := mime.ParseMediaType(c.GetHeader("Content-Type"))
 	if err != nil || mt != "application/x-www-form-urlencoded" {
-		writeOAuthError(c, http.StatusBadRequest, issuer.CodeInvalidRequest,
+		writeError(c, oauthErrors, http.StatusBadRequest, issuer.CodeInvalidRequest,
 			"Content-Type must be application/x-www-form-urlencoded")
 		return nil, errAnswered
 	}
-	buf := bodyBufs.Get().(*bytes.Buffer)
-	defer bodyBufs.Put(buf)
-	buf.Reset()
-	if _, err := buf.ReadFrom(c.Request.Body); err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			writeOAuthError(c, http.StatusRequestEntityTooLarge, issuer.CodeInvalidRequest, "request body too large")
-		} else {
-			writeOAuthError(c, http.StatusBadRequest, issuer.CodeInvalidRequest, "could not read the request body")
-		}
+	body, ok := readBody(c, oauthErrors)
+	if !ok {
 		return nil, errAnswered
 	}
-	form, err := parseForm(buf.String()) // the one copy of the body; values share it
+	form, err := parseForm(body) // the one copy of the body; values share it
 	if err != nil {
-		writeOAuthError(c, http.StatusBadRequest, issuer.CodeInvalidRequest, "malformed form body")
+		writeError(c, oauthErrors, http.StatusBadRequest, issuer.CodeInvalidRequest, "malformed form body")
 		return nil, errAnswered
 	}
 	for k, v := range form {
 		if len(v) > 1 && !repeatable[k] {
-			writeOAuthError(c, http.StatusBadRequest, issuer.CodeInvalidRequest, "parameter "+k+" is repeated")
+			writeError(c, oauthErrors, http.StatusBadRequest, issuer.CodeInvalidRequest, "parameter "+k+" is repeated")
 			return nil, errAnswered
 		}
 	}
@@ -136,19 +109,19 @@ func (s *Server) authenticate(c *gin.Context) (url.Values, issuer.Client, error)
 	id, secret, err := clientCredentials(c, form)
 	if err != nil {
 		s.authFailLimit.allow(c.ClientIP())
-		writeOAuthError(c, http.StatusUnauthorized, issuer.CodeInvalidClient, err.Error())
+		writeError(c, oauthErrors, http.StatusUnauthorized, issuer.CodeInvalidClient, err.Error())
 		return nil, issuer.Client{}, errAnswered
 	}
 	if id == "" || secret == "" {
 		s.authFailLimit.allow(c.ClientIP())
-		writeOAuthError(c, http.StatusUnauthorized, issuer.CodeInvalidClient, "client authentication is required")
+		writeError(c, oauthErrors, http.StatusUnauthorized, issuer.CodeInvalidClient, "client authentication is required")
 		return nil, issuer.Client{}, errAnswered
 	}
 	cl, err := s.issuer.Authenticate(id, secret)
 	if err != nil {
 		s.authFailLimit.allow(c.ClientIP())
 		s.log.Info("client authentication failed", "event", "auth_failed", "client_id", truncate(id, 64), "remote", c.ClientIP())
-		s.writeError(c, err)
+		s.writeIssuerError(c, err)
 		return nil, issuer.Client{}, errAnswered
 	}
 	if !s.tokenLimit.allow(cl.ID) {

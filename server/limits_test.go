@@ -33,7 +33,7 @@ func TestRateLimits_429WithRetryAfterAndNoStateChange(t *testing.T) {
 		t.Errorf("over the client's budget: %d %q %s", rn.Status, rn.Header.Get("Retry-After"), rn.Raw)
 	}
 	// Another client has its own bucket.
-	if o := s.post("/token", "other", otherSecret, exchangeForm(s.realm.AccessToken(kctest.Token{}))); o.Status != 200 {
+	if o := s.post("/token", "other", otherSecret, exchangeForm(s.realm.AccessToken(kctest.Token{AZP: "other"}))); o.Status != 200 {
 		t.Errorf("another client: %d %s", o.Status, o.Raw)
 	}
 	// Failed authentications: two allowed, then the source is refused before its credentials are checked.

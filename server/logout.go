@@ -19,7 +19,7 @@ func (s *Server) backchannelLogout(c *gin.Context) {
 		return
 	}
 	if _, err := s.issuer.RecordLogout(c.Request.Context(), form.Get("logout_token")); err != nil {
-		s.writeError(c, err)
+		s.writeIssuerError(c, err)
 		return
 	}
 	c.Status(http.StatusOK)

@@ -111,6 +111,6 @@ func (k *keyedLimiter) retryAfter() string {
 func (s *Server) tooMany(c *gin.Context, k *keyedLimiter) {
 	s.cfg.Metrics.Limited(k.name)
 	c.Header("Retry-After", k.retryAfter())
-	writeOAuthError(c, http.StatusTooManyRequests, issuer.CodeTemporarilyUnavailable, "rate limit exceeded; retry later")
+	writeError(c, oauthErrors, http.StatusTooManyRequests, issuer.CodeTemporarilyUnavailable, "rate limit exceeded; retry later")
 	c.Abort()
 }

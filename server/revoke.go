@@ -13,7 +13,7 @@ func (s *Server) revoke(c *gin.Context) {
 		return
 	}
 	if err := s.issuer.Revoke(c.Request.Context(), cl, form.Get("token"), form.Get("token_type_hint")); err != nil {
-		s.writeError(c, err)
+		s.writeIssuerError(c, err)
 		return
 	}
 	c.Header("Cache-Control", "no-store")

@@ -65,14 +65,14 @@ type Server struct {
 	log    *slog.Logger
 	prefix string
 
-	tokenLimit, logoutLimit, authFailLimit *keyedLimiter
+	ssf SSF // nil: no Shared Signals routes
 
-	// mounts add routes of other protocols (MountSSF) to the public handler.
-	mounts []func(root *gin.Engine, g *gin.RouterGroup)
+	tokenLimit, logoutLimit, authFailLimit *keyedLimiter
 }
 
-// New returns the public server.
-func New(cfg Config, is Issuer, k Keys) (*Server, error) {
+// New returns the public server. tx, when not nil, is the Shared Signals transmitter whose
+// public endpoints it also serves.
+func New(cfg Config, is Issuer, k Keys, tx SSF) (*Server, error) {
 	u, err := url.Parse(cfg.Issuer)
 	if err != nil || u.Scheme == "" || u.Host == "" {
 		return nil, fmt.Errorf("server: issuer %q is not an absolute URL", cfg.Issuer)
@@ -80,7 +80,7 @@ func New(cfg Config, is Issuer, k Keys) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Server{cfg: cfg, issuer: is, keys: k, log: cfg.Logger, prefix: strings.TrimSuffix(u.Path, "/"),
+	return &Server{cfg: cfg, issuer: is, keys: k, ssf: tx, log: cfg.Logger, prefix: strings.TrimSuffix(u.Path, "/"),
 		tokenLimit:    newKeyedLimiter("token_per_client", cfg.Limits.Token),
 		logoutLimit:   newKeyedLimiter("logout_per_source", cfg.Limits.Logout),
 		authFailLimit: newKeyedLimiter("auth_failures_per_source", cfg.Limits.AuthFailures),
@@ -101,15 +101,15 @@ func (s *Server) Handler() http.Handler {
 	g.GET("/.well-known/openid-configuration", s.discovery)
 	g.GET("/.well-known/oauth-authorization-server", s.discovery)
 	g.GET("/jwks.json", s.jwks)
-	for _, m := range s.mounts {
-		m(r, g)
+	if s.ssf != nil {
+		s.mountSSF(r, g)
 	}
 	s.health(r)
 	r.NoRoute(func(c *gin.Context) {
-		c.JSON(http.StatusNotFound, gin.H{"error": "not_found", "error_description": "no such endpoint"})
+		writeError(c, oauthErrors, http.StatusNotFound, "not_found", "no such endpoint")
 	})
 	r.NoMethod(func(c *gin.Context) {
-		writeOAuthError(c, http.StatusMethodNotAllowed, issuer.CodeInvalidRequest, "method not allowed")
+		writeError(c, oauthErrors, http.StatusMethodNotAllowed, issuer.CodeInvalidRequest, "method not allowed")
 	})
 	return r
 }
@@ -176,7 +176,7 @@ func (s *Server) recoverer() gin.HandlerFunc {
 					panic(v)
 				}
 				s.log.Error("panic in handler", "route", c.FullPath(), "panic", fmt.Sprint(v))
-				writeOAuthError(c, http.StatusInternalServerError, issuer.CodeServerError, "internal error")
+				writeError(c, oauthErrors, http.StatusInternalServerError, issuer.CodeServerError, "internal error")
 				c.Abort()
 			}
 		}()

@@ -4,10 +4,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
-	"io"
-	"mime"
 	"net/http"
 	"strconv"
 	"strings"
@@ -18,16 +15,32 @@ import (
 	"github.com/tokengate/tokengate/ssf"
 )
 
-// SSF is the Shared Signals transmitter (package ssf) the SSF routes call.
-type SSF interface {
+// SSFReceivers is what the SSF configuration endpoints call (SSF 1.0 §6, §8.1.1): the
+// transmitter's metadata, and streams as receivers see and manage them.
+type SSFReceivers interface {
 	Metadata() ssf.Metadata
 	Authenticate(id, token string) error
 	StreamsFor(token string) ([]string, error)
+	StreamConfiguration(id string) (ssf.StreamConfiguration, error)
 	Receiver(token string) (string, error)
 	CreateReceiverStream(ctx context.Context, receiver, description string) (ssf.StreamConfiguration, error)
 	DeleteReceiverStream(ctx context.Context, receiver, id string) error
-	StreamConfiguration(id string) (ssf.StreamConfiguration, error)
+}
+
+// SSFPoller is what the poll endpoint calls (RFC 8936).
+type SSFPoller interface {
+	Authenticate(id, token string) error
 	Poll(ctx context.Context, id string, req ssf.PollRequest, wait time.Duration) (ssf.PollResponse, error)
+}
+
+// SSF is the Shared Signals transmitter (package ssf) behind the public SSF routes.
+type SSF interface {
+	SSFReceivers
+	SSFPoller
+}
+
+// SSFAdmin is the stream management the admin API calls.
+type SSFAdmin interface {
 	Streams() []ssf.StreamInfo
 	Stream(id string) (ssf.StreamInfo, error)
 	CreateStream(ctx context.Context, c ssf.StreamConfig) (ssf.StreamInfo, string, error)
@@ -38,20 +51,19 @@ type SSF interface {
 // past it (the listener's ReadTimeout and WriteTimeout are shorter than a long poll).
 const maxPollHold = 30 * time.Second
 
-// MountSSF adds the transmitter's public endpoints (SSF 1.0, RFC 8936): its configuration
+// mountSSF adds the transmitter's public endpoints (SSF 1.0, RFC 8936): its configuration
 // metadata, the receivers' stream configuration endpoint and the poll endpoint.
-func (s *Server) MountSSF(tx SSF) {
-	s.mounts = append(s.mounts, func(root *gin.Engine, g *gin.RouterGroup) {
-		// SSF 1.0 §6.2: the well-known suffix goes between the host and the issuer's path.
-		root.GET("/.well-known/ssf-configuration"+s.prefix, func(c *gin.Context) {
-			c.Header("Cache-Control", "public, max-age=300")
-			c.JSON(http.StatusOK, tx.Metadata())
-		})
-		g.GET("/ssf/streams", func(c *gin.Context) { s.ssfStreamConfiguration(c, tx) })
-		g.POST("/ssf/streams", func(c *gin.Context) { s.ssfCreateStream(c, tx) })
-		g.DELETE("/ssf/streams", func(c *gin.Context) { s.ssfDeleteStream(c, tx) })
-		g.POST("/ssf/poll/:stream_id", func(c *gin.Context) { s.ssfPoll(c, tx) })
+func (s *Server) mountSSF(root *gin.Engine, g *gin.RouterGroup) {
+	tx := s.ssf
+	// SSF 1.0 §6.2: the well-known suffix goes between the host and the issuer's path.
+	root.GET("/.well-known/ssf-configuration"+s.prefix, func(c *gin.Context) {
+		c.Header("Cache-Control", "public, max-age=300")
+		c.JSON(http.StatusOK, tx.Metadata())
 	})
+	g.GET("/ssf/streams", func(c *gin.Context) { s.ssfStreamConfiguration(c, tx) })
+	g.POST("/ssf/streams", func(c *gin.Context) { s.ssfCreateStream(c, tx) })
+	g.DELETE("/ssf/streams", func(c *gin.Context) { s.ssfDeleteStream(c, tx) })
+	g.POST("/ssf/poll/:stream_id", func(c *gin.Context) { s.ssfPoll(c, tx) })
 }
 
 // bearer returns the request's bearer token, or "".
@@ -60,34 +72,18 @@ func bearer(c *gin.Context) string {
 	return strings.TrimSpace(tok)
 }
 
-// writeSSFError writes a delivery error in the RFC 8935 §2.3 shape.
-func writeSSFError(c *gin.Context, err error) {
-	var se *ssf.Error
-	if !errors.As(err, &se) {
-		se = &ssf.Error{Status: http.StatusInternalServerError, Code: "server_error", Description: "internal error"}
-	}
-	c.Header("Cache-Control", "no-store")
-	if se.Status == http.StatusUnauthorized {
-		c.Header("WWW-Authenticate", `Bearer realm="tokengate-ssf", error="invalid_token"`)
-	}
-	if se.Status == http.StatusServiceUnavailable {
-		c.Header("Retry-After", "1")
-	}
-	c.AbortWithStatusJSON(se.Status, se)
-}
-
 // ssfStreamConfiguration serves GET /ssf/streams (SSF 1.0 §8.1.1.2): the stream named by
 // stream_id, or every stream of the caller's credential as a list.
-func (s *Server) ssfStreamConfiguration(c *gin.Context, tx SSF) {
+func (s *Server) ssfStreamConfiguration(c *gin.Context, tx SSFReceivers) {
 	tok := bearer(c)
 	if id, named := c.GetQuery("stream_id"); named {
 		if err := tx.Authenticate(id, tok); err != nil {
-			writeSSFError(c, err)
+			writeTransmitterError(c, err)
 			return
 		}
 		sc, err := tx.StreamConfiguration(id)
 		if err != nil {
-			writeSSFError(c, &ssf.Error{Status: http.StatusNotFound, Code: ssf.CodeInvalidRequest, Description: "no such stream"})
+			writeError(c, ssfErrors, http.StatusNotFound, ssf.CodeInvalidRequest, "no such stream")
 			return
 		}
 		c.Header("Cache-Control", "no-store")
@@ -96,7 +92,7 @@ func (s *Server) ssfStreamConfiguration(c *gin.Context, tx SSF) {
 	}
 	ids, err := tx.StreamsFor(tok)
 	if err != nil {
-		writeSSFError(c, err)
+		writeTransmitterError(c, err)
 		return
 	}
 	list := []ssf.StreamConfiguration{}
@@ -112,10 +108,10 @@ func (s *Server) ssfStreamConfiguration(c *gin.Context, tx SSF) {
 // ssfCreateStream serves POST /ssf/streams (SSF 1.0 §8.1.1.1) for receiver credentials
 // (ssf.receivers): a stream for one service process, with the receiver's audience, delivered
 // by polling, starting with the events still in the log.
-func (s *Server) ssfCreateStream(c *gin.Context, tx SSF) {
+func (s *Server) ssfCreateStream(c *gin.Context, tx SSFReceivers) {
 	receiver, err := tx.Receiver(bearer(c))
 	if err != nil {
-		writeSSFError(c, err)
+		writeTransmitterError(c, err)
 		return
 	}
 	var req struct {
@@ -125,23 +121,21 @@ func (s *Server) ssfCreateStream(c *gin.Context, tx SSF) {
 		EventsRequested []string `json:"events_requested"`
 		Description     string   `json:"description"`
 	}
-	if !readSSFJSON(c, &req) {
+	if !readJSON(c, ssfErrors, false, &req) {
 		return
 	}
 	if req.Delivery != nil && req.Delivery.Method != ssf.DeliveryPoll {
-		writeSSFError(c, &ssf.Error{Status: http.StatusBadRequest, Code: ssf.CodeInvalidRequest,
-			Description: "only poll delivery (" + ssf.DeliveryPoll + ") is offered"})
+		writeError(c, ssfErrors, http.StatusBadRequest, ssf.CodeInvalidRequest, "only poll delivery ("+ssf.DeliveryPoll+") is offered")
 		return
 	}
 	sc, err := tx.CreateReceiverStream(c.Request.Context(), receiver, req.Description)
 	switch {
 	case errors.Is(err, ssf.ErrInvalidStream):
-		writeSSFError(c, &ssf.Error{Status: http.StatusBadRequest, Code: ssf.CodeInvalidRequest, Description: err.Error()})
+		writeError(c, ssfErrors, http.StatusBadRequest, ssf.CodeInvalidRequest, err.Error())
 	case errors.Is(err, ssf.ErrTooManyStreams):
-		writeSSFError(c, &ssf.Error{Status: http.StatusForbidden, Code: ssf.CodeAccessDenied,
-			Description: "this receiver has too many streams; delete unused ones (they also expire without polls)"})
+		writeError(c, ssfErrors, http.StatusForbidden, ssf.CodeAccessDenied, "this receiver has too many streams; delete unused ones (they also expire without polls)")
 	case err != nil:
-		writeSSFError(c, &ssf.Error{Status: http.StatusServiceUnavailable, Code: "temporarily_unavailable", Description: "the stream could not be stored"})
+		writeError(c, ssfErrors, http.StatusServiceUnavailable, ssf.CodeTemporarilyUnavailable, "the stream could not be stored")
 	default:
 		c.Header("Cache-Control", "no-store")
 		c.JSON(http.StatusCreated, sc)
@@ -150,59 +144,33 @@ func (s *Server) ssfCreateStream(c *gin.Context, tx SSF) {
 
 // ssfDeleteStream serves DELETE /ssf/streams?stream_id= (SSF 1.0 §8.1.1.5) for a stream the
 // calling receiver created.
-func (s *Server) ssfDeleteStream(c *gin.Context, tx SSF) {
+func (s *Server) ssfDeleteStream(c *gin.Context, tx SSFReceivers) {
 	receiver, err := tx.Receiver(bearer(c))
 	if err != nil {
-		writeSSFError(c, err)
+		writeTransmitterError(c, err)
 		return
 	}
 	switch err := tx.DeleteReceiverStream(c.Request.Context(), receiver, c.Query("stream_id")); {
 	case errors.Is(err, ssf.ErrNoStream):
-		writeSSFError(c, &ssf.Error{Status: http.StatusNotFound, Code: ssf.CodeInvalidRequest, Description: "no stream of this receiver has this id"})
+		writeError(c, ssfErrors, http.StatusNotFound, ssf.CodeInvalidRequest, "no stream of this receiver has this id")
 	case err != nil:
-		writeSSFError(c, &ssf.Error{Status: http.StatusServiceUnavailable, Code: "temporarily_unavailable", Description: "the stream could not be deleted"})
+		writeError(c, ssfErrors, http.StatusServiceUnavailable, ssf.CodeTemporarilyUnavailable, "the stream could not be deleted")
 	default:
 		c.Status(http.StatusNoContent)
 	}
 }
 
-// readSSFJSON decodes an optional JSON body into v, answering errors in the SSF shape.
-func readSSFJSON(c *gin.Context, v any) bool {
-	body, err := io.ReadAll(c.Request.Body)
-	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			writeSSFError(c, &ssf.Error{Status: http.StatusRequestEntityTooLarge, Code: ssf.CodeInvalidRequest, Description: "request body too large"})
-		} else {
-			writeSSFError(c, &ssf.Error{Status: http.StatusBadRequest, Code: ssf.CodeInvalidRequest, Description: "could not read the request body"})
-		}
-		return false
-	}
-	if len(strings.TrimSpace(string(body))) == 0 {
-		return true
-	}
-	if mt, _, err := mime.ParseMediaType(c.GetHeader("Content-Type")); err != nil || mt != "application/json" {
-		writeSSFError(c, &ssf.Error{Status: http.StatusUnsupportedMediaType, Code: ssf.CodeInvalidRequest, Description: "Content-Type must be application/json"})
-		return false
-	}
-	if err := json.Unmarshal(body, v); err != nil {
-		writeSSFError(c, &ssf.Error{Status: http.StatusBadRequest, Code: ssf.CodeInvalidRequest, Description: "malformed JSON body"})
-		return false
-	}
-	return true
-}
-
 // ssfPoll serves POST /ssf/poll/{stream_id} (RFC 8936): acknowledgements in, SETs out. A poll
 // without returnImmediately is held until an event arrives or the poll timeout passes; a
 // receiver may ask for a shorter hold with "Prefer: wait=N" (RFC 7240).
-func (s *Server) ssfPoll(c *gin.Context, tx SSF) {
+func (s *Server) ssfPoll(c *gin.Context, tx SSFPoller) {
 	id := c.Param("stream_id")
 	if err := tx.Authenticate(id, bearer(c)); err != nil {
-		writeSSFError(c, err)
+		writeTransmitterError(c, err)
 		return
 	}
 	var req ssf.PollRequest
-	if !readSSFJSON(c, &req) {
+	if !readJSON(c, ssfErrors, false, &req) {
 		return
 	}
 	wait := maxPollHold
@@ -219,7 +187,7 @@ func (s *Server) ssfPoll(c *gin.Context, tx SSF) {
 	}
 	resp, err := tx.Poll(c.Request.Context(), id, req, wait)
 	if err != nil {
-		writeSSFError(c, err)
+		writeTransmitterError(c, err)
 		return
 	}
 	c.Header("Cache-Control", "no-store")
@@ -244,54 +212,53 @@ func preferWait(h string) (time.Duration, bool) {
 	return 0, false
 }
 
-// MountSSF adds the stream management calls to the admin API: list, create, show, delete.
-func (a *Admin) MountSSF(tx SSF) {
-	a.mount(func(r gin.IRoutes) {
-		r.GET("/admin/streams", a.authenticate, func(c *gin.Context) {
-			c.JSON(http.StatusOK, gin.H{"streams": tx.Streams()})
-		})
-		r.POST("/admin/streams", a.authenticate, func(c *gin.Context) { a.createStream(c, tx) })
-		r.GET("/admin/streams/:stream_id", a.authenticate, func(c *gin.Context) {
-			info, err := tx.Stream(c.Param("stream_id"))
-			if err != nil {
-				adminError(c, http.StatusNotFound, "not_found", "no stream has this id")
-				return
-			}
-			c.JSON(http.StatusOK, gin.H{"stream": info})
-		})
-		r.DELETE("/admin/streams/:stream_id", a.authenticate, func(c *gin.Context) {
-			id := c.Param("stream_id")
-			err := tx.DeleteStream(c.Request.Context(), id)
-			a.audit(c, "streams.delete", id, err)
-			switch {
-			case errors.Is(err, ssf.ErrNoStream):
-				adminError(c, http.StatusNotFound, "not_found", "no stream has this id")
-			case errors.Is(err, ssf.ErrConfigStream):
-				adminError(c, http.StatusConflict, "configured", "the stream is defined in the configuration file; remove it there")
-			case err != nil:
-				adminError(c, http.StatusServiceUnavailable, "unavailable", "the stream could not be deleted")
-			default:
-				c.Status(http.StatusNoContent)
-			}
-		})
+// mountSSF adds the stream management calls to the admin API: list, create, show, delete.
+func (a *Admin) mountSSF(r gin.IRoutes) {
+	tx := a.ssf
+	r.GET("/admin/streams", a.authenticate, func(c *gin.Context) {
+		c.JSON(http.StatusOK, gin.H{"streams": tx.Streams()})
+	})
+	r.POST("/admin/streams", a.authenticate, func(c *gin.Context) { a.createStream(c, tx) })
+	r.GET("/admin/streams/:stream_id", a.authenticate, func(c *gin.Context) {
+		info, err := tx.Stream(c.Param("stream_id"))
+		if err != nil {
+			writeError(c, adminErrors, http.StatusNotFound, "not_found", "no stream has this id")
+			return
+		}
+		c.JSON(http.StatusOK, gin.H{"stream": info})
+	})
+	r.DELETE("/admin/streams/:stream_id", a.authenticate, func(c *gin.Context) {
+		id := c.Param("stream_id")
+		err := tx.DeleteStream(c.Request.Context(), id)
+		a.audit(c, "streams.delete", id, err)
+		switch {
+		case errors.Is(err, ssf.ErrNoStream):
+			writeError(c, adminErrors, http.StatusNotFound, "not_found", "no stream has this id")
+		case errors.Is(err, ssf.ErrConfigStream):
+			writeError(c, adminErrors, http.StatusConflict, "configured", "the stream is defined in the configuration file; remove it there")
+		case err != nil:
+			writeError(c, adminErrors, http.StatusServiceUnavailable, "unavailable", "the stream could not be deleted")
+		default:
+			c.Status(http.StatusNoContent)
+		}
 	})
 }
 
-func (a *Admin) createStream(c *gin.Context, tx SSF) {
+func (a *Admin) createStream(c *gin.Context, tx SSFAdmin) {
 	var req struct {
 		ID           string `json:"stream_id"`
 		Audience     string `json:"aud"`
 		Description  string `json:"description"`
 		SecretSHA256 string `json:"secret_sha256"`
 	}
-	if !readJSON(c, &req) {
+	if !readJSON(c, adminErrors, true, &req) {
 		return
 	}
 	sc := ssf.StreamConfig{ID: req.ID, Audience: req.Audience, Description: req.Description}
 	if req.SecretSHA256 != "" {
 		b, err := hex.DecodeString(req.SecretSHA256)
 		if err != nil || len(b) != 32 {
-			adminError(c, http.StatusBadRequest, "invalid_request", "secret_sha256 must be 64 hex characters (tokengate hash-secret)")
+			writeError(c, adminErrors, http.StatusBadRequest, "invalid_request", "secret_sha256 must be 64 hex characters (tokengate hash-secret)")
 			return
 		}
 		copy(sc.SecretSHA256[:], b)
@@ -300,11 +267,11 @@ func (a *Admin) createStream(c *gin.Context, tx SSF) {
 	a.audit(c, "streams.create", cmp.Or(info.ID, req.ID), err, "aud", info.Audience)
 	switch {
 	case errors.Is(err, ssf.ErrStreamExists):
-		adminError(c, http.StatusConflict, "exists", "a stream with this id exists")
+		writeError(c, adminErrors, http.StatusConflict, "exists", "a stream with this id exists")
 	case errors.Is(err, ssf.ErrInvalidStream):
-		adminError(c, http.StatusBadRequest, "invalid_request", truncate(err.Error(), 200))
+		writeError(c, adminErrors, http.StatusBadRequest, "invalid_request", truncate(err.Error(), 200))
 	case err != nil:
-		adminError(c, http.StatusServiceUnavailable, "unavailable", "the stream could not be stored")
+		writeError(c, adminErrors, http.StatusServiceUnavailable, "unavailable", "the stream could not be stored")
 	default:
 		body := gin.H{"stream": info}
 		if secret != "" {

@@ -19,11 +19,11 @@ func (s *Server) token(c *gin.Context) {
 	switch gt := form.Get("grant_type"); gt {
 	case issuer.GrantTokenExchange:
 		if form.Has("actor_token") || form.Has("actor_token_type") {
-			writeOAuthError(c, http.StatusBadRequest, issuer.CodeInvalidRequest, "delegation (actor_token) is not supported")
+			writeError(c, oauthErrors, http.StatusBadRequest, issuer.CodeInvalidRequest, "delegation (actor_token) is not supported")
 			return
 		}
 		if form.Get("subject_token") == "" || form.Get("subject_token_type") == "" {
-			writeOAuthError(c, http.StatusBadRequest, issuer.CodeInvalidRequest, "subject_token and subject_token_type are required")
+			writeError(c, oauthErrors, http.StatusBadRequest, issuer.CodeInvalidRequest, "subject_token and subject_token_type are required")
 			return
 		}
 		resp, err = s.issuer.Exchange(c.Request.Context(), cl, issuer.ExchangeRequest{
@@ -32,19 +32,19 @@ func (s *Server) token(c *gin.Context) {
 		})
 	case issuer.GrantRefreshToken:
 		if form.Get("refresh_token") == "" {
-			writeOAuthError(c, http.StatusBadRequest, issuer.CodeInvalidRequest, "refresh_token is required")
+			writeError(c, oauthErrors, http.StatusBadRequest, issuer.CodeInvalidRequest, "refresh_token is required")
 			return
 		}
 		resp, err = s.issuer.Renew(c.Request.Context(), cl, form.Get("refresh_token"), form.Get("scope"))
 	case "":
-		writeOAuthError(c, http.StatusBadRequest, issuer.CodeInvalidRequest, "grant_type is required")
+		writeError(c, oauthErrors, http.StatusBadRequest, issuer.CodeInvalidRequest, "grant_type is required")
 		return
 	default:
-		writeOAuthError(c, http.StatusBadRequest, issuer.CodeUnsupportedGrantType, "grant_type "+truncate(gt, 80)+" is not supported")
+		writeError(c, oauthErrors, http.StatusBadRequest, issuer.CodeUnsupportedGrantType, "grant_type "+truncate(gt, 80)+" is not supported")
 		return
 	}
 	if err != nil {
-		s.writeError(c, err)
+		s.writeIssuerError(c, err)
 		return
 	}
 	writeTokenResponse(c, resp)

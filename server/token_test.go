@@ -221,3 +221,41 @@ func TestDiscoveryAndJWKS(t *testing.T) {
 		}
 	}
 }
+
+// TestExchange_SubjectTokenRefusalsAre400InvalidRequest: the issuer's refusals of a subject
+// token not meant for tokengate or not issued to the caller's Keycloak client reach the BFF as
+// 400 invalid_request with the issuer's description, not cacheable, with nothing stored and
+// Keycloak not asked.
+func TestExchange_SubjectTokenRefusalsAre400InvalidRequest(t *testing.T) {
+	s := newStack(t)
+	before, err := s.store.Stats(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name, client, secret string
+		token                kctest.Token
+		desc                 string
+	}{
+		{"aud lacks tokengate", "bff", bffSecret, kctest.Token{Audience: []string{"account"}},
+			`subject_token is not meant for tokengate: its aud does not contain "tokengate" (the upstream client "bff" needs an audience mapper adding "tokengate")`},
+		{"token of another Keycloak client", "other", otherSecret, kctest.Token{},
+			`subject_token was issued to upstream client "bff", whose tokens this client may not exchange`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := s.post("/token", c.client, c.secret, exchangeForm(s.realm.AccessToken(c.token)))
+			if r.Status != http.StatusBadRequest || r.str("error") != "invalid_request" || r.str("error_description") != c.desc {
+				t.Errorf("got %d %s, want 400 invalid_request %q", r.Status, r.Raw, c.desc)
+			}
+			if r.Header.Get("Cache-Control") != "no-store" || !strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") {
+				t.Errorf("headers %v", r.Header)
+			}
+		})
+	}
+	if n := s.realm.Introspections.Load(); n != 0 {
+		t.Errorf("%d introspections for tokens refused locally", n)
+	}
+	if after, err := s.store.Stats(context.Background()); err != nil || after != before {
+		t.Errorf("state changed: %+v → %+v (%v)", before, after, err)
+	}
+}

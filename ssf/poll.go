@@ -155,9 +155,9 @@ func (t *Transmitter) collect(ctx context.Context, id string, maxEvents int) (Po
 		return resp, changed, nil
 	}
 
-	evs, err := t.log.Events(ctx, after, maxEvents+len(skip)+1)
+	evs, err := t.store.Events(ctx, after, maxEvents+len(skip)+1)
 	if err != nil {
-		return resp, nil, &Error{Status: 503, Code: "temporarily_unavailable", Description: "the event log cannot be read"}
+		return resp, nil, &Error{Code: CodeTemporarilyUnavailable, Description: "the event log cannot be read"}
 	}
 	var out []store.Event
 	for _, e := range evs {
@@ -186,7 +186,7 @@ func (t *Transmitter) collect(ctx context.Context, id string, maxEvents int) (Po
 		tok, err := sign(t.signer, newSET(t.cfg.Issuer, def, e))
 		if err != nil {
 			t.cfg.Logger.Error("ssf: signing a SET", "stream", id, "seq", e.Seq, "error", err.Error())
-			return PollResponse{Sets: map[string]string{}}, nil, &Error{Status: 503, Code: "temporarily_unavailable",
+			return PollResponse{Sets: map[string]string{}}, nil, &Error{Code: CodeTemporarilyUnavailable,
 				Description: "SETs cannot be signed"}
 		}
 		resp.Sets[jtiOf(def.ID, e)] = tok

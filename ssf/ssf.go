@@ -24,8 +24,9 @@ import (
 	"github.com/tokengate/tokengate/store"
 )
 
-// Log is what the transmitter needs from the store.
-type Log interface {
+// Store is what the transmitter needs from the store: the revocation event log and the stream
+// documents (store.EventLog).
+type Store interface {
 	Events(ctx context.Context, after uint64, limit int) ([]store.Event, error)
 	LastEventSeq(ctx context.Context) (uint64, error)
 	TrimEvents(ctx context.Context, before time.Time) (int, error)
@@ -34,7 +35,7 @@ type Log interface {
 	DeleteStream(ctx context.Context, id string) error
 }
 
-// EventsNotifier is optionally implemented by a Log shared by several processes (replicas on
+// EventsNotifier is optionally implemented by a Store shared by several processes (replicas on
 // one etcd cluster): a value on EventsChanged means another process may have appended events,
 // so the transmitter reads the log's newest Seq at once instead of at the next TailInterval.
 type EventsNotifier interface {
@@ -87,7 +88,7 @@ const (
 // Transmitter delivers logout events to streams. It is safe for concurrent use.
 type Transmitter struct {
 	cfg    Config
-	log    Log
+	store  Store
 	signer Signer
 	m      *metrics
 
@@ -106,7 +107,7 @@ type Transmitter struct {
 // New loads the streams from the store, merges those of the configuration (which win on
 // definition; their delivery state is kept), stores the result and returns the transmitter.
 // Call Run to keep it going.
-func New(ctx context.Context, cfg Config, lg Log, signer Signer) (*Transmitter, error) {
+func New(ctx context.Context, cfg Config, st Store, signer Signer) (*Transmitter, error) {
 	if cfg.Issuer == "" || cfg.Retention <= 0 {
 		return nil, errors.New("ssf: Issuer and Retention are required")
 	}
@@ -128,7 +129,7 @@ func New(ctx context.Context, cfg Config, lg Log, signer Signer) (*Transmitter, 
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	t := &Transmitter{cfg: cfg, log: lg, signer: signer, m: newMetrics(), streams: map[string]*stream{},
+	t := &Transmitter{cfg: cfg, store: st, signer: signer, m: newMetrics(), streams: map[string]*stream{},
 		changed: make(chan struct{})}
 	if err := t.load(ctx); err != nil {
 		return nil, err
@@ -143,7 +144,7 @@ func New(ctx context.Context, cfg Config, lg Log, signer Signer) (*Transmitter, 
 
 // load reads the stored streams, applies the configured ones and finds the log's bounds.
 func (t *Transmitter) load(ctx context.Context) error {
-	docs, err := t.log.Streams(ctx)
+	docs, err := t.store.Streams(ctx)
 	if err != nil {
 		return fmt.Errorf("ssf: load streams: %w", err)
 	}
@@ -202,17 +203,17 @@ func (t *Transmitter) load(ctx context.Context) error {
 		write[id] = s.doc()
 	}
 	if len(write) > 0 {
-		if err := t.log.PutStreams(ctx, write); err != nil {
+		if err := t.store.PutStreams(ctx, write); err != nil {
 			return fmt.Errorf("ssf: store streams: %w", err)
 		}
 	}
 	for _, id := range stale {
-		if err := t.log.DeleteStream(ctx, id); err != nil {
+		if err := t.store.DeleteStream(ctx, id); err != nil {
 			return fmt.Errorf("ssf: delete stream %q: %w", id, err)
 		}
 		t.cfg.Logger.Info("ssf stream removed from the configuration", "event", "ssf_stream", "stream", id)
 	}
-	if t.head, err = t.log.LastEventSeq(ctx); err != nil {
+	if t.head, err = t.store.LastEventSeq(ctx); err != nil {
 		return fmt.Errorf("ssf: read event log: %w", err)
 	}
 	return t.findFloor(ctx)
@@ -254,7 +255,7 @@ func (t *Transmitter) Run(ctx context.Context) {
 	expire := time.NewTicker(max(time.Second, min(t.cfg.InactivityTimeout/4, time.Minute)))
 	defer expire.Stop()
 	var appended <-chan struct{}
-	if n, ok := t.log.(EventsNotifier); ok {
+	if n, ok := t.store.(EventsNotifier); ok {
 		appended = n.EventsChanged()
 	}
 	for {
@@ -264,7 +265,7 @@ func (t *Transmitter) Run(ctx context.Context) {
 				appended = nil
 				continue
 			}
-			if seq, err := t.log.LastEventSeq(ctx); err == nil {
+			if seq, err := t.store.LastEventSeq(ctx); err == nil {
 				t.advance(seq)
 			}
 		case <-ctx.Done():
@@ -276,7 +277,7 @@ func (t *Transmitter) Run(ctx context.Context) {
 			}
 			return
 		case <-tail.C:
-			if seq, err := t.log.LastEventSeq(ctx); err == nil {
+			if seq, err := t.store.LastEventSeq(ctx); err == nil {
 				t.advance(seq)
 			}
 		case <-flush.C:
@@ -320,7 +321,7 @@ func (t *Transmitter) Flush(ctx context.Context) error {
 	if len(docs) == 0 {
 		return nil
 	}
-	if err := t.log.PutStreams(ctx, docs); err != nil {
+	if err := t.store.PutStreams(ctx, docs); err != nil {
 		t.mu.Lock()
 		for id := range docs {
 			if s, ok := t.streams[id]; ok {
@@ -335,7 +336,7 @@ func (t *Transmitter) Flush(ctx context.Context) error {
 
 // Trim removes events older than the retention and moves the floor past them.
 func (t *Transmitter) Trim(ctx context.Context) error {
-	if _, err := t.log.TrimEvents(ctx, t.cfg.Now().Add(-t.cfg.Retention)); err != nil {
+	if _, err := t.store.TrimEvents(ctx, t.cfg.Now().Add(-t.cfg.Retention)); err != nil {
 		return err
 	}
 	return t.findFloor(ctx)
@@ -343,11 +344,11 @@ func (t *Transmitter) Trim(ctx context.Context) error {
 
 // findFloor sets floor to the Seq before the oldest event still in the log.
 func (t *Transmitter) findFloor(ctx context.Context) error {
-	last, err := t.log.LastEventSeq(ctx)
+	last, err := t.store.LastEventSeq(ctx)
 	if err != nil {
 		return err
 	}
-	evs, err := t.log.Events(ctx, 0, 1)
+	evs, err := t.store.Events(ctx, 0, 1)
 	if err != nil {
 		return err
 	}

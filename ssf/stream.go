@@ -260,7 +260,7 @@ func (t *Transmitter) CreateStream(ctx context.Context, c StreamConfig) (StreamI
 	if exists {
 		return StreamInfo{}, "", ErrStreamExists
 	}
-	if err := t.log.PutStreams(ctx, map[string][]byte{c.ID: s.doc()}); err != nil {
+	if err := t.store.PutStreams(ctx, map[string][]byte{c.ID: s.doc()}); err != nil {
 		return StreamInfo{}, "", fmt.Errorf("ssf: create stream: %w", err)
 	}
 	t.mu.Lock()
@@ -297,7 +297,7 @@ func (t *Transmitter) removeStream(ctx context.Context, id string, allowed func(
 	if err != nil {
 		return err
 	}
-	if err := t.log.DeleteStream(ctx, id); err != nil {
+	if err := t.store.DeleteStream(ctx, id); err != nil {
 		return fmt.Errorf("ssf: delete stream: %w", err)
 	}
 	t.mu.Lock()
@@ -402,7 +402,7 @@ func (t *Transmitter) CreateReceiverStream(ctx context.Context, receiver, descri
 		above: map[uint64]struct{}{}, lastPoll: now}
 	t.writeMu.Lock()
 	defer t.writeMu.Unlock()
-	if err := t.log.PutStreams(ctx, map[string][]byte{s.def.ID: s.doc()}); err != nil {
+	if err := t.store.PutStreams(ctx, map[string][]byte{s.def.ID: s.doc()}); err != nil {
 		return StreamConfiguration{}, fmt.Errorf("ssf: create stream: %w", err)
 	}
 	t.mu.Lock()

@@ -17,6 +17,10 @@ type AccessToken struct {
 	Subject  string
 	Expiry   time.Time
 	IssuedAt time.Time
+	// Audience is the aud claim (a string or an array in the token; a list here).
+	Audience []string
+	// AuthorizedParty is the azp claim: the provider client the token was issued to.
+	AuthorizedParty string
 }
 
 // VerifyAccessToken checks a provider access token locally: signature against the provider's
@@ -33,6 +37,7 @@ func (c *Client) VerifyAccessToken(ctx context.Context, raw string) (AccessToken
 	}
 	var extra struct {
 		Typ string `json:"typ"`
+		AZP string `json:"azp"`
 	}
 	if err := tok.Claims(&extra); err != nil {
 		return AccessToken{}, fmt.Errorf("%w: claims: %v", ErrInvalidToken, err)
@@ -40,7 +45,8 @@ func (c *Client) VerifyAccessToken(ctx context.Context, raw string) (AccessToken
 	if extra.Typ != "" && !strings.EqualFold(extra.Typ, "Bearer") {
 		return AccessToken{}, fmt.Errorf("%w: token typ %q is not an access token", ErrInvalidToken, extra.Typ)
 	}
-	return AccessToken{Subject: tok.Subject, Expiry: tok.Expiry, IssuedAt: tok.IssuedAt}, nil
+	return AccessToken{Subject: tok.Subject, Expiry: tok.Expiry, IssuedAt: tok.IssuedAt,
+		Audience: tok.Audience, AuthorizedParty: extra.AZP}, nil
 }
 
 // BackchannelLogoutEvent is the events member that marks a logout token.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -108,8 +109,17 @@ func newResults(o options) *Results {
 		r.Mode, r.Command = "quick", "BENCH=quick "+o.command
 	}
 	r.Machine = Machine{CPUs: runtime.NumCPU(), CPUModel: cpuModel(), MemGiB: memGiB(), Go: runtime.Version(),
-		Keycloak: "26.5.6 (start-dev, KC_JIT=full, same machine)", ServerCores: 1}
+		Keycloak: keycloakVersion() + " (start-dev, KC_JIT=full, same machine)", ServerCores: 1}
 	return r
+}
+
+// keycloakVersion is the version scripts/keycloak.sh starts (KEYCLOAK_VERSION or its default).
+func keycloakVersion() string {
+	out, err := exec.Command("scripts/keycloak.sh", "version").Output()
+	if err != nil {
+		return "unknown"
+	}
+	return strings.TrimSpace(string(out))
 }
 
 func cpuModel() string {

@@ -15,6 +15,7 @@ import (
 	"strings"
 
 	"github.com/tokengate/tokengate/config"
+	"github.com/tokengate/tokengate/issuer"
 )
 
 const usage = `tokengate: trade Keycloak access tokens for short-lived internal tokens that die at logout.
@@ -73,8 +74,12 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		if fs.NArg() > 0 {
 			return fmt.Errorf("check-config: unexpected arguments %q", fs.Args())
 		}
-		if _, err := config.Load(*path); err != nil {
+		cfg, err := config.Load(*path)
+		if err != nil {
 			return err
+		}
+		for _, w := range cfg.Warnings() {
+			fmt.Fprintln(stderr, "warning:", w)
 		}
 		fmt.Fprintln(stdout, "configuration is valid")
 		return nil
@@ -113,8 +118,8 @@ func hashSecret(stdin io.Reader, stdout io.Writer, fromStdin bool) error {
 			return fmt.Errorf("hash-secret: read: %w", err)
 		}
 		secret = strings.TrimRight(string(b), "\r\n")
-		if len(secret) < config.MinSecretLength {
-			return fmt.Errorf("hash-secret: the secret is %d characters; at least %d are required", len(secret), config.MinSecretLength)
+		if len(secret) < issuer.MinSecretLength {
+			return fmt.Errorf("hash-secret: the secret is %d characters; at least %d are required", len(secret), issuer.MinSecretLength)
 		}
 	} else {
 		b := make([]byte, 32)

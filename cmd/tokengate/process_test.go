@@ -460,6 +460,8 @@ func TestConfigErrors(t *testing.T) {
 			c.Tokens.TTL, c.Tokens.RecheckAfter = seconds(3600), config.Duration(500*time.Millisecond)
 		}), []string{"tokens.ttl", "tokens.recheck_after"}},
 		{"duplicate key", replace("  ttl: 30s\n", "  ttl: 30s\n  ttl: 45s\n"), []string{"ttl"}},
+		{"empty upstream_clients", good + "    upstream_clients: []\n", []string{"clients[0].upstream_clients"}},
+		{"require_audience not a bool", replace("upstream:\n", "upstream:\n  require_audience: sometimes\n"), []string{"sometimes", "bool"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -483,8 +485,24 @@ func TestConfigErrors(t *testing.T) {
 		t.Parallel()
 		cfg := writeFile(t, t.TempDir(), "good.yaml", good)
 		code, stdout, stderr := runCLI(t, "", "check-config", "--config", cfg)
+		if code != 0 || !strings.Contains(stdout, "valid") || stderr != "" {
+			t.Fatalf("check-config: exit %d, stdout %q, stderr %q; want 0 and \"valid\"", code, stdout, stderr)
+		}
+	})
+
+	t.Run("check-config knows upstream_clients and warns about require_audience false", func(t *testing.T) {
+		t.Parallel()
+		off := false
+		cfg := writeFile(t, t.TempDir(), "good.yaml", edit(func(c *config.Config) {
+			c.Upstream.RequireAudience = &off
+			c.Clients[0].UpstreamClients = []string{clientID, "bff-spa"}
+		}))
+		code, stdout, stderr := runCLI(t, "", "check-config", "--config", cfg)
 		if code != 0 || !strings.Contains(stdout, "valid") {
 			t.Fatalf("check-config: exit %d, stdout %q, stderr %q; want 0 and \"valid\"", code, stdout, stderr)
+		}
+		if !strings.Contains(stderr, "warning: upstream.require_audience is false") || !strings.Contains(stderr, "audience mapper") {
+			t.Errorf("check-config does not warn about require_audience false: %q", stderr)
 		}
 	})
 
@@ -654,5 +672,32 @@ func TestLogsNeverContainTokens(t *testing.T) {
 	}
 	if t.Failed() {
 		t.Logf("logs:\n%s", logs)
+	}
+}
+
+// TestRequireAudienceOff_WarnsAtStartAndNamesKeycloaksAudienceRule: with require_audience
+// false, serve warns at start-up; a token without tokengate in aud, which Keycloak 26.6+
+// calls inactive, is refused with a description naming the cause, and the log names the fix.
+func TestRequireAudienceOff_WarnsAtStartAndNamesKeycloaksAudienceRule(t *testing.T) {
+	t.Parallel()
+	realm := kctest.New(t)
+	c := baseConfig(realm.Issuer(), t.TempDir())
+	off := false
+	c.Upstream.RequireAudience = &off
+	g := startGateway(t, c)
+	r := g.exchange(realm.AccessToken(kctest.Token{Audience: []string{"account"}}))
+	wantError(t, "exchange of a token Keycloak does not introspect for tokengate", r, http.StatusBadRequest, "invalid_request")
+	if !strings.Contains(r.ErrorDescription, "Keycloak 26.6") || !strings.Contains(r.ErrorDescription, "audience mapper") {
+		t.Errorf("description %q does not name the audience rule and its fix", r.ErrorDescription)
+	}
+	if code := g.terminate(exitTimeout); code != 0 {
+		t.Fatalf("exit code after SIGTERM: %d, want 0", code)
+	}
+	logs := g.Output()
+	for _, want := range []string{`"level":"WARN","msg":"upstream.require_audience is false`, `"event":"audience_mapper_missing"`,
+		`"reason":"inactive_audience"`} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("logs lack %s:\n%s", want, logs)
+		}
 	}
 }

@@ -7,9 +7,7 @@ package kcsignals
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"testing"
@@ -90,9 +88,6 @@ func setup(ctx context.Context, work string) (stop func(), err error) {
 			fmt.Fprintln(os.Stderr, "kcsignals: stopping Keycloak:", err)
 		}
 	}
-	if err := introspectableTokens(ctx); err != nil {
-		return stop, err
-	}
 	if err := st.StartTokengate(ctx); err != nil {
 		return stop, err
 	}
@@ -100,33 +95,6 @@ func setup(ctx context.Context, work string) (stop func(), err error) {
 		return stop, err
 	}
 	return stop, nil
-}
-
-// introspectableTokens puts tokengate in the aud of bff's access tokens: Keycloak 26.6+ answers
-// an introspection only for a client in the token's audience (deploy/keycloak/FACTS.md). Adding
-// the mapper here keeps this test independent of the realm file's own audience mapper.
-func introspectableTokens(ctx context.Context) error {
-	status, body, err := st.KeycloakAdmin(ctx, http.MethodGet, "/clients?clientId=bff", nil)
-	if err != nil {
-		return err
-	}
-	var clients []struct {
-		ID string `json:"id"`
-	}
-	if status != http.StatusOK || json.Unmarshal(body, &clients) != nil || len(clients) != 1 {
-		return fmt.Errorf("client bff: HTTP %d %.200s", status, body)
-	}
-	status, body, err = st.KeycloakAdmin(ctx, http.MethodPost, "/clients/"+clients[0].ID+"/protocol-mappers/models", map[string]any{
-		"name": "kcsignals-test-tokengate-audience", "protocol": "openid-connect", "protocolMapper": "oidc-audience-mapper",
-		"config": map[string]string{"included.client.audience": "tokengate", "access.token.claim": "true", "id.token.claim": "false"},
-	})
-	if err != nil {
-		return err
-	}
-	if status != http.StatusCreated && status != http.StatusConflict {
-		return fmt.Errorf("audience mapper: HTTP %d %.200s", status, body)
-	}
-	return nil
 }
 
 // waitVerified waits until tokengate's receiver got the verification event it asked for: the

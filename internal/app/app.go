@@ -34,7 +34,7 @@ import (
 	"github.com/tokengate/tokengate/upstream/signals"
 )
 
-// gcInterval is how often expired revocations, jti claims and recheck bookkeeping are removed.
+// gcInterval is how often expired revocations and jti claims are removed from the store.
 const gcInterval = time.Minute
 
 // App is one assembled gateway. Build it with New, serve it with Run (or mount its handlers
@@ -147,7 +147,10 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (_ *App, err er
 		Issuer: cfg.Upstream.Issuer, ClientID: cfg.Upstream.ClientID, ClientSecret: cfg.Upstream.ClientSecret,
 		HTTPClient: hc,
 	})
-	if a.ssf, err = newTransmitter(ctx, &cfg, a.store, a.keys, a.reg, o.now, log); err != nil {
+	// The transmitter reads the event log of the bare store: the instrumented one (which times
+	// the issuer's writes) would hide etcd's EventsChanged, which wakes held polls on every
+	// replica as soon as any replica records a logout.
+	if a.ssf, err = newTransmitter(ctx, &cfg, st, a.keys, a.reg, o.now, log); err != nil {
 		return nil, err
 	}
 	if len(cfg.Upstream.ForwardLogoutTo) > 0 {
@@ -157,11 +160,16 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (_ *App, err er
 	}
 	var clients []issuer.Client
 	for _, c := range cfg.Clients {
-		clients = append(clients, issuer.Client{ID: c.ID, SecretSHA256: c.SecretHash(), Audiences: c.Audiences})
+		clients = append(clients, issuer.Client{ID: c.ID, SecretSHA256: c.SecretHash(), Audiences: c.Audiences,
+			UpstreamClients: c.UpstreamClients})
+	}
+	for _, w := range cfg.Warnings() {
+		log.Warn(w)
 	}
 	a.issuer, err = issuer.New(issuer.Config{
 		Issuer: cfg.Issuer, TTL: cfg.Tokens.TTL.D(), RecheckAfter: cfg.Tokens.RecheckAfter.D(),
 		MaxUpstreamLifetime: cfg.Upstream.MaxTokenLifetime.D(), LogoutAudiences: cfg.Upstream.LogoutAudiences,
+		UpstreamClientID: cfg.Upstream.ClientID, SkipAudienceCheck: !cfg.Upstream.AudienceRequired(),
 		Clients: clients, Now: o.now, Logger: log, Metrics: a.metrics,
 	}, a.store, a.keys, up, publisher{ssf: a.ssf, relay: a.relay})
 	if err != nil {
@@ -179,17 +187,15 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (_ *App, err er
 			AuthFailures: server.Limit(cfg.Limits.AuthFailures),
 		},
 		Ready: a.ready,
-	}, a.issuer, a.keys)
+	}, a.issuer, a.keys, a.ssf)
 	if err != nil {
 		return nil, err
 	}
-	a.public.MountSSF(a.ssf)
 	metrics.KeyAge(a.reg, a.keys.ActiveSince)
 	a.admin = server.NewAdmin(server.AdminConfig{
 		Tokens: cfg.AdminTokenHashes(), Version: o.version, Started: time.Now(), Logger: log,
 		Metrics: promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{}),
-	}, a.issuer, a.keys, a.store, a.public)
-	a.admin.MountSSF(a.ssf)
+	}, a.issuer, a.keys, a.store, a.public, a.ssf)
 	if cfg.TLS != nil {
 		if a.certs, err = newCertReloader(cfg.TLS.CertFile, cfg.TLS.KeyFile, log); err != nil {
 			return nil, err
@@ -286,7 +292,7 @@ func (a *App) Run(ctx context.Context) error {
 		return err
 	}
 	stopSSF := runTransmitter(ctx, a.ssf)
-	go collectGarbage(ctx, a.store, a.issuer, a.metrics, log)
+	go collectGarbage(ctx, a.store, a.metrics, log)
 	if a.replicated != nil {
 		// Several replicas: reload keys another replica changed; one elected leader rotates.
 		go followKeys(ctx, a.replicated, a.keys, log)
@@ -348,7 +354,9 @@ func listenTLS(addr string, h http.Handler, tc *tls.Config) (*listener, error) {
 	return l, nil
 }
 
-func collectGarbage(ctx context.Context, st store.Store, is *issuer.Issuer, mx *metrics.Metrics, log *slog.Logger) {
+// collectGarbage removes expired revocations and jti claims from the store every gcInterval and
+// refreshes the record-count gauges. (The issuer's in-memory caches sweep themselves.)
+func collectGarbage(ctx context.Context, st store.Store, mx *metrics.Metrics, log *slog.Logger) {
 	if s, err := st.Stats(ctx); err == nil {
 		mx.Records(s)
 	}
@@ -365,7 +373,6 @@ func collectGarbage(ctx context.Context, st store.Store, is *issuer.Issuer, mx *
 			} else if n > 0 {
 				log.Info("expired records removed", "count", n)
 			}
-			is.Sweep(now)
 			if s, err := st.Stats(ctx); err == nil {
 				mx.Records(s)
 			}

@@ -14,7 +14,8 @@ import (
 )
 
 // newTransmitter makes the Shared Signals transmitter on the store's event log (which the
-// issuer appends to with every recorded revocation).
+// issuer appends to with every recorded revocation). st should be the backend itself, so that
+// the transmitter sees its optional ssf.EventsNotifier.
 func newTransmitter(ctx context.Context, cfg *config.Config, st store.Store, km *keys.Manager,
 	reg prometheus.Registerer, now func() time.Time, log *slog.Logger) (*ssf.Transmitter, error) {
 	var streams []ssf.StreamConfig

@@ -1,6 +1,7 @@
 package demostack
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -55,10 +56,15 @@ func postForm(ctx context.Context, u, user, pass string, form url.Values, header
 
 // PasswordGrant logs user in at Keycloak as client bff (direct access grants are on for it).
 func (s *Stack) PasswordGrant(ctx context.Context, user, pass string) (TokenResponse, error) {
-	tr, err := postForm(ctx, s.KeycloakIssuer()+"/protocol/openid-connect/token", "bff", BFFKeycloakSecret,
+	return s.PasswordGrantAs(ctx, "bff", BFFKeycloakSecret, user, pass)
+}
+
+// PasswordGrantAs logs user in at Keycloak as the given confidential client.
+func (s *Stack) PasswordGrantAs(ctx context.Context, client, secret, user, pass string) (TokenResponse, error) {
+	tr, err := postForm(ctx, s.KeycloakIssuer()+"/protocol/openid-connect/token", client, secret,
 		url.Values{"grant_type": {"password"}, "username": {user}, "password": {pass}, "scope": {"openid"}}, nil)
 	if err == nil && tr.Status != http.StatusOK {
-		err = fmt.Errorf("password grant for %s: HTTP %d %s: %s", user, tr.Status, tr.Error, tr.Description)
+		err = fmt.Errorf("password grant for %s at %s: HTTP %d %s: %s", user, client, tr.Status, tr.Error, tr.Description)
 	}
 	return tr, err
 }
@@ -73,7 +79,12 @@ func (s *Stack) KeycloakLogout(ctx context.Context, refreshToken string) (int, e
 
 // Exchange trades a Keycloak access token at tokengate (RFC 8693) as client bff.
 func (s *Stack) Exchange(ctx context.Context, kcAccessToken string) (TokenResponse, error) {
-	return postForm(ctx, s.TokengateURL()+"/token", "bff", BFFTokengateSecret, url.Values{
+	return s.ExchangeAs(ctx, "bff", BFFTokengateSecret, kcAccessToken)
+}
+
+// ExchangeAs trades a Keycloak access token at tokengate as the given tokengate client.
+func (s *Stack) ExchangeAs(ctx context.Context, client, secret, kcAccessToken string) (TokenResponse, error) {
+	return postForm(ctx, s.TokengateURL()+"/token", client, secret, url.Values{
 		"grant_type":         {"urn:ietf:params:oauth:grant-type:token-exchange"},
 		"subject_token":      {kcAccessToken},
 		"subject_token_type": {"urn:ietf:params:oauth:token-type:access_token"},
@@ -104,33 +115,89 @@ func (s *Stack) CallService(ctx context.Context, token string) (int, string, str
 	return resp.StatusCode, string(body), resp.Header.Get("WWW-Authenticate"), nil
 }
 
-// AdminDeleteSession deletes a user session through Keycloak's admin REST API (master admin
-// admin/admin via admin-cli).
-func (s *Stack) AdminDeleteSession(ctx context.Context, sid string) error {
+// adminToken is a master-realm admin access token (admin/admin via admin-cli).
+func (s *Stack) adminToken(ctx context.Context) (string, error) {
 	tr, err := postForm(ctx, s.KeycloakURL()+"/realms/master/protocol/openid-connect/token", "", "", url.Values{
 		"grant_type": {"password"}, "client_id": {"admin-cli"}, "username": {"admin"}, "password": {"admin"},
 	}, nil)
 	if err != nil {
-		return err
+		return "", err
 	}
 	if tr.AccessToken == "" {
-		return fmt.Errorf("admin token: HTTP %d %s", tr.Status, tr.Error)
+		return "", fmt.Errorf("admin token: HTTP %d %s", tr.Status, tr.Error)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodDelete,
-		s.KeycloakURL()+"/admin/realms/"+Realm+"/sessions/"+url.PathEscape(sid), nil)
+	return tr.AccessToken, nil
+}
+
+// adminCall sends one admin REST request for the demo realm and checks its status.
+func (s *Stack) adminCall(ctx context.Context, method, path string, body any, want int) error {
+	tok, err := s.adminToken(ctx)
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Authorization", "Bearer "+tr.AccessToken)
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, s.KeycloakURL()+"/admin/realms/"+Realm+path, rd)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+tok)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	resp, err := hc.Do(req)
 	if err != nil {
 		return err
 	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusNoContent {
-		return fmt.Errorf("DELETE session: HTTP %d", resp.StatusCode)
+	defer resp.Body.Close()
+	if resp.StatusCode != want {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return fmt.Errorf("%s %s: HTTP %d %s", method, path, resp.StatusCode, b)
 	}
 	return nil
+}
+
+// AdminDeleteSession deletes a user session through Keycloak's admin REST API (master admin
+// admin/admin via admin-cli).
+func (s *Stack) AdminDeleteSession(ctx context.Context, sid string) error {
+	return s.adminCall(ctx, http.MethodDelete, "/sessions/"+url.PathEscape(sid), nil, http.StatusNoContent)
+}
+
+// AdminCreateClient creates a confidential client with direct access grants in the demo
+// realm, without protocol mappers: its access tokens' aud is just "account".
+func (s *Stack) AdminCreateClient(ctx context.Context, clientID, secret string) error {
+	return s.adminCall(ctx, http.MethodPost, "/clients", map[string]any{
+		"clientId": clientID, "secret": secret, "enabled": true, "protocol": "openid-connect",
+		"publicClient": false, "clientAuthenticatorType": "client-secret", "standardFlowEnabled": false,
+		"directAccessGrantsEnabled": true,
+	}, http.StatusCreated)
+}
+
+// Introspect asks Keycloak's introspection endpoint about token as client tokengate.
+func (s *Stack) Introspect(ctx context.Context, token string) (map[string]any, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.KeycloakIssuer()+"/protocol/openid-connect/token/introspect",
+		strings.NewReader(url.Values{"token": {token}}.Encode()))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth("tokengate", TokengateKCSecret)
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("introspection: HTTP %d", resp.StatusCode)
+	}
+	return out, json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&out)
 }
 
 // BFFSession is a session as demo-bff's DEMO-ONLY /debug/sessions shows it.

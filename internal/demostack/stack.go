@@ -101,8 +101,12 @@ type Stack struct {
 
 	KCPort, TGPort, TGAdminPort, BFFPort, ServicePort int
 	TTL, RecheckAfter                                 time.Duration
-	// KeycloakVersion, when set, is the KEYCLOAK_VERSION scripts/keycloak.sh starts.
+	// KeycloakVersion selects the Keycloak distribution (KEYCLOAK_VERSION of
+	// scripts/keycloak.sh); empty: the script's default.
 	KeycloakVersion string
+	// MoreClients are BFFs registered at tokengate besides bff (the integration suite's
+	// caller-binding tests).
+	MoreClients []Client
 	// SharedSignals makes tokengate follow Keycloak's Shared Signals stream with the realm's
 	// receiver client (Keycloak 26.7+; scripts/keycloak.sh turns the feature on).
 	SharedSignals bool
@@ -111,6 +115,13 @@ type Stack struct {
 
 	mu    sync.Mutex
 	procs map[string]*Proc
+}
+
+// Client is a BFF registered at tokengate: its id, secret and the Keycloak clients whose
+// tokens it may exchange (upstream_clients; empty: its own id).
+type Client struct {
+	ID, Secret      string
+	UpstreamClients []string
 }
 
 // NewStack picks free ports (the Keycloak port may be preset by the caller).
@@ -141,15 +152,29 @@ func (s *Stack) kcRunDir() string { return filepath.Join(s.Work, "keycloak") }
 func (s *Stack) KeycloakLog() string { return filepath.Join(s.kcRunDir(), "keycloak.log") }
 
 func (s *Stack) kcEnv() []string {
-	env := os.Environ()
-	if s.KeycloakVersion != "" {
-		env = append(env, "KEYCLOAK_VERSION="+s.KeycloakVersion)
-	}
-	return append(env,
+	env := append(os.Environ(),
 		fmt.Sprintf("KC_PORT=%d", s.KCPort),
 		"KC_RUN_DIR="+s.kcRunDir(),
 		"TOKENGATE_URL="+s.TokengateURL(),
 	)
+	if s.KeycloakVersion != "" {
+		env = append(env, "KEYCLOAK_VERSION="+s.KeycloakVersion)
+	}
+	return env
+}
+
+// KeycloakScript runs scripts/keycloak.sh sub (fetch, java, version, …) for this stack's
+// Keycloak version and returns its trimmed standard output; errors carry its standard error.
+func (s *Stack) KeycloakScript(ctx context.Context, sub string) (string, error) {
+	cmd := exec.CommandContext(ctx, filepath.Join(s.Root, "scripts", "keycloak.sh"), sub)
+	cmd.Env = s.kcEnv()
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("scripts/keycloak.sh %s: %v: %s", sub, err, strings.TrimSpace(stderr.String()))
+	}
+	return strings.TrimSpace(string(out)), nil
 }
 
 // StartKeycloak runs scripts/keycloak.sh start (a fresh realm import: new keys, user ids and
@@ -213,7 +238,7 @@ func (s *Stack) TokengateConfig() config.Config {
 		Tokens:  config.Tokens{TTL: config.Duration(s.TTL), RecheckAfter: config.Duration(s.RecheckAfter)},
 		Keys:    config.Keys{JWKSMaxAge: config.Duration(time.Minute), RotateEvery: config.Duration(24 * time.Hour)},
 		Admin:   config.Admin{Tokens: []config.AdminToken{{Name: "demo", SHA256: hash(AdminToken)}}},
-		Clients: []config.Client{{ID: "bff", SecretSHA256: hash(BFFTokengateSecret), Audiences: []string{Audience}}},
+		Clients: s.clients(hash),
 		SSF: config.SSF{Receivers: []config.SSFReceiver{{ID: "demo-service", Audience: Audience,
 			SecretSHA256: hash(ServiceStreamSecret)}}},
 	}
@@ -222,6 +247,16 @@ func (s *Stack) TokengateConfig() config.Config {
 			ClientSecret: SignalsClientSecret, PollInterval: config.Duration(SignalsPollInterval)}
 	}
 	return c
+}
+
+// clients is bff and MoreClients, as configured at tokengate.
+func (s *Stack) clients(hash func(string) string) []config.Client {
+	out := []config.Client{{ID: "bff", SecretSHA256: hash(BFFTokengateSecret), Audiences: []string{Audience}}}
+	for _, c := range s.MoreClients {
+		out = append(out, config.Client{ID: c.ID, SecretSHA256: hash(c.Secret), Audiences: []string{Audience},
+			UpstreamClients: c.UpstreamClients})
+	}
+	return out
 }
 
 // StartTokengate starts tokengate (keeping its data dir across restarts) and waits for its

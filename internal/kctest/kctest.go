@@ -1,6 +1,7 @@
 // Package kctest is an in-process fake Keycloak realm for tests: discovery, JWKS, RFC 7662
 // introspection, the refresh_token grant and back-channel logout tokens, all signed with real
-// keys.
+// keys. Introspection follows Keycloak 26.6 and later: a token whose aud lacks the introspecting
+// client is inactive (SetAudienceRule(false) gives the older behaviour).
 package kctest
 
 import (
@@ -24,6 +25,8 @@ const (
 	ClientSecret = "tokengate-secret-0123456789-abcdefg"
 	// LogoutAudience is the aud of logout tokens (the BFF's client id in Keycloak).
 	LogoutAudience = "bff"
+	// BFFClientID is the azp of access tokens by default (the BFF's client id in Keycloak).
+	BFFClientID = "bff"
 )
 
 // Realm is a fake Keycloak realm served by httptest.
@@ -38,6 +41,8 @@ type Realm struct {
 	// Refreshes counts refresh_token grants answered with new tokens.
 	Refreshes atomic.Int64
 	down      atomic.Bool
+	// noAudienceRule: introspection ignores aud, as Keycloak before 26.6 did.
+	noAudienceRule atomic.Bool
 
 	mu       sync.Mutex
 	inactive map[string]bool      // sid → session ended
@@ -94,6 +99,11 @@ func (r *Realm) Issuer() string { return r.Server.URL + "/realms/demo" }
 // SetDown makes every request fail at the connection level (true) or be served again (false).
 func (r *Realm) SetDown(down bool) { r.down.Store(down) }
 
+// SetAudienceRule turns Keycloak's introspection audience rule (26.6 and later, the fix for
+// CVE-2026-37979) on (the default) or off (Keycloak 26.5 and earlier): with it, introspection
+// answers active:false for a token whose aud does not contain the introspecting client.
+func (r *Realm) SetAudienceRule(on bool) { r.noAudienceRule.Store(!on) }
+
 // EndSession makes introspection answer inactive for every token of sid, as Keycloak does after
 // a logout or session expiry, without sending a back-channel logout.
 func (r *Realm) EndSession(sid string) {
@@ -113,6 +123,11 @@ type Token struct {
 	Lifetime time.Duration
 	Issuer   string // default: the realm
 	Typ      string // typ claim; default Bearer
+	// Audience is the aud claim; default [ClientID, "account"], as with the demo realm's
+	// audience mapper. One value is written as a string, as Keycloak does.
+	Audience []string
+	// AZP is the client the token was issued to; default BFFClientID.
+	AZP string
 }
 
 // AccessToken mints a signed access token like Keycloak's.
@@ -144,8 +159,18 @@ func (r *Realm) AccessToken(t Token) string {
 	if t.Typ == "" {
 		t.Typ = "Bearer"
 	}
+	if t.Audience == nil {
+		t.Audience = []string{ClientID, "account"}
+	}
+	if t.AZP == "" {
+		t.AZP = BFFClientID
+	}
+	var aud any = t.Audience
+	if len(t.Audience) == 1 {
+		aud = t.Audience[0]
+	}
 	return r.Sign(map[string]any{
-		"iss": t.Issuer, "sub": t.Subject, "sid": t.SID, "typ": t.Typ, "azp": "bff", "aud": "account",
+		"iss": t.Issuer, "sub": t.Subject, "sid": t.SID, "typ": t.Typ, "azp": t.AZP, "aud": aud,
 		"iat": t.IssuedAt.Unix(), "exp": t.IssuedAt.Add(t.Lifetime).Unix(), "jti": "at-" + randID(),
 		"scope": t.Scope, "realm_access": map[string]any{"roles": t.Roles},
 		"preferred_username": t.Username, "acr": "1", "auth_time": t.IssuedAt.Unix(),
@@ -300,7 +325,7 @@ func (r *Realm) introspect(w http.ResponseWriter, req *http.Request) {
 	r.mu.Lock()
 	ended := r.inactive[sid]
 	r.mu.Unlock()
-	if ended || time.Now().Unix() >= int64(exp) {
+	if ended || time.Now().Unix() >= int64(exp) || (!r.noAudienceRule.Load() && !hasAudience(c["aud"], id)) {
 		writeJSON(w, map[string]any{"active": false})
 		return
 	}
@@ -309,6 +334,21 @@ func (r *Realm) introspect(w http.ResponseWriter, req *http.Request) {
 	c["username"] = c["preferred_username"]
 	c["token_type"] = "Bearer"
 	writeJSON(w, c)
+}
+
+// hasAudience reports whether the aud claim (a string or an array) contains id.
+func hasAudience(aud any, id string) bool {
+	switch a := aud.(type) {
+	case string:
+		return a == id
+	case []any:
+		for _, x := range a {
+			if x == id {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func writeJSON(w http.ResponseWriter, v any) { writeJSONStatus(w, http.StatusOK, v) }
