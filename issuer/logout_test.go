@@ -131,7 +131,7 @@ func TestLogout_BothChannelsAreOneRevocationAndOneEvent(t *testing.T) {
 			t.Cleanup(func() { _ = b.Close() })
 			up := upstream.New(upstream.Config{Issuer: realm.Issuer(), ClientID: kctest.ClientID, ClientSecret: kctest.ClientSecret})
 			is, err := issuer.New(issuer.Config{Issuer: "https://tg.test", TTL: 30 * time.Second, RecheckAfter: time.Minute,
-				MaxUpstreamLifetime: time.Hour, LogoutAudiences: []string{kctest.LogoutAudience}}, b, nil, up, pub)
+				MaxUpstreamLifetime: time.Hour, LogoutAudiences: []string{kctest.LogoutAudience}, UpstreamClientID: kctest.ClientID}, b, nil, up, pub)
 			if err != nil {
 				t.Fatal(err)
 			}
