@@ -120,6 +120,9 @@ type Upstream struct {
 	// logout_token=…, retried with backoff, bounded queue): a Keycloak client has one back-channel
 	// logout URL, so the BFF's own endpoint can be listed here.
 	ForwardLogoutTo []string `yaml:"forward_logout_to,omitempty"`
+	// SharedSignals makes tokengate a receiver of Keycloak's Shared Signals stream, a second,
+	// durable channel for logouts beside back-channel logout; see signals.go.
+	SharedSignals SharedSignals `yaml:"shared_signals,omitempty"`
 }
 
 // Tokens configures internal tokens.
@@ -309,6 +312,9 @@ func Parse(r io.Reader, getenv func(string) string) (*Config, error) {
 		c.Store.Etcd.Password = s // without a username there is no etcd auth: ignored
 	}
 	c.SetDefaults()
+	if err := c.Upstream.SharedSignals.loadSecret(getenv); err != nil {
+		return nil, err
+	}
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
@@ -376,6 +382,7 @@ func (c *Config) SetDefaults() {
 		}
 	}
 	c.SSF.setDefaults(c.Tokens.TTL)
+	c.Upstream.SharedSignals.setDefaults()
 }
 
 // Validate reports every problem at once, each naming the field.
@@ -516,6 +523,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	c.SSF.validate(bad, c.Tokens.TTL.D())
+	c.Upstream.SharedSignals.validate(bad, c.Upstream.ClientID)
 	if len(p) > 0 {
 		return fmt.Errorf("config: %d problem(s):\n  - %s", len(p), strings.Join(p, "\n  - "))
 	}

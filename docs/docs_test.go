@@ -85,7 +85,7 @@ func layer(p string) int {
 		return 1
 	case r == "server":
 		return 2
-	case r == "issuer" || r == "keys" || r == "ssf" || r == "relay" || r == "upstream" || r == "metrics":
+	case r == "issuer" || r == "keys" || r == "ssf" || r == "relay" || r == "upstream" || strings.HasPrefix(r, "upstream/") || r == "metrics":
 		return 3
 	case r == "store" || strings.HasPrefix(r, "store/") && !isTestSupport(p):
 		return 4

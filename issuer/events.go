@@ -13,7 +13,9 @@ import (
 // must not block.
 type Publisher interface {
 	// Recorded is called once per recorded revocation with its event (Seq set). logoutToken is
-	// the verified back-channel logout token behind it, empty for every other source.
+	// the verified back-channel logout token behind it, empty for every other source. A
+	// back-channel logout found already on record (Keycloak's Shared Signals stream was first)
+	// is passed with Seq 0: nothing new for the feed, but its token is still to be relayed.
 	Recorded(e store.Event, logoutToken string)
 }
 
@@ -33,6 +35,25 @@ func (i *Issuer) record(ctx context.Context, r store.Revocation, logoutToken str
 	i.cfg.Metrics.Logout(source, "recorded", "")
 	i.publish.Recorded(e, logoutToken)
 	return nil
+}
+
+// recordNew is record unless a stored revocation already covers r — the same logout delivered
+// by the other channel (back-channel logout and Keycloak's Shared Signals stream), or again.
+// Then nothing is written, no event is appended or published, and it reports false. The check
+// is part of the store's write transaction.
+func (i *Issuer) recordNew(ctx context.Context, r store.Revocation) (bool, error) {
+	e, recorded, err := i.store.RecordNewRevocation(ctx, store.Event{ID: newJTI(), Time: i.cfg.Now(), Revocation: r})
+	if err != nil {
+		return false, unavailable("revocation could not be recorded", err)
+	}
+	source, _, _ := strings.Cut(r.Reason, ":")
+	if !recorded {
+		i.cfg.Metrics.Logout(source, "duplicate", "")
+		return false, nil
+	}
+	i.cfg.Metrics.Logout(source, "recorded", "")
+	i.publish.Recorded(e, "")
+	return true, nil
 }
 
 // AnnounceKeyRevoked appends the emergency revocation of signing key kid to the event log, so

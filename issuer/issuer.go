@@ -31,6 +31,10 @@ const (
 // transaction, so a logout acknowledged to its caller can never lose its event to a crash.
 type Store interface {
 	RecordRevocation(ctx context.Context, e store.Event) (store.Event, error)
+	// RecordNewRevocation is RecordRevocation unless a stored revocation already covers the
+	// event's (then nothing is written and it reports false): how a logout that reaches
+	// tokengate by two channels is recorded once.
+	RecordNewRevocation(ctx context.Context, e store.Event) (store.Event, bool, error)
 	SessionRevocation(ctx context.Context, sid string) (store.Revocation, error)
 	SubjectRevocation(ctx context.Context, sub string) (store.Revocation, error)
 	ClaimJTI(ctx context.Context, jti string, expires time.Time) (bool, error)

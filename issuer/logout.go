@@ -60,12 +60,40 @@ func (i *Issuer) RecordLogout(ctx context.Context, raw string) (store.Revocation
 			return store.Revocation{}, invalidRequest("logout_token was already used", nil)
 		}
 	}
-	if err := i.record(ctx, r, raw); err != nil {
-		return store.Revocation{}, err
+	// A logout Keycloak also signalled on its Shared Signals stream may be on record already:
+	// then it is not recorded (nor put on the feed) again, but the relay still forwards the
+	// token (the BFF needs it to end its own session).
+	e, recorded, err := i.store.RecordNewRevocation(ctx, store.Event{ID: newJTI(), Time: now, Revocation: r})
+	if err != nil {
+		return store.Revocation{}, unavailable("revocation could not be recorded", err)
 	}
-	i.log.InfoContext(ctx, "logout recorded", "event", "logout", "reason", "backchannel", "sid", lt.SID,
+	msg, result := "logout recorded", "recorded"
+	if !recorded {
+		msg, result = "logout already on record", "duplicate"
+		e = store.Event{Time: now, Revocation: r} // not in the log: Seq 0
+	}
+	i.cfg.Metrics.Logout("backchannel", result, "")
+	i.publish.Recorded(e, raw)
+	i.log.InfoContext(ctx, msg, "event", "logout", "reason", "backchannel", "sid", lt.SID,
 		"sub", lt.Subject, "jti", lt.JTI)
 	return r, nil
+}
+
+// RecordUpstreamLogout durably records a logout the provider signalled by another channel than
+// back-channel logout (its Shared Signals stream): r names the session (SID) or the subject
+// and its At, and its Reason; the issuer sets Expires. It reports false, writing nothing, when
+// a stored revocation already covers r, so a logout delivered by both channels is one
+// revocation and one event on the feed.
+func (i *Issuer) RecordUpstreamLogout(ctx context.Context, r store.Revocation) (bool, error) {
+	if r.SID == "" && r.Sub == "" {
+		return false, invalidRequest("a logout names a session or a subject", nil)
+	}
+	now := i.cfg.Now()
+	if r.At.IsZero() || r.At.After(now) {
+		r.At = now
+	}
+	r.Expires = i.revocationExpiry(now)
+	return i.recordNew(ctx, r)
 }
 
 // alreadyRecorded reports whether the logout r describes is already on record (a session logout

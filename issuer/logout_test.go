@@ -29,6 +29,13 @@ func (f *flakyStore) RecordRevocation(ctx context.Context, e store.Event) (store
 	return f.Store.RecordRevocation(ctx, e)
 }
 
+func (f *flakyStore) RecordNewRevocation(ctx context.Context, e store.Event) (store.Event, bool, error) {
+	if f.failNext.CompareAndSwap(true, false) {
+		return store.Event{}, false, store.ErrUnavailable
+	}
+	return f.Store.RecordNewRevocation(ctx, e)
+}
+
 func TestRecordLogout_RetryAfterAFailedRecordIsAcceptedReplayIsNot(t *testing.T) {
 	realm := kctest.New(t)
 	b, err := bolt.Open(filepath.Join(t.TempDir(), "db"), bolt.Options{NoSync: true})
@@ -96,5 +103,92 @@ func TestRecordLogout_PublishesOnlyVerifiedRecordedLogouts(t *testing.T) {
 	evs, tokens := f.pub.snapshot()
 	if len(evs) != 1 || tokens[0] != lt || evs[0].Revocation.SID != "sid-relay" || evs[0].Seq != 1 {
 		t.Errorf("published %d events (%+v), want exactly the one verified logout with its token", len(evs), evs)
+	}
+}
+
+// TestLogout_BothChannelsAreOneRevocationAndOneEvent: a logout Keycloak delivers by back-channel
+// logout and on its Shared Signals stream, in either order, is recorded once with one event.
+func TestLogout_BothChannelsAreOneRevocationAndOneEvent(t *testing.T) {
+	realm := kctest.New(t)
+	cases := []struct {
+		name      string
+		sid, sub  string
+		ssfFirst  bool
+		wantFirst string
+	}{
+		{"session, back-channel first", "sid-bc", "mia", false, "backchannel"},
+		{"session, stream first", "sid-ssf", "mia", true, "ssf:session-revoked"},
+		{"subject, stream first", "", "noah", true, "ssf:credential-change"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			ctx := context.Background()
+			pub := &countingPublisher{}
+			b, err := bolt.Open(filepath.Join(t.TempDir(), "db"), bolt.Options{NoSync: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = b.Close() })
+			up := upstream.New(upstream.Config{Issuer: realm.Issuer(), ClientID: kctest.ClientID, ClientSecret: kctest.ClientSecret})
+			is, err := issuer.New(issuer.Config{Issuer: "https://tg.test", TTL: 30 * time.Second, RecheckAfter: time.Minute,
+				MaxUpstreamLifetime: time.Hour, LogoutAudiences: []string{kctest.LogoutAudience}, UpstreamClientID: kctest.ClientID}, b, nil, up, pub)
+			if err != nil {
+				t.Fatal(err)
+			}
+			reason := "ssf:session-revoked"
+			if c.sid == "" {
+				reason = "ssf:credential-change"
+			}
+			// A user-level signal carries the event's time; the logout token is issued after it.
+			at := time.Now().Add(-time.Second)
+			signal := func(want bool) {
+				t.Helper()
+				got, err := is.RecordUpstreamLogout(ctx, store.Revocation{SID: c.sid, Sub: c.sub, At: at, Reason: reason})
+				if err != nil || got != want {
+					t.Fatalf("RecordUpstreamLogout = %v, %v; want %v", got, err, want)
+				}
+			}
+			backchannel := func() {
+				t.Helper()
+				if _, err := is.RecordLogout(ctx, realm.LogoutToken(c.sub, c.sid)); err != nil {
+					t.Fatalf("RecordLogout: %v", err)
+				}
+			}
+			if c.ssfFirst {
+				signal(true)
+				if c.sid != "" {
+					backchannel()
+				}
+			} else {
+				backchannel()
+				signal(false)
+			}
+			signal(false) // and Keycloak's redelivery of an unacknowledged SET
+			evs, err := b.Events(ctx, 0, 10)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(evs) != 1 || evs[0].Revocation.Reason != c.wantFirst {
+				t.Fatalf("events = %+v, want one from %s", evs, c.wantFirst)
+			}
+			if c.sid != "" && pub.tokens != 1 {
+				t.Errorf("logout token relayed %d times, want 1 (the BFF still needs it)", pub.tokens)
+			}
+			if pub.events != 1 {
+				t.Errorf("events published %d, want 1", pub.events)
+			}
+		})
+	}
+}
+
+// countingPublisher counts published events (Seq set) and logout tokens.
+type countingPublisher struct{ events, tokens int }
+
+func (p *countingPublisher) Recorded(e store.Event, logoutToken string) {
+	if e.Seq != 0 {
+		p.events++
+	}
+	if logoutToken != "" {
+		p.tokens++
 	}
 }

@@ -182,6 +182,12 @@ func (s *InstrumentedStore) RecordRevocation(ctx context.Context, e store.Event)
 	return s.Store.RecordRevocation(ctx, e)
 }
 
+// RecordNewRevocation times the wrapped call as op "record_revocation".
+func (s *InstrumentedStore) RecordNewRevocation(ctx context.Context, e store.Event) (store.Event, bool, error) {
+	defer s.m.storeCommit("record_revocation", time.Now())
+	return s.Store.RecordNewRevocation(ctx, e)
+}
+
 // RevokeSession times the wrapped call.
 func (s *InstrumentedStore) RevokeSession(ctx context.Context, r store.Revocation) error {
 	defer s.m.storeCommit("revoke_session", time.Now())

@@ -30,6 +30,9 @@
 #   KC_CDS               1: keep a CDS archive in the cache dir      (1)
 #   KC_JAVA_OPTS_APPEND  extra JVM options
 #   KC_EXTRA_ARGS        extra start-dev options, split on blanks
+#   KC_FEATURES          --features value; "none" for none   (ssf from 26.7 on, else none)
+#   KC_SSF_RECEIVER      client given the ssf.read and ssf.manage scopes after
+#                        the import when the realm has them   (tokengate-signals)
 #   TOKENGATE_URL        base URL Keycloak posts back-channel logout tokens to;
 #                        unset: the realm file's default http://127.0.0.1:18443
 #   KC_BOOTSTRAP_ADMIN_USERNAME / KC_BOOTSTRAP_ADMIN_PASSWORD   master admin (admin/admin)
@@ -215,7 +218,7 @@ cmd_start() {
 	# of Keycloak's environment, where KC_* is read as configuration.
 	local -a kc_env=(
 		-u KC_RUN_DIR -u KC_PORT -u KC_START_TIMEOUT -u KC_JIT -u KC_CDS
-		-u KC_REALM_FILE -u KC_EXTRA_ARGS -u KC_JAVA_OPTS_APPEND
+		-u KC_REALM_FILE -u KC_EXTRA_ARGS -u KC_JAVA_OPTS_APPEND -u KC_FEATURES -u KC_SSF_RECEIVER
 		"JAVA_HOME=$java_home"
 		"JAVA_OPTS_APPEND=$jopts"
 		"KC_BOOTSTRAP_ADMIN_USERNAME=${KC_BOOTSTRAP_ADMIN_USERNAME:-admin}"
@@ -229,6 +232,11 @@ cmd_start() {
 		kc_env=(-u TOKENGATE_URL "${kc_env[@]}")
 	fi
 	local -a extra=()
+	local features
+	features="$(default_features)"
+	if [[ -n "$features" && "$features" != none ]]; then
+		extra+=("--features=$features")
+	fi
 	if [[ -n "${KC_EXTRA_ARGS:-}" ]]; then
 		read -r -a extra <<<"$KC_EXTRA_ARGS"
 	fi
@@ -276,10 +284,54 @@ cmd_start() {
 		# short-lived build JVM. Drop it; the next start's JVM dumps a full one.
 		rm -f "$jsa"
 	fi
+	ssf_receiver_scopes
 	local ms=$((($(date +%s%N) - t0) / 1000000))
 	log "ready after ${ms} ms (pid $pid, log $logf)"
 	printf '%s\n' "$ms" >"$KC_RUN_DIR/startup-ms"
 	printf 'http://127.0.0.1:%s\n' "$KC_PORT"
+}
+
+# default_features prints the --features value: KC_FEATURES when set, else
+# "ssf" (the Shared Signals transmitter, experimental) from Keycloak 26.7 on.
+# Older versions do not know the feature, so they get none.
+default_features() {
+	if [[ -n "${KC_FEATURES:-}" ]]; then
+		printf '%s\n' "$KC_FEATURES"
+		return
+	fi
+	local major minor
+	IFS=. read -r major minor _ <<<"$KEYCLOAK_VERSION"
+	if ((major > 26 || (major == 26 && minor >= 7))); then
+		printf 'ssf\n'
+	fi
+}
+
+# ssf_receiver_scopes gives the receiver client the ssf.read and ssf.manage
+# client scopes as default scopes. Keycloak creates these scopes for a realm
+# only after the realm file's clients are imported, so the file's
+# defaultClientScopes entries for them are dropped ("Referenced client scope
+# 'ssf.read' doesn't exist. Ignoring"). Does nothing when the realm has no such
+# scopes (feature off, older Keycloak) or no such client.
+ssf_receiver_scopes() {
+	local base="http://127.0.0.1:$KC_PORT" receiver="${KC_SSF_RECEIVER:-tokengate-signals}"
+	local token scopes client scope id
+	token="$(curl -fsS --max-time 10 -d grant_type=password -d client_id=admin-cli \
+		--data-urlencode "username=${KC_BOOTSTRAP_ADMIN_USERNAME:-admin}" \
+		--data-urlencode "password=${KC_BOOTSTRAP_ADMIN_PASSWORD:-admin}" \
+		"$base/realms/master/protocol/openid-connect/token" | sed -n 's/.*"access_token":"\([^"]*\)".*/\1/p')" || return 0
+	[[ -n "$token" ]] || return 0
+	scopes="$(curl -fsS --max-time 10 -H "Authorization: Bearer $token" "$base/admin/realms/demo/client-scopes")" || return 0
+	client="$(curl -fsS --max-time 10 -H "Authorization: Bearer $token" \
+		"$base/admin/realms/demo/clients?clientId=$receiver" | sed -n 's/^\[{"id":"\([^"]*\)".*/\1/p')" || return 0
+	[[ -n "$client" ]] || return 0
+	for scope in ssf.read ssf.manage; do
+		id="$(grep -o "{\"id\":\"[^\"]*\",\"name\":\"$scope\"" <<<"$scopes" | sed 's/{"id":"\([^"]*\)".*/\1/')" || true
+		[[ -n "$id" ]] || continue
+		curl -fsS --max-time 10 -X PUT -H "Authorization: Bearer $token" \
+			"$base/admin/realms/demo/clients/$client/default-client-scopes/$id" ||
+			die "could not give client $receiver the $scope scope"
+		log "client $receiver: default client scope $scope added (SSF receiver)"
+	done
 }
 
 cmd_stop() {

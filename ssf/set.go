@@ -90,6 +90,8 @@ func initiator(reason string) (entity, why string) {
 		return "user", "refresh token revoked by the client at logout (RFC 7009)"
 	case "admin":
 		return "admin", "revoked by a tokengate operator"
+	case "ssf":
+		return "system", "signalled on the identity provider's Shared Signals stream"
 	}
 	return "", ""
 }

@@ -34,6 +34,11 @@ type EventLog interface {
 	// both are stored or neither is. A key event (KeyRevoked set, Revocation zero) is only
 	// appended. It returns e with Seq set.
 	RecordRevocation(ctx context.Context, e Event) (Event, error)
+	// RecordNewRevocation is RecordRevocation unless a stored revocation already covers
+	// e.Revocation (see Covers): then it writes nothing and reports false. The check and the
+	// write are one transaction, so a logout that reaches tokengate by two channels at once
+	// (back-channel logout and Keycloak's Shared Signals stream) gets one event.
+	RecordNewRevocation(ctx context.Context, e Event) (Event, bool, error)
 	// Events returns up to limit events with Seq > after, in Seq order.
 	Events(ctx context.Context, after uint64, limit int) ([]Event, error)
 	// LastEventSeq returns the Seq of the newest event ever appended, even if it has been
@@ -54,4 +59,15 @@ type EventLog interface {
 	UpdateStreams(ctx context.Context, docs map[string][]byte) (skipped []string, err error)
 	// DeleteStream removes a stream document; deleting an unknown id is not an error.
 	DeleteStream(ctx context.Context, id string) error
+}
+
+// ReceiverState is the durable state of tokengate's own Shared Signals receiver: one
+// opaque document describing the stream tokengate polls at Keycloak (its id, audience, poll
+// URL), kept so that a restarted tokengate — or the next elected replica — reuses the stream
+// instead of losing the events waiting in it.
+type ReceiverState interface {
+	// ReceiverStream returns the document last stored by PutReceiverStream, or ErrNotFound.
+	ReceiverStream(ctx context.Context) ([]byte, error)
+	// PutReceiverStream durably replaces the document; nil or empty deletes it.
+	PutReceiverStream(ctx context.Context, doc []byte) error
 }

@@ -28,6 +28,16 @@ func MergeSubject(old, r Revocation) Revocation {
 	return out
 }
 
+// Covers reports whether the stored revocation old already refuses everything r would: any
+// session record refuses the whole session; a subject record refuses what was issued up to
+// its At, so it covers r when its At is not before r's.
+func Covers(old, r Revocation) bool {
+	if r.SID != "" {
+		return old.SID == r.SID
+	}
+	return old.Sub == r.Sub && !old.At.Before(r.At)
+}
+
 func latest(a, b time.Time) time.Time {
 	if b.After(a) {
 		return b

@@ -68,6 +68,8 @@ type Store interface {
 
 	// EventLog is the durable, ordered log of revocation events and the stream documents.
 	EventLog
+	// ReceiverState keeps the stream tokengate follows at Keycloak (Shared Signals receiver).
+	ReceiverState
 }
 
 // Stats counts the records a store holds.

@@ -95,6 +95,11 @@ func run(ctx context.Context, o options) (err error) {
 		}
 	}()
 	say("Keycloak ready after %s", kcTook.Round(100*time.Millisecond))
+	if st.SharedSignals = st.KeycloakOffersSignals(ctx); st.SharedSignals {
+		say("Keycloak offers a Shared Signals stream: tokengate follows it (upstream.shared_signals)")
+	} else {
+		say("this Keycloak has no Shared Signals transmitter (26.7+ with --features=ssf): the logout-while-down scene is skipped")
+	}
 	defer st.StopAll()
 	if err := st.StartTokengate(ctx); err != nil {
 		return err
@@ -118,6 +123,13 @@ func run(ctx context.Context, o options) (err error) {
 	br.Close()
 	if err != nil {
 		return err
+	}
+	if st.SharedSignals {
+		down, err := downScene(ctx, st)
+		if err != nil {
+			return err
+		}
+		tl += "\n" + down
 	}
 	fmt.Println()
 	fmt.Print(tl)
@@ -259,6 +271,54 @@ func story(ctx context.Context, st *demostack.Stack, br *demostack.Browser, o op
 			s.InternalExpiry.Sub(tRejected).Round(time.Second), wwwAuth)
 	} else {
 		line("never", "copied internal token still accepted %s after logout", o.ttl+15*time.Second)
+	}
+	return b.String(), nil
+}
+
+// downScene: tokengate is stopped while alice (a second session) logs out at Keycloak, so the
+// back-channel logout finds nobody; tokengate starts again and the copied refresh token's first
+// renewal is refused at once — the logout waited in Keycloak's Shared Signals stream.
+func downScene(ctx context.Context, st *demostack.Stack) (string, error) {
+	var b strings.Builder
+	line := func(at string, format string, a ...any) {
+		fmt.Fprintf(&b, "  %10s  %s\n", at, fmt.Sprintf(format, a...))
+	}
+	say("scene 2: tokengate is stopped while alice logs out")
+	kc, err := st.PasswordGrant(ctx, "alice", "alice-password")
+	if err != nil {
+		return "", err
+	}
+	in, err := st.Exchange(ctx, kc.AccessToken)
+	if err != nil || in.Status != 200 {
+		return "", fmt.Errorf("exchange: %v HTTP %d %s", err, in.Status, in.Error)
+	}
+	if err := st.Stop("tokengate", syscall.SIGTERM); err != nil {
+		return "", err
+	}
+	code, err := st.KeycloakLogout(ctx, kc.RefreshToken)
+	if err != nil {
+		return "", err
+	}
+	t0 := time.Now()
+	since := func(t time.Time) string { return fmt.Sprintf("%+d ms", t.Sub(t0).Milliseconds()) }
+	if err := st.StartTokengate(ctx); err != nil {
+		return "", err
+	}
+	tUp := time.Now()
+	r, err := st.Renew(ctx, in.RefreshToken)
+	tRenew := time.Now()
+	if err != nil {
+		return "", err
+	}
+	rev, _ := st.AdminSession(ctx, kc.SessionState)
+	fmt.Fprintf(&b, "Scene 2: logout while tokengate is down (ms relative to Keycloak's logout answer)\n")
+	line("before", "alice logged in again (second session); the attacker copied its tokengate refresh token; tokengate stopped")
+	line("0 ms", "alice's session logged out at Keycloak (HTTP %d); its back-channel logout to tokengate found nobody listening", code)
+	line(since(tUp), "tokengate ready again (it drained Keycloak's Shared Signals stream before serving)")
+	if r.Status == 400 && r.Error == "invalid_grant" {
+		line(since(tRenew), "first renewal with the copied refresh token: refused, %s (%s); recorded as %q", r.Error, r.Description, rev.Revocation.Reason)
+	} else {
+		line(since(tRenew), "first renewal with the copied refresh token NOT refused: HTTP %d %s", r.Status, r.Error)
 	}
 	return b.String(), nil
 }

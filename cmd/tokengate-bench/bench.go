@@ -57,6 +57,7 @@ func (b *bench) all(ctx context.Context) error {
 	}{
 		{"sessions", b.sessions},
 		{"gateway", b.gatewayParts},
+		{"logout while down", b.downLogout},
 		{"inproc", b.inprocParts},
 		{"scale", b.scale},
 	}

@@ -45,6 +45,11 @@ type gateway struct {
 // core. A fresh client secret is written each start; the data (keys, logouts) persists. The
 // configuration and the log (appended) are next to dataDir.
 func startGateway(ctx context.Context, bin, listen, upstreamIssuer, dataDir string) (*gateway, error) {
+	return startGatewayWith(ctx, bin, listen, upstreamIssuer, dataDir, nil)
+}
+
+// startGatewayWith is startGateway with change applied to the configuration (when not nil).
+func startGatewayWith(ctx context.Context, bin, listen, upstreamIssuer, dataDir string, change func(*config.Config)) (*gateway, error) {
 	secret, hash := loopback.Secret()
 	unlimited := &config.Limit{Rate: 1000000, Burst: 1000000}
 	c := config.Config{
@@ -54,6 +59,9 @@ func startGateway(ctx context.Context, bin, listen, upstreamIssuer, dataDir stri
 		Tokens:  config.Tokens{TTL: config.Duration(30 * time.Second), RecheckAfter: config.Duration(60 * time.Second)},
 		Limits:  config.Limits{Token: unlimited, Logout: &config.Limit{Rate: 100000, Burst: 100000}},
 		Clients: []config.Client{{ID: gatewayClient, SecretSHA256: hash, Audiences: []string{gatewayAudience}}},
+	}
+	if change != nil {
+		change(&c)
 	}
 	dir := filepath.Dir(dataDir)
 	o := proctest.Options{Bin: bin, Dir: dir, LogPath: filepath.Join(dir, "tokengate.log"),

@@ -84,9 +84,10 @@ type Results struct {
 	RawSignPerCPUSecond float64 `json:"raw_signatures_per_cpu_second"`
 	KCRefresh           Dist    `json:"keycloak_refresh_grant"`
 
-	Revocation      Dist   `json:"revocation_window"`
-	RevocationBy    []Dist `json:"revocation_window_by_logout"`
-	RevocationStale int    `json:"renewals_accepted_after_logout_returned"`
+	Revocation      Dist       `json:"revocation_window"`
+	RevocationBy    []Dist     `json:"revocation_window_by_logout"`
+	RevocationStale int        `json:"renewals_accepted_after_logout_returned"`
+	DownLogout      DownLogout `json:"logout_while_down"`
 
 	Scale        []ScalePoint `json:"scale"`
 	LiveSessions string       `json:"live_sessions"`
@@ -181,6 +182,11 @@ func (r *Results) evaluate() {
 	add("5", "revocation window p99 (logout returned → first refused renewal)", "≤ 100 ms",
 		fmtUs(r.Revocation.P99us), r.Revocation.N > 0 && r.Revocation.P99us <= 100_000 && r.RevocationStale == 0,
 		fmt.Sprintf("%d sessions, %d renewals accepted after the logout returned", r.Revocation.N, r.RevocationStale))
+	if d := r.DownLogout; d.Sessions > 0 {
+		add("5-down", "logout while tokengate was down → renewal refused after restart", "every first renewal refused",
+			fmt.Sprintf("%d / %d", d.Refused, d.Sessions), d.Refused == d.Sessions,
+			fmt.Sprintf("restart → ready %.0f ms (drains Keycloak's Shared Signals stream first)", d.RestartReadyMs))
+	}
 	if n := len(r.Scale); n > 0 {
 		first, last := r.Scale[0], r.Scale[n-1]
 		add("6-start", fmt.Sprintf("cold start to ready at %s recorded logouts", count(last.Records)), "< 2 s",
@@ -261,6 +267,13 @@ func (r *Results) Markdown(png string) string {
 	}
 	fmt.Fprintf(&b, "| 5 | Revocation window: Keycloak logout returned → first refused renewal | p99 **%s**, max %s | p99 ≤ 100 ms | %s | %s over %d password-grant sessions (%s); renewals accepted after the logout returned: %d |\n",
 		t.Value, fmtUs(r.Revocation.MaxUs), met(t.Met), pcts(r.Revocation), r.Revocation.N, strings.Join(by, "; "), r.RevocationStale)
+	if d := r.DownLogout; d.Sessions > 0 {
+		t = r.target("5-down")
+		fmt.Fprintf(&b, "| 5b | Logout while tokengate was down → renewal refused after restart | **%s** first renewals refused | all | %s | %s; %d sessions logged out at Keycloak (end_session) while tokengate was stopped |\n",
+			t.Value, met(t.Met), t.Detail, d.Sessions)
+	} else if d.Note != "" {
+		fmt.Fprintf(&b, "| 5b | Logout while tokengate was down → renewal refused after restart | — | all | — | %s |\n", d.Note)
+	}
 	if n := len(r.Scale); n > 0 {
 		ts, tr, tf := r.target("6-start"), r.target("6-rss"), r.target("6-flat")
 		fmt.Fprintf(&b, "| 6 | Scale: %s recorded logouts in bbolt | start %s, RSS %s, check p99 %s | < 2 s, < 300 MiB, flat | %s, %s, %s | see below |\n",

@@ -3,6 +3,7 @@
 package monitoring
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"regexp"
@@ -14,7 +15,21 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/tokengate/tokengate/metrics"
+	"github.com/tokengate/tokengate/store"
+	"github.com/tokengate/tokengate/upstream/signals"
 )
+
+// noSignalsState lets a Shared Signals receiver be built (never run) for its metrics.
+type noSignalsState struct{}
+
+func (noSignalsState) ReceiverStream(context.Context) ([]byte, error)  { return nil, store.ErrNotFound }
+func (noSignalsState) PutReceiverStream(context.Context, []byte) error { return nil }
+func (noSignalsState) ClaimJTI(context.Context, string, time.Time) (bool, error) {
+	return true, nil
+}
+func (noSignalsState) RecordUpstreamLogout(context.Context, store.Revocation) (bool, error) {
+	return true, nil
+}
 
 // exported lists every metric family name tokengate's /metrics can serve.
 func exported(t *testing.T) map[string]bool {
@@ -32,6 +47,10 @@ func exported(t *testing.T) map[string]bool {
 	m.Request("/token", 200, time.Millisecond)
 	m.StoreCommitTime.WithLabelValues("revoke_session").Observe(0.001)
 	m.RevocationRecords.WithLabelValues("sessions").Set(0)
+	if _, err := signals.New(signals.Config{Issuer: "https://kc.test/realms/demo", ClientID: "c", ClientSecret: "s",
+		Registerer: reg}, noSignalsState{}, noSignalsState{}, noSignalsState{}); err != nil {
+		t.Fatal(err)
+	}
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)

@@ -31,6 +31,7 @@ import (
 	"github.com/tokengate/tokengate/store"
 	etcdstore "github.com/tokengate/tokengate/store/etcd"
 	"github.com/tokengate/tokengate/upstream"
+	"github.com/tokengate/tokengate/upstream/signals"
 )
 
 // gcInterval is how often expired revocations and jti claims are removed from the store.
@@ -48,7 +49,8 @@ type App struct {
 	keys       *keys.Manager
 	issuer     *issuer.Issuer
 	ssf        *ssf.Transmitter
-	relay      *relay.Relay // nil without forward_logout_to
+	relay      *relay.Relay      // nil without forward_logout_to
+	signals    *signals.Receiver // nil without upstream.shared_signals
 	public     *server.Server
 	admin      *server.Admin
 	certs      *certReloader // nil without tls
@@ -174,6 +176,9 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (_ *App, err er
 	if err != nil {
 		return nil, err
 	}
+	if a.signals, err = newReceiver(&cfg, a.store, a.issuer, a.reg, hc, o.now, log); err != nil {
+		return nil, err
+	}
 	a.public, err = server.New(server.Config{
 		Issuer: cfg.Issuer, JWKSMaxAge: cfg.Keys.JWKSMaxAge.D(), Logger: log, Metrics: a.metrics,
 		TrustedProxies: cfg.TrustedProxies,
@@ -248,15 +253,25 @@ func (a *App) Metrics() *metrics.Metrics { return a.metrics }
 func (a *App) Close() error { return a.store.Close() }
 
 // Run serves the public and admin listeners and runs the background work (Shared Signals
-// delivery, logout relay, garbage collection, key schedule, certificate reloads) until ctx ends
-// or a listener fails; then it drains requests for up to 15s and returns. The store stays open:
-// Close it afterwards.
+// delivery, the receiver of Keycloak's Shared Signals stream, logout relay, garbage collection,
+// key schedule, certificate reloads) until ctx ends or a listener fails; then it drains
+// requests for up to 15s and returns. The store stays open: Close it afterwards. With
+// upstream.shared_signals and one process, it first waits (at most catchUpWait) until the
+// logouts that waited in Keycloak's stream are recorded.
 func (a *App) Run(ctx context.Context) error {
 	cfg, log := &a.cfg, a.log
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if a.relay != nil {
 		go a.relay.Run(ctx)
+	}
+	// The receiver starts first: a single tokengate serves once the logouts that waited in
+	// Keycloak's stream while it was down are recorded (bounded by catchUpWait). With replicas
+	// the elected leader polls all along, and this replica's index follows etcd.
+	stopSignals := runReceiver(ctx, a.signals, a.replicated, log)
+	defer stopSignals() // before the caller closes the store
+	if a.signals != nil && a.replicated == nil {
+		catchUp(ctx, a.signals, log)
 	}
 	var publicTLS *tls.Config
 	if a.certs != nil {

@@ -35,6 +35,11 @@ const (
 	// ServiceStreamSecret lets demo-service create its own revocation stream (ssf.receivers).
 	ServiceStreamSecret = "demo-service-stream-secret-0123456789-abc"
 	Realm               = "demo"
+	// SignalsClientID and SignalsClientSecret are the realm's Shared Signals receiver client.
+	SignalsClientID     = "tokengate-signals"
+	SignalsClientSecret = "tokengate-signals-secret-0123456789"
+	// SignalsPollInterval is the demo's pause between polls of Keycloak's stream.
+	SignalsPollInterval = 500 * time.Millisecond
 )
 
 // Binaries are the built executables.
@@ -102,6 +107,9 @@ type Stack struct {
 	// MoreClients are BFFs registered at tokengate besides bff (the integration suite's
 	// caller-binding tests).
 	MoreClients []Client
+	// SharedSignals makes tokengate follow Keycloak's Shared Signals stream with the realm's
+	// receiver client (Keycloak 26.7+; scripts/keycloak.sh turns the feature on).
+	SharedSignals bool
 	// Out receives the processes' output (logs); nil discards it.
 	Out io.Writer
 
@@ -216,7 +224,7 @@ func (s *Stack) TokengateConfig() config.Config {
 		h := sha256.Sum256([]byte(secret))
 		return hex.EncodeToString(h[:])
 	}
-	return config.Config{
+	c := config.Config{
 		Listen:      fmt.Sprintf("127.0.0.1:%d", s.TGPort),
 		AdminListen: fmt.Sprintf("127.0.0.1:%d", s.TGAdminPort),
 		Issuer:      s.TokengateURL(),
@@ -234,6 +242,11 @@ func (s *Stack) TokengateConfig() config.Config {
 		SSF: config.SSF{Receivers: []config.SSFReceiver{{ID: "demo-service", Audience: Audience,
 			SecretSHA256: hash(ServiceStreamSecret)}}},
 	}
+	if s.SharedSignals {
+		c.Upstream.SharedSignals = config.SharedSignals{Enabled: true, ClientID: SignalsClientID,
+			ClientSecret: SignalsClientSecret, PollInterval: config.Duration(SignalsPollInterval)}
+	}
+	return c
 }
 
 // clients is bff and MoreClients, as configured at tokengate.

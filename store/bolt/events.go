@@ -23,7 +23,13 @@ var (
 	bucketStreams = []byte("streams")
 )
 
-var _ store.EventLog = (*Store)(nil)
+var (
+	_ store.EventLog      = (*Store)(nil)
+	_ store.ReceiverState = (*Store)(nil)
+)
+
+// receiverStreamKey holds the Shared Signals receiver's stream document in the meta bucket.
+var receiverStreamKey = []byte("receiver-stream")
 
 // trimBatchSize bounds the events TrimEvents deletes per transaction.
 const trimBatchSize = 1000
@@ -32,19 +38,44 @@ const trimBatchSize = 1000
 // the event log in the same bbolt transaction (one fsync), so an acknowledged logout always
 // has its event.
 func (s *Store) RecordRevocation(ctx context.Context, e store.Event) (store.Event, error) {
+	e, _, err := s.record(ctx, "record revocation", e, false)
+	return e, err
+}
+
+// RecordNewRevocation is RecordRevocation unless a stored revocation covers e.Revocation; the
+// check is made inside the same write transaction.
+func (s *Store) RecordNewRevocation(ctx context.Context, e store.Event) (store.Event, bool, error) {
+	return s.record(ctx, "record new revocation", e, true)
+}
+
+func (s *Store) record(ctx context.Context, op string, e store.Event, onlyNew bool) (store.Event, bool, error) {
 	r := e.Revocation
 	switch {
 	case e.ID == "":
-		return store.Event{}, errors.New("bolt: record revocation: empty event id")
+		return store.Event{}, false, fmt.Errorf("bolt: %s: empty event id", op)
 	case e.KeyRevoked != "" && r != (store.Revocation{}):
-		return store.Event{}, errors.New("bolt: record revocation: a key event carries no revocation")
+		return store.Event{}, false, fmt.Errorf("bolt: %s: a key event carries no revocation", op)
 	case e.KeyRevoked == "" && r.SID == "" && r.Sub == "":
-		return store.Event{}, errors.New("bolt: record revocation: neither sid nor sub")
+		return store.Event{}, false, fmt.Errorf("bolt: %s: neither sid nor sub", op)
 	}
-	err := s.update(ctx, "record revocation", func(tx *bbolt.Tx) error {
+	recorded := false
+	err := s.update(ctx, op, func(tx *bbolt.Tx) error {
+		bucket, id := bucketSubjects, r.Sub
+		if r.SID != "" {
+			bucket, id = bucketSessions, r.SID
+		}
+		if v := tx.Bucket(bucket).Get([]byte(id)); onlyNew && e.KeyRevoked == "" && v != nil {
+			var old store.Revocation
+			if err := json.Unmarshal(v, &old); err != nil {
+				return fmt.Errorf("decode %q: %w", id, err)
+			}
+			if store.Covers(old, r) {
+				return nil
+			}
+		}
 		var err error
 		switch {
-		case e.KeyRevoked != "":
+		case e.KeyRevoked != "": // a key event records no revocation
 		case r.SID != "":
 			err = putSession(tx, r)
 		default:
@@ -64,12 +95,13 @@ func (s *Store) RecordRevocation(ctx context.Context, e store.Event) (store.Even
 		if err != nil {
 			return err
 		}
+		recorded = true
 		return b.Put(seqKey(e.Seq), v)
 	})
-	if err != nil {
-		return store.Event{}, err
+	if err != nil || !recorded {
+		return store.Event{}, false, err
 	}
-	return e, nil
+	return e, true, nil
 }
 
 // Events returns up to limit events with Seq > after, in Seq order: one cursor seek.
@@ -221,6 +253,32 @@ func (s *Store) DeleteStream(ctx context.Context, id string) error {
 			return b.Delete([]byte(id))
 		}
 		return nil
+	})
+}
+
+// ReceiverStream returns a copy of the receiver's stream document (meta bucket).
+func (s *Store) ReceiverStream(ctx context.Context) ([]byte, error) {
+	var doc []byte
+	err := s.view(ctx, "receiver stream", func(tx *bbolt.Tx) error {
+		doc = bytes.Clone(tx.Bucket(bucketMeta).Get(receiverStreamKey))
+		return nil
+	})
+	switch {
+	case err != nil:
+		return nil, err
+	case len(doc) == 0:
+		return nil, fmt.Errorf("bolt: receiver stream: %w", store.ErrNotFound)
+	}
+	return doc, nil
+}
+
+// PutReceiverStream replaces (or, when doc is empty, deletes) the receiver's stream document.
+func (s *Store) PutReceiverStream(ctx context.Context, doc []byte) error {
+	return s.update(ctx, "put receiver stream", func(tx *bbolt.Tx) error {
+		if len(doc) == 0 {
+			return tx.Bucket(bucketMeta).Delete(receiverStreamKey)
+		}
+		return tx.Bucket(bucketMeta).Put(receiverStreamKey, bytes.Clone(doc))
 	})
 }
 

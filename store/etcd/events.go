@@ -20,7 +20,10 @@ import (
 // JSON (the fixed width makes etcd's key order the Seq order), streams/<id> the stream
 // documents.
 
-var _ store.EventLog = (*Store)(nil)
+var (
+	_ store.EventLog      = (*Store)(nil)
+	_ store.ReceiverState = (*Store)(nil)
+)
 
 // maxTxnOps is etcd's default limit of operations in one transaction.
 const maxTxnOps = 128
@@ -38,21 +41,33 @@ func (s *Store) streamsPrefix() string      { return s.cfg.Prefix + "streams/" }
 // compared, the merged revocation, the counter and the event are written together. On a
 // conflict it merges and numbers again.
 func (s *Store) RecordRevocation(ctx context.Context, e store.Event) (store.Event, error) {
-	const op = "record revocation"
+	e, _, err := s.record(ctx, "record revocation", e, false)
+	return e, err
+}
+
+// RecordNewRevocation is RecordRevocation unless a stored revocation covers e.Revocation. The
+// covering record is the one the transaction's revision compare is made against, so the check
+// and the write are atomic across replicas.
+func (s *Store) RecordNewRevocation(ctx context.Context, e store.Event) (store.Event, bool, error) {
+	return s.record(ctx, "record new revocation", e, true)
+}
+
+func (s *Store) record(ctx context.Context, op string, e store.Event, onlyNew bool) (store.Event, bool, error) {
 	r := e.Revocation
 	switch {
 	case e.ID == "":
-		return store.Event{}, errors.New("etcd: record revocation: empty event id")
+		return store.Event{}, false, fmt.Errorf("etcd: %s: empty event id", op)
 	case e.KeyRevoked != "" && r != (store.Revocation{}):
-		return store.Event{}, errors.New("etcd: record revocation: a key event carries no revocation")
+		return store.Event{}, false, fmt.Errorf("etcd: %s: a key event carries no revocation", op)
 	case e.KeyRevoked == "" && r.SID == "" && r.Sub == "":
-		return store.Event{}, errors.New("etcd: record revocation: neither sid nor sub")
+		return store.Event{}, false, fmt.Errorf("etcd: %s: neither sid nor sub", op)
 	}
 	if err := s.usable(ctx, op); err != nil {
-		return store.Event{}, err
+		return store.Event{}, false, err
 	}
 	if e.KeyRevoked != "" {
-		return s.appendEvent(ctx, op, e)
+		e, err := s.appendEvent(ctx, op, e)
+		return e, err == nil, err
 	}
 	k, id, merge := kindSubject, r.Sub, store.MergeSubject
 	if r.SID != "" {
@@ -75,31 +90,34 @@ func (s *Store) RecordRevocation(ctx context.Context, e store.Event) (store.Even
 	resp, err := s.cli.Get(rctx, s.seqKey())
 	cancel()
 	if err != nil {
-		return store.Event{}, s.failed(ctx, op, err)
+		return store.Event{}, false, s.failed(ctx, op, err)
 	}
 	if len(resp.Kvs) > 0 {
 		if seq, err = strconv.ParseInt(string(resp.Kvs[0].Value), 10, 64); err != nil {
-			return store.Event{}, fmt.Errorf("etcd: %s: decode event counter: %w", op, err)
+			return store.Event{}, false, fmt.Errorf("etcd: %s: decode event counter: %w", op, err)
 		}
 		cmod = resp.Kvs[0].ModRevision
 	}
 	for range maxAttempts {
 		next := r
+		if onlyNew && old != nil && store.Covers(*old, r) {
+			return store.Event{}, false, nil
+		}
 		if old != nil {
 			next = merge(*old, r)
 		}
 		val, err := json.Marshal(next)
 		if err != nil {
-			return store.Event{}, fmt.Errorf("etcd: %s: %w", op, err)
+			return store.Event{}, false, fmt.Errorf("etcd: %s: %w", op, err)
 		}
 		e.Seq = uint64(seq + 1)
 		ev, err := json.Marshal(e)
 		if err != nil {
-			return store.Event{}, fmt.Errorf("etcd: %s: %w", op, err)
+			return store.Event{}, false, fmt.Errorf("etcd: %s: %w", op, err)
 		}
 		lease, err := s.leaseFor(ctx, next.Expires)
 		if err != nil {
-			return store.Event{}, s.failed(ctx, op, err)
+			return store.Event{}, false, s.failed(ctx, op, err)
 		}
 		rctx, cancel := s.rpc(ctx)
 		tx, err := s.cli.Txn(rctx).
@@ -112,29 +130,29 @@ func (s *Store) RecordRevocation(ctx context.Context, e store.Event) (store.Even
 			Commit()
 		cancel()
 		if err != nil {
-			return store.Event{}, s.failed(ctx, op, err)
+			return store.Event{}, false, s.failed(ctx, op, err)
 		}
 		if tx.Succeeded {
 			s.idx.put(k, id, entry{rev: next, mod: tx.Header.Revision})
-			return e, nil
+			return e, true, nil
 		}
 		old, mod = nil, 0
 		if kvs := tx.Responses[0].GetResponseRange().Kvs; len(kvs) > 0 {
 			cur, err := decode(k, kvs[0].Value, kvs[0].ModRevision)
 			if err != nil {
-				return store.Event{}, fmt.Errorf("etcd: %s: decode %q: %w", op, id, err)
+				return store.Event{}, false, fmt.Errorf("etcd: %s: decode %q: %w", op, id, err)
 			}
 			old, mod = &cur.rev, cur.mod
 		}
 		seq, cmod = 0, 0
 		if kvs := tx.Responses[1].GetResponseRange().Kvs; len(kvs) > 0 {
 			if seq, err = strconv.ParseInt(string(kvs[0].Value), 10, 64); err != nil {
-				return store.Event{}, fmt.Errorf("etcd: %s: decode event counter: %w", op, err)
+				return store.Event{}, false, fmt.Errorf("etcd: %s: decode event counter: %w", op, err)
 			}
 			cmod = kvs[0].ModRevision
 		}
 	}
-	return store.Event{}, fmt.Errorf("etcd: %s: %w: gave up after %d conflicting writes", op, store.ErrUnavailable, maxAttempts)
+	return store.Event{}, false, fmt.Errorf("etcd: %s: %w: gave up after %d conflicting writes", op, store.ErrUnavailable, maxAttempts)
 }
 
 // appendEvent appends an event that records nothing else (a key event): the counter's revision
@@ -409,4 +427,44 @@ func (s *Store) watchEvents() {
 		}
 		s.notifyEvents()
 	}
+}
+
+func (s *Store) receiverStreamKey() string { return s.cfg.Prefix + "receiver/stream" }
+
+// ReceiverStream returns a copy of the receiver's stream document (a linearizable read).
+func (s *Store) ReceiverStream(ctx context.Context) ([]byte, error) {
+	const op = "receiver stream"
+	if err := s.reachable(ctx, op); err != nil {
+		return nil, err
+	}
+	rctx, cancel := s.rpc(ctx)
+	defer cancel()
+	resp, err := s.cli.Get(rctx, s.receiverStreamKey())
+	if err != nil {
+		return nil, s.failed(ctx, op, err)
+	}
+	if len(resp.Kvs) == 0 || len(resp.Kvs[0].Value) == 0 {
+		return nil, fmt.Errorf("etcd: %s: %w", op, store.ErrNotFound)
+	}
+	return bytes.Clone(resp.Kvs[0].Value), nil
+}
+
+// PutReceiverStream replaces (or, when doc is empty, deletes) the receiver's stream document.
+func (s *Store) PutReceiverStream(ctx context.Context, doc []byte) error {
+	const op = "put receiver stream"
+	if err := s.reachable(ctx, op); err != nil {
+		return err
+	}
+	rctx, cancel := s.rpc(ctx)
+	defer cancel()
+	var err error
+	if len(doc) == 0 {
+		_, err = s.cli.Delete(rctx, s.receiverStreamKey())
+	} else {
+		_, err = s.cli.Put(rctx, s.receiverStreamKey(), string(doc))
+	}
+	if err != nil {
+		return s.failed(ctx, op, err)
+	}
+	return nil
 }

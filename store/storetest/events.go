@@ -35,6 +35,9 @@ var eventLogChecks = []check[store.Store]{
 	{"TrimKeepsSeq", testTrimKeepsSeq},
 	{"StreamDocuments", testStreamDocuments},
 	{"UpdateStreamsNeverResurrects", testUpdateStreams},
+	{"RecordNewRevocationSkipsCovered", testRecordNewSkipsCovered},
+	{"ConcurrentRecordNewAppendsOnce", testConcurrentRecordNew},
+	{"ReceiverStreamDocument", testReceiverStream},
 	{"EventLogCancelledContext", testEventLogCancelled},
 	{"EventLogClosedIsUnavailable", testEventLogClosed},
 }
@@ -54,6 +57,7 @@ func eventLogDurable(t *testing.T, open func(t *testing.T, loc string) store.Sto
 			mustEvent(t, s, event(fmt.Sprint("sid-", i), "alice", now.Add(time.Duration(i)*time.Second)))
 		}
 		mustNil(t, s.PutStreams(ctx, map[string][]byte{"orders": []byte("doc-orders")}))
+		mustNil(t, s.PutReceiverStream(ctx, []byte(`{"stream_id":"kc-1"}`)))
 		n, err := s.TrimEvents(ctx, now.Add(time.Second)) // removes seq 1
 		mustNil(t, err)
 		if n != 1 {
@@ -69,6 +73,9 @@ func eventLogDurable(t *testing.T, open func(t *testing.T, loc string) store.Sto
 		mustNil(t, err)
 		if string(got["orders"]) != "doc-orders" || len(got) != 1 {
 			t.Errorf("Streams after reopen = %q", got)
+		}
+		if doc, err := s.ReceiverStream(ctx); err != nil || string(doc) != `{"stream_id":"kc-1"}` {
+			t.Errorf("ReceiverStream after reopen = %q, %v", doc, err)
 		}
 		rev, err := s.SessionRevocation(ctx, "sid-2")
 		mustNil(t, err)
@@ -379,6 +386,12 @@ func eventLogCalls(ctx context.Context, s store.Store, now time.Time) map[string
 		"PutStreams":       func() error { return s.PutStreams(ctx, map[string][]byte{"a": []byte("x")}) },
 		"UpdateStreams":    func() error { _, err := s.UpdateStreams(ctx, map[string][]byte{"a": []byte("x")}); return err },
 		"DeleteStream":     func() error { return s.DeleteStream(ctx, "a") },
+		"RecordNewRevocation": func() error {
+			_, _, err := s.RecordNewRevocation(ctx, event("sid-2", "alice", now))
+			return err
+		},
+		"ReceiverStream":    func() error { _, err := s.ReceiverStream(ctx); return err },
+		"PutReceiverStream": func() error { return s.PutReceiverStream(ctx, []byte("x")) },
 	}
 }
 
@@ -431,5 +444,98 @@ func testEventLogClosed(t *testing.T, s store.Store) {
 				t.Errorf("%s after Close = %v, want an error wrapping store.ErrUnavailable", name, err)
 			}
 		})
+	}
+}
+
+// testRecordNewSkipsCovered pins RecordNewRevocation: a session on record, or a subject on
+// record as of the same or a later time, is not recorded again and appends no event; a later
+// subject-wide logout is.
+func testRecordNewSkipsCovered(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	now := clock()
+	recordNew := func(e store.Event, want bool) {
+		t.Helper()
+		got, ok, err := s.RecordNewRevocation(ctx, e)
+		mustNil(t, err)
+		if ok != want || (ok && got.Seq == 0) || (!ok && got.Seq != 0) {
+			t.Fatalf("RecordNewRevocation(%+v) = %+v, %v; want recorded=%v", e.Revocation, got, ok, want)
+		}
+	}
+	recordNew(event("sid-1", "alice", now), true)
+	recordNew(event("sid-1", "alice", now.Add(time.Second)), false) // the other channel, later
+	recordNew(event("sid-1", "", now.Add(-time.Second)), false)     // or earlier: the session is refused already
+	recordNew(event("", "bob", now), true)
+	recordNew(event("", "bob", now.Add(-time.Minute)), false) // covered by the later At on record
+	recordNew(event("", "bob", now), false)
+	recordNew(event("", "bob", now.Add(time.Minute)), true) // a later logout refuses more
+	checkSeqs(t, s, 0, 10, 1, 2, 3)
+	got, err := s.SubjectRevocation(ctx, "bob")
+	mustNil(t, err)
+	if !got.At.Equal(now.Add(time.Minute)) {
+		t.Errorf("bob's At = %v, want %v", got.At, now.Add(time.Minute))
+	}
+	if _, _, err := s.RecordNewRevocation(ctx, store.Event{ID: "x"}); err == nil {
+		t.Error("RecordNewRevocation without sid or sub succeeded")
+	}
+	checkLastSeq(t, s, 3)
+}
+
+// testConcurrentRecordNew checks the check and the write are one transaction: the same logout
+// recorded by many callers at once appends exactly one event.
+func testConcurrentRecordNew(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	now := clock()
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		wins int
+	)
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, ok, err := s.RecordNewRevocation(ctx, event("sid-race", "alice", now))
+			if err != nil {
+				t.Error(err)
+			}
+			if ok {
+				mu.Lock()
+				wins++
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if wins != 1 {
+		t.Errorf("%d concurrent RecordNewRevocation calls recorded, want 1", wins)
+	}
+	checkSeqs(t, s, 0, 10, 1)
+}
+
+// testReceiverStream pins the receiver's stream document: not found at first, replaced by Put,
+// returned as a copy, deleted by an empty Put.
+func testReceiverStream(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	checkNotFound(t, "receiver stream before any put", func() error { _, err := s.ReceiverStream(ctx); return err })
+	doc := []byte(`{"stream_id":"a"}`)
+	mustNil(t, s.PutReceiverStream(ctx, doc))
+	doc[2] = 'X' // the store must have kept its own copy
+	got, err := s.ReceiverStream(ctx)
+	mustNil(t, err)
+	if string(got) != `{"stream_id":"a"}` {
+		t.Fatalf("ReceiverStream = %q", got)
+	}
+	got[0] = 'Y'
+	mustNil(t, s.PutReceiverStream(ctx, []byte(`{"stream_id":"b"}`)))
+	if got, err = s.ReceiverStream(ctx); err != nil || string(got) != `{"stream_id":"b"}` {
+		t.Fatalf("ReceiverStream after replace = %q, %v", got, err)
+	}
+	mustNil(t, s.PutReceiverStream(ctx, nil))
+	checkNotFound(t, "receiver stream after delete", func() error { _, err := s.ReceiverStream(ctx); return err })
+	// It is not a stream of tokengate's own transmitter.
+	streams, err := s.Streams(ctx)
+	mustNil(t, err)
+	if len(streams) != 0 {
+		t.Errorf("Streams = %q, want none", streams)
 	}
 }

@@ -1,0 +1,275 @@
+package signals_test
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+)
+
+const (
+	clientID     = "tokengate-signals"
+	clientSecret = "signals-secret"
+)
+
+// transmitter is a small in-process stand-in for Keycloak's SSF transmitter (26.7): discovery,
+// client-credentials tokens, JWKS, one stream per client, verification and RFC 8936 poll with
+// acknowledgement. Real Keycloak is exercised in integration/kcsignals.
+type transmitter struct {
+	t   *testing.T
+	srv *httptest.Server
+	key *ecdsa.PrivateKey
+
+	mu        sync.Mutex
+	offline   bool // discovery answers 404 (feature or transmitter off)
+	streams   map[string]bool
+	creates   int
+	queue     map[string]string // jti → SET waiting for acknowledgement
+	acked     []string
+	setErrs   map[string]string // jti → err code
+	verifyReq []string          // states asked for
+	nextID    int
+}
+
+func newTransmitter(t *testing.T) *transmitter {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx := &transmitter{t: t, key: key, streams: map[string]bool{}, queue: map[string]string{}, setErrs: map[string]string{}}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /.well-known/ssf-configuration/realms/demo", func(w http.ResponseWriter, r *http.Request) {
+		tx.mu.Lock()
+		off := tx.offline
+		tx.mu.Unlock()
+		if off {
+			http.NotFound(w, r)
+			return
+		}
+		writeJSON(w, 200, map[string]any{
+			"issuer": tx.issuer(), "jwks_uri": tx.issuer() + "/certs",
+			"delivery_methods_supported": []string{"urn:ietf:rfc:8935", "urn:ietf:rfc:8936"},
+			"configuration_endpoint":     tx.issuer() + "/ssf/streams", "verification_endpoint": tx.issuer() + "/ssf/verify",
+		})
+	})
+	mux.HandleFunc("GET /realms/demo/.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, 200, map[string]any{"issuer": tx.issuer(), "token_endpoint": tx.issuer() + "/token"})
+	})
+	mux.HandleFunc("POST /realms/demo/token", func(w http.ResponseWriter, r *http.Request) {
+		id, secret, ok := r.BasicAuth()
+		if !ok || id != clientID || secret != clientSecret || r.FormValue("grant_type") != "client_credentials" {
+			writeJSON(w, 401, map[string]string{"error": "invalid_client"})
+			return
+		}
+		writeJSON(w, 200, map[string]any{"access_token": "receiver-token", "token_type": "Bearer", "expires_in": 300})
+	})
+	mux.HandleFunc("GET /realms/demo/certs", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, 200, jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &tx.key.PublicKey, KeyID: "k1", Algorithm: "ES256", Use: "sig"}}})
+	})
+	mux.HandleFunc("/realms/demo/ssf/streams", func(w http.ResponseWriter, r *http.Request) {
+		if !tx.authorized(w, r) {
+			return
+		}
+		tx.mu.Lock()
+		defer tx.mu.Unlock()
+		switch r.Method {
+		case http.MethodGet:
+			list := []any{}
+			for id := range tx.streams {
+				list = append(list, tx.config(id))
+			}
+			writeJSON(w, 200, list)
+		case http.MethodPost:
+			var req struct {
+				Delivery struct{ Method string } `json:"delivery"`
+			}
+			_ = json.NewDecoder(r.Body).Decode(&req)
+			if len(tx.streams) > 0 {
+				writeJSON(w, 409, map[string]string{"err": "conflict"})
+				return
+			}
+			tx.nextID++
+			id := fmt.Sprintf("stream-%d", tx.nextID)
+			tx.streams[id] = true
+			tx.creates++
+			writeJSON(w, 201, tx.config(id))
+		}
+	})
+	mux.HandleFunc("POST /realms/demo/ssf/verify", func(w http.ResponseWriter, r *http.Request) {
+		if !tx.authorized(w, r) {
+			return
+		}
+		var req struct {
+			StreamID string `json:"stream_id"`
+			State    string `json:"state"`
+		}
+		_ = json.NewDecoder(r.Body).Decode(&req)
+		tx.mu.Lock()
+		tx.verifyReq = append(tx.verifyReq, req.State)
+		tx.mu.Unlock()
+		tx.Enqueue(tx.SET(req.StreamID, "ssf/event-type/verification", map[string]any{"state": req.State},
+			map[string]any{"format": "opaque", "id": req.StreamID}))
+		w.WriteHeader(204)
+	})
+	mux.HandleFunc("POST /realms/demo/ssf/poll/{id}", func(w http.ResponseWriter, r *http.Request) {
+		if !tx.authorized(w, r) {
+			return
+		}
+		var req struct {
+			MaxEvents int                          `json:"maxEvents"`
+			Ack       []string                     `json:"ack"`
+			SetErrs   map[string]map[string]string `json:"setErrs"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+			writeJSON(w, 400, map[string]string{"err": "invalid_request"})
+			return
+		}
+		tx.mu.Lock()
+		defer tx.mu.Unlock()
+		if !tx.streams[r.PathValue("id")] {
+			writeJSON(w, 404, map[string]string{"err": "stream_not_found"})
+			return
+		}
+		for _, j := range req.Ack {
+			if _, ok := tx.queue[j]; ok {
+				tx.acked = append(tx.acked, j)
+				delete(tx.queue, j)
+			}
+		}
+		for j, e := range req.SetErrs {
+			tx.setErrs[j] = e["err"]
+			delete(tx.queue, j)
+		}
+		sets := map[string]string{}
+		for j, s := range tx.queue {
+			if len(sets) >= req.MaxEvents {
+				break
+			}
+			sets[j] = s
+		}
+		writeJSON(w, 200, map[string]any{"sets": sets, "moreAvailable": len(sets) < len(tx.queue)})
+	})
+	tx.srv = httptest.NewServer(mux)
+	t.Cleanup(tx.srv.Close)
+	return tx
+}
+
+func (tx *transmitter) issuer() string { return tx.srv.URL + "/realms/demo" }
+
+func (tx *transmitter) authorized(w http.ResponseWriter, r *http.Request) bool {
+	if r.Header.Get("Authorization") != "Bearer receiver-token" {
+		w.WriteHeader(401)
+		return false
+	}
+	return true
+}
+
+// config is a stream configuration as Keycloak answers it; call with mu held.
+func (tx *transmitter) config(id string) map[string]any {
+	return map[string]any{
+		"stream_id": id, "iss": tx.issuer(), "aud": []string{clientID + "/" + id},
+		"delivery":         map[string]string{"method": "urn:ietf:rfc:8936", "endpoint_url": tx.issuer() + "/ssf/poll/" + id},
+		"events_delivered": []string{"https://schemas.openid.net/secevent/caep/event-type/session-revoked", "https://schemas.openid.net/secevent/caep/event-type/credential-change"},
+	}
+}
+
+// Stream returns the only stream's id ("" when none).
+func (tx *transmitter) Stream() string {
+	tx.mu.Lock()
+	defer tx.mu.Unlock()
+	for id := range tx.streams {
+		return id
+	}
+	return ""
+}
+
+// Lose forgets every stream and its queue, as a Keycloak whose database was reset.
+func (tx *transmitter) Lose() {
+	tx.mu.Lock()
+	defer tx.mu.Unlock()
+	tx.streams, tx.queue = map[string]bool{}, map[string]string{}
+}
+
+// claims builds a SET's claims for the stream: event is the URI's tail after
+// https://schemas.openid.net/secevent/.
+func (tx *transmitter) claims(stream, event string, body, subID map[string]any) map[string]any {
+	return map[string]any{
+		"jti": fmt.Sprintf("jti-%d", time.Now().UnixNano()), "iss": tx.issuer(), "iat": time.Now().Unix(),
+		"aud":    clientID + "/" + stream,
+		"events": map[string]any{"https://schemas.openid.net/secevent/" + event: body},
+		"sub_id": subID, "txn": "txn-1",
+	}
+}
+
+// SET signs a SET for stream with the transmitter's key and typ secevent+jwt.
+func (tx *transmitter) SET(stream, event string, body, subID map[string]any) string {
+	return tx.Sign(tx.claims(stream, event, body, subID), tx.key, jose.ES256, "secevent+jwt")
+}
+
+// Sign signs claims with key (typ omitted when empty).
+func (tx *transmitter) Sign(claims map[string]any, key any, alg jose.SignatureAlgorithm, typ string) string {
+	opts := (&jose.SignerOptions{}).WithHeader("kid", "k1")
+	if typ != "" {
+		opts = opts.WithType(jose.ContentType(typ))
+	}
+	sig, err := jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: key}, opts)
+	if err != nil {
+		tx.t.Fatal(err)
+	}
+	payload, _ := json.Marshal(claims)
+	obj, err := sig.Sign(payload)
+	if err != nil {
+		tx.t.Fatal(err)
+	}
+	s, err := obj.CompactSerialize()
+	if err != nil {
+		tx.t.Fatal(err)
+	}
+	return s
+}
+
+// Enqueue puts a SET in the poll queue under its jti.
+func (tx *transmitter) Enqueue(set string) string {
+	var c struct {
+		JTI string `json:"jti"`
+	}
+	parts := strings.Split(set, ".")
+	if raw, err := jose.ParseSignedCompact(set, []jose.SignatureAlgorithm{jose.ES256, jose.RS256, jose.HS256}); err == nil {
+		_ = json.Unmarshal(raw.UnsafePayloadWithoutVerification(), &c)
+	}
+	if c.JTI == "" {
+		c.JTI = fmt.Sprintf("raw-%d-%d", len(parts), time.Now().UnixNano())
+	}
+	tx.mu.Lock()
+	tx.queue[c.JTI] = set
+	tx.mu.Unlock()
+	return c.JTI
+}
+
+// Outcome reports whether jti was acknowledged, and the setErrs code it got.
+func (tx *transmitter) Outcome(jti string) (acked bool, errCode string, waiting bool) {
+	tx.mu.Lock()
+	defer tx.mu.Unlock()
+	for _, a := range tx.acked {
+		if a == jti {
+			acked = true
+		}
+	}
+	_, waiting = tx.queue[jti]
+	return acked, tx.setErrs[jti], waiting
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
