@@ -107,8 +107,13 @@ type Upstream struct {
 	// every client whose tokens are exchanged puts it there). false is only for realms
 	// without the mapper on older Keycloak; start-up warns about it.
 	RequireAudience *bool `yaml:"require_audience,omitempty"`
-	// MaxTokenLifetime bounds the realm's access token lifespan; revocations are kept that long.
+	// MaxTokenLifetime bounds the realm's access token lifespan; records of logouts Keycloak
+	// knows of (back-channel, recheck) are kept that long.
 	MaxTokenLifetime Duration `yaml:"max_token_lifetime,omitempty"`
+	// MaxSessionLifetime bounds how long a Keycloak SSO session can live (the realm's SSO
+	// Session Max, 10h by default); revocations tokengate makes itself (admin, RFC 7009), after
+	// which Keycloak's session lives on, are kept that long.
+	MaxSessionLifetime Duration `yaml:"max_session_lifetime,omitempty"`
 	// Timeout bounds each call to Keycloak.
 	Timeout Duration `yaml:"timeout,omitempty"`
 	// ForwardLogoutTo are URLs each verified and recorded logout token is relayed to (form POST
@@ -158,17 +163,42 @@ type AdminToken struct {
 }
 
 // Limits configures rate limits: rate is events per second, burst the bucket size. A rate of
-// 0 disables a limit.
+// 0 disables a limit. Each limit left out keeps its default (DefaultLimits), whatever the
+// others say.
 type Limits struct {
-	Token        Limit `yaml:"token,omitempty"`
-	Logout       Limit `yaml:"logout,omitempty"`
-	AuthFailures Limit `yaml:"auth_failures,omitempty"`
+	// Token limits /token and /revoke per client.
+	Token *Limit `yaml:"token,omitempty"`
+	// Logout limits refused back-channel logouts per source address.
+	Logout *Limit `yaml:"logout,omitempty"`
+	// AuthFailures limits failed client authentications per source address.
+	AuthFailures *Limit `yaml:"auth_failures,omitempty"`
+}
+
+// DefaultLimits are the limits a configuration leaves out. None may refuse load one tokengate
+// can serve: the per-client token limit is off (one core renews about 7,500/s; clients are
+// authenticated and configured, so the limit is a fairness tool between several BFFs, set by the
+// operator from measured capacity); the other two count refusals only (invalid logout tokens,
+// failed client authentications), which no legitimate caller produces at that rate.
+func DefaultLimits() Limits {
+	return Limits{
+		Token:        &Limit{},
+		Logout:       &Limit{Rate: 50, Burst: 200},
+		AuthFailures: &Limit{Rate: 0.2, Burst: 20},
+	}
 }
 
 // Limit is one token bucket.
 type Limit struct {
 	Rate  float64 `yaml:"rate,omitempty"`
 	Burst int     `yaml:"burst,omitempty"`
+}
+
+// Get returns the limit, or no limit (rate 0) for nil.
+func (l *Limit) Get() Limit {
+	if l == nil {
+		return Limit{}
+	}
+	return *l
 }
 
 // TLS names certificate files.
@@ -309,6 +339,9 @@ func (c *Config) SetDefaults() {
 	if c.Upstream.MaxTokenLifetime == 0 {
 		c.Upstream.MaxTokenLifetime = Duration(time.Hour)
 	}
+	if c.Upstream.MaxSessionLifetime == 0 {
+		c.Upstream.MaxSessionLifetime = Duration(10 * time.Hour)
+	}
 	if c.Upstream.RequireAudience == nil {
 		on := true
 		c.Upstream.RequireAudience = &on
@@ -340,11 +373,12 @@ func (c *Config) SetDefaults() {
 	if c.Store.Etcd.ElectionTTL == 0 {
 		c.Store.Etcd.ElectionTTL = Duration(10 * time.Second)
 	}
-	if c.Limits == (Limits{}) {
-		c.Limits = Limits{
-			Token:        Limit{Rate: 500, Burst: 1000},
-			Logout:       Limit{Rate: 50, Burst: 200},
-			AuthFailures: Limit{Rate: 0.2, Burst: 20},
+	def := DefaultLimits()
+	for _, l := range []struct{ set, def **Limit }{
+		{&c.Limits.Token, &def.Token}, {&c.Limits.Logout, &def.Logout}, {&c.Limits.AuthFailures, &def.AuthFailures},
+	} {
+		if *l.set == nil {
+			*l.set = *l.def
 		}
 	}
 	c.SSF.setDefaults(c.Tokens.TTL)
@@ -404,6 +438,11 @@ func (c *Config) Validate() error {
 		checkURL(fmt.Sprintf("upstream.forward_logout_to[%d]", n), u)
 	}
 	checkRange("upstream.max_token_lifetime", c.Upstream.MaxTokenLifetime, time.Minute, 24*time.Hour)
+	checkRange("upstream.max_session_lifetime", c.Upstream.MaxSessionLifetime, time.Minute, 90*24*time.Hour)
+	if c.Upstream.MaxSessionLifetime < c.Upstream.MaxTokenLifetime {
+		bad("upstream.max_session_lifetime", "%s must be at least upstream.max_token_lifetime (%s): a session outlives its access tokens",
+			c.Upstream.MaxSessionLifetime.D(), c.Upstream.MaxTokenLifetime.D())
+	}
 	checkRange("upstream.timeout", c.Upstream.Timeout, 100*time.Millisecond, time.Minute)
 	checkRange("tokens.ttl", c.Tokens.TTL, 5*time.Second, 5*time.Minute)
 	checkRange("tokens.recheck_after", c.Tokens.RecheckAfter, time.Second, time.Hour)
@@ -430,7 +469,10 @@ func (c *Config) Validate() error {
 	if t := c.TLS; t != nil && (t.CertFile == "" || t.KeyFile == "" || t.ClientCAFile != "") {
 		bad("tls", "needs cert_file and key_file (client certificates are for admin.tls only)")
 	}
-	for name, l := range map[string]Limit{"limits.token": c.Limits.Token, "limits.logout": c.Limits.Logout, "limits.auth_failures": c.Limits.AuthFailures} {
+	for name, l := range map[string]*Limit{"limits.token": c.Limits.Token, "limits.logout": c.Limits.Logout, "limits.auth_failures": c.Limits.AuthFailures} {
+		if l == nil {
+			continue // only before setDefaults
+		}
 		if l.Rate < 0 || l.Burst < 0 || (l.Rate > 0 && l.Burst == 0) {
 			bad(name, "rate and burst must be ≥ 0, and burst ≥ 1 when rate is set")
 		}

@@ -41,6 +41,18 @@ type grant struct {
 	UpstreamExpiry    int64    `json:"uexp"`
 	UpstreamToken     string   `json:"ut"`
 	IssuedAt          int64    `json:"iat"`
+
+	// upstreamKey is the digest of UpstreamToken (the introspection cache's key), computed
+	// once when the grant is made or unsealed, not on every renewal.
+	upstreamKey [32]byte
+}
+
+// upstreamDigest returns the digest of the grant's upstream token.
+func (g *grant) upstreamDigest() [32]byte {
+	if g.upstreamKey != ([32]byte{}) {
+		return g.upstreamKey
+	}
+	return digest(g.UpstreamToken)
 }
 
 const grantVersion = 1
@@ -99,4 +111,13 @@ func narrowScope(granted, requested string) (string, error) {
 		}
 	}
 	return strings.Join(out, " "), nil
+}
+
+// sessionStart is when the upstream session began: auth_time, or the upstream token's iat when
+// the provider gave none.
+func (g *grant) sessionStart() int64 {
+	if g.AuthTime > 0 {
+		return g.AuthTime
+	}
+	return g.UpstreamIssuedAt
 }

@@ -3,7 +3,9 @@ package issuer
 import (
 	"crypto/sha256"
 	"crypto/subtle"
+	"net/url"
 	"slices"
+	"strings"
 )
 
 // Client is a BFF allowed to call the token endpoint.
@@ -38,18 +40,36 @@ func (i *Issuer) Authenticate(id, secret string) (Client, error) {
 	return c, nil
 }
 
-// audiences resolves the requested audiences against the client's allowed ones: none requested
-// means all of the client's audiences.
-func (c Client) audiences(requested []string) ([]string, error) {
-	if len(requested) == 0 {
-		return slices.Clone(c.Audiences), nil
+// audiences resolves a request's targets against the client's allowed audiences: the RFC 8693
+// audience values (logical names) and the RFC 8707 resource values (absolute URIs without a
+// fragment), each of which must be one of the client's audiences. Without either, a client
+// allowed one audience gets it; a client allowed several must name the one it calls, so that
+// no token is accepted by every service the client may reach (one service could replay it at
+// another).
+func (c Client) audiences(audience, resource []string) ([]string, error) {
+	for _, r := range resource {
+		u, err := url.Parse(r)
+		if err != nil || !u.IsAbs() || u.Fragment != "" || strings.Contains(r, "#") {
+			return nil, oauthErr(CodeInvalidTarget, "resource "+quote(r)+" must be an absolute URI without a fragment (RFC 8707)", nil)
+		}
+		if !slices.Contains(c.Audiences, r) {
+			return nil, oauthErr(CodeInvalidTarget, "resource "+quote(r)+" is not allowed for this client", nil)
+		}
 	}
-	for _, a := range requested {
+	for _, a := range audience {
 		if !slices.Contains(c.Audiences, a) {
 			return nil, oauthErr(CodeInvalidTarget, "audience "+quote(a)+" is not allowed for this client", nil)
 		}
 	}
-	return slices.Compact(slices.Sorted(slices.Values(requested))), nil
+	requested := append(slices.Clone(audience), resource...)
+	switch {
+	case len(requested) > 0:
+		return slices.Compact(slices.Sorted(slices.Values(requested))), nil
+	case len(c.Audiences) == 1:
+		return slices.Clone(c.Audiences), nil
+	default:
+		return nil, oauthErr(CodeInvalidTarget, "this client may call several services: name one with audience or resource", nil)
+	}
 }
 
 func quote(s string) string {

@@ -55,3 +55,15 @@ func (i *Issuer) recordNew(ctx context.Context, r store.Revocation) (bool, error
 	i.publish.Recorded(e, "")
 	return true, nil
 }
+
+// AnnounceKeyRevoked appends the emergency revocation of signing key kid to the event log, so
+// that services following their Shared Signals stream refetch the JWKS at once instead of at
+// its max-age. The publisher is told like for a revocation (no logout token).
+func (i *Issuer) AnnounceKeyRevoked(ctx context.Context, kid string) error {
+	e, err := i.store.RecordRevocation(ctx, store.Event{ID: newJTI(), Time: i.cfg.Now(), KeyRevoked: kid})
+	if err != nil {
+		return unavailable("the key revocation could not be announced", err)
+	}
+	i.publish.Recorded(e, "")
+	return nil
+}

@@ -16,8 +16,11 @@ type ExchangeRequest struct {
 	SubjectToken       string
 	SubjectTokenType   string
 	RequestedTokenType string
-	Audience           []string
-	Scope              string
+	// Audience are the RFC 8693 audience values (logical service names).
+	Audience []string
+	// Resource are the RFC 8693/RFC 8707 resource values (absolute URIs of services).
+	Resource []string
+	Scope    string
 }
 
 // errRevoked marks a session or subject with a recorded logout.
@@ -38,7 +41,7 @@ func (i *Issuer) exchange(ctx context.Context, c Client, r ExchangeRequest) (Tok
 	if r.RequestedTokenType != "" && r.RequestedTokenType != TokenTypeAccessToken {
 		return TokenResponse{}, invalidRequest("requested_token_type must be "+TokenTypeAccessToken, nil)
 	}
-	auds, err := c.audiences(r.Audience)
+	auds, err := c.audiences(r.Audience, r.Resource)
 	if err != nil {
 		return TokenResponse{}, err
 	}
@@ -70,7 +73,7 @@ func (i *Issuer) exchange(ctx context.Context, c Client, r ExchangeRequest) (Tok
 		Version: grantVersion, ClientID: c.ID, Subject: at.Subject, SID: intro.Session(), Audience: auds,
 		Roles: intro.RealmAccess.Roles, PreferredUsername: intro.PreferredUsername, ACR: intro.ACR,
 		AuthTime: intro.AuthTime, UpstreamIssuedAt: at.IssuedAt.Unix(), UpstreamExpiry: at.Expiry.Unix(),
-		UpstreamToken: r.SubjectToken,
+		UpstreamToken: r.SubjectToken, upstreamKey: digest(r.SubjectToken),
 	}
 	if err := i.checkRevoked(ctx, &g); err != nil {
 		if errors.Is(err, errRevoked) {
@@ -87,8 +90,25 @@ func (i *Issuer) exchange(ctx context.Context, c Client, r ExchangeRequest) (Tok
 	if now.Unix() >= g.UpstreamExpiry {
 		return TokenResponse{}, invalidRequest("subject_token has expired", nil)
 	}
-	g.IssuedAt = now.Unix()
+	// A cached answer is as old as its introspection: once RecheckAfter has passed since the
+	// session was last checked, ask again (with renewal's recheck), so a session that ended
+	// upstream without a back-channel logout stops exchanging when it stops renewing.
 	i.scheduleRecheck(sessionKey(g.SID, g.Subject), fetchedAt.Add(i.cfg.RecheckAfter), now)
+	if err := i.recheck(ctx, &g); err != nil {
+		reason, desc := "inactive", "subject_token is not active"
+		switch {
+		case errors.Is(err, errUpstreamExpired):
+			reason, desc = "expired", "subject_token has expired"
+		case errors.Is(err, errRevoked):
+			reason, desc = "upstream_inactive", "subject_token belongs to a session that is no longer active at the upstream provider"
+		case !errors.Is(err, errUpstreamInactive):
+			return TokenResponse{}, err
+		}
+		i.log.InfoContext(ctx, "exchange refused", "event", "exchange_refused", "client_id", c.ID,
+			"reason", reason, "sid", g.SID, "subject_token", TokenHash(r.SubjectToken))
+		return TokenResponse{}, invalidRequest(desc, err)
+	}
+	g.IssuedAt = now.Unix()
 	resp, claims, err := i.issue(&g, g.Scope, now)
 	if err != nil {
 		return TokenResponse{}, err
@@ -161,7 +181,9 @@ func (i *Issuer) checkRevoked(ctx context.Context, g *grant) error {
 	r, err := i.store.SubjectRevocation(ctx, g.Subject)
 	switch {
 	case err == nil:
-		if g.UpstreamIssuedAt <= r.At.Unix() {
+		// The session's start, not the upstream token's iat: Keycloak's refreshed tokens of a
+		// session that began before the revocation carry a later iat but the same auth_time.
+		if g.sessionStart() <= r.At.Unix() {
 			return fmt.Errorf("subject: %w", errRevoked)
 		}
 	case !errors.Is(err, store.ErrNotFound):

@@ -84,7 +84,7 @@ func (f *fixture) token(sub, sid string) string {
 // exchangeToken exchanges an upstream token as bff.
 func (f *fixture) exchangeToken(tok string) (issuer.TokenResponse, error) {
 	return f.is.Exchange(context.Background(), f.bff, issuer.ExchangeRequest{SubjectToken: tok,
-		SubjectTokenType: issuer.TokenTypeAccessToken})
+		SubjectTokenType: issuer.TokenTypeAccessToken, Audience: []string{"demo-service"}})
 }
 
 // exchange exchanges a fresh upstream token of sub's session sid as bff, failing the test on error.

@@ -62,3 +62,15 @@ func (c *introspectionCache) get(ctx context.Context, key [32]byte, token string
 	e := v.(cachedIntrospection)
 	return e.result, e.fetchedAt, shared, nil
 }
+
+// markInactive records that the provider now calls the token with digest key inactive: later
+// exchanges and renewals of it are refused without asking again, until the token's exp
+// (expires).
+func (c *introspectionCache) markInactive(key [32]byte, expires time.Time) {
+	now := c.now()
+	c.entries.update(key, now, func(old cachedIntrospection, _ bool) (cachedIntrospection, time.Time, bool) {
+		old.result = upstream.Introspection{Active: false}
+		old.fetchedAt = now
+		return old, expires, true
+	})
+}

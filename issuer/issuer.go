@@ -62,9 +62,15 @@ type Config struct {
 	TTL time.Duration
 	// RecheckAfter is how long a session may renew before its upstream token is introspected again.
 	RecheckAfter time.Duration
-	// MaxUpstreamLifetime bounds how long an upstream access token can live; revocation records
-	// are kept that long (plus TTL and Skew) after a logout.
+	// MaxUpstreamLifetime bounds how long an upstream access token can live; the records of
+	// logouts the provider knows of (back-channel, recheck) are kept that long (plus TTL and
+	// Skew).
 	MaxUpstreamLifetime time.Duration
+	// MaxSessionLifetime bounds how long an upstream session can live (Keycloak's SSO Session
+	// Max; DefaultMaxSessionLifetime when zero, at least MaxUpstreamLifetime). Revocations
+	// tokengate makes itself (admin, RFC 7009) are kept that long: the provider's session
+	// lives on and keeps issuing access tokens.
+	MaxSessionLifetime time.Duration
 	// LogoutAudiences are the aud values accepted on logout tokens.
 	LogoutAudiences []string
 	// UpstreamClientID is tokengate's own client id at the provider, the one it introspects
@@ -118,6 +124,10 @@ func New(cfg Config, s Store, k Keys, up Upstream, pub Publisher) (*Issuer, erro
 	if cfg.Skew == 0 {
 		cfg.Skew = 60 * time.Second
 	}
+	if cfg.MaxSessionLifetime == 0 {
+		cfg.MaxSessionLifetime = DefaultMaxSessionLifetime
+	}
+	cfg.MaxSessionLifetime = max(cfg.MaxSessionLifetime, cfg.MaxUpstreamLifetime)
 	if cfg.Issuer == "" || cfg.TTL <= 0 || cfg.RecheckAfter <= 0 || cfg.MaxUpstreamLifetime <= 0 {
 		return nil, errors.New("issuer: Issuer, TTL, RecheckAfter and MaxUpstreamLifetime are required")
 	}
@@ -143,9 +153,20 @@ func New(cfg Config, s Store, k Keys, up Upstream, pub Publisher) (*Issuer, erro
 	}, nil
 }
 
-// revocationExpiry is when a revocation recorded now may be forgotten.
+// DefaultMaxSessionLifetime is Keycloak's default SSO Session Max (10 hours).
+const DefaultMaxSessionLifetime = 10 * time.Hour
+
+// revocationExpiry is when the record of a logout the provider knows of, recorded now, may be
+// forgotten: no upstream access token of the session can still be alive.
 func (i *Issuer) revocationExpiry(now time.Time) time.Time {
 	return now.Add(i.cfg.MaxUpstreamLifetime + i.cfg.TTL + i.cfg.Skew)
+}
+
+// ownRevocationExpiry is when a revocation tokengate made itself (admin, RFC 7009), recorded
+// now, may be forgotten: the provider's session may live on and issue new access tokens until
+// its maximum lifetime.
+func (i *Issuer) ownRevocationExpiry(now time.Time) time.Time {
+	return now.Add(i.cfg.MaxSessionLifetime + i.cfg.TTL + i.cfg.Skew)
 }
 
 // introspect calls the provider and records the call's latency and outcome.

@@ -47,7 +47,11 @@ func (i *Issuer) renew(ctx context.Context, c Client, refreshToken, scope string
 		return TokenResponse{}, err
 	}
 	if err := i.recheck(ctx, g); err != nil {
-		if errors.Is(err, errRevoked) {
+		switch {
+		case errors.Is(err, errUpstreamExpired):
+			i.refused(ctx, c, g, "upstream_expired")
+			return TokenResponse{}, invalidGrant("the upstream token behind this grant has expired; exchange a new one", err)
+		case errors.Is(err, errRevoked), errors.Is(err, errUpstreamInactive):
 			i.refused(ctx, c, g, "upstream_inactive")
 			return TokenResponse{}, invalidGrant("session is no longer active at the upstream provider", err)
 		}
@@ -90,6 +94,7 @@ func (i *Issuer) unseal(token string, now time.Time) (*grant, error) {
 	if g.Version != grantVersion || g.ClientID == "" || g.Subject == "" {
 		return nil, errors.New("grant is incomplete")
 	}
+	g.upstreamKey = digest(g.UpstreamToken)
 	i.grants.put(key, &g, time.Unix(g.UpstreamExpiry, 0), now)
 	return &g, nil
 }
@@ -112,12 +117,29 @@ func (i *Issuer) recheckDue(key string, now time.Time) bool {
 	return !ok || !now.Before(due)
 }
 
+// Outcomes of a recheck that refuse: the session ended upstream and its logout is recorded
+// (errRevoked), the upstream token expired (by the provider's clock, within Skew of its exp), or
+// the provider called a token without sid inactive (refused, nothing recorded).
+var (
+	errUpstreamExpired  = errors.New("the upstream token has expired")
+	errUpstreamInactive = errors.New("the upstream token is no longer active")
+)
+
 // recheck re-introspects g's upstream token when RecheckAfter has passed since the session was
-// last introspected. Inactive means the session ended upstream without telling us (idle expiry,
-// user disabled, lost logout): it is recorded as logged out. An unreachable provider does not
-// stop renewal; the next attempt waits recheckBackoff.
+// last introspected (renewal and exchange share it, and one call per session at a time).
+// Inactive means the session ended upstream without telling us (idle expiry, user disabled,
+// lost logout): it is recorded as a logout of that session, and of nothing more — a token
+// without sid is refused without a record, never by a subject-wide revocation. Inactive for a
+// token within Skew of its exp is its expiry by a provider whose clock runs ahead, not a logout.
+// The answer is remembered for the token (the introspection cache), so its later renewals and
+// exchanges are refused without asking again. An unreachable provider does not stop renewal;
+// the next attempt waits recheckBackoff.
 func (i *Issuer) recheck(ctx context.Context, g *grant) error {
 	key := sessionKey(g.SID, g.Subject)
+	tokKey := g.upstreamDigest()
+	if e, ok := i.cache.peek(tokKey); ok && !e.result.Active {
+		return fmt.Errorf("recheck: %w", errUpstreamInactive)
+	}
 	now := i.cfg.Now()
 	if !i.recheckDue(key, now) {
 		return nil
@@ -136,6 +158,16 @@ func (i *Issuer) recheck(ctx context.Context, g *grant) error {
 		i.scheduleRecheck(key, now.Add(i.cfg.RecheckAfter), now)
 		if intro.Active {
 			return nil, nil
+		}
+		exp := time.Unix(g.UpstreamExpiry, 0)
+		i.cache.markInactive(tokKey, exp)
+		switch {
+		case !now.Add(i.cfg.Skew).Before(exp):
+			i.log.InfoContext(ctx, "upstream token expired", "event", "recheck_expired", "sid", g.SID, "sub", g.Subject)
+			return nil, fmt.Errorf("recheck: %w", errUpstreamExpired)
+		case g.SID == "":
+			i.log.InfoContext(ctx, "upstream token inactive; no session to revoke", "event", "recheck_inactive", "sub", g.Subject)
+			return nil, fmt.Errorf("recheck: %w", errUpstreamInactive)
 		}
 		r := store.Revocation{SID: g.SID, Sub: g.Subject, At: now, Expires: i.revocationExpiry(now), Reason: "recheck"}
 		if err := i.record(ctx, r, ""); err != nil {

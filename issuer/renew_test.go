@@ -188,7 +188,7 @@ func TestRenew_RefusesMalformedAndAnotherClientsToken(t *testing.T) {
 func TestRenew_ScopeNarrowsNeverWidens(t *testing.T) {
 	f := newFixture(t)
 	r, err := f.is.Exchange(context.Background(), f.bff, issuer.ExchangeRequest{SubjectToken: f.token("hal", "sid-h"),
-		SubjectTokenType: issuer.TokenTypeAccessToken, Scope: "openid email"})
+		SubjectTokenType: issuer.TokenTypeAccessToken, Scope: "openid email", Audience: []string{"demo-service"}})
 	if err != nil || r.Scope != "openid email" {
 		t.Fatalf("exchange: %+v, %v", r, err)
 	}

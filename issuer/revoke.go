@@ -26,7 +26,7 @@ func (i *Issuer) Revoke(ctx context.Context, c Client, token, hint string) error
 	if g.ClientID != c.ID {
 		return oauthErr(CodeUnauthorizedClient, "token was issued to another client", nil)
 	}
-	r := store.Revocation{SID: g.SID, Sub: g.Subject, At: now, Expires: i.revocationExpiry(now), Reason: "revoke"}
+	r := store.Revocation{SID: g.SID, Sub: g.Subject, At: now, Expires: i.ownRevocationExpiry(now), Reason: "revoke"}
 	if err := i.record(ctx, r, ""); err != nil {
 		return err
 	}
@@ -41,7 +41,7 @@ func (i *Issuer) RevokeSession(ctx context.Context, sid, reason string) (store.R
 		return store.Revocation{}, invalidRequest("sid is required", nil)
 	}
 	now := i.cfg.Now()
-	r := store.Revocation{SID: sid, At: now, Expires: i.revocationExpiry(now), Reason: reason}
+	r := store.Revocation{SID: sid, At: now, Expires: i.ownRevocationExpiry(now), Reason: reason}
 	return r, i.record(ctx, r, "")
 }
 
@@ -51,6 +51,6 @@ func (i *Issuer) RevokeSubject(ctx context.Context, sub, reason string) (store.R
 		return store.Revocation{}, invalidRequest("sub is required", nil)
 	}
 	now := i.cfg.Now()
-	r := store.Revocation{Sub: sub, At: now, Expires: i.revocationExpiry(now), Reason: reason}
+	r := store.Revocation{Sub: sub, At: now, Expires: i.ownRevocationExpiry(now), Reason: reason}
 	return r, i.record(ctx, r, "")
 }

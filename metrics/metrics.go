@@ -157,6 +157,17 @@ func InstrumentStore(s store.Store, m *Metrics) *InstrumentedStore {
 	return &InstrumentedStore{Store: s, m: m}
 }
 
+// EventsChanged forwards the wrapped store's notification channel (ssf.EventsNotifier: appends
+// by other processes sharing the store); nil when the wrapped store has none (one process).
+// Without it the wrapper would hide the channel, and held polls would learn of a logout at
+// another replica only at their transmitter's next tail.
+func (s *InstrumentedStore) EventsChanged() <-chan struct{} {
+	if n, ok := s.Store.(interface{ EventsChanged() <-chan struct{} }); ok {
+		return n.EventsChanged()
+	}
+	return nil
+}
+
 // storeCommit observes a durable write of op that began at start; m may be nil.
 func (m *Metrics) storeCommit(op string, start time.Time) {
 	if m != nil {

@@ -154,6 +154,7 @@ func TestBadInput_StandardErrorAndNoStateChange(t *testing.T) {
 		// Back-channel logout tokens.
 		{name: "logout: missing logout_token", path: "/backchannel-logout", form: url.Values{}, status: 400, code: "invalid_request", noClientAut: true},
 		{name: "logout: nonce", path: "/backchannel-logout", form: url.Values{"logout_token": {signLogout(lc(func(c map[string]any) { c["nonce"] = "n" }))}}, status: 400, code: "invalid_request", noClientAut: true},
+		{name: "logout: null nonce", path: "/backchannel-logout", form: url.Values{"logout_token": {signLogout(lc(func(c map[string]any) { c["nonce"] = nil }))}}, status: 400, code: "invalid_request", noClientAut: true},
 		{name: "logout: wrong aud", path: "/backchannel-logout", form: url.Values{"logout_token": {signLogout(lc(func(c map[string]any) { c["aud"] = "someone-else" }))}}, status: 400, code: "invalid_request", noClientAut: true},
 		{name: "logout: wrong iss", path: "/backchannel-logout", form: url.Values{"logout_token": {signLogout(lc(func(c map[string]any) { c["iss"] = "https://evil.example" }))}}, status: 400, code: "invalid_request", noClientAut: true},
 		{name: "logout: no events", path: "/backchannel-logout", form: url.Values{"logout_token": {signLogout(lc(func(c map[string]any) { delete(c, "events") }))}}, status: 400, code: "invalid_request", noClientAut: true},

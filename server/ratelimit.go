@@ -24,14 +24,19 @@ type Limit struct {
 type Limits struct {
 	// Token limits /token and /revoke per authenticated client.
 	Token Limit
-	// Logout limits /backchannel-logout per source address.
+	// Logout limits refused /backchannel-logout calls per source address; a valid logout
+	// token is never refused by it.
 	Logout Limit
 	// AuthFailures limits failed client authentications per source address; once spent, the
 	// source gets 429 before its credentials are even checked.
 	AuthFailures Limit
 }
 
-// maxLimiterKeys bounds the limiter table; idle entries are swept first.
+// maxLimiterKeys bounds the limiter table; idle entries are swept first. When the table is
+// full of active keys, a new key is not limited (it fails open): failing the other way would let
+// whoever fills the table from many addresses lock every new source out, including a BFF's good
+// credentials behind AuthFailures. The per-client Token limit never fills it (clients are
+// configured); only the per-source limits can, and only from 100,000 sources active at once.
 const maxLimiterKeys = 100_000
 
 // keyedLimiter holds one token bucket per key (client id or address).

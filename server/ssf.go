@@ -60,10 +60,29 @@ func (s *Server) mountSSF(root *gin.Engine, g *gin.RouterGroup) {
 		c.Header("Cache-Control", "public, max-age=300")
 		c.JSON(http.StatusOK, tx.Metadata())
 	})
-	g.GET("/ssf/streams", func(c *gin.Context) { s.ssfStreamConfiguration(c, tx) })
-	g.POST("/ssf/streams", func(c *gin.Context) { s.ssfCreateStream(c, tx) })
-	g.DELETE("/ssf/streams", func(c *gin.Context) { s.ssfDeleteStream(c, tx) })
-	g.POST("/ssf/poll/:stream_id", func(c *gin.Context) { s.ssfPoll(c, tx) })
+	g.GET("/ssf/streams", s.ssfAuthLimit, func(c *gin.Context) { s.ssfStreamConfiguration(c, tx) })
+	g.POST("/ssf/streams", s.ssfAuthLimit, func(c *gin.Context) { s.ssfCreateStream(c, tx) })
+	g.DELETE("/ssf/streams", s.ssfAuthLimit, func(c *gin.Context) { s.ssfDeleteStream(c, tx) })
+	g.POST("/ssf/poll/:stream_id", s.ssfAuthLimit, func(c *gin.Context) { s.ssfPoll(c, tx) })
+}
+
+// ssfAuthLimit applies limits.auth_failures to the SSF endpoints as to the token endpoint: a
+// source whose failed credentials spent its budget gets 429 before its credential is checked
+// (a guess costs a hash and, with replicas, a read of the stored streams), and every 401
+// answered takes one event from the budget.
+func (s *Server) ssfAuthLimit(c *gin.Context) {
+	ip := c.ClientIP()
+	if s.authFailLimit.spent(ip) {
+		s.cfg.Metrics.Limited(s.authFailLimit.name)
+		c.Header("Retry-After", s.authFailLimit.retryAfter())
+		writeError(c, ssfErrors, http.StatusTooManyRequests, ssf.CodeTemporarilyUnavailable,
+			"too many failed authentications from this source; retry later")
+		return
+	}
+	c.Next()
+	if c.Writer.Status() == http.StatusUnauthorized {
+		s.authFailLimit.allow(ip)
+	}
 }
 
 // bearer returns the request's bearer token, or "".

@@ -12,12 +12,14 @@ import (
 	"net/http"
 	"net/url"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
 
+	"github.com/tokengate/tokengate/config"
 	"github.com/tokengate/tokengate/ssf"
 	"github.com/tokengate/tokengate/verifier"
 )
@@ -111,7 +113,7 @@ func TestSSF_MetadataAndStreamConfiguration(t *testing.T) {
 	one := get("?stream_id=orders", ordersSecret)
 	if one.Status != 200 || one.str("stream_id") != "orders" || one.str("aud") != "orders" || one.str("iss") != s.srv.URL ||
 		!strings.Contains(one.Raw, `"endpoint_url":"`+s.srv.URL+`/ssf/poll/orders"`) ||
-		!strings.Contains(one.Raw, `"events_delivered":["`+ssf.EventSessionRevoked+`"]`) {
+		!strings.Contains(one.Raw, `"events_delivered":["`+ssf.EventSessionRevoked+`","`+ssf.EventSigningKeyRevoked+`"]`) {
 		t.Errorf("stream configuration: %d %s", one.Status, one.Raw)
 	}
 	if list := get("", ordersSecret); list.Status != 200 || !strings.HasPrefix(list.Raw, `[{"stream_id":"orders"`) {
@@ -353,7 +355,7 @@ func TestSSF_AdminStreams(t *testing.T) {
 // internal token and refuses it within milliseconds of the back-channel logout's 200.
 func TestSSF_VerifierEnforcesLogout(t *testing.T) {
 	s := newStack(t)
-	v, err := verifier.New(context.Background(), verifier.Config{Issuer: s.srv.URL, Audience: "orders",
+	v, err := verifier.New(context.Background(), verifier.Config{Issuer: s.srv.URL, Audience: "demo-service",
 		StreamSecret: ordersSecret, Logger: slog.New(slog.DiscardHandler), Now: s.clock.Now})
 	if err != nil {
 		t.Fatal(err)
@@ -453,7 +455,7 @@ func TestSSF_VerifierOwnStreams(t *testing.T) {
 	tx := s.tx
 	ctx := context.Background()
 	start := func() *verifier.Verifier {
-		v, err := verifier.New(ctx, verifier.Config{Issuer: s.srv.URL, Audience: "orders", StreamSecret: receiverSecret,
+		v, err := verifier.New(ctx, verifier.Config{Issuer: s.srv.URL, Audience: "demo-service", StreamSecret: receiverSecret,
 			OwnStream: true, Logger: slog.New(slog.DiscardHandler), Now: s.clock.Now})
 		if err != nil {
 			t.Fatal(err)
@@ -501,5 +503,26 @@ func TestSSF_VerifierOwnStreams(t *testing.T) {
 		if st.Source == ssf.SourceReceiver {
 			t.Errorf("stream %s left after Close", st.ID)
 		}
+	}
+}
+
+// TestSSF_AuthFailuresAreLimitedPerSource: failed stream credentials count against the
+// source's authentication-failure budget like the token endpoint's; once it is spent the source
+// gets 429 before its credential is checked, and an unknown stream id costs no more than that.
+func TestSSF_AuthFailuresAreLimitedPerSource(t *testing.T) {
+	s := newStackOpts(t, stackOptions{configure: func(c *config.Config) {
+		c.Limits.AuthFailures = &config.Limit{Rate: 0.01, Burst: 3}
+	}})
+	for i := range 3 {
+		if a := poll(t, s.srv.URL, "orders", "wrong-secret", `{"returnImmediately":true}`); a.Status != http.StatusUnauthorized {
+			t.Fatalf("failure %d: %d %s", i, a.Status, a.Raw)
+		}
+	}
+	a := poll(t, s.srv.URL, "no-such-stream-"+strconv.Itoa(3), ordersSecret, `{"returnImmediately":true}`)
+	if a.Status != http.StatusTooManyRequests || a.Header.Get("Retry-After") == "" {
+		t.Fatalf("after the failure budget: %d %s, want 429 with Retry-After", a.Status, a.Raw)
+	}
+	if a := poll(t, s.srv.URL, "orders", ordersSecret, `{"returnImmediately":true}`); a.Status != http.StatusTooManyRequests {
+		t.Fatalf("the right credential from a source over its failure budget: %d, want 429", a.Status)
 	}
 }

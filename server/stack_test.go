@@ -190,6 +190,7 @@ func exchangeForm(subject string) url.Values {
 		"grant_type":         {issuer.GrantTokenExchange},
 		"subject_token":      {subject},
 		"subject_token_type": {issuer.TokenTypeAccessToken},
+		"audience":           {"demo-service"}, // the bff may call two services: it names one
 	}
 }
 

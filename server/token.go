@@ -28,7 +28,8 @@ func (s *Server) token(c *gin.Context) {
 		}
 		resp, err = s.issuer.Exchange(c.Request.Context(), cl, issuer.ExchangeRequest{
 			SubjectToken: form.Get("subject_token"), SubjectTokenType: form.Get("subject_token_type"),
-			RequestedTokenType: form.Get("requested_token_type"), Audience: form["audience"], Scope: form.Get("scope"),
+			RequestedTokenType: form.Get("requested_token_type"), Audience: form["audience"], Resource: form["resource"],
+			Scope: form.Get("scope"),
 		})
 	case issuer.GrantRefreshToken:
 		if form.Get("refresh_token") == "" {

@@ -65,7 +65,7 @@ func TestExchange_InternalTokenVerifiesWithGoOIDC(t *testing.T) {
 		c.Username != "alice" || len(c.Roles) != 1 || c.ACR != "1" || c.AuthTime == 0 || c.Scope != "openid profile email" {
 		t.Errorf("claims: sub=%s %+v", tok.Subject, c)
 	}
-	if got := tok.Audience; len(got) != 2 || got[0] != "demo-service" || got[1] != "orders" {
+	if got := tok.Audience; len(got) != 1 || got[0] != "demo-service" { // the one asked for
 		t.Errorf("aud = %v", got)
 	}
 	jws, err := jose.ParseSignedCompact(r.str("access_token"), []jose.SignatureAlgorithm{jose.ES256})

@@ -57,7 +57,7 @@ func (t *Transmitter) StreamConfiguration(id string) (StreamConfiguration, error
 	if !ok {
 		return StreamConfiguration{}, ErrNoStream
 	}
-	events := []string{EventSessionRevoked}
+	events := []string{EventSessionRevoked, EventSigningKeyRevoked}
 	sc := StreamConfiguration{StreamID: id, Issuer: t.cfg.Issuer, Audience: s.def.Audience,
 		EventsSupported: events, EventsDelivered: events,
 		Delivery: Delivery{Method: DeliveryPoll, EndpointURL: t.PollURL(id)}, Description: s.def.Description}

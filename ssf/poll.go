@@ -59,6 +59,7 @@ func (t *Transmitter) Poll(ctx context.Context, id string, req PollRequest, wait
 		return PollResponse{}, invalidRequest("too many acknowledgements in one poll")
 	}
 	maxEvents = min(maxEvents, MaxMaxEvents)
+	t.catchUp(ctx, req)
 	if err := t.acknowledge(id, req); err != nil {
 		return PollResponse{}, err
 	}
@@ -97,6 +98,30 @@ func (t *Transmitter) Poll(ctx context.Context, id string, req PollRequest, wait
 	}
 }
 
+// catchUp reads the log's newest Seq when the poll acknowledges an event this replica has not
+// heard of yet (delivered by another replica), so the acknowledgement is not dropped.
+func (t *Transmitter) catchUp(ctx context.Context, req PollRequest) {
+	var top uint64
+	for _, jti := range req.Ack {
+		if seq, ok := seqOf(jti); ok {
+			top = max(top, seq)
+		}
+	}
+	for jti := range req.SETErrs {
+		if seq, ok := seqOf(jti); ok {
+			top = max(top, seq)
+		}
+	}
+	t.mu.Lock()
+	behind := top > t.head
+	t.mu.Unlock()
+	if behind && t.shared() {
+		if seq, err := t.store.LastEventSeq(ctx); err == nil {
+			t.advance(seq)
+		}
+	}
+}
+
 // acknowledge applies a poll's ack and setErrs.
 func (t *Transmitter) acknowledge(id string, req PollRequest) error {
 	t.mu.Lock()
@@ -106,6 +131,9 @@ func (t *Transmitter) acknowledge(id string, req PollRequest) error {
 		return errAuthentication
 	}
 	s.lastPoll = t.cfg.Now()
+	if t.shared() && s.def.Source == SourceReceiver && s.lastPoll.Sub(s.storedPoll) > t.cfg.InactivityTimeout/4 {
+		s.dirty = true // replicas share the inactivity timeout through the stored last poll
+	}
 	n := 0
 	take := func(jti string) {
 		if seq, ok := seqOf(jti); ok && seq <= t.head && s.ack(seq) {

@@ -13,8 +13,12 @@ import (
 
 // Protocol identifiers.
 const (
-	// EventSessionRevoked is the CAEP 1.0 session-revoked event type: the one event tokengate sends.
+	// EventSessionRevoked is the CAEP 1.0 session-revoked event type: the event of every logout.
 	EventSessionRevoked = "https://schemas.openid.net/secevent/caep/event-type/session-revoked"
+	// EventSigningKeyRevoked is tokengate's own event type (neither CAEP nor RISC defines one):
+	// a signing key was revoked in an emergency and left the JWKS; the subject is the kid
+	// (opaque). Receivers refetch the JWKS at once instead of at its max-age.
+	EventSigningKeyRevoked = "urn:tokengate:secevent:event-type:signing-key-revoked"
 	// TypeSET is the JOSE typ of a Security Event Token (RFC 8417 §2.3, SSF 1.0 explicit typing).
 	TypeSET = "secevent+jwt"
 	// DeliveryPoll and DeliveryPush name the delivery methods (SSF 1.0 §6.1).
@@ -50,7 +54,8 @@ type SET struct {
 	Events   map[string]SessionRevoked `json:"events"`
 }
 
-// SessionRevoked is the CAEP session-revoked event body.
+// SessionRevoked is the CAEP session-revoked event body; a signing-key-revoked event uses
+// EventTimestamp alone.
 type SessionRevoked struct {
 	// EventTimestamp is when the session was revoked (seconds since the epoch). For a
 	// subject-wide logout, every token of the user issued at or before this time is revoked.
@@ -93,6 +98,13 @@ func initiator(reason string) (entity, why string) {
 
 // newSET builds the SET of event e for a stream.
 func newSET(issuer string, st streamDef, e store.Event) SET {
+	if e.KeyRevoked != "" {
+		return SET{
+			Issuer: issuer, Audience: st.Audience, JTI: jtiOf(st.ID, e), IssuedAt: e.Time.Unix(), TXN: e.ID,
+			SubID:  SubjectID{Format: "opaque", ID: e.KeyRevoked},
+			Events: map[string]SessionRevoked{EventSigningKeyRevoked: {EventTimestamp: e.Time.Unix(), InitiatingEntity: "admin"}},
+		}
+	}
 	entity, why := initiator(e.Revocation.Reason)
 	ev := SessionRevoked{EventTimestamp: e.Revocation.At.Unix(), InitiatingEntity: entity}
 	if why != "" {

@@ -32,12 +32,15 @@ type Store interface {
 	TrimEvents(ctx context.Context, before time.Time) (int, error)
 	Streams(ctx context.Context) (map[string][]byte, error)
 	PutStreams(ctx context.Context, docs map[string][]byte) error
+	UpdateStreams(ctx context.Context, docs map[string][]byte) ([]string, error)
 	DeleteStream(ctx context.Context, id string) error
 }
 
 // EventsNotifier is optionally implemented by a Store shared by several processes (replicas on
 // one etcd cluster): a value on EventsChanged means another process may have appended events,
 // so the transmitter reads the log's newest Seq at once instead of at the next TailInterval.
+// A nil channel means the store is not shared. A shared store's stream documents are merged
+// into memory as well (shared.go).
 type EventsNotifier interface {
 	EventsChanged() <-chan struct{}
 }
@@ -98,10 +101,14 @@ type Transmitter struct {
 	floor   uint64        // every event with Seq ≤ floor has been trimmed
 	changed chan struct{} // closed (and replaced) when head advances, a stream goes, or on close
 	closed  bool
+	// lastSyncStart is when the last merge of the stored streams started (shared logs; see
+	// shared.go); syncMu serialises on-demand merges.
+	lastSyncStart time.Time
 
 	// writeMu serialises writes of stream documents, so a flush never resurrects a deleted
 	// stream.
 	writeMu sync.Mutex
+	syncMu  sync.Mutex
 }
 
 // New loads the streams from the store, merges those of the configuration (which win on
@@ -280,6 +287,11 @@ func (t *Transmitter) Run(ctx context.Context) {
 			if seq, err := t.store.LastEventSeq(ctx); err == nil {
 				t.advance(seq)
 			}
+			if t.shared() {
+				if err := t.sync(ctx); err != nil && ctx.Err() == nil {
+					t.cfg.Logger.Warn("ssf: reading the shared streams", "error", err.Error())
+				}
+			}
 		case <-flush.C:
 			if err := t.Flush(ctx); err != nil && ctx.Err() == nil {
 				t.cfg.Logger.Error("ssf: writing acknowledgements", "error", err.Error())
@@ -315,13 +327,27 @@ func (t *Transmitter) Flush(ctx context.Context) error {
 		if s.dirty {
 			docs[id] = s.doc()
 			s.dirty = false
+			s.storedPoll = s.lastPoll
 		}
 	}
 	t.mu.Unlock()
 	if len(docs) == 0 {
 		return nil
 	}
-	if err := t.store.PutStreams(ctx, docs); err != nil {
+	// UpdateStreams: a stream deleted at another replica stays deleted.
+	skipped, err := t.updateStreams(ctx, docs)
+	if err == nil && len(skipped) > 0 {
+		t.mu.Lock()
+		for _, id := range skipped {
+			if _, ok := t.streams[id]; ok {
+				delete(t.streams, id)
+				t.m.forget(id)
+			}
+		}
+		t.broadcastLocked()
+		t.mu.Unlock()
+	}
+	if err != nil {
 		t.mu.Lock()
 		for id := range docs {
 			if s, ok := t.streams[id]; ok {
@@ -333,6 +359,34 @@ func (t *Transmitter) Flush(ctx context.Context) error {
 	}
 	return nil
 }
+
+// updateStreams writes docs with UpdateStreams, at most maxStreamsPerWrite per call.
+func (t *Transmitter) updateStreams(ctx context.Context, docs map[string][]byte) ([]string, error) {
+	var skipped []string
+	batch := map[string][]byte{}
+	write := func() error {
+		sk, err := t.store.UpdateStreams(ctx, batch)
+		skipped = append(skipped, sk...)
+		batch = map[string][]byte{}
+		return err
+	}
+	for id, d := range docs {
+		batch[id] = d
+		if len(batch) == maxStreamsPerWrite {
+			if err := write(); err != nil {
+				return skipped, err
+			}
+		}
+	}
+	if len(batch) > 0 {
+		return skipped, write()
+	}
+	return skipped, nil
+}
+
+// maxStreamsPerWrite bounds the stream documents written in one store transaction (etcd
+// allows 128 operations per transaction).
+const maxStreamsPerWrite = 100
 
 // Trim removes events older than the retention and moves the floor past them.
 func (t *Transmitter) Trim(ctx context.Context) error {

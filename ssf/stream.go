@@ -74,8 +74,9 @@ type stream struct {
 	// delivered is the highest Seq delivered at least once (for the first-delivery metrics).
 	delivered uint64
 	dirty     bool
-	// lastPoll is when the receiver last polled (receiver streams expire without polls).
-	lastPoll time.Time
+	// lastPoll is when the receiver last polled (receiver streams expire without polls), at
+	// this replica or, once merged, at another; storedPoll is the last poll time written.
+	lastPoll, storedPoll time.Time
 }
 
 // streamDoc is a stream as stored (store.EventLog stream documents).
@@ -89,11 +90,15 @@ type streamDoc struct {
 	SecretSHA256 string    `json:"secret_sha256"`
 	Acked        uint64    `json:"acked"`
 	AckedAbove   []uint64  `json:"acked_above,omitempty"`
+	// LastPoll is the last poll a replica wrote (receiver streams: replicas share the
+	// inactivity timeout).
+	LastPoll time.Time `json:"last_poll,omitzero"`
 }
 
 func (s *stream) doc() []byte {
 	d := streamDoc{ID: s.def.ID, Audience: s.def.Audience, Description: s.def.Description, Source: s.def.Source,
-		Owner: s.def.Owner, CreatedAt: s.def.CreatedAt, SecretSHA256: hex.EncodeToString(s.def.secret[:]), Acked: s.acked}
+		Owner: s.def.Owner, CreatedAt: s.def.CreatedAt, SecretSHA256: hex.EncodeToString(s.def.secret[:]), Acked: s.acked,
+		LastPoll: s.lastPoll}
 	for seq := range s.above {
 		d.AckedAbove = append(d.AckedAbove, seq)
 	}
@@ -108,7 +113,8 @@ func streamFromDoc(raw []byte) (*stream, error) {
 		return nil, err
 	}
 	s := &stream{def: streamDef{ID: d.ID, Audience: d.Audience, Description: d.Description, Source: d.Source,
-		Owner: d.Owner, CreatedAt: d.CreatedAt}, acked: d.Acked, above: map[uint64]struct{}{}}
+		Owner: d.Owner, CreatedAt: d.CreatedAt}, acked: d.Acked, above: map[uint64]struct{}{}, lastPoll: d.LastPoll,
+		storedPoll: d.LastPoll}
 	if b, err := hex.DecodeString(d.SecretSHA256); err != nil || len(b) != 32 {
 		return nil, fmt.Errorf("stream %q: bad secret hash", d.ID)
 	}
@@ -314,6 +320,12 @@ func (t *Transmitter) removeStream(ctx context.Context, id string, allowed func(
 func (t *Transmitter) Authenticate(id, token string) error {
 	got := sha256.Sum256([]byte(token))
 	t.mu.Lock()
+	_, known := t.streams[id]
+	t.mu.Unlock()
+	if !known {
+		t.syncSoon() // created at another replica a moment ago?
+	}
+	t.mu.Lock()
 	s, ok := t.streams[id]
 	want := dummySecret
 	if ok {
@@ -331,6 +343,7 @@ func (t *Transmitter) Authenticate(id, token string) error {
 // of a receiver's streams for a receiver secret.
 func (t *Transmitter) StreamsFor(token string) ([]string, error) {
 	got := sha256.Sum256([]byte(token))
+	t.syncSoon() // streams created or deleted at other replicas
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	var found []string
@@ -425,6 +438,11 @@ func (t *Transmitter) DeleteReceiverStream(ctx context.Context, receiver, id str
 // expireInactive deletes receiver streams not polled for InactivityTimeout (their service
 // process is gone without deleting them).
 func (t *Transmitter) expireInactive(ctx context.Context) {
+	if t.shared() {
+		if err := t.sync(ctx); err != nil {
+			return // polls at other replicas are unknown: expire nothing
+		}
+	}
 	now := t.cfg.Now()
 	var idle []string
 	t.mu.Lock()

@@ -5,8 +5,8 @@ import (
 	"time"
 )
 
-// Event is one entry of the revocation event log: a recorded logout, numbered in the order the
-// store committed it. The Shared Signals transmitter (package ssf) turns each event into one
+// Event is one entry of the revocation event log: a recorded logout, or the emergency
+// revocation of a signing key, numbered in the order the store committed it. The Shared Signals transmitter (package ssf) turns each event into one
 // Security Event Token per stream.
 type Event struct {
 	// Seq is assigned by the store: strictly increasing in commit order, starting at 1, never
@@ -17,8 +17,12 @@ type Event struct {
 	ID string `json:"id"`
 	// Time is when the event was recorded.
 	Time time.Time `json:"time"`
-	// Revocation is the logout as it was recorded (not merged with earlier ones).
+	// Revocation is the logout as it was recorded (not merged with earlier ones); zero for a
+	// key event.
 	Revocation Revocation `json:"revocation"`
+	// KeyRevoked, when set, is the kid of a signing key revoked in an emergency: receivers
+	// refetch the JWKS at once instead of at its max-age. Revocation is then zero.
+	KeyRevoked string `json:"key_revoked,omitempty"`
 }
 
 // EventLog is the durable, ordered log of revocation events and the state of the streams that
@@ -27,7 +31,8 @@ type Event struct {
 type EventLog interface {
 	// RecordRevocation records e.Revocation exactly as RevokeSession (SID set) or RevokeSubject
 	// (SID empty) would, and appends e to the log, in one atomic, durable transaction: either
-	// both are stored or neither is. It returns e with Seq set.
+	// both are stored or neither is. A key event (KeyRevoked set, Revocation zero) is only
+	// appended. It returns e with Seq set.
 	RecordRevocation(ctx context.Context, e Event) (Event, error)
 	// RecordNewRevocation is RecordRevocation unless a stored revocation already covers
 	// e.Revocation (see Covers): then it writes nothing and reports false. The check and the
@@ -48,6 +53,10 @@ type EventLog interface {
 	// PutStreams stores the given stream documents (replacing any with the same id) in one
 	// atomic transaction.
 	PutStreams(ctx context.Context, docs map[string][]byte) error
+	// UpdateStreams replaces the given documents of streams that are stored, in one atomic
+	// transaction, and skips the ids that are not: a stream deleted meanwhile (by another
+	// process sharing the store) stays deleted. It returns the ids it skipped.
+	UpdateStreams(ctx context.Context, docs map[string][]byte) (skipped []string, err error)
 	// DeleteStream removes a stream document; deleting an unknown id is not an error.
 	DeleteStream(ctx context.Context, id string) error
 }

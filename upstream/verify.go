@@ -99,7 +99,6 @@ func (c *Client) VerifyLogoutToken(ctx context.Context, raw string, p LogoutPoli
 	var cl struct {
 		SID    string                     `json:"sid"`
 		JTI    string                     `json:"jti"`
-		Nonce  *json.RawMessage           `json:"nonce"`
 		Events map[string]json.RawMessage `json:"events"`
 		Iat    *json.Number               `json:"iat"`
 		Exp    *json.Number               `json:"exp"`
@@ -107,8 +106,14 @@ func (c *Client) VerifyLogoutToken(ctx context.Context, raw string, p LogoutPoli
 	if err := tok.Claims(&cl); err != nil {
 		return LogoutToken{}, fmt.Errorf("%w: claims: %v", ErrInvalidToken, err)
 	}
+	// §2.4: nonce MUST NOT be present, so "nonce": null counts (a nil pointer would not tell).
+	var present map[string]json.RawMessage
+	if err := tok.Claims(&present); err != nil {
+		return LogoutToken{}, fmt.Errorf("%w: claims: %v", ErrInvalidToken, err)
+	}
+	_, hasNonce := present["nonce"]
 	out := LogoutToken{Subject: tok.Subject, SID: cl.SID, JTI: cl.JTI, IssuedAt: tok.IssuedAt, Expiry: tok.Expiry}
-	if err := checkLogout(out, cl.Nonce != nil, cl.Iat != nil, cl.Events, tok.Audience, p); err != nil {
+	if err := checkLogout(out, hasNonce, cl.Iat != nil, cl.Events, tok.Audience, p); err != nil {
 		return LogoutToken{}, fmt.Errorf("%w: %v", ErrInvalidToken, err)
 	}
 	return out, nil
@@ -168,7 +173,8 @@ const verifyRetryWithin = time.Second
 // fetch's result: the keys from before Keycloak published a new one, or the error of a fetch
 // made while Keycloak was down. Without the retry such a token would be refused for good (400)
 // or answered 503 although Keycloak has the key and is up. A forged token pays the pause and
-// a second key fetch; the endpoints that take outside tokens are rate limited. A first attempt
+// a second key fetch; go-oidc keeps at most one fetch in flight, shared by all callers, so a
+// flood of forged tokens costs the provider one JWKS request at a time. A first attempt
 // that took longer than verifyRetryWithin (a fetch that timed out) is not repeated.
 func verify(ctx context.Context, v *oidc.IDTokenVerifier, raw string) (*oidc.IDToken, error) {
 	start := time.Now()

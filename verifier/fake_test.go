@@ -35,6 +35,8 @@ type fakeGateway struct {
 	down     atomic.Bool  // polls fail with 503
 	jwksDown atomic.Bool  // the JWKS answers 503
 	jwksFail atomic.Int32 // the next jwksFail JWKS requests answer 503
+	jwksAge  atomic.Int64 // Cache-Control max-age of the JWKS (seconds; none when 0)
+	jwksGets atomic.Int32 // JWKS requests answered
 
 	mu      sync.Mutex
 	queue   map[string]string // jti → SET, until acknowledged or refused
@@ -71,6 +73,10 @@ func newFakeGateway(t testing.TB) *fakeGateway {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			return
 		}
+		if age := g.jwksAge.Load(); age > 0 {
+			w.Header().Set("Cache-Control", "public, max-age="+strconv.FormatInt(age, 10))
+		}
+		g.jwksGets.Add(1)
 		w.Write(km.JWKSJSON())
 	})
 	mux.HandleFunc("GET /.well-known/ssf-configuration", func(w http.ResponseWriter, r *http.Request) {

@@ -101,7 +101,7 @@ func (v *Verifier) createStream(ctx context.Context, out any) error {
 	host, _ := os.Hostname()
 	body, _ := json.Marshal(map[string]any{
 		"delivery":         map[string]string{"method": deliveryPoll},
-		"events_requested": []string{EventSessionRevoked},
+		"events_requested": []string{EventSessionRevoked, EventSigningKeyRevoked},
 		"description":      fmt.Sprintf("%s on %s (pid %d)", v.cfg.Audience, host, os.Getpid()),
 	})
 	return v.call(ctx, http.MethodPost, v.configURL, v.cfg.StreamSecret, body, http.StatusCreated, out)
@@ -225,6 +225,8 @@ func (v *Verifier) follow(ctx context.Context) {
 			case r != nil && r.JTI != jti:
 				v.setRefused.Add(1)
 				errs[jti] = setErrorJSON{Err: "invalid_request", Description: "the SET's jti differs from its key in sets"}
+			case r != nil && r.KeyID != "" && !v.refetchKeys(ctx, r.KeyID):
+				// Not acknowledged: the event comes again and the refetch is tried again.
 			default:
 				until := now.Add(v.cfg.MaxTokenLifetime)
 				if r != nil && v.revoked.remember(jti, until) {
@@ -240,6 +242,16 @@ func (v *Verifier) follow(ctx context.Context) {
 		v.revoked.forget(now)
 		v.cache.prune(now)
 	}
+}
+
+// refetchKeys refetches the JWKS after a signing-key-revoked event, reporting success.
+func (v *Verifier) refetchKeys(ctx context.Context, kid string) bool {
+	if err := v.keySet.refreshNow(ctx); err != nil {
+		v.log.Warn("verifier: signing key revoked but the JWKS could not be refetched; retrying", "kid", kid, "error", err.Error())
+		return false
+	}
+	v.log.Info("verifier: signing key revoked; JWKS refetched", "kid", kid)
+	return true
 }
 
 // poll sends one poll carrying acknowledgements and errors.

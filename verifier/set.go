@@ -15,8 +15,12 @@ import (
 
 // Event types.
 const (
-	// EventSessionRevoked is the CAEP session-revoked event: the one tokengate sends.
+	// EventSessionRevoked is the CAEP session-revoked event: the event of every logout.
 	EventSessionRevoked = "https://schemas.openid.net/secevent/caep/event-type/session-revoked"
+	// EventSigningKeyRevoked is tokengate's own event: a signing key (the subject's opaque id
+	// is its kid) was revoked in an emergency. The verifier refetches the JWKS before it
+	// acknowledges the event.
+	EventSigningKeyRevoked = "urn:tokengate:secevent:event-type:signing-key-revoked"
 	// Stream management events of SSF 1.0 carry no revocation; they are accepted and ignored.
 	eventVerification  = "https://schemas.openid.net/secevent/ssf/event-type/verification"
 	eventStreamUpdated = "https://schemas.openid.net/secevent/ssf/event-type/stream-updated"
@@ -54,11 +58,14 @@ func errCode(err error) string {
 }
 
 // Revocation is what a session-revoked SET revokes: the tokens of session SessionID, or (when
-// SessionID is empty) every token of Subject issued at or before Before.
+// SessionID is empty) every token of Subject issued at or before Before; or, for a
+// signing-key-revoked SET, every token signed with key KeyID.
 type Revocation struct {
 	JTI       string
 	SessionID string
 	Subject   string
+	// KeyID is the kid of a revoked signing key (SessionID and Subject are then empty).
+	KeyID string
 	// Before is the cutoff of a subject-wide revocation: the later of the event's timestamp and
 	// the SET's iat (when tokengate recorded it).
 	Before time.Time
@@ -107,7 +114,8 @@ func (a *audience) UnmarshalJSON(b []byte) error {
 // VerifySET checks a Security Event Token from this service's stream: signature by a key of
 // tokengate's JWKS with a pinned algorithm, JOSE typ secevent+jwt, iss, aud (the stream's), a
 // jti not seen before, no sub and no exp (SSF 1.0 §4.1), and one session-revoked event whose
-// subject names a session or a user of this issuer. Stream management events verify but
+// subject names a session or a user of this issuer, or one signing-key-revoked event naming a
+// kid (Revocation.KeyID). Stream management events verify but
 // revoke nothing (nil Revocation); any other event type is refused. VerifySET does not apply
 // the revocation and does not record the jti; the feed does both.
 func (v *Verifier) VerifySET(ctx context.Context, raw string) (*Revocation, error) {
@@ -150,6 +158,13 @@ func (v *Verifier) VerifySET(ctx context.Context, raw string) (*Revocation, erro
 	}
 	if v.revoked.seen(c.JTI) {
 		return nil, fmt.Errorf("%w: jti %q", ErrReplayedSET, c.JTI)
+	}
+	if _, ok := c.Events[EventSigningKeyRevoked]; ok {
+		if c.SubID == nil || c.SubID.Format != "opaque" || c.SubID.ID == "" {
+			return nil, refuse("invalid_request", "signing-key-revoked subject must be the kid (opaque)")
+		}
+		at := time.Unix(*c.IssuedAt, 0)
+		return &Revocation{JTI: c.JTI, KeyID: c.SubID.ID, At: at, Before: at}, nil
 	}
 	body, ok := c.Events[EventSessionRevoked]
 	if !ok {
@@ -290,10 +305,14 @@ func (s *revokedSet) remember(jti string, until time.Time) bool {
 	return true
 }
 
-// apply records a revocation, remembered until until.
+// apply records a revocation, remembered until until. A key revocation is the key set's
+// business, not this set's.
 func (s *revokedSet) apply(r *Revocation, until time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if r.KeyID != "" {
+		return
+	}
 	if r.SessionID != "" {
 		if until.After(s.sids[r.SessionID]) {
 			s.sids[r.SessionID] = until

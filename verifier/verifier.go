@@ -19,9 +19,11 @@
 // discovery document lists; a JOSE typ other than at+jwt; another iss; an aud without
 // Config.Audience; an expired token; a token whose sid was revoked, or whose sub was revoked
 // (every token of the user issued until the revocation). Revocations are remembered for
-// Config.MaxTokenLifetime, the longest an internal token can live. When the stream has not
-// answered for Config.FailClosedAfter, every token is refused with ErrFeedUnavailable (503)
-// unless Config.FailOpen is set.
+// Config.MaxTokenLifetime, the longest an internal token can live. Keys are refetched once the
+// JWKS answer is older than the max-age it declared (DefaultJWKSMaxAge without one), and at
+// once when the stream announces a revoked signing key; a key tokengate no longer publishes
+// stops verifying. When the stream has not answered for Config.FailClosedAfter, every token is
+// refused with ErrFeedUnavailable (503) unless Config.FailOpen is set.
 package verifier
 
 import (
@@ -117,6 +119,8 @@ type Token struct {
 	Expiry            time.Time
 	// Claims are all the token's claims.
 	Claims json.RawMessage
+
+	gen uint64 // the key set generation it was verified in (token cache)
 }
 
 // Verifier verifies internal tokens and follows the revocation feed. It is safe for
@@ -125,7 +129,7 @@ type Verifier struct {
 	cfg        Config
 	client     *http.Client
 	tokens     *oidc.IDTokenVerifier
-	keySet     *oidc.RemoteKeySet
+	keySet     *keySet
 	algs       []jose.SignatureAlgorithm
 	pollURL    string
 	setAud     string
@@ -203,7 +207,7 @@ func New(ctx context.Context, cfg Config) (*Verifier, error) {
 	if len(v.algs) == 0 {
 		return nil, fmt.Errorf("verifier: discovery lists no asymmetric signing algorithm (%v)", algs)
 	}
-	v.keySet = oidc.NewRemoteKeySet(oidc.ClientContext(context.WithoutCancel(ctx), client), md.JWKSURI)
+	v.keySet = newKeySet(md.JWKSURI, client, cfg.Now)
 	v.tokens = oidc.NewVerifier(cfg.Issuer, v.keySet, &oidc.Config{ClientID: cfg.Audience, SupportedSigningAlgs: names, Now: cfg.Now})
 
 	v.lastHeard.Store(cfg.Now().UnixNano())
@@ -278,9 +282,12 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Token, error) {
 }
 
 // verifySigned checks signature, typ, iss, aud and exp, from a cache of recently verified
-// tokens keyed by their text (revocation is checked on every call, after this).
+// tokens keyed by their text (revocation is checked on every call, after this). A cached token
+// counts only while the keys it was verified with are unchanged and not past their max-age, so
+// a key that leaves the JWKS stops verifying cached tokens too.
 func (v *Verifier) verifySigned(ctx context.Context, raw string) (*Token, error) {
-	if tok := v.cache.get(raw, v.cfg.Now()); tok != nil {
+	gen := v.keySet.generation.Load()
+	if tok := v.cache.get(raw, v.cfg.Now()); tok != nil && tok.gen == gen && !v.keySet.stale() {
 		return tok, nil
 	}
 	jws, err := jose.ParseSignedCompact(raw, v.algs)
@@ -305,7 +312,7 @@ func (v *Verifier) verifySigned(ctx context.Context, raw string) (*Token, error)
 	_ = idt.Claims(&all)
 	tok := &Token{Issuer: idt.Issuer, Subject: idt.Subject, Audience: idt.Audience, SessionID: c.SID,
 		ClientID: c.ClientID, Scope: c.Scope, Roles: c.Roles, PreferredUsername: c.PreferredUsername, JTI: c.JTI,
-		IssuedAt: idt.IssuedAt, Expiry: idt.Expiry, Claims: all}
+		IssuedAt: idt.IssuedAt, Expiry: idt.Expiry, Claims: all, gen: gen}
 	if tok.Subject == "" || tok.IssuedAt.IsZero() {
 		return nil, fmt.Errorf("%w: sub and iat are required", ErrInvalidToken)
 	}

@@ -51,13 +51,13 @@ func startGateway(ctx context.Context, bin, listen, upstreamIssuer, dataDir stri
 // startGatewayWith is startGateway with change applied to the configuration (when not nil).
 func startGatewayWith(ctx context.Context, bin, listen, upstreamIssuer, dataDir string, change func(*config.Config)) (*gateway, error) {
 	secret, hash := loopback.Secret()
-	unlimited := config.Limit{Rate: 1000000, Burst: 1000000}
+	unlimited := &config.Limit{Rate: 1000000, Burst: 1000000}
 	c := config.Config{
 		Listen: listen, Issuer: "http://" + listen, DataDir: dataDir, LogLevel: "warn",
 		Upstream: config.Upstream{Issuer: upstreamIssuer, ClientID: introspectID, ClientSecret: introspectSecre,
 			LogoutAudiences: []string{bffID}},
 		Tokens:  config.Tokens{TTL: config.Duration(30 * time.Second), RecheckAfter: config.Duration(60 * time.Second)},
-		Limits:  config.Limits{Token: unlimited, Logout: config.Limit{Rate: 100000, Burst: 100000}},
+		Limits:  config.Limits{Token: unlimited, Logout: &config.Limit{Rate: 100000, Burst: 100000}},
 		Clients: []config.Client{{ID: gatewayClient, SecretSHA256: hash, Audiences: []string{gatewayAudience}}},
 	}
 	if change != nil {

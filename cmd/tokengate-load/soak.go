@@ -122,7 +122,7 @@ func startGateway(ctx context.Context, bin, realmIssuer, workDir string, rotateE
 			LogoutAudiences: []string{kctest.LogoutAudience}},
 		Tokens:  config.Tokens{TTL: config.Duration(30 * time.Second), RecheckAfter: config.Duration(60 * time.Second)},
 		Keys:    config.Keys{JWKSMaxAge: config.Duration(30 * time.Second), RotateEvery: config.Duration(rotateEvery)},
-		Limits:  config.Limits{Token: config.Limit{Rate: 100000, Burst: 100000}, Logout: config.Limit{Rate: 1000, Burst: 1000}},
+		Limits:  config.Limits{Token: &config.Limit{Rate: 100000, Burst: 100000}, Logout: &config.Limit{Rate: 1000, Burst: 1000}},
 		Admin:   config.Admin{Tokens: []config.AdminToken{{Name: "soak", SHA256: adminHash}}},
 		Clients: []config.Client{{ID: soakClientID, SecretSHA256: hash, Audiences: []string{soakAudience}}},
 	}

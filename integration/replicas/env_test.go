@@ -69,6 +69,7 @@ type env struct {
 	etcd     *etcdtest.Cluster
 	realm    *kctest.Realm
 	prefix   string
+	edit     func(*config.Config) // changes every replica's configuration (nil: none)
 	replicas []*replica
 }
 
@@ -76,7 +77,13 @@ type env struct {
 // endpoints[i] are the member indexes replica i talks to.
 func newEnv(t *testing.T, endpoints ...[]int) *env {
 	t.Helper()
-	e := &env{t: t, etcd: etcdtest.Start(t, 3, etcdtest.Options{}), realm: kctest.New(t)}
+	return newEnvWith(t, nil, endpoints...)
+}
+
+// newEnvWith is newEnv with edit applied to every replica's configuration.
+func newEnvWith(t *testing.T, edit func(*config.Config), endpoints ...[]int) *env {
+	t.Helper()
+	e := &env{t: t, etcd: etcdtest.Start(t, 3, etcdtest.Options{}), realm: kctest.New(t), edit: edit}
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)
 	e.prefix = "/tokengate-" + hex.EncodeToString(b) + "/"
@@ -191,17 +198,21 @@ type replica struct {
 
 // config is a replica's configuration: the shared etcd cluster at endpoints, generous limits.
 func (e *env) config(endpoints []string) config.Config {
-	unlimited := config.Limit{Rate: 100000, Burst: 100000}
-	return config.Config{
+	unlimited := &config.Limit{Rate: 100000, Burst: 100000}
+	c := config.Config{
 		Issuer: "https://tokengate.test", DataDir: e.t.TempDir(), LogLevel: "info",
 		Upstream: proctest.UpstreamFor(e.realm.Issuer()),
 		Tokens:   config.Tokens{TTL: config.Duration(30 * time.Second), RecheckAfter: config.Duration(10 * time.Minute)},
-		Limits:   config.Limits{Token: unlimited, Logout: unlimited, AuthFailures: config.Limit{Rate: 1000, Burst: 1000}},
+		Limits:   config.Limits{Token: unlimited, Logout: unlimited, AuthFailures: &config.Limit{Rate: 1000, Burst: 1000}},
 		Admin:    config.Admin{Tokens: []config.AdminToken{{Name: "ops", SHA256: adminTokenHash}}},
 		Clients:  []config.Client{{ID: clientID, SecretSHA256: clientSecretHash, Audiences: []string{audience}}},
 		Store: config.Store{Backend: config.BackendEtcd, MaxStaleness: config.Duration(maxStaleness),
 			Etcd: config.Etcd{Endpoints: endpoints, Prefix: e.prefix, ElectionTTL: config.Duration(2 * time.Second)}},
 	}
+	if e.edit != nil {
+		e.edit(&c)
+	}
+	return c
 }
 
 // startReplica starts a replica and waits for /readyz; it may run on any goroutine, so it

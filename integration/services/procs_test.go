@@ -94,7 +94,7 @@ func startGateway(t *testing.T, realm *kctest.Realm) *gateway {
 	var bffHash, streamHash string
 	g.bffSecret, bffHash = loopback.Secret()
 	g.streamSecret, streamHash = loopback.Secret()
-	unlimited := config.Limit{Rate: 100000, Burst: 100000}
+	unlimited := &config.Limit{Rate: 100000, Burst: 100000}
 	// Issuer is left empty: the public listener's URL, where every verifier finds discovery.
 	c := config.Config{
 		DataDir: filepath.Join(t.TempDir(), "data"), LogLevel: "warn",

@@ -73,6 +73,7 @@ type gateway struct {
 	bffToken string
 	secrets  []string // stream secrets by service index
 	receiver string   // receiver credential (a service process creates its own stream)
+	adminTok string   // bearer token of the admin API (operator "ops")
 }
 
 func newGateway(t *testing.T, realm *kctest.Realm) *gateway {
@@ -82,13 +83,15 @@ func newGateway(t *testing.T, realm *kctest.Realm) *gateway {
 	g.bffToken = bff
 	rs, rsHash := loopback.Secret()
 	g.receiver = rs
+	at, atHash := loopback.Secret()
+	g.adminTok = at
 	var streams []config.SSFStream
 	for i := range services {
 		s, h := loopback.Secret()
 		g.secrets = append(g.secrets, s)
 		streams = append(streams, config.SSFStream{ID: fmt.Sprintf("svc-%02d", i), SecretSHA256: h})
 	}
-	unlimited := config.Limit{Rate: 100000, Burst: 100000}
+	unlimited := &config.Limit{Rate: 100000, Burst: 100000}
 	// Issuer is left empty: the public listener's URL, where the services find discovery.
 	c := config.Config{
 		DataDir: filepath.Join(t.TempDir(), "data"), LogLevel: "warn",
@@ -96,6 +99,7 @@ func newGateway(t *testing.T, realm *kctest.Realm) *gateway {
 		Tokens:   config.Tokens{TTL: config.Duration(2 * time.Minute), RecheckAfter: config.Duration(time.Hour)},
 		Limits:   config.Limits{Token: unlimited, Logout: unlimited},
 		Clients:  []config.Client{{ID: clientID, SecretSHA256: bffHash, Audiences: []string{audience}}},
+		Admin:    config.Admin{Tokens: []config.AdminToken{{Name: "ops", SHA256: atHash}}},
 		SSF: config.SSF{
 			Receivers: []config.SSFReceiver{{ID: "restarted", Audience: "restarted-svc", SecretSHA256: rsHash}},
 			Streams:   streams,

@@ -168,7 +168,8 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (_ *App, err er
 	}
 	a.issuer, err = issuer.New(issuer.Config{
 		Issuer: cfg.Issuer, TTL: cfg.Tokens.TTL.D(), RecheckAfter: cfg.Tokens.RecheckAfter.D(),
-		MaxUpstreamLifetime: cfg.Upstream.MaxTokenLifetime.D(), LogoutAudiences: cfg.Upstream.LogoutAudiences,
+		MaxUpstreamLifetime: cfg.Upstream.MaxTokenLifetime.D(), MaxSessionLifetime: cfg.Upstream.MaxSessionLifetime.D(),
+		LogoutAudiences:  cfg.Upstream.LogoutAudiences,
 		UpstreamClientID: cfg.Upstream.ClientID, SkipAudienceCheck: !cfg.Upstream.AudienceRequired(),
 		Clients: clients, Now: o.now, Logger: log, Metrics: a.metrics,
 	}, a.store, a.keys, up, publisher{ssf: a.ssf, relay: a.relay})
@@ -182,9 +183,9 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (_ *App, err er
 		Issuer: cfg.Issuer, JWKSMaxAge: cfg.Keys.JWKSMaxAge.D(), Logger: log, Metrics: a.metrics,
 		TrustedProxies: cfg.TrustedProxies,
 		Limits: server.Limits{
-			Token:        server.Limit(cfg.Limits.Token),
-			Logout:       server.Limit(cfg.Limits.Logout),
-			AuthFailures: server.Limit(cfg.Limits.AuthFailures),
+			Token:        server.Limit(cfg.Limits.Token.Get()),
+			Logout:       server.Limit(cfg.Limits.Logout.Get()),
+			AuthFailures: server.Limit(cfg.Limits.AuthFailures.Get()),
 		},
 		Ready: a.ready,
 	}, a.issuer, a.keys, a.ssf)

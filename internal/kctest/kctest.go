@@ -41,6 +41,7 @@ type Realm struct {
 	// Refreshes counts refresh_token grants answered with new tokens.
 	Refreshes atomic.Int64
 	down      atomic.Bool
+	ahead     atomic.Int64 // nanoseconds the realm's clock runs ahead of this process's
 	// noAudienceRule: introspection ignores aud, as Keycloak before 26.6 did.
 	noAudienceRule atomic.Bool
 
@@ -99,6 +100,10 @@ func (r *Realm) Issuer() string { return r.Server.URL + "/realms/demo" }
 // SetDown makes every request fail at the connection level (true) or be served again (false).
 func (r *Realm) SetDown(down bool) { r.down.Store(down) }
 
+// SetClockAhead makes the realm's clock run d ahead of the process clock (negative: behind):
+// introspection answers inactive once the realm's now reaches a token's exp, as Keycloak does.
+func (r *Realm) SetClockAhead(d time.Duration) { r.ahead.Store(int64(d)) }
+
 // SetAudienceRule turns Keycloak's introspection audience rule (26.6 and later, the fix for
 // CVE-2026-37979) on (the default) or off (Keycloak 26.5 and earlier): with it, introspection
 // answers active:false for a token whose aud does not contain the introspecting client.
@@ -120,6 +125,9 @@ type Token struct {
 	Roles    []string
 	Username string
 	IssuedAt time.Time
+	// AuthTime is when the user authenticated (auth_time); default IssuedAt. A token refreshed
+	// within a session keeps its session's AuthTime.
+	AuthTime time.Time
 	Lifetime time.Duration
 	Issuer   string // default: the realm
 	Typ      string // typ claim; default Bearer
@@ -150,6 +158,9 @@ func (r *Realm) AccessToken(t Token) string {
 	if t.IssuedAt.IsZero() {
 		t.IssuedAt = time.Now()
 	}
+	if t.AuthTime.IsZero() {
+		t.AuthTime = t.IssuedAt
+	}
 	if t.Lifetime == 0 {
 		t.Lifetime = 10 * time.Minute
 	}
@@ -173,7 +184,7 @@ func (r *Realm) AccessToken(t Token) string {
 		"iss": t.Issuer, "sub": t.Subject, "sid": t.SID, "typ": t.Typ, "azp": t.AZP, "aud": aud,
 		"iat": t.IssuedAt.Unix(), "exp": t.IssuedAt.Add(t.Lifetime).Unix(), "jti": "at-" + randID(),
 		"scope": t.Scope, "realm_access": map[string]any{"roles": t.Roles},
-		"preferred_username": t.Username, "acr": "1", "auth_time": t.IssuedAt.Unix(),
+		"preferred_username": t.Username, "acr": "1", "auth_time": t.AuthTime.Unix(),
 	})
 }
 
@@ -325,7 +336,8 @@ func (r *Realm) introspect(w http.ResponseWriter, req *http.Request) {
 	r.mu.Lock()
 	ended := r.inactive[sid]
 	r.mu.Unlock()
-	if ended || time.Now().Unix() >= int64(exp) || (!r.noAudienceRule.Load() && !hasAudience(c["aud"], id)) {
+	now := time.Now().Add(time.Duration(r.ahead.Load()))
+	if ended || now.Unix() >= int64(exp) || (!r.noAudienceRule.Load() && !hasAudience(c["aud"], id)) {
 		writeJSON(w, map[string]any{"active": false})
 		return
 	}

@@ -53,7 +53,9 @@ func (s *Store) record(ctx context.Context, op string, e store.Event, onlyNew bo
 	switch {
 	case e.ID == "":
 		return store.Event{}, false, fmt.Errorf("bolt: %s: empty event id", op)
-	case r.SID == "" && r.Sub == "":
+	case e.KeyRevoked != "" && r != (store.Revocation{}):
+		return store.Event{}, false, fmt.Errorf("bolt: %s: a key event carries no revocation", op)
+	case e.KeyRevoked == "" && r.SID == "" && r.Sub == "":
 		return store.Event{}, false, fmt.Errorf("bolt: %s: neither sid nor sub", op)
 	}
 	recorded := false
@@ -62,7 +64,7 @@ func (s *Store) record(ctx context.Context, op string, e store.Event, onlyNew bo
 		if r.SID != "" {
 			bucket, id = bucketSessions, r.SID
 		}
-		if v := tx.Bucket(bucket).Get([]byte(id)); onlyNew && v != nil {
+		if v := tx.Bucket(bucket).Get([]byte(id)); onlyNew && e.KeyRevoked == "" && v != nil {
 			var old store.Revocation
 			if err := json.Unmarshal(v, &old); err != nil {
 				return fmt.Errorf("decode %q: %w", id, err)
@@ -72,9 +74,11 @@ func (s *Store) record(ctx context.Context, op string, e store.Event, onlyNew bo
 			}
 		}
 		var err error
-		if r.SID != "" {
+		switch {
+		case e.KeyRevoked != "": // a key event records no revocation
+		case r.SID != "":
 			err = putSession(tx, r)
-		} else {
+		default:
 			err = putSubject(tx, r)
 		}
 		if err != nil {
@@ -214,6 +218,32 @@ func (s *Store) PutStreams(ctx context.Context, docs map[string][]byte) error {
 		}
 		return nil
 	})
+}
+
+// UpdateStreams replaces the documents of stored streams in one transaction and skips the rest.
+func (s *Store) UpdateStreams(ctx context.Context, docs map[string][]byte) ([]string, error) {
+	var skipped []string
+	err := s.update(ctx, "update streams", func(tx *bbolt.Tx) error {
+		skipped = skipped[:0]
+		b := tx.Bucket(bucketStreams)
+		for id, doc := range docs {
+			if b == nil || id == "" || b.Get([]byte(id)) == nil {
+				skipped = append(skipped, id)
+				continue
+			}
+			if doc == nil {
+				doc = []byte{}
+			}
+			if err := b.Put([]byte(id), bytes.Clone(doc)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return skipped, nil
 }
 
 // DeleteStream removes a stream document.

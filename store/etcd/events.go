@@ -57,11 +57,17 @@ func (s *Store) record(ctx context.Context, op string, e store.Event, onlyNew bo
 	switch {
 	case e.ID == "":
 		return store.Event{}, false, fmt.Errorf("etcd: %s: empty event id", op)
-	case r.SID == "" && r.Sub == "":
+	case e.KeyRevoked != "" && r != (store.Revocation{}):
+		return store.Event{}, false, fmt.Errorf("etcd: %s: a key event carries no revocation", op)
+	case e.KeyRevoked == "" && r.SID == "" && r.Sub == "":
 		return store.Event{}, false, fmt.Errorf("etcd: %s: neither sid nor sub", op)
 	}
 	if err := s.usable(ctx, op); err != nil {
 		return store.Event{}, false, err
+	}
+	if e.KeyRevoked != "" {
+		e, err := s.appendEvent(ctx, op, e)
+		return e, err == nil, err
 	}
 	k, id, merge := kindSubject, r.Sub, store.MergeSubject
 	if r.SID != "" {
@@ -147,6 +153,49 @@ func (s *Store) record(ctx context.Context, op string, e store.Event, onlyNew bo
 		}
 	}
 	return store.Event{}, false, fmt.Errorf("etcd: %s: %w: gave up after %d conflicting writes", op, store.ErrUnavailable, maxAttempts)
+}
+
+// appendEvent appends an event that records nothing else (a key event): the counter's revision
+// is compared, the counter and the event written together; on a conflict it numbers again.
+func (s *Store) appendEvent(ctx context.Context, op string, e store.Event) (store.Event, error) {
+	s.eventsMu.Lock()
+	defer s.eventsMu.Unlock()
+	var seq, cmod int64
+	rctx, cancel := s.rpc(ctx)
+	resp, err := s.cli.Get(rctx, s.seqKey())
+	cancel()
+	for range maxAttempts {
+		if err != nil {
+			return store.Event{}, s.failed(ctx, op, err)
+		}
+		seq, cmod = 0, 0
+		if len(resp.Kvs) > 0 {
+			if seq, err = strconv.ParseInt(string(resp.Kvs[0].Value), 10, 64); err != nil {
+				return store.Event{}, fmt.Errorf("etcd: %s: decode event counter: %w", op, err)
+			}
+			cmod = resp.Kvs[0].ModRevision
+		}
+		e.Seq = uint64(seq + 1)
+		ev, err := json.Marshal(e)
+		if err != nil {
+			return store.Event{}, fmt.Errorf("etcd: %s: %w", op, err)
+		}
+		rctx, cancel := s.rpc(ctx)
+		tx, err := s.cli.Txn(rctx).
+			If(clientv3.Compare(clientv3.ModRevision(s.seqKey()), "=", cmod)).
+			Then(clientv3.OpPut(s.seqKey(), strconv.FormatInt(seq+1, 10)), clientv3.OpPut(s.eventKey(e.Seq), string(ev))).
+			Else(clientv3.OpGet(s.seqKey())).
+			Commit()
+		cancel()
+		if err != nil {
+			return store.Event{}, s.failed(ctx, op, err)
+		}
+		if tx.Succeeded {
+			return e, nil // watchEvents wakes the held polls, as for any append
+		}
+		resp = (*clientv3.GetResponse)(tx.Responses[0].GetResponseRange())
+	}
+	return store.Event{}, fmt.Errorf("etcd: %s: %w: gave up after %d conflicting writes", op, store.ErrUnavailable, maxAttempts)
 }
 
 // Events returns up to limit events with Seq > after, in Seq order: one range read.
@@ -288,6 +337,48 @@ func (s *Store) PutStreams(ctx context.Context, docs map[string][]byte) error {
 		return s.failed(ctx, op, err)
 	}
 	return nil
+}
+
+// UpdateStreams replaces the documents of stored streams and skips the rest: one transaction
+// when every id is stored (each put guarded by its key existing), else one per document.
+func (s *Store) UpdateStreams(ctx context.Context, docs map[string][]byte) ([]string, error) {
+	const op = "update streams"
+	if len(docs) > maxTxnOps {
+		return nil, fmt.Errorf("etcd: update streams: %d documents, at most %d per call", len(docs), maxTxnOps)
+	}
+	if err := s.reachable(ctx, op); err != nil {
+		return nil, err
+	}
+	var cmps []clientv3.Cmp
+	var puts []clientv3.Op
+	for id, doc := range docs {
+		k := s.streamsPrefix() + id
+		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(k), ">", 0))
+		puts = append(puts, clientv3.OpPut(k, string(doc)))
+	}
+	rctx, cancel := s.rpc(ctx)
+	tx, err := s.cli.Txn(rctx).If(cmps...).Then(puts...).Commit()
+	cancel()
+	if err != nil {
+		return nil, s.failed(ctx, op, err)
+	}
+	if tx.Succeeded {
+		return nil, nil
+	}
+	var skipped []string
+	for id, doc := range docs {
+		k := s.streamsPrefix() + id
+		rctx, cancel := s.rpc(ctx)
+		tx, err := s.cli.Txn(rctx).If(clientv3.Compare(clientv3.CreateRevision(k), ">", 0)).Then(clientv3.OpPut(k, string(doc))).Commit()
+		cancel()
+		if err != nil {
+			return nil, s.failed(ctx, op, err)
+		}
+		if !tx.Succeeded {
+			skipped = append(skipped, id)
+		}
+	}
+	return skipped, nil
 }
 
 // DeleteStream removes a stream document; an unknown id is not an error.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -17,19 +18,23 @@ import (
 //
 //   - Seq starts at 1 and has no gaps when appends do not fail.
 //   - RecordRevocation rejects an event whose revocation has neither SID nor Sub (and one
-//     whose ID is empty), appending nothing.
+//     whose ID is empty), appending nothing; a key event (KeyRevoked) is appended in Seq
+//     order with the others and records no revocation, and one that also carries a
+//     revocation is rejected.
 //   - Events with after at or beyond the newest Seq, or limit ≤ 0, return no events.
 //   - Stream documents are returned as copies; PutStreams with an empty id is rejected.
 //   - Cancelled contexts and closed stores fail as in Run.
 var eventLogChecks = []check[store.Store]{
 	{"RecordRevocationStoresBoth", testRecordStoresBoth},
 	{"RecordRevocationMergesLikeRevoke", testRecordMerges},
+	{"KeyEventIsOnlyAppended", testKeyEvent},
 	{"SeqOrderedFromOne", testSeqOrdered},
 	{"EventsAfterAndLimit", testEventsAfterAndLimit},
 	{"ConcurrentAppendsGetDistinctSeqs", testConcurrentAppends},
 	{"InvalidEventWritesNothing", testInvalidEventWritesNothing},
 	{"TrimKeepsSeq", testTrimKeepsSeq},
 	{"StreamDocuments", testStreamDocuments},
+	{"UpdateStreamsNeverResurrects", testUpdateStreams},
 	{"RecordNewRevocationSkipsCovered", testRecordNewSkipsCovered},
 	{"ConcurrentRecordNewAppendsOnce", testConcurrentRecordNew},
 	{"ReceiverStreamDocument", testReceiverStream},
@@ -270,6 +275,25 @@ func testConcurrentAppends(t *testing.T, s store.Store) {
 	}
 }
 
+func testKeyEvent(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	now := clock()
+	mustEvent(t, s, event("sid-1", "alice", now))
+	key := mustEvent(t, s, store.Event{ID: "ev-key-" + fmt.Sprint(now.UnixNano()), Time: now, KeyRevoked: "kid-1"})
+	mustEvent(t, s, event("", "bob", now))
+	evs := checkSeqs(t, s, 0, 10, 1, 2, 3)
+	if len(evs) == 3 && (evs[1].KeyRevoked != "kid-1" || evs[1].ID != key.ID || evs[1].Revocation != (store.Revocation{})) {
+		t.Errorf("key event read back as %+v", evs[1])
+	}
+	checkStats(t, s, store.Stats{Sessions: 1, Subjects: 1})
+	both := event("sid-2", "carol", now)
+	both.KeyRevoked = "kid-2"
+	if _, err := s.RecordRevocation(ctx, both); err == nil {
+		t.Error("a key event carrying a revocation was accepted")
+	}
+	checkLastSeq(t, s, 3)
+}
+
 func testInvalidEventWritesNothing(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	now := clock()
@@ -360,6 +384,7 @@ func eventLogCalls(ctx context.Context, s store.Store, now time.Time) map[string
 		"TrimEvents":       func() error { _, err := s.TrimEvents(ctx, now.Add(time.Hour)); return err },
 		"Streams":          func() error { _, err := s.Streams(ctx); return err },
 		"PutStreams":       func() error { return s.PutStreams(ctx, map[string][]byte{"a": []byte("x")}) },
+		"UpdateStreams":    func() error { _, err := s.UpdateStreams(ctx, map[string][]byte{"a": []byte("x")}); return err },
 		"DeleteStream":     func() error { return s.DeleteStream(ctx, "a") },
 		"RecordNewRevocation": func() error {
 			_, _, err := s.RecordNewRevocation(ctx, event("sid-2", "alice", now))
@@ -367,6 +392,26 @@ func eventLogCalls(ctx context.Context, s store.Store, now time.Time) map[string
 		},
 		"ReceiverStream":    func() error { _, err := s.ReceiverStream(ctx); return err },
 		"PutReceiverStream": func() error { return s.PutReceiverStream(ctx, []byte("x")) },
+	}
+}
+
+func testUpdateStreams(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	mustNil(t, s.PutStreams(ctx, map[string][]byte{"a": []byte("a1"), "b": []byte("b1")}))
+	mustNil(t, s.DeleteStream(ctx, "b"))
+	skipped, err := s.UpdateStreams(ctx, map[string][]byte{"a": []byte("a2"), "b": []byte("b2"), "c": []byte("c2")})
+	mustNil(t, err)
+	slices.Sort(skipped)
+	if fmt.Sprint(skipped) != "[b c]" {
+		t.Errorf("UpdateStreams skipped %v, want [b c]", skipped)
+	}
+	got, err := s.Streams(ctx)
+	mustNil(t, err)
+	if len(got) != 1 || string(got["a"]) != "a2" {
+		t.Errorf("streams after UpdateStreams = %q, want only a=a2 (a deleted stream stays deleted)", got)
+	}
+	if skipped, err := s.UpdateStreams(ctx, map[string][]byte{"a": []byte("a3")}); err != nil || len(skipped) != 0 {
+		t.Errorf("UpdateStreams of a stored stream: skipped %v, %v", skipped, err)
 	}
 }
 
