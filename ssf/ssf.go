@@ -226,8 +226,8 @@ func (t *Transmitter) load(ctx context.Context) error {
 	return t.findFloor(ctx)
 }
 
-// Notify tells the transmitter an event was recorded (Issuer.OnEvent): waiting polls of every
-// stream wake up at once.
+// Notify tells the transmitter an event was recorded (the gateway's issuer.Publisher calls
+// it): waiting polls of every stream wake up at once.
 func (t *Transmitter) Notify(e store.Event) { t.advance(e.Seq) }
 
 // advance moves head to seq if it is newer and wakes the waiting polls.
