@@ -18,7 +18,7 @@ import (
 	"testing"
 	"unicode"
 
-	"github.com/tokengate/tokengate/config"
+	"github.com/tokengate/tokengate/internal/config"
 )
 
 const module = "github.com/tokengate/tokengate"

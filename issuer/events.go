@@ -4,7 +4,7 @@ import (
 	"context"
 	"strings"
 
-	"github.com/tokengate/tokengate/store"
+	"github.com/tokengate/tokengate/internal/store"
 )
 
 // Publisher is told what happens after a revocation is durably recorded: the Shared Signals

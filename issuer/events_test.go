@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokengate/tokengate/internal/store"
+	"github.com/tokengate/tokengate/internal/store/bolt"
 	"github.com/tokengate/tokengate/issuer"
-	"github.com/tokengate/tokengate/store"
-	"github.com/tokengate/tokengate/store/bolt"
 )
 
 // failingStore fails every revocation write.

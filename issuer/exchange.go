@@ -7,8 +7,8 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/tokengate/tokengate/store"
-	"github.com/tokengate/tokengate/upstream"
+	"github.com/tokengate/tokengate/internal/store"
+	"github.com/tokengate/tokengate/internal/upstream"
 )
 
 // ExchangeRequest is an RFC 8693 token exchange request, already parsed.

@@ -6,7 +6,7 @@ import (
 
 	"golang.org/x/sync/singleflight"
 
-	"github.com/tokengate/tokengate/upstream"
+	"github.com/tokengate/tokengate/internal/upstream"
 )
 
 // introspectionCache remembers introspection answers by SHA-256 of the token until the token

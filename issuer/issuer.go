@@ -14,9 +14,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/tokengate/tokengate/metrics"
-	"github.com/tokengate/tokengate/store"
-	"github.com/tokengate/tokengate/upstream"
+	"github.com/tokengate/tokengate/internal/metrics"
+	"github.com/tokengate/tokengate/internal/store"
+	"github.com/tokengate/tokengate/internal/upstream"
 )
 
 // Token type and grant type URIs (RFC 8693, RFC 6749).

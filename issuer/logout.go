@@ -5,8 +5,8 @@ import (
 	"errors"
 	"time"
 
-	"github.com/tokengate/tokengate/store"
-	"github.com/tokengate/tokengate/upstream"
+	"github.com/tokengate/tokengate/internal/store"
+	"github.com/tokengate/tokengate/internal/upstream"
 )
 
 // maxLogoutAge bounds how old a logout token without exp may be.

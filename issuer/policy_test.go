@@ -11,10 +11,10 @@ import (
 	"time"
 
 	"github.com/tokengate/tokengate/internal/kctest"
+	"github.com/tokengate/tokengate/internal/store/bolt"
+	"github.com/tokengate/tokengate/internal/upstream"
 	"github.com/tokengate/tokengate/issuer"
 	"github.com/tokengate/tokengate/keys"
-	"github.com/tokengate/tokengate/store/bolt"
-	"github.com/tokengate/tokengate/upstream"
 )
 
 // policy is an issuer on a bolt store and the fake Keycloak, with a settable clock and one

@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/tokengate/tokengate/store"
+	"github.com/tokengate/tokengate/internal/store"
 )
 
 // recheckBackoff is how long a session waits before re-introspecting after the provider failed to answer.

@@ -6,8 +6,8 @@ import (
 	"time"
 
 	"github.com/tokengate/tokengate/internal/kctest"
+	"github.com/tokengate/tokengate/internal/store"
 	"github.com/tokengate/tokengate/issuer"
-	"github.com/tokengate/tokengate/store"
 )
 
 func TestRenew_NoUpstreamCallsUntilRecheckAfter(t *testing.T) {

@@ -4,7 +4,7 @@ import (
 	"context"
 	"strings"
 
-	"github.com/tokengate/tokengate/store"
+	"github.com/tokengate/tokengate/internal/store"
 )
 
 // Revoke implements RFC 7009 for refresh tokens: the session behind the token is recorded as

@@ -5,8 +5,8 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/tokengate/tokengate/internal/store"
 	"github.com/tokengate/tokengate/issuer"
-	"github.com/tokengate/tokengate/store"
 )
 
 // TestRevoke_EndsTheSession: RFC 7009 revocation of a refresh token records its session as

@@ -5,7 +5,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/tokengate/tokengate/upstream"
+	"github.com/tokengate/tokengate/internal/upstream"
 )
 
 // mapperHintEvery bounds how often the log names the missing audience mapper.

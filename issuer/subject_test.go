@@ -13,11 +13,11 @@ import (
 
 	"github.com/tokengate/tokengate/internal/kctest"
 	"github.com/tokengate/tokengate/internal/proctest"
+	"github.com/tokengate/tokengate/internal/store"
+	"github.com/tokengate/tokengate/internal/store/bolt"
+	"github.com/tokengate/tokengate/internal/upstream"
 	"github.com/tokengate/tokengate/issuer"
 	"github.com/tokengate/tokengate/keys"
-	"github.com/tokengate/tokengate/store"
-	"github.com/tokengate/tokengate/store/bolt"
-	"github.com/tokengate/tokengate/upstream"
 )
 
 // subjectFixture is an issuer in front of a fake Keycloak ≥ 26.6 with three BFFs: bff (its

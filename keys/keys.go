@@ -19,7 +19,7 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 
-	"github.com/tokengate/tokengate/store"
+	"github.com/tokengate/tokengate/internal/store"
 )
 
 // Store is the part of the store the key manager needs: one key document, updated atomically.

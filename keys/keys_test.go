@@ -12,8 +12,8 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 
+	"github.com/tokengate/tokengate/internal/store/bolt"
 	"github.com/tokengate/tokengate/keys"
-	"github.com/tokengate/tokengate/store/bolt"
 )
 
 type clock struct {

@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokengate/tokengate/internal/store/bolt"
 	"github.com/tokengate/tokengate/keys"
-	"github.com/tokengate/tokengate/store/bolt"
 )
 
 // FuzzUnseal feeds arbitrary strings to Manager.Unseal, the parser of refresh tokens presented

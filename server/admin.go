@@ -14,8 +14,8 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/tokengate/tokengate/internal/store"
 	"github.com/tokengate/tokengate/keys"
-	"github.com/tokengate/tokengate/store"
 )
 
 // AdminOpenAPI is the OpenAPI 3 document of the admin API, served at /admin/openapi.yaml.

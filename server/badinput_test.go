@@ -17,7 +17,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 
 	"github.com/tokengate/tokengate/internal/kctest"
-	"github.com/tokengate/tokengate/store"
+	"github.com/tokengate/tokengate/internal/store"
 )
 
 // unsigned builds a token with the given header and claims and a fake signature.

@@ -7,8 +7,8 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/tokengate/tokengate/internal/ssf"
 	"github.com/tokengate/tokengate/issuer"
-	"github.com/tokengate/tokengate/ssf"
 )
 
 // errorFormat is how one of the three APIs spells an error response: the members of its JSON

@@ -14,9 +14,9 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/tokengate/tokengate/internal/metrics"
+	"github.com/tokengate/tokengate/internal/store"
 	"github.com/tokengate/tokengate/issuer"
-	"github.com/tokengate/tokengate/metrics"
-	"github.com/tokengate/tokengate/store"
 )
 
 // MaxBodyBytes is the largest request body accepted on any endpoint.

@@ -12,7 +12,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
-	"github.com/tokengate/tokengate/ssf"
+	"github.com/tokengate/tokengate/internal/ssf"
 )
 
 // SSFReceivers is what the SSF configuration endpoints call (SSF 1.0 §6, §8.1.1): the

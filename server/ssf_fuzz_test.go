@@ -12,7 +12,7 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 
-	"github.com/tokengate/tokengate/ssf"
+	"github.com/tokengate/tokengate/internal/ssf"
 )
 
 // pending is the stream's unacknowledged SETs by jti, read with a poll that acknowledges

@@ -19,8 +19,8 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 
-	"github.com/tokengate/tokengate/config"
-	"github.com/tokengate/tokengate/ssf"
+	"github.com/tokengate/tokengate/internal/config"
+	"github.com/tokengate/tokengate/internal/ssf"
 	"github.com/tokengate/tokengate/verifier"
 )
 

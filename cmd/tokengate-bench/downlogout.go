@@ -8,7 +8,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/tokengate/tokengate/config"
+	"github.com/tokengate/tokengate/internal/config"
 )
 
 // followSignals makes the measurement gateway follow Keycloak's Shared Signals stream with the

@@ -19,7 +19,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/tokengate/tokengate/config"
+	"github.com/tokengate/tokengate/internal/config"
 	"github.com/tokengate/tokengate/internal/loopback"
 	"github.com/tokengate/tokengate/internal/proctest"
 )

@@ -12,8 +12,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/tokengate/tokengate/config"
 	"github.com/tokengate/tokengate/internal/app"
+	"github.com/tokengate/tokengate/internal/config"
 	"github.com/tokengate/tokengate/internal/loopback"
 )
 

@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"github.com/tokengate/tokengate/internal/loopback"
-	"github.com/tokengate/tokengate/store"
-	"github.com/tokengate/tokengate/store/bolt"
+	"github.com/tokengate/tokengate/internal/store"
+	"github.com/tokengate/tokengate/internal/store/bolt"
 )
 
 // ScalePoint is the store and the process at one number of recorded logouts.

@@ -14,7 +14,7 @@ import (
 	"os"
 	"strings"
 
-	"github.com/tokengate/tokengate/config"
+	"github.com/tokengate/tokengate/internal/config"
 	"github.com/tokengate/tokengate/issuer"
 )
 

@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tokengate/tokengate/config"
+	"github.com/tokengate/tokengate/internal/config"
 	"github.com/tokengate/tokengate/internal/kctest"
 )
 

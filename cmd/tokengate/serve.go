@@ -6,8 +6,8 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/tokengate/tokengate/config"
 	"github.com/tokengate/tokengate/internal/app"
+	"github.com/tokengate/tokengate/internal/config"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".

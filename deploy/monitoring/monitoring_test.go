@@ -14,9 +14,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"gopkg.in/yaml.v3"
 
-	"github.com/tokengate/tokengate/metrics"
-	"github.com/tokengate/tokengate/store"
-	"github.com/tokengate/tokengate/upstream/signals"
+	"github.com/tokengate/tokengate/internal/metrics"
+	"github.com/tokengate/tokengate/internal/store"
+	"github.com/tokengate/tokengate/internal/upstream/signals"
 )
 
 // noSignalsState lets a Shared Signals receiver be built (never run) for its metrics.

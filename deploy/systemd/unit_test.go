@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tokengate/tokengate/config"
+	"github.com/tokengate/tokengate/internal/config"
 	"github.com/tokengate/tokengate/internal/forwardauth"
 )
 

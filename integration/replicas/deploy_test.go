@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tokengate/tokengate/config"
+	"github.com/tokengate/tokengate/internal/config"
 )
 
 // TestDeployConfigsAreValid keeps deploy/replicas' configuration files loadable: they are

@@ -19,11 +19,11 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
-	"github.com/tokengate/tokengate/config"
+	"github.com/tokengate/tokengate/internal/config"
 	"github.com/tokengate/tokengate/internal/kctest"
 	"github.com/tokengate/tokengate/internal/loopback"
 	"github.com/tokengate/tokengate/internal/proctest"
-	"github.com/tokengate/tokengate/store/etcd/etcdtest"
+	"github.com/tokengate/tokengate/internal/store/etcd/etcdtest"
 )
 
 // EnvIntegration enables these tests.

@@ -21,7 +21,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tokengate/tokengate/config"
+	"github.com/tokengate/tokengate/internal/config"
 	"github.com/tokengate/tokengate/internal/kctest"
 	"github.com/tokengate/tokengate/internal/loopback"
 	"github.com/tokengate/tokengate/internal/proctest"

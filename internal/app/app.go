@@ -21,17 +21,17 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/tokengate/tokengate/config"
+	"github.com/tokengate/tokengate/internal/config"
+	"github.com/tokengate/tokengate/internal/metrics"
+	"github.com/tokengate/tokengate/internal/relay"
+	"github.com/tokengate/tokengate/internal/ssf"
+	"github.com/tokengate/tokengate/internal/store"
+	etcdstore "github.com/tokengate/tokengate/internal/store/etcd"
+	"github.com/tokengate/tokengate/internal/upstream"
+	"github.com/tokengate/tokengate/internal/upstream/signals"
 	"github.com/tokengate/tokengate/issuer"
 	"github.com/tokengate/tokengate/keys"
-	"github.com/tokengate/tokengate/metrics"
-	"github.com/tokengate/tokengate/relay"
 	"github.com/tokengate/tokengate/server"
-	"github.com/tokengate/tokengate/ssf"
-	"github.com/tokengate/tokengate/store"
-	etcdstore "github.com/tokengate/tokengate/store/etcd"
-	"github.com/tokengate/tokengate/upstream"
-	"github.com/tokengate/tokengate/upstream/signals"
 )
 
 // gcInterval is how often expired revocations and jti claims are removed from the store.

@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tokengate/tokengate/config"
 	"github.com/tokengate/tokengate/internal/app"
+	"github.com/tokengate/tokengate/internal/config"
 	"github.com/tokengate/tokengate/internal/kctest"
 )
 

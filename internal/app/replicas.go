@@ -11,11 +11,11 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/tokengate/tokengate/config"
+	"github.com/tokengate/tokengate/internal/config"
+	"github.com/tokengate/tokengate/internal/store"
+	"github.com/tokengate/tokengate/internal/store/bolt"
+	etcdstore "github.com/tokengate/tokengate/internal/store/etcd"
 	"github.com/tokengate/tokengate/keys"
-	"github.com/tokengate/tokengate/store"
-	"github.com/tokengate/tokengate/store/bolt"
-	etcdstore "github.com/tokengate/tokengate/store/etcd"
 )
 
 // keyScheduleElection names the etcd election whose leader runs the key schedule.

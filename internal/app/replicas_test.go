@@ -14,10 +14,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tokengate/tokengate/config"
 	"github.com/tokengate/tokengate/internal/app"
+	"github.com/tokengate/tokengate/internal/config"
 	"github.com/tokengate/tokengate/internal/kctest"
-	"github.com/tokengate/tokengate/store/etcd/etcdtest"
+	"github.com/tokengate/tokengate/internal/store/etcd/etcdtest"
 )
 
 // TestRun_HeldPollWakesWhenAnotherReplicaRecords: two replicas on one etcd; a long poll held on

@@ -14,11 +14,11 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/tokengate/tokengate/config"
+	"github.com/tokengate/tokengate/internal/config"
+	"github.com/tokengate/tokengate/internal/store"
+	etcdstore "github.com/tokengate/tokengate/internal/store/etcd"
+	"github.com/tokengate/tokengate/internal/upstream/signals"
 	"github.com/tokengate/tokengate/issuer"
-	"github.com/tokengate/tokengate/store"
-	etcdstore "github.com/tokengate/tokengate/store/etcd"
-	"github.com/tokengate/tokengate/upstream/signals"
 )
 
 // signalsElection names the etcd election whose leader polls Keycloak's stream.

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	etcdstore "github.com/tokengate/tokengate/store/etcd"
-	"github.com/tokengate/tokengate/store/etcd/etcdtest"
+	etcdstore "github.com/tokengate/tokengate/internal/store/etcd"
+	"github.com/tokengate/tokengate/internal/store/etcd/etcdtest"
 )
 
 // TestWhileLeader_OnePollerPerDeployment: replicas sharing etcd run the Shared Signals receiver

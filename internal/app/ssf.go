@@ -7,10 +7,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/tokengate/tokengate/config"
+	"github.com/tokengate/tokengate/internal/config"
+	"github.com/tokengate/tokengate/internal/ssf"
+	"github.com/tokengate/tokengate/internal/store"
 	"github.com/tokengate/tokengate/keys"
-	"github.com/tokengate/tokengate/ssf"
-	"github.com/tokengate/tokengate/store"
 )
 
 // newTransmitter makes the Shared Signals transmitter on the store's event log (which the

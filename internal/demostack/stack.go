@@ -21,7 +21,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/tokengate/tokengate/config"
+	"github.com/tokengate/tokengate/internal/config"
 )
 
 // Secrets of the demo realm (deploy/keycloak/realm-demo.json) and of the BFF at tokengate.

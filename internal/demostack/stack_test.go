@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tokengate/tokengate/config"
+	"github.com/tokengate/tokengate/internal/config"
 )
 
 // TestTokengateConfig_LoadsAsWritten: the file StartTokengate writes is one tokengate accepts,

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokengate/tokengate/internal/store/bolt"
 	"github.com/tokengate/tokengate/keys"
-	"github.com/tokengate/tokengate/store/bolt"
 )
 
 const (

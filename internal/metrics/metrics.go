@@ -1,0 +1,213 @@
+// Package metrics defines tokengate's Prometheus collectors and the store instrumentation.
+package metrics
+
+import (
+	"context"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tokengate/tokengate/internal/store"
+)
+
+// Metrics holds every collector. A nil *Metrics is valid and records nothing, so packages
+// can be used without metrics in tests.
+type Metrics struct {
+	Exchanges          *prometheus.CounterVec
+	Renewals           *prometheus.CounterVec
+	Logouts            *prometheus.CounterVec
+	IntrospectionTime  *prometheus.HistogramVec
+	IntrospectionCache *prometheus.CounterVec
+	StoreCommitTime    *prometheus.HistogramVec
+	RateLimited        *prometheus.CounterVec
+	Requests           *prometheus.CounterVec
+	RequestTime        *prometheus.HistogramVec
+	RevocationRecords  *prometheus.GaugeVec
+}
+
+// New creates the collectors and registers them on reg.
+func New(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		Exchanges: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tokengate_exchanges_total", Help: "Token exchanges by result (ok, refused, error) and reason.",
+		}, []string{"result", "reason"}),
+		Renewals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tokengate_renewals_total", Help: "Renewals by result (ok, refused, error) and reason.",
+		}, []string{"result", "reason"}),
+		Logouts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tokengate_logouts_total", Help: "Logouts by source (backchannel, recheck, revoke, admin), result (recorded, refused) and reason.",
+		}, []string{"source", "result", "reason"}),
+		IntrospectionTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "tokengate_introspection_duration_seconds", Help: "Introspection calls to Keycloak by outcome (active, inactive, error).",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+		}, []string{"outcome"}),
+		IntrospectionCache: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tokengate_introspection_cache_total", Help: "Exchange introspection lookups by result (hit, miss).",
+		}, []string{"result"}),
+		StoreCommitTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "tokengate_store_commit_duration_seconds", Help: "Durable store writes by operation.",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1},
+		}, []string{"op"}),
+		RateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tokengate_rate_limited_total", Help: "Requests refused with 429 by limiter.",
+		}, []string{"limiter"}),
+		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tokengate_http_requests_total", Help: "HTTP requests by route and status code.",
+		}, []string{"route", "code"}),
+		RequestTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "tokengate_http_request_duration_seconds", Help: "HTTP request latency by route.",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1},
+		}, []string{"route"}),
+		RevocationRecords: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "tokengate_revocation_records", Help: "Records in the store by kind (sessions, subjects, jtis), sampled every minute.",
+		}, []string{"kind"}),
+	}
+	reg.MustRegister(m.Exchanges, m.Renewals, m.Logouts, m.IntrospectionTime, m.IntrospectionCache,
+		m.StoreCommitTime, m.RateLimited, m.Requests, m.RequestTime, m.RevocationRecords)
+	return m
+}
+
+// KeyAge registers a gauge reporting the active signing key's age.
+func KeyAge(reg prometheus.Registerer, activeSince func() time.Time) {
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "tokengate_signing_key_age_seconds", Help: "Age of the active signing key.",
+	}, func() float64 { return time.Since(activeSince()).Seconds() }))
+}
+
+// Exchange counts an exchange.
+func (m *Metrics) Exchange(result, reason string) {
+	if m != nil {
+		m.Exchanges.WithLabelValues(result, reason).Inc()
+	}
+}
+
+// Renewal counts a renewal.
+func (m *Metrics) Renewal(result, reason string) {
+	if m != nil {
+		m.Renewals.WithLabelValues(result, reason).Inc()
+	}
+}
+
+// Logout counts a logout.
+func (m *Metrics) Logout(source, result, reason string) {
+	if m != nil {
+		m.Logouts.WithLabelValues(source, result, reason).Inc()
+	}
+}
+
+// Introspection observes one introspection call.
+func (m *Metrics) Introspection(outcome string, d time.Duration) {
+	if m != nil {
+		m.IntrospectionTime.WithLabelValues(outcome).Observe(d.Seconds())
+	}
+}
+
+// CacheLookup counts an introspection cache hit or miss.
+func (m *Metrics) CacheLookup(hit bool) {
+	if m == nil {
+		return
+	}
+	if hit {
+		m.IntrospectionCache.WithLabelValues("hit").Inc()
+	} else {
+		m.IntrospectionCache.WithLabelValues("miss").Inc()
+	}
+}
+
+// Limited counts a rate-limited request.
+func (m *Metrics) Limited(limiter string) {
+	if m != nil {
+		m.RateLimited.WithLabelValues(limiter).Inc()
+	}
+}
+
+// Request observes one HTTP request.
+func (m *Metrics) Request(route string, code int, d time.Duration) {
+	if m != nil {
+		m.Requests.WithLabelValues(route, codeLabel(code)).Inc()
+		m.RequestTime.WithLabelValues(route).Observe(d.Seconds())
+	}
+}
+
+// Records sets the record-count gauges.
+func (m *Metrics) Records(s store.Stats) {
+	if m != nil {
+		m.RevocationRecords.WithLabelValues("sessions").Set(float64(s.Sessions))
+		m.RevocationRecords.WithLabelValues("subjects").Set(float64(s.Subjects))
+		m.RevocationRecords.WithLabelValues("jtis").Set(float64(s.JTIs))
+	}
+}
+
+func codeLabel(c int) string {
+	const digits = "0123456789"
+	if c < 100 || c > 999 {
+		return "other"
+	}
+	return string([]byte{digits[c/100], digits[c/10%10], digits[c%10]})
+}
+
+// InstrumentedStore times the durable writes of a store.
+type InstrumentedStore struct {
+	store.Store
+	m *Metrics
+}
+
+// InstrumentStore wraps s so its writes are timed.
+func InstrumentStore(s store.Store, m *Metrics) *InstrumentedStore {
+	return &InstrumentedStore{Store: s, m: m}
+}
+
+// EventsChanged forwards the wrapped store's notification channel (ssf.EventsNotifier: appends
+// by other processes sharing the store); nil when the wrapped store has none (one process).
+// Without it the wrapper would hide the channel, and held polls would learn of a logout at
+// another replica only at their transmitter's next tail.
+func (s *InstrumentedStore) EventsChanged() <-chan struct{} {
+	if n, ok := s.Store.(interface{ EventsChanged() <-chan struct{} }); ok {
+		return n.EventsChanged()
+	}
+	return nil
+}
+
+// storeCommit observes a durable write of op that began at start; m may be nil.
+func (m *Metrics) storeCommit(op string, start time.Time) {
+	if m != nil {
+		m.StoreCommitTime.WithLabelValues(op).Observe(time.Since(start).Seconds())
+	}
+}
+
+// RecordRevocation times the wrapped call as op "record_revocation": the durable write of a
+// logout and its event.
+func (s *InstrumentedStore) RecordRevocation(ctx context.Context, e store.Event) (store.Event, error) {
+	defer s.m.storeCommit("record_revocation", time.Now())
+	return s.Store.RecordRevocation(ctx, e)
+}
+
+// RecordNewRevocation times the wrapped call as op "record_revocation".
+func (s *InstrumentedStore) RecordNewRevocation(ctx context.Context, e store.Event) (store.Event, bool, error) {
+	defer s.m.storeCommit("record_revocation", time.Now())
+	return s.Store.RecordNewRevocation(ctx, e)
+}
+
+// RevokeSession times the wrapped call.
+func (s *InstrumentedStore) RevokeSession(ctx context.Context, r store.Revocation) error {
+	defer s.m.storeCommit("revoke_session", time.Now())
+	return s.Store.RevokeSession(ctx, r)
+}
+
+// RevokeSubject times the wrapped call.
+func (s *InstrumentedStore) RevokeSubject(ctx context.Context, r store.Revocation) error {
+	defer s.m.storeCommit("revoke_subject", time.Now())
+	return s.Store.RevokeSubject(ctx, r)
+}
+
+// ClaimJTI times the wrapped call.
+func (s *InstrumentedStore) ClaimJTI(ctx context.Context, jti string, expires time.Time) (bool, error) {
+	defer s.m.storeCommit("claim_jti", time.Now())
+	return s.Store.ClaimJTI(ctx, jti, expires)
+}
+
+// UpdateKeys times the wrapped call.
+func (s *InstrumentedStore) UpdateKeys(ctx context.Context, update func([]byte) ([]byte, error)) error {
+	defer s.m.storeCommit("update_keys", time.Now())
+	return s.Store.UpdateKeys(ctx, update)
+}

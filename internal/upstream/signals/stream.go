@@ -1,0 +1,397 @@
+package signals
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/clientcredentials"
+
+	"github.com/tokengate/tokengate/internal/store"
+)
+
+// maxBody bounds every answer read from Keycloak.
+const maxBody = 4 << 20
+
+// maxEvents is how many SETs one poll asks for.
+const maxEvents = 100
+
+// metadata is the part of the SSF transmitter configuration (SSF 1.0 §7.1) tokengate uses.
+type metadata struct {
+	Issuer                string   `json:"issuer"`
+	JWKSURI               string   `json:"jwks_uri"`
+	Delivery              []string `json:"delivery_methods_supported"`
+	ConfigurationEndpoint string   `json:"configuration_endpoint"`
+	VerificationEndpoint  string   `json:"verification_endpoint"`
+}
+
+// streamConfig is a stream configuration (SSF 1.0 §8.1.1).
+type streamConfig struct {
+	StreamID string   `json:"stream_id"`
+	Issuer   string   `json:"iss"`
+	Audience audience `json:"aud"`
+	Delivery struct {
+		Method      string `json:"method"`
+		EndpointURL string `json:"endpoint_url"`
+	} `json:"delivery"`
+	EventsDelivered []string `json:"events_delivered"`
+}
+
+// audience is a JWT aud: one string or an array.
+type audience []string
+
+func (a *audience) UnmarshalJSON(b []byte) error {
+	var one string
+	if err := json.Unmarshal(b, &one); err == nil {
+		*a = audience{one}
+		return nil
+	}
+	var many []string
+	if err := json.Unmarshal(b, &many); err != nil {
+		return errors.New("aud is neither a string nor an array of strings")
+	}
+	*a = many
+	return nil
+}
+
+// streamDoc is what the store keeps about the stream.
+type streamDoc struct {
+	StreamID string    `json:"stream_id"`
+	Audience string    `json:"aud"`
+	PollURL  string    `json:"poll_url"`
+	Since    time.Time `json:"since"`
+}
+
+// conn is one connected stream.
+type conn struct {
+	md     metadata
+	stream streamDoc
+	tokens oauth2.TokenSource
+	keys   *oidc.RemoteKeySet
+	state  string // the verification state asked for; empty when the request failed
+}
+
+// streamLostError says the transmitter answered 404 for the stream: it must be found or created
+// again.
+type streamLostError struct{ id string }
+
+func (e *streamLostError) Error() string { return "stream " + e.id + " not found at Keycloak" }
+
+// statusError is a non-expected HTTP answer.
+type statusError struct {
+	status int
+	body   string
+}
+
+func (e *statusError) Error() string {
+	return fmt.Sprintf("HTTP %d: %s", e.status, e.body)
+}
+
+// connect discovers the transmitter, gets the receiver's token source, reuses or creates the
+// stream and asks for a verification event.
+func (r *Receiver) connect(ctx context.Context) (*conn, error) {
+	md, err := r.discover(ctx)
+	if err != nil {
+		return nil, err
+	}
+	tokenURL, err := r.tokenEndpoint(ctx)
+	if err != nil {
+		return nil, err
+	}
+	cc := &clientcredentials.Config{ClientID: r.cfg.ClientID, ClientSecret: r.cfg.ClientSecret, TokenURL: tokenURL}
+	c := &conn{
+		md:     md,
+		tokens: oauth2.ReuseTokenSource(nil, cc.TokenSource(context.WithValue(context.Background(), oauth2.HTTPClient, r.cfg.HTTPClient))),
+		keys:   oidc.NewRemoteKeySet(oidc.ClientContext(context.Background(), r.cfg.HTTPClient), md.JWKSURI),
+	}
+	if c.stream, err = r.ensureStream(ctx, c); err != nil {
+		return nil, err
+	}
+	r.setVerified(false)
+	c.state = r.requestVerification(ctx, c)
+	return c, nil
+}
+
+// discover reads the SSF configuration at the RFC 8615 location for the realm
+// (/.well-known/ssf-configuration/realms/<realm>), as SSF 1.0 §7.2 says.
+func (r *Receiver) discover(ctx context.Context) (metadata, error) {
+	u, err := url.Parse(r.cfg.Issuer)
+	if err != nil || u.Host == "" {
+		return metadata{}, fmt.Errorf("issuer %q is not a URL", r.cfg.Issuer)
+	}
+	u.Path = "/.well-known/ssf-configuration" + strings.TrimSuffix(u.Path, "/")
+	var md metadata
+	if err := r.call(ctx, nil, http.MethodGet, u.String(), nil, http.StatusOK, &md); err != nil {
+		var se *statusError
+		if errors.As(err, &se) && se.status == http.StatusNotFound {
+			return metadata{}, fmt.Errorf("no Shared Signals transmitter at %s (Keycloak 26.7+ must run with --features=ssf and the realm attribute ssf.transmitterEnabled=true): %w", u, err)
+		}
+		return metadata{}, fmt.Errorf("SSF configuration %s: %w", u, err)
+	}
+	switch {
+	case md.Issuer != r.cfg.Issuer:
+		return metadata{}, fmt.Errorf("SSF configuration names issuer %q, want %q", md.Issuer, r.cfg.Issuer)
+	case !slices.Contains(md.Delivery, DeliveryPoll):
+		return metadata{}, fmt.Errorf("the transmitter does not offer poll delivery (%s)", DeliveryPoll)
+	case md.ConfigurationEndpoint == "" || md.JWKSURI == "":
+		return metadata{}, errors.New("SSF configuration lacks configuration_endpoint or jwks_uri")
+	}
+	return md, nil
+}
+
+// tokenEndpoint reads the realm's OpenID configuration for its token endpoint.
+func (r *Receiver) tokenEndpoint(ctx context.Context) (string, error) {
+	var oc struct {
+		TokenEndpoint string `json:"token_endpoint"`
+	}
+	u := strings.TrimSuffix(r.cfg.Issuer, "/") + "/.well-known/openid-configuration"
+	if err := r.call(ctx, nil, http.MethodGet, u, nil, http.StatusOK, &oc); err != nil {
+		return "", fmt.Errorf("OpenID configuration: %w", err)
+	}
+	if oc.TokenEndpoint == "" {
+		return "", errors.New("OpenID configuration has no token_endpoint")
+	}
+	return oc.TokenEndpoint, nil
+}
+
+// ensureStream reuses the receiver client's stream (Keycloak keeps one per client) or creates
+// one, and stores its id. A stored stream Keycloak no longer lists is logged as lost: the
+// signals of the gap are not replayed.
+func (r *Receiver) ensureStream(ctx context.Context, c *conn) (streamDoc, error) {
+	var stored streamDoc
+	raw, err := r.state.ReceiverStream(ctx)
+	switch {
+	case err == nil:
+		if err := json.Unmarshal(raw, &stored); err != nil {
+			r.log.Warn("shared signals: stored stream document is unreadable; replacing it", "error", err.Error())
+			stored = streamDoc{}
+		}
+	case !errors.Is(err, store.ErrNotFound):
+		return streamDoc{}, fmt.Errorf("stored stream: %w", err)
+	}
+	var list []streamConfig
+	if err := r.call(ctx, c, http.MethodGet, c.md.ConfigurationEndpoint, nil, http.StatusOK, &list); err != nil {
+		return streamDoc{}, fmt.Errorf("list streams: %w", err)
+	}
+	var sc *streamConfig
+	for i := range list {
+		if list[i].StreamID == stored.StreamID || sc == nil {
+			sc = &list[i]
+		}
+	}
+	if sc == nil {
+		if stored.StreamID != "" {
+			r.log.Warn("shared signals: Keycloak lost tokengate's stream; creating a new one (signals of the gap are not replayed)",
+				"event", "signals_stream_recreated", "stream", stored.StreamID)
+		}
+		body, _ := json.Marshal(map[string]any{
+			"delivery":         map[string]string{"method": DeliveryPoll},
+			"events_requested": r.wanted,
+			"description":      "tokengate: logouts for its session registry",
+		})
+		var created streamConfig
+		if err := r.call(ctx, c, http.MethodPost, c.md.ConfigurationEndpoint, body, http.StatusCreated, &created); err != nil {
+			return streamDoc{}, fmt.Errorf("create stream: %w", err)
+		}
+		sc = &created
+		r.log.Info("shared signals: stream created", "event", "signals_stream_created", "stream", sc.StreamID)
+	} else if sc.StreamID != stored.StreamID {
+		r.log.Info("shared signals: using the receiver client's existing stream", "stream", sc.StreamID)
+	}
+	switch {
+	case sc.StreamID == "":
+		return streamDoc{}, errors.New("stream has no stream_id")
+	case sc.Issuer != r.cfg.Issuer:
+		return streamDoc{}, fmt.Errorf("stream %s has iss %q, want %q", sc.StreamID, sc.Issuer, r.cfg.Issuer)
+	case sc.Delivery.Method != DeliveryPoll || sc.Delivery.EndpointURL == "":
+		return streamDoc{}, fmt.Errorf("stream %s is delivered by %q, not by polling; delete it or set its delivery to poll", sc.StreamID, sc.Delivery.Method)
+	case len(sc.Audience) != 1:
+		return streamDoc{}, fmt.Errorf("stream %s has %d audiences, want one", sc.StreamID, len(sc.Audience))
+	}
+	for _, e := range r.wanted {
+		if !slices.Contains(sc.EventsDelivered, e) {
+			r.log.Warn("shared signals: Keycloak does not deliver an event tokengate acts on", "stream", sc.StreamID, "event_type", e)
+		}
+	}
+	doc := streamDoc{StreamID: sc.StreamID, Audience: sc.Audience[0], PollURL: sc.Delivery.EndpointURL, Since: stored.Since}
+	if doc.StreamID != stored.StreamID || doc.Since.IsZero() {
+		doc.Since = r.cfg.Now().UTC()
+	}
+	if doc != stored {
+		b, _ := json.Marshal(doc)
+		if err := r.state.PutReceiverStream(ctx, b); err != nil {
+			return streamDoc{}, fmt.Errorf("store stream: %w", err)
+		}
+	}
+	return doc, nil
+}
+
+// requestVerification asks for a verification event (SSF 1.0 §8.1.4.2) and returns its state,
+// or "" when Keycloak refused (it rate-limits verification requests per receiver).
+func (r *Receiver) requestVerification(ctx context.Context, c *conn) string {
+	if c.md.VerificationEndpoint == "" {
+		return ""
+	}
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	state := base64.RawURLEncoding.EncodeToString(b[:])
+	body, _ := json.Marshal(map[string]string{"stream_id": c.stream.StreamID, "state": state})
+	if err := r.call(ctx, c, http.MethodPost, c.md.VerificationEndpoint, body, http.StatusNoContent, nil); err != nil {
+		r.log.Info("shared signals: verification request not accepted; the stream is used unverified", "stream", c.stream.StreamID,
+			"error", err.Error())
+		return ""
+	}
+	return state
+}
+
+func (r *Receiver) setVerified(v bool) {
+	r.mu.Lock()
+	r.verified = v
+	r.mu.Unlock()
+	if v {
+		r.m.verified.Set(1)
+	} else {
+		r.m.verified.Set(0)
+	}
+}
+
+// pollRequest and pollResponse are RFC 8936 §2.
+type pollRequest struct {
+	MaxEvents         int                 `json:"maxEvents"`
+	ReturnImmediately bool                `json:"returnImmediately"`
+	Ack               []string            `json:"ack,omitempty"`
+	SetErrs           map[string]setError `json:"setErrs,omitempty"`
+}
+
+type setError struct {
+	Err         string `json:"err"`
+	Description string `json:"description"`
+}
+
+type pollResponse struct {
+	Sets          map[string]string `json:"sets"`
+	MoreAvailable bool              `json:"moreAvailable"`
+}
+
+// follow polls the stream until an error or ctx ends. Acknowledgements ride on the next poll;
+// a SET is acknowledged only once what it carries is durably recorded.
+func (r *Receiver) follow(ctx context.Context, c *conn) error {
+	var (
+		acks []string
+		errs = map[string]setError{}
+	)
+	for {
+		req := pollRequest{MaxEvents: maxEvents, ReturnImmediately: true, Ack: acks, SetErrs: errs}
+		body, _ := json.Marshal(req)
+		var resp pollResponse
+		err := r.call(ctx, c, http.MethodPost, c.stream.PollURL, body, http.StatusOK, &resp)
+		if err != nil {
+			r.m.polls.WithLabelValues("error").Inc()
+			var se *statusError
+			if errors.As(err, &se) && se.status == http.StatusNotFound {
+				return &streamLostError{id: c.stream.StreamID}
+			}
+			return fmt.Errorf("poll: %w", err)
+		}
+		r.m.polls.WithLabelValues("ok").Inc()
+		r.m.up.Set(1)
+		r.backoff.reset()
+		acks, errs = nil, map[string]setError{}
+		retry := false
+		for jti, raw := range resp.Sets {
+			switch out := r.handle(ctx, c, jti, raw); {
+			case out.retry:
+				retry = true
+			case out.err != nil:
+				errs[jti] = *out.err
+			default:
+				acks = append(acks, jti)
+			}
+		}
+		if retry {
+			// Something could not be recorded or checked now: the unacknowledged SETs come
+			// again. Acknowledge what was done, then pause.
+			if len(acks) > 0 || len(errs) > 0 {
+				body, _ := json.Marshal(pollRequest{MaxEvents: 0, ReturnImmediately: true, Ack: acks, SetErrs: errs})
+				if err := r.call(ctx, c, http.MethodPost, c.stream.PollURL, body, http.StatusOK, &pollResponse{}); err == nil {
+					acks, errs = nil, map[string]setError{}
+				}
+			}
+			if !sleep(ctx, r.cfg.PollInterval) {
+				return ctx.Err()
+			}
+			continue
+		}
+		if !resp.MoreAvailable {
+			r.markCaughtUp()
+		}
+		if resp.MoreAvailable || len(acks) > 0 || len(errs) > 0 {
+			continue
+		}
+		if !sleep(ctx, r.cfg.PollInterval) {
+			return ctx.Err()
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// call sends a request (with the receiver's bearer token when c is not nil) and decodes the
+// answer into out if its status is want.
+func (r *Receiver) call(ctx context.Context, c *conn, method, u string, body []byte, want int, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, u, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Accept", "application/json")
+	if c != nil {
+		tok, err := c.tokens.Token()
+		if err != nil {
+			return fmt.Errorf("receiver client token: %w", err)
+		}
+		tok.SetAuthHeader(req)
+	}
+	resp, err := r.cfg.HTTPClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != want {
+		return &statusError{status: resp.StatusCode, body: string(bytes.TrimSpace(raw[:min(len(raw), 300)]))}
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.Unmarshal(raw, out); err != nil {
+		return fmt.Errorf("decode %s answer: %w", u, err)
+	}
+	return nil
+}
