@@ -368,6 +368,9 @@ func TestMiddlewareAndGin(t *testing.T) {
 			if r := call(h, "Bearer "+tok); r.Code != 200 {
 				t.Errorf("good token: %d %s", r.Code, r.Body)
 			}
+			if r := call(h, "bearer "+tok); r.Code != 200 {
+				t.Errorf("good token, scheme in lower case: %d %s", r.Code, r.Body)
+			}
 		})
 	}
 	if seen != "alice" {
@@ -377,6 +380,18 @@ func TestMiddlewareAndGin(t *testing.T) {
 	eventually(t, "revoked at the middleware", func() bool { return call(plain, "Bearer "+tok).Code == 401 })
 	if r := call(ge, "Bearer "+tok); r.Code != 401 || !strings.Contains(r.Body.String(), "logged out") {
 		t.Errorf("gin after revocation: %d %s", r.Code, r.Body)
+	}
+}
+
+func TestBearerToken(t *testing.T) {
+	for header, want := range map[string]string{
+		"Bearer abc": "abc", "bearer abc": "abc", "BEARER  abc ": "abc",
+		"": "", "Bearer": "", "Bearer ": "", "Basic YWxpY2U6c2VjcmV0": "", "Bearerabc": "",
+	} {
+		got, ok := verifier.BearerToken(header)
+		if got != want || ok != (want != "") {
+			t.Errorf("BearerToken(%q) = %q, %v; want %q", header, got, ok, want)
+		}
 	}
 }
 
