@@ -81,11 +81,11 @@ print(md)
 if publish == 'true':
     p = 'docs/performance.md'
     txt = open(p).read()
-    if '<!-- bench-extra -->' in txt:
-        txt = re.sub(r'<!-- bench-extra -->.*?<!-- /bench-extra -->', lambda m: md, txt, flags=re.S)
+    if re.search(r'(?m)^<!-- bench-extra -->$', txt):
+        txt = re.sub(r'(?ms)^<!-- bench-extra -->$.*?^<!-- /bench-extra -->$', lambda m: md, txt)
     else:
-        if '<!-- /bench -->' not in txt:
+        if not re.search(r'(?m)^<!-- /bench -->$', txt):
             sys.exit('bench-extra: %s has neither bench-extra nor bench markers' % p)
-        txt = txt.replace('<!-- /bench -->', '<!-- /bench -->\n\n' + md, 1)
+        txt = re.sub(r'(?m)^<!-- /bench -->$', lambda m: '<!-- /bench -->\n\n' + md, txt, count=1)
     open(p, 'w').write(txt)
 PY

@@ -34,6 +34,28 @@ func TestPublish_InsertsAfterBenchCoreThenReplacesBetweenMarkers(t *testing.T) {
 	}
 }
 
+func TestPublish_ProseQuotingTheMarkersIsNotAMarker(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "performance.md")
+	orig := "# x\n\n`make bench` rewrites the block between the `<!-- bench -->` markers.\n\n" +
+		"<!-- bench-core -->\ncore table\n<!-- /bench-core -->\n\n<!-- bench -->\nold run\n<!-- /bench -->\n\n## Next\n"
+	if err := os.WriteFile(path, []byte(orig), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := publish(path, "new run\n"); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(path)
+	got := string(b)
+	for _, want := range []string{"between the `<!-- bench -->` markers.\n", "core table\n", "new run\n<!-- /bench -->\n\n## Next\n"} {
+		if !strings.Contains(got, want) {
+			t.Fatalf("missing %q in:\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, "old run") {
+		t.Fatalf("old section kept:\n%s", got)
+	}
+}
+
 func TestPercentile_NearestRank(t *testing.T) {
 	xs := []float64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}
 	for p, want := range map[float64]float64{50: 5, 99: 10, 100: 10, 10: 1, 0: 1} {

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 )
@@ -178,4 +179,56 @@ func (b *Browser) Screenshot(path string) error {
 		return err
 	}
 	return os.WriteFile(path, buf, 0o644)
+}
+
+// UpdatePassword opens authURL — an authorization request with kc_action=UPDATE_PASSWORD (an
+// application-initiated action) — signs in as user, fills Keycloak's update-password form with
+// newPass, sets its "Sign out from other devices" box (logout-sessions) to signOutOthers and
+// submits it. It returns once Keycloak redirected the browser to a URL starting with
+// redirectURI. The browser's cookies are cleared first, so Keycloak always asks for the login.
+func (b *Browser) UpdatePassword(authURL, redirectURI, user, pass, newPass string, signOutOthers bool) error {
+	var found bool
+	err := b.run(90*time.Second,
+		chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
+			_, err := chromedp.Call(ctx, network.ClearBrowserCookies, cdp.Empty{})
+			return err
+		}),
+		chromedp.Navigate(authURL),
+		chromedp.WaitVisible(chromedp.ID("username")),
+		chromedp.SendKeys(chromedp.ID("username"), user),
+		chromedp.SendKeys(chromedp.ID("password"), pass),
+		chromedp.Click(chromedp.ID("kc-login")),
+		chromedp.WaitVisible(chromedp.ID("password-new")),
+		chromedp.SendKeys(chromedp.ID("password-new"), newPass),
+		chromedp.SendKeys(chromedp.ID("password-confirm"), newPass),
+		chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
+			var err error
+			found, err = chromedp.Run(ctx, chromedp.Evaluate[bool](fmt.Sprintf(
+				`(() => { const c = document.getElementById("logout-sessions"); if (!c) return false; c.checked = %t; return true })()`,
+				signOutOthers)))
+			return err
+		}),
+	)
+	if err != nil {
+		return fmt.Errorf("browser update-password as %s: %w (page: %s)", user, err, b.Text())
+	}
+	if !found {
+		return fmt.Errorf("browser update-password: no logout-sessions box on the form (page: %s)", b.Text())
+	}
+	if err := b.run(30*time.Second, chromedp.Submit(chromedp.ID("password-new"))); err != nil {
+		return fmt.Errorf("browser update-password: submit: %w (page: %s)", err, b.Text())
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(b.ctx, 5*time.Second)
+		loc, err := chromedp.Run(ctx, chromedp.Location())
+		cancel()
+		if err == nil && strings.HasPrefix(loc, redirectURI) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("browser update-password: not redirected to %s (at %s, %v; page: %s)", redirectURI, loc, err, b.Text())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }

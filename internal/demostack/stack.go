@@ -110,6 +110,9 @@ type Stack struct {
 	// SharedSignals makes tokengate follow Keycloak's Shared Signals stream with the realm's
 	// receiver client (Keycloak 26.7+; scripts/keycloak.sh turns the feature on).
 	SharedSignals bool
+	// SignalEvents are upstream.shared_signals.events (the events tokengate acts on); empty:
+	// tokengate's default.
+	SignalEvents []string
 	// Out receives the processes' output (logs); nil discards it.
 	Out io.Writer
 
@@ -244,7 +247,8 @@ func (s *Stack) TokengateConfig() config.Config {
 	}
 	if s.SharedSignals {
 		c.Upstream.SharedSignals = config.SharedSignals{Enabled: true, ClientID: SignalsClientID,
-			ClientSecret: SignalsClientSecret, PollInterval: config.Duration(SignalsPollInterval)}
+			ClientSecret: SignalsClientSecret, PollInterval: config.Duration(SignalsPollInterval),
+			Events: s.SignalEvents}
 	}
 	return c
 }
