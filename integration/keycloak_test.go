@@ -22,24 +22,6 @@ import (
 	"github.com/tokengate/tokengate/internal/demostack"
 )
 
-// login logs user in with the password grant (client bff) and exchanges the Keycloak access
-// token at tokengate.
-func login(t *testing.T, ctx context.Context, user string) (kc, internal demostack.TokenResponse) {
-	t.Helper()
-	kc, err := st.PasswordGrant(ctx, user, user+"-password")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if kc.SessionState == "" {
-		t.Fatal("Keycloak token response has no session_state (sid)")
-	}
-	internal, err = st.Exchange(ctx, kc.AccessToken)
-	if err != nil || internal.Status != http.StatusOK {
-		t.Fatalf("exchange: %v HTTP %d %s %s", err, internal.Status, internal.Error, internal.Description)
-	}
-	return kc, internal
-}
-
 func wantRenewal(t *testing.T, ctx context.Context, refresh string) demostack.TokenResponse {
 	t.Helper()
 	r, err := st.Renew(ctx, refresh)
@@ -107,22 +89,7 @@ func TestBrowser_LoginServiceCallLogoutRefusesRenewal(t *testing.T) {
 	if err := br.Screenshot(filepath.Join(artifacts, "bff-before-logout.png")); err != nil {
 		t.Errorf("screenshot: %v", err)
 	}
-	sessions, err := st.BFFSessions(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var s *demostack.BFFSession
-	for i := range sessions {
-		if sessions[i].Username == "alice" && !sessions[i].Ended {
-			s = &sessions[i]
-		}
-	}
-	if s == nil {
-		t.Fatalf("no live alice session at the BFF: %+v", sessions)
-	}
-	if s.LastStatus != http.StatusOK || !strings.Contains(s.LastAnswer, `"username":"alice"`) {
-		t.Fatalf("service call after login: HTTP %d %s", s.LastStatus, s.LastAnswer)
-	}
+	s := st.LiveBFFSessionT(t, ctx, "alice")
 	// The BFF renews the internal token before it expires (TTL 5 s) without a new login.
 	err = eventually(2*ttl, 200*time.Millisecond, func() error {
 		list, err := st.BFFSessions(ctx)
@@ -248,7 +215,7 @@ func tokenExpiry(t *testing.T, raw string) time.Time {
 func TestAdminDeletesSession_RenewalRefused(t *testing.T) {
 	need(t)
 	ctx := testContext(t, time.Minute)
-	kc, in := login(t, ctx, "bob")
+	kc, in := st.LoginT(t, ctx, "bob")
 	wantRenewal(t, ctx, in.RefreshToken)
 	if err := st.AdminDeleteSession(ctx, kc.SessionState); err != nil {
 		t.Fatal(err)
@@ -268,7 +235,7 @@ func TestAdminDeletesSession_RenewalRefused(t *testing.T) {
 func TestLogoutWhileTokengateDown_RefusedByRecheck(t *testing.T) {
 	need(t)
 	ctx := testContext(t, 2*time.Minute)
-	kc, in := login(t, ctx, "alice")
+	kc, in := st.LoginT(t, ctx, "alice")
 	wantRenewal(t, ctx, in.RefreshToken)
 	if err := st.Stop("tokengate", syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -308,7 +275,7 @@ func TestLogoutWhileTokengateDown_RefusedByRecheck(t *testing.T) {
 func TestKillDashNineAfterLogout_RefusedAfterRestart(t *testing.T) {
 	need(t)
 	ctx := testContext(t, 2*time.Minute)
-	kc, in := login(t, ctx, "bob")
+	kc, in := st.LoginT(t, ctx, "bob")
 	wantRenewal(t, ctx, in.RefreshToken)
 	if code, err := st.KeycloakLogout(ctx, kc.RefreshToken); err != nil || code != http.StatusNoContent {
 		t.Fatalf("Keycloak logout: %v HTTP %d", err, code)
@@ -332,7 +299,7 @@ func TestKillDashNineAfterLogout_RefusedAfterRestart(t *testing.T) {
 func TestInternalToken_VerifiesWithGoOIDCAndNodeJose(t *testing.T) {
 	need(t)
 	ctx := testContext(t, 3*time.Minute)
-	_, in := login(t, ctx, "alice")
+	_, in := st.LoginT(t, ctx, "alice")
 
 	p, err := oidc.NewProvider(ctx, st.TokengateURL())
 	if err != nil {
@@ -430,7 +397,7 @@ func joseDir(t *testing.T, ctx context.Context) string {
 func TestKeycloakDown_RenewalsContinueExchanges503ThenRecover(t *testing.T) {
 	need(t)
 	ctx := testContext(t, 5*time.Minute)
-	_, in := login(t, ctx, "alice")
+	_, in := st.LoginT(t, ctx, "alice")
 	spare, err := st.PasswordGrant(ctx, "bob", "bob-password") // exchanged only once Keycloak is down
 	if err != nil {
 		t.Fatal(err)
@@ -461,7 +428,7 @@ func TestKeycloakDown_RenewalsContinueExchanges503ThenRecover(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("Keycloak restarted (new realm import) in %s", took.Round(100*time.Millisecond))
-	_, fresh := login(t, ctx, "bob")
+	_, fresh := st.LoginT(t, ctx, "bob")
 	if code, body, _, err := st.CallService(ctx, fresh.AccessToken); err != nil || code != http.StatusOK {
 		t.Fatalf("service after Keycloak came back: %v HTTP %d %s", err, code, body)
 	}

@@ -23,7 +23,7 @@ func (v *Verifier) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		tok, status, body := v.authorize(r)
 		if tok == nil {
-			writeRefusal(w, status, body)
+			WriteRefusal(w, status, body.Error, body.Description)
 			return
 		}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), tokenKey{}, tok)))
@@ -37,11 +37,11 @@ type refusal struct {
 
 // authorize verifies the request's bearer token, or returns the refusal to send.
 func (v *Verifier) authorize(r *http.Request) (*Token, int, refusal) {
-	raw, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok || strings.TrimSpace(raw) == "" {
+	raw, ok := BearerToken(r.Header.Get("Authorization"))
+	if !ok {
 		return nil, http.StatusUnauthorized, refusal{}
 	}
-	tok, err := v.Verify(r.Context(), strings.TrimSpace(raw))
+	tok, err := v.Verify(r.Context(), raw)
 	switch {
 	case err == nil:
 		return tok, 0, refusal{}
@@ -54,21 +54,36 @@ func (v *Verifier) authorize(r *http.Request) (*Token, int, refusal) {
 	}
 }
 
-func writeRefusal(w http.ResponseWriter, status int, body refusal) {
+// BearerToken returns the token of an RFC 6750 §2.1 Authorization header value; the scheme
+// is case-insensitive (RFC 9110 §11.1), and false means no bearer token was sent.
+func BearerToken(authorization string) (string, bool) {
+	scheme, tok, ok := strings.Cut(authorization, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	tok = strings.TrimSpace(tok)
+	return tok, tok != ""
+}
+
+// WriteRefusal writes the RFC 6750 §3 answer Middleware gives, for proxies that call Verify
+// themselves: for 401 a bare Bearer challenge when code is empty (no token was sent), else the
+// challenge with error and error_description and the same as JSON; for 503 Retry-After: 1 and
+// the JSON. Every refusal is Cache-Control: no-store.
+func WriteRefusal(w http.ResponseWriter, status int, code, description string) {
 	h := w.Header()
 	h.Set("Cache-Control", "no-store")
 	switch status {
 	case http.StatusUnauthorized:
-		if body.Error == "" {
+		if code == "" {
 			h.Set("WWW-Authenticate", `Bearer realm="tokengate"`)
 			w.WriteHeader(status)
 			return
 		}
-		h.Set("WWW-Authenticate", `Bearer realm="tokengate", error="`+body.Error+`", error_description="`+body.Description+`"`)
+		h.Set("WWW-Authenticate", `Bearer realm="tokengate", error="`+code+`", error_description="`+description+`"`)
 	case http.StatusServiceUnavailable:
 		h.Set("Retry-After", "1")
 	}
 	h.Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(body)
+	_ = json.NewEncoder(w).Encode(refusal{code, description})
 }

@@ -13,7 +13,7 @@ import (
 // key would make (sub mallory, every role), valid for an hour, and returns it with the kid.
 func forgedWithActiveKey(t *testing.T, g *fakeGateway) (string, string) {
 	t.Helper()
-	tok := g.accessToken("mallory", "sid-mallory", time.Now(), func(c map[string]any) {
+	tok := g.AccessToken("mallory", "sid-mallory", time.Now(), func(c map[string]any) {
 		c["exp"] = time.Now().Add(time.Hour).Unix()
 		c["roles"] = []string{"admin"}
 	})
@@ -44,7 +44,7 @@ func TestVerify_RevokedKeyRefusedOnceTheJWKSMaxAgePassed(t *testing.T) {
 		t.Errorf("refused %s after the revocation, want within the 1s max-age (+1s)", took)
 	}
 	// A token of the new active key is still fine.
-	if _, err := v.Verify(ctx, g.accessToken("alice", "sid-1", time.Now())); err != nil {
+	if _, err := v.Verify(ctx, g.AccessToken("alice", "sid-1", time.Now())); err != nil {
 		t.Fatalf("token of the new active key: %v", err)
 	}
 }
@@ -69,10 +69,10 @@ func TestVerify_KeyRevokedEventRefetchesAtOnce(t *testing.T) {
 		t.Fatalf("test premise: within the 1h max-age and without the event the key still verifies: %v", err)
 	}
 	now := time.Now()
-	g.send("key-1", g.sign("secevent+jwt", map[string]any{"iss": g.issuer(), "aud": setAud, "jti": "key-1", "iat": now.Unix(),
+	g.Send("key-1", g.Sign("secevent+jwt", map[string]any{"iss": g.URL(), "aud": setAud, "jti": "key-1", "iat": now.Unix(),
 		"sub_id": map[string]any{"format": "opaque", "id": kid},
 		"events": map[string]any{verifier.EventSigningKeyRevoked: map[string]any{"event_timestamp": now.Unix()}}}))
-	acked, refused := g.settled()
+	acked, refused := g.Settled()
 	if len(refused) != 0 || len(acked) != 1 || acked[0] != "key-1" {
 		t.Fatalf("key event: acked %v, refused %v", acked, refused)
 	}

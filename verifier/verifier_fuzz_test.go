@@ -33,7 +33,7 @@ func FuzzVerify(f *testing.F) {
 	g := newFakeGateway(f)
 	v := newVerifier(f, g, func(c *verifier.Config) { c.DisableFeed = true })
 	now := time.Now()
-	good := map[string]any{"iss": g.issuer(), "sub": "alice", "aud": []string{serviceAud},
+	good := map[string]any{"iss": g.URL(), "sub": "alice", "aud": []string{serviceAud},
 		"exp": now.Add(time.Hour).Unix(), "iat": now.Unix(), "jti": "j1", "client_id": "bff", "sid": "s1", "scope": "a b"}
 	seed := func(edit func(map[string]any)) []byte {
 		c := map[string]any{}
@@ -57,7 +57,7 @@ func FuzzVerify(f *testing.F) {
 	f.Add(seed(func(c map[string]any) { c["roles"] = "admin" }), "at+jwt")
 	f.Add([]byte(`[]`), "at+jwt")
 	f.Add([]byte(`null`), "at+jwt")
-	f.Add([]byte(g.accessToken("alice", "s1", now)), "")
+	f.Add([]byte(g.AccessToken("alice", "s1", now)), "")
 	f.Add([]byte("eyJhbGciOiJub25lIn0.e30."), "")
 
 	f.Fuzz(func(t *testing.T, claims []byte, typ string) {
@@ -71,7 +71,7 @@ func FuzzVerify(f *testing.F) {
 		if typ != "" && strings.TrimPrefix(strings.ToLower(typ), "application/") != "at+jwt" {
 			t.Fatalf("accepted a token of JOSE typ %q", typ)
 		}
-		if tok.Issuer != g.issuer() || tok.Subject == "" || !slices.Contains(tok.Audience, serviceAud) ||
+		if tok.Issuer != g.URL() || tok.Subject == "" || !slices.Contains(tok.Audience, serviceAud) ||
 			!tok.Expiry.After(time.Now().Add(-time.Minute)) {
 			t.Fatalf("accepted %+v", tok)
 		}
@@ -87,7 +87,7 @@ func FuzzVerifySET(f *testing.F) {
 	v := newVerifier(f, g)
 	now := time.Now()
 	seed := func(sid, sub string, edit func(map[string]any)) []byte {
-		c := g.revokedSET("j-"+sid+sub, sid, sub, now)
+		c := g.RevokedSET("j-"+sid+sub, sub, sid, now)
 		if edit != nil {
 			edit(c)
 		}

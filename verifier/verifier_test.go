@@ -25,7 +25,7 @@ import (
 
 func newVerifier(t testing.TB, g *fakeGateway, edit ...func(*verifier.Config)) *verifier.Verifier {
 	t.Helper()
-	cfg := verifier.Config{Issuer: g.issuer(), Audience: serviceAud, StreamSecret: streamSecret,
+	cfg := verifier.Config{Issuer: g.URL(), Audience: serviceAud, StreamSecret: streamSecret,
 		Logger: slog.New(slog.DiscardHandler)}
 	for _, e := range edit {
 		e(&cfg)
@@ -56,12 +56,12 @@ func TestVerify_InternalTokensOnly(t *testing.T) {
 	g := newFakeGateway(t)
 	v := newVerifier(t, g, func(c *verifier.Config) { c.DisableFeed = true })
 	now := time.Now()
-	tok, err := v.Verify(context.Background(), g.accessToken("alice", "sid-1", now))
+	tok, err := v.Verify(context.Background(), g.AccessToken("alice", "sid-1", now))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if tok.Subject != "alice" || tok.SessionID != "sid-1" || tok.ClientID != "bff" || !tok.HasScope("orders:read") ||
-		tok.Issuer != g.issuer() || tok.IssuedAt.Unix() != now.Unix() {
+		tok.Issuer != g.URL() || tok.IssuedAt.Unix() != now.Unix() {
 		t.Errorf("token = %+v", tok)
 	}
 
@@ -77,7 +77,7 @@ func TestVerify_InternalTokensOnly(t *testing.T) {
 		out, _ := obj.CompactSerialize()
 		return out
 	}
-	claims := map[string]any{"iss": g.issuer(), "sub": "alice", "aud": serviceAud, "exp": now.Add(time.Minute).Unix(), "iat": now.Unix()}
+	claims := map[string]any{"iss": g.URL(), "sub": "alice", "aud": serviceAud, "exp": now.Add(time.Minute).Unix(), "iat": now.Unix()}
 	hs := func() string {
 		s, _ := jose.NewSigner(jose.SigningKey{Algorithm: jose.HS256, Key: []byte("0123456789abcdef0123456789abcdef")},
 			(&jose.SignerOptions{}).WithType("at+jwt"))
@@ -86,7 +86,7 @@ func TestVerify_InternalTokensOnly(t *testing.T) {
 		out, _ := obj.CompactSerialize()
 		return out
 	}()
-	good := g.accessToken("alice", "sid-1", now)
+	good := g.AccessToken("alice", "sid-1", now)
 	parts := strings.Split(good, ".")
 	for name, raw := range map[string]string{
 		"empty":              "",
@@ -94,12 +94,12 @@ func TestVerify_InternalTokensOnly(t *testing.T) {
 		"tampered payload":   parts[0] + "." + parts[1] + "x." + parts[2],
 		"foreign key":        forge("at+jwt", g.km.ActiveKeyID(), claims),
 		"HS256":              hs,
-		"typ JWT":            g.sign("JWT", claims),
-		"SET as token":       g.sign("secevent+jwt", claims),
-		"other audience":     g.accessToken("alice", "sid-1", now, func(c map[string]any) { c["aud"] = "payments" }),
-		"other issuer":       g.accessToken("alice", "sid-1", now, func(c map[string]any) { c["iss"] = "https://evil.test" }),
-		"expired":            g.accessToken("alice", "sid-1", now.Add(-time.Hour)),
-		"no sub":             g.accessToken("", "sid-1", now),
+		"typ JWT":            g.Sign("JWT", claims),
+		"SET as token":       g.Sign("secevent+jwt", claims),
+		"other audience":     g.AccessToken("alice", "sid-1", now, func(c map[string]any) { c["aud"] = "payments" }),
+		"other issuer":       g.AccessToken("alice", "sid-1", now, func(c map[string]any) { c["iss"] = "https://evil.test" }),
+		"expired":            g.AccessToken("alice", "sid-1", now.Add(-time.Hour)),
+		"no sub":             g.AccessToken("", "sid-1", now),
 		"alg none":           "eyJhbGciOiJub25lIiwidHlwIjoiYXQrand0In0." + parts[1] + ".",
 		"unsigned two parts": parts[0] + "." + parts[1],
 	} {
@@ -120,16 +120,16 @@ func TestFeed_RevocationsApplyAtOnce(t *testing.T) {
 	v := newVerifier(t, g, func(c *verifier.Config) { c.OnRevocation = func(verifier.Revocation) { applied.Done() } })
 	ctx := context.Background()
 	now := time.Now().Add(-10 * time.Second)
-	s1 := g.accessToken("alice", "sid-1", now)
-	s2 := g.accessToken("alice", "sid-2", now)
-	bob := g.accessToken("bob", "sid-3", now)
+	s1 := g.AccessToken("alice", "sid-1", now)
+	s2 := g.AccessToken("alice", "sid-2", now)
+	bob := g.AccessToken("bob", "sid-3", now)
 	for _, tok := range []string{s1, s2, bob} {
 		if _, err := v.Verify(ctx, tok); err != nil {
 			t.Fatal(err)
 		}
 	}
 	applied.Add(1)
-	g.send("1-a", g.sign("secevent+jwt", g.revokedSET("1-a", "sid-1", "alice", now.Add(time.Second))))
+	g.Send("1-a", g.Sign("secevent+jwt", g.RevokedSET("1-a", "alice", "sid-1", now.Add(time.Second))))
 	d := eventually(t, "session revoked", func() bool { _, err := v.Verify(ctx, s1); return errors.Is(err, verifier.ErrRevoked) })
 	if d > 500*time.Millisecond {
 		t.Errorf("revocation took %s", d)
@@ -140,12 +140,12 @@ func TestFeed_RevocationsApplyAtOnce(t *testing.T) {
 	}
 	// Subject-wide: bob's tokens issued up to the revocation die; a later login lives.
 	applied.Add(1)
-	g.send("2-b", g.sign("secevent+jwt", g.revokedSET("2-b", "", "bob", now.Add(2*time.Second))))
+	g.Send("2-b", g.Sign("secevent+jwt", g.RevokedSET("2-b", "bob", "", now.Add(2*time.Second))))
 	eventually(t, "user revoked", func() bool { _, err := v.Verify(ctx, bob); return errors.Is(err, verifier.ErrRevoked) })
-	if _, err := v.Verify(ctx, g.accessToken("bob", "sid-4", now.Add(3*time.Second))); err != nil {
+	if _, err := v.Verify(ctx, g.AccessToken("bob", "sid-4", now.Add(3*time.Second))); err != nil {
 		t.Errorf("a login after the user's revocation must be accepted: %v", err)
 	}
-	acked, refused := g.settled()
+	acked, refused := g.Settled()
 	if len(acked) != 2 || len(refused) != 0 {
 		t.Errorf("acked %v refused %v", acked, refused)
 	}
@@ -172,7 +172,7 @@ func TestVerifySET_Refusals(t *testing.T) {
 		return out
 	}
 	set := func(jti string, edit func(map[string]any)) map[string]any {
-		c := g.revokedSET(jti, "sid-"+jti, "alice", now)
+		c := g.RevokedSET(jti, "alice", "sid-"+jti, now)
 		if edit != nil {
 			edit(c)
 		}
@@ -182,30 +182,30 @@ func TestVerifySET_Refusals(t *testing.T) {
 		name, jti, raw, code string
 	}{
 		{"bad signature", "j-sig", forged(set("j-sig", nil)), "invalid_key"},
-		{"wrong aud", "j-aud", g.sign("secevent+jwt", set("j-aud", func(c map[string]any) { c["aud"] = "payments-stream" })), "invalid_audience"},
-		{"unknown event type", "j-evt", g.sign("secevent+jwt", set("j-evt", func(c map[string]any) {
+		{"wrong aud", "j-aud", g.Sign("secevent+jwt", set("j-aud", func(c map[string]any) { c["aud"] = "payments-stream" })), "invalid_audience"},
+		{"unknown event type", "j-evt", g.Sign("secevent+jwt", set("j-evt", func(c map[string]any) {
 			c["events"] = map[string]any{"https://schemas.openid.net/secevent/risc/event-type/account-disabled": map[string]any{}}
 		})), "invalid_request"},
-		{"wrong typ", "j-typ", g.sign("JWT", set("j-typ", nil)), "invalid_request"},
-		{"access token typ", "j-at", g.sign("at+jwt", set("j-at", nil)), "invalid_request"},
-		{"other issuer", "j-iss", g.sign("secevent+jwt", set("j-iss", func(c map[string]any) { c["iss"] = "https://evil.test" })), "invalid_issuer"},
-		{"carries sub", "j-sub", g.sign("secevent+jwt", set("j-sub", func(c map[string]any) { c["sub"] = "alice" })), "invalid_request"},
-		{"carries exp", "j-exp", g.sign("secevent+jwt", set("j-exp", func(c map[string]any) { c["exp"] = now.Add(time.Hour).Unix() })), "invalid_request"},
-		{"foreign user issuer", "j-ui", g.sign("secevent+jwt", set("j-ui", func(c map[string]any) {
+		{"wrong typ", "j-typ", g.Sign("JWT", set("j-typ", nil)), "invalid_request"},
+		{"access token typ", "j-at", g.Sign("at+jwt", set("j-at", nil)), "invalid_request"},
+		{"other issuer", "j-iss", g.Sign("secevent+jwt", set("j-iss", func(c map[string]any) { c["iss"] = "https://evil.test" })), "invalid_issuer"},
+		{"carries sub", "j-sub", g.Sign("secevent+jwt", set("j-sub", func(c map[string]any) { c["sub"] = "alice" })), "invalid_request"},
+		{"carries exp", "j-exp", g.Sign("secevent+jwt", set("j-exp", func(c map[string]any) { c["exp"] = now.Add(time.Hour).Unix() })), "invalid_request"},
+		{"foreign user issuer", "j-ui", g.Sign("secevent+jwt", set("j-ui", func(c map[string]any) {
 			c["sub_id"] = map[string]any{"format": "iss_sub", "iss": "https://evil.test", "sub": "alice"}
 		})), "invalid_request"},
-		{"no subject", "j-ns", g.sign("secevent+jwt", set("j-ns", func(c map[string]any) { delete(c, "sub_id") })), "invalid_request"},
-		{"jti differs from key", "j-key", g.sign("secevent+jwt", set("j-other", nil)), "invalid_request"},
+		{"no subject", "j-ns", g.Sign("secevent+jwt", set("j-ns", func(c map[string]any) { delete(c, "sub_id") })), "invalid_request"},
+		{"jti differs from key", "j-key", g.Sign("secevent+jwt", set("j-other", nil)), "invalid_request"},
 	}
 	for _, c := range cases {
-		g.send(c.jti, c.raw)
+		g.Send(c.jti, c.raw)
 	}
 	// One good SET, then the same jti again (a replay).
-	good := g.sign("secevent+jwt", g.revokedSET("j-good", "sid-good", "alice", now))
-	g.send("j-good", good)
-	g.settled()
-	g.send("j-good", g.sign("secevent+jwt", g.revokedSET("j-good", "sid-replayed", "alice", now)))
-	acked, refused := g.settled()
+	good := g.Sign("secevent+jwt", g.RevokedSET("j-good", "alice", "sid-good", now))
+	g.Send("j-good", good)
+	g.Settled()
+	g.Send("j-good", g.Sign("secevent+jwt", g.RevokedSET("j-good", "alice", "sid-replayed", now)))
+	acked, refused := g.Settled()
 
 	for _, c := range cases {
 		if refused[c.jti] != c.code {
@@ -218,14 +218,14 @@ func TestVerifySET_Refusals(t *testing.T) {
 	if st := v.Status(); st.Applied != 1 || st.RevokedSessions != 1 || st.Refused != uint64(len(cases)) {
 		t.Errorf("status = %+v, want 1 applied, %d refused", st, len(cases))
 	}
-	if _, err := v.Verify(ctx, g.accessToken("alice", "sid-replayed", now)); err != nil {
+	if _, err := v.Verify(ctx, g.AccessToken("alice", "sid-replayed", now)); err != nil {
 		t.Errorf("the replayed SET's content was applied: %v", err)
 	}
 	if _, err := v.VerifySET(ctx, good); !errors.Is(err, verifier.ErrReplayedSET) {
 		t.Errorf("VerifySET of an applied SET = %v, want ErrReplayedSET", err)
 	}
 	// Stream management events verify and revoke nothing.
-	ver := g.sign("secevent+jwt", map[string]any{"iss": g.issuer(), "aud": setAud, "jti": "v-1", "iat": now.Unix(),
+	ver := g.Sign("secevent+jwt", map[string]any{"iss": g.URL(), "aud": setAud, "jti": "v-1", "iat": now.Unix(),
 		"sub_id": map[string]any{"format": "opaque", "id": "orders"},
 		"events": map[string]any{"https://schemas.openid.net/secevent/ssf/event-type/verification": map[string]any{"state": "x"}}})
 	if r, err := v.VerifySET(ctx, ver); err != nil || r != nil {
@@ -243,18 +243,14 @@ func TestVerifySET_KeysUnreachableIsRetried(t *testing.T) {
 	now := time.Now()
 	signWithUnfetchedKey(t, g, v)
 	g.jwksDown.Store(true)
-	g.send("k-1", g.sign("secevent+jwt", g.revokedSET("k-1", "sid-1", "alice", now)))
+	g.Send("k-1", g.Sign("secevent+jwt", g.RevokedSET("k-1", "alice", "sid-1", now)))
 	time.Sleep(300 * time.Millisecond)
-	g.mu.Lock()
-	_, queued := g.queue["k-1"]
-	refused := g.refused["k-1"]
-	g.mu.Unlock()
-	if !queued || refused != "" {
-		t.Fatalf("with the JWKS down the SET was settled (queued %v, refused %q)", queued, refused)
+	if !g.Queued("k-1") { // an acknowledgement or a refusal takes it off the queue
+		t.Fatal("with the JWKS down the SET was settled")
 	}
 	g.jwksDown.Store(false)
 	eventually(t, "applied after the JWKS came back", func() bool {
-		_, err := v.Verify(ctx, g.accessToken("alice", "sid-1", now))
+		_, err := v.Verify(ctx, g.AccessToken("alice", "sid-1", now))
 		return errors.Is(err, verifier.ErrRevoked)
 	})
 }
@@ -264,7 +260,7 @@ func TestVerifySET_KeysUnreachableIsRetried(t *testing.T) {
 func signWithUnfetchedKey(t *testing.T, g *fakeGateway, v *verifier.Verifier) {
 	t.Helper()
 	ctx := context.Background()
-	if _, err := v.Verify(ctx, g.accessToken("alice", "sid-0", time.Now())); err != nil {
+	if _, err := v.Verify(ctx, g.AccessToken("alice", "sid-0", time.Now())); err != nil {
 		t.Fatal(err)
 	}
 	for range 2 {
@@ -284,7 +280,7 @@ func TestVerify_NewKeyAfterAFailedFetch(t *testing.T) {
 	now := time.Now()
 	signWithUnfetchedKey(t, g, v)
 	g.jwksFail.Store(1)
-	if _, err := v.Verify(ctx, g.accessToken("alice", "sid-1", now)); err != nil {
+	if _, err := v.Verify(ctx, g.AccessToken("alice", "sid-1", now)); err != nil {
 		t.Fatalf("token with a new key after one failed JWKS fetch: %v", err)
 	}
 }
@@ -297,7 +293,7 @@ func TestFeed_FailsClosedWhenQuiet(t *testing.T) {
 	v := newVerifier(t, g, func(c *verifier.Config) { c.FailClosedAfter = 3 * time.Second })
 	open := newVerifier(t, g, func(c *verifier.Config) { c.FailClosedAfter = 3 * time.Second; c.FailOpen = true })
 	ctx := context.Background()
-	tok := g.accessToken("alice", "sid-1", time.Now())
+	tok := g.AccessToken("alice", "sid-1", time.Now())
 	if _, err := v.Verify(ctx, tok); err != nil {
 		t.Fatal(err)
 	}
@@ -307,7 +303,7 @@ func TestFeed_FailsClosedWhenQuiet(t *testing.T) {
 	if _, err := v.Verify(ctx, tok); err != nil {
 		t.Fatalf("healthy feed: %v", err)
 	}
-	g.down.Store(true)
+	g.SetDown(true)
 	// The quiet starts at the last answer, at most a second before the feed went down.
 	d := eventually(t, "fail closed", func() bool { _, err := v.Verify(ctx, tok); return errors.Is(err, verifier.ErrFeedUnavailable) })
 	if d < 2*time.Second {
@@ -326,7 +322,7 @@ func TestFeed_FailsClosedWhenQuiet(t *testing.T) {
 	if _, err := open.Verify(ctx, tok); err != nil {
 		t.Errorf("FailOpen verifier refused: %v", err)
 	}
-	g.down.Store(false)
+	g.SetDown(false)
 	eventually(t, "recovered", func() bool { _, err := v.Verify(ctx, tok); return err == nil })
 }
 
@@ -334,7 +330,7 @@ func TestMiddlewareAndGin(t *testing.T) {
 	g := newFakeGateway(t)
 	v := newVerifier(t, g)
 	now := time.Now()
-	tok := g.accessToken("alice", "sid-1", now)
+	tok := g.AccessToken("alice", "sid-1", now)
 	var seen string
 	plain := v.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		t, _ := verifier.TokenFromContext(r.Context())
@@ -372,15 +368,30 @@ func TestMiddlewareAndGin(t *testing.T) {
 			if r := call(h, "Bearer "+tok); r.Code != 200 {
 				t.Errorf("good token: %d %s", r.Code, r.Body)
 			}
+			if r := call(h, "bearer "+tok); r.Code != 200 {
+				t.Errorf("good token, scheme in lower case: %d %s", r.Code, r.Body)
+			}
 		})
 	}
 	if seen != "alice" {
 		t.Errorf("handler saw subject %q", seen)
 	}
-	g.send("1-x", g.sign("secevent+jwt", g.revokedSET("1-x", "sid-1", "alice", now)))
+	g.Send("1-x", g.Sign("secevent+jwt", g.RevokedSET("1-x", "alice", "sid-1", now)))
 	eventually(t, "revoked at the middleware", func() bool { return call(plain, "Bearer "+tok).Code == 401 })
 	if r := call(ge, "Bearer "+tok); r.Code != 401 || !strings.Contains(r.Body.String(), "logged out") {
 		t.Errorf("gin after revocation: %d %s", r.Code, r.Body)
+	}
+}
+
+func TestBearerToken(t *testing.T) {
+	for header, want := range map[string]string{
+		"Bearer abc": "abc", "bearer abc": "abc", "BEARER  abc ": "abc",
+		"": "", "Bearer": "", "Bearer ": "", "Basic YWxpY2U6c2VjcmV0": "", "Bearerabc": "",
+	} {
+		got, ok := verifier.BearerToken(header)
+		if got != want || ok != (want != "") {
+			t.Errorf("BearerToken(%q) = %q, %v; want %q", header, got, ok, want)
+		}
 	}
 }
 
@@ -389,12 +400,12 @@ func TestNew_RefusesBadConfiguration(t *testing.T) {
 	ctx := context.Background()
 	for name, cfg := range map[string]verifier.Config{
 		"no issuer":          {Audience: serviceAud, StreamSecret: streamSecret},
-		"no audience":        {Issuer: g.issuer(), StreamSecret: streamSecret},
-		"no stream secret":   {Issuer: g.issuer(), Audience: serviceAud},
-		"wrong secret":       {Issuer: g.issuer(), Audience: serviceAud, StreamSecret: "wrong"},
-		"issuer mismatch":    {Issuer: g.issuer() + "/", Audience: serviceAud, StreamSecret: streamSecret},
+		"no audience":        {Issuer: g.URL(), StreamSecret: streamSecret},
+		"no stream secret":   {Issuer: g.URL(), Audience: serviceAud},
+		"wrong secret":       {Issuer: g.URL(), Audience: serviceAud, StreamSecret: "wrong"},
+		"issuer mismatch":    {Issuer: g.URL() + "/", Audience: serviceAud, StreamSecret: streamSecret},
 		"unreachable issuer": {Issuer: "http://127.0.0.1:1", Audience: serviceAud, StreamSecret: streamSecret},
-		"fail-closed bound too short": {Issuer: g.issuer(), Audience: serviceAud, StreamSecret: streamSecret,
+		"fail-closed bound too short": {Issuer: g.URL(), Audience: serviceAud, StreamSecret: streamSecret,
 			FailClosedAfter: time.Second},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -410,14 +421,14 @@ func TestNew_RefusesBadConfiguration(t *testing.T) {
 // through the configuration endpoint, polls it, and deletes it on Close.
 func TestOwnStream_CreatedAtStartDeletedAtClose(t *testing.T) {
 	g := newFakeGateway(t)
-	v, err := verifier.New(context.Background(), verifier.Config{Issuer: g.issuer(), Audience: serviceAud,
+	v, err := verifier.New(context.Background(), verifier.Config{Issuer: g.URL(), Audience: serviceAud,
 		StreamSecret: streamSecret, OwnStream: true, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	g.send("1-own", g.sign("secevent+jwt", g.revokedSET("1-own", "sid-own", "alice", time.Now())))
+	g.Send("1-own", g.Sign("secevent+jwt", g.RevokedSET("1-own", "alice", "sid-own", time.Now())))
 	eventually(t, "revoked", func() bool {
-		_, err := v.Verify(context.Background(), g.accessToken("alice", "sid-own", time.Now()))
+		_, err := v.Verify(context.Background(), g.AccessToken("alice", "sid-own", time.Now()))
 		return errors.Is(err, verifier.ErrRevoked)
 	})
 	if err := v.Close(); err != nil {
@@ -435,15 +446,11 @@ func TestOwnStream_CreatedAtStartDeletedAtClose(t *testing.T) {
 func TestOwnStream_RecreatedWhenDeleted(t *testing.T) {
 	g := newFakeGateway(t)
 	v := newVerifier(t, g, func(c *verifier.Config) { c.OwnStream = true })
-	g.mu.Lock()
-	g.gone["orders.1"] = true
-	close(g.wake) // end the held poll
-	g.wake = make(chan struct{})
-	g.mu.Unlock()
+	g.deleteStream("orders.1")
 	eventually(t, "a second stream", func() bool { g.mu.Lock(); defer g.mu.Unlock(); return g.created == 2 })
-	g.send("1-r", g.sign("secevent+jwt", g.revokedSET("1-r", "sid-r", "alice", time.Now())))
+	g.Send("1-r", g.Sign("secevent+jwt", g.RevokedSET("1-r", "alice", "sid-r", time.Now())))
 	eventually(t, "revoked on the new stream", func() bool {
-		_, err := v.Verify(context.Background(), g.accessToken("alice", "sid-r", time.Now()))
+		_, err := v.Verify(context.Background(), g.AccessToken("alice", "sid-r", time.Now()))
 		return errors.Is(err, verifier.ErrRevoked)
 	})
 	g.mu.Lock()

@@ -11,7 +11,6 @@ import (
 	"context"
 	"net/http"
 	"os"
-	"strings"
 	"testing"
 	"time"
 
@@ -45,22 +44,7 @@ func TestKeycloak265_LoginExchangeLogoutRenewalRefused(t *testing.T) {
 	if err := br.Login(st.BFFURL(), "alice", "alice-password"); err != nil {
 		t.Fatal(err)
 	}
-	sessions, err := st.BFFSessions(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var s *demostack.BFFSession
-	for i := range sessions {
-		if sessions[i].Username == "alice" && !sessions[i].Ended {
-			s = &sessions[i]
-		}
-	}
-	if s == nil {
-		t.Fatalf("no live alice session at the BFF after login: %+v", sessions)
-	}
-	if s.LastStatus != http.StatusOK || !strings.Contains(s.LastAnswer, `"username":"alice"`) {
-		t.Fatalf("service call after login (BFF exchanged the Keycloak token): HTTP %d %s", s.LastStatus, s.LastAnswer)
-	}
+	s := st.LiveBFFSessionT(t, ctx, "alice")
 	if r, err := st.Renew(ctx, s.InternalRefreshToken); err != nil || r.Status != http.StatusOK {
 		t.Fatalf("renewal before logout: %v HTTP %d %s", err, r.Status, r.Description)
 	}

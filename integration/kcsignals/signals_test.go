@@ -17,21 +17,11 @@ import (
 	"github.com/tokengate/tokengate/internal/demostack"
 )
 
-// login logs user in with the password grant (client bff) and exchanges the Keycloak access
-// token at tokengate.
+// login logs user in with the password grant (client bff), exchanges the Keycloak access
+// token at tokengate and renews once.
 func login(t *testing.T, ctx context.Context, user string) (kc, internal demostack.TokenResponse) {
 	t.Helper()
-	kc, err := st.PasswordGrant(ctx, user, user+"-password")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if kc.SessionState == "" {
-		t.Fatal("Keycloak token response has no session_state (sid)")
-	}
-	internal, err = st.Exchange(ctx, kc.AccessToken)
-	if err != nil || internal.Status != http.StatusOK {
-		t.Fatalf("exchange: %v HTTP %d %s %s", err, internal.Status, internal.Error, internal.Description)
-	}
+	kc, internal = st.LoginT(t, ctx, user)
 	if r, err := st.Renew(ctx, internal.RefreshToken); err != nil || r.Status != http.StatusOK {
 		t.Fatalf("renewal before the logout: %v HTTP %d %s", err, r.Status, r.Error)
 	}

@@ -20,6 +20,7 @@ import (
 	"testing"
 
 	"github.com/tokengate/tokengate/internal/demostack"
+	"github.com/tokengate/tokengate/internal/proctest"
 )
 
 // EnvIntegration enables these tests.
@@ -88,20 +89,11 @@ func setup(bin string) error {
 			return fmt.Errorf("missing dependency %s (Debian: python3, openjdk-17-jdk-headless or later): %w", d.name, err)
 		}
 	}
-	cmd := exec.Command(goTool(), "build", "-o", bin+"/", "./cmd/tokengate", "./cmd/tokengate-auth")
-	cmd.Dir, cmd.Stdout, cmd.Stderr = root, os.Stderr, os.Stderr
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("go build: %w", err)
+	if err := proctest.Build(bin, false, "tokengate", "tokengate-auth"); err != nil {
+		return err
 	}
 	deps.tokengate, deps.auth = filepath.Join(bin, "tokengate"), filepath.Join(bin, "tokengate-auth")
 	return nil
-}
-
-func goTool() string {
-	if p, err := exec.LookPath("go"); err == nil {
-		return p
-	}
-	return "go"
 }
 
 // integration skips without TOKENGATE_INTEGRATION=1 and fails when a dependency is missing.

@@ -2,7 +2,6 @@ package services
 
 import (
 	"bufio"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -114,21 +113,13 @@ type tokenReply struct {
 	Error       string `json:"error"`
 }
 
-func (g *gateway) post(path string, form url.Values, auth bool) (tokenReply, error) {
-	req, _ := http.NewRequest(http.MethodPost, g.Base+path, strings.NewReader(form.Encode()))
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+func (g *gateway) post(path string, form url.Values, auth bool) (r tokenReply, err error) {
+	id := ""
 	if auth {
-		req.SetBasicAuth(clientID, g.bffSecret)
+		id = clientID
 	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return tokenReply{}, err
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	r := tokenReply{Status: resp.StatusCode}
-	_ = json.Unmarshal(body, &r)
-	return r, nil
+	r.Status, err = g.PostForm(client, path, form, id, g.bffSecret, &r)
+	return r, err
 }
 
 // exchange trades a realm access token of sub/sid for an internal token for aud.

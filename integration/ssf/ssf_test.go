@@ -2,10 +2,8 @@ package ssf
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math"
 	"net"
@@ -15,7 +13,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -129,21 +126,13 @@ type tokenReply struct {
 	Error        string `json:"error"`
 }
 
-func (g *gateway) post(path string, form url.Values, auth bool) (tokenReply, error) {
-	req, _ := http.NewRequest(http.MethodPost, g.Base+path, strings.NewReader(form.Encode()))
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+func (g *gateway) post(path string, form url.Values, auth bool) (r tokenReply, err error) {
+	id := ""
 	if auth {
-		req.SetBasicAuth(clientID, g.bffToken)
+		id = clientID
 	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return tokenReply{}, err
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	r := tokenReply{Status: resp.StatusCode}
-	_ = json.Unmarshal(body, &r)
-	return r, nil
+	r.Status, err = g.PostForm(client, path, form, id, g.bffToken, &r)
+	return r, err
 }
 
 func (g *gateway) exchange(realm *kctest.Realm, sub, sid string) tokenReply {

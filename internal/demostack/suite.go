@@ -3,9 +3,11 @@ package demostack
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -145,4 +147,47 @@ func (s *Stack) KeycloakVersionRunning() string {
 		return "(unknown version)"
 	}
 	return v
+}
+
+// LoginT logs user in with the password grant (client bff, password user+"-password") and
+// exchanges the Keycloak access token at tokengate as bff, failing t unless both succeed and
+// Keycloak's answer names the session (session_state, the sid).
+func (s *Stack) LoginT(t testing.TB, ctx context.Context, user string) (kc, internal TokenResponse) {
+	t.Helper()
+	kc, err := s.PasswordGrant(ctx, user, user+"-password")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if kc.SessionState == "" {
+		t.Fatal("Keycloak token response has no session_state (sid)")
+	}
+	internal, err = s.Exchange(ctx, kc.AccessToken)
+	if err != nil || internal.Status != http.StatusOK {
+		t.Fatalf("exchange: %v HTTP %d %s %s", err, internal.Status, internal.Error, internal.Description)
+	}
+	return kc, internal
+}
+
+// LiveBFFSessionT returns demo-bff's live session of username after a browser login through
+// the BFF, failing t unless there is one and the service call the BFF made with the exchanged
+// token answered 200 for username.
+func (s *Stack) LiveBFFSessionT(t testing.TB, ctx context.Context, username string) *BFFSession {
+	t.Helper()
+	sessions, err := s.BFFSessions(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var live *BFFSession
+	for i := range sessions {
+		if sessions[i].Username == username && !sessions[i].Ended {
+			live = &sessions[i]
+		}
+	}
+	if live == nil {
+		t.Fatalf("no live %s session at the BFF after login: %+v", username, sessions)
+	}
+	if live.LastStatus != http.StatusOK || !strings.Contains(live.LastAnswer, `"username":"`+username+`"`) {
+		t.Fatalf("service call after login (the BFF exchanged the Keycloak token): HTTP %d %s", live.LastStatus, live.LastAnswer)
+	}
+	return live
 }

@@ -7,7 +7,6 @@ package forwardauth
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -75,7 +74,7 @@ func NewGate(src Source, m *Metrics, log *slog.Logger) *Gate {
 func (g *Gate) decide(r *http.Request) (tok *verifier.Token, result string, status int, body refusal) {
 	start := time.Now()
 	defer func() { g.metrics.decision(result, time.Since(start)) }()
-	raw, ok := bearer(r.Header.Get("Authorization"))
+	raw, ok := verifier.BearerToken(r.Header.Get("Authorization"))
 	if !ok {
 		return nil, ResultMissing, http.StatusUnauthorized, refusal{}
 	}
@@ -99,17 +98,6 @@ func (g *Gate) decide(r *http.Request) (tok *verifier.Token, result string, stat
 	}
 }
 
-// bearer returns the token of an RFC 6750 Authorization header (the scheme is
-// case-insensitive).
-func bearer(h string) (string, bool) {
-	scheme, tok, ok := strings.Cut(h, " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return "", false
-	}
-	tok = strings.TrimSpace(tok)
-	return tok, tok != ""
-}
-
 // AuthHandler answers auth subrequests on every path: 200 with the identity headers, 401 with
 // a WWW-Authenticate challenge, or 503 while revocations cannot be checked. The subrequest's
 // body is never read.
@@ -117,7 +105,7 @@ func (g *Gate) AuthHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		tok, _, status, body := g.decide(r)
 		if tok == nil {
-			writeRefusal(w, status, body)
+			verifier.WriteRefusal(w, status, body.Error, body.Description)
 			return
 		}
 		h := w.Header()
@@ -154,7 +142,7 @@ func (g *Gate) ProxyHandler(upstream *url.URL) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		tok, _, status, body := g.decide(r)
 		if tok == nil {
-			writeRefusal(w, status, body)
+			verifier.WriteRefusal(w, status, body.Error, body.Description)
 			return
 		}
 		rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), tokenKey{}, tok)))
@@ -186,28 +174,5 @@ func setIdentity(h http.Header, tok *verifier.Token) {
 	set(HeaderUsername, tok.PreferredUsername)
 }
 
-type refusal struct {
-	Error       string `json:"error"`
-	Description string `json:"error_description,omitempty"`
-}
-
-// writeRefusal writes an RFC 6750 §3 refusal: a bare challenge when no token was sent, else
-// the error code in the challenge and as JSON.
-func writeRefusal(w http.ResponseWriter, status int, body refusal) {
-	h := w.Header()
-	h.Set("Cache-Control", "no-store")
-	switch status {
-	case http.StatusUnauthorized:
-		if body.Error == "" {
-			h.Set("WWW-Authenticate", `Bearer realm="tokengate"`)
-			w.WriteHeader(status)
-			return
-		}
-		h.Set("WWW-Authenticate", `Bearer realm="tokengate", error="`+body.Error+`", error_description="`+body.Description+`"`)
-	case http.StatusServiceUnavailable:
-		h.Set("Retry-After", "1")
-	}
-	h.Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(body)
-}
+// refusal is the RFC 6750 §3 error of a refused request (empty when no token was sent).
+type refusal struct{ Error, Description string }

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tokengate/tokengate/verifier"
+	"github.com/tokengate/tokengate/verifier/verifiertest"
 )
 
 // clock is time.Now moved forward by the test.
@@ -29,7 +30,7 @@ type static struct{ v Verifier }
 func (s static) Current() Verifier { return s.v }
 
 type fixture struct {
-	tr    *transmitter
+	tg    *verifiertest.Server
 	clock *clock
 	v     *verifier.Verifier
 	reg   *prometheus.Registry
@@ -38,9 +39,10 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	f := &fixture{tr: newTransmitter(t), clock: &clock{}, reg: prometheus.NewRegistry()}
-	v, err := verifier.New(context.Background(), verifier.Config{Issuer: f.tr.issuer(), Audience: serviceAud,
-		StreamSecret: streamSecret, FailClosedAfter: 3 * time.Second, Now: f.clock.Now, Logger: slog.New(slog.DiscardHandler)})
+	f := &fixture{tg: verifiertest.New(t, verifiertest.Options{}), clock: &clock{}, reg: prometheus.NewRegistry()}
+	cfg := f.tg.Config()
+	cfg.FailClosedAfter, cfg.Now, cfg.Logger = 3*time.Second, f.clock.Now, slog.New(slog.DiscardHandler)
+	v, err := verifier.New(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +67,7 @@ func ask(h http.Handler, authorization string) *httptest.ResponseRecorder {
 func TestAuth_AnswersEverySubrequest(t *testing.T) {
 	f := newFixture(t)
 	now := time.Now()
-	good := f.tr.accessToken("alice", "sid-1", now)
+	good := f.tg.AccessToken("alice", "sid-1", now)
 	tampered := good[:len(good)-4] + strings.Map(func(r rune) rune {
 		if r == 'A' {
 			return 'B'
@@ -83,10 +85,10 @@ func TestAuth_AnswersEverySubrequest(t *testing.T) {
 		{"not a bearer token", "Basic YWxpY2U6c2VjcmV0", 401, `Bearer realm="tokengate"`},
 		{"tampered signature", "Bearer " + tampered, 401, `error="invalid_token"`},
 		{"not a JWT", "Bearer not-a-token", 401, `error="invalid_token"`},
-		{"expired", "Bearer " + f.tr.accessToken("alice", "sid-2", now.Add(-10*time.Minute)), 401, `error="invalid_token"`},
-		{"another audience", "Bearer " + f.tr.accessToken("alice", "sid-3", now, func(c map[string]any) { c["aud"] = []string{"billing"} }), 401, `error="invalid_token"`},
-		{"another issuer", "Bearer " + f.tr.accessToken("alice", "sid-4", now, func(c map[string]any) { c["iss"] = "https://evil.example" }), 401, `error="invalid_token"`},
-		{"an ID token, not at+jwt", "Bearer " + f.tr.sign("JWT", map[string]any{"iss": f.tr.issuer(), "sub": "alice", "aud": serviceAud,
+		{"expired", "Bearer " + f.tg.AccessToken("alice", "sid-2", now.Add(-10*time.Minute)), 401, `error="invalid_token"`},
+		{"another audience", "Bearer " + f.tg.AccessToken("alice", "sid-3", now, func(c map[string]any) { c["aud"] = []string{"billing"} }), 401, `error="invalid_token"`},
+		{"another issuer", "Bearer " + f.tg.AccessToken("alice", "sid-4", now, func(c map[string]any) { c["iss"] = "https://evil.example" }), 401, `error="invalid_token"`},
+		{"an ID token, not at+jwt", "Bearer " + f.tg.Sign("JWT", map[string]any{"iss": f.tg.URL(), "sub": "alice", "aud": verifiertest.DefaultAudience,
 			"iat": now.Unix(), "exp": now.Add(time.Minute).Unix()}), 401, `error="invalid_token"`},
 	}
 	for _, c := range cases {
@@ -123,7 +125,7 @@ func TestAuth_AnswersEverySubrequest(t *testing.T) {
 
 func TestAuth_SendsEveryIdentityHeaderEvenEmpty(t *testing.T) {
 	f := newFixture(t)
-	tok := f.tr.accessToken("alice", "sid-1", time.Now(), func(c map[string]any) { delete(c, "roles"); delete(c, "preferred_username") })
+	tok := f.tg.AccessToken("alice", "sid-1", time.Now(), func(c map[string]any) { delete(c, "roles"); delete(c, "preferred_username") })
 	w := ask(f.gate.AuthHandler(), "Bearer "+tok)
 	if w.Code != 200 {
 		t.Fatalf("status %d", w.Code)
@@ -141,12 +143,12 @@ func TestAuth_SendsEveryIdentityHeaderEvenEmpty(t *testing.T) {
 func TestAuth_RefusesASessionRevokedOnTheStream(t *testing.T) {
 	f := newFixture(t)
 	now := time.Now()
-	loggedOut := "Bearer " + f.tr.accessToken("alice", "sid-out", now)
-	other := "Bearer " + f.tr.accessToken("alice", "sid-other", now)
+	loggedOut := "Bearer " + f.tg.AccessToken("alice", "sid-out", now)
+	other := "Bearer " + f.tg.AccessToken("alice", "sid-other", now)
 	if w := ask(f.gate.AuthHandler(), loggedOut); w.Code != 200 {
 		t.Fatalf("before the logout: %d", w.Code)
 	}
-	f.tr.revoke("set-1", "alice", "sid-out", now)
+	f.tg.RevokeSession("set-1", "alice", "sid-out", now)
 	deadline := time.Now().Add(3 * time.Second)
 	for {
 		w := ask(f.gate.AuthHandler(), loggedOut)
@@ -170,9 +172,9 @@ func TestAuth_RefusesASessionRevokedOnTheStream(t *testing.T) {
 
 func TestAuth_FailsClosedWhileTheStreamIsQuiet(t *testing.T) {
 	f := newFixture(t)
-	tok := "Bearer " + f.tr.accessToken("alice", "sid-1", time.Now())
+	tok := "Bearer " + f.tg.AccessToken("alice", "sid-1", time.Now())
 	admin := AdminHandler(static{f.v}, f.reg)
-	f.tr.down.Store(true)
+	f.tg.SetDown(true)
 	f.clock.advance(4 * time.Second) // past fail_closed_after (3s) without an answer
 	w := ask(f.gate.AuthHandler(), tok)
 	if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") == "" ||
@@ -183,7 +185,7 @@ func TestAuth_FailsClosedWhileTheStreamIsQuiet(t *testing.T) {
 		t.Errorf("/readyz while failing closed: %d", got.Code)
 	}
 	assertMetric(t, f.reg, `tokengate_auth_failing_closed 1`)
-	f.tr.down.Store(false)
+	f.tg.SetDown(false)
 	deadline := time.Now().Add(5 * time.Second)
 	for ask(f.gate.AuthHandler(), tok).Code != 200 {
 		if time.Now().After(deadline) {
@@ -214,11 +216,12 @@ func TestAuth_RefusesWith503UntilConnected(t *testing.T) {
 }
 
 func TestConnector_RefusesUntilTokengateAnswers(t *testing.T) {
-	tr := newTransmitter(t)
-	tr.away.Store(true)
+	tg := verifiertest.New(t, verifiertest.Options{})
+	tg.SetAway(true)
 	ctx, cancel := context.WithCancel(context.Background())
-	c := Connect(ctx, verifier.Config{Issuer: tr.issuer(), Audience: serviceAud, StreamSecret: streamSecret,
-		Logger: slog.New(slog.DiscardHandler)}, slog.New(slog.DiscardHandler))
+	cfg := tg.Config()
+	cfg.Logger = slog.New(slog.DiscardHandler)
+	c := Connect(ctx, cfg, slog.New(slog.DiscardHandler))
 	defer func() {
 		cancel()
 		if err := c.Close(); err != nil {
@@ -226,12 +229,12 @@ func TestConnector_RefusesUntilTokengateAnswers(t *testing.T) {
 		}
 	}()
 	g := NewGate(c, nil, slog.New(slog.DiscardHandler))
-	tok := "Bearer " + tr.accessToken("alice", "sid-1", time.Now())
+	tok := "Bearer " + tg.AccessToken("alice", "sid-1", time.Now())
 	time.Sleep(300 * time.Millisecond) // a failed attempt or two
 	if w := ask(g.AuthHandler(), tok); w.Code != http.StatusServiceUnavailable || c.Current() != nil {
 		t.Fatalf("before tokengate answers: %d, connected %v", w.Code, c.Current() != nil)
 	}
-	tr.away.Store(false)
+	tg.SetAway(false)
 	deadline := time.Now().Add(5 * time.Second)
 	for ask(g.AuthHandler(), tok).Code != http.StatusOK {
 		if time.Now().After(deadline) {
@@ -271,7 +274,7 @@ func TestProxy_ForwardsWithVerifiedIdentityOnly(t *testing.T) {
 	}
 
 	// A token with no roles and no username: the forged values must not survive either.
-	tok := f.tr.accessToken("alice", "sid-1", time.Now(), func(c map[string]any) { delete(c, "roles"); delete(c, "preferred_username") })
+	tok := f.tg.AccessToken("alice", "sid-1", time.Now(), func(c map[string]any) { delete(c, "roles"); delete(c, "preferred_username") })
 	r = httptest.NewRequest(http.MethodPost, "/orders?id=1", strings.NewReader("{}"))
 	forged(r)
 	r.Header.Set("Authorization", "Bearer "+tok)
@@ -300,7 +303,7 @@ func TestProxy_UpstreamDownIs502(t *testing.T) {
 	up := httptest.NewServer(http.NotFoundHandler())
 	u, _ := url.Parse(up.URL)
 	up.Close()
-	w := ask(f.gate.ProxyHandler(u), "Bearer "+f.tr.accessToken("alice", "sid-1", time.Now()))
+	w := ask(f.gate.ProxyHandler(u), "Bearer "+f.tg.AccessToken("alice", "sid-1", time.Now()))
 	if w.Code != http.StatusBadGateway {
 		t.Fatalf("status %d, want 502", w.Code)
 	}

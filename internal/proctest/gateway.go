@@ -2,10 +2,12 @@ package proctest
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -324,6 +326,28 @@ func (g *Gateway) Output() string {
 	}
 	b, _ := os.ReadFile(g.opts.LogPath)
 	return string(b)
+}
+
+// PostForm posts form to path on the public listener, with HTTP Basic credentials when
+// clientID is not empty, decodes a JSON answer into reply (an answer that is not JSON leaves
+// it as it was) and returns the HTTP status.
+func (g *Gateway) PostForm(hc *http.Client, path string, form url.Values, clientID, secret string, reply any) (int, error) {
+	req, err := http.NewRequest(http.MethodPost, g.Base+path, strings.NewReader(form.Encode()))
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if clientID != "" {
+		req.SetBasicAuth(clientID, secret)
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	_ = json.Unmarshal(body, reply)
+	return resp.StatusCode, nil
 }
 
 // StartT is Start for a test: it fails the test unless the gateway becomes ready, and when

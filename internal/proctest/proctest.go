@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
@@ -25,18 +26,30 @@ func BuildTokengate(race bool) (bin string, cleanup func(), err error) {
 	if err != nil {
 		return "", nil, err
 	}
-	bin = filepath.Join(dir, "tokengate")
-	args := []string{"build", "-o", bin}
+	if err := Build(dir, race, "tokengate"); err != nil {
+		_ = os.RemoveAll(dir)
+		return "", nil, err
+	}
+	return filepath.Join(dir, "tokengate"), func() { _ = os.RemoveAll(dir) }, nil
+}
+
+// Build builds the module's commands (names under cmd/, e.g. "tokengate-auth") into the
+// existing directory dir, one binary per name, with the race detector when race is set. The
+// compiler's output goes to stderr.
+func Build(dir string, race bool, names ...string) error {
+	args := []string{"build", "-o", dir + string(filepath.Separator)}
 	if race {
 		args = append(args, "-race")
 	}
-	cmd := exec.Command(goTool(), append(args, "github.com/tokengate/tokengate/cmd/tokengate")...)
+	for _, n := range names {
+		args = append(args, "github.com/tokengate/tokengate/cmd/"+n)
+	}
+	cmd := exec.Command(goTool(), args...)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Run(); err != nil {
-		_ = os.RemoveAll(dir)
-		return "", nil, fmt.Errorf("go build: %w", err)
+		return fmt.Errorf("go build %s: %w", strings.Join(names, " "), err)
 	}
-	return bin, func() { _ = os.RemoveAll(dir) }, nil
+	return nil
 }
 
 // Run is a TestMain body: it builds the binary (see BuildTokengate) into *bin, runs the tests
