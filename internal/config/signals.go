@@ -31,6 +31,8 @@ type SharedSignals struct {
 	// Events are the events acted on (session-revoked is always): default session-revoked,
 	// account-disabled, account-purged, credential-compromise. credential-change (a password
 	// changed or reset) is off by default: add it to end every session at a credential change.
+	// The receiver updates a stream it reuses to request exactly these events when one is
+	// missing.
 	Events []string `yaml:"events,omitempty"`
 	// PollInterval is the pause between polls that found nothing (Keycloak answers at once):
 	// the window of a logout that only this channel delivers. Default 2s.

@@ -6,8 +6,10 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -32,6 +34,9 @@ type transmitter struct {
 	mu        sync.Mutex
 	offline   bool // discovery answers 404 (feature or transmitter off)
 	streams   map[string]bool
+	requested map[string][]string // stream → events_requested
+	patches   []patch             // stream updates received
+	refuse    int                 // when not 0, the status every stream update is answered with
 	creates   int
 	queue     map[string]string // jti → SET waiting for acknowledgement
 	acked     []string
@@ -45,7 +50,7 @@ func newTransmitter(t *testing.T) *transmitter {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tx := &transmitter{t: t, key: key, streams: map[string]bool{}, queue: map[string]string{}, setErrs: map[string]string{}}
+	tx := &transmitter{t: t, key: key, streams: map[string]bool{}, requested: map[string][]string{}, queue: map[string]string{}, setErrs: map[string]string{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /.well-known/ssf-configuration/realms/demo", func(w http.ResponseWriter, r *http.Request) {
 		tx.mu.Lock()
@@ -83,6 +88,14 @@ func newTransmitter(t *testing.T) *transmitter {
 		defer tx.mu.Unlock()
 		switch r.Method {
 		case http.MethodGet:
+			if id := r.URL.Query().Get("stream_id"); id != "" {
+				if !tx.streams[id] {
+					writeJSON(w, 404, map[string]string{"err": "stream_not_found"})
+					return
+				}
+				writeJSON(w, 200, tx.config(id))
+				return
+			}
 			list := []any{}
 			for id := range tx.streams {
 				list = append(list, tx.config(id))
@@ -90,7 +103,8 @@ func newTransmitter(t *testing.T) *transmitter {
 			writeJSON(w, 200, list)
 		case http.MethodPost:
 			var req struct {
-				Delivery struct{ Method string } `json:"delivery"`
+				Delivery        struct{ Method string } `json:"delivery"`
+				EventsRequested []string                `json:"events_requested"`
 			}
 			_ = json.NewDecoder(r.Body).Decode(&req)
 			if len(tx.streams) > 0 {
@@ -100,8 +114,36 @@ func newTransmitter(t *testing.T) *transmitter {
 			tx.nextID++
 			id := fmt.Sprintf("stream-%d", tx.nextID)
 			tx.streams[id] = true
+			tx.requested[id] = req.EventsRequested
 			tx.creates++
 			writeJSON(w, 201, tx.config(id))
+		case http.MethodPatch:
+			// SSF 1.0 §8.1.1.3, as Keycloak 26.7 does it: stream_id names the stream, the
+			// fields given replace the stream's, the answer is the whole configuration.
+			var req struct {
+				StreamID        string   `json:"stream_id"`
+				EventsRequested []string `json:"events_requested"`
+			}
+			raw, _ := io.ReadAll(r.Body)
+			tx.patches = append(tx.patches, patch{auth: r.Header.Get("Authorization"), contentType: r.Header.Get("Content-Type"), body: string(raw)})
+			if tx.refuse != 0 {
+				writeJSON(w, tx.refuse, map[string]string{"error": "stream_error", "error_description": "refused by the test"})
+				return
+			}
+			if err := json.Unmarshal(raw, &req); err != nil || req.StreamID == "" {
+				writeJSON(w, 400, map[string]string{"error": "stream_error", "error_description": "Stream ID is required"})
+				return
+			}
+			if !tx.streams[req.StreamID] {
+				w.WriteHeader(404)
+				return
+			}
+			if req.EventsRequested != nil {
+				tx.requested[req.StreamID] = req.EventsRequested
+			}
+			writeJSON(w, 200, tx.config(req.StreamID))
+		default:
+			w.WriteHeader(405)
 		}
 	})
 	mux.HandleFunc("POST /realms/demo/ssf/verify", func(w http.ResponseWriter, r *http.Request) {
@@ -173,13 +215,50 @@ func (tx *transmitter) authorized(w http.ResponseWriter, r *http.Request) bool {
 	return true
 }
 
+// supported are the events Keycloak 26.7.3 delivers; it accepts others in events_requested but
+// leaves them out of events_delivered.
+var supported = []string{"https://schemas.openid.net/secevent/caep/event-type/session-revoked",
+	"https://schemas.openid.net/secevent/caep/event-type/credential-change"}
+
 // config is a stream configuration as Keycloak answers it; call with mu held.
 func (tx *transmitter) config(id string) map[string]any {
+	delivered := []string{}
+	for _, e := range tx.requested[id] {
+		if slices.Contains(supported, e) {
+			delivered = append(delivered, e)
+		}
+	}
 	return map[string]any{
 		"stream_id": id, "iss": tx.issuer(), "aud": []string{clientID + "/" + id},
 		"delivery":         map[string]string{"method": "urn:ietf:rfc:8936", "endpoint_url": tx.issuer() + "/ssf/poll/" + id},
-		"events_delivered": []string{"https://schemas.openid.net/secevent/caep/event-type/session-revoked", "https://schemas.openid.net/secevent/caep/event-type/credential-change"},
+		"events_supported": supported, "events_requested": tx.requested[id], "events_delivered": delivered,
 	}
+}
+
+// patch is one stream update request as received.
+type patch struct {
+	auth, contentType, body string
+}
+
+// Patches returns the stream updates received so far.
+func (tx *transmitter) Patches() []patch {
+	tx.mu.Lock()
+	defer tx.mu.Unlock()
+	return append([]patch(nil), tx.patches...)
+}
+
+// Requested returns the events_requested of stream id.
+func (tx *transmitter) Requested(id string) []string {
+	tx.mu.Lock()
+	defer tx.mu.Unlock()
+	return append([]string(nil), tx.requested[id]...)
+}
+
+// RefuseUpdates makes every stream update answer status (0: accept again).
+func (tx *transmitter) RefuseUpdates(status int) {
+	tx.mu.Lock()
+	tx.refuse = status
+	tx.mu.Unlock()
 }
 
 // Stream returns the only stream's id ("" when none).
@@ -196,7 +275,7 @@ func (tx *transmitter) Stream() string {
 func (tx *transmitter) Lose() {
 	tx.mu.Lock()
 	defer tx.mu.Unlock()
-	tx.streams, tx.queue = map[string]bool{}, map[string]string{}
+	tx.streams, tx.requested, tx.queue = map[string]bool{}, map[string][]string{}, map[string]string{}
 }
 
 // claims builds a SET's claims for the stream: event is the URI's tail after

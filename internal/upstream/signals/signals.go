@@ -4,7 +4,8 @@
 // Keycloak (26.7+, feature ssf) keeps every SET in an outbox until the receiver acknowledges
 // it, so a logout that happens while tokengate is down waits for tokengate instead of being
 // lost like an unanswered back-channel logout. The Receiver discovers the transmitter, creates
-// or reuses its stream (the stream id is kept in the store), asks for a verification event,
+// or reuses its stream (the stream id is kept in the store; a reused stream that does not
+// request every configured event is updated to request them), asks for a verification event,
 // then polls: each SET is verified (signature against Keycloak's JWKS with pinned algorithms,
 // typ, iss, aud, iat, jti), mapped to a revocation, recorded through the issuer's durable path
 // and acknowledged only after that; what cannot be verified or understood goes back in setErrs.

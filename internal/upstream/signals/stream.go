@@ -46,6 +46,7 @@ type streamConfig struct {
 		Method      string `json:"method"`
 		EndpointURL string `json:"endpoint_url"`
 	} `json:"delivery"`
+	EventsRequested []string `json:"events_requested"`
 	EventsDelivered []string `json:"events_delivered"`
 }
 
@@ -168,7 +169,8 @@ func (r *Receiver) tokenEndpoint(ctx context.Context) (string, error) {
 
 // ensureStream reuses the receiver client's stream (Keycloak keeps one per client) or creates
 // one, and stores its id. A stored stream Keycloak no longer lists is logged as lost: the
-// signals of the gap are not replayed.
+// signals of the gap are not replayed. A reused stream that does not request every event
+// tokengate acts on is updated (requestEvents).
 func (r *Receiver) ensureStream(ctx context.Context, c *conn) (streamDoc, error) {
 	var stored streamDoc
 	raw, err := r.state.ReceiverStream(ctx)
@@ -210,19 +212,15 @@ func (r *Receiver) ensureStream(ctx context.Context, c *conn) (streamDoc, error)
 	} else if sc.StreamID != stored.StreamID {
 		r.log.Info("shared signals: using the receiver client's existing stream", "stream", sc.StreamID)
 	}
-	switch {
-	case sc.StreamID == "":
-		return streamDoc{}, errors.New("stream has no stream_id")
-	case sc.Issuer != r.cfg.Issuer:
-		return streamDoc{}, fmt.Errorf("stream %s has iss %q, want %q", sc.StreamID, sc.Issuer, r.cfg.Issuer)
-	case sc.Delivery.Method != DeliveryPoll || sc.Delivery.EndpointURL == "":
-		return streamDoc{}, fmt.Errorf("stream %s is delivered by %q, not by polling; delete it or set its delivery to poll", sc.StreamID, sc.Delivery.Method)
-	case len(sc.Audience) != 1:
-		return streamDoc{}, fmt.Errorf("stream %s has %d audiences, want one", sc.StreamID, len(sc.Audience))
+	if err := r.checkStream(sc); err != nil {
+		return streamDoc{}, err
+	}
+	if missing := r.notRequested(sc); len(missing) > 0 {
+		sc = r.requestEvents(ctx, c, sc, missing)
 	}
 	for _, e := range r.wanted {
 		if !slices.Contains(sc.EventsDelivered, e) {
-			r.log.Warn("shared signals: Keycloak does not deliver an event tokengate acts on", "stream", sc.StreamID, "event_type", e)
+			r.log.Warn("shared signals: Keycloak does not deliver an event tokengate acts on (it does not offer it, or the stream does not request it)", "stream", sc.StreamID, "event_type", e)
 		}
 	}
 	doc := streamDoc{StreamID: sc.StreamID, Audience: sc.Audience[0], PollURL: sc.Delivery.EndpointURL, Since: stored.Since}
@@ -236,6 +234,92 @@ func (r *Receiver) ensureStream(ctx context.Context, c *conn) (streamDoc, error)
 		}
 	}
 	return doc, nil
+}
+
+// checkStream refuses a stream tokengate cannot follow.
+func (r *Receiver) checkStream(sc *streamConfig) error {
+	switch {
+	case sc.StreamID == "":
+		return errors.New("stream has no stream_id")
+	case sc.Issuer != r.cfg.Issuer:
+		return fmt.Errorf("stream %s has iss %q, want %q", sc.StreamID, sc.Issuer, r.cfg.Issuer)
+	case sc.Delivery.Method != DeliveryPoll || sc.Delivery.EndpointURL == "":
+		return fmt.Errorf("stream %s is delivered by %q, not by polling; delete it or set its delivery to poll", sc.StreamID, sc.Delivery.Method)
+	case len(sc.Audience) != 1:
+		return fmt.Errorf("stream %s has %d audiences, want one", sc.StreamID, len(sc.Audience))
+	}
+	return nil
+}
+
+// notRequested lists the events tokengate acts on that the stream does not request. It reads
+// events_requested, not events_delivered: Keycloak delivers the requested events it supports,
+// so an event it does not support (the RISC ones on 26.7) is never delivered however often it
+// is asked for.
+func (r *Receiver) notRequested(sc *streamConfig) []string {
+	var missing []string
+	for _, e := range r.wanted {
+		if !slices.Contains(sc.EventsRequested, e) {
+			missing = append(missing, e)
+		}
+	}
+	return missing
+}
+
+// requestEvents updates a reused stream that does not request every event tokengate acts on
+// (SSF 1.0 §8.1.1.3: PATCH of the configuration endpoint with stream_id and the changed
+// fields), so that adding an event to the configuration later takes effect. It asks for exactly
+// the configured events, as a created stream does: the stream belongs to tokengate's receiver
+// client, and an event asked for by an earlier configuration would only be acknowledged and
+// ignored. It then re-reads the stream's configuration. When Keycloak refuses, it logs and
+// returns sc unchanged: the stream is followed as it is.
+func (r *Receiver) requestEvents(ctx context.Context, c *conn, sc *streamConfig, missing []string) *streamConfig {
+	body, _ := json.Marshal(map[string]any{"stream_id": sc.StreamID, "events_requested": r.wanted})
+	err := r.call(ctx, c, http.MethodPatch, c.md.ConfigurationEndpoint, body, http.StatusOK, nil)
+	var updated streamConfig
+	if err == nil {
+		if err = r.call(ctx, c, http.MethodGet, withStreamID(c.md.ConfigurationEndpoint, sc.StreamID), nil, http.StatusOK, &updated); err != nil {
+			err = fmt.Errorf("re-reading the stream after the update: %w", err)
+		} else if updated.StreamID != sc.StreamID {
+			err = fmt.Errorf("re-reading the stream after the update: Keycloak answered stream %q", updated.StreamID)
+		} else if err = r.checkStream(&updated); err != nil {
+			err = fmt.Errorf("re-reading the stream after the update: %w", err)
+		}
+	}
+	if err != nil {
+		r.log.Error("shared signals: could not update the stream at Keycloak to request every event tokengate acts on; those events are not delivered, the stream is used as it is",
+			"event", "signals_stream_events_update_failed", "stream", sc.StreamID, "not_requested", shortNames(missing),
+			"error", err.Error())
+		return sc
+	}
+	r.log.Info("shared signals: stream updated to request the events tokengate acts on",
+		"event", "signals_stream_events_updated", "stream", sc.StreamID, "added", shortNames(missing),
+		"events_requested", shortNames(updated.EventsRequested))
+	if still := r.notRequested(&updated); len(still) > 0 {
+		r.log.Error("shared signals: Keycloak accepted the stream update but the stream still does not request every event tokengate acts on",
+			"event", "signals_stream_events_update_failed", "stream", sc.StreamID, "not_requested", shortNames(still))
+	}
+	return &updated
+}
+
+// withStreamID adds the stream_id query parameter to the configuration endpoint (SSF 1.0
+// §8.1.1.2: reading one stream's configuration).
+func withStreamID(endpoint, id string) string {
+	u, err := url.Parse(endpoint)
+	if err != nil {
+		return endpoint + "?stream_id=" + url.QueryEscape(id)
+	}
+	q := u.Query()
+	q.Set("stream_id", id)
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+func shortNames(uris []string) []string {
+	out := make([]string, len(uris))
+	for i, u := range uris {
+		out[i] = shortName(u)
+	}
+	return out
 }
 
 // requestVerification asks for a verification event (SSF 1.0 §8.1.4.2) and returns its state,
