@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"time"
 )
 
@@ -23,6 +24,21 @@ type Event struct {
 	// KeyRevoked, when set, is the kid of a signing key revoked in an emergency: receivers
 	// refetch the JWKS at once instead of at its max-age. Revocation is then zero.
 	KeyRevoked string `json:"key_revoked,omitempty"`
+}
+
+// Check reports why e cannot be recorded: it has no ID, it is a key event that carries a
+// revocation, or a logout that names neither sid nor sub. Every backend calls it before
+// writing.
+func (e Event) Check() error {
+	switch {
+	case e.ID == "":
+		return errors.New("empty event id")
+	case e.KeyRevoked != "" && e.Revocation != (Revocation{}):
+		return errors.New("a key event carries no revocation")
+	case e.KeyRevoked == "" && e.Revocation.SID == "" && e.Revocation.Sub == "":
+		return errors.New("neither sid nor sub")
+	}
+	return nil
 }
 
 // EventLog is the durable, ordered log of revocation events and the state of the streams that

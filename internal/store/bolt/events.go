@@ -49,15 +49,10 @@ func (s *Store) RecordNewRevocation(ctx context.Context, e store.Event) (store.E
 }
 
 func (s *Store) record(ctx context.Context, op string, e store.Event, onlyNew bool) (store.Event, bool, error) {
-	r := e.Revocation
-	switch {
-	case e.ID == "":
-		return store.Event{}, false, fmt.Errorf("bolt: %s: empty event id", op)
-	case e.KeyRevoked != "" && r != (store.Revocation{}):
-		return store.Event{}, false, fmt.Errorf("bolt: %s: a key event carries no revocation", op)
-	case e.KeyRevoked == "" && r.SID == "" && r.Sub == "":
-		return store.Event{}, false, fmt.Errorf("bolt: %s: neither sid nor sub", op)
+	if err := e.Check(); err != nil {
+		return store.Event{}, false, fmt.Errorf("bolt: %s: %w", op, err)
 	}
+	r := e.Revocation
 	recorded := false
 	err := s.update(ctx, op, func(tx *bbolt.Tx) error {
 		bucket, id := bucketSubjects, r.Sub
