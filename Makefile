@@ -3,8 +3,8 @@ GO       ?= go
 BIN      := bin
 PKGS     := ./...
 
-.PHONY: all build test unit vet fmt-check bench bench-core demo soak clean etcd nginx examples \
-        staticcheck deps-check deploy-check fuzz schemathesis
+.PHONY: all build test unit vet fmt-check bench bench-core demo soak clean system-deps etcd nginx \
+        chromium keycloak examples staticcheck deps-check deploy-check fuzz schemathesis
 
 all: build
 
@@ -15,7 +15,9 @@ build:
 ## test: formatting, vet, staticcheck, the dependency table, the deploy/ files, every test with
 ## the race detector (unit, subprocess, and the integration suite against a real Keycloak, which
 ## scripts/ fetch and cache outside the clone), then short fuzzing and schemathesis runs.
-test: fmt-check vet staticcheck deps-check deploy-check etcd nginx examples
+## Everything the tests need is installed or fetched first, one after the other (system-deps,
+## keycloak, examples): go test runs packages in parallel, and no test installs anything.
+test: system-deps keycloak examples fmt-check vet staticcheck deps-check deploy-check
 	TOKENGATE_INTEGRATION=1 $(GO) test -race -count=1 -timeout 25m $(PKGS)
 	$(MAKE) --no-print-directory fuzz schemathesis
 	$(MAKE) --no-print-directory bench BENCH=quick
@@ -23,6 +25,10 @@ test: fmt-check vet staticcheck deps-check deploy-check etcd nginx examples
 ## unit: the fast loop — everything except the real-Keycloak integration suite.
 unit: fmt-check vet etcd
 	$(GO) test -race -count=1 $(PKGS)
+
+## system-deps: the Debian packages the tests run, each installed with apt-get when missing,
+## one after the other under one lock (scripts/lib/apt.sh): etcd, nginx and Chromium.
+system-deps: etcd nginx chromium
 
 ## etcd: the store/etcd and integration/replicas tests start real etcd members; install
 ## Debian's etcd-server when /usr/bin/etcd is missing.
@@ -33,6 +39,19 @@ etcd:
 ## Debian's nginx when /usr/sbin/nginx is missing.
 nginx:
 	@scripts/nginx.sh ensure
+
+## chromium: the integration suites and make demo drive Keycloak's real login pages in headless
+## Chromium; install Debian's chromium when no Chromium is on PATH. Tests only ask its path.
+chromium:
+	@scripts/chromium.sh ensure
+
+## keycloak: fetch and unpack (once, outside the clone) the Keycloak distributions the integration
+## suites start: scripts/keycloak.sh's default and integration/kc265's older line; check for a JDK 21+.
+KEYCLOAK_PREVIOUS ?= 26.5.6
+keycloak:
+	@scripts/keycloak.sh fetch >/dev/null
+	@KEYCLOAK_VERSION=$(KEYCLOAK_PREVIOUS) scripts/keycloak.sh fetch >/dev/null
+	@scripts/keycloak.sh java >/dev/null
 
 ## examples: the Java and Python proofs (examples/verify-*) need Nimbus JOSE+JWT (into ~/.m2,
 ## by mvn) and PyJWT (into a virtualenv under ~/.cache/tokengate, by pip); installed once.
@@ -71,7 +90,7 @@ schemathesis: build
 
 ## demo: Keycloak + tokengate + demo-bff + demo-service; plays the logout story headless in
 ## Chromium, prints the timeline, then keeps running until Ctrl-C (DEMO_FLAGS=--no-wait to stop).
-demo:
+demo: chromium
 	scripts/demo.sh $(DEMO_FLAGS)
 
 ## bench-core: the core benchmarks quoted in docs/performance.md (signing floor, renewal, exchange, store),

@@ -7,7 +7,7 @@
 //
 // It runs when TOKENGATE_INTEGRATION=1 (make test); without it every test skips saying so.
 // With it, a missing dependency fails the tests with a message naming the script that
-// installs it: scripts/nginx.sh ensure (nginx), scripts/examples.sh ensure (PyJWT's virtualenv,
+// installs it (before go test starts): scripts/nginx.sh ensure (nginx), scripts/examples.sh ensure (PyJWT's virtualenv,
 // the Nimbus jar); python3 and java must be on the PATH.
 package services
 

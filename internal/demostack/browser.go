@@ -15,16 +15,17 @@ import (
 	"github.com/chromedp/chromedp"
 )
 
-// Chromium returns the path printed by scripts/chromium.sh ensure (installing Debian's package
-// when none is found).
+// Chromium returns the path printed by scripts/chromium.sh path. It installs nothing: go test
+// runs packages in parallel and two installs collide, so `make test` and `make demo` install
+// Chromium before anything starts (scripts/chromium.sh ensure).
 func Chromium(root string) (string, error) {
-	out, err := exec.Command(filepath.Join(root, "scripts", "chromium.sh"), "ensure").Output()
+	out, err := exec.Command(filepath.Join(root, "scripts", "chromium.sh"), "path").Output()
 	if err != nil {
 		msg := err.Error()
 		if ee, ok := err.(*exec.ExitError); ok {
 			msg = strings.TrimSpace(string(ee.Stderr))
 		}
-		return "", fmt.Errorf("chromium (scripts/chromium.sh ensure): %s", msg)
+		return "", fmt.Errorf("missing dependency: chromium (scripts/chromium.sh path): %s", msg)
 	}
 	return strings.TrimSpace(string(out)), nil
 }

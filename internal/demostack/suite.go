@@ -36,7 +36,7 @@ type SuiteOptions struct {
 // demo-bff, started once by RunSuite, plus the Chromium to drive them with.
 type Suite struct {
 	*Stack
-	// Chromium is the browser binary (scripts/chromium.sh ensure).
+	// Chromium is the browser binary (scripts/chromium.sh path; make test installs it).
 	Chromium string
 
 	skip string
