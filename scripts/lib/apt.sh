@@ -59,11 +59,21 @@ apt_install() {
 	exec {lockfd}>&-
 }
 
+# version_of prints the first line the binary prints for its version flag: on standard output
+# when it writes one (Debian's chromium launcher also writes shell noise to standard error),
+# else on standard error (nginx -v).
+version_of() {
+	local v
+	v="$("$1" "$version_arg" 2>/dev/null | head -n1)"
+	[[ -n "$v" ]] || v="$("$1" "$version_arg" 2>&1 | head -n1)"
+	printf '%s\n' "$v"
+}
+
 # cmd_ensure installs the packages with apt-get when tool_bin finds nothing; a no-op otherwise.
 cmd_ensure() {
 	local bin
 	if bin="$(tool_bin)"; then
-		log "using $bin ($("$bin" "$version_arg" 2>&1 | head -n1))"
+		log "using $bin ($(version_of "$bin"))"
 		return 0
 	fi
 	command -v apt-get >/dev/null ||
@@ -74,5 +84,5 @@ cmd_ensure() {
 		as_root systemctl stop "$service" || true
 	fi
 	bin="$(tool_bin)" || die "apt-get installed ${packages[*]} but $bin_default is missing"
-	log "installed $bin ($("$bin" "$version_arg" 2>&1 | head -n1))"
+	log "installed $bin ($(version_of "$bin"))"
 }
