@@ -4,7 +4,7 @@ BIN      := bin
 PKGS     := ./...
 
 .PHONY: all build test unit vet fmt-check bench bench-core demo soak clean system-deps etcd nginx \
-        chromium keycloak examples staticcheck deps-check deploy-check fuzz schemathesis
+        caddy chromium keycloak examples staticcheck deps-check deploy-check fuzz schemathesis
 
 all: build
 
@@ -27,8 +27,8 @@ unit: fmt-check vet etcd
 	$(GO) test -race -count=1 $(PKGS)
 
 ## system-deps: the Debian packages the tests run, each installed with apt-get when missing,
-## one after the other under one lock (scripts/lib/apt.sh): etcd, nginx and Chromium.
-system-deps: etcd nginx chromium
+## one after the other under one lock (scripts/lib/apt.sh): etcd, nginx, caddy and Chromium.
+system-deps: etcd nginx caddy chromium
 
 ## etcd: the store/etcd and integration/replicas tests start real etcd members; install
 ## Debian's etcd-server when /usr/bin/etcd is missing.
@@ -39,6 +39,11 @@ etcd:
 ## Debian's nginx when /usr/sbin/nginx is missing.
 nginx:
 	@scripts/nginx.sh ensure
+
+## caddy: integration/services runs its own caddy (forward_auth → tokengate-auth, with
+## deploy/forward-auth/Caddyfile); install Debian's caddy when /usr/bin/caddy is missing.
+caddy:
+	@scripts/caddy.sh ensure
 
 ## chromium: the integration suites and make demo drive Keycloak's real login pages in headless
 ## Chromium; install Debian's chromium when no Chromium is on PATH. Tests only ask its path.

@@ -1,14 +1,16 @@
 // Package services proves that services in other languages get tokengate's guarantee, with
 // real processes only: a `tokengate serve` process (with the in-process fake Keycloak,
-// internal/kctest), the tokengate-auth binary behind Debian's nginx (auth_request) in front of
-// a Python standard-library service, and the plain-library proofs examples/verify-java
-// (Nimbus JOSE+JWT) and examples/verify-python (PyJWT). It measures, through nginx, the
-// revocation window after a back-channel logout and the latency nginx + tokengate-auth add.
+// internal/kctest), the tokengate-auth binary behind Debian's nginx (auth_request) and
+// Debian's caddy (forward_auth, deploy/forward-auth/Caddyfile) in front of a Python
+// standard-library service, and the plain-library proofs examples/verify-java
+// (Nimbus JOSE+JWT) and examples/verify-python (PyJWT). It measures, through nginx and caddy,
+// the revocation window after a back-channel logout, and the latency nginx + tokengate-auth add.
 //
 // It runs when TOKENGATE_INTEGRATION=1 (make test); without it every test skips saying so.
 // With it, a missing dependency fails the tests with a message naming the script that
-// installs it (before go test starts): scripts/nginx.sh ensure (nginx), scripts/examples.sh ensure (PyJWT's virtualenv,
-// the Nimbus jar); python3 and java must be on the PATH.
+// installs it (before go test starts): scripts/nginx.sh ensure (nginx), scripts/caddy.sh
+// ensure (caddy), scripts/examples.sh ensure (PyJWT's virtualenv, the Nimbus jar); python3 and
+// java must be on the PATH.
 package services
 
 import (
@@ -30,6 +32,7 @@ const EnvIntegration = "TOKENGATE_INTEGRATION"
 var deps struct {
 	tokengate, auth string // built here, without -race (the test measures across processes)
 	nginx           string
+	caddy           string
 	python          string // the service's interpreter: any python3
 	venvPython      string // the interpreter of PyJWT's virtualenv (scripts/examples.sh)
 	java, javac     string
@@ -75,6 +78,9 @@ func setup(bin string) error {
 	if deps.nginx, err = script("nginx.sh", "path"); err != nil {
 		return err
 	}
+	if deps.caddy, err = script("caddy.sh", "path"); err != nil {
+		return err
+	}
 	if deps.venvPython, err = script("examples.sh", "python"); err != nil {
 		return err
 	}
@@ -100,7 +106,7 @@ func setup(bin string) error {
 func integration(t *testing.T) {
 	t.Helper()
 	if os.Getenv(EnvIntegration) != "1" {
-		t.Skip("nginx + tokengate-auth + Java/Python proofs: set TOKENGATE_INTEGRATION=1 (make test does)")
+		t.Skip("nginx/caddy + tokengate-auth + Java/Python proofs: set TOKENGATE_INTEGRATION=1 (make test does)")
 	}
 	if setupErr != nil {
 		t.Fatal(setupErr)
