@@ -12,7 +12,7 @@
 #            work on the machine keeps its caches.
 #
 # Always removed first, with apt-get purge: chromium, etcd-server, etcd-client, nginx (and their
-# -common packages). Needs root. The last line printed is the result: wall time and exit status;
+# -common packages), caddy. Needs root. The last line printed is the result: wall time and exit status;
 # the whole log is kept in $COLD_LOG (default: a file under /tmp named in the output).
 set -uo pipefail
 
@@ -35,7 +35,7 @@ commit="$(git -C "$src" rev-parse --verify "$rev^{commit}")" || die "no commit $
 root="$(mktemp -d "${TMPDIR:-/tmp}/tokengate-cold-XXXXXX")"
 COLD_LOG="${COLD_LOG:-$root/run.log}"
 
-removed=(chromium chromium-common chromium-sandbox etcd-server etcd-client nginx nginx-common)
+removed=(chromium chromium-common chromium-sandbox etcd-server etcd-client nginx nginx-common caddy)
 installed=()
 for p in "${removed[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' && installed+=("$p")
@@ -45,7 +45,7 @@ if ((${#installed[@]})); then
 	DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 purge -y -qq "${installed[@]}" >/dev/null ||
 		die "apt-get purge failed"
 fi
-for b in chromium etcd nginx; do
+for b in chromium etcd nginx caddy; do
 	! command -v "$b" >/dev/null || die "$b is still on PATH ($(command -v "$b")) after the purge"
 done
 

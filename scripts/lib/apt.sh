@@ -1,5 +1,5 @@
 # Shared by the scripts that make sure a Debian package the tests run is installed (nginx.sh,
-# etcd.sh, chromium.sh): they set the variables below and source this file, which defines log,
+# etcd.sh, caddy.sh, chromium.sh): they set the variables below and source this file, which defines log,
 # die, tool_bin (the binary the tests will use) and cmd_ensure (install with apt-get when missing).
 #
 # Installing is the Makefile's job, before `go test` starts (`make system-deps`): go test runs
