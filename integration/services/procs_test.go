@@ -206,6 +206,13 @@ http {
     }
     server {
         listen %[5]s;
+        # Header hygiene: nginx's defaults, written out so that nobody turns them off. A
+        # request header whose name has an underscore is dropped, never passed to the auth
+        # subrequest nor to the service, where CGI-style servers (WSGI, PHP, Rack) would read
+        # X_Tokengate_Roles as X-Tokengate-Roles. (Were it passed, tokengate-auth would
+        # refuse the request with 403.)
+        underscores_in_headers off;
+        ignore_invalid_headers on;
 
         location / {
             auth_request /_tokengate_auth;

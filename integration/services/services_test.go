@@ -128,7 +128,10 @@ func get(t *testing.T, url, token string, header map[string]string) reply {
 
 func testNginx(t *testing.T, realm *kctest.Realm, g *gateway, base, direct string) {
 	tok := g.exchange(t, realm, "alice", "sid-alice", audience)
-	forged := map[string]string{"X-Tokengate-Subject": "admin", "X-Tokengate-Roles": "admin", "X-Tokengate-Session": "other"}
+	// X_Tokengate_Roles: nginx drops it (underscores_in_headers off); were it passed on,
+	// tokengate-auth would answer the subrequest 403 and this request would fail.
+	forged := map[string]string{"X-Tokengate-Subject": "admin", "X-Tokengate-Roles": "admin", "X-Tokengate-Session": "other",
+		"X_Tokengate_Roles": "admin", "X_Tokengate_Username": "root"}
 	r := get(t, base+"/orders/1", tok, forged)
 	if r.status != 200 || r.identity["subject"] != "alice" || r.identity["session"] != "sid-alice" || r.identity["client"] != clientID {
 		t.Fatalf("valid token through nginx: %d %v", r.status, r.identity)

@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
-	"strings"
 	"time"
 
 	"github.com/tokengate/tokengate/verifier"
@@ -27,13 +26,11 @@ const (
 	HeaderScope    = "X-Tokengate-Scope"    // scope, space-separated
 	HeaderRoles    = "X-Tokengate-Roles"    // roles, comma-separated
 	HeaderUsername = "X-Tokengate-Username" // preferred_username
-	// HeaderPrefix starts every identity header; proxy mode strips any client header with it.
+	// HeaderPrefix starts every identity header. Proxy mode strips any client header whose
+	// name starts with it, in any case and with '_' read as '-'; auth mode refuses a request
+	// with such a header spelled with '_' (see docs/forward-auth.md, "Header hygiene").
 	HeaderPrefix = "X-Tokengate-"
 )
-
-// IdentityHeaders lists the identity headers, for proxy configurations (Traefik's
-// authResponseHeaders, Envoy's allowed_upstream_headers, nginx's auth_request_set).
-var IdentityHeaders = []string{HeaderSubject, HeaderSession, HeaderClient, HeaderScope, HeaderRoles, HeaderUsername}
 
 // Verifier verifies a token and reports the revocation feed; *verifier.Verifier is one.
 type Verifier interface {
@@ -53,7 +50,15 @@ const (
 	ResultInvalid     = "invalid"
 	ResultRevoked     = "revoked"
 	ResultUnavailable = "unavailable"
+	// ResultForged: auth mode, a header spelled with '_' that a CGI-style service reads as an
+	// identity header (403).
+	ResultForged = "forged"
+	// ResultAmbiguous: more than one Authorization field (403 in auth mode, 400 in proxy mode).
+	ResultAmbiguous = "ambiguous"
 )
+
+// results lists every decision result, to initialise the metric's series.
+var results = []string{ResultAllowed, ResultMissing, ResultInvalid, ResultRevoked, ResultUnavailable, ResultForged, ResultAmbiguous}
 
 // Gate decides requests: it verifies the bearer token and maps the verdict to HTTP.
 type Gate struct {
@@ -71,9 +76,28 @@ func NewGate(src Source, m *Metrics, log *slog.Logger) *Gate {
 }
 
 // decide verifies r's bearer token; on refusal it returns the status and RFC 6750 error.
-func (g *Gate) decide(r *http.Request) (tok *verifier.Token, result string, status int, body refusal) {
+// Before the token it refuses what would let the service see another identity than the one
+// verified: more than one Authorization field (both modes) and, in auth mode, where the proxy
+// forwards the client's headers, an identity header spelled with '_' (smuggledIdentity).
+func (g *Gate) decide(r *http.Request, auth bool) (tok *verifier.Token, result string, status int, body refusal) {
 	start := time.Now()
 	defer func() { g.metrics.decision(result, time.Since(start)) }()
+	if auth {
+		if name, ok := smuggledIdentity(r.Header); ok {
+			g.log.Warn("refused: a request header that services reading headers the CGI way take for an identity header",
+				"header", quoteName(name), "remote_addr", r.RemoteAddr)
+			return nil, ResultForged, http.StatusForbidden, refusal{"invalid_request", "request header " + quoteName(name) +
+				" would reach the service as a tokengate identity header; headers with underscores are refused"}
+		}
+	}
+	if authorizationFields(r.Header) > 1 {
+		g.log.Warn("refused: more than one Authorization header", "remote_addr", r.RemoteAddr)
+		status = http.StatusBadRequest
+		if auth { // nginx turns a 400 of the subrequest into a 500; it passes a 403 on
+			status = http.StatusForbidden
+		}
+		return nil, ResultAmbiguous, status, refusal{"invalid_request", "more than one Authorization header"}
+	}
 	raw, ok := verifier.BearerToken(r.Header.Get("Authorization"))
 	if !ok {
 		return nil, ResultMissing, http.StatusUnauthorized, refusal{}
@@ -99,11 +123,12 @@ func (g *Gate) decide(r *http.Request) (tok *verifier.Token, result string, stat
 }
 
 // AuthHandler answers auth subrequests on every path: 200 with the identity headers, 401 with
-// a WWW-Authenticate challenge, or 503 while revocations cannot be checked. The subrequest's
-// body is never read.
+// a WWW-Authenticate challenge, 403 invalid_request for a request carrying an identity header
+// spelled with '_' or two Authorization fields, or 503 while revocations cannot be checked.
+// The subrequest's body is never read.
 func (g *Gate) AuthHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		tok, _, status, body := g.decide(r)
+		tok, _, status, body := g.decide(r, true)
 		if tok == nil {
 			verifier.WriteRefusal(w, status, body.Error, body.Description)
 			return
@@ -122,13 +147,18 @@ func (g *Gate) AuthHandler() http.Handler {
 }
 
 // ProxyHandler verifies every request and forwards the accepted ones to upstream, with the
-// identity headers set and any client-supplied X-Tokengate-* header removed.
+// identity and X-Forwarded-* headers set, after removing every client header an upstream
+// could read as one of them (ownedByProxy: any case, '_' for '-', anything under
+// X-Tokengate-). A request with two Authorization fields is refused with 400.
 func (g *Gate) ProxyHandler(upstream *url.URL) http.Handler {
 	rp := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(upstream)
+			if n := stripOwned(pr.Out.Header); n > 0 {
+				g.metrics.forgedRemoved()
+				g.log.Debug("removed client headers that would read as tokengate-auth's", "names", n, "remote_addr", pr.In.RemoteAddr)
+			}
 			pr.SetXForwarded()
-			stripIdentity(pr.Out.Header)
 			if tok, ok := pr.In.Context().Value(tokenKey{}).(*verifier.Token); ok {
 				setIdentity(pr.Out.Header, tok)
 			}
@@ -140,7 +170,7 @@ func (g *Gate) ProxyHandler(upstream *url.URL) http.Handler {
 		},
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		tok, _, status, body := g.decide(r)
+		tok, _, status, body := g.decide(r, false)
 		if tok == nil {
 			verifier.WriteRefusal(w, status, body.Error, body.Description)
 			return
@@ -150,29 +180,6 @@ func (g *Gate) ProxyHandler(upstream *url.URL) http.Handler {
 }
 
 type tokenKey struct{}
-
-// stripIdentity removes every header starting with HeaderPrefix.
-func stripIdentity(h http.Header) {
-	for k := range h {
-		if len(k) >= len(HeaderPrefix) && strings.EqualFold(k[:len(HeaderPrefix)], HeaderPrefix) {
-			delete(h, k)
-		}
-	}
-}
-
-func setIdentity(h http.Header, tok *verifier.Token) {
-	set := func(k, v string) {
-		if v != "" {
-			h.Set(k, v)
-		}
-	}
-	set(HeaderSubject, tok.Subject)
-	set(HeaderSession, tok.SessionID)
-	set(HeaderClient, tok.ClientID)
-	set(HeaderScope, tok.Scope)
-	set(HeaderRoles, strings.Join(tok.Roles, ","))
-	set(HeaderUsername, tok.PreferredUsername)
-}
 
 // refusal is the RFC 6750 §3 error of a refused request (empty when no token was sent).
 type refusal struct{ Error, Description string }

@@ -37,7 +37,7 @@ type fixture struct {
 	gate  *Gate
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	f := &fixture{tg: verifiertest.New(t, verifiertest.Options{}), clock: &clock{}, reg: prometheus.NewRegistry()}
 	cfg := f.tg.Config()

@@ -11,13 +11,14 @@ type Metrics struct {
 	decisions     *prometheus.CounterVec
 	decisionTime  prometheus.Histogram
 	upstreamFails prometheus.Counter
+	forgedHeaders prometheus.Counter
 }
 
 // NewMetrics registers the collectors on reg, with gauges read from src's feed status.
 func NewMetrics(reg prometheus.Registerer, src Source) *Metrics {
 	m := &Metrics{
 		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "tokengate_auth_decisions_total", Help: "Requests decided, by result (allowed, missing, invalid, revoked, unavailable).",
+			Name: "tokengate_auth_decisions_total", Help: "Requests decided, by result (allowed, missing, invalid, revoked, unavailable, forged, ambiguous).",
 		}, []string{"result"}),
 		decisionTime: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "tokengate_auth_decision_duration_seconds", Help: "Time to decide a request (token verification and revocation check).",
@@ -26,8 +27,12 @@ func NewMetrics(reg prometheus.Registerer, src Source) *Metrics {
 		upstreamFails: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "tokengate_auth_upstream_errors_total", Help: "Accepted requests the upstream did not answer (proxy mode; 502).",
 		}),
+		forgedHeaders: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tokengate_auth_forged_headers_removed_total",
+			Help: "Accepted requests from which client headers that read as tokengate-auth's own were removed (proxy mode).",
+		}),
 	}
-	for _, r := range []string{ResultAllowed, ResultMissing, ResultInvalid, ResultRevoked, ResultUnavailable} {
+	for _, r := range results {
 		m.decisions.WithLabelValues(r)
 	}
 	status := func(f func(s statusView) float64) func() float64 {
@@ -47,7 +52,7 @@ func NewMetrics(reg prometheus.Registerer, src Source) *Metrics {
 		}
 		return 0
 	}
-	reg.MustRegister(m.decisions, m.decisionTime, m.upstreamFails,
+	reg.MustRegister(m.decisions, m.decisionTime, m.upstreamFails, m.forgedHeaders,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "tokengate_auth_feed_connected", Help: "1 while polls of the Shared Signals stream succeed.",
 		}, status(func(s statusView) float64 { return b(s.feedUp) })),
@@ -82,5 +87,11 @@ func (m *Metrics) decision(result string, d time.Duration) {
 func (m *Metrics) upstreamError() {
 	if m != nil {
 		m.upstreamFails.Inc()
+	}
+}
+
+func (m *Metrics) forgedRemoved() {
+	if m != nil {
+		m.forgedHeaders.Inc()
 	}
 }
