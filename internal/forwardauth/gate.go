@@ -14,6 +14,8 @@ import (
 	"net/url"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/tokengate/tokengate/verifier"
 )
 
@@ -65,6 +67,9 @@ type Gate struct {
 	src     Source
 	metrics *Metrics
 	log     *slog.Logger
+	// refusalWarn lets a refusal of a hostile request log at WARN at most once a minute (the
+	// rest at DEBUG, all counted by the metric): a client must not grow the log at its rate.
+	refusalWarn rate.Sometimes
 }
 
 // NewGate returns a Gate over src; m may be nil.
@@ -72,7 +77,14 @@ func NewGate(src Source, m *Metrics, log *slog.Logger) *Gate {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Gate{src: src, metrics: m, log: log}
+	return &Gate{src: src, metrics: m, log: log, refusalWarn: rate.Sometimes{Interval: time.Minute}}
+}
+
+// logRefusal logs a refused hostile request: at WARN the first time in a minute, else at DEBUG.
+func (g *Gate) logRefusal(msg string, args ...any) {
+	level := slog.LevelDebug
+	g.refusalWarn.Do(func() { level = slog.LevelWarn })
+	g.log.Log(context.Background(), level, msg, args...)
 }
 
 // decide verifies r's bearer token; on refusal it returns the status and RFC 6750 error.
@@ -84,14 +96,14 @@ func (g *Gate) decide(r *http.Request, auth bool) (tok *verifier.Token, result s
 	defer func() { g.metrics.decision(result, time.Since(start)) }()
 	if auth {
 		if name, ok := smuggledIdentity(r.Header); ok {
-			g.log.Warn("refused: a request header that services reading headers the CGI way take for an identity header",
+			g.logRefusal("refused: a request header that services reading headers the CGI way take for an identity header",
 				"header", quoteName(name), "remote_addr", r.RemoteAddr)
 			return nil, ResultForged, http.StatusForbidden, refusal{"invalid_request", "request header " + quoteName(name) +
 				" would reach the service as a tokengate identity header; headers with underscores are refused"}
 		}
 	}
 	if authorizationFields(r.Header) > 1 {
-		g.log.Warn("refused: more than one Authorization header", "remote_addr", r.RemoteAddr)
+		g.logRefusal("refused: more than one Authorization header", "remote_addr", r.RemoteAddr)
 		status = http.StatusBadRequest
 		if auth { // nginx turns a 400 of the subrequest into a 500; it passes a 403 on
 			status = http.StatusForbidden

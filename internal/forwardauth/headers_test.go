@@ -1,8 +1,10 @@
 package forwardauth
 
 import (
+	"bytes"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -214,4 +216,24 @@ func TestAuth_RefusesUnderscoreVariantsOfIdentityHeaders(t *testing.T) {
 	}
 	assertMetric(t, f.reg, `tokengate_auth_decisions_total{result="forged"} 8`)
 	assertMetric(t, f.reg, `tokengate_auth_decisions_total{result="ambiguous"} 1`)
+}
+
+func TestAuth_HostileRefusalsWarnAtMostOnceAMinute(t *testing.T) {
+	var logs bytes.Buffer
+	f := newFixture(t)
+	g := NewGate(f.gate.src, nil, slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	front := httptest.NewServer(g.AuthHandler())
+	defer front.Close()
+	tok := "Bearer " + f.tg.AccessToken("alice", "sid-1", time.Now())
+	for range 50 {
+		if resp, body := send(t, front.URL, [][2]string{{"Authorization", tok}, {"X_Tokengate_Roles", "admin"}}); resp.StatusCode != 403 {
+			t.Fatalf("%d %s, want 403", resp.StatusCode, body)
+		}
+		if resp, body := send(t, front.URL, [][2]string{{"Authorization", tok}, {"Authorization", tok}}); resp.StatusCode != 403 {
+			t.Fatalf("%d %s, want 403", resp.StatusCode, body)
+		}
+	}
+	if n := strings.Count(logs.String(), "level=WARN"); n != 1 {
+		t.Fatalf("100 hostile requests logged %d WARN lines, want 1:\n%s", n, logs.String())
+	}
 }
