@@ -166,14 +166,18 @@ func (i *Issuer) seal(g *grant) (string, error) {
 	return rt, nil
 }
 
-// checkRevoked fails with errRevoked when g's session, or its subject since g's upstream token
-// was issued, has a recorded logout. When the store cannot answer it fails closed.
+// checkRevoked fails with errRevoked when g's session (for a grant without one: g itself), or
+// its subject since g's upstream token was issued, has a recorded logout. When the store cannot answer it fails closed.
 func (i *Issuer) checkRevoked(ctx context.Context, g *grant) error {
-	if g.SID != "" {
-		_, err := i.store.SessionRevocation(ctx, g.SID)
+	{
+		key := g.SID
+		if key == "" {
+			key = grantRevocationKey(g) // a grant without a session is revoked alone (revokeGrant)
+		}
+		_, err := i.store.SessionRevocation(ctx, key)
 		switch {
 		case err == nil:
-			return fmt.Errorf("session %s: %w", g.SID, errRevoked)
+			return fmt.Errorf("session %s: %w", key, errRevoked)
 		case !errors.Is(err, store.ErrNotFound):
 			return unavailable("revocation state is unknown", err)
 		}

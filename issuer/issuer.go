@@ -162,7 +162,8 @@ func (i *Issuer) revocationExpiry(now time.Time) time.Time {
 	return now.Add(i.cfg.MaxUpstreamLifetime + i.cfg.TTL + i.cfg.Skew)
 }
 
-// ownRevocationExpiry is when a revocation tokengate made itself (admin, RFC 7009), recorded
+// ownRevocationExpiry is when a revocation the provider's sessions may outlive — one tokengate
+// made itself (admin, RFC 7009), or a subject-wide one from the provider's stream — recorded
 // now, may be forgotten: the provider's session may live on and issue new access tokens until
 // its maximum lifetime.
 func (i *Issuer) ownRevocationExpiry(now time.Time) time.Time {

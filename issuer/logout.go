@@ -84,6 +84,12 @@ func (i *Issuer) RecordLogout(ctx context.Context, raw string) (store.Revocation
 // and its At, and its Reason; the issuer sets Expires. It reports false, writing nothing, when
 // a stored revocation already covers r, so a logout delivered by both channels is one
 // revocation and one event on the feed.
+//
+// A session logout ended the session at the provider: it is kept while the session's upstream
+// tokens may live. A subject-wide one (a credential changed or compromised, an account
+// disabled) may leave the provider's sessions alive and issuing tokens — a password changed
+// without signing out other devices, an administrator's password reset — so it is kept for
+// the longest session, as an operator's revocation is.
 func (i *Issuer) RecordUpstreamLogout(ctx context.Context, r store.Revocation) (bool, error) {
 	if r.SID == "" && r.Sub == "" {
 		return false, invalidRequest("a logout names a session or a subject", nil)
@@ -93,6 +99,9 @@ func (i *Issuer) RecordUpstreamLogout(ctx context.Context, r store.Revocation) (
 		r.At = now
 	}
 	r.Expires = i.revocationExpiry(now)
+	if r.SID == "" {
+		r.Expires = i.ownRevocationExpiry(now)
+	}
 	return i.recordNew(ctx, r)
 }
 

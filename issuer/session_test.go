@@ -2,10 +2,12 @@ package issuer_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
 	"github.com/tokengate/tokengate/internal/kctest"
+	"github.com/tokengate/tokengate/internal/store"
 	"github.com/tokengate/tokengate/issuer"
 )
 
@@ -44,6 +46,50 @@ func TestOwnRevocations_LastAsLongAsTheUpstreamSession(t *testing.T) {
 				t.Fatal(err)
 			}
 			_, err = f.exchangeToken(f.token("olga", "sid-own"))
+			wantCode(t, "past the longest session (10h): the record may go", err, "")
+		})
+	}
+}
+
+// TestStreamSubjectRevocations_LastAsLongAsTheUpstreamSession: a user-wide revocation from
+// Keycloak's Shared Signals stream (credential-change, credential-compromise, account-disabled)
+// ends sessions Keycloak keeps alive (a password changed without signing out other devices, an
+// admin's password reset): Keycloak goes on issuing access tokens for them, so the record must
+// outlive the store's GC for the session's longest life (MaxSessionLifetime, 10h by default), as
+// an operator's revocation does — not only the 1h of upstream tokens a logout Keycloak knows of
+// needs. A session logout from the stream (Keycloak ended the session) keeps that shorter life.
+func TestStreamSubjectRevocations_LastAsLongAsTheUpstreamSession(t *testing.T) {
+	for _, reason := range []string{"ssf:credential-change", "ssf:credential-compromise", "ssf:account-disabled"} {
+		t.Run(reason, func(t *testing.T) {
+			f := newFixture(t)
+			ctx := context.Background()
+			login := f.clock.Now()
+			f.exchange("olga", "sid-pw")
+			f.clock.Advance(time.Minute)
+			if ok, err := f.is.RecordUpstreamLogout(ctx, store.Revocation{Sub: "olga", At: f.clock.Now(), Reason: reason}); err != nil || !ok {
+				t.Fatalf("RecordUpstreamLogout = %v, %v", ok, err)
+			}
+			if ok, err := f.is.RecordUpstreamLogout(ctx, store.Revocation{SID: "sid-gone", Sub: "olga", At: f.clock.Now(), Reason: "ssf:session-revoked"}); err != nil || !ok {
+				t.Fatalf("RecordUpstreamLogout(session) = %v, %v", ok, err)
+			}
+			// Keycloak's next token of the session the user meant to end: refreshed now, same auth_time.
+			next := func() string {
+				return f.realm.AccessToken(kctest.Token{Subject: "olga", SID: "sid-pw", IssuedAt: f.clock.Now(), AuthTime: login})
+			}
+			f.clock.Advance(77 * time.Minute) // past every upstream token of the time of the revocation
+			if _, err := f.store.GC(ctx, f.clock.Now()); err != nil {
+				t.Fatal(err)
+			}
+			_, err := f.exchangeToken(next())
+			wantCode(t, "a new upstream token of a session the stream ended user-wide, 78 min later", err, issuer.CodeInvalidRequest)
+			if _, err := f.store.SessionRevocation(ctx, "sid-gone"); !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("a session logout Keycloak knows of outlived its upstream tokens: %v", err)
+			}
+			f.clock.Advance(9 * time.Hour)
+			if _, err := f.store.GC(ctx, f.clock.Now()); err != nil {
+				t.Fatal(err)
+			}
+			_, err = f.exchangeToken(next())
 			wantCode(t, "past the longest session (10h): the record may go", err, "")
 		})
 	}

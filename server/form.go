@@ -96,32 +96,30 @@ func clientCredentials(c *gin.Context, form url.Values) (id, secret string, err 
 }
 
 // authenticate reads the form and authenticates the client; on failure it answers and returns
-// errAnswered.
+// errAnswered. Credentials are always checked: limits.auth_failures counts failures only, so a
+// client with good credentials is never refused because others failed from its address (a NAT,
+// a proxy); a source's failures over the limit are answered 429 instead of 401.
 func (s *Server) authenticate(c *gin.Context) (url.Values, issuer.Client, error) {
-	if s.authFailLimit.spent(c.ClientIP()) {
-		s.tooMany(c, s.authFailLimit)
-		return nil, issuer.Client{}, errAnswered
-	}
 	form, err := readForm(c)
 	if err != nil {
 		return nil, issuer.Client{}, err
 	}
 	id, secret, err := clientCredentials(c, form)
-	if err != nil {
-		s.authFailLimit.allow(c.ClientIP())
-		writeError(c, oauthErrors, http.StatusUnauthorized, issuer.CodeInvalidClient, err.Error())
-		return nil, issuer.Client{}, errAnswered
+	if err == nil && (id == "" || secret == "") {
+		err = errors.New("client authentication is required")
 	}
-	if id == "" || secret == "" {
-		s.authFailLimit.allow(c.ClientIP())
-		writeError(c, oauthErrors, http.StatusUnauthorized, issuer.CodeInvalidClient, "client authentication is required")
+	if err != nil {
+		if !s.authFailureLimited(c, oauthErrors) {
+			writeError(c, oauthErrors, http.StatusUnauthorized, issuer.CodeInvalidClient, err.Error())
+		}
 		return nil, issuer.Client{}, errAnswered
 	}
 	cl, err := s.issuer.Authenticate(id, secret)
 	if err != nil {
-		s.authFailLimit.allow(c.ClientIP())
-		s.log.Info("client authentication failed", "event", "auth_failed", "client_id", truncate(id, 64), "remote", c.ClientIP())
-		s.writeIssuerError(c, err)
+		if !s.authFailureLimited(c, oauthErrors) {
+			s.log.Info("client authentication failed", "event", "auth_failed", "client_id", truncate(id, 64), "remote", c.ClientIP())
+			s.writeIssuerError(c, err)
+		}
 		return nil, issuer.Client{}, errAnswered
 	}
 	if !s.tokenLimit.allow(cl.ID) {

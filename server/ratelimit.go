@@ -28,7 +28,8 @@ type Limits struct {
 	// token is never refused by it.
 	Logout Limit
 	// AuthFailures limits failed client authentications per source address; once spent, the
-	// source gets 429 before its credentials are even checked.
+	// source's failures are answered 429. Credentials are checked first: good ones are never
+	// refused by it.
 	AuthFailures Limit
 }
 
@@ -118,4 +119,19 @@ func (s *Server) tooMany(c *gin.Context, k *keyedLimiter) {
 	c.Header("Retry-After", k.retryAfter())
 	writeError(c, oauthErrors, http.StatusTooManyRequests, issuer.CodeTemporarilyUnavailable, "rate limit exceeded; retry later")
 	c.Abort()
+}
+
+// authFailureLimited counts one failed authentication against the caller's source address.
+// Once the source's limits.auth_failures budget is spent it answers 429 with Retry-After in
+// format f and reports true; otherwise the caller answers the failure itself (401). Only
+// failures reach it: a caller whose credentials are good is never refused by this limit.
+func (s *Server) authFailureLimited(c *gin.Context, f errorFormat) bool {
+	if s.authFailLimit.allow(c.ClientIP()) {
+		return false
+	}
+	s.cfg.Metrics.Limited(s.authFailLimit.name)
+	c.Header("Retry-After", s.authFailLimit.retryAfter())
+	writeError(c, f, http.StatusTooManyRequests, issuer.CodeTemporarilyUnavailable,
+		"too many failed authentications from this source; retry later")
+	return true
 }

@@ -19,8 +19,8 @@ import (
 // transmitter's metadata, and streams as receivers see and manage them.
 type SSFReceivers interface {
 	Metadata() ssf.Metadata
-	Authenticate(id, token string) error
-	StreamsFor(token string) ([]string, error)
+	Authenticate(ctx context.Context, id, token string) error
+	StreamsFor(ctx context.Context, token string) ([]string, error)
 	StreamConfiguration(id string) (ssf.StreamConfiguration, error)
 	Receiver(token string) (string, error)
 	CreateReceiverStream(ctx context.Context, receiver, description string) (ssf.StreamConfiguration, error)
@@ -29,7 +29,7 @@ type SSFReceivers interface {
 
 // SSFPoller is what the poll endpoint calls (RFC 8936).
 type SSFPoller interface {
-	Authenticate(id, token string) error
+	Authenticate(ctx context.Context, id, token string) error
 	Poll(ctx context.Context, id string, req ssf.PollRequest, wait time.Duration) (ssf.PollResponse, error)
 }
 
@@ -66,22 +66,25 @@ func (s *Server) mountSSF(root *gin.Engine, g *gin.RouterGroup) {
 	g.POST("/ssf/poll/:stream_id", s.ssfAuthLimit, func(c *gin.Context) { s.ssfPoll(c, tx) })
 }
 
-// ssfAuthLimit applies limits.auth_failures to the SSF endpoints as to the token endpoint: a
-// source whose failed credentials spent its budget gets 429 before its credential is checked
-// (a guess costs a hash and, with replicas, a read of the stored streams), and every 401
-// answered takes one event from the budget.
+// ssfAuthLimit applies limits.auth_failures to the SSF endpoints as to the token endpoint:
+// credentials are always checked, each failure takes one event from the source's budget, and
+// once it is spent the source's failures are answered 429 (ssfAuthFailed). A request from a
+// spent source is checked against the streams this process holds, without reading the stored
+// streams first (ssf.HeldStreamsOnly): its guesses at unknown stream ids cost no store read. A
+// good credential for a stream created at another replica a moment ago may then be answered
+// 429 until this replica merges the stored streams (every ssf tail interval), well within its
+// Retry-After.
 func (s *Server) ssfAuthLimit(c *gin.Context) {
-	ip := c.ClientIP()
-	if s.authFailLimit.spent(ip) {
-		s.cfg.Metrics.Limited(s.authFailLimit.name)
-		c.Header("Retry-After", s.authFailLimit.retryAfter())
-		writeError(c, ssfErrors, http.StatusTooManyRequests, ssf.CodeTemporarilyUnavailable,
-			"too many failed authentications from this source; retry later")
-		return
+	if s.authFailLimit.spent(c.ClientIP()) {
+		c.Request = c.Request.WithContext(ssf.HeldStreamsOnly(c.Request.Context()))
 	}
-	c.Next()
-	if c.Writer.Status() == http.StatusUnauthorized {
-		s.authFailLimit.allow(ip)
+}
+
+// ssfAuthFailed answers a failed stream or receiver credential: 401, or 429 once the source's
+// failures have spent limits.auth_failures.
+func (s *Server) ssfAuthFailed(c *gin.Context, err error) {
+	if !s.authFailureLimited(c, ssfErrors) {
+		writeTransmitterError(c, err)
 	}
 }
 
@@ -96,8 +99,8 @@ func bearer(c *gin.Context) string {
 func (s *Server) ssfStreamConfiguration(c *gin.Context, tx SSFReceivers) {
 	tok := bearer(c)
 	if id, named := c.GetQuery("stream_id"); named {
-		if err := tx.Authenticate(id, tok); err != nil {
-			writeTransmitterError(c, err)
+		if err := tx.Authenticate(c.Request.Context(), id, tok); err != nil {
+			s.ssfAuthFailed(c, err)
 			return
 		}
 		sc, err := tx.StreamConfiguration(id)
@@ -109,9 +112,9 @@ func (s *Server) ssfStreamConfiguration(c *gin.Context, tx SSFReceivers) {
 		c.JSON(http.StatusOK, sc)
 		return
 	}
-	ids, err := tx.StreamsFor(tok)
+	ids, err := tx.StreamsFor(c.Request.Context(), tok)
 	if err != nil {
-		writeTransmitterError(c, err)
+		s.ssfAuthFailed(c, err)
 		return
 	}
 	list := []ssf.StreamConfiguration{}
@@ -130,7 +133,7 @@ func (s *Server) ssfStreamConfiguration(c *gin.Context, tx SSFReceivers) {
 func (s *Server) ssfCreateStream(c *gin.Context, tx SSFReceivers) {
 	receiver, err := tx.Receiver(bearer(c))
 	if err != nil {
-		writeTransmitterError(c, err)
+		s.ssfAuthFailed(c, err)
 		return
 	}
 	var req struct {
@@ -166,7 +169,7 @@ func (s *Server) ssfCreateStream(c *gin.Context, tx SSFReceivers) {
 func (s *Server) ssfDeleteStream(c *gin.Context, tx SSFReceivers) {
 	receiver, err := tx.Receiver(bearer(c))
 	if err != nil {
-		writeTransmitterError(c, err)
+		s.ssfAuthFailed(c, err)
 		return
 	}
 	switch err := tx.DeleteReceiverStream(c.Request.Context(), receiver, c.Query("stream_id")); {
@@ -184,8 +187,8 @@ func (s *Server) ssfDeleteStream(c *gin.Context, tx SSFReceivers) {
 // receiver may ask for a shorter hold with "Prefer: wait=N" (RFC 7240).
 func (s *Server) ssfPoll(c *gin.Context, tx SSFPoller) {
 	id := c.Param("stream_id")
-	if err := tx.Authenticate(id, bearer(c)); err != nil {
-		writeTransmitterError(c, err)
+	if err := tx.Authenticate(c.Request.Context(), id, bearer(c)); err != nil {
+		s.ssfAuthFailed(c, err)
 		return
 	}
 	var req ssf.PollRequest

@@ -507,8 +507,8 @@ func TestSSF_VerifierOwnStreams(t *testing.T) {
 }
 
 // TestSSF_AuthFailuresAreLimitedPerSource: failed stream credentials count against the
-// source's authentication-failure budget like the token endpoint's; once it is spent the source
-// gets 429 before its credential is checked, and an unknown stream id costs no more than that.
+// source's authentication-failure budget like the token endpoint's; once it is spent the
+// source's failures get 429 (an unknown stream id too), and a right credential is served.
 func TestSSF_AuthFailuresAreLimitedPerSource(t *testing.T) {
 	s := newStackOpts(t, stackOptions{configure: func(c *config.Config) {
 		c.Limits.AuthFailures = &config.Limit{Rate: 0.01, Burst: 3}
@@ -522,7 +522,10 @@ func TestSSF_AuthFailuresAreLimitedPerSource(t *testing.T) {
 	if a.Status != http.StatusTooManyRequests || a.Header.Get("Retry-After") == "" {
 		t.Fatalf("after the failure budget: %d %s, want 429 with Retry-After", a.Status, a.Raw)
 	}
-	if a := poll(t, s.srv.URL, "orders", ordersSecret, `{"returnImmediately":true}`); a.Status != http.StatusTooManyRequests {
-		t.Fatalf("the right credential from a source over its failure budget: %d, want 429", a.Status)
+	if a := poll(t, s.srv.URL, "orders", ordersSecret, `{"returnImmediately":true}`); a.Status != http.StatusOK {
+		t.Fatalf("the right credential from a source over its failure budget: %d %s, want 200", a.Status, a.Raw)
+	}
+	if a := poll(t, s.srv.URL, "orders", "wrong-secret", `{"returnImmediately":true}`); a.Status != http.StatusTooManyRequests {
+		t.Fatalf("a wrong one after it: %d, want 429", a.Status)
 	}
 }

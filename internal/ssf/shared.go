@@ -15,8 +15,26 @@ import (
 // the same stream at once may set its stored acknowledgements back to the older of the two;
 // the replica holding the newer ones writes them again at its next merge, and until then a
 // receiver may get SETs it acknowledged again (it recognises their jti). Nothing is lost.
-// A request naming an unknown stream costs one read of the stored streams; the SSF endpoints'
-// authentication-failure limit bounds how often a source can cause it.
+// A request naming an unknown stream costs one read of the stored streams (concurrent ones
+// share it); once a source's failed credentials have spent the SSF endpoints'
+// authentication-failure limit, its requests are checked under HeldStreamsOnly, against the
+// streams in memory, so its further guesses cost no read.
+
+type heldStreamsOnlyKey struct{}
+
+// HeldStreamsOnly returns a context under which Authenticate and StreamsFor check a credential
+// against the streams this process holds, without merging the stored streams first: for a
+// caller whose source has spent its authentication-failure budget, so that its guesses cost no
+// store read. A stream created at another replica is then known here from the next periodic
+// merge (every TailInterval).
+func HeldStreamsOnly(ctx context.Context) context.Context {
+	return context.WithValue(ctx, heldStreamsOnlyKey{}, true)
+}
+
+func heldStreamsOnly(ctx context.Context) bool {
+	held, _ := ctx.Value(heldStreamsOnlyKey{}).(bool)
+	return held
+}
 
 // shared reports whether other processes may change the stored streams: the log notifies of
 // other processes' appends (a nil channel means it has no other processes).

@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/sha256"
 	"log/slog"
+	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -46,7 +48,7 @@ func TestReplicas_StreamsAndAcknowledgementsAreShared(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := sc.StreamID
-	if err := b.Authenticate(id, "receiver-secret"); err != nil {
+	if err := b.Authenticate(context.Background(), id, "receiver-secret"); err != nil {
 		t.Fatalf("stream created at A, authenticated at B: %v", err)
 	}
 	f.tx = a
@@ -67,7 +69,7 @@ func TestReplicas_StreamsAndAcknowledgementsAreShared(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.ck.Advance(time.Second) // past the on-demand merge interval
-	if err := a.Authenticate("no-such-stream", "x"); err == nil {
+	if err := a.Authenticate(context.Background(), "no-such-stream", "x"); err == nil {
 		t.Fatal("unknown stream authenticated")
 	} // (this merged the stored streams at A)
 	if resp, err := a.Poll(ctx, id, ssf.PollRequest{ReturnImmediately: true}, 0); err != nil || len(resp.Sets) != 0 {
@@ -98,7 +100,7 @@ func TestReplicas_StreamsAndAcknowledgementsAreShared(t *testing.T) {
 		t.Fatal("B's acknowledgements brought back the stream deleted at A")
 	}
 	f.ck.Advance(time.Second)
-	if err := b.Authenticate(id, "receiver-secret"); err == nil {
+	if err := b.Authenticate(context.Background(), id, "receiver-secret"); err == nil {
 		t.Fatal("stream deleted at A still authenticates at B")
 	}
 	if _, err := b.Poll(ctx, id, ssf.PollRequest{ReturnImmediately: true}, 0); err == nil {
@@ -127,7 +129,68 @@ func TestReplicas_InactivityIsJudgedOnEveryReplicasPolls(t *testing.T) {
 		}
 		b.ExpireInactive(ctx)
 	}
-	if err := b.Authenticate(sc.StreamID, "receiver-secret"); err != nil {
+	if err := b.Authenticate(context.Background(), sc.StreamID, "receiver-secret"); err != nil {
 		t.Fatalf("a stream polled every 30s at A was expired by B: %v", err)
+	}
+}
+
+// countingLog is a sharedLog that counts reads of the stored streams.
+type countingLog struct {
+	sharedLog
+	reads *atomic.Int64
+}
+
+func (c countingLog) Streams(ctx context.Context) (map[string][]byte, error) {
+	c.reads.Add(1)
+	return c.sharedLog.Streams(ctx)
+}
+
+// TestReplicas_HeldStreamsOnlyReadsNoStoredStreams: a credential checked under HeldStreamsOnly
+// (a source whose failures spent the SSF endpoints' limit) costs no read of the stored streams,
+// whatever stream id it names; the streams this replica holds still authenticate. Without it,
+// an unknown stream id merges the stored streams, so a stream created at another replica a
+// moment ago authenticates.
+func TestReplicas_HeldStreamsOnlyReadsNoStoredStreams(t *testing.T) {
+	f := newFixture(t)
+	a := f.replica()
+	var reads atomic.Int64
+	cfg := f.cfg
+	cfg.Receivers = []ssf.ReceiverConfig{receiver}
+	cfg.Logger = slog.New(slog.DiscardHandler)
+	b, err := ssf.New(context.Background(), cfg, countingLog{sharedLog{f.st}, &reads}, f.km)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	held, err := b.CreateReceiverStream(ctx, receiver.ID, "held at B")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := a.CreateReceiverStream(ctx, receiver.ID, "created at A")
+	if err != nil {
+		t.Fatal(err)
+	}
+	spent := ssf.HeldStreamsOnly(ctx)
+	before := reads.Load()
+	for i := range 100 {
+		f.ck.Advance(time.Second)
+		if err := b.Authenticate(spent, "guess-"+strconv.Itoa(i), "x"); err == nil {
+			t.Fatal("a guessed stream id authenticated")
+		}
+		if _, err := b.StreamsFor(spent, "guess"); err == nil {
+			t.Fatal("a guessed credential listed streams")
+		}
+	}
+	if n := reads.Load() - before; n != 0 {
+		t.Fatalf("200 guesses under HeldStreamsOnly read the stored streams %d times, want 0", n)
+	}
+	if err := b.Authenticate(spent, held.StreamID, "receiver-secret"); err != nil {
+		t.Fatalf("a stream held at B, under HeldStreamsOnly: %v", err)
+	}
+	if err := b.Authenticate(spent, other.StreamID, "receiver-secret"); err == nil {
+		t.Fatal("a stream B has not merged yet authenticated under HeldStreamsOnly")
+	}
+	if err := b.Authenticate(ctx, other.StreamID, "receiver-secret"); err != nil || reads.Load() == before {
+		t.Fatalf("a stream created at A, at B without HeldStreamsOnly: %v (reads %d)", err, reads.Load()-before)
 	}
 }

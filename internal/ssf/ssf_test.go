@@ -386,17 +386,17 @@ func TestRetention_OldEventsAreTrimmedAndSkipped(t *testing.T) {
 func TestStreams_ConfigAndAdmin(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t, orders, ssf.StreamConfig{ID: "billing", SecretSHA256: sha256.Sum256([]byte("billing-secret"))})
-	if err := f.tx.Authenticate("orders", "orders-secret"); err != nil {
+	if err := f.tx.Authenticate(context.Background(), "orders", "orders-secret"); err != nil {
 		t.Errorf("configured secret refused: %v", err)
 	}
 	for _, bad := range [][2]string{{"orders", "billing-secret"}, {"nope", "orders-secret"}, {"orders", ""}} {
-		err := f.tx.Authenticate(bad[0], bad[1])
+		err := f.tx.Authenticate(context.Background(), bad[0], bad[1])
 		var se *ssf.Error
 		if !errors.As(err, &se) || se.Code != ssf.CodeAuthenticationFailed {
 			t.Errorf("Authenticate(%q, %q) = %v, want authentication_failed", bad[0], bad[1], err)
 		}
 	}
-	if ids, err := f.tx.StreamsFor("billing-secret"); err != nil || fmt.Sprint(ids) != "[billing]" {
+	if ids, err := f.tx.StreamsFor(context.Background(), "billing-secret"); err != nil || fmt.Sprint(ids) != "[billing]" {
 		t.Errorf("StreamsFor = %q, %v", ids, err)
 	}
 	info, secret, err := f.tx.CreateStream(ctx, ssf.StreamConfig{ID: "search", Description: "search API"})
@@ -404,7 +404,7 @@ func TestStreams_ConfigAndAdmin(t *testing.T) {
 		info.Delivery.EndpointURL != issuerURL+"/ssf/poll/search" {
 		t.Fatalf("CreateStream = %+v, secret %q, %v", info, secret, err)
 	}
-	if err := f.tx.Authenticate("search", secret); err != nil {
+	if err := f.tx.Authenticate(context.Background(), "search", secret); err != nil {
 		t.Errorf("generated secret refused: %v", err)
 	}
 	if _, _, err := f.tx.CreateStream(ctx, ssf.StreamConfig{ID: "orders"}); !errors.Is(err, ssf.ErrStreamExists) {
@@ -607,10 +607,10 @@ func TestReceiverStreams(t *testing.T) {
 		pod1.StreamID == pod2.StreamID || pod1.Delivery.EndpointURL != issuerURL+"/ssf/poll/"+pod1.StreamID {
 		t.Errorf("receiver streams = %+v, %+v", pod1, pod2)
 	}
-	if err := f.tx.Authenticate(pod1.StreamID, "receiver-secret"); err != nil {
+	if err := f.tx.Authenticate(context.Background(), pod1.StreamID, "receiver-secret"); err != nil {
 		t.Errorf("the receiver credential does not authenticate its stream: %v", err)
 	}
-	if ids, err := f.tx.StreamsFor("receiver-secret"); err != nil || len(ids) != 2 {
+	if ids, err := f.tx.StreamsFor(context.Background(), "receiver-secret"); err != nil || len(ids) != 2 {
 		t.Errorf("StreamsFor(receiver) = %v, %v", ids, err)
 	}
 	// Each process gets every event, the earlier ones included, and acknowledges on its own.

@@ -316,14 +316,15 @@ func (t *Transmitter) removeStream(ctx context.Context, id string, allowed func(
 }
 
 // Authenticate checks a receiver's bearer credential for stream id in constant time. An
-// unknown stream and a wrong credential fail alike.
-func (t *Transmitter) Authenticate(id, token string) error {
+// unknown stream and a wrong credential fail alike. An unknown stream id merges the stored
+// streams first (created at another replica a moment ago?), unless ctx is HeldStreamsOnly.
+func (t *Transmitter) Authenticate(ctx context.Context, id, token string) error {
 	got := sha256.Sum256([]byte(token))
 	t.mu.Lock()
 	_, known := t.streams[id]
 	t.mu.Unlock()
-	if !known {
-		t.syncSoon() // created at another replica a moment ago?
+	if !known && !heldStreamsOnly(ctx) {
+		t.syncSoon()
 	}
 	t.mu.Lock()
 	s, ok := t.streams[id]
@@ -340,10 +341,13 @@ func (t *Transmitter) Authenticate(id, token string) error {
 
 // StreamsFor returns the ids of the streams whose credential token is (checking every stream
 // in constant time), for requests that do not name their stream: one for a stream secret, all
-// of a receiver's streams for a receiver secret.
-func (t *Transmitter) StreamsFor(token string) ([]string, error) {
+// of a receiver's streams for a receiver secret. It merges the stored streams first (streams
+// created or deleted at other replicas), unless ctx is HeldStreamsOnly.
+func (t *Transmitter) StreamsFor(ctx context.Context, token string) ([]string, error) {
 	got := sha256.Sum256([]byte(token))
-	t.syncSoon() // streams created or deleted at other replicas
+	if !heldStreamsOnly(ctx) {
+		t.syncSoon()
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	var found []string
