@@ -32,6 +32,7 @@ type fakeGateway struct {
 	jwksDown atomic.Bool  // the JWKS answers 503
 	jwksFail atomic.Int32 // the next jwksFail JWKS requests answer 503
 	jwksAge  atomic.Int64 // Cache-Control max-age of the JWKS (seconds; none when 0)
+	jwksGets atomic.Int64 // JWKS requests received
 
 	mu      sync.Mutex
 	created int      // streams created with POST /ssf/streams
@@ -63,6 +64,7 @@ func (g *fakeGateway) wrap(next http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/", next)
 	mux.HandleFunc("GET /jwks.json", func(w http.ResponseWriter, r *http.Request) {
+		g.jwksGets.Add(1)
 		if g.jwksDown.Load() || g.jwksFail.Add(-1) >= 0 {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			return

@@ -129,9 +129,11 @@ func (v *Verifier) VerifySET(ctx context.Context, raw string) (*Revocation, erro
 	if typ, _ := jws.Signatures[0].Protected.ExtraHeaders[jose.HeaderType].(string); !typIs(typ, "secevent+jwt") {
 		return nil, refuse("invalid_request", "JOSE typ %q is not secevent+jwt", typ)
 	}
-	payload, err := retryOnce(ctx, func() ([]byte, error) { return v.keySet.VerifySignature(ctx, raw) })
+	payload, err := v.keySet.VerifySignature(ctx, raw)
 	if err != nil {
-		if keysUnreachable(err) {
+		// A kid not fetched yet because the JWKS was fetched just before: judged when the SET
+		// comes again, like one whose keys cannot be fetched now.
+		if keysUnreachable(err) || errors.Is(err, errDeferred) {
 			return nil, fmt.Errorf("%w: %v", ErrSETUnverifiable, err)
 		}
 		return nil, refuse("invalid_key", "signature does not verify with the issuer's keys")
@@ -236,8 +238,8 @@ func (v *Verifier) subject(s *subjectID, r *Revocation) error {
 	return nil
 }
 
-// keysUnreachable tells a failure to fetch the JWKS (try again later) from a bad signature.
-// go-oidc's RemoteKeySet wraps fetch failures as "fetching keys …".
+// keysUnreachable tells a failure to fetch the JWKS (try again later) from a bad signature:
+// keySet.fetch wraps its failures as "fetching keys: …".
 func keysUnreachable(err error) bool {
 	var ue *url.Error
 	return errors.As(err, &ue) || strings.HasPrefix(err.Error(), "fetching keys")

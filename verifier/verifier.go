@@ -22,8 +22,11 @@
 // Config.MaxTokenLifetime, the longest an internal token can live. Keys are refetched once the
 // JWKS answer is older than the max-age it declared (DefaultJWKSMaxAge without one), and at
 // once when the stream announces a revoked signing key; a key tokengate no longer publishes
-// stops verifying. When the stream has not answered for Config.FailClosedAfter, every token is
-// refused with ErrFeedUnavailable (503) unless Config.FailOpen is set.
+// stops verifying. A token whose kid is not in hand makes it fetch the JWKS at most once per
+// Config.JWKSRefetchInterval (a fetch in flight is shared), and is refused if the kid is still
+// unknown after that fetch; a known kid with a bad signature costs no fetch. When the stream
+// has not answered for Config.FailClosedAfter, every token is refused with ErrFeedUnavailable
+// (503) unless Config.FailOpen is set.
 package verifier
 
 import (
@@ -99,6 +102,12 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
+	// JWKSRefetchInterval is the least time between two JWKS fetches for tokens whose kid is
+	// not in hand (DefaultJWKSRefetchInterval when zero): a flood of tokens with made-up kids
+	// costs tokengate one fetch per interval, and a token whose kid is still unknown after the
+	// fetch is refused. tokengate publishes its next key before signing with it, so a rotation
+	// needs no such fetch.
+	JWKSRefetchInterval time.Duration
 	// OnRevocation, when set, is called after a revocation has been applied (and before it is
 	// acknowledged to tokengate).
 	OnRevocation func(Revocation)
@@ -167,6 +176,12 @@ func New(ctx context.Context, cfg Config) (*Verifier, error) {
 	if cfg.MaxTokenLifetime <= 0 {
 		cfg.MaxTokenLifetime = DefaultMaxTokenLifetime
 	}
+	switch {
+	case cfg.JWKSRefetchInterval == 0:
+		cfg.JWKSRefetchInterval = DefaultJWKSRefetchInterval
+	case cfg.JWKSRefetchInterval < 0:
+		return nil, errors.New("verifier: JWKSRefetchInterval must not be negative")
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -207,7 +222,7 @@ func New(ctx context.Context, cfg Config) (*Verifier, error) {
 	if len(v.algs) == 0 {
 		return nil, fmt.Errorf("verifier: discovery lists no asymmetric signing algorithm (%v)", algs)
 	}
-	v.keySet = newKeySet(md.JWKSURI, client, cfg.Now)
+	v.keySet = newKeySet(md.JWKSURI, client, cfg.Now, cfg.JWKSRefetchInterval)
 	v.tokens = oidc.NewVerifier(cfg.Issuer, v.keySet, &oidc.Config{ClientID: cfg.Audience, SupportedSigningAlgs: names, Now: cfg.Now})
 
 	v.lastHeard.Store(cfg.Now().UnixNano())
@@ -300,7 +315,7 @@ func (v *Verifier) verifySigned(ctx context.Context, raw string) (*Token, error)
 	if typ, _ := jws.Signatures[0].Protected.ExtraHeaders[jose.HeaderType].(string); !typIs(typ, "at+jwt") {
 		return nil, fmt.Errorf("%w: JOSE typ %q is not at+jwt", ErrInvalidToken, typ)
 	}
-	idt, err := retryOnce(ctx, func() (*oidc.IDToken, error) { return v.tokens.Verify(ctx, raw) })
+	idt, err := v.tokens.Verify(ctx, raw)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidToken, err)
 	}
@@ -318,28 +333,6 @@ func (v *Verifier) verifySigned(ctx context.Context, raw string) (*Token, error)
 	}
 	v.cache.put(raw, tok)
 	return tok, nil
-}
-
-// retryOnce runs check and, when it failed on the signature or on fetching the keys within a
-// second, once more 25 ms later. go-oidc's RemoteKeySet hands a caller that arrives just after
-// a JWKS fetch finished (before its goroutine let go of it) that fetch's result: the keys from
-// before tokengate's rotation, or a fetch error. The retry keeps that from refusing a good
-// token; a forged one pays the pause and a second fetch.
-func retryOnce[T any](ctx context.Context, check func() (T, error)) (T, error) {
-	start := time.Now()
-	out, err := check()
-	if err == nil || time.Since(start) > time.Second ||
-		!(strings.Contains(err.Error(), "failed to verify") || strings.Contains(err.Error(), "fetching keys")) {
-		return out, err
-	}
-	t := time.NewTimer(25 * time.Millisecond)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return out, err
-	case <-t.C:
-	}
-	return check()
 }
 
 // typIs compares a JOSE typ with want, accepting the "application/" prefix (RFC 7515 §4.1.9).

@@ -235,10 +235,10 @@ func TestVerifySET_Refusals(t *testing.T) {
 
 // TestVerifySET_KeysUnreachableIsRetried: a SET signed by a key the verifier has not fetched
 // yet, while the JWKS is down, is neither acknowledged nor refused; it is applied once the
-// JWKS answers.
+// JWKS answers (and the refetch interval since the failed fetch has passed).
 func TestVerifySET_KeysUnreachableIsRetried(t *testing.T) {
 	g := newFakeGateway(t)
-	v := newVerifier(t, g)
+	v := newVerifier(t, g, func(c *verifier.Config) { c.JWKSRefetchInterval = 500 * time.Millisecond })
 	ctx := context.Background()
 	now := time.Now()
 	signWithUnfetchedKey(t, g, v)
@@ -271,17 +271,29 @@ func signWithUnfetchedKey(t *testing.T, g *fakeGateway, v *verifier.Verifier) {
 }
 
 // TestVerify_NewKeyAfterAFailedFetch: a token signed with a key the verifier has not fetched
-// yet is accepted although the first JWKS fetch for it fails (as go-oidc can also hand out the
-// result of a fetch that ended just before): the check is retried once with a new fetch.
+// yet, whose JWKS fetch fails, is refused without a retry, and so is every such token until
+// the refetch interval has passed, without another fetch; the first one after it fetches the
+// JWKS again and is accepted.
 func TestVerify_NewKeyAfterAFailedFetch(t *testing.T) {
+	const interval = 300 * time.Millisecond
 	g := newFakeGateway(t)
-	v := newVerifier(t, g, func(c *verifier.Config) { c.DisableFeed = true })
+	v := newVerifier(t, g, func(c *verifier.Config) { c.DisableFeed = true; c.JWKSRefetchInterval = interval })
 	ctx := context.Background()
 	now := time.Now()
 	signWithUnfetchedKey(t, g, v)
 	g.jwksFail.Store(1)
+	before := g.jwksGets.Load()
+	for i := range 3 {
+		if _, err := v.Verify(ctx, g.AccessToken("alice", "sid-1", now)); !errors.Is(err, verifier.ErrInvalidToken) {
+			t.Fatalf("try %d with the JWKS fetch failed: %v, want ErrInvalidToken", i, err)
+		}
+	}
+	if n := g.jwksGets.Load() - before; n != 1 {
+		t.Fatalf("JWKS fetches within the interval = %d, want 1", n)
+	}
+	time.Sleep(interval)
 	if _, err := v.Verify(ctx, g.AccessToken("alice", "sid-1", now)); err != nil {
-		t.Fatalf("token with a new key after one failed JWKS fetch: %v", err)
+		t.Fatalf("token with a new key after the interval: %v", err)
 	}
 }
 
@@ -407,6 +419,8 @@ func TestNew_RefusesBadConfiguration(t *testing.T) {
 		"unreachable issuer": {Issuer: "http://127.0.0.1:1", Audience: serviceAud, StreamSecret: streamSecret},
 		"fail-closed bound too short": {Issuer: g.URL(), Audience: serviceAud, StreamSecret: streamSecret,
 			FailClosedAfter: time.Second},
+		"negative refetch interval": {Issuer: g.URL(), Audience: serviceAud, StreamSecret: streamSecret,
+			JWKSRefetchInterval: -time.Second},
 	} {
 		t.Run(name, func(t *testing.T) {
 			if v, err := verifier.New(ctx, cfg); err == nil {

@@ -333,7 +333,10 @@ func TestUpstreamDown_RenewalsContinueExchangesFail(t *testing.T) {
 
 // TestUpstreamDown_UnknownSigningKeyIsUnavailable: a token signed with a key the gateway has
 // not seen yet (Keycloak rotated its key) cannot be judged while the JWKS is unreachable, so
-// the exchange must be 503 temporarily_unavailable, not a permanent 400.
+// the exchange must be 503 temporarily_unavailable, not a permanent 400. The JWKS is fetched
+// at most once per refetch interval for unknown kids, so the failed fetch's answer stands
+// until the interval has passed; then the key is fetched again and, not being in Keycloak's
+// JWKS, the token is refused for good.
 func TestUpstreamDown_UnknownSigningKeyIsUnavailable(t *testing.T) {
 	t.Parallel()
 	realm := kctest.New(t)
@@ -354,11 +357,19 @@ func TestUpstreamDown_UnknownSigningKeyIsUnavailable(t *testing.T) {
 		"iss": realm.Issuer(), "sub": "user-" + randID(t), "sid": "sid-" + randID(t), "typ": "Bearer",
 		"azp": "bff", "aud": "account", "iat": now.Unix(), "exp": now.Add(5 * time.Minute).Unix(), "jti": randID(t),
 	})
+	time.Sleep(refetchInterval) // since the first exchange's fetch
 	realm.SetDown(true)
 	r := g.exchange(tok)
 	wantError(t, "exchange of a token with an unknown kid while upstream is down", r,
 		http.StatusServiceUnavailable, "temporarily_unavailable")
 	realm.SetDown(false)
+	fetches := realm.CertsFetches.Load()
+	wantError(t, "same token with upstream up, within the refetch interval", g.exchange(tok),
+		http.StatusServiceUnavailable, "temporarily_unavailable")
+	if n := realm.CertsFetches.Load() - fetches; n != 0 {
+		t.Fatalf("JWKS fetched %d times within the refetch interval after a failed fetch, want 0", n)
+	}
+	time.Sleep(refetchInterval)
 	// Keycloak answers: the key is not in its JWKS, so the token is invalid for good.
 	wantError(t, "same token with upstream up", g.exchange(tok), http.StatusBadRequest, "invalid_request")
 }

@@ -40,13 +40,16 @@ type Realm struct {
 	Introspections atomic.Int64
 	// Refreshes counts refresh_token grants answered with new tokens.
 	Refreshes atomic.Int64
-	down      atomic.Bool
-	ahead     atomic.Int64 // nanoseconds the realm's clock runs ahead of this process's
+	// CertsFetches counts requests for the realm's JWKS.
+	CertsFetches atomic.Int64
+	down         atomic.Bool
+	ahead        atomic.Int64 // nanoseconds the realm's clock runs ahead of this process's
 	// noAudienceRule: introspection ignores aud, as Keycloak before 26.6 did.
 	noAudienceRule atomic.Bool
 
 	mu       sync.Mutex
 	inactive map[string]bool      // sid → session ended
+	extra    []jose.JSONWebKey    // keys published beside the realm key (AddKey)
 	refresh  map[string][2]string // refresh token → {sub, sid}
 }
 
@@ -308,7 +311,19 @@ func (r *Realm) discovery(w http.ResponseWriter, _ *http.Request) {
 }
 
 func (r *Realm) certs(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &r.key.PublicKey, KeyID: r.kid, Algorithm: "RS256", Use: "sig"}}})
+	r.CertsFetches.Add(1)
+	r.mu.Lock()
+	keys := append([]jose.JSONWebKey{{Key: &r.key.PublicKey, KeyID: r.kid, Algorithm: "RS256", Use: "sig"}}, r.extra...)
+	r.mu.Unlock()
+	writeJSON(w, jose.JSONWebKeySet{Keys: keys})
+}
+
+// AddKey publishes pub under kid in the realm's JWKS from now on, as Keycloak does for a new
+// key provider: tokens signed with its private key (SignWith) are the realm's after a rotation.
+func (r *Realm) AddKey(pub *rsa.PublicKey, kid string) {
+	r.mu.Lock()
+	r.extra = append(r.extra, jose.JSONWebKey{Key: pub, KeyID: kid, Algorithm: "RS256", Use: "sig"})
+	r.mu.Unlock()
 }
 
 func (r *Realm) introspect(w http.ResponseWriter, req *http.Request) {

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
+
+	"github.com/tokengate/tokengate/internal/upstream/jwks"
 )
 
 // ErrUnavailable wraps failures to reach the provider (network errors, 5xx, bad discovery).
@@ -36,7 +38,14 @@ type Config struct {
 	ClientSecret string
 	// HTTPClient is used for every call; a client with Timeout 5s when nil.
 	HTTPClient *http.Client
+	// JWKSRefetchInterval is the least time between two fetches of the provider's JWKS for a
+	// token whose kid is not in hand (DefaultJWKSRefetchInterval when zero).
+	JWKSRefetchInterval time.Duration
 }
+
+// DefaultJWKSRefetchInterval bounds the fetches of the provider's JWKS: a token with a kid
+// not in hand fetches it at most once per interval (see package jwks).
+const DefaultJWKSRefetchInterval = jwks.DefaultInterval
 
 // Client is a lazily discovered connection to the provider, safe for concurrent use. Discovery
 // is retried on the next call after a failure, so tokengate starts while Keycloak is down.
@@ -81,6 +90,7 @@ func (c *Client) discover(ctx context.Context) (*discovered, error) {
 		return nil, fmt.Errorf("%w: discovery of %s: %v", ErrUnavailable, c.cfg.Issuer, err)
 	}
 	var meta struct {
+		JWKSURI       string   `json:"jwks_uri"`
 		Introspection string   `json:"introspection_endpoint"`
 		EndSession    string   `json:"end_session_endpoint"`
 		Algs          []string `json:"id_token_signing_alg_values_supported"`
@@ -88,8 +98,8 @@ func (c *Client) discover(ctx context.Context) (*discovered, error) {
 	if err := p.Claims(&meta); err != nil {
 		return nil, fmt.Errorf("%w: discovery document: %v", ErrUnavailable, err)
 	}
-	if meta.Introspection == "" {
-		return nil, fmt.Errorf("%w: discovery document has no introspection_endpoint", ErrUnavailable)
+	if meta.Introspection == "" || meta.JWKSURI == "" {
+		return nil, fmt.Errorf("%w: discovery document lacks introspection_endpoint or jwks_uri", ErrUnavailable)
 	}
 	var algs []string
 	for _, a := range meta.Algs {
@@ -101,9 +111,12 @@ func (c *Client) discover(ctx context.Context) (*discovered, error) {
 		algs = []string{oidc.RS256}
 	}
 	d := &discovered{provider: p, introspection: meta.Introspection, endSession: meta.EndSession, algs: algs}
-	d.access = p.Verifier(&oidc.Config{SkipClientIDCheck: true, SupportedSigningAlgs: algs})
+	// One key set for both kinds of token, in place of go-oidc's RemoteKeySet (which fetched
+	// the JWKS for every token no key in hand verified): its fetches are bounded.
+	keys := jwks.New(meta.JWKSURI, jwks.Options{HTTPClient: c.cfg.HTTPClient, Interval: c.cfg.JWKSRefetchInterval})
+	d.access = oidc.NewVerifier(c.cfg.Issuer, keys, &oidc.Config{SkipClientIDCheck: true, SupportedSigningAlgs: algs})
 	// exp is optional on logout tokens and aud is checked against a set: both checked by us.
-	d.logout = p.Verifier(&oidc.Config{SkipClientIDCheck: true, SkipExpiryCheck: true, SupportedSigningAlgs: algs})
+	d.logout = oidc.NewVerifier(c.cfg.Issuer, keys, &oidc.Config{SkipClientIDCheck: true, SkipExpiryCheck: true, SupportedSigningAlgs: algs})
 	c.disc = d
 	return d, nil
 }

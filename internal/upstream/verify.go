@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/coreos/go-oidc/v3/oidc"
 	"github.com/go-jose/go-jose/v4"
 )
 
@@ -31,7 +30,7 @@ func (c *Client) VerifyAccessToken(ctx context.Context, raw string) (AccessToken
 	if err != nil {
 		return AccessToken{}, err
 	}
-	tok, err := verify(ctx, d.access, raw)
+	tok, err := d.access.Verify(ctx, raw)
 	if err != nil {
 		return AccessToken{}, classify(err)
 	}
@@ -92,7 +91,7 @@ func (c *Client) VerifyLogoutToken(ctx context.Context, raw string, p LogoutPoli
 			return LogoutToken{}, fmt.Errorf("%w: JOSE typ %v is not logout+jwt", ErrInvalidToken, typ)
 		}
 	}
-	tok, err := verify(ctx, d.logout, raw)
+	tok, err := d.logout.Verify(ctx, raw)
 	if err != nil {
 		return LogoutToken{}, classify(err)
 	}
@@ -159,46 +158,8 @@ func intersects(a, b []string) bool {
 }
 
 // classify tells a provider we cannot reach from a token we must refuse. go-oidc flattens the
-// error chain of a failed JWKS fetch (unknown kid while the provider is down) into text, so the
-// text is all there is to go on.
-// verifyRetryPause is how long a token whose signature check failed waits for its one retry.
-const verifyRetryPause = 25 * time.Millisecond
-
-// verifyRetryWithin bounds the first attempt of a retried check: slower failures are real.
-const verifyRetryWithin = time.Second
-
-// verify runs v on raw and, when the signature check or the key fetch failed, once more after
-// verifyRetryPause. go-oidc's RemoteKeySet shares one JWKS fetch among concurrent callers, and
-// a caller arriving just after a fetch finished, before its goroutine let go of it, gets that
-// fetch's result: the keys from before Keycloak published a new one, or the error of a fetch
-// made while Keycloak was down. Without the retry such a token would be refused for good (400)
-// or answered 503 although Keycloak has the key and is up. A forged token pays the pause and
-// a second key fetch; go-oidc keeps at most one fetch in flight, shared by all callers, so a
-// flood of forged tokens costs the provider one JWKS request at a time. A first attempt
-// that took longer than verifyRetryWithin (a fetch that timed out) is not repeated.
-func verify(ctx context.Context, v *oidc.IDTokenVerifier, raw string) (*oidc.IDToken, error) {
-	start := time.Now()
-	tok, err := v.Verify(ctx, raw)
-	if err == nil || !signatureOrKeys(err) || time.Since(start) > verifyRetryWithin {
-		return tok, err
-	}
-	t := time.NewTimer(verifyRetryPause)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return nil, err
-	case <-t.C:
-	}
-	return v.Verify(ctx, raw)
-}
-
-// signatureOrKeys reports whether go-oidc failed on the signature or on fetching the keys (as
-// opposed to a malformed token or a claim check, which a retry cannot change).
-func signatureOrKeys(err error) bool {
-	msg := err.Error()
-	return strings.Contains(msg, "failed to verify signature") || strings.Contains(msg, "fetching keys")
-}
-
+// key set's error into text ("failed to verify signature: …"), so the text is all there is to go
+// on: jwks.ErrFetch reads "fetching keys".
 func classify(err error) error {
 	if strings.Contains(err.Error(), "fetching keys") {
 		return fmt.Errorf("%w: %v", ErrUnavailable, err)

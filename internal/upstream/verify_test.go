@@ -2,6 +2,7 @@ package upstream_test
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -29,41 +30,44 @@ func (f *failingJWKS) RoundTrip(r *http.Request) (*http.Response, error) {
 	return http.DefaultTransport.RoundTrip(r)
 }
 
-// TestVerify_RetriesOnceAfterAFailedKeyFetch: a key fetch that fails (as go-oidc can also hand
-// out the failure of a fetch that ended just before the call) does not refuse a good token:
-// it is checked once more with freshly fetched keys. Two failures in a row are the provider
-// being unreachable.
-func TestVerify_RetriesOnceAfterAFailedKeyFetch(t *testing.T) {
-	for _, tc := range []struct {
-		name   string
-		fail   int32
-		want   error
-		calls  int32
-		logout bool
-	}{
-		{name: "access token, one failed fetch", fail: 1, calls: 2},
-		{name: "logout token, one failed fetch", fail: 1, calls: 2, logout: true},
-		{name: "access token, keys unreachable", fail: 2, calls: 2, want: upstream.ErrUnavailable},
-		{name: "access token, no failure", fail: 0, calls: 1},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
+// TestVerify_FailedKeyFetchIsUnavailableUntilTheNextInterval: a token whose key must be
+// fetched while the fetch fails is answered ErrUnavailable (503, not a permanent refusal), and
+// so is every such token until the refetch interval has passed, without another fetch; then
+// the next one fetches again and is accepted. There is no retry within the interval: a junk
+// token must not cost the provider a second fetch.
+func TestVerify_FailedKeyFetchIsUnavailableUntilTheNextInterval(t *testing.T) {
+	const interval = 200 * time.Millisecond
+	for _, logout := range []bool{false, true} {
+		t.Run(fmt.Sprintf("logout=%v", logout), func(t *testing.T) {
 			realm := kctest.New(t)
 			rt := &failingJWKS{}
-			rt.fail.Store(tc.fail)
+			rt.fail.Store(1)
 			c := upstream.New(upstream.Config{Issuer: realm.Issuer(), ClientID: kctest.ClientID,
-				ClientSecret: kctest.ClientSecret, HTTPClient: &http.Client{Transport: rt, Timeout: 5 * time.Second}})
-			var err error
-			if tc.logout {
-				_, err = c.VerifyLogoutToken(t.Context(), realm.LogoutToken("alice", "sid-1"), upstream.LogoutPolicy{
-					Audiences: []string{kctest.LogoutAudience}, Now: time.Now(), Skew: time.Minute})
-			} else {
-				_, err = c.VerifyAccessToken(t.Context(), realm.AccessToken(kctest.Token{}))
+				ClientSecret: kctest.ClientSecret, HTTPClient: &http.Client{Transport: rt, Timeout: 5 * time.Second},
+				JWKSRefetchInterval: interval})
+			check := func() error {
+				if logout {
+					_, err := c.VerifyLogoutToken(t.Context(), realm.LogoutToken("alice", "sid-1"), upstream.LogoutPolicy{
+						Audiences: []string{kctest.LogoutAudience}, Now: time.Now(), Skew: time.Minute})
+					return err
+				}
+				_, err := c.VerifyAccessToken(t.Context(), realm.AccessToken(kctest.Token{}))
+				return err
 			}
-			if (tc.want == nil && err != nil) || (tc.want != nil && !errors.Is(err, tc.want)) {
-				t.Fatalf("err = %v, want %v", err, tc.want)
+			for i := range 2 {
+				if err := check(); !errors.Is(err, upstream.ErrUnavailable) {
+					t.Fatalf("check %d with the key fetch failed: err = %v, want ErrUnavailable", i, err)
+				}
 			}
-			if n := rt.calls.Load(); n != tc.calls {
-				t.Errorf("JWKS requests = %d, want %d", n, tc.calls)
+			if n := rt.calls.Load(); n != 1 {
+				t.Fatalf("JWKS requests within the interval = %d, want 1", n)
+			}
+			time.Sleep(interval)
+			if err := check(); err != nil {
+				t.Fatalf("after the interval: %v", err)
+			}
+			if n := rt.calls.Load(); n != 2 {
+				t.Errorf("JWKS requests = %d, want 2", n)
 			}
 		})
 	}

@@ -3,6 +3,7 @@ package signals
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 
 	"github.com/tokengate/tokengate/internal/store"
+	"github.com/tokengate/tokengate/internal/upstream/jwks"
 )
 
 // algorithms are the SET signature algorithms accepted: asymmetric only, never none or HS*.
@@ -119,9 +121,15 @@ func (r *Receiver) verify(ctx context.Context, c *conn, jti, raw string) (s set,
 	}
 	payload, err := c.keys.VerifySignature(ctx, raw)
 	if err != nil {
-		if strings.Contains(err.Error(), "fetching keys") {
+		switch {
+		case errors.Is(err, jwks.ErrFetch):
 			// Keycloak's JWKS cannot be read now: leave the SET for redelivery.
 			r.log.Warn("shared signals: Keycloak's keys cannot be fetched; SET left for redelivery", "jti", jti, "error", err.Error())
+			return s, true, outcome{retry: true}
+		case errors.Is(err, jwks.ErrDeferred):
+			// A kid not in hand, and the JWKS was fetched too recently to fetch it again: the SET
+			// comes again, and is judged with a fetch once the interval has passed.
+			r.log.Warn("shared signals: SET signed with a key not fetched yet; left for redelivery", "jti", jti, "error", err.Error())
 			return s, true, outcome{retry: true}
 		}
 		return s, true, refuse(errInvalidKey, "signature does not verify with Keycloak's keys")

@@ -15,11 +15,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
 
 	"github.com/tokengate/tokengate/internal/store"
+	"github.com/tokengate/tokengate/internal/upstream/jwks"
 )
 
 // maxBody bounds every answer read from Keycloak.
@@ -80,7 +80,7 @@ type conn struct {
 	md     metadata
 	stream streamDoc
 	tokens oauth2.TokenSource
-	keys   *oidc.RemoteKeySet
+	keys   *jwks.KeySet
 	state  string // the verification state asked for; empty when the request failed
 }
 
@@ -115,7 +115,7 @@ func (r *Receiver) connect(ctx context.Context) (*conn, error) {
 	c := &conn{
 		md:     md,
 		tokens: oauth2.ReuseTokenSource(nil, cc.TokenSource(context.WithValue(context.Background(), oauth2.HTTPClient, r.cfg.HTTPClient))),
-		keys:   oidc.NewRemoteKeySet(oidc.ClientContext(context.Background(), r.cfg.HTTPClient), md.JWKSURI),
+		keys:   jwks.New(md.JWKSURI, jwks.Options{HTTPClient: r.cfg.HTTPClient}),
 	}
 	if c.stream, err = r.ensureStream(ctx, c); err != nil {
 		return nil, err
