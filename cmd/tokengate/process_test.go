@@ -22,6 +22,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -443,10 +444,14 @@ func TestConfigErrors(t *testing.T) {
 		}
 		return s
 	}
+	// big is the good configuration padded with comments past 1 MiB, then a key: a reader that
+	// stops at 1 MiB would drop the key on a line boundary without a parse error.
+	big := good + strings.Repeat("# "+strings.Repeat("x", 61)+"\n", (1<<20)/64) + "log_level: debug\n"
 	cases := []struct {
 		name, content string
 		want          []string // every one must be in stderr
 	}{
+		{"file over 1 MiB", big, []string{"1048576", strconv.Itoa(len(big)), "limit"}},
 		{"unknown top-level key", good + "bogus_key: 1\n", []string{"bogus_key"}},
 		{"unknown nested key", replace("  ttl: 30s\n", "  ttl: 30s\n  tll: 5s\n"), []string{"tll"}},
 		{"missing upstream.issuer", edit(func(c *config.Config) { c.Upstream.Issuer = "" }), []string{"upstream.issuer"}},

@@ -264,6 +264,10 @@ func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(),
 // D returns the time.Duration.
 func (d Duration) D() time.Duration { return time.Duration(d) }
 
+// MaxFileSize is the largest configuration file read, in bytes (1 MiB); a larger one is
+// refused, never read in part.
+const MaxFileSize = 1 << 20
+
 // Load reads, defaults and validates the file at path.
 func Load(path string) (*Config, error) {
 	f, err := os.Open(path)
@@ -271,7 +275,28 @@ func Load(path string) (*Config, error) {
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	defer f.Close()
+	if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() && fi.Size() > MaxFileSize {
+		return nil, tooLarge(fi.Size())
+	}
 	return Parse(f, os.Getenv)
+}
+
+func tooLarge(size int64) error {
+	return fmt.Errorf("config: the file is %d bytes, over the limit of %d bytes (1 MiB); it is refused, not read in part",
+		size, MaxFileSize)
+}
+
+// readAll reads r whole, or refuses it when it holds more than MaxFileSize bytes.
+func readAll(r io.Reader) ([]byte, error) {
+	raw, err := io.ReadAll(io.LimitReader(r, MaxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("config: read: %w", err)
+	}
+	if len(raw) > MaxFileSize {
+		rest, _ := io.Copy(io.Discard, r) // only to name the size
+		return nil, tooLarge(int64(len(raw)) + rest)
+	}
+	return raw, nil
 }
 
 // Marshal writes c as a configuration file that Parse reads back into the same Config; unset
@@ -290,11 +315,12 @@ func Marshal(c *Config) ([]byte, error) {
 	return b.Bytes(), nil
 }
 
-// Parse reads a configuration, applies defaults and environment overrides, and validates it.
+// Parse reads a configuration (at most MaxFileSize bytes: a longer one is refused), applies
+// defaults and environment overrides, and validates it.
 func Parse(r io.Reader, getenv func(string) string) (*Config, error) {
-	raw, err := io.ReadAll(io.LimitReader(r, 1<<20))
+	raw, err := readAll(r)
 	if err != nil {
-		return nil, fmt.Errorf("config: read: %w", err)
+		return nil, err
 	}
 	var c Config
 	dec := yaml.NewDecoder(bytes.NewReader(raw))
