@@ -120,6 +120,11 @@ type Upstream struct {
 	// logout_token=…, retried with backoff, bounded queue): a Keycloak client has one back-channel
 	// logout URL, so the BFF's own endpoint can be listed here.
 	ForwardLogoutTo []string `yaml:"forward_logout_to,omitempty"`
+	// InsecureHTTP allows plain http to Keycloak on a host that is not a loopback address (the
+	// issuer, the endpoints its metadata names, shared_signals.allowed_origins). Off by
+	// default: client secrets, the tokens introspected and the keys that decide which tokens
+	// are Keycloak's would cross the network in the clear. Start-up and check-config warn.
+	InsecureHTTP bool `yaml:"insecure_http,omitempty"`
 	// SharedSignals makes tokengate a receiver of Keycloak's Shared Signals stream, a second,
 	// durable channel for logouts beside back-channel logout; see signals.go.
 	SharedSignals SharedSignals `yaml:"shared_signals,omitempty"`
@@ -451,6 +456,10 @@ func (c *Config) Validate() error {
 		bad("log_level", "%q is not one of debug, info, warn, error", c.LogLevel)
 	}
 	checkURL("upstream.issuer", c.Upstream.Issuer)
+	if u, err := url.Parse(c.Upstream.Issuer); err == nil && u.Scheme == "http" && !c.Upstream.InsecureHTTP && !isLoopback(u.Hostname()) {
+		bad("upstream.issuer", "%q is plain http to a host that is not a loopback address: use https, or set upstream.insecure_http: true "+
+			"(client secrets, the tokens introspected and Keycloak's keys would cross the network in the clear)", c.Upstream.Issuer)
+	}
 	if c.Upstream.ClientID == "" {
 		bad("upstream.client_id", "is required")
 	}
@@ -549,7 +558,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	c.SSF.validate(bad, c.Tokens.TTL.D())
-	c.Upstream.SharedSignals.validate(bad, c.Upstream.ClientID)
+	c.Upstream.SharedSignals.validate(bad, c.Upstream.ClientID, c.Upstream.InsecureHTTP)
 	if len(p) > 0 {
 		return fmt.Errorf("config: %d problem(s):\n  - %s", len(p), strings.Join(p, "\n  - "))
 	}
@@ -569,7 +578,22 @@ func (c *Config) Warnings() []string {
 			"such tokens anyway. Add an audience mapper for %q to the exchanged clients (docs/keycloak.md) and "+
 			"remove the setting", c.Upstream.ClientID, c.Upstream.ClientID))
 	}
+	if c.Upstream.InsecureHTTP {
+		w = append(w, "upstream.insecure_http is true: tokengate may talk to Keycloak over plain http on any host, "+
+			"sending client secrets and the tokens it introspects in the clear and trusting keys anyone on the path can replace; "+
+			"use https and remove the setting")
+	} else if u, err := url.Parse(c.Upstream.Issuer); err == nil && u.Scheme == "http" {
+		w = append(w, fmt.Sprintf("upstream.issuer %s is plain http on a loopback address: accepted because the traffic "+
+			"stays on this machine; use https for a Keycloak on any other host", c.Upstream.Issuer))
+	}
 	return w
+}
+
+// isLoopback reports whether host (a URL's Hostname) is a loopback IP address; names, even
+// localhost, are not (upstream.CheckTransport applies the same rule at run time).
+func isLoopback(host string) bool {
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // KEK returns the key-encryption key from keys.kek_file or TOKENGATE_KEK, or nil when neither is

@@ -36,6 +36,9 @@ type Config struct {
 	ClientSecret string
 	// HTTPClient is used for every call; a client with Timeout 5s when nil.
 	HTTPClient *http.Client
+	// InsecureHTTP allows plain http to hosts that are not loopback addresses (the issuer and
+	// the endpoints its discovery document names); see CheckTransport.
+	InsecureHTTP bool
 }
 
 // Client is a lazily discovered connection to the provider, safe for concurrent use. Discovery
@@ -61,6 +64,11 @@ func New(cfg Config) *Client {
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{Timeout: 5 * time.Second}
 	}
+	if cfg.HTTPClient.CheckRedirect == nil {
+		hc := *cfg.HTTPClient // a copy: the caller's client keeps its own redirect policy
+		hc.CheckRedirect = noDowngrade(cfg.InsecureHTTP)
+		cfg.HTTPClient = &hc
+	}
 	return &Client{cfg: cfg}
 }
 
@@ -74,6 +82,9 @@ func (c *Client) discover(ctx context.Context) (*discovered, error) {
 	if c.disc != nil {
 		return c.disc, nil
 	}
+	if err := CheckTransport(c.cfg.Issuer, c.cfg.InsecureHTTP); err != nil {
+		return nil, fmt.Errorf("%w: issuer: %w", ErrUnavailable, err)
+	}
 	// The provider keeps this context for later JWKS fetches: it must outlive the request.
 	pctx := oidc.ClientContext(context.Background(), c.cfg.HTTPClient)
 	p, err := oidc.NewProvider(pctx, c.cfg.Issuer)
@@ -83,6 +94,7 @@ func (c *Client) discover(ctx context.Context) (*discovered, error) {
 	var meta struct {
 		Introspection string   `json:"introspection_endpoint"`
 		EndSession    string   `json:"end_session_endpoint"`
+		JWKSURI       string   `json:"jwks_uri"`
 		Algs          []string `json:"id_token_signing_alg_values_supported"`
 	}
 	if err := p.Claims(&meta); err != nil {
@@ -90,6 +102,13 @@ func (c *Client) discover(ctx context.Context) (*discovered, error) {
 	}
 	if meta.Introspection == "" {
 		return nil, fmt.Errorf("%w: discovery document has no introspection_endpoint", ErrUnavailable)
+	}
+	// The client secret goes to the introspection endpoint; the keys at jwks_uri decide which
+	// tokens are Keycloak's.
+	for _, e := range []struct{ name, url string }{{"introspection_endpoint", meta.Introspection}, {"jwks_uri", meta.JWKSURI}} {
+		if err := CheckTransport(e.url, c.cfg.InsecureHTTP); err != nil {
+			return nil, fmt.Errorf("%w: discovery document's %s: %w", ErrUnavailable, e.name, err)
+		}
 	}
 	var algs []string
 	for _, a := range meta.Algs {
