@@ -22,6 +22,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -454,10 +455,14 @@ func TestConfigErrors(t *testing.T) {
 		}
 		return s
 	}
+	// big is the good configuration padded with comments past 1 MiB, then a key: a reader that
+	// stops at 1 MiB would drop the key on a line boundary without a parse error.
+	big := good + strings.Repeat("# "+strings.Repeat("x", 61)+"\n", (1<<20)/64) + "log_level: debug\n"
 	cases := []struct {
 		name, content string
 		want          []string // every one must be in stderr
 	}{
+		{"file over 1 MiB", big, []string{"1048576", strconv.Itoa(len(big)), "limit"}},
 		{"unknown top-level key", good + "bogus_key: 1\n", []string{"bogus_key"}},
 		{"unknown nested key", replace("  ttl: 30s\n", "  ttl: 30s\n  tll: 5s\n"), []string{"tll"}},
 		{"missing upstream.issuer", edit(func(c *config.Config) { c.Upstream.Issuer = "" }), []string{"upstream.issuer"}},
@@ -473,6 +478,12 @@ func TestConfigErrors(t *testing.T) {
 		{"duplicate key", replace("  ttl: 30s\n", "  ttl: 30s\n  ttl: 45s\n"), []string{"ttl"}},
 		{"empty upstream_clients", good + "    upstream_clients: []\n", []string{"clients[0].upstream_clients"}},
 		{"require_audience not a bool", replace("upstream:\n", "upstream:\n  require_audience: sometimes\n"), []string{"sometimes", "bool"}},
+		{"plain http issuer off loopback", edit(func(c *config.Config) { c.Upstream.Issuer = "http://keycloak.example/realms/demo" }),
+			[]string{"upstream.issuer", "plain http", "upstream.insecure_http: true"}},
+		{"allowed origin with a path", edit(func(c *config.Config) {
+			c.Upstream.SharedSignals = config.SharedSignals{Enabled: true, ClientID: "tokengate-signals", ClientSecret: "x",
+				AllowedOrigins: []string{"https://keys.example/realms/demo"}}
+		}), []string{"upstream.shared_signals.allowed_origins[0]", "not an origin"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -496,8 +507,26 @@ func TestConfigErrors(t *testing.T) {
 		t.Parallel()
 		cfg := writeFile(t, t.TempDir(), "good.yaml", good)
 		code, stdout, stderr := runCLI(t, "", "check-config", "--config", cfg)
-		if code != 0 || !strings.Contains(stdout, "valid") || stderr != "" {
+		// The base's upstream is plain http on loopback: accepted with that warning only.
+		if code != 0 || !strings.Contains(stdout, "valid") || strings.Count(stderr, "\n") != 1 ||
+			!strings.HasPrefix(stderr, "warning: upstream.issuer http://127.0.0.1:1/realms/demo is plain http on a loopback address") {
+			t.Fatalf("check-config: exit %d, stdout %q, stderr %q; want 0, \"valid\" and the loopback warning", code, stdout, stderr)
+		}
+	})
+
+	t.Run("check-config accepts insecure_http with a warning", func(t *testing.T) {
+		t.Parallel()
+		cfg := writeFile(t, t.TempDir(), "good.yaml", edit(func(c *config.Config) {
+			c.Upstream.Issuer, c.Upstream.InsecureHTTP = "http://keycloak.example/realms/demo", true
+			c.Upstream.SharedSignals = config.SharedSignals{Enabled: true, ClientID: "tokengate-signals", ClientSecret: "x",
+				AllowedOrigins: []string{"http://kc-backchannel.internal:8080"}}
+		}))
+		code, stdout, stderr := runCLI(t, "", "check-config", "--config", cfg)
+		if code != 0 || !strings.Contains(stdout, "valid") {
 			t.Fatalf("check-config: exit %d, stdout %q, stderr %q; want 0 and \"valid\"", code, stdout, stderr)
+		}
+		if !strings.Contains(stderr, "warning: upstream.insecure_http is true") {
+			t.Errorf("check-config does not warn about insecure_http: %q", stderr)
 		}
 	})
 

@@ -145,7 +145,7 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (_ *App, err er
 	}
 	up := upstream.New(upstream.Config{
 		Issuer: cfg.Upstream.Issuer, ClientID: cfg.Upstream.ClientID, ClientSecret: cfg.Upstream.ClientSecret,
-		HTTPClient: hc,
+		HTTPClient: hc, InsecureHTTP: cfg.Upstream.InsecureHTTP,
 	})
 	// The transmitter reads the event log of the bare store: the instrumented one (which times
 	// the issuer's writes) would hide etcd's EventsChanged, which wakes held polls on every

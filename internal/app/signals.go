@@ -39,6 +39,7 @@ func newReceiver(cfg *config.Config, st store.Store, is *issuer.Issuer, reg prom
 	r, err := signals.New(signals.Config{
 		Issuer: cfg.Upstream.Issuer, ClientID: sc.ClientID, ClientSecret: sc.ClientSecret, Events: events,
 		PollInterval: sc.PollInterval.D(), HTTPClient: hc, Now: now, Logger: log, Registerer: reg,
+		AllowedOrigins: sc.AllowedOrigins, InsecureHTTP: cfg.Upstream.InsecureHTTP,
 	}, st, st, is)
 	if err != nil {
 		return nil, fmt.Errorf("upstream.shared_signals: %w", err)

@@ -120,6 +120,11 @@ type Upstream struct {
 	// logout_token=…, retried with backoff, bounded queue): a Keycloak client has one back-channel
 	// logout URL, so the BFF's own endpoint can be listed here.
 	ForwardLogoutTo []string `yaml:"forward_logout_to,omitempty"`
+	// InsecureHTTP allows plain http to Keycloak on a host that is not a loopback address (the
+	// issuer, the endpoints its metadata names, shared_signals.allowed_origins). Off by
+	// default: client secrets, the tokens introspected and the keys that decide which tokens
+	// are Keycloak's would cross the network in the clear. Start-up and check-config warn.
+	InsecureHTTP bool `yaml:"insecure_http,omitempty"`
 	// SharedSignals makes tokengate a receiver of Keycloak's Shared Signals stream, a second,
 	// durable channel for logouts beside back-channel logout; see signals.go.
 	SharedSignals SharedSignals `yaml:"shared_signals,omitempty"`
@@ -264,6 +269,10 @@ func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(),
 // D returns the time.Duration.
 func (d Duration) D() time.Duration { return time.Duration(d) }
 
+// MaxFileSize is the largest configuration file read, in bytes (1 MiB); a larger one is
+// refused, never read in part.
+const MaxFileSize = 1 << 20
+
 // Load reads, defaults and validates the file at path.
 func Load(path string) (*Config, error) {
 	f, err := os.Open(path)
@@ -271,7 +280,28 @@ func Load(path string) (*Config, error) {
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	defer f.Close()
+	if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() && fi.Size() > MaxFileSize {
+		return nil, tooLarge(fi.Size())
+	}
 	return Parse(f, os.Getenv)
+}
+
+func tooLarge(size int64) error {
+	return fmt.Errorf("config: the file is %d bytes, over the limit of %d bytes (1 MiB); it is refused, not read in part",
+		size, MaxFileSize)
+}
+
+// readAll reads r whole, or refuses it when it holds more than MaxFileSize bytes.
+func readAll(r io.Reader) ([]byte, error) {
+	raw, err := io.ReadAll(io.LimitReader(r, MaxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("config: read: %w", err)
+	}
+	if len(raw) > MaxFileSize {
+		rest, _ := io.Copy(io.Discard, r) // only to name the size
+		return nil, tooLarge(int64(len(raw)) + rest)
+	}
+	return raw, nil
 }
 
 // Marshal writes c as a configuration file that Parse reads back into the same Config; unset
@@ -290,11 +320,12 @@ func Marshal(c *Config) ([]byte, error) {
 	return b.Bytes(), nil
 }
 
-// Parse reads a configuration, applies defaults and environment overrides, and validates it.
+// Parse reads a configuration (at most MaxFileSize bytes: a longer one is refused), applies
+// defaults and environment overrides, and validates it.
 func Parse(r io.Reader, getenv func(string) string) (*Config, error) {
-	raw, err := io.ReadAll(io.LimitReader(r, 1<<20))
+	raw, err := readAll(r)
 	if err != nil {
-		return nil, fmt.Errorf("config: read: %w", err)
+		return nil, err
 	}
 	var c Config
 	dec := yaml.NewDecoder(bytes.NewReader(raw))
@@ -425,6 +456,10 @@ func (c *Config) Validate() error {
 		bad("log_level", "%q is not one of debug, info, warn, error", c.LogLevel)
 	}
 	checkURL("upstream.issuer", c.Upstream.Issuer)
+	if u, err := url.Parse(c.Upstream.Issuer); err == nil && u.Scheme == "http" && !c.Upstream.InsecureHTTP && !isLoopback(u.Hostname()) {
+		bad("upstream.issuer", "%q is plain http to a host that is not a loopback address: use https, or set upstream.insecure_http: true "+
+			"(client secrets, the tokens introspected and Keycloak's keys would cross the network in the clear)", c.Upstream.Issuer)
+	}
 	if c.Upstream.ClientID == "" {
 		bad("upstream.client_id", "is required")
 	}
@@ -523,7 +558,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	c.SSF.validate(bad, c.Tokens.TTL.D())
-	c.Upstream.SharedSignals.validate(bad, c.Upstream.ClientID)
+	c.Upstream.SharedSignals.validate(bad, c.Upstream.ClientID, c.Upstream.InsecureHTTP)
 	if len(p) > 0 {
 		return fmt.Errorf("config: %d problem(s):\n  - %s", len(p), strings.Join(p, "\n  - "))
 	}
@@ -543,7 +578,22 @@ func (c *Config) Warnings() []string {
 			"such tokens anyway. Add an audience mapper for %q to the exchanged clients (docs/keycloak.md) and "+
 			"remove the setting", c.Upstream.ClientID, c.Upstream.ClientID))
 	}
+	if c.Upstream.InsecureHTTP {
+		w = append(w, "upstream.insecure_http is true: tokengate may talk to Keycloak over plain http on any host, "+
+			"sending client secrets and the tokens it introspects in the clear and trusting keys anyone on the path can replace; "+
+			"use https and remove the setting")
+	} else if u, err := url.Parse(c.Upstream.Issuer); err == nil && u.Scheme == "http" {
+		w = append(w, fmt.Sprintf("upstream.issuer %s is plain http on a loopback address: accepted because the traffic "+
+			"stays on this machine; use https for a Keycloak on any other host", c.Upstream.Issuer))
+	}
 	return w
+}
+
+// isLoopback reports whether host (a URL's Hostname) is a loopback IP address; names, even
+// localhost, are not (upstream.CheckTransport applies the same rule at run time).
+func isLoopback(host string) bool {
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // KEK returns the key-encryption key from keys.kek_file or TOKENGATE_KEK, or nil when neither is

@@ -3,6 +3,8 @@ package config_test
 import (
 	"bytes"
 	"encoding/hex"
+	"net"
+	"net/url"
 	"reflect"
 	"strings"
 	"testing"
@@ -62,6 +64,10 @@ clients: [{id: bff, secret_sha256: "` + strings.Repeat("ab", 32) + `", audiences
 	f.Add([]byte(strings.Replace(validConfig, "  max_token_lifetime: 1h\n", "  require_audience: false\n  max_token_lifetime: 1h\n", 1)), "")
 	f.Add([]byte(strings.Replace(validConfig, "  max_token_lifetime: 1h\n", "  require_audience: maybe\n  max_token_lifetime: 1h\n", 1)), "")
 	f.Add([]byte(validConfig+"    upstream_clients: [bff-web, bff-spa]\n"), "")
+	f.Add([]byte(strings.Replace(validConfig, "https://keycloak.example", "http://keycloak.example", 1)), "")
+	f.Add([]byte(strings.Replace(validConfig, "https://keycloak.example", "http://keycloak.example", 1)+"upstream:\n  insecure_http: true\n"), "")
+	f.Add([]byte(strings.Replace(validConfig, "  timeout: 5s\n", "  timeout: 5s\n  insecure_http: true\n  shared_signals:\n    enabled: true\n"+
+		"    client_id: sig\n    client_secret: x\n    allowed_origins: [\"http://kc-back:8080\", \"https://[::1]:8443/\"]\n", 1)), "")
 	f.Add([]byte(validConfig+"    upstream_clients: []\n"), "")
 	f.Add([]byte(validConfig+"    upstream_clients: [\" x\"]\n"), "")
 	f.Add([]byte(strings.Replace(validConfig, "ttl: 30s", "ttl: 30", 1)), "")
@@ -125,8 +131,34 @@ clients: [{id: bff, secret_sha256: "` + strings.Repeat("ab", 32) + `", audiences
 		if c.Upstream.RequireAudience == nil {
 			t.Fatal("require_audience has no value after defaults")
 		}
-		if warned := len(c.Warnings()) > 0; warned == c.Upstream.AudienceRequired() {
+		warned := func(part string) bool {
+			for _, w := range c.Warnings() {
+				if strings.Contains(w, part) {
+					return true
+				}
+			}
+			return false
+		}
+		if warned("upstream.require_audience") == c.Upstream.AudienceRequired() {
 			t.Fatalf("require_audience %v but warnings %q", c.Upstream.AudienceRequired(), c.Warnings())
+		}
+		// Plain http to Keycloak off loopback only with insecure_http, and always with a warning.
+		if u, err := url.Parse(c.Upstream.Issuer); err == nil && u.Scheme != "https" {
+			if ip := net.ParseIP(u.Hostname()); !c.Upstream.InsecureHTTP && (ip == nil || !ip.IsLoopback()) {
+				t.Fatalf("accepted plain http issuer %q off loopback without insecure_http", c.Upstream.Issuer)
+			}
+			if !warned("plain http") {
+				t.Fatalf("plain http issuer %q without a warning: %q", c.Upstream.Issuer, c.Warnings())
+			}
+		}
+		if c.Upstream.InsecureHTTP && !warned("upstream.insecure_http") {
+			t.Fatalf("insecure_http without a warning: %q", c.Warnings())
+		}
+		for _, o := range c.Upstream.SharedSignals.AllowedOrigins {
+			u, err := url.Parse(o)
+			if err != nil || u.Host == "" || (u.Path != "" && u.Path != "/") || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+				t.Fatalf("accepted allowed origin %q", o)
+			}
 		}
 		roundTrip(t, c, getenv)
 	})

@@ -40,7 +40,10 @@ ssf:
 `
 
 func TestMarshal_RoundTrip(t *testing.T) {
-	everything := strings.Replace(everyField, "  timeout: 5s\n", "  timeout: 5s\n  forward_logout_to: [https://bff.internal/backchannel-logout]\n", 1)
+	everything := strings.Replace(everyField, "  timeout: 5s\n", "  timeout: 5s\n  forward_logout_to: [https://bff.internal/backchannel-logout]\n"+
+		"  insecure_http: true\n  shared_signals:\n    enabled: true\n    client_id: tokengate-signals\n    client_secret: x\n"+
+		"    events: [session-revoked, credential-change]\n    poll_interval: 5s\n"+
+		"    allowed_origins: [https://kc-backchannel.internal:8443, http://kc.internal]\n", 1)
 	for name, file := range map[string]string{"reference": validConfig, "every field": everything} {
 		t.Run(name, func(t *testing.T) {
 			getenv := func(string) string { return "" }
@@ -56,7 +59,8 @@ func TestMarshal_RoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.Store.Etcd.Password != "yes" || c.SSF.Streams[0].Description != "the orders service: 'null'" ||
-		len(c.Upstream.ForwardLogoutTo) != 1 || c.Limits.Logout.Rate != 0.5 {
+		len(c.Upstream.ForwardLogoutTo) != 1 || c.Limits.Logout.Rate != 0.5 || !c.Upstream.InsecureHTTP ||
+		len(c.Upstream.SharedSignals.AllowedOrigins) != 2 {
 		t.Fatalf("test bug: the file did not set what it means to: %+v", c)
 	}
 }

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -37,6 +38,12 @@ type SharedSignals struct {
 	// PollInterval is the pause between polls that found nothing (Keycloak answers at once):
 	// the window of a logout that only this channel delivers. Default 2s.
 	PollInterval Duration `yaml:"poll_interval,omitempty"`
+	// AllowedOrigins are origins (scheme://host[:port]) besides upstream.issuer's that the
+	// transmitter's metadata (jwks_uri, configuration and verification endpoints), the realm's
+	// token endpoint and the stream's poll URL may be on, e.g. Keycloak's back-channel
+	// hostname. Every other origin is refused: the receiver's client credentials and token
+	// go to these endpoints, and the keys at jwks_uri decide which SETs are Keycloak's.
+	AllowedOrigins []string `yaml:"allowed_origins,omitempty"`
 }
 
 func (s *SharedSignals) setDefaults() {
@@ -68,7 +75,7 @@ func (s *SharedSignals) loadSecret(getenv func(string) string) error {
 	return nil
 }
 
-func (s *SharedSignals) validate(bad func(field, format string, a ...any), upstreamClientID string) {
+func (s *SharedSignals) validate(bad func(field, format string, a ...any), upstreamClientID string, insecureHTTP bool) {
 	if !s.Enabled {
 		return
 	}
@@ -97,5 +104,17 @@ func (s *SharedSignals) validate(bad func(field, format string, a ...any), upstr
 	}
 	if d := s.PollInterval.D(); d < 100*time.Millisecond || d > time.Minute {
 		bad(f+".poll_interval", "%s is outside the allowed range 100ms–1m0s", d)
+	}
+	for i, o := range s.AllowedOrigins {
+		field := fmt.Sprintf("%s.allowed_origins[%d]", f, i)
+		u, err := url.Parse(o)
+		switch {
+		case err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Opaque != "" || u.User != nil ||
+			(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.Contains(o, "#") ||
+			strings.ContainsAny(u.Host, "*"):
+			bad(field, "%q is not an origin: want scheme://host[:port] (https, no path, query, user or wildcard)", o)
+		case u.Scheme == "http" && !insecureHTTP && !isLoopback(u.Hostname()):
+			bad(field, "%q is plain http to a host that is not a loopback address: use https, or set upstream.insecure_http: true", o)
+		}
 	}
 }

@@ -41,6 +41,9 @@ type Config struct {
 	// JWKSRefetchInterval is the least time between two fetches of the provider's JWKS for a
 	// token whose kid is not in hand (DefaultJWKSRefetchInterval when zero).
 	JWKSRefetchInterval time.Duration
+	// InsecureHTTP allows plain http to hosts that are not loopback addresses (the issuer and
+	// the endpoints its discovery document names); see CheckTransport.
+	InsecureHTTP bool
 }
 
 // DefaultJWKSRefetchInterval bounds the fetches of the provider's JWKS: a token with a kid
@@ -70,6 +73,11 @@ func New(cfg Config) *Client {
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{Timeout: 5 * time.Second}
 	}
+	if cfg.HTTPClient.CheckRedirect == nil {
+		hc := *cfg.HTTPClient // a copy: the caller's client keeps its own redirect policy
+		hc.CheckRedirect = noDowngrade(cfg.InsecureHTTP)
+		cfg.HTTPClient = &hc
+	}
 	return &Client{cfg: cfg}
 }
 
@@ -82,6 +90,9 @@ func (c *Client) discover(ctx context.Context) (*discovered, error) {
 	defer c.mu.Unlock()
 	if c.disc != nil {
 		return c.disc, nil
+	}
+	if err := CheckTransport(c.cfg.Issuer, c.cfg.InsecureHTTP); err != nil {
+		return nil, fmt.Errorf("%w: issuer: %w", ErrUnavailable, err)
 	}
 	// The provider keeps this context for later JWKS fetches: it must outlive the request.
 	pctx := oidc.ClientContext(context.Background(), c.cfg.HTTPClient)
@@ -100,6 +111,13 @@ func (c *Client) discover(ctx context.Context) (*discovered, error) {
 	}
 	if meta.Introspection == "" || meta.JWKSURI == "" {
 		return nil, fmt.Errorf("%w: discovery document lacks introspection_endpoint or jwks_uri", ErrUnavailable)
+	}
+	// The client secret goes to the introspection endpoint; the keys at jwks_uri decide which
+	// tokens are Keycloak's.
+	for _, e := range []struct{ name, url string }{{"introspection_endpoint", meta.Introspection}, {"jwks_uri", meta.JWKSURI}} {
+		if err := CheckTransport(e.url, c.cfg.InsecureHTTP); err != nil {
+			return nil, fmt.Errorf("%w: discovery document's %s: %w", ErrUnavailable, e.name, err)
+		}
 	}
 	var algs []string
 	for _, a := range meta.Algs {

@@ -1,12 +1,16 @@
 package signals_test
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
+	"log"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -43,9 +47,30 @@ type transmitter struct {
 	setErrs   map[string]string // jti → err code
 	verifyReq []string          // states asked for
 	nextID    int
+
+	// base replaces the server's URL in every URL the transmitter names (its issuer too): with
+	// client() it stands for a Keycloak at another address.
+	base string
+	// md edits the SSF configuration before it is answered; tokenEndpoint and pollBase (the
+	// poll URL without the stream id) replace the realm's when set.
+	md            func(md map[string]any)
+	tokenEndpoint string
+	pollBase      string
+	requests      []request // every request received, as addressed
 }
 
-func newTransmitter(t *testing.T) *transmitter {
+// request is one request as the transmitter received it.
+type request struct {
+	host, path string
+	auth       bool // it carried an Authorization header
+}
+
+func newTransmitter(t *testing.T) *transmitter { return newTransmitterOpts(t, false) }
+
+// newTransmitterTLS is a transmitter served over https (use client()).
+func newTransmitterTLS(t *testing.T) *transmitter { return newTransmitterOpts(t, true) }
+
+func newTransmitterOpts(t *testing.T, useTLS bool) *transmitter {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -60,14 +85,26 @@ func newTransmitter(t *testing.T) *transmitter {
 			http.NotFound(w, r)
 			return
 		}
-		writeJSON(w, 200, map[string]any{
+		md := map[string]any{
 			"issuer": tx.issuer(), "jwks_uri": tx.issuer() + "/certs",
 			"delivery_methods_supported": []string{"urn:ietf:rfc:8935", "urn:ietf:rfc:8936"},
 			"configuration_endpoint":     tx.issuer() + "/ssf/streams", "verification_endpoint": tx.issuer() + "/ssf/verify",
-		})
+		}
+		if tx.md != nil {
+			tx.md(md)
+		}
+		writeJSON(w, 200, md)
 	})
 	mux.HandleFunc("GET /realms/demo/.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, 200, map[string]any{"issuer": tx.issuer(), "token_endpoint": tx.issuer() + "/token"})
+		te := tx.issuer() + "/token"
+		if tx.tokenEndpoint != "" {
+			te = tx.tokenEndpoint
+		}
+		writeJSON(w, 200, map[string]any{"issuer": tx.issuer(), "token_endpoint": te})
+	})
+	// redirect/… answers 302 to the URL in the query parameter to.
+	mux.HandleFunc("/realms/demo/redirect/", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, r.URL.Query().Get("to"), http.StatusFound)
 	})
 	mux.HandleFunc("POST /realms/demo/token", func(w http.ResponseWriter, r *http.Request) {
 		id, secret, ok := r.BasicAuth()
@@ -200,12 +237,51 @@ func newTransmitter(t *testing.T) *transmitter {
 		}
 		writeJSON(w, 200, map[string]any{"sets": sets, "moreAvailable": len(sets) < len(tx.queue)})
 	})
-	tx.srv = httptest.NewServer(mux)
+	tx.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tx.mu.Lock()
+		tx.requests = append(tx.requests, request{host: r.Host, path: r.URL.Path, auth: r.Header.Get("Authorization") != ""})
+		tx.mu.Unlock()
+		mux.ServeHTTP(w, r)
+	}))
+	if useTLS {
+		// A plain http request to it (a test of the scheme rule) is no news.
+		tx.srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+		tx.srv.StartTLS()
+	} else {
+		tx.srv.Start()
+	}
 	t.Cleanup(tx.srv.Close)
 	return tx
 }
 
-func (tx *transmitter) issuer() string { return tx.srv.URL + "/realms/demo" }
+func (tx *transmitter) issuer() string {
+	if tx.base != "" {
+		return tx.base + "/realms/demo"
+	}
+	return tx.srv.URL + "/realms/demo"
+}
+
+// hostPort is the server's host:port.
+func (tx *transmitter) hostPort() string { return tx.srv.Listener.Addr().String() }
+
+// client returns an HTTP client that reaches the transmitter whatever host and port a URL
+// names (over TLS when the server is https), so URLs on other origins can be served.
+func (tx *transmitter) client() *http.Client {
+	addr := tx.hostPort()
+	return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, network, addr)
+		},
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // the test's own server
+	}}
+}
+
+// Requests returns every request received so far.
+func (tx *transmitter) Requests() []request {
+	tx.mu.Lock()
+	defer tx.mu.Unlock()
+	return append([]request(nil), tx.requests...)
+}
 
 func (tx *transmitter) authorized(w http.ResponseWriter, r *http.Request) bool {
 	if r.Header.Get("Authorization") != "Bearer receiver-token" {
@@ -230,9 +306,17 @@ func (tx *transmitter) config(id string) map[string]any {
 	}
 	return map[string]any{
 		"stream_id": id, "iss": tx.issuer(), "aud": []string{clientID + "/" + id},
-		"delivery":         map[string]string{"method": "urn:ietf:rfc:8936", "endpoint_url": tx.issuer() + "/ssf/poll/" + id},
+		"delivery":         map[string]string{"method": "urn:ietf:rfc:8936", "endpoint_url": tx.pollURL() + id},
 		"events_supported": supported, "events_requested": tx.requested[id], "events_delivered": delivered,
 	}
+}
+
+// pollURL is the poll URL without the stream id.
+func (tx *transmitter) pollURL() string {
+	if tx.pollBase != "" {
+		return tx.pollBase
+	}
+	return tx.issuer() + "/ssf/poll/"
 }
 
 // patch is one stream update request as received.

@@ -90,6 +90,12 @@ type Config struct {
 	Skew time.Duration
 	// HTTPClient makes every call (a client with a 10 s timeout when nil).
 	HTTPClient *http.Client
+	// AllowedOrigins are origins (scheme://host[:port]) besides the issuer's that the
+	// transmitter's endpoints may be on (upstream.shared_signals.allowed_origins).
+	AllowedOrigins []string
+	// InsecureHTTP allows plain http to hosts that are not loopback addresses
+	// (upstream.insecure_http).
+	InsecureHTTP bool
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
 	// Logger receives the receiver's log lines (slog.Default when nil).
@@ -101,6 +107,7 @@ type Config struct {
 // Receiver follows the stream. Create it with New and run it with Run.
 type Receiver struct {
 	cfg     Config
+	origins *origins
 	state   State
 	jtis    JTIs
 	rec     Recorder
@@ -134,9 +141,16 @@ func New(cfg Config, st State, jtis JTIs, rec Recorder) (*Receiver, error) {
 	if cfg.Skew <= 0 {
 		cfg.Skew = 60 * time.Second
 	}
+	origins, err := newOrigins(cfg.Issuer, cfg.AllowedOrigins, cfg.InsecureHTTP)
+	if err != nil {
+		return nil, err
+	}
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{Timeout: 10 * time.Second}
 	}
+	hc := *cfg.HTTPClient // a copy: redirects are held to the origin rule here only
+	hc.CheckRedirect = origins.checkRedirect
+	cfg.HTTPClient = &hc
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -144,7 +158,7 @@ func New(cfg Config, st State, jtis JTIs, rec Recorder) (*Receiver, error) {
 		cfg.Logger = slog.Default()
 	}
 	r := &Receiver{
-		cfg: cfg, state: st, jtis: jtis, rec: rec, log: cfg.Logger,
+		cfg: cfg, state: st, jtis: jtis, rec: rec, log: cfg.Logger, origins: origins,
 		wanted:   []string{EventSessionRevoked},
 		actOn:    map[string]bool{EventSessionRevoked: true},
 		backoff:  backoff{min: time.Second, max: time.Minute},

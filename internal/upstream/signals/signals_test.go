@@ -83,6 +83,12 @@ func (s *syncBuffer) String() string {
 // start runs a receiver against tx with a fresh (or the given) store.
 func start(t *testing.T, tx *transmitter, st *bolt.Store, events ...string) *fixture {
 	t.Helper()
+	return startWith(t, tx, st, nil, events...)
+}
+
+// startWith is start with the receiver's Config changed by edit first.
+func startWith(t *testing.T, tx *transmitter, st *bolt.Store, edit func(*signals.Config), events ...string) *fixture {
+	t.Helper()
 	if st == nil {
 		var err error
 		st, err = bolt.Open(filepath.Join(t.TempDir(), "db"), bolt.Options{NoSync: true})
@@ -92,11 +98,15 @@ func start(t *testing.T, tx *transmitter, st *bolt.Store, events ...string) *fix
 		t.Cleanup(func() { _ = st.Close() })
 	}
 	f := &fixture{tx: tx, st: st, rec: &recorder{st: st}, reg: prometheus.NewRegistry(), logs: &syncBuffer{}}
-	rcv, err := signals.New(signals.Config{
+	cfg := signals.Config{
 		Issuer: tx.issuer(), ClientID: clientID, ClientSecret: clientSecret, Events: events,
 		PollInterval: 20 * time.Millisecond, Logger: slog.New(slog.NewJSONHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Registerer: f.reg,
-	}, st, st, f.rec)
+	}
+	if edit != nil {
+		edit(&cfg)
+	}
+	rcv, err := signals.New(cfg, st, st, f.rec)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -149,6 +149,16 @@ func (r *Receiver) discover(ctx context.Context) (metadata, error) {
 	case md.ConfigurationEndpoint == "" || md.JWKSURI == "":
 		return metadata{}, errors.New("SSF configuration lacks configuration_endpoint or jwks_uri")
 	}
+	for _, e := range []struct{ name, url string }{
+		{"jwks_uri", md.JWKSURI}, {"configuration_endpoint", md.ConfigurationEndpoint}, {"verification_endpoint", md.VerificationEndpoint},
+	} {
+		if e.url == "" {
+			continue // verification_endpoint is optional
+		}
+		if err := r.origins.check("SSF configuration's "+e.name, e.url); err != nil {
+			return metadata{}, err
+		}
+	}
 	return md, nil
 }
 
@@ -163,6 +173,9 @@ func (r *Receiver) tokenEndpoint(ctx context.Context) (string, error) {
 	}
 	if oc.TokenEndpoint == "" {
 		return "", errors.New("OpenID configuration has no token_endpoint")
+	}
+	if err := r.origins.check("OpenID configuration's token_endpoint", oc.TokenEndpoint); err != nil {
+		return "", err
 	}
 	return oc.TokenEndpoint, nil
 }
@@ -247,6 +260,9 @@ func (r *Receiver) checkStream(sc *streamConfig) error {
 		return fmt.Errorf("stream %s is delivered by %q, not by polling; delete it or set its delivery to poll", sc.StreamID, sc.Delivery.Method)
 	case len(sc.Audience) != 1:
 		return fmt.Errorf("stream %s has %d audiences, want one", sc.StreamID, len(sc.Audience))
+	}
+	if err := r.origins.check("stream "+sc.StreamID+"'s delivery endpoint_url", sc.Delivery.EndpointURL); err != nil {
+		return err
 	}
 	return nil
 }
