@@ -79,10 +79,18 @@ func template(t *testing.T, files []string, args ...string) (string, error) {
 	return out.String(), err
 }
 
+// valueSet is a combination of value files (relative to the chart) and --set arguments.
+type valueSet struct{ files, set []string }
+
 // render returns the documents of helm template, by kind/name.
-func render(t *testing.T, files ...string) (map[string]obj, string) {
+func render(t *testing.T, vs valueSet) (map[string]obj, string) {
 	t.Helper()
-	text, err := template(t, files)
+	var args []string
+	for _, s := range vs.set {
+		args = append(args, "--set", s)
+	}
+	files := vs.files
+	text, err := template(t, files, args...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,13 +115,23 @@ func render(t *testing.T, files ...string) (map[string]obj, string) {
 	return out, text
 }
 
-// valueSets are the combinations make deploy-check renders.
-var valueSets = map[string][]string{
-	"defaults":         nil,
-	"single":           {"values-single.yaml"},
-	"replicas":         {"values-replicas.yaml"},
-	"single+sidecar":   {"values-single.yaml", "values-sidecar.yaml"},
-	"replicas+sidecar": {"values-replicas.yaml", "values-sidecar.yaml"},
+// valueSets are the combinations rendered here: the four make deploy-check also lints and
+// validates with kubeconform, the defaults, and the other branches of the templates (no TLS, a
+// sidecar on a configured stream, no KEK, shared signals with etcd but no etcd TLS or user).
+var valueSets = map[string]valueSet{
+	"defaults":         {},
+	"single":           {files: []string{"values-single.yaml"}},
+	"replicas":         {files: []string{"values-replicas.yaml"}},
+	"single+sidecar":   {files: []string{"values-single.yaml", "values-sidecar.yaml"}},
+	"replicas+sidecar": {files: []string{"values-replicas.yaml", "values-sidecar.yaml"}},
+	"plain-http+stream-sidecar+no-kek": {files: []string{"values-single.yaml", "values-sidecar.yaml"}, set: []string{
+		"tls.secretName=", "secrets.kek.name=", "authSidecar.workloads[0].ownStream=false",
+		"authSidecar.workloads[0].streamId=orders", "authSidecar.issuerCA.secretName=",
+	}},
+	"etcd-plain": {files: []string{"values-replicas.yaml"}, set: []string{
+		"store.etcd.tls.secretName=", "store.etcd.username=", "store.etcd.endpoints={http://etcd:2379}",
+		"networkPolicy.egress.enabled=false", "replicas=2",
+	}},
 }
 
 // binary returns $env or a fresh build of ./cmd/name.
@@ -250,9 +268,9 @@ func TestChart_RenderedConfigIsAcceptedByTheBinaries(t *testing.T) {
 	helmBin(t)
 	tg := binary(t, "TOKENGATE_BIN", "tokengate")
 	auth := binary(t, "TOKENGATE_AUTH_BIN", "tokengate-auth")
-	for name, files := range valueSets {
+	for name, vs := range valueSets {
 		t.Run(name, func(t *testing.T) {
-			m, _ := render(t, files...)
+			m, _ := render(t, vs)
 			cm := m["ConfigMap/tokengate-config"]
 			text := str(cm, "data", "tokengate.yaml")
 			if text == "" {
@@ -343,9 +361,9 @@ func TestChart_RenderedConfigIsAcceptedByTheBinaries(t *testing.T) {
 // root filesystem, no privilege escalation and no capabilities; no service-account token.
 func TestChart_LockedDown(t *testing.T) {
 	helmBin(t)
-	for name, files := range valueSets {
+	for name, vs := range valueSets {
 		t.Run(name, func(t *testing.T) {
-			m, _ := render(t, files...)
+			m, _ := render(t, vs)
 			for k, p := range pods(m) {
 				if get(p, "spec", "automountServiceAccountToken") != false {
 					t.Errorf("%s: automountServiceAccountToken is not false", k)
@@ -376,9 +394,9 @@ func TestChart_LockedDown(t *testing.T) {
 // admits any source to it.
 func TestChart_AdminPortNeverPublic(t *testing.T) {
 	helmBin(t)
-	for name, files := range valueSets {
+	for name, vs := range valueSets {
 		t.Run(name, func(t *testing.T) {
-			m, _ := render(t, files...)
+			m, _ := render(t, vs)
 			_, hasMonitor := m["ServiceMonitor/tokengate"]
 			for k, o := range m {
 				if str(o, "kind") != "Service" {
@@ -439,7 +457,7 @@ func TestChart_AdminPortNeverPublic(t *testing.T) {
 // and egress on, egress reaches only DNS, Keycloak and etcd.
 func TestChart_NetworkPolicyNamesPeers(t *testing.T) {
 	helmBin(t)
-	m, _ := render(t, "values-replicas.yaml", "values-sidecar.yaml")
+	m, _ := render(t, valueSets["replicas+sidecar"])
 	np := m["NetworkPolicy/tokengate"]
 	var public []any
 	for _, r := range list(np, "spec", "ingress") {
@@ -500,8 +518,8 @@ func TestChart_NoSecretInConfigMaps(t *testing.T) {
 			}
 		}
 	}
-	for name, files := range valueSets {
-		m, _ := render(t, files...)
+	for name, vs := range valueSets {
+		m, _ := render(t, vs)
 		for k, o := range m {
 			if str(o, "kind") != "ConfigMap" {
 				continue
