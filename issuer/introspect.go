@@ -10,12 +10,13 @@ import (
 )
 
 // introspectionCache remembers introspection answers by SHA-256 of the token until the token
-// expires (an expiringMap, unbounded: an entry lives no longer than its token), and shares one
-// upstream call among concurrent identical requests.
+// expires (a boundedCache: an entry lives no longer than its token), and shares one upstream
+// call among concurrent identical requests (singleflight holds a key only while its call is in
+// flight: it is bounded by the requests being served, not by sessions).
 type introspectionCache struct {
 	now     func() time.Time
 	flight  singleflight.Group
-	entries *expiringMap[[32]byte, cachedIntrospection]
+	entries *boundedCache[[32]byte, cachedIntrospection]
 }
 
 type cachedIntrospection struct {
@@ -26,8 +27,8 @@ type cachedIntrospection struct {
 	fetchedAt time.Time
 }
 
-func newIntrospectionCache(now func() time.Time) *introspectionCache {
-	return &introspectionCache{now: now, entries: newExpiringMap[[32]byte, cachedIntrospection](0)}
+func newIntrospectionCache(max int, now func() time.Time) *introspectionCache {
+	return &introspectionCache{now: now, entries: newBoundedCache[[32]byte, cachedIntrospection](max, now)}
 }
 
 // peek returns the unexpired entry for key (the digest of the token), if any: the same bytes

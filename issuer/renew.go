@@ -79,7 +79,7 @@ func (i *Issuer) unseal(token string, now time.Time) (*grant, error) {
 	if token == "" {
 		return nil, errors.New("empty refresh token")
 	}
-	key := refreshKey(token)
+	key := digest(token)
 	if g, ok := i.grants.get(key, now); ok {
 		return g, nil
 	}
@@ -100,21 +100,21 @@ func (i *Issuer) unseal(token string, now time.Time) (*grant, error) {
 }
 
 // scheduleRecheck sets when the session's upstream token is next introspected, unless a later
-// time is already set.
-func (i *Issuer) scheduleRecheck(key string, due, now time.Time) {
-	i.rechecks.update(key, now, func(old time.Time, ok bool) (time.Time, time.Time, bool) {
-		if ok && !due.After(old) {
+// time is already set. The entry expires at that time: once due, a session needs no entry.
+func (i *Issuer) scheduleRecheck(key sessionID, due, now time.Time) {
+	i.rechecks.update(key, now, func(old int64, ok bool) (int64, time.Time, bool) {
+		if ok && due.UnixNano() <= old {
 			return old, time.Time{}, false
 		}
-		return due, due.Add(i.cfg.MaxUpstreamLifetime), true
+		return due.UnixNano(), due, true
 	})
 }
 
 // recheckDue reports whether the session's upstream token is due for introspection at now (a
-// session never introspected by this process is).
-func (i *Issuer) recheckDue(key string, now time.Time) bool {
+// session never introspected by this process, or whose entry was evicted, is).
+func (i *Issuer) recheckDue(key sessionID, now time.Time) bool {
 	due, ok := i.rechecks.get(key, now)
-	return !ok || !now.Before(due)
+	return !ok || now.UnixNano() >= due
 }
 
 // Outcomes of a recheck that refuse: the session ended upstream and its logout is recorded
@@ -144,7 +144,7 @@ func (i *Issuer) recheck(ctx context.Context, g *grant) error {
 	if !i.recheckDue(key, now) {
 		return nil
 	}
-	_, err, _ := i.cache.flight.Do("recheck:"+key, func() (any, error) {
+	_, err, _ := i.cache.flight.Do("recheck:"+string(key[:]), func() (any, error) {
 		if !i.recheckDue(key, i.cfg.Now()) {
 			return nil, nil // another caller just checked
 		}
@@ -155,10 +155,14 @@ func (i *Issuer) recheck(ctx context.Context, g *grant) error {
 				"sid", g.SID, "error", err.Error())
 			return nil, nil
 		}
-		i.scheduleRecheck(key, now.Add(i.cfg.RecheckAfter), now)
 		if intro.Active {
+			i.scheduleRecheck(key, now.Add(i.cfg.RecheckAfter), now)
 			return nil, nil
 		}
+		// The cached verdict refuses the token's later renewals and exchanges without asking.
+		// The session stays due: should the verdict be evicted, the next renewal asks again
+		// instead of passing as "checked recently".
+		i.rechecks.forget(key)
 		exp := time.Unix(g.UpstreamExpiry, 0)
 		i.cache.markInactive(tokKey, exp)
 		switch {
