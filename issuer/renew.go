@@ -137,7 +137,7 @@ var (
 func (i *Issuer) recheck(ctx context.Context, g *grant) error {
 	key := sessionKey(g.SID, g.Subject)
 	tokKey := g.upstreamDigest()
-	if e, ok := i.cache.peek(tokKey); ok && !e.result.Active {
+	if e, ok := i.cache.peek(tokKey); ok && !e.active {
 		return fmt.Errorf("recheck: %w", errUpstreamInactive)
 	}
 	now := i.cfg.Now()
