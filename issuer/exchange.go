@@ -93,7 +93,7 @@ func (i *Issuer) exchange(ctx context.Context, c Client, r ExchangeRequest) (Tok
 	// session was last checked, ask again (with renewal's recheck), so a session that ended
 	// upstream without a back-channel logout stops exchanging when it stops renewing.
 	i.scheduleRecheck(sessionKey(g.SID, g.Subject), fetchedAt.Add(i.cfg.RecheckAfter), now)
-	if err := i.recheck(ctx, &g); err != nil {
+	if err := i.recheck(ctx, &g, ""); err != nil {
 		reason, desc := "inactive", "subject_token is not active"
 		switch {
 		case errors.Is(err, errUpstreamExpired):

@@ -46,7 +46,7 @@ func (i *Issuer) renew(ctx context.Context, c Client, refreshToken, scope string
 		}
 		return TokenResponse{}, err
 	}
-	if err := i.recheck(ctx, g); err != nil {
+	if err := i.recheck(ctx, g, refreshToken); err != nil {
 		switch {
 		case errors.Is(err, errUpstreamExpired):
 			i.refused(ctx, c, g, "upstream_expired")
@@ -74,7 +74,9 @@ func (i *Issuer) refused(ctx context.Context, c Client, g *grant, reason string)
 		"sub", g.Subject, "sid", g.SID, "reason", reason)
 }
 
-// unseal opens a refresh token (from the grant cache when it was opened before) at now.
+// unseal opens a refresh token (from the grant cache when it was opened before) at now. The
+// cache keeps the grant without its upstream token (the bulk of it): a recheck, once per
+// RecheckAfter, opens the refresh token again for it (upstreamToken).
 func (i *Issuer) unseal(token string, now time.Time) (*grant, error) {
 	if token == "" {
 		return nil, errors.New("empty refresh token")
@@ -83,6 +85,31 @@ func (i *Issuer) unseal(token string, now time.Time) (*grant, error) {
 	if g, ok := i.grants.get(key, now); ok {
 		return g, nil
 	}
+	g, err := i.open(token)
+	if err != nil {
+		return nil, err
+	}
+	slim := *g
+	slim.UpstreamToken = ""
+	i.grants.put(key, &slim, time.Unix(g.UpstreamExpiry, 0), now)
+	return g, nil
+}
+
+// upstreamToken returns g's upstream token, opening refreshToken (g's sealed form) again when
+// g came from the grant cache without it.
+func (i *Issuer) upstreamToken(g *grant, refreshToken string) (string, error) {
+	if g.UpstreamToken != "" {
+		return g.UpstreamToken, nil
+	}
+	full, err := i.open(refreshToken)
+	if err != nil {
+		return "", err
+	}
+	return full.UpstreamToken, nil
+}
+
+// open unseals and decodes a refresh token.
+func (i *Issuer) open(token string) (*grant, error) {
 	plain, err := i.keys.Unseal(token)
 	if err != nil {
 		return nil, err
@@ -95,7 +122,6 @@ func (i *Issuer) unseal(token string, now time.Time) (*grant, error) {
 		return nil, errors.New("grant is incomplete")
 	}
 	g.upstreamKey = digest(g.UpstreamToken)
-	i.grants.put(key, &g, time.Unix(g.UpstreamExpiry, 0), now)
 	return &g, nil
 }
 
@@ -134,7 +160,7 @@ var (
 // The answer is remembered for the token (the introspection cache), so its later renewals and
 // exchanges are refused without asking again. An unreachable provider does not stop renewal;
 // the next attempt waits recheckBackoff.
-func (i *Issuer) recheck(ctx context.Context, g *grant) error {
+func (i *Issuer) recheck(ctx context.Context, g *grant, refreshToken string) error {
 	key := sessionKey(g.SID, g.Subject)
 	tokKey := g.upstreamDigest()
 	if e, ok := i.cache.peek(tokKey); ok && !e.active {
@@ -148,7 +174,11 @@ func (i *Issuer) recheck(ctx context.Context, g *grant) error {
 		if !i.recheckDue(key, i.cfg.Now()) {
 			return nil, nil // another caller just checked
 		}
-		intro, err := i.introspect(context.WithoutCancel(ctx), g.UpstreamToken)
+		tok, err := i.upstreamToken(g, refreshToken)
+		if err != nil {
+			return nil, oauthErr(CodeServerError, "could not open the refresh token again", err)
+		}
+		intro, err := i.introspect(context.WithoutCancel(ctx), tok)
 		if err != nil {
 			i.scheduleRecheck(key, now.Add(recheckBackoff), now)
 			i.log.WarnContext(ctx, "session recheck failed; renewal allowed", "event", "recheck_failed",
