@@ -114,13 +114,18 @@ bench-core:
 ## Keycloak (scripts/keycloak.sh, KC_JIT=full): JSON, markdown, PNG and CPU profiles under
 ## results/bench/. The full run also rewrites the docs/performance.md section between the
 ## <!-- bench --> markers and docs/bench.png, then adds the multi-process revocation windows (scripts/bench-extra.sh:
-## replicas on etcd, services on the Shared Signals feed). BENCH=quick is the short run (< 3 min)
+## replicas on etcd, services on the Shared Signals feed) and the RSS per live session (tokengate-load
+## -memory, the <!-- bench-memory --> block). BENCH=quick is the short run (< 3 min)
 ## that `make test` ends with; the same tests run there under go test.
 BENCH ?= full
+## MEMORY_SESSIONS: the live-session counts of the full bench's memory row (RSS per live session).
+MEMORY_SESSIONS ?= 100000,1000000
 bench: build
 	$(GO) build -o $(BIN)/tokengate-bench ./cmd/tokengate-bench
 	$(BIN)/tokengate-bench -bin $(BIN)/tokengate -out results/bench $(if $(filter quick,$(BENCH)),-quick,-publish) $(BENCH_FLAGS)
 	$(if $(filter quick,$(BENCH)),,scripts/bench-extra.sh --publish)
+	$(if $(filter quick,$(BENCH)),,$(GO) run ./cmd/tokengate-load -bin $(BIN)/tokengate -memory $(MEMORY_SESSIONS) \
+		-out results/bench -publish docs/performance.md -command "make bench (tokengate-load -memory $(MEMORY_SESSIONS))")
 
 ## soak: ten minutes of steady renewals, logouts and two key rotations against the real binary
 ## (fake Keycloak in-process); fails on any unexpected error, missed logout, or memory/goroutine growth.

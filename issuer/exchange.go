@@ -46,14 +46,13 @@ func (i *Issuer) exchange(ctx context.Context, c Client, r ExchangeRequest) (Tok
 		return TokenResponse{}, err
 	}
 	key := digest(r.SubjectToken)
-	at, cached, hit, err := i.verifySubject(ctx, key, r.SubjectToken)
+	at, intro, fetchedAt, hit, err := i.verifySubject(ctx, key, r.SubjectToken)
 	if err != nil {
 		return TokenResponse{}, err
 	}
 	if err := i.checkSubject(ctx, c, at, r.SubjectToken); err != nil {
 		return TokenResponse{}, err
 	}
-	intro, fetchedAt := cached.result, cached.fetchedAt
 	if !hit {
 		if intro, fetchedAt, hit, err = i.cache.get(ctx, key, r.SubjectToken, at, i.introspect); err != nil {
 			return TokenResponse{}, unavailable("upstream provider is unreachable", err)
@@ -94,7 +93,7 @@ func (i *Issuer) exchange(ctx context.Context, c Client, r ExchangeRequest) (Tok
 	// session was last checked, ask again (with renewal's recheck), so a session that ended
 	// upstream without a back-channel logout stops exchanging when it stops renewing.
 	i.scheduleRecheck(sessionKey(g.SID, g.Subject), fetchedAt.Add(i.cfg.RecheckAfter), now)
-	if err := i.recheck(ctx, &g); err != nil {
+	if err := i.recheck(ctx, &g, ""); err != nil {
 		reason, desc := "inactive", "subject_token is not active"
 		switch {
 		case errors.Is(err, errUpstreamExpired):
@@ -126,20 +125,22 @@ func (i *Issuer) exchange(ctx context.Context, c Client, r ExchangeRequest) (Tok
 // verifySubject checks the upstream token (whose digest is key) locally. A token seen before
 // (the same bytes, not yet expired) is answered from the introspection cache without repeating
 // the check: it passed the same signature check when it was cached; hit reports that, with
-// the cached entry.
-func (i *Issuer) verifySubject(ctx context.Context, key [32]byte, token string) (upstream.AccessToken, cachedIntrospection, bool, error) {
+// the cached answer and when it was fetched.
+func (i *Issuer) verifySubject(ctx context.Context, key [32]byte, token string) (at upstream.AccessToken,
+	intro upstream.Introspection, fetchedAt time.Time, hit bool, err error) {
 	if e, ok := i.cache.peek(key); ok {
-		return e.token, e, true, nil
+		at, intro = e.unpack()
+		return at, intro, e.fetched(), true, nil
 	}
-	at, err := i.upstream.VerifyAccessToken(ctx, token)
+	at, err = i.upstream.VerifyAccessToken(ctx, token)
 	if err != nil {
 		if errors.Is(err, upstream.ErrUnavailable) {
-			return at, cachedIntrospection{}, false, unavailable("upstream provider is unreachable", err)
+			return at, intro, fetchedAt, false, unavailable("upstream provider is unreachable", err)
 		}
-		return at, cachedIntrospection{}, false,
+		return at, intro, fetchedAt, false,
 			invalidRequest("subject_token is not a valid access token of the upstream provider", err)
 	}
-	return at, cachedIntrospection{}, false, nil
+	return at, intro, fetchedAt, false, nil
 }
 
 // issue mints an internal token for g.

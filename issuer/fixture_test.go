@@ -47,7 +47,7 @@ type fixture struct {
 	bff, other issuer.Client
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t *testing.T, opts ...func(*issuer.Config)) *fixture {
 	t.Helper()
 	f := &fixture{t: t, realm: kctest.New(t), store: openBolt(t), clock: &testClock{t: time.Now()}, pub: &published{}}
 	km, err := keys.Open(context.Background(), f.store, keys.Config{Now: f.clock.Now})
@@ -56,14 +56,18 @@ func newFixture(t *testing.T) *fixture {
 	}
 	f.up = &introspectionCounter{Client: upstream.New(upstream.Config{Issuer: f.realm.Issuer(),
 		ClientID: kctest.ClientID, ClientSecret: kctest.ClientSecret})}
-	f.is, err = issuer.New(issuer.Config{
+	cfg := issuer.Config{
 		Issuer: "https://tg.test", TTL: 30 * time.Second, RecheckAfter: time.Minute, MaxUpstreamLifetime: time.Hour,
 		LogoutAudiences: []string{kctest.LogoutAudience}, UpstreamClientID: kctest.ClientID, Now: f.clock.Now,
 		Clients: []issuer.Client{
 			{ID: "bff", SecretSHA256: sha256.Sum256([]byte(bffSecret)), Audiences: []string{"demo-service", "orders"}},
 			{ID: "other", SecretSHA256: sha256.Sum256([]byte(otherSecret)), Audiences: []string{"demo-service"}},
 		},
-	}, f.store, km, f.up, f.pub)
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	f.is, err = issuer.New(cfg, f.store, km, f.up, f.pub)
 	if err != nil {
 		t.Fatal(err)
 	}

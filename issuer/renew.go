@@ -46,7 +46,7 @@ func (i *Issuer) renew(ctx context.Context, c Client, refreshToken, scope string
 		}
 		return TokenResponse{}, err
 	}
-	if err := i.recheck(ctx, g); err != nil {
+	if err := i.recheck(ctx, g, refreshToken); err != nil {
 		switch {
 		case errors.Is(err, errUpstreamExpired):
 			i.refused(ctx, c, g, "upstream_expired")
@@ -74,15 +74,42 @@ func (i *Issuer) refused(ctx context.Context, c Client, g *grant, reason string)
 		"sub", g.Subject, "sid", g.SID, "reason", reason)
 }
 
-// unseal opens a refresh token (from the grant cache when it was opened before) at now.
+// unseal opens a refresh token (from the grant cache when it was opened before) at now. The
+// cache keeps the grant without its upstream token (the bulk of it): a recheck, once per
+// RecheckAfter, opens the refresh token again for it (upstreamToken).
 func (i *Issuer) unseal(token string, now time.Time) (*grant, error) {
 	if token == "" {
 		return nil, errors.New("empty refresh token")
 	}
-	key := refreshKey(token)
+	key := digest(token)
 	if g, ok := i.grants.get(key, now); ok {
 		return g, nil
 	}
+	g, err := i.open(token)
+	if err != nil {
+		return nil, err
+	}
+	slim := *g
+	slim.UpstreamToken = ""
+	i.grants.put(key, &slim, time.Unix(g.UpstreamExpiry, 0), now)
+	return g, nil
+}
+
+// upstreamToken returns g's upstream token, opening refreshToken (g's sealed form) again when
+// g came from the grant cache without it.
+func (i *Issuer) upstreamToken(g *grant, refreshToken string) (string, error) {
+	if g.UpstreamToken != "" {
+		return g.UpstreamToken, nil
+	}
+	full, err := i.open(refreshToken)
+	if err != nil {
+		return "", err
+	}
+	return full.UpstreamToken, nil
+}
+
+// open unseals and decodes a refresh token.
+func (i *Issuer) open(token string) (*grant, error) {
 	plain, err := i.keys.Unseal(token)
 	if err != nil {
 		return nil, err
@@ -95,26 +122,25 @@ func (i *Issuer) unseal(token string, now time.Time) (*grant, error) {
 		return nil, errors.New("grant is incomplete")
 	}
 	g.upstreamKey = digest(g.UpstreamToken)
-	i.grants.put(key, &g, time.Unix(g.UpstreamExpiry, 0), now)
 	return &g, nil
 }
 
 // scheduleRecheck sets when the session's upstream token is next introspected, unless a later
-// time is already set.
-func (i *Issuer) scheduleRecheck(key string, due, now time.Time) {
-	i.rechecks.update(key, now, func(old time.Time, ok bool) (time.Time, time.Time, bool) {
-		if ok && !due.After(old) {
+// time is already set. The entry expires at that time: once due, a session needs no entry.
+func (i *Issuer) scheduleRecheck(key sessionID, due, now time.Time) {
+	i.rechecks.update(key, now, func(old int64, ok bool) (int64, time.Time, bool) {
+		if ok && due.UnixNano() <= old {
 			return old, time.Time{}, false
 		}
-		return due, due.Add(i.cfg.MaxUpstreamLifetime), true
+		return due.UnixNano(), due, true
 	})
 }
 
 // recheckDue reports whether the session's upstream token is due for introspection at now (a
-// session never introspected by this process is).
-func (i *Issuer) recheckDue(key string, now time.Time) bool {
+// session never introspected by this process, or whose entry was evicted, is).
+func (i *Issuer) recheckDue(key sessionID, now time.Time) bool {
 	due, ok := i.rechecks.get(key, now)
-	return !ok || !now.Before(due)
+	return !ok || now.UnixNano() >= due
 }
 
 // Outcomes of a recheck that refuse: the session ended upstream and its logout is recorded
@@ -134,31 +160,39 @@ var (
 // The answer is remembered for the token (the introspection cache), so its later renewals and
 // exchanges are refused without asking again. An unreachable provider does not stop renewal;
 // the next attempt waits recheckBackoff.
-func (i *Issuer) recheck(ctx context.Context, g *grant) error {
+func (i *Issuer) recheck(ctx context.Context, g *grant, refreshToken string) error {
 	key := sessionKey(g.SID, g.Subject)
 	tokKey := g.upstreamDigest()
-	if e, ok := i.cache.peek(tokKey); ok && !e.result.Active {
+	if e, ok := i.cache.peek(tokKey); ok && !e.active {
 		return fmt.Errorf("recheck: %w", errUpstreamInactive)
 	}
 	now := i.cfg.Now()
 	if !i.recheckDue(key, now) {
 		return nil
 	}
-	_, err, _ := i.cache.flight.Do("recheck:"+key, func() (any, error) {
+	_, err, _ := i.cache.flight.Do("recheck:"+string(key[:]), func() (any, error) {
 		if !i.recheckDue(key, i.cfg.Now()) {
 			return nil, nil // another caller just checked
 		}
-		intro, err := i.introspect(context.WithoutCancel(ctx), g.UpstreamToken)
+		tok, err := i.upstreamToken(g, refreshToken)
+		if err != nil {
+			return nil, oauthErr(CodeServerError, "could not open the refresh token again", err)
+		}
+		intro, err := i.introspect(context.WithoutCancel(ctx), tok)
 		if err != nil {
 			i.scheduleRecheck(key, now.Add(recheckBackoff), now)
 			i.log.WarnContext(ctx, "session recheck failed; renewal allowed", "event", "recheck_failed",
 				"sid", g.SID, "error", err.Error())
 			return nil, nil
 		}
-		i.scheduleRecheck(key, now.Add(i.cfg.RecheckAfter), now)
 		if intro.Active {
+			i.scheduleRecheck(key, now.Add(i.cfg.RecheckAfter), now)
 			return nil, nil
 		}
+		// The cached verdict refuses the token's later renewals and exchanges without asking.
+		// The session stays due: should the verdict be evicted, the next renewal asks again
+		// instead of passing as "checked recently".
+		i.rechecks.forget(key)
 		exp := time.Unix(g.UpstreamExpiry, 0)
 		i.cache.markInactive(tokKey, exp)
 		switch {

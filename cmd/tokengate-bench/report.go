@@ -100,7 +100,8 @@ const liveSessionsNote = "A live session costs tokengate no record on disk: it i
 	"(JWE) that the BFF holds and presents; renewal unseals it and checks the store for a logout of its " +
 	"sid (one B+tree lookup, no scan; a miss for a live session) and never writes. A million live sessions therefore " +
 	"add nothing to the data file or to start-up; in memory the issuer keeps, per session seen recently, one " +
-	"recheck timestamp and one cached introspection answer until the Keycloak token expires (both swept)."
+	"recheck timestamp (until its next check) and one packed introspection answer (until the Keycloak token " +
+	"expires), both bounded by limits.caches; the RSS per live session is measured below (Memory per live session)."
 
 func newResults(o options) *Results {
 	r := &Results{Mode: "full", Started: time.Now().UTC().Format(time.RFC3339), Command: o.command,

@@ -113,6 +113,11 @@ type gateway struct {
 }
 
 func startGateway(ctx context.Context, bin, realmIssuer, workDir string, rotateEvery time.Duration) (*gateway, error) {
+	return startGatewayWith(ctx, bin, realmIssuer, workDir, rotateEvery,
+		config.Tokens{TTL: config.Duration(30 * time.Second), RecheckAfter: config.Duration(60 * time.Second)})
+}
+
+func startGatewayWith(ctx context.Context, bin, realmIssuer, workDir string, rotateEvery time.Duration, tokens config.Tokens) (*gateway, error) {
 	secret, hash := loopback.Secret()
 	adminToken, adminHash := loopback.Secret()
 	// Issuer is left empty: the public listener's URL.
@@ -120,7 +125,7 @@ func startGateway(ctx context.Context, bin, realmIssuer, workDir string, rotateE
 		DataDir: filepath.Join(workDir, "data"), LogLevel: "warn",
 		Upstream: config.Upstream{Issuer: realmIssuer, ClientID: kctest.ClientID, ClientSecret: kctest.ClientSecret,
 			LogoutAudiences: []string{kctest.LogoutAudience}},
-		Tokens:  config.Tokens{TTL: config.Duration(30 * time.Second), RecheckAfter: config.Duration(60 * time.Second)},
+		Tokens:  tokens,
 		Keys:    config.Keys{JWKSMaxAge: config.Duration(30 * time.Second), RotateEvery: config.Duration(rotateEvery)},
 		Limits:  config.Limits{Token: &config.Limit{Rate: 100000, Burst: 100000}, Logout: &config.Limit{Rate: 1000, Burst: 1000}},
 		Admin:   config.Admin{Tokens: []config.AdminToken{{Name: "soak", SHA256: adminHash}}},

@@ -147,6 +147,8 @@ func TestMetrics_ServedOnAdminListener(t *testing.T) {
 		`tokengate_signing_key_age_seconds`,
 		`tokengate_http_requests_total{code="200",route="/token"} 2`,
 		`tokengate_revocation_records{kind="sessions"}`, // refreshed periodically
+		`tokengate_cache_entries{cache="recheck_schedule"} 1`, `tokengate_cache_entries{cache="refresh_tokens"}`,
+		`tokengate_cache_entries{cache="introspection"}`, `tokengate_cache_evictions_total{cache="introspection"} 0`,
 		`go_goroutines`, `process_resident_memory_bytes`,
 	} {
 		if !strings.Contains(string(b), want) {

@@ -172,6 +172,8 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (_ *App, err er
 		LogoutAudiences:  cfg.Upstream.LogoutAudiences,
 		UpstreamClientID: cfg.Upstream.ClientID, SkipAudienceCheck: !cfg.Upstream.AudienceRequired(),
 		Clients: clients, Now: o.now, Logger: log, Metrics: a.metrics,
+		Caches: issuer.Caches{RecheckSchedule: cfg.Limits.Caches.RecheckSchedule,
+			Introspection: cfg.Limits.Caches.Introspection, RefreshTokens: cfg.Limits.Caches.RefreshTokens},
 	}, a.store, a.keys, up, publisher{ssf: a.ssf, relay: a.relay})
 	if err != nil {
 		return nil, err
@@ -193,6 +195,7 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (_ *App, err er
 		return nil, err
 	}
 	metrics.KeyAge(a.reg, a.keys.ActiveSince)
+	metrics.Caches(a.reg, a.issuer.CacheStats)
 	a.admin = server.NewAdmin(server.AdminConfig{
 		Tokens: cfg.AdminTokenHashes(), Version: o.version, Started: time.Now(), Logger: log,
 		Metrics: promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{}),

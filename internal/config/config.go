@@ -177,6 +177,32 @@ type Limits struct {
 	Logout *Limit `yaml:"logout,omitempty"`
 	// AuthFailures limits failed client authentications per source address.
 	AuthFailures *Limit `yaml:"auth_failures,omitempty"`
+	// Caches bounds the in-memory per-session caches (entries); see DefaultCaches.
+	Caches Caches `yaml:"caches,omitempty"`
+}
+
+// Caches bounds, in entries, the issuer's in-memory per-session caches. An eviction costs work
+// (an introspection at Keycloak, an unsealing), never a refusal turned into an acceptance. A
+// bound left out (or 0) keeps its default.
+type Caches struct {
+	// RecheckSchedule: when each live session is next introspected (about 100 bytes each). A
+	// session evicted is introspected at its next renewal.
+	RecheckSchedule int `yaml:"recheck_schedule,omitempty"`
+	// Introspection: introspection answers per upstream token, until its exp. An evicted
+	// token is verified and introspected again at its next exchange.
+	Introspection int `yaml:"introspection,omitempty"`
+	// RefreshTokens: unsealed refresh tokens (about 2 KiB each); an evicted one is unsealed again.
+	RefreshTokens int `yaml:"refresh_tokens,omitempty"`
+}
+
+// MaxCacheEntries is the largest bound a cache accepts.
+const MaxCacheEntries = 100_000_000
+
+// DefaultCaches are the cache bounds a configuration leaves out (issuer.DefaultCaches): a
+// million live sessions, a million upstream tokens within their lifetime, 16,384 unsealed
+// refresh tokens.
+func DefaultCaches() Caches {
+	return Caches{RecheckSchedule: 1_000_000, Introspection: 1_000_000, RefreshTokens: 16_384}
 }
 
 // DefaultLimits are the limits a configuration leaves out. None may refuse load one tokengate
@@ -412,6 +438,13 @@ func (c *Config) SetDefaults() {
 			*l.set = *l.def
 		}
 	}
+	defCaches := DefaultCaches()
+	for _, n := range []struct{ set, def *int }{{&c.Limits.Caches.RecheckSchedule, &defCaches.RecheckSchedule},
+		{&c.Limits.Caches.Introspection, &defCaches.Introspection}, {&c.Limits.Caches.RefreshTokens, &defCaches.RefreshTokens}} {
+		if *n.set == 0 {
+			*n.set = *n.def
+		}
+	}
 	c.SSF.setDefaults(c.Tokens.TTL)
 	c.Upstream.SharedSignals.setDefaults()
 }
@@ -510,6 +543,12 @@ func (c *Config) Validate() error {
 		}
 		if l.Rate < 0 || l.Burst < 0 || (l.Rate > 0 && l.Burst == 0) {
 			bad(name, "rate and burst must be ≥ 0, and burst ≥ 1 when rate is set")
+		}
+	}
+	for name, n := range map[string]int{"limits.caches.recheck_schedule": c.Limits.Caches.RecheckSchedule,
+		"limits.caches.introspection": c.Limits.Caches.Introspection, "limits.caches.refresh_tokens": c.Limits.Caches.RefreshTokens} {
+		if n < 0 || n > MaxCacheEntries {
+			bad(name, "must be between 1 and %d entries (0 or left out: the default), got %d", MaxCacheEntries, n)
 		}
 	}
 	for _, p := range c.TrustedProxies {

@@ -211,3 +211,37 @@ func (s *InstrumentedStore) UpdateKeys(ctx context.Context, update func([]byte) 
 	defer s.m.storeCommit("update_keys", time.Now())
 	return s.Store.UpdateKeys(ctx, update)
 }
+
+// CacheStats is the size of one in-memory cache and how many entries its bound evicted.
+type CacheStats struct {
+	Name      string
+	Entries   int
+	Evictions uint64
+}
+
+// Caches registers, read from stats at each scrape, tokengate_cache_entries{cache} (entries
+// held) and tokengate_cache_evictions_total{cache} (entries the size bound evicted).
+func Caches(reg prometheus.Registerer, stats func() []CacheStats) {
+	reg.MustRegister(cacheCollector(stats))
+}
+
+var (
+	cacheEntriesDesc = prometheus.NewDesc("tokengate_cache_entries",
+		"Entries held by an in-memory cache (recheck_schedule, introspection, refresh_tokens).", []string{"cache"}, nil)
+	cacheEvictionsDesc = prometheus.NewDesc("tokengate_cache_evictions_total",
+		"Entries evicted from an in-memory cache by its size bound (limits.caches).", []string{"cache"}, nil)
+)
+
+type cacheCollector func() []CacheStats
+
+func (c cacheCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- cacheEntriesDesc
+	ch <- cacheEvictionsDesc
+}
+
+func (c cacheCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, s := range c() {
+		ch <- prometheus.MustNewConstMetric(cacheEntriesDesc, prometheus.GaugeValue, float64(s.Entries), s.Name)
+		ch <- prometheus.MustNewConstMetric(cacheEvictionsDesc, prometheus.CounterValue, float64(s.Evictions), s.Name)
+	}
+}
