@@ -46,7 +46,7 @@ func (i *Issuer) exchange(ctx context.Context, c Client, r ExchangeRequest) (Tok
 		return TokenResponse{}, err
 	}
 	key := digest(r.SubjectToken)
-	at, intro, fetchedAt, hit, err := i.verifySubject(ctx, key, r.SubjectToken)
+	at, intro, fetchedAt, hit, err := i.verifySubject(ctx, c, key, r.SubjectToken)
 	if err != nil {
 		return TokenResponse{}, err
 	}
@@ -78,7 +78,8 @@ func (i *Issuer) exchange(ctx context.Context, c Client, r ExchangeRequest) (Tok
 		if errors.Is(err, errRevoked) {
 			i.log.InfoContext(ctx, "exchange refused", "event", "exchange_refused", "client_id", c.ID,
 				"reason", "logged_out", "sid", g.SID, "subject_token", TokenHash(r.SubjectToken))
-			return TokenResponse{}, invalidRequest("subject_token belongs to a session that has been logged out", err)
+			return TokenResponse{}, invalidRequest("subject_token belongs to a session that has been logged out; "+
+				"tokengate does not accept that session again, even if the upstream provider revives it: log in again", err)
 		}
 		return TokenResponse{}, err
 	}
@@ -87,7 +88,11 @@ func (i *Issuer) exchange(ctx context.Context, c Client, r ExchangeRequest) (Tok
 	}
 	now := i.cfg.Now()
 	if now.Unix() >= g.UpstreamExpiry {
-		return TokenResponse{}, invalidRequest("subject_token has expired", nil)
+		exp := time.Unix(g.UpstreamExpiry, 0).UTC().Format(time.RFC3339)
+		i.log.InfoContext(ctx, "exchange refused", "event", "exchange_refused", "client_id", c.ID,
+			"reason", upstream.ReasonExpired, "exp", exp, "skew", "0s", "sid", g.SID, "subject_token", TokenHash(r.SubjectToken))
+		return TokenResponse{}, invalidRequest("subject_token expired at "+exp+" (tokengate's clock: "+
+			now.UTC().Format(time.RFC3339)+"; allowed clock skew for access tokens: 0s)", nil)
 	}
 	// A cached answer is as old as its introspection: once RecheckAfter has passed since the
 	// session was last checked, ask again (with renewal's recheck), so a session that ended
@@ -125,8 +130,9 @@ func (i *Issuer) exchange(ctx context.Context, c Client, r ExchangeRequest) (Tok
 // verifySubject checks the upstream token (whose digest is key) locally. A token seen before
 // (the same bytes, not yet expired) is answered from the introspection cache without repeating
 // the check: it passed the same signature check when it was cached; hit reports that, with
-// the cached answer and when it was fetched.
-func (i *Issuer) verifySubject(ctx context.Context, key [32]byte, token string) (at upstream.AccessToken,
+// the cached answer and when it was fetched. A refusal names its reason to c (the token is c's
+// own: what it says of itself is no secret to c) and in an exchange_refused line.
+func (i *Issuer) verifySubject(ctx context.Context, c Client, key [32]byte, token string) (at upstream.AccessToken,
 	intro upstream.Introspection, fetchedAt time.Time, hit bool, err error) {
 	if e, ok := i.cache.peek(key); ok {
 		at, intro = e.unpack()
@@ -137,8 +143,13 @@ func (i *Issuer) verifySubject(ctx context.Context, key [32]byte, token string) 
 		if errors.Is(err, upstream.ErrUnavailable) {
 			return at, intro, fetchedAt, false, unavailable("upstream provider is unreachable", err)
 		}
-		return at, intro, fetchedAt, false,
-			invalidRequest("subject_token is not a valid access token of the upstream provider", err)
+		var r *upstream.Refusal
+		if !errors.As(err, &r) {
+			r = &upstream.Refusal{Reason: upstream.ReasonInvalid, Detail: "is not a valid access token of the upstream provider"}
+		}
+		attrs := append([]any{"event", "exchange_refused", "client_id", c.ID, "reason", r.Reason}, r.Attrs...)
+		i.log.InfoContext(ctx, "exchange refused", append(attrs, "subject_token", TokenHash(token))...)
+		return at, intro, fetchedAt, false, invalidRequest("subject_token "+r.Detail, err)
 	}
 	return at, intro, fetchedAt, false, nil
 }

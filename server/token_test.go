@@ -223,32 +223,55 @@ func TestDiscoveryAndJWKS(t *testing.T) {
 }
 
 // TestExchange_SubjectTokenRefusalsAre400InvalidRequest: the issuer's refusals of a subject
-// token not meant for tokengate or not issued to the caller's Keycloak client reach the BFF as
-// 400 invalid_request with the issuer's description, not cacheable, with nothing stored and
-// Keycloak not asked.
+// token not meant for tokengate, not issued to the caller's Keycloak client, or not an access
+// token of the provider at all (each with its own reason) reach the BFF as 400 invalid_request
+// with the issuer's description, not cacheable, with nothing stored, Keycloak not asked and one
+// exchange_refused line naming the reason.
 func TestExchange_SubjectTokenRefusalsAre400InvalidRequest(t *testing.T) {
 	s := newStack(t)
 	before, err := s.store.Stats(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
+	master := strings.TrimSuffix(s.realm.Issuer(), "/demo") + "/master"
 	for _, c := range []struct {
 		name, client, secret string
 		token                kctest.Token
-		desc                 string
+		raw                  string // sent instead of token when set
+		desc                 string // the whole description, or (with prefix) its start
+		prefix               bool
+		reason               string
 	}{
-		{"aud lacks tokengate", "bff", bffSecret, kctest.Token{Audience: []string{"account"}},
-			`subject_token is not meant for tokengate: its aud does not contain "tokengate" (the upstream client "bff" needs an audience mapper adding "tokengate")`},
-		{"token of another Keycloak client", "other", otherSecret, kctest.Token{},
-			`subject_token was issued to upstream client "bff", whose tokens this client may not exchange`},
+		{"aud lacks tokengate", "bff", bffSecret, kctest.Token{Audience: []string{"account"}}, "",
+			`subject_token is not meant for tokengate: its aud does not contain "tokengate" (the upstream client "bff" needs an audience mapper adding "tokengate")`, false, "audience"},
+		{"token of another Keycloak client", "other", otherSecret, kctest.Token{}, "",
+			`subject_token was issued to upstream client "bff", whose tokens this client may not exchange`, false, "upstream_client"},
+		{"ID token", "bff", bffSecret, kctest.Token{Typ: "ID"}, "",
+			`subject_token is an ID token (typ "ID"), not an access token (typ "Bearer"): send the access token`, false, "typ"},
+		{"logout token", "bff", bffSecret, kctest.Token{}, s.realm.LogoutToken("alice", "sid-1"),
+			`subject_token is a logout token (JOSE typ "logout+jwt"), not an access token: send the access token`, false, "typ"},
+		{"master realm", "bff", bffSecret, kctest.Token{Issuer: master}, "",
+			`subject_token was issued by "` + master + `", not by the upstream provider "` + s.realm.Issuer() + `" (a token of another realm or server)`, false, "issuer"},
+		{"expired", "bff", bffSecret, kctest.Token{IssuedAt: time.Now().Add(-time.Hour), Lifetime: time.Minute}, "",
+			"subject_token expired at ", true, "expired"},
+		{"not a JWT", "bff", bffSecret, kctest.Token{}, "garbage",
+			"subject_token is not a JWT (the upstream provider's access tokens are signed JWTs)", false, "not_jwt"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			r := s.post("/token", c.client, c.secret, exchangeForm(s.realm.AccessToken(c.token)))
-			if r.Status != http.StatusBadRequest || r.str("error") != "invalid_request" || r.str("error_description") != c.desc {
+			tok := c.raw
+			if tok == "" {
+				tok = s.realm.AccessToken(c.token)
+			}
+			r := s.post("/token", c.client, c.secret, exchangeForm(tok))
+			d := r.str("error_description")
+			if r.Status != http.StatusBadRequest || r.str("error") != "invalid_request" || (d != c.desc && !(c.prefix && strings.HasPrefix(d, c.desc))) {
 				t.Errorf("got %d %s, want 400 invalid_request %q", r.Status, r.Raw, c.desc)
 			}
 			if r.Header.Get("Cache-Control") != "no-store" || !strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") {
 				t.Errorf("headers %v", r.Header)
+			}
+			if want := `"reason":"` + c.reason + `"`; !strings.Contains(s.logs.String(), want) {
+				t.Errorf("no exchange_refused line with %s", want)
 			}
 		})
 	}

@@ -136,8 +136,8 @@ func TestSignals_WhichChannelDeliversEachKeycloakAction(t *testing.T) {
 	// credential-change) Keycloak would not deliver credential-change at all. The stream asks
 	// for it during the measurement, so the table shows what Keycloak sends; tokengate
 	// acknowledges and ignores it unless configured to act on it. (tokengate updates the stream
-	// only when it lacks an event tokengate acts on: the restart with the default events below
-	// sets it back to those; TestSignals_AddedEventIsRequestedFromTheReusedStream proves it.)
+	// only when it lacks an event tokengate acts on; TestSignals_AddedEventIsRequestedFromTheReusedStream
+	// proves it.)
 	requestStreamEvents(t, ctx, signals.EventSessionRevoked, signals.EventCredentialChange)
 	const watchFor = 8 * time.Second
 	// want is what 26.7.3 delivers: "bc" back-channel logout, "set:<event>" a SET.

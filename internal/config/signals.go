@@ -29,11 +29,12 @@ type SharedSignals struct {
 	ClientID         string `yaml:"client_id,omitempty"`
 	ClientSecret     string `yaml:"client_secret,omitempty"`
 	ClientSecretFile string `yaml:"client_secret_file,omitempty"`
-	// Events are the events acted on (session-revoked is always): default session-revoked,
-	// account-disabled, account-purged, credential-compromise. credential-change (a password
-	// changed or reset) is off by default: add it to end every session at a credential change.
-	// The receiver updates a stream it reuses to request exactly these events when one is
-	// missing.
+	// Events are the events acted on; session-revoked is always requested and acted on, even
+	// when omitted. Default: session-revoked alone, what Keycloak 26.7.3 delivers of them
+	// (it offers no RISC event: account-disabled, account-purged, credential-compromise are
+	// acted on once a Keycloak delivers them). credential-change (a password changed or reset)
+	// is off by default: add it to end every session at a credential change. The receiver
+	// updates a stream it reuses to request exactly these events when one is missing.
 	Events []string `yaml:"events,omitempty"`
 	// PollInterval is the pause between polls that found nothing (Keycloak answers at once):
 	// the window of a logout that only this channel delivers. Default 2s.
@@ -51,7 +52,7 @@ func (s *SharedSignals) setDefaults() {
 		return
 	}
 	if len(s.Events) == 0 {
-		s.Events = []string{"session-revoked", "account-disabled", "account-purged", "credential-compromise"}
+		s.Events = []string{"session-revoked"}
 	}
 	if s.PollInterval == 0 {
 		s.PollInterval = Duration(2 * time.Second)

@@ -132,11 +132,19 @@ func (c *Client) discover(ctx context.Context) (*discovered, error) {
 	// One key set for both kinds of token, in place of go-oidc's RemoteKeySet (which fetched
 	// the JWKS for every token no key in hand verified): its fetches are bounded.
 	keys := jwks.New(meta.JWKSURI, jwks.Options{HTTPClient: c.cfg.HTTPClient, Interval: c.cfg.JWKSRefetchInterval})
-	d.access = oidc.NewVerifier(c.cfg.Issuer, keys, &oidc.Config{SkipClientIDCheck: true, SupportedSigningAlgs: algs})
+	d.access = oidc.NewVerifier(c.cfg.Issuer, recordingKeys{keys}, &oidc.Config{SkipClientIDCheck: true, SupportedSigningAlgs: algs})
 	// exp is optional on logout tokens and aud is checked against a set: both checked by us.
 	d.logout = oidc.NewVerifier(c.cfg.Issuer, keys, &oidc.Config{SkipClientIDCheck: true, SkipExpiryCheck: true, SupportedSigningAlgs: algs})
 	c.disc = d
 	return d, nil
+}
+
+// refetchInterval is the least time between two JWKS fetches for unknown kids.
+func (c *Client) refetchInterval() time.Duration {
+	if c.cfg.JWKSRefetchInterval > 0 {
+		return c.cfg.JWKSRefetchInterval
+	}
+	return DefaultJWKSRefetchInterval
 }
 
 // Algorithms returns the pinned signature algorithms, discovering the provider if needed.

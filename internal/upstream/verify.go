@@ -24,25 +24,34 @@ type AccessToken struct {
 
 // VerifyAccessToken checks a provider access token locally: signature against the provider's
 // JWKS with pinned algorithms, iss, exp, and that it is an access token (Keycloak's typ claim,
-// when present, is "Bearer"). Introspection remains the authority on whether it is active.
+// when present, is "Bearer"; its JOSE typ, when present, JWT or at+jwt). Introspection
+// remains the authority on whether it is active. A refusal is a *Refusal naming its reason,
+// or wraps ErrUnavailable when the provider's keys cannot be fetched.
 func (c *Client) VerifyAccessToken(ctx context.Context, raw string) (AccessToken, error) {
 	d, err := c.discover(ctx)
 	if err != nil {
 		return AccessToken{}, err
 	}
-	tok, err := d.access.Verify(ctx, raw)
+	// What the token says of itself is read first: a refusal then names the token's kind, its
+	// issuer or its exp, and costs no key fetch. Only go-oidc's verifier below accepts.
+	if r := precheck(raw, c.cfg.Issuer, d.algs, time.Now()); r != nil {
+		return AccessToken{}, r
+	}
+	slot := &keyErr{}
+	tok, err := d.access.Verify(context.WithValue(ctx, keyErrKey{}, slot), raw)
 	if err != nil {
-		return AccessToken{}, classify(err)
+		return AccessToken{}, classifyAccess(err, slot.err, raw, c.refetchInterval(), time.Now())
 	}
 	var extra struct {
 		Typ string `json:"typ"`
 		AZP string `json:"azp"`
 	}
 	if err := tok.Claims(&extra); err != nil {
-		return AccessToken{}, fmt.Errorf("%w: claims: %v", ErrInvalidToken, err)
+		return AccessToken{}, refuse(ReasonInvalid, "has claims that cannot be read", err)
 	}
 	if extra.Typ != "" && !strings.EqualFold(extra.Typ, "Bearer") {
-		return AccessToken{}, fmt.Errorf("%w: token typ %q is not an access token", ErrInvalidToken, extra.Typ)
+		// Unreachable after precheck; kept so that acceptance never depends on it.
+		return AccessToken{}, refuse(ReasonTokenType, "is not an access token: its typ is "+echo(extra.Typ), nil)
 	}
 	return AccessToken{Subject: tok.Subject, Expiry: tok.Expiry, IssuedAt: tok.IssuedAt,
 		Audience: tok.Audience, AuthorizedParty: extra.AZP}, nil

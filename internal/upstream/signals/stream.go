@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"slices"
@@ -231,11 +232,7 @@ func (r *Receiver) ensureStream(ctx context.Context, c *conn) (streamDoc, error)
 	if missing := r.notRequested(sc); len(missing) > 0 {
 		sc = r.requestEvents(ctx, c, sc, missing)
 	}
-	for _, e := range r.wanted {
-		if !slices.Contains(sc.EventsDelivered, e) {
-			r.log.Warn("shared signals: Keycloak does not deliver an event tokengate acts on (it does not offer it, or the stream does not request it)", "stream", sc.StreamID, "event_type", e)
-		}
-	}
+	r.logUndelivered(ctx, sc)
 	doc := streamDoc{StreamID: sc.StreamID, Audience: sc.Audience[0], PollURL: sc.Delivery.EndpointURL, Since: stored.Since}
 	if doc.StreamID != stored.StreamID || doc.Since.IsZero() {
 		doc.Since = r.cfg.Now().UTC()
@@ -247,6 +244,28 @@ func (r *Receiver) ensureStream(ctx context.Context, c *conn) (streamDoc, error)
 		}
 	}
 	return doc, nil
+}
+
+// logUndelivered says, in one line, which events tokengate acts on the stream does not deliver:
+// INFO, as with the RISC events Keycloak 26.7.3 does not offer (acted on once a Keycloak
+// delivers them); WARN when session-revoked is among them, the event the stream is for.
+func (r *Receiver) logUndelivered(ctx context.Context, sc *streamConfig) {
+	var missing []string
+	for _, e := range r.wanted {
+		if !slices.Contains(sc.EventsDelivered, e) {
+			missing = append(missing, e)
+		}
+	}
+	if len(missing) == 0 {
+		return
+	}
+	level := slog.LevelInfo
+	if slices.Contains(missing, EventSessionRevoked) {
+		level = slog.LevelWarn
+	}
+	r.log.Log(ctx, level, "shared signals: Keycloak does not deliver these events tokengate acts on "+
+		"(it does not offer them, or the stream does not request them); they are acted on once it does",
+		"event", "signals_events_not_delivered", "stream", sc.StreamID, "event_types", missing)
 }
 
 // checkStream refuses a stream tokengate cannot follow.

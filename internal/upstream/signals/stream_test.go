@@ -57,9 +57,10 @@ func byEvent(t *testing.T, f *fixture, event string) []map[string]any {
 // notDelivered returns the event types the receiver logged as not delivered.
 func notDelivered(t *testing.T, f *fixture) []string {
 	var out []string
-	for _, m := range logLines(t, f, "does not deliver an event tokengate acts on") {
-		e, _ := m["event_type"].(string)
-		out = append(out, e)
+	for _, m := range byEvent(t, f, "signals_events_not_delivered") {
+		for _, e := range m["event_types"].([]any) {
+			out = append(out, e.(string))
+		}
 	}
 	return out
 }
