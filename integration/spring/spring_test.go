@@ -35,8 +35,14 @@ import (
 )
 
 // ttl is the internal tokens' lifetime: the example counts a token expired 5 s before its
-// exp (its clock skew), so a page loaded 8 s after the exchange renews it.
-const ttl = 12 * time.Second
+// exp (its clock skew), so a page loaded 8 s after the exchange renews it. Keycloak's access
+// tokens for bff live kcLifespan here (the test sets the client's access.token.lifespan), so
+// the test also sees tokengate refuse the renewal once the Keycloak token has expired and
+// Spring exchange the renewed Keycloak token.
+const (
+	ttl        = 12 * time.Second
+	kcLifespan = 25 * time.Second
+)
 
 var suite demostack.Suite
 
@@ -50,9 +56,10 @@ func TestMain(m *testing.M) {
 // tokenCall is one POST /token that the example sent to tokengate, with tokengate's answer.
 type tokenCall struct {
 	GrantType, SubjectTokenType, RequestedTokenType, Audience string
-	BasicAuth                                                  bool
-	Status                                                     int
-	Answer                                                     map[string]any
+	SubjectToken                                              string // the Keycloak access token exchanged
+	BasicAuth                                                 bool
+	Status                                                    int
+	Answer                                                    map[string]any
 }
 
 func (c tokenCall) str(k string) string { s, _ := c.Answer[k].(string); return s }
@@ -83,7 +90,7 @@ func (r *recorder) handler(t *testing.T, target string) http.Handler {
 		proxy.ServeHTTP(rec, req)
 		call := tokenCall{GrantType: form.Get("grant_type"), SubjectTokenType: form.Get("subject_token_type"),
 			RequestedTokenType: form.Get("requested_token_type"), Audience: form.Get("audience"),
-			BasicAuth: basic, Status: rec.Code}
+			SubjectToken: form.Get("subject_token"), BasicAuth: basic, Status: rec.Code}
 		_ = json.Unmarshal(rec.Body.Bytes(), &call.Answer)
 		r.mu.Lock()
 		r.calls = append(r.calls, call)
@@ -220,6 +227,7 @@ func TestSpringBFF_ExchangeRenewCallLogout(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 
+	setAccessTokenLifespan(t, ctx, st, "bff", kcLifespan)
 	rec := &recorder{}
 	front := httptest.NewServer(rec.handler(t, st.TokengateURL()))
 	defer front.Close()
@@ -243,17 +251,7 @@ func TestSpringBFF_ExchangeRenewCallLogout(t *testing.T) {
 		t.Fatalf("token calls after login: %+v, want one exchange", calls)
 	}
 	x := calls[0]
-	if x.GrantType != "urn:ietf:params:oauth:grant-type:token-exchange" || x.Status != http.StatusOK ||
-		x.SubjectTokenType != "urn:ietf:params:oauth:token-type:access_token" || !x.BasicAuth || x.Audience != demostack.Audience {
-		t.Fatalf("the exchange Spring sent or its answer: %+v", x)
-	}
-	if x.str("token_type") != "Bearer" || x.str("issued_token_type") != "urn:ietf:params:oauth:token-type:access_token" ||
-		x.str("refresh_token") == "" {
-		t.Fatalf("exchange answer: %+v", x.Answer)
-	}
-	if c := jwtClaims(t, x.str("access_token")); c["iss"] != st.TokengateURL() || c["preferred_username"] != "alice" {
-		t.Fatalf("the internal token is not tokengate's token for alice: %v", c)
-	}
+	checkExchange(t, st, x)
 	if code, body, _, err := st.CallService(ctx, x.str("access_token")); err != nil || code != http.StatusOK {
 		t.Fatalf("service with the exchanged token: %v HTTP %d %s", err, code, body)
 	}
@@ -278,13 +276,38 @@ func TestSpringBFF_ExchangeRenewCallLogout(t *testing.T) {
 	if code, body, _, err := st.CallService(ctx, renewed.str("access_token")); err != nil || code != http.StatusOK {
 		t.Fatalf("service with the renewed token: %v HTTP %d %s", err, code, body)
 	}
-	if r, err := st.Renew(ctx, x.str("refresh_token")); err != nil || r.Status != http.StatusOK {
+
+	// tokengate never extends what Keycloak granted: once the exchanged Keycloak token has
+	// expired, the renewal is refused; Spring drops the internal token, renews the Keycloak
+	// token at Keycloak and exchanges the new one.
+	kcExp := time.Unix(int64(jwtClaims(t, x.SubjectToken)["exp"].(float64)), 0)
+	time.Sleep(time.Until(kcExp) + 1500*time.Millisecond)
+	if err := br.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if txt := br.Text(); !strings.Contains(txt, `"username":"alice"`) {
+		t.Fatalf("page after the Keycloak token expired does not show the service's answer: %s", txt)
+	}
+	calls = rec.all()
+	if len(calls) != 4 || calls[2].GrantType != "refresh_token" || calls[2].Status != http.StatusBadRequest ||
+		calls[2].str("error") != "invalid_grant" {
+		t.Fatalf("token calls after the Keycloak token expired: %+v, want a refused refresh_token grant, then an exchange", calls)
+	}
+	x2 := calls[3]
+	checkExchange(t, st, x2)
+	if x2.SubjectToken == x.SubjectToken {
+		t.Fatal("the second exchange sent the expired Keycloak token again, not the renewed one")
+	}
+	if r, err := st.Renew(ctx, x2.str("refresh_token")); err != nil || r.Status != http.StatusOK {
 		t.Fatalf("renewal with the copied refresh token before logout: %v HTTP %d %s", err, r.Status, r.Description)
 	}
 
 	// Logout: Spring's RP-initiated logout ends the Keycloak session, whose back-channel
 	// logout reaches tokengate; the copies are refused from then on.
-	copiedAccess, copiedRefresh := renewed.str("access_token"), x.str("refresh_token")
+	copiedAccess, copiedRefresh := x2.str("access_token"), x2.str("refresh_token")
+	if code, body, _, err := st.CallService(ctx, copiedAccess); err != nil || code != http.StatusOK {
+		t.Fatalf("service with the copied token before logout: %v HTTP %d %s", err, code, body)
+	}
 	endSession := st.KeycloakIssuer() + "/protocol/openid-connect/logout"
 	t0, err := br.Logout(endSession)
 	if err != nil {
@@ -310,5 +333,47 @@ func TestSpringBFF_ExchangeRenewCallLogout(t *testing.T) {
 	t.Logf("copied internal token refused by the service %d ms after Keycloak's end_session response", time.Since(t0).Milliseconds())
 	if txt := br.Text(); !strings.Contains(txt, "Signed out") {
 		t.Errorf("page after logout: %s", txt)
+	}
+}
+
+// checkExchange checks one token exchange Spring sent to tokengate and tokengate's answer.
+func checkExchange(t *testing.T, st *demostack.Stack, x tokenCall) {
+	t.Helper()
+	if x.GrantType != "urn:ietf:params:oauth:grant-type:token-exchange" || x.Status != http.StatusOK ||
+		x.SubjectTokenType != "urn:ietf:params:oauth:token-type:access_token" ||
+		x.RequestedTokenType != "urn:ietf:params:oauth:token-type:access_token" || !x.BasicAuth ||
+		x.Audience != demostack.Audience {
+		t.Fatalf("the exchange Spring sent or its answer: %+v", x)
+	}
+	if x.str("token_type") != "Bearer" || x.str("issued_token_type") != "urn:ietf:params:oauth:token-type:access_token" ||
+		x.str("refresh_token") == "" || x.Answer["expires_in"] == nil {
+		t.Fatalf("exchange answer: %+v", x.Answer)
+	}
+	if c := jwtClaims(t, x.str("access_token")); c["iss"] != st.TokengateURL() || c["preferred_username"] != "alice" {
+		t.Fatalf("the internal token is not tokengate's token for alice: %v", c)
+	}
+}
+
+// setAccessTokenLifespan sets a Keycloak client's access token lifespan (admin REST).
+func setAccessTokenLifespan(t *testing.T, ctx context.Context, st *demostack.Stack, clientID string, d time.Duration) {
+	t.Helper()
+	status, body, err := st.KeycloakAdmin(ctx, http.MethodGet, "/clients?clientId="+url.QueryEscape(clientID), nil)
+	if err != nil || status != http.StatusOK {
+		t.Fatalf("find client %s: %v HTTP %d %s", clientID, err, status, body)
+	}
+	var clients []map[string]any
+	if err := json.Unmarshal(body, &clients); err != nil || len(clients) != 1 {
+		t.Fatalf("find client %s: %v %s", clientID, err, body)
+	}
+	c := clients[0]
+	attrs, _ := c["attributes"].(map[string]any)
+	if attrs == nil {
+		attrs = map[string]any{}
+	}
+	attrs["access.token.lifespan"] = fmt.Sprint(int(d.Seconds()))
+	c["attributes"] = attrs
+	status, body, err = st.KeycloakAdmin(ctx, http.MethodPut, "/clients/"+url.PathEscape(c["id"].(string)), c)
+	if err != nil || status != http.StatusNoContent {
+		t.Fatalf("set %s's access.token.lifespan: %v HTTP %d %s", clientID, err, status, body)
 	}
 }

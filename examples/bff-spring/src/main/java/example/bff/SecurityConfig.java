@@ -33,7 +33,7 @@ public class SecurityConfig {
 
 	/**
 	 * How long before its expiry a token counts as expired. tokengate's internal tokens live
-	 * minutes, so Spring's default (60 s) would renew a short-lived token on every call.
+	 * seconds (30 s by default), so Spring's default (60 s) would renew one on every call.
 	 */
 	static final Duration CLOCK_SKEW = Duration.ofSeconds(5);
 
