@@ -59,7 +59,9 @@ keycloak:
 	@scripts/keycloak.sh java >/dev/null
 
 ## examples: the Java and Python proofs (examples/verify-*) need Nimbus JOSE+JWT (into ~/.m2,
-## by mvn) and PyJWT (into a virtualenv under ~/.cache/tokengate, by pip); installed once.
+## by mvn) and PyJWT (into a virtualenv under ~/.cache/tokengate, by pip), and examples/bff-spring
+## its Maven build's dependencies (Spring Boot, into ~/.m2; integration/spring builds offline);
+## installed once.
 examples:
 	@scripts/examples.sh ensure
 

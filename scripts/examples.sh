@@ -3,13 +3,19 @@
 #   examples/verify-python  PyJWT (+ cryptography) from PyPI into a virtualenv under
 #                           $XDG_CACHE_HOME/tokengate, named after the requirements file's hash;
 #   examples/verify-java    com.nimbusds:nimbus-jose-jwt from Maven Central into the local Maven
-#                           repository (~/.m2), through mvn.
+#                           repository (~/.m2), through mvn;
+#   examples/bff-spring     everything its Maven build needs (Spring Boot, its plugins), into
+#                           the same local repository: one online build of a copy, outside the
+#                           clone; a marker file in that repository, named after pom.xml's hash,
+#                           says it is done.
 #
-# Usage: scripts/examples.sh ensure|python|java-classpath
+# Usage: scripts/examples.sh ensure|python|java-classpath|spring-jar DIR
 #
-#   ensure          (default) install both; a second run is a no-op.
+#   ensure          (default) install all three; a second run is a no-op.
 #   python          print the virtualenv's python (after ensure), or fail.
 #   java-classpath  print the Nimbus JOSE+JWT jar (after ensure), or fail.
+#   spring-jar DIR  build examples/bff-spring offline (mvn -o, after ensure) in a copy under
+#                   DIR and print the runnable jar's path; nothing is written in the clone.
 #
 # Environment:
 #   XDG_CACHE_HOME    cache root ($HOME/.cache)
@@ -25,6 +31,7 @@ PYTHON="${PYTHON:-python3}"
 REQS="$ROOT/examples/verify-python/requirements.txt"
 M2="${MAVEN_LOCAL_REPO:-$HOME/.m2/repository}"
 JAR="$M2/com/nimbusds/nimbus-jose-jwt/$NIMBUS_VERSION/nimbus-jose-jwt-$NIMBUS_VERSION.jar"
+SPRING="$ROOT/examples/bff-spring"
 
 log() { printf 'examples.sh: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -57,10 +64,44 @@ ensure_java() {
 	[[ -f $JAR ]] || die "mvn succeeded but $JAR is not there (set MAVEN_LOCAL_REPO)"
 }
 
+spring_marker() { printf '%s/.tokengate-bff-spring-%s\n' "$M2" "$(sha256sum "$SPRING/pom.xml" | cut -c1-12)"; }
+
+# mvn_spring DIR ARGS...: copy examples/bff-spring (pom.xml, src) into DIR and run mvn package there.
+mvn_spring() {
+	local dir=$1
+	shift
+	command -v mvn >/dev/null || die "mvn is missing; it builds examples/bff-spring (Debian: maven)"
+	mkdir -p "$dir"
+	cp -r "$SPRING/pom.xml" "$SPRING/src" "$dir/"
+	local -a args=(-B -q -f "$dir/pom.xml" "$@" package -DskipTests)
+	[[ -n ${MAVEN_LOCAL_REPO:-} ]] && args+=("-Dmaven.repo.local=$MAVEN_LOCAL_REPO")
+	mvn "${args[@]}" >&2
+}
+
+ensure_spring() {
+	local marker tmp
+	marker="$(spring_marker)"
+	[[ -f $marker ]] && return 0
+	log "fetching what examples/bff-spring's Maven build needs (Spring Boot) with mvn"
+	tmp="$(mktemp -d)"
+	# shellcheck disable=SC2064 # expand tmp now
+	trap "rm -rf '$tmp'" EXIT
+	mvn_spring "$tmp" || die "mvn package of examples/bff-spring failed"
+	mkdir -p "$M2"
+	touch "$marker"
+}
+
 case "${1:-ensure}" in
 ensure)
 	ensure_python
 	ensure_java
+	ensure_spring
+	;;
+spring-jar)
+	[[ -n ${2:-} ]] || die "usage: scripts/examples.sh spring-jar DIR"
+	[[ -f $(spring_marker) ]] || die "examples/bff-spring's Maven dependencies are not fetched: run scripts/examples.sh ensure (make examples)"
+	mvn_spring "$2/bff-spring" -o || die "offline mvn package of examples/bff-spring failed"
+	printf '%s\n' "$2/bff-spring/target/bff-spring.jar"
 	;;
 python)
 	dir="$(venv_dir)"
@@ -71,5 +112,5 @@ java-classpath)
 	[[ -f $JAR ]] || die "no $JAR: run scripts/examples.sh ensure"
 	printf '%s\n' "$JAR"
 	;;
-*) die "usage: scripts/examples.sh ensure|python|java-classpath" ;;
+*) die "usage: scripts/examples.sh ensure|python|java-classpath|spring-jar DIR" ;;
 esac

@@ -132,6 +132,26 @@ func (b *Browser) Login(bffURL, user, pass string) error {
 	return nil
 }
 
+// LoginFrom opens pageURL, clicks its #login link, signs in on Keycloak's real login page and
+// waits until the page it lands on shows a #logout button (a BFF other than demo-bff, e.g.
+// examples/bff-spring).
+func (b *Browser) LoginFrom(pageURL, user, pass string) error {
+	err := b.run(90*time.Second,
+		chromedp.Navigate(pageURL),
+		chromedp.WaitVisible(chromedp.ID("login")),
+		chromedp.Click(chromedp.ID("login")),
+		chromedp.WaitVisible(chromedp.ID("username")),
+		chromedp.SendKeys(chromedp.ID("username"), user),
+		chromedp.SendKeys(chromedp.ID("password"), pass),
+		chromedp.Click(chromedp.ID("kc-login")),
+		chromedp.WaitVisible(chromedp.ID("logout")),
+	)
+	if err != nil {
+		return fmt.Errorf("browser login as %s from %s: %w (page: %s)", user, pageURL, err, b.Text())
+	}
+	return nil
+}
+
 // Logout clicks the BFF's logout button, which goes through Keycloak's end_session endpoint
 // and back. It returns when Keycloak's end_session response reached the browser.
 func (b *Browser) Logout(endSession string) (time.Time, error) {
