@@ -35,8 +35,8 @@ func (i *Issuer) Exchange(ctx context.Context, c Client, r ExchangeRequest) (Tok
 }
 
 func (i *Issuer) exchange(ctx context.Context, c Client, r ExchangeRequest) (TokenResponse, error) {
-	if r.SubjectTokenType != TokenTypeAccessToken {
-		return TokenResponse{}, invalidRequest("subject_token_type must be "+TokenTypeAccessToken, nil)
+	if r.SubjectTokenType != TokenTypeAccessToken && r.SubjectTokenType != TokenTypeJWT {
+		return TokenResponse{}, invalidRequest("subject_token_type must be "+TokenTypeAccessToken+" (or "+TokenTypeJWT+")", nil)
 	}
 	if r.RequestedTokenType != "" && r.RequestedTokenType != TokenTypeAccessToken {
 		return TokenResponse{}, invalidRequest("requested_token_type must be "+TokenTypeAccessToken, nil)

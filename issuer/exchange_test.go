@@ -111,3 +111,20 @@ func TestExchange_ConcurrentExchangesOfOneTokenIntrospectOnce(t *testing.T) {
 		t.Errorf("introspections = %d, want 1", n)
 	}
 }
+
+// Spring Security (and other RFC 8693 clients) send the jwt type for an access token they hold
+// as a parsed JWT; Keycloak's access tokens are JWTs, so the exchange is the same.
+func TestExchange_SubjectTokenTypeJWTIsAnAccessToken(t *testing.T) {
+	f := newFixture(t)
+	r, err := f.is.Exchange(context.Background(), f.bff, issuer.ExchangeRequest{SubjectToken: f.token("alice", "sid-jwt"),
+		SubjectTokenType: issuer.TokenTypeJWT, Audience: []string{"demo-service"}})
+	if err != nil || r.AccessToken == "" || r.IssuedTokenType != issuer.TokenTypeAccessToken {
+		t.Fatalf("exchange with subject_token_type jwt: %+v, %v", r, err)
+	}
+	for _, typ := range []string{"urn:ietf:params:oauth:token-type:id_token", "urn:ietf:params:oauth:token-type:refresh_token", ""} {
+		if _, err := f.is.Exchange(context.Background(), f.bff, issuer.ExchangeRequest{SubjectToken: f.token("alice", "sid-jwt"),
+			SubjectTokenType: typ, Audience: []string{"demo-service"}}); err == nil {
+			t.Errorf("subject_token_type %q accepted", typ)
+		}
+	}
+}

@@ -24,6 +24,10 @@ const (
 	GrantTokenExchange   = "urn:ietf:params:oauth:grant-type:token-exchange"
 	GrantRefreshToken    = "refresh_token"
 	TokenTypeAccessToken = "urn:ietf:params:oauth:token-type:access_token"
+	// TokenTypeJWT (RFC 8693 §3) is accepted as the subject_token_type of an upstream access
+	// token too: Keycloak's access tokens are JWTs, and clients such as Spring Security send this
+	// type for a token they hold as a parsed JWT.
+	TokenTypeJWT = "urn:ietf:params:oauth:token-type:jwt"
 )
 
 // Store is what the issuer needs from storage. Every logout — back-channel, recheck, RFC 7009
