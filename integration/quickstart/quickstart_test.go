@@ -87,7 +87,7 @@ setsid bash -euo pipefail "$1" > start.log 2>&1 &
 started=$!
 stop() { kill -- -"$started" 2>/dev/null; scripts/keycloak.sh stop >/dev/null 2>&1 || true; }
 trap stop EXIT
-until curl -fsS -o /dev/null "$3"; do
+until curl -fs -o /dev/null "$3"; do
   kill -0 "$started" 2>/dev/null || { echo "the quick start's first block ended before tokengate was ready" >&2; exit 1; }
   sleep 1
 done
