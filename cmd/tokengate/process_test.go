@@ -454,24 +454,10 @@ func TestConfigErrors(t *testing.T) {
 		}
 		return s
 	}
-	// kekFile writes a KEK file with mode perm and returns the configuration naming it.
-	kekFile := func(name, content string, perm os.FileMode) string {
-		f := writeFile(t, dir, name, content)
-		if err := os.Chmod(f, perm); err != nil {
-			t.Fatal(err)
-		}
-		return edit(func(c *config.Config) { c.Keys.KEKFile = f })
-	}
-	goodKEK := base64.StdEncoding.EncodeToString(make([]byte, 32))
 	cases := []struct {
 		name, content string
 		want          []string // every one must be in stderr
 	}{
-		{"kek_file other users may read", kekFile("kek-644", goodKEK, 0o644), []string{"keys.kek_file", "chmod 600"}},
-		{"kek_file empty", kekFile("kek-empty", "", 0o600), []string{"keys.kek_file", "is empty"}},
-		{"kek_file short", kekFile("kek-short", "c2hvcnQ=", 0o600), []string{"keys.kek_file", "want 32 bytes"}},
-		{"kek_file missing", edit(func(c *config.Config) { c.Keys.KEKFile = filepath.Join(dir, "absent") }),
-			[]string{"keys.kek_file", "no such file"}},
 		{"unknown top-level key", good + "bogus_key: 1\n", []string{"bogus_key"}},
 		{"unknown nested key", replace("  ttl: 30s\n", "  ttl: 30s\n  tll: 5s\n"), []string{"tll"}},
 		{"missing upstream.issuer", edit(func(c *config.Config) { c.Upstream.Issuer = "" }), []string{"upstream.issuer"}},
