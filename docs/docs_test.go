@@ -388,8 +388,10 @@ func anchors(md string) []string {
 	return out
 }
 
-// TestReadme_QuickStartConfigurationLoads: the minimal configuration of the README's quick
-// start is one tokengate accepts, with the secret from the environment as it says.
+// TestReadme_QuickStartConfigurationLoads: the configuration the README's quick start serves,
+// deploy/local/tokengate.yaml, is one tokengate accepts, with the secret from the environment
+// as it says, on loopback http, its data and KEK under ./data. (integration/quickstart runs
+// the quick start itself against a real Keycloak.)
 func TestReadme_QuickStartConfigurationLoads(t *testing.T) {
 	readme, err := os.ReadFile("../README.md")
 	if err != nil {
@@ -399,21 +401,33 @@ func TestReadme_QuickStartConfigurationLoads(t *testing.T) {
 	if !ok {
 		t.Fatal("README.md has no ## Quick start section")
 	}
-	_, block, ok := strings.Cut(quick, "```yaml\n")
-	if !ok {
-		t.Fatal("the quick start has no yaml block")
+	quick, _, _ = strings.Cut(quick, "\n## ")
+	if !strings.Contains(quick, "serve --config deploy/local/tokengate.yaml") {
+		t.Fatal("the quick start does not serve deploy/local/tokengate.yaml")
 	}
-	block, _, _ = strings.Cut(block, "```")
-	c, err := config.Parse(strings.NewReader(block), func(k string) string {
+	f, err := os.Open("../deploy/local/tokengate.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	c, err := config.Parse(f, func(k string) string {
 		if k == config.EnvUpstreamClientSecret {
 			return "from-the-environment"
 		}
 		return ""
 	})
 	if err != nil {
-		t.Fatalf("the quick start's configuration is refused: %v\n%s", err, block)
+		t.Fatalf("deploy/local/tokengate.yaml is refused: %v", err)
 	}
 	if c.Upstream.ClientSecret != "from-the-environment" {
 		t.Fatal("the client secret did not come from the environment")
+	}
+	for _, u := range []string{c.Issuer, c.Upstream.Issuer} {
+		if !strings.HasPrefix(u, "http://127.0.0.1:") {
+			t.Errorf("%s: the local configuration's issuers are http on 127.0.0.1", u)
+		}
+	}
+	if c.DataDir != "./data" || c.Keys.KEKFile != "./data/kek" || !strings.Contains(quick, "gen-kek > data/kek") {
+		t.Errorf("data_dir %q, keys.kek_file %q: want ./data and ./data/kek, written by the quick start's gen-kek", c.DataDir, c.Keys.KEKFile)
 	}
 }

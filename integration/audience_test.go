@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -108,47 +107,13 @@ func after26_6(v string) bool {
 	return major > 26 || major == 26 && minor >= 6
 }
 
-// runDocsMapperCommands runs the kcadm.sh block of docs/keycloak.md, as written, for client,
-// with the admin CLI of the Keycloak distribution the suite runs.
+// runDocsMapperCommands runs the login and audience-mapper kcadm.sh steps of docs/keycloak.md's
+// checklist, as written, for client, with the admin CLI of the Keycloak distribution the suite
+// runs.
 func runDocsMapperCommands(t *testing.T, ctx context.Context, client string) {
 	t.Helper()
-	doc, err := os.ReadFile(filepath.Join(root, "docs", "keycloak.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	const marker = "<!-- integration/audience_test.go runs the next block"
-	_, after, ok := strings.Cut(string(doc), marker)
-	if !ok {
-		t.Fatal("docs/keycloak.md lost the marked kcadm.sh block")
-	}
-	_, block, ok := strings.Cut(after, "```sh\n")
-	if ok {
-		block, _, ok = strings.Cut(block, "```")
-	}
-	if !ok || !strings.Contains(block, "oidc-audience-mapper") {
-		t.Fatalf("no sh block with the mapper after the marker in docs/keycloak.md")
-	}
-	dist, err := st.KeycloakScript(ctx, "fetch")
-	if err != nil {
-		t.Fatal(err)
-	}
-	java, err := st.KeycloakScript(ctx, "java")
-	if err != nil {
-		t.Fatal(err)
-	}
-	env := append(os.Environ(), "HOME="+t.TempDir(), "JAVA_HOME="+java,
-		"PATH="+filepath.Join(dist, "bin")+string(os.PathListSeparator)+os.Getenv("PATH"),
-		"KEYCLOAK_URL="+st.KeycloakURL(), "REALM="+demostack.Realm, "BFF_CLIENT="+client, "TOKENGATE_CLIENT=tokengate")
-	t0 := time.Now()
-	for _, script := range []string{
-		`kcadm.sh config credentials --server "$KEYCLOAK_URL" --realm master --user admin --password admin`,
-		block,
-	} {
-		cmd := exec.CommandContext(ctx, "bash", "-euo", "pipefail", "-c", script)
-		cmd.Env = env
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("docs/keycloak.md commands: %v\n%s\n%s", err, script, out)
-		}
-	}
-	t.Logf("docs/keycloak.md kcadm.sh commands ran in %s", time.Since(t0).Round(100*time.Millisecond))
+	runChecklist(t, ctx, "kcadm", map[string]string{
+		"KEYCLOAK_URL": st.KeycloakURL(), "KEYCLOAK_ADMIN": "admin", "KC_CLI_PASSWORD": "admin",
+		"REALM": demostack.Realm, "BFF_CLIENT": client, "TOKENGATE_CLIENT": "tokengate",
+	}, "login", "audience-mapper")
 }

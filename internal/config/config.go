@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"runtime"
 	"strings"
 	"time"
 
@@ -641,11 +642,14 @@ func (c *Config) KEK(getenv func(string) string) ([]byte, error) {
 	var text, from string
 	switch {
 	case c.Keys.KEKFile != "":
-		b, err := os.ReadFile(c.Keys.KEKFile)
+		b, err := readKEKFile(c.Keys.KEKFile)
 		if err != nil {
 			return nil, fmt.Errorf("keys.kek_file: %w", err)
 		}
 		text, from = strings.TrimSpace(string(b)), "keys.kek_file"
+		if text == "" {
+			return nil, fmt.Errorf("keys.kek_file: %s is empty (make one with: tokengate gen-kek > FILE)", c.Keys.KEKFile)
+		}
 	case getenv(EnvKEK) != "":
 		text, from = strings.TrimSpace(getenv(EnvKEK)), EnvKEK
 	default:
@@ -660,6 +664,28 @@ func (c *Config) KEK(getenv func(string) string) ([]byte, error) {
 		}
 	}
 	return nil, fmt.Errorf("%s: want 32 bytes as base64 or 64 hex characters (make one with: tokengate gen-kek)", from)
+}
+
+// readKEKFile reads a key-encryption key file, refusing one that users other than its owner
+// and group may read or write: with it anyone on the host opens the private keys at rest.
+func readKEKFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w (make one with: tokengate gen-kek > FILE; chmod 600 FILE)", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", path)
+	}
+	if perm := fi.Mode().Perm(); perm&0o007 != 0 && runtime.GOOS != "windows" {
+		return nil, fmt.Errorf("%s has mode %04o: other users may read or write it; run chmod 600 %s "+
+			"(or 640 for a service group)", path, perm, path)
+	}
+	return io.ReadAll(io.LimitReader(f, 4096))
 }
 
 // AdminTokenHashes returns the decoded admin token hashes by name (valid after Validate).
