@@ -29,7 +29,7 @@
 #   KC_JIT               c1 (fast start, slower hashing) or full     (c1)
 #   KC_CDS               1: keep a CDS archive in the cache dir      (1)
 #   KC_JAVA_OPTS_APPEND  extra JVM options
-#   KC_EXTRA_ARGS        extra start-dev options, split on blanks
+#   KC_EXTRA_ARGS        extra start-dev options, split on blanks (added after --features)
 #   KC_FEATURES          --features value; "none" for none   (ssf from 26.7 on, else none)
 #   KC_SSF_RECEIVER      client given the ssf.read and ssf.manage scopes after
 #                        the import when the realm has them   (tokengate-signals)
@@ -238,7 +238,9 @@ cmd_start() {
 		extra+=("--features=$features")
 	fi
 	if [[ -n "${KC_EXTRA_ARGS:-}" ]]; then
-		read -r -a extra <<<"$KC_EXTRA_ARGS"
+		local -a more=()
+		read -r -a more <<<"$KC_EXTRA_ARGS"
+		extra+=("${more[@]}")
 	fi
 
 	# Starts that share the cached dist are serialised until ready: a start-dev
