@@ -14,8 +14,13 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/codes"
+
 	"github.com/tokengate/tokengate/internal/metrics"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/tokengate/tokengate/internal/store"
+	"github.com/tokengate/tokengate/internal/tracing"
 	"github.com/tokengate/tokengate/internal/upstream"
 )
 
@@ -89,6 +94,8 @@ type Config struct {
 	Logger *slog.Logger
 	// Metrics records counters and latencies (nil: none).
 	Metrics *metrics.Metrics
+	// TracerProvider receives the issuer's spans (nil or the no-op provider: none).
+	TracerProvider trace.TracerProvider
 }
 
 // Issuer is the policy core. It is safe for concurrent use.
@@ -102,6 +109,7 @@ type Issuer struct {
 	grants   *expiringMap[[32]byte, *grant]
 	log      *slog.Logger
 	publish  Publisher
+	tracer   trace.Tracer // nil: tracing off
 
 	// rechecks holds, per session key, when its upstream token is next introspected; an
 	// entry is forgotten MaxUpstreamLifetime after that time, when no token of the session
@@ -150,6 +158,7 @@ func New(cfg Config, s Store, k Keys, up Upstream, pub Publisher) (*Issuer, erro
 		grants:   newGrantCache(),
 		log:      cfg.Logger,
 		rechecks: newExpiringMap[string, time.Time](0),
+		tracer:   tracing.Tracer(cfg.TracerProvider),
 	}, nil
 }
 
@@ -172,6 +181,8 @@ func (i *Issuer) ownRevocationExpiry(now time.Time) time.Time {
 
 // introspect calls the provider and records the call's latency and outcome.
 func (i *Issuer) introspect(ctx context.Context, token string) (upstream.Introspection, error) {
+	ctx, span := tracing.Start(ctx, i.tracer, "issuer.introspect")
+	defer span.End()
 	start := time.Now()
 	r, err := i.upstream.Introspect(ctx, token)
 	outcome := "active"
@@ -182,6 +193,12 @@ func (i *Issuer) introspect(ctx context.Context, token string) (upstream.Introsp
 		outcome = "inactive"
 	}
 	i.cfg.Metrics.Introspection(outcome, time.Since(start))
+	if span.IsRecording() {
+		span.SetAttributes(attrIntro.String(outcome))
+		if err != nil {
+			span.SetStatus(codes.Error, "introspection failed")
+		}
+	}
 	return r, err
 }
 
