@@ -473,6 +473,10 @@ func TestConfigErrors(t *testing.T) {
 		{"duplicate key", replace("  ttl: 30s\n", "  ttl: 30s\n  ttl: 45s\n"), []string{"ttl"}},
 		{"empty upstream_clients", good + "    upstream_clients: []\n", []string{"clients[0].upstream_clients"}},
 		{"require_audience not a bool", replace("upstream:\n", "upstream:\n  require_audience: sometimes\n"), []string{"sometimes", "bool"}},
+		{"tracing endpoint with credentials", good + "tracing:\n  otlp_endpoint: https://user:hunter2@otel:4318\n",
+			[]string{"tracing.otlp_endpoint", "OTEL_EXPORTER_OTLP_HEADERS"}},
+		{"tracing ratio out of range", good + "tracing:\n  otlp_endpoint: http://otel:4318\n  sample_ratio: 2\n",
+			[]string{"tracing.sample_ratio"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -487,6 +491,9 @@ func TestConfigErrors(t *testing.T) {
 					if !strings.Contains(stderr, w) {
 						t.Errorf("%s: stderr does not name %q:\n%s", cmd, w, stderr)
 					}
+				}
+				if strings.Contains(stderr, "hunter2") {
+					t.Errorf("%s: stderr quotes a credential:\n%s", cmd, stderr)
 				}
 			}
 		})
