@@ -118,7 +118,7 @@ func (tr spanTree) names() string {
 func attr(s tracetest.SpanStub, key string) string {
 	for _, kv := range s.Attributes {
 		if string(kv.Key) == key {
-			return kv.Value.Emit()
+			return kv.Value.String()
 		}
 	}
 	return ""
@@ -142,17 +142,17 @@ func noSecrets(t *testing.T, spans tracetest.SpanStubs, secrets map[string]strin
 		var text []string
 		text = append(text, s.Name, s.Status.Description, s.SpanContext.TraceState().String())
 		for _, kv := range slices.Concat(s.Attributes, s.Resource.Attributes()) {
-			text = append(text, string(kv.Key)+"="+kv.Value.Emit())
+			text = append(text, string(kv.Key)+"="+kv.Value.String())
 		}
 		for _, e := range s.Events {
 			text = append(text, e.Name)
 			for _, kv := range e.Attributes {
-				text = append(text, string(kv.Key)+"="+kv.Value.Emit())
+				text = append(text, string(kv.Key)+"="+kv.Value.String())
 			}
 		}
 		for _, l := range s.Links {
 			for _, kv := range l.Attributes {
-				text = append(text, kv.Value.Emit())
+				text = append(text, kv.Value.String())
 			}
 		}
 		all := strings.Join(text, "\n")
