@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/tokengate/tokengate/internal/store"
 	"github.com/tokengate/tokengate/internal/upstream"
 )
@@ -29,8 +31,10 @@ var errRevoked = errors.New("session has been logged out")
 // Exchange trades an upstream access token for an internal token and a refresh token. The
 // upstream token is introspected once; later exchanges of the same token use the cached answer.
 func (i *Issuer) Exchange(ctx context.Context, c Client, r ExchangeRequest) (TokenResponse, error) {
+	ctx, span := i.startSpan(ctx, "issuer.Exchange", c)
 	resp, err := i.exchange(ctx, c, r)
 	i.cfg.Metrics.Exchange(outcome(err))
+	endSpan(span, err)
 	return resp, err
 }
 
@@ -59,6 +63,9 @@ func (i *Issuer) exchange(ctx context.Context, c Client, r ExchangeRequest) (Tok
 		}
 	}
 	i.cfg.Metrics.CacheLookup(hit)
+	if span := trace.SpanFromContext(ctx); span.IsRecording() {
+		span.SetAttributes(attrCached.Bool(hit))
+	}
 	if !intro.Active {
 		return TokenResponse{}, i.inactive(ctx, c, at, r.SubjectToken)
 	}

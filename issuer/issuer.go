@@ -14,8 +14,13 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/codes"
+
 	"github.com/tokengate/tokengate/internal/metrics"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/tokengate/tokengate/internal/store"
+	"github.com/tokengate/tokengate/internal/tracing"
 	"github.com/tokengate/tokengate/internal/upstream"
 )
 
@@ -95,6 +100,8 @@ type Config struct {
 	Metrics *metrics.Metrics
 	// Caches bounds the in-memory caches (zero fields: DefaultCaches).
 	Caches Caches
+	// TracerProvider receives the issuer's spans (nil or the no-op provider: none).
+	TracerProvider trace.TracerProvider
 }
 
 // Caches bounds, in entries, the issuer's per-session in-memory caches. An eviction costs
@@ -128,6 +135,7 @@ type Issuer struct {
 	grants   *boundedCache[[32]byte, *grant]
 	log      *slog.Logger
 	publish  Publisher
+	tracer   trace.Tracer // nil: tracing off
 
 	// rechecks holds, per session (the digest of its key), when its upstream token is next
 	// introspected (Unix nanoseconds); an entry lives until then: a session without one is
@@ -189,6 +197,7 @@ func New(cfg Config, s Store, k Keys, up Upstream, pub Publisher) (*Issuer, erro
 		grants:   newBoundedCache[[32]byte, *grant](cfg.Caches.RefreshTokens, cfg.Now),
 		log:      cfg.Logger,
 		rechecks: newBoundedCache[sessionID, int64](cfg.Caches.RecheckSchedule, cfg.Now),
+		tracer:   tracing.Tracer(cfg.TracerProvider),
 	}, nil
 }
 
@@ -211,6 +220,8 @@ func (i *Issuer) ownRevocationExpiry(now time.Time) time.Time {
 
 // introspect calls the provider and records the call's latency and outcome.
 func (i *Issuer) introspect(ctx context.Context, token string) (upstream.Introspection, error) {
+	ctx, span := tracing.Start(ctx, i.tracer, "issuer.introspect")
+	defer span.End()
 	start := time.Now()
 	r, err := i.upstream.Introspect(ctx, token)
 	outcome := "active"
@@ -221,6 +232,12 @@ func (i *Issuer) introspect(ctx context.Context, token string) (upstream.Introsp
 		outcome = "inactive"
 	}
 	i.cfg.Metrics.Introspection(outcome, time.Since(start))
+	if span.IsRecording() {
+		span.SetAttributes(attrIntro.String(outcome))
+		if err != nil {
+			span.SetStatus(codes.Error, "introspection failed")
+		}
+	}
 	return r, err
 }
 

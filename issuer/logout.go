@@ -14,7 +14,9 @@ const maxLogoutAge = 5 * time.Minute
 
 // RecordLogout verifies an OIDC Back-Channel Logout token and durably records the logout it
 // carries before returning. A replayed jti is refused.
-func (i *Issuer) RecordLogout(ctx context.Context, raw string) (store.Revocation, error) {
+func (i *Issuer) RecordLogout(ctx context.Context, raw string) (_ store.Revocation, err error) {
+	ctx, span := i.startSpan(ctx, "issuer.RecordLogout", Client{})
+	defer func() { endSpan(span, err) }()
 	if raw == "" {
 		return store.Revocation{}, invalidRequest("logout_token is required", nil)
 	}
@@ -90,7 +92,9 @@ func (i *Issuer) RecordLogout(ctx context.Context, raw string) (store.Revocation
 // disabled) may leave the provider's sessions alive and issuing tokens — a password changed
 // without signing out other devices, an administrator's password reset — so it is kept for
 // the longest session, as an operator's revocation is.
-func (i *Issuer) RecordUpstreamLogout(ctx context.Context, r store.Revocation) (bool, error) {
+func (i *Issuer) RecordUpstreamLogout(ctx context.Context, r store.Revocation) (_ bool, err error) {
+	ctx, span := i.startSpan(ctx, "issuer.RecordUpstreamLogout", Client{})
+	defer func() { endSpan(span, err) }()
 	if r.SID == "" && r.Sub == "" {
 		return false, invalidRequest("a logout names a session or a subject", nil)
 	}

@@ -16,11 +16,13 @@ const recheckBackoff = 5 * time.Second
 // Renew issues a new internal token from a refresh token without calling the provider, except
 // for one re-introspection per session every RecheckAfter.
 func (i *Issuer) Renew(ctx context.Context, c Client, refreshToken, scope string) (TokenResponse, error) {
+	ctx, span := i.startSpan(ctx, "issuer.Renew", c)
 	resp, err := i.renew(ctx, c, refreshToken, scope)
 	result, reason := outcome(err)
 	if result != "refused" { // refusals are counted with their precise reason
 		i.cfg.Metrics.Renewal(result, reason)
 	}
+	endSpan(span, err)
 	return resp, err
 }
 
@@ -70,6 +72,7 @@ func (i *Issuer) renew(ctx context.Context, c Client, refreshToken, scope string
 
 func (i *Issuer) refused(ctx context.Context, c Client, g *grant, reason string) {
 	i.cfg.Metrics.Renewal("refused", reason)
+	spanReason(ctx, reason)
 	i.log.InfoContext(ctx, "renewal refused", "event", "renewal_refused", "client_id", c.ID,
 		"sub", g.Subject, "sid", g.SID, "reason", reason)
 }

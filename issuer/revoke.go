@@ -15,7 +15,9 @@ import (
 // sessions (see revokeGrant). A token that is not a refresh token of ours is
 // answered like a revoked one (RFC 7009 §2.2), except an internal access token, which this
 // server does not revoke individually (unsupported_token_type).
-func (i *Issuer) Revoke(ctx context.Context, c Client, token, hint string) error {
+func (i *Issuer) Revoke(ctx context.Context, c Client, token, hint string) (err error) {
+	ctx, span := i.startSpan(ctx, "issuer.Revoke", c)
+	defer func() { endSpan(span, err) }()
 	if token == "" {
 		return invalidRequest("token is required", nil)
 	}

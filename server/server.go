@@ -13,9 +13,11 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tokengate/tokengate/internal/metrics"
 	"github.com/tokengate/tokengate/internal/store"
+	"github.com/tokengate/tokengate/internal/tracing"
 	"github.com/tokengate/tokengate/issuer"
 )
 
@@ -55,6 +57,11 @@ type Config struct {
 	// TrustedProxies are the addresses (or CIDRs) whose X-Forwarded-For is believed when
 	// taking a request's source address; none by default.
 	TrustedProxies []string
+	// TracerProvider receives a span per protocol request (nil or the no-op provider: none,
+	// and no tracing middleware at all).
+	TracerProvider trace.TracerProvider
+	// FollowTraceparent continues a caller's W3C traceparent instead of starting a new trace.
+	FollowTraceparent bool
 }
 
 // Server holds the public handlers.
@@ -65,7 +72,8 @@ type Server struct {
 	log    *slog.Logger
 	prefix string
 
-	ssf SSF // nil: no Shared Signals routes
+	ssf    SSF          // nil: no Shared Signals routes
+	tracer trace.Tracer // nil: tracing off
 
 	tokenLimit, logoutLimit, authFailLimit *keyedLimiter
 }
@@ -84,6 +92,7 @@ func New(cfg Config, is Issuer, k Keys, tx SSF) (*Server, error) {
 		tokenLimit:    newKeyedLimiter("token_per_client", cfg.Limits.Token),
 		logoutLimit:   newKeyedLimiter("logout_per_source", cfg.Limits.Logout),
 		authFailLimit: newKeyedLimiter("auth_failures_per_source", cfg.Limits.AuthFailures),
+		tracer:        tracing.Tracer(cfg.TracerProvider),
 	}, nil
 }
 
@@ -95,6 +104,9 @@ func (s *Server) Handler() http.Handler {
 	r.HandleMethodNotAllowed = true
 	r.Use(s.recoverer(), s.accessLog(), limitBody(MaxBodyBytes))
 	g := r.Group(s.prefix)
+	if s.tracer != nil {
+		g.Use(s.traced())
+	}
 	g.POST("/token", s.token)
 	g.POST("/revoke", s.revoke)
 	g.POST("/backchannel-logout", s.backchannelLogout)

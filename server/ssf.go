@@ -207,7 +207,9 @@ func (s *Server) ssfPoll(c *gin.Context, tx SSFPoller) {
 		_ = rc.SetReadDeadline(deadline)
 		_ = rc.SetWriteDeadline(deadline)
 	}
+	end := s.pollSpan(c, id, &req)
 	resp, err := tx.Poll(c.Request.Context(), id, req, wait)
+	end(resp)
 	if err != nil {
 		writeTransmitterError(c, err)
 		return

@@ -73,6 +73,8 @@ type stackOptions struct {
 	configure func(c *config.Config)
 	// registry receives the metrics (a fresh one when nil); only for stacks not restarted.
 	registry *prometheus.Registry
+	// appOptions are passed to app.New after the stack's own.
+	appOptions []app.Option
 }
 
 func newStack(t testing.TB) *stack { return newStackOpts(t, stackOptions{}) }
@@ -142,6 +144,7 @@ func (s *stack) boot() {
 	if s.opts.registry != nil {
 		opts = append(opts, app.WithRegistry(s.opts.registry))
 	}
+	opts = append(opts, s.opts.appOptions...)
 	a, err := app.New(context.Background(), s.stackConfig(), opts...)
 	if err != nil {
 		t.Fatal(err)

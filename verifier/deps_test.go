@@ -9,7 +9,8 @@ import (
 
 // TestNetHTTPServiceDoesNotPullGin: a service on net/http that uses verifier (cmd/demo-service
 // is one) builds without gin or anything else of gin-gonic; gin's middleware lives in
-// verifier/ginverifier for the services that already use gin.
+// verifier/ginverifier for the services that already use gin. Nor does it pull OpenTelemetry
+// (the gateway's traces).
 func TestNetHTTPServiceDoesNotPullGin(t *testing.T) {
 	const (
 		pkg     = "github.com/tokengate/tokengate/verifier"
@@ -34,6 +35,10 @@ func TestNetHTTPServiceDoesNotPullGin(t *testing.T) {
 	}
 	for _, d := range deps {
 		if strings.HasPrefix(d, "github.com/gin-gonic/") || strings.HasPrefix(d, "github.com/gin-contrib/") {
+			t.Errorf("a net/http service using verifier depends on %s", d)
+		}
+		// The gateway's optional traces stay in the gateway: services choose their own tracing.
+		if strings.HasPrefix(d, "go.opentelemetry.io/") {
 			t.Errorf("a net/http service using verifier depends on %s", d)
 		}
 	}

@@ -484,6 +484,10 @@ func TestConfigErrors(t *testing.T) {
 			c.Upstream.SharedSignals = config.SharedSignals{Enabled: true, ClientID: "tokengate-signals", ClientSecret: "x",
 				AllowedOrigins: []string{"https://keys.example/realms/demo"}}
 		}), []string{"upstream.shared_signals.allowed_origins[0]", "not an origin"}},
+		{"tracing endpoint with credentials", good + "tracing:\n  otlp_endpoint: https://user:hunter2@otel:4318\n",
+			[]string{"tracing.otlp_endpoint", "OTEL_EXPORTER_OTLP_HEADERS"}},
+		{"tracing ratio out of range", good + "tracing:\n  otlp_endpoint: http://otel:4318\n  sample_ratio: 2\n",
+			[]string{"tracing.sample_ratio"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -498,6 +502,9 @@ func TestConfigErrors(t *testing.T) {
 					if !strings.Contains(stderr, w) {
 						t.Errorf("%s: stderr does not name %q:\n%s", cmd, w, stderr)
 					}
+				}
+				if strings.Contains(stderr, "hunter2") {
+					t.Errorf("%s: stderr quotes a credential:\n%s", cmd, stderr)
 				}
 			}
 		})

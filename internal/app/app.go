@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/tokengate/tokengate/internal/config"
 	"github.com/tokengate/tokengate/internal/metrics"
@@ -54,6 +55,7 @@ type App struct {
 	public     *server.Server
 	admin      *server.Admin
 	certs      *certReloader // nil without tls
+	tracing    tracingSetup
 }
 
 // Option changes how New builds the gateway; production uses none.
@@ -66,6 +68,7 @@ type options struct {
 	upstreamClient *http.Client
 	registry       *prometheus.Registry
 	version        string
+	spanExporter   sdktrace.SpanExporter
 }
 
 // WithClock makes the issuer, the keys and the transmitter read time from now.
@@ -87,6 +90,11 @@ func WithRegistry(reg *prometheus.Registry) Option { return func(o *options) { o
 // WithVersion sets the version /admin/status reports.
 func WithVersion(v string) Option { return func(o *options) { o.version = v } }
 
+// WithSpanExporter turns tracing on, with the configured sampler (tracing.sample_ratio; 1 when
+// unset), and hands every span to e as it ends instead of exporting by OTLP: for tests
+// (sdk/trace/tracetest's in-memory exporter).
+func WithSpanExporter(e sdktrace.SpanExporter) Option { return func(o *options) { o.spanExporter = e } }
+
 // New builds the gateway from cfg, a validated configuration (config.Load or config.Parse). On
 // error everything opened so far is closed.
 func New(ctx context.Context, cfg config.Config, opts ...Option) (_ *App, err error) {
@@ -107,6 +115,15 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (_ *App, err er
 	log := a.log
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a.metrics = metrics.New(a.reg)
+	if a.tracing, err = newTracing(ctx, &cfg, o.spanExporter, o.version, log); err != nil {
+		return nil, err
+	}
+	tp := a.tracing.provider
+	defer func() {
+		if err != nil {
+			_ = a.tracing.shutdown(context.Background())
+		}
+	}()
 
 	st := o.store
 	if st == nil {
@@ -117,7 +134,11 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (_ *App, err er
 			return nil, err
 		}
 	}
-	a.store = metrics.InstrumentStore(st, a.metrics)
+	if a.tracing.on {
+		a.store = metrics.InstrumentStore(newTracedStore(st, tp, cfg.Store.Backend), a.metrics)
+	} else {
+		a.store = metrics.InstrumentStore(st, a.metrics)
+	}
 	defer func() {
 		if err != nil {
 			_ = a.store.Close()
@@ -142,6 +163,9 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (_ *App, err er
 	hc := o.upstreamClient
 	if hc == nil {
 		hc = &http.Client{Timeout: cfg.Upstream.Timeout.D()}
+	}
+	if a.tracing.on {
+		hc = tracedClient(hc, tp) // traceparent to Keycloak on introspection, JWKS, the SSF stream
 	}
 	up := upstream.New(upstream.Config{
 		Issuer: cfg.Upstream.Issuer, ClientID: cfg.Upstream.ClientID, ClientSecret: cfg.Upstream.ClientSecret,
@@ -171,19 +195,19 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (_ *App, err er
 		MaxUpstreamLifetime: cfg.Upstream.MaxTokenLifetime.D(), MaxSessionLifetime: cfg.Upstream.MaxSessionLifetime.D(),
 		LogoutAudiences:  cfg.Upstream.LogoutAudiences,
 		UpstreamClientID: cfg.Upstream.ClientID, SkipAudienceCheck: !cfg.Upstream.AudienceRequired(),
-		Clients: clients, Now: o.now, Logger: log, Metrics: a.metrics,
+		Clients: clients, Now: o.now, Logger: log, Metrics: a.metrics, TracerProvider: tp,
 		Caches: issuer.Caches{RecheckSchedule: cfg.Limits.Caches.RecheckSchedule,
 			Introspection: cfg.Limits.Caches.Introspection, RefreshTokens: cfg.Limits.Caches.RefreshTokens},
 	}, a.store, a.keys, up, publisher{ssf: a.ssf, relay: a.relay})
 	if err != nil {
 		return nil, err
 	}
-	if a.signals, err = newReceiver(&cfg, a.store, a.issuer, a.reg, hc, o.now, log); err != nil {
+	if a.signals, err = newReceiver(&cfg, a.store, a.issuer, a.reg, hc, tp, o.now, log); err != nil {
 		return nil, err
 	}
 	a.public, err = server.New(server.Config{
 		Issuer: cfg.Issuer, JWKSMaxAge: cfg.Keys.JWKSMaxAge.D(), Logger: log, Metrics: a.metrics,
-		TrustedProxies: cfg.TrustedProxies,
+		TrustedProxies: cfg.TrustedProxies, TracerProvider: tp, FollowTraceparent: cfg.Tracing.FollowsTraceparent(),
 		Limits: server.Limits{
 			Token:        server.Limit(cfg.Limits.Token.Get()),
 			Logout:       server.Limit(cfg.Limits.Logout.Get()),
@@ -252,8 +276,16 @@ func (a *App) Transmitter() *ssf.Transmitter { return a.ssf }
 // Metrics are the gateway's metrics.
 func (a *App) Metrics() *metrics.Metrics { return a.metrics }
 
-// Close closes the store. Call it after Run returned (or instead of Run).
-func (a *App) Close() error { return a.store.Close() }
+// Close flushes the spans not yet exported (at most 5s) and closes the store. Call it after Run
+// returned (or instead of Run).
+func (a *App) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := a.tracing.shutdown(ctx); err != nil {
+		a.log.Warn("tracing: spans not exported at shutdown", "error", err.Error())
+	}
+	return a.store.Close()
+}
 
 // Run serves the public and admin listeners and runs the background work (Shared Signals
 // delivery, the receiver of Keycloak's Shared Signals stream, logout relay, garbage collection,

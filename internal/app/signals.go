@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tokengate/tokengate/internal/config"
 	"github.com/tokengate/tokengate/internal/store"
@@ -27,7 +28,7 @@ const signalsElection = "shared-signals"
 // newReceiver builds the Shared Signals receiver when upstream.shared_signals is enabled (nil
 // otherwise). The store keeps its stream id and the jti of every SET; the issuer records.
 func newReceiver(cfg *config.Config, st store.Store, is *issuer.Issuer, reg prometheus.Registerer, hc *http.Client,
-	now func() time.Time, log *slog.Logger) (*signals.Receiver, error) {
+	tp trace.TracerProvider, now func() time.Time, log *slog.Logger) (*signals.Receiver, error) {
 	sc := cfg.Upstream.SharedSignals
 	if !sc.Enabled {
 		return nil, nil
@@ -38,7 +39,7 @@ func newReceiver(cfg *config.Config, st store.Store, is *issuer.Issuer, reg prom
 	}
 	r, err := signals.New(signals.Config{
 		Issuer: cfg.Upstream.Issuer, ClientID: sc.ClientID, ClientSecret: sc.ClientSecret, Events: events,
-		PollInterval: sc.PollInterval.D(), HTTPClient: hc, Now: now, Logger: log, Registerer: reg,
+		PollInterval: sc.PollInterval.D(), HTTPClient: hc, Now: now, Logger: log, Registerer: reg, TracerProvider: tp,
 		AllowedOrigins: sc.AllowedOrigins, InsecureHTTP: cfg.Upstream.InsecureHTTP,
 	}, st, st, is)
 	if err != nil {

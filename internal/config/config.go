@@ -54,6 +54,8 @@ type Config struct {
 	Store Store `yaml:"store,omitempty"`
 	// SSF configures the Shared Signals transmitter (logout events for services); see ssf.go.
 	SSF SSF `yaml:"ssf,omitempty"`
+	// Tracing configures OpenTelemetry traces (off by default); see tracing.go.
+	Tracing Tracing `yaml:"tracing,omitempty"`
 }
 
 // Store backends.
@@ -448,6 +450,7 @@ func (c *Config) SetDefaults() {
 	}
 	c.SSF.setDefaults(c.Tokens.TTL)
 	c.Upstream.SharedSignals.setDefaults()
+	c.Tracing.setDefaults()
 }
 
 // Validate reports every problem at once, each naming the field.
@@ -599,6 +602,7 @@ func (c *Config) Validate() error {
 	}
 	c.SSF.validate(bad, c.Tokens.TTL.D())
 	c.Upstream.SharedSignals.validate(bad, c.Upstream.ClientID, c.Upstream.InsecureHTTP)
+	c.Tracing.validate(bad)
 	if len(p) > 0 {
 		return fmt.Errorf("config: %d problem(s):\n  - %s", len(p), strings.Join(p, "\n  - "))
 	}

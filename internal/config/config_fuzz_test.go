@@ -78,6 +78,9 @@ clients: [{id: bff, secret_sha256: "` + strings.Repeat("ab", 32) + `", audiences
 	f.Add([]byte("listen: &x 1.2.3.4:5\nadmin_listen: *x\n"), "")
 	f.Add([]byte("clients: !!binary aGVsbG8=\n"), "")
 	f.Add([]byte("tokens: {ttl: !!int 3}\n"), "")
+	f.Add([]byte(validConfig+"tracing: {otlp_endpoint: \"http://otel:4318\", sample_ratio: 0.1}\n"), "")
+	f.Add([]byte(validConfig+"tracing: {otlp_endpoint: \"https://u:p@otel:4318\", follow_traceparent: false}\n"), "")
+	f.Add([]byte(validConfig+"tracing: {sample_ratio: .nan}\n"), "")
 	f.Add([]byte("{"), "")
 	f.Add([]byte(""), "")
 	f.Add([]byte("\xef\xbb\xbf\x00"), "")
@@ -159,6 +162,16 @@ clients: [{id: bff, secret_sha256: "` + strings.Repeat("ab", 32) + `", audiences
 			if err != nil || u.Host == "" || (u.Path != "" && u.Path != "/") || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
 				t.Fatalf("accepted allowed origin %q", o)
 			}
+		}
+		if tr := c.Tracing; tr.Enabled() {
+			if !(tr.SampleRatio > 0 && tr.SampleRatio <= 1) || tr.FollowTraceparent == nil {
+				t.Fatalf("accepted tracing %+v", tr)
+			}
+			if u, err := url.Parse(tr.ExportURL()); err != nil || u.User != nil || (u.Scheme != "http" && u.Scheme != "https") {
+				t.Fatalf("accepted tracing endpoint %q", tr.OTLPEndpoint)
+			}
+		} else if tr.SampleRatio != 0 || tr.FollowTraceparent != nil {
+			t.Fatalf("accepted tracing settings without an endpoint: %+v", tr)
 		}
 		roundTrip(t, c, getenv)
 	})

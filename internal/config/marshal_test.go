@@ -38,6 +38,10 @@ ssf:
     - {id: orders, audience: orders-api, secret_sha256: ` + strings.Repeat("cd", 32) + `, description: "the orders service: 'null'"}
   receivers:
     - {id: payments, audience: payments, secret_sha256: ` + strings.Repeat("ef", 32) + `}
+tracing:
+  otlp_endpoint: https://otel.internal:4318/v1/traces
+  sample_ratio: 0.25
+  follow_traceparent: false
 `
 
 func TestMarshal_RoundTrip(t *testing.T) {
@@ -61,7 +65,8 @@ func TestMarshal_RoundTrip(t *testing.T) {
 	}
 	if c.Store.Etcd.Password != "yes" || c.SSF.Streams[0].Description != "the orders service: 'null'" ||
 		len(c.Upstream.ForwardLogoutTo) != 1 || c.Limits.Logout.Rate != 0.5 || !c.Upstream.InsecureHTTP ||
-		len(c.Upstream.SharedSignals.AllowedOrigins) != 2 {
+		len(c.Upstream.SharedSignals.AllowedOrigins) != 2 || c.Tracing.SampleRatio != 0.25 ||
+		c.Tracing.FollowsTraceparent() {
 		t.Fatalf("test bug: the file did not set what it means to: %+v", c)
 	}
 }

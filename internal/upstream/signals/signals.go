@@ -24,8 +24,10 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tokengate/tokengate/internal/store"
+	"github.com/tokengate/tokengate/internal/tracing"
 )
 
 // Event type URIs (CAEP 1.0, RISC 1.0, SSF 1.0).
@@ -102,6 +104,8 @@ type Config struct {
 	Logger *slog.Logger
 	// Registerer receives the receiver's metrics (none when nil).
 	Registerer prometheus.Registerer
+	// TracerProvider receives a span per poll (nil or the no-op provider: none).
+	TracerProvider trace.TracerProvider
 }
 
 // Receiver follows the stream. Create it with New and run it with Run.
@@ -116,6 +120,7 @@ type Receiver struct {
 	wanted  []string // event URIs requested: session-revoked plus cfg.Events
 	actOn   map[string]bool
 	backoff backoff
+	tracer  trace.Tracer // nil: tracing off
 
 	mu       sync.Mutex
 	verified bool // a verification SET with our state arrived on the current stream
@@ -163,6 +168,7 @@ func New(cfg Config, st State, jtis JTIs, rec Recorder) (*Receiver, error) {
 		actOn:    map[string]bool{EventSessionRevoked: true},
 		backoff:  backoff{min: time.Second, max: time.Minute},
 		caughtUp: make(chan struct{}),
+		tracer:   tracing.Tracer(cfg.TracerProvider),
 	}
 	for _, e := range cfg.Events {
 		if !slices.Contains(eventURIs(), e) {

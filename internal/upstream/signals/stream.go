@@ -16,10 +16,15 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
 
 	"github.com/tokengate/tokengate/internal/store"
+	"github.com/tokengate/tokengate/internal/tracing"
 	"github.com/tokengate/tokengate/internal/upstream/jwks"
 )
 
@@ -411,13 +416,21 @@ func (r *Receiver) follow(ctx context.Context, c *conn) error {
 		acks []string
 		errs = map[string]setError{}
 	)
+	var span trace.Span = noop.Span{}
+	defer func() { span.End() }()
 	for {
+		// One span per poll: the call to Keycloak, then recording what it carried. It ends
+		// before any pause (ending it twice is harmless).
+		span.End()
+		var pctx context.Context
+		pctx, span = tracing.Start(ctx, r.tracer, "signals.poll")
 		req := pollRequest{MaxEvents: maxEvents, ReturnImmediately: true, Ack: acks, SetErrs: errs}
 		body, _ := json.Marshal(req)
 		var resp pollResponse
-		err := r.call(ctx, c, http.MethodPost, c.stream.PollURL, body, http.StatusOK, &resp)
+		err := r.call(pctx, c, http.MethodPost, c.stream.PollURL, body, http.StatusOK, &resp)
 		if err != nil {
 			r.m.polls.WithLabelValues("error").Inc()
+			span.SetStatus(codes.Error, "poll failed")
 			var se *statusError
 			if errors.As(err, &se) && se.status == http.StatusNotFound {
 				return &streamLostError{id: c.stream.StreamID}
@@ -429,8 +442,11 @@ func (r *Receiver) follow(ctx context.Context, c *conn) error {
 		r.backoff.reset()
 		acks, errs = nil, map[string]setError{}
 		retry := false
+		if span.IsRecording() {
+			span.SetAttributes(attribute.Int("tokengate.ssf.sets", len(resp.Sets)), attribute.Int("tokengate.ssf.acks", len(req.Ack)))
+		}
 		for jti, raw := range resp.Sets {
-			switch out := r.handle(ctx, c, jti, raw); {
+			switch out := r.handle(pctx, c, jti, raw); {
 			case out.retry:
 				retry = true
 			case out.err != nil:
@@ -444,10 +460,11 @@ func (r *Receiver) follow(ctx context.Context, c *conn) error {
 			// again. Acknowledge what was done, then pause.
 			if len(acks) > 0 || len(errs) > 0 {
 				body, _ := json.Marshal(pollRequest{MaxEvents: 0, ReturnImmediately: true, Ack: acks, SetErrs: errs})
-				if err := r.call(ctx, c, http.MethodPost, c.stream.PollURL, body, http.StatusOK, &pollResponse{}); err == nil {
+				if err := r.call(pctx, c, http.MethodPost, c.stream.PollURL, body, http.StatusOK, &pollResponse{}); err == nil {
 					acks, errs = nil, map[string]setError{}
 				}
 			}
+			span.End()
 			if !sleep(ctx, r.cfg.PollInterval) {
 				return ctx.Err()
 			}
@@ -459,6 +476,7 @@ func (r *Receiver) follow(ctx context.Context, c *conn) error {
 		if resp.MoreAvailable || len(acks) > 0 || len(errs) > 0 {
 			continue
 		}
+		span.End()
 		if !sleep(ctx, r.cfg.PollInterval) {
 			return ctx.Err()
 		}
