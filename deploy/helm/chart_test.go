@@ -153,9 +153,26 @@ func binary(t *testing.T, env, name string) string {
 
 // checkConfig runs `bin check-config` on text with the environment variables the container
 // declares, each set to a placeholder: a variable the pod lacks is missing here too.
+// kekFile finds the kek_file key of a rendered tokengate.yaml: the key and its path.
+var kekFile = regexp.MustCompile(`(?m)(^\s*kek_file:\s*)(\S+)$`)
+
 func checkConfig(t *testing.T, bin, text string, container obj) {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "config.yaml")
+	dir := t.TempDir()
+	// check-config reads the KEK file (kek_file) as serve does: give it a real one in place of the
+	// Secret the pod mounts there (that it is mounted is checked by the caller).
+	if m := kekFile.FindStringSubmatch(text); m != nil {
+		kek, err := exec.Command(bin, "gen-kek").Output()
+		if err != nil {
+			t.Fatalf("%s gen-kek: %v", filepath.Base(bin), err)
+		}
+		local := filepath.Join(dir, "kek")
+		if err := os.WriteFile(local, kek, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		text = strings.Replace(text, m[0], m[1]+local, 1)
+	}
+	path := filepath.Join(dir, "config.yaml")
 	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
