@@ -167,7 +167,7 @@ type figures struct {
 	LongestRefusal time.Duration `json:"longest_refused_logout_ns"`
 	// LogoutRefusals counts the logouts not acknowledged, by replica and answer.
 	LogoutRefusals map[string]int `json:"logout_refusals,omitempty"`
-	Violations     []string      `json:"violations,omitempty"`
+	Violations     []string       `json:"violations,omitempty"`
 }
 
 // summarize computes the figures from the log: renewals of sessions no logout was sent for.
