@@ -344,3 +344,38 @@ func randHex(n int) string {
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
 }
+
+// newSingle starts one replica on bbolt in dataDir (a temporary directory when empty), with the
+// fake realm and the suite's SSF stream: the single-node topology of the disk scenarios.
+func newSingle(t *testing.T, dataDir string) *cluster {
+	t.Helper()
+	c := &cluster{t: t, realm: kctest.New(t), log: newOpLog()}
+	cfg := replicaConfig(t, c.realm, "", nil)
+	cfg.Store = config.Store{}
+	if dataDir != "" {
+		cfg.DataDir = dataDir
+	}
+	g, err := proctest.Start(context.Background(), cfg, proctest.Options{Bin: binPath, Dir: t.TempDir(), ReadyTimeout: 30 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.CleanupT(t)
+	c.replicas = []*replica{{Gateway: g, name: "r1"}}
+	return c
+}
+
+// adminRevoked asks the admin API of r whether sid is recorded as logged out (false when it
+// cannot tell).
+func (r *replica) adminRevoked(sid string) bool {
+	req, _ := http.NewRequest(http.MethodGet, r.Admin+"/admin/sessions/"+url.PathEscape(sid), nil)
+	req.Header.Set("Authorization", "Bearer "+adminToken)
+	resp, err := client.Do(req)
+	if err != nil {
+		return false
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Revoked bool `json:"revoked"`
+	}
+	return resp.StatusCode == http.StatusOK && json.NewDecoder(resp.Body).Decode(&out) == nil && out.Revoked
+}
