@@ -75,6 +75,9 @@ func (s *scenario) merge(step string, v []string) {
 func (s *scenario) finish(r row) {
 	s.t.Helper()
 	s.l.Stop()
+	// The last logouts were acknowledged a moment ago: the final probes start once the bound
+	// has passed for every one of them.
+	time.Sleep(bound)
 	s.c.waitReady(60 * time.Second)
 	s.c.probe(s.l.deadSessions(), true, 20*time.Second)
 	ops, acks, touched := s.c.log.snapshot()
