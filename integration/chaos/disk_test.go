@@ -84,8 +84,8 @@ func TestChaos4_DiskFull(t *testing.T) {
 			}
 		}
 	}
-	s.note("data_dir on a full 2 MiB tmpfs: logout answered %d %s in %s; that session's renewal then answered %d %s; /readyz %d, %d a few seconds later; load: %d of %d logouts acknowledged while full; after space returned the session renews: %d %s",
-		lo.Status, lo.Error, ms(loTook), renewAfter.Status, renewAfter.Error, readyFull, readyLater, acked, logouts, afterSpace.Status, afterSpace.Error)
+	s.note("data_dir on a full 2 MiB tmpfs: logout answered %d %s in %s; that session's renewal then answered %d; /readyz %d, %d a few seconds later; load: %d of %d logouts acknowledged while full; after space returned the session renews: %d",
+		lo.Status, lo.Error, ms(loTook), renewAfter.Status, readyFull, readyLater, acked, logouts, afterSpace.Status)
 
 	gaps := []string{}
 	if lo.Status != http.StatusOK && renewed(renewAfter) {

@@ -212,13 +212,13 @@ func TestChaos5_KeycloakDown(t *testing.T) {
 		}
 	}
 	during := summarize(opsBetween(ops, downAt, upAt), touched)
-	s.note("Keycloak down %s: exchanges failed %s (%v); renewals failed %s; logouts acknowledged %d of %d; first exchange 200 %s after it returned",
-		down, pct(exFailed, exN), statuses, pct(during.FailedNoRetry, during.Renewals), during.LogoutsAcked, during.Logouts, ms(exBack))
+	s.note("Keycloak down %s: exchanges failed %s (%s); renewals failed %s; logouts acknowledged %d of %d; first exchange 200 %s after it returned",
+		down, pct(exFailed, exN), counts(statuses), pct(during.FailedNoRetry, during.Renewals), during.LogoutsAcked, during.Logouts, ms(exBack))
 	if during.FailedNoRetry > 0 {
 		s.violations = append(s.violations, fmt.Sprintf("renewals failed while Keycloak was down: %d (recheck_after not reached: they must go on)", during.FailedNoRetry))
 	}
 	if exFailed > 0 && exN > 0 && statuses[fmt.Sprintf("%d %s", http.StatusServiceUnavailable, "temporarily_unavailable")] != exFailed {
-		s.note("exchange failures other than 503 temporarily_unavailable: %v", statuses)
+		s.note("exchange failures other than 503 temporarily_unavailable: %s", counts(statuses))
 	}
 	s.finish(row{N: 5, Fault: fmt.Sprintf("Keycloak down %s (fake realm: every connection dropped)", down),
 		Unavail: "exchanges: " + ms(upAt.Sub(downAt)) + "; renewals: " + ms(during.LongestGap),

@@ -140,20 +140,6 @@ func (c *cluster) storedSessions() map[string]bool {
 	return out
 }
 
-// check runs I1 and I2 over the log so far and fails the test on a violation, naming step.
-func (c *cluster) check(step string) {
-	c.t.Helper()
-	ops, acks, _ := c.log.snapshot()
-	v := append(checkI1(ops, acks, bound), checkI2(ops, acks, bound)...)
-	for i, s := range v {
-		if i == 10 {
-			c.t.Errorf("after %s: … %d violations in all", step, len(v))
-			break
-		}
-		c.t.Errorf("after %s: %s", step, s)
-	}
-}
-
 // figures are what the published table shows for one scenario.
 type figures struct {
 	Renewals       int           `json:"renewals"`          // first attempts on live sessions

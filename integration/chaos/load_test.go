@@ -3,6 +3,7 @@ package chaos
 import (
 	"math/rand/v2"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -264,7 +265,18 @@ func (l *load) deadSessions() []session {
 func record(kind string, r *replica, sid string, start time.Time, got reply, attempt int) op {
 	o := op{Kind: kind, Replica: r.idx, SID: sid, Start: start, End: time.Now(), Status: got.Status, Error: got.Error, Attempt: attempt}
 	if got.Err != nil {
-		o.Status, o.Error = 0, got.Err.Error()
+		o.Status, o.Error = 0, transportError(got.Err)
 	}
 	return o
+}
+
+// transportError names a failure to get an answer without the addresses in it.
+func transportError(err error) string {
+	msg := err.Error()
+	for _, k := range []string{"connection refused", "connection reset", "EOF", "Client.Timeout", "broken pipe"} {
+		if strings.Contains(msg, k) {
+			return k
+		}
+	}
+	return msg
 }

@@ -81,6 +81,20 @@ func invariantsCell(checked string, violations []string) string {
 	return strings.Join(parts, ", ")
 }
 
+// counts writes a tally as "a ×2, b ×1", largest first.
+func counts(m map[string]int) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return m[keys[i]] > m[keys[j]] || m[keys[i]] == m[keys[j]] && keys[i] < keys[j] })
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s ×%d", strings.TrimSpace(k), m[k])
+	}
+	return strings.Join(parts, ", ")
+}
+
 func pct(n, total int) string {
 	if total == 0 {
 		return "0 / 0"

@@ -132,7 +132,7 @@ func (s *scenario) finish(r row) {
 		}
 	}
 	if len(extra) > 0 {
-		s.note("recorded although not acknowledged (by the answer the sender got): %v", extra)
+		s.note("recorded although not acknowledged (by the answer the sender got): %s", counts(extra))
 	}
 	r.Figures = summarize(ops, touched)
 	r.Figures.Violations = s.violations
@@ -153,7 +153,7 @@ func (s *scenario) finish(r row) {
 		f.LogoutsAcked, f.Logouts, f.LongestLogout.Round(time.Millisecond), f.LongestRefusal.Round(time.Millisecond),
 		len(acks), len(stored), len(ops))
 	if len(f.LogoutRefusals) > 0 {
-		s.t.Logf("logouts not acknowledged: %v", f.LogoutRefusals)
+		s.t.Logf("logouts not acknowledged: %s", counts(f.LogoutRefusals))
 	}
 	for i, v := range s.violations {
 		if i == 20 {
