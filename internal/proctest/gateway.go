@@ -389,3 +389,25 @@ func Tail(s string, n int) string {
 	}
 	return "…" + s[len(s)-n:]
 }
+
+// StartAll starts one gateway per configuration at once — a replica set sharing a store — and
+// returns them in the order of cs once every one answers /readyz. opts(i) gives the options of
+// the i-th (each needs its own Dir). On error every gateway it started is killed.
+func StartAll(ctx context.Context, cs []config.Config, opts func(i int) Options) ([]*Gateway, error) {
+	gs := make([]*Gateway, len(cs))
+	errs := make([]error, len(cs))
+	var wg sync.WaitGroup
+	for i, c := range cs {
+		wg.Go(func() { gs[i], errs[i] = Start(ctx, c, opts(i)) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		for _, g := range gs {
+			if g != nil {
+				g.Kill()
+			}
+		}
+		return nil, err
+	}
+	return gs, nil
+}
