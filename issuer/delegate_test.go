@@ -40,7 +40,7 @@ func newDelegation(t *testing.T) *delegation {
 	})
 	d := &delegation{fixture: f}
 	for _, c := range []struct {
-		to             *issuer.Client
+		to         *issuer.Client
 		id, secret string
 	}{{&d.orders, "orders", ordersSecret}, {&d.payments, "payments", paymentsSecret}, {&d.ledger, "ledger", ledgerSecret}} {
 		var err error
