@@ -224,12 +224,14 @@ http {
             auth_request_set $tg_scope $upstream_http_x_tokengate_scope;
             auth_request_set $tg_roles $upstream_http_x_tokengate_roles;
             auth_request_set $tg_username $upstream_http_x_tokengate_username;
+            auth_request_set $tg_actor $upstream_http_x_tokengate_actor;
             proxy_set_header X-Tokengate-Subject $tg_subject;
             proxy_set_header X-Tokengate-Session $tg_session;
             proxy_set_header X-Tokengate-Client $tg_client;
             proxy_set_header X-Tokengate-Scope $tg_scope;
             proxy_set_header X-Tokengate-Roles $tg_roles;
             proxy_set_header X-Tokengate-Username $tg_username;
+            proxy_set_header X-Tokengate-Actor $tg_actor;
             proxy_pass http://orders;
             # nginx turns any subrequest answer but 2xx/401/403 into a 500: give clients
             # tokengate-auth's retryable 503 while it fails closed.
