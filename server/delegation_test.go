@@ -20,7 +20,7 @@ const (
 
 // newDelegationStack is the stack with two services as clients: orders may call payments;
 // payments may call ledger with chains of at most 1 actor. bff gets tokens for orders.
-func newDelegationStack(t *testing.T) *stack {
+func newDelegationStack(t testing.TB) *stack {
 	return newStackOpts(t, stackOptions{configure: func(c *config.Config) {
 		c.Clients = append(c.Clients,
 			config.Client{ID: "orders", SecretSHA256: hexSHA256(ordersClientSecret), DelegateTo: []string{"payments"}},
