@@ -62,15 +62,15 @@ func TestActorHeader_ProxyMode(t *testing.T) {
 		r := httptest.NewRequest(http.MethodGet, "/pay", nil)
 		r.Header.Set("Authorization", "Bearer "+f.tg.AccessToken("alice", "sid-1", time.Now(), edit...))
 		r.Header.Set("X-Tokengate-Actor", "orders")
-		r.Header["x_tokengate_actor"] = []string{"orders"}
+		r.Header["X_tokengate_actor"] = []string{"orders"}
 		w := httptest.NewRecorder()
 		h.ServeHTTP(w, r)
 		if w.Code != 200 {
 			t.Fatalf("act %s: %d", tc.act, w.Code)
 		}
 		got := *seen.Load()
-		if v := got.Values(HeaderActor); strings.Join(v, ",") != tc.want || got["x_tokengate_actor"] != nil {
-			t.Errorf("act %s: upstream saw %s = %q (and %q), want %q", tc.act, HeaderActor, v, got["x_tokengate_actor"], tc.want)
+		if v := got.Values(HeaderActor); strings.Join(v, ",") != tc.want || got["X_tokengate_actor"] != nil {
+			t.Errorf("act %s: upstream saw %s = %q (and %q), want %q", tc.act, HeaderActor, v, got["X_tokengate_actor"], tc.want)
 		}
 	}
 }
