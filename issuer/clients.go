@@ -18,6 +18,8 @@ type Client struct {
 	// UpstreamClients are the provider (Keycloak) client ids whose access tokens this client
 	// may exchange: the token's azp, the introspection answer's client_id. Empty: ID alone.
 	UpstreamClients []string
+	// Delegation is what the client, a service, may do with the internal tokens it receives.
+	Delegation Delegation
 }
 
 // MinSecretLength is the shortest client secret accepted: secrets are high-entropy, not passwords.

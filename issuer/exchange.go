@@ -23,6 +23,10 @@ type ExchangeRequest struct {
 	// Resource are the RFC 8693/RFC 8707 resource values (absolute URIs of services).
 	Resource []string
 	Scope    string
+	// ActorToken and ActorTokenType are RFC 8693 §2.1's, accepted only in a delegation (see
+	// checkActor).
+	ActorToken     string
+	ActorTokenType string
 }
 
 // errRevoked marks a session or subject with a recorded logout.
@@ -39,6 +43,12 @@ func (i *Issuer) Exchange(ctx context.Context, c Client, r ExchangeRequest) (Tok
 }
 
 func (i *Issuer) exchange(ctx context.Context, c Client, r ExchangeRequest) (TokenResponse, error) {
+	if i.issuedHere(r.SubjectToken) {
+		return i.delegate(ctx, c, r)
+	}
+	if err := i.checkFirstExchange(ctx, c, r); err != nil {
+		return TokenResponse{}, err
+	}
 	if r.SubjectTokenType != TokenTypeAccessToken && r.SubjectTokenType != TokenTypeJWT {
 		return TokenResponse{}, invalidRequest("subject_token_type must be "+TokenTypeAccessToken+" (or "+TokenTypeJWT+")", nil)
 	}

@@ -44,6 +44,7 @@ type fixture struct {
 	up         *introspectionCounter
 	pub        *published
 	is         *issuer.Issuer
+	keys       *keys.Manager
 	bff, other issuer.Client
 }
 
@@ -67,6 +68,7 @@ func newFixture(t *testing.T, opts ...func(*issuer.Config)) *fixture {
 	for _, o := range opts {
 		o(&cfg)
 	}
+	f.keys = km
 	f.is, err = issuer.New(cfg, f.store, km, f.up, f.pub)
 	if err != nil {
 		t.Fatal(err)

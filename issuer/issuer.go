@@ -54,6 +54,9 @@ type Keys interface {
 	Sign(payload []byte) (token, kid string, err error)
 	Seal(plaintext []byte) (string, error)
 	Unseal(token string) ([]byte, error)
+	// VerifyAccessToken verifies an internal token with the published keys and returns its
+	// payload; a revoked or unknown key's error has a KeyRevoked() bool method.
+	VerifyAccessToken(token string) ([]byte, error)
 }
 
 // Upstream is the provider (Keycloak).

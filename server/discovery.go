@@ -25,6 +25,15 @@ type Metadata struct {
 	BackchannelLogoutSupported        bool     `json:"backchannel_logout_supported"`
 	BackchannelLogoutSessionSupported bool     `json:"backchannel_logout_session_supported"`
 	BackchannelLogoutURI              string   `json:"backchannel_logout_uri"`
+	// The token types the token exchange grant accepts (tokengate's own members; RFC 8414
+	// registers none for RFC 8693): a subject token is an access token — the upstream
+	// provider's (a first exchange) or tokengate's own (a delegation, docs/delegation.md);
+	// an actor token is one of tokengate's access tokens issued to the caller.
+	SubjectTokenTypesSupported []string `json:"subject_token_types_supported"`
+	ActorTokenTypesSupported   []string `json:"actor_token_types_supported"`
+	// DelegationSupported says services may exchange the internal tokens they receive for a
+	// token for another service (RFC 8693 delegation, with the act claim).
+	DelegationSupported bool `json:"delegation_supported"`
 }
 
 // metadata builds the discovery document. go-oidc reads id_token_signing_alg_values_supported
@@ -41,7 +50,9 @@ func (s *Server) metadata() Metadata {
 		ResponseTypesSupported: []string{}, SubjectTypesSupported: []string{"public"},
 		IDTokenSigningAlgValuesSupported: algs, AccessTokenSigningAlgValues: algs,
 		BackchannelLogoutSupported: true, BackchannelLogoutSessionSupported: true,
-		BackchannelLogoutURI: base + "/backchannel-logout",
+		BackchannelLogoutURI:       base + "/backchannel-logout",
+		SubjectTokenTypesSupported: []string{issuer.TokenTypeAccessToken},
+		ActorTokenTypesSupported:   []string{issuer.TokenTypeAccessToken}, DelegationSupported: true,
 	}
 }
 

@@ -9,7 +9,8 @@ import (
 	"github.com/tokengate/tokengate/issuer"
 )
 
-// token serves POST /token: RFC 8693 token exchange and refresh_token renewal.
+// token serves POST /token: RFC 8693 token exchange (a first exchange of an upstream token, or a
+// delegation of an internal one: see issuer.Exchange) and refresh_token renewal.
 func (s *Server) token(c *gin.Context) {
 	form, cl, err := s.authenticate(c)
 	if err != nil {
@@ -18,10 +19,6 @@ func (s *Server) token(c *gin.Context) {
 	var resp issuer.TokenResponse
 	switch gt := form.Get("grant_type"); gt {
 	case issuer.GrantTokenExchange:
-		if form.Has("actor_token") || form.Has("actor_token_type") {
-			writeError(c, oauthErrors, http.StatusBadRequest, issuer.CodeInvalidRequest, "delegation (actor_token) is not supported")
-			return
-		}
 		if form.Get("subject_token") == "" || form.Get("subject_token_type") == "" {
 			writeError(c, oauthErrors, http.StatusBadRequest, issuer.CodeInvalidRequest, "subject_token and subject_token_type are required")
 			return
@@ -29,7 +26,7 @@ func (s *Server) token(c *gin.Context) {
 		resp, err = s.issuer.Exchange(c.Request.Context(), cl, issuer.ExchangeRequest{
 			SubjectToken: form.Get("subject_token"), SubjectTokenType: form.Get("subject_token_type"),
 			RequestedTokenType: form.Get("requested_token_type"), Audience: form["audience"], Resource: form["resource"],
-			Scope: form.Get("scope"),
+			Scope: form.Get("scope"), ActorToken: form.Get("actor_token"), ActorTokenType: form.Get("actor_token_type"),
 		})
 	case issuer.GrantRefreshToken:
 		if form.Get("refresh_token") == "" {

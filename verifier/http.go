@@ -18,7 +18,8 @@ func TokenFromContext(ctx context.Context) (*Token, bool) {
 
 // Middleware lets a request through only with a valid, unrevoked bearer token, which
 // handlers find with TokenFromContext. Refusals are RFC 6750 answers: 401 invalid_token (with
-// WWW-Authenticate) for a missing, invalid or revoked token; 503 while the feed fails closed.
+// WWW-Authenticate) for a missing, invalid or revoked token; 403 insufficient_scope for an actor
+// chain Config.ActorPolicy refuses; 503 while the feed fails closed.
 func (v *Verifier) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		tok, status, body := v.authorize(r)
@@ -49,6 +50,8 @@ func (v *Verifier) authorize(r *http.Request) (*Token, int, refusal) {
 		return nil, http.StatusServiceUnavailable, refusal{"temporarily_unavailable", "token revocations cannot be checked"}
 	case errors.Is(err, ErrRevoked):
 		return nil, http.StatusUnauthorized, refusal{"invalid_token", "the token's session has been logged out"}
+	case errors.Is(err, ErrActorRefused):
+		return nil, http.StatusForbidden, refusal{"insufficient_scope", "the token's actor chain is not accepted here"}
 	default:
 		return nil, http.StatusUnauthorized, refusal{"invalid_token", "the token is not valid"}
 	}

@@ -46,7 +46,8 @@ import (
 	"github.com/go-jose/go-jose/v4"
 )
 
-// Errors of Verify. Every refusal wraps ErrInvalidToken, ErrRevoked or ErrFeedUnavailable.
+// Errors of Verify. Every refusal wraps ErrInvalidToken, ErrRevoked, ErrFeedUnavailable or
+// ErrActorRefused (actor.go).
 var (
 	// ErrInvalidToken: the token is malformed, not signed by tokengate, not for this service,
 	// not an access token or expired.
@@ -111,6 +112,10 @@ type Config struct {
 	// OnRevocation, when set, is called after a revocation has been applied (and before it is
 	// acknowledged to tokengate).
 	OnRevocation func(Revocation)
+	// ActorPolicy, when set, decides on every valid token's actor chain (Token.Actors,
+	// outermost first; empty for a token a BFF exchanged): an error refuses the token with
+	// ErrActorRefused. RequireActor makes the common one.
+	ActorPolicy func(actors []string) error
 }
 
 // Token is a verified internal token.
@@ -129,7 +134,8 @@ type Token struct {
 	// Claims are all the token's claims.
 	Claims json.RawMessage
 
-	gen uint64 // the key set generation it was verified in (token cache)
+	gen    uint64   // the key set generation it was verified in (token cache)
+	actors []string // the act chain, outermost first
 }
 
 // Verifier verifies internal tokens and follows the revocation feed. It is safe for
@@ -267,12 +273,13 @@ func (v *Verifier) Close() error {
 
 // accessClaims are the claims Verify reads beyond go-oidc's.
 type accessClaims struct {
-	SID               string   `json:"sid"`
-	ClientID          string   `json:"client_id"`
-	Scope             string   `json:"scope"`
-	Roles             []string `json:"roles"`
-	PreferredUsername string   `json:"preferred_username"`
-	JTI               string   `json:"jti"`
+	SID               string          `json:"sid"`
+	ClientID          string          `json:"client_id"`
+	Scope             string          `json:"scope"`
+	Roles             []string        `json:"roles"`
+	PreferredUsername string          `json:"preferred_username"`
+	JTI               string          `json:"jti"`
+	Act               json.RawMessage `json:"act"`
 }
 
 // Verify checks an internal token and that neither its session nor its user was revoked.
@@ -292,6 +299,9 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Token, error) {
 		if quiet := now.Sub(time.Unix(0, v.lastHeard.Load())); quiet > v.cfg.FailClosedAfter {
 			return nil, fmt.Errorf("%w: no answer for %s", ErrFeedUnavailable, quiet.Round(time.Millisecond))
 		}
+	}
+	if err := v.checkActors(tok); err != nil {
+		return nil, err
 	}
 	return tok, nil
 }
@@ -330,6 +340,9 @@ func (v *Verifier) verifySigned(ctx context.Context, raw string) (*Token, error)
 		IssuedAt: idt.IssuedAt, Expiry: idt.Expiry, Claims: all, gen: gen}
 	if tok.Subject == "" || tok.IssuedAt.IsZero() {
 		return nil, fmt.Errorf("%w: sub and iat are required", ErrInvalidToken)
+	}
+	if tok.actors, err = parseActors(c.Act); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidToken, err)
 	}
 	v.cache.put(raw, tok)
 	return tok, nil

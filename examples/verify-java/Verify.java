@@ -10,7 +10,7 @@
 //
 // As a program it prints "ready: ..." to standard error once it has the discovery document,
 // then reads tokens from standard input, one a line, and prints one line each,
-// "ok sub=... sid=..." or "refused: <reason>"; it exits 0 when every token was accepted, else 1:
+// "ok sub=... sid=..." (with " act=payments,orders" for a delegated token) or "refused: <reason>"; it exits 0 when every token was accepted, else 1:
 //
 //   java -cp nimbus-jose-jwt-10.9.1.jar Verify.java https://tokengate.internal orders < tokens.txt
 
@@ -33,6 +33,8 @@ import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
 import java.net.http.HttpResponse;
 import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.Map;
 import java.util.Set;
 
@@ -72,6 +74,29 @@ public class Verify {
         return p;
     }
 
+    // actors returns the actor chain of a delegated token (RFC 8693 act, docs/delegation.md),
+    // outermost first: ["payments", "orders"] for a token orders delegated to payments, which
+    // delegated it on. Empty for a token a BFF exchanged. Check actors.get(0) when a service
+    // must be called by one given service on the user's behalf.
+    static List<String> actors(JWTClaimsSet c) throws java.text.ParseException {
+        List<String> chain = new ArrayList<>();
+        Map<String, Object> act = c.getJSONObjectClaim("act");
+        while (act != null) {
+            if (chain.size() == 10 || !(act.get("sub") instanceof String sub)) {
+                throw new java.text.ParseException("malformed or too long act chain", 0);
+            }
+            chain.add(sub);
+            Object next = act.get("act");
+            if (next != null && !(next instanceof Map)) {
+                throw new java.text.ParseException("malformed act chain", 0);
+            }
+            @SuppressWarnings("unchecked")
+            Map<String, Object> m = (Map<String, Object>) next;
+            act = m;
+        }
+        return chain;
+    }
+
     public static void main(String[] args) throws Exception {
         if (args.length != 2) {
             System.err.println("usage: java -cp nimbus-jose-jwt.jar Verify.java ISSUER AUDIENCE < tokens (one a line)");
@@ -88,7 +113,9 @@ public class Verify {
             }
             try {
                 JWTClaimsSet c = p.process(token, null);
-                System.out.println("ok sub=" + c.getSubject() + " sid=" + c.getStringClaim("sid"));
+                List<String> actors = actors(c);
+                System.out.println("ok sub=" + c.getSubject() + " sid=" + c.getStringClaim("sid")
+                        + (actors.isEmpty() ? "" : " act=" + String.join(",", actors)));
             } catch (Exception e) {
                 allOk = false;
                 System.out.println("refused: " + e.getClass().getSimpleName() + ": " + e.getMessage());

@@ -11,7 +11,7 @@ Requirements (tested): requirements.txt next to this file (PyJWT[crypto]).
 
 As a program it prints "ready: ..." to standard error once it has the discovery document,
 then reads tokens from standard input, one a line, and prints one line each,
-"ok sub=... sid=..." or "refused: <reason>"; it exits 0 when every token was accepted, else 1:
+"ok sub=... sid=..." (with " act=payments,orders" for a delegated token) or "refused: <reason>"; it exits 0 when every token was accepted, else 1:
 
     python verify.py https://tokengate.internal orders < tokens.txt
 """
@@ -53,6 +53,20 @@ def make_verifier(issuer, audience):
     return verify
 
 
+def actors(claims):
+    """Return the actor chain of a delegated token (RFC 8693 act, docs/delegation.md), outermost
+    first: ["payments", "orders"] for a token orders delegated to payments, which delegated it
+    on; [] for a token a BFF exchanged. Check actors(claims)[:1] == ["orders"] when a service
+    must be called by orders on the user's behalf."""
+    chain, act = [], claims.get("act")
+    while act is not None:
+        if len(chain) == 10 or not isinstance(act, dict) or not isinstance(act.get("sub"), str):
+            raise jwt.InvalidTokenError("malformed or too long act chain")
+        chain.append(act["sub"])
+        act = act.get("act")
+    return chain
+
+
 def main():
     if len(sys.argv) != 3:
         sys.exit("usage: verify.py ISSUER AUDIENCE < tokens (one a line)")
@@ -65,7 +79,8 @@ def main():
             continue
         try:
             claims = verify(token)
-            print("ok sub=%s sid=%s" % (claims["sub"], claims.get("sid", "")))
+            chain = actors(claims)
+            print("ok sub=%s sid=%s%s" % (claims["sub"], claims.get("sid", ""), " act=" + ",".join(chain) if chain else ""))
         except (jwt.InvalidTokenError, jwt.PyJWKClientError) as e:
             all_ok = False
             print("refused: %s: %s" % (type(e).__name__, e))

@@ -37,6 +37,8 @@ var forgedHeaders = http.Header{
 	"x-tokengate_session":  {"other"},
 	"X_Tokengate-Client":   {"evil"},
 	"X-Tokengate-Username": {"root"},
+	"X-Tokengate-Actor":    {"admin"},
+	"X_Tokengate_Actor":    {"admin"},
 	"X-Tokengate-Extra":    {"1"},
 	"Connection":           {"X-Tokengate-Subject, X-Tokengate-Roles, X-Tokengate-Session"},
 }
@@ -113,6 +115,11 @@ func TestCaddy(t *testing.T) {
 			}
 			delete(got, name)
 		}
+		// The token is a BFF's (no act): the actor header is empty or absent, never the client's.
+		if vals := got["X-Tokengate-Actor"]; len(vals) > 1 || (len(vals) == 1 && vals[0] != "") {
+			t.Errorf("upstream X-Tokengate-Actor = %q, want empty: the client's forged value", vals)
+		}
+		delete(got, "X-Tokengate-Actor")
 		for name, vals := range got {
 			t.Errorf("upstream got the client's %s: %q", name, vals)
 		}

@@ -100,8 +100,11 @@ func startGateway(t *testing.T, realm *kctest.Realm) *gateway {
 		Upstream: proctest.UpstreamFor(realm.Issuer()),
 		Tokens:   config.Tokens{TTL: config.Duration(tokenTTL), RecheckAfter: config.Duration(time.Hour)},
 		Limits:   config.Limits{Token: unlimited, Logout: unlimited},
-		Clients:  []config.Client{{ID: clientID, SecretSHA256: bffHash, Audiences: []string{audience, otherAud}}},
-		SSF:      config.SSF{Streams: []config.SSFStream{{ID: audience, SecretSHA256: streamHash}}},
+		// The BFF also delegates (docs/delegation.md): a token for otherAud (its service
+		// audience) it may exchange for one for audience, with act {"sub": "bff"}.
+		Clients: []config.Client{{ID: clientID, SecretSHA256: bffHash, Audiences: []string{audience, otherAud},
+			DelegateTo: []string{audience}, ServiceAudience: otherAud}},
+		SSF: config.SSF{Streams: []config.SSFStream{{ID: audience, SecretSHA256: streamHash}}},
 	}
 	g.Gateway = proctest.StartT(t, c, proctest.Options{Bin: deps.tokengate})
 	return g
@@ -133,6 +136,22 @@ func (g *gateway) exchange(t *testing.T, realm *kctest.Realm, sub, sid, aud stri
 	}, true)
 	if err != nil || r.Status != http.StatusOK || r.AccessToken == "" {
 		t.Fatalf("exchange for %s: %v %+v", sid, err, r)
+	}
+	return r.AccessToken
+}
+
+// delegated exchanges a fresh upstream token of sub/sid for otherAud, then delegates that
+// token (as the BFF, whose service audience is otherAud) to audience: a token with act.
+func (g *gateway) delegated(t *testing.T, realm *kctest.Realm, sub, sid string) string {
+	t.Helper()
+	r, err := g.post("/token", url.Values{
+		"grant_type":         {"urn:ietf:params:oauth:grant-type:token-exchange"},
+		"subject_token":      {g.exchange(t, realm, sub, sid, otherAud)},
+		"subject_token_type": {"urn:ietf:params:oauth:token-type:access_token"},
+		"audience":           {audience},
+	}, true)
+	if err != nil || r.Status != http.StatusOK || r.AccessToken == "" {
+		t.Fatalf("delegation for %s: %v %+v", sid, err, r)
 	}
 	return r.AccessToken
 }
@@ -224,12 +243,14 @@ http {
             auth_request_set $tg_scope $upstream_http_x_tokengate_scope;
             auth_request_set $tg_roles $upstream_http_x_tokengate_roles;
             auth_request_set $tg_username $upstream_http_x_tokengate_username;
+            auth_request_set $tg_actor $upstream_http_x_tokengate_actor;
             proxy_set_header X-Tokengate-Subject $tg_subject;
             proxy_set_header X-Tokengate-Session $tg_session;
             proxy_set_header X-Tokengate-Client $tg_client;
             proxy_set_header X-Tokengate-Scope $tg_scope;
             proxy_set_header X-Tokengate-Roles $tg_roles;
             proxy_set_header X-Tokengate-Username $tg_username;
+            proxy_set_header X-Tokengate-Actor $tg_actor;
             proxy_pass http://orders;
             # nginx turns any subrequest answer but 2xx/401/403 into a 500: give clients
             # tokengate-auth's retryable 503 while it fails closed.

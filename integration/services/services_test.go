@@ -223,9 +223,11 @@ func testNginx(t *testing.T, realm *kctest.Realm, g *gateway, base, direct strin
 // "ok" and four refusals whose reasons contain want[...]).
 func testProof(t *testing.T, g *gateway, realm *kctest.Realm, expired string, expiredAt time.Time, skew time.Duration,
 	command func() *exec.Cmd, want map[string]string) {
-	code, lines := runProof(t, command(), func() []string { return []string{g.exchange(t, realm, "carol", "sid-carol", audience)} })
-	if code != 0 || lines[0] != "ok sub=carol sid=sid-carol" {
-		t.Fatalf("good token: exit %d, %q", code, lines)
+	code, lines := runProof(t, command(), func() []string {
+		return []string{g.exchange(t, realm, "carol", "sid-carol", audience), g.delegated(t, realm, "carol", "sid-carol")}
+	})
+	if code != 0 || lines[0] != "ok sub=carol sid=sid-carol" || lines[1] != "ok sub=carol sid=sid-carol act=bff" {
+		t.Fatalf("good and delegated tokens: exit %d, %q", code, lines)
 	}
 	if wait := time.Until(expiredAt.Add(skew + time.Second)); wait > 0 {
 		time.Sleep(wait) // the proof allows skew past exp

@@ -185,7 +185,8 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (_ *App, err er
 	var clients []issuer.Client
 	for _, c := range cfg.Clients {
 		clients = append(clients, issuer.Client{ID: c.ID, SecretSHA256: c.SecretHash(), Audiences: c.Audiences,
-			UpstreamClients: c.UpstreamClients})
+			UpstreamClients: c.UpstreamClients, Delegation: issuer.Delegation{To: c.DelegateTo,
+				MaxDepth: c.MaxDelegationDepth, Audience: c.ServiceAudience}})
 	}
 	for _, w := range cfg.Warnings() {
 		log.Warn(w)

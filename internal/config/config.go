@@ -252,6 +252,16 @@ type Client struct {
 	// UpstreamClients are the Keycloak client ids (the token's azp, introspection's client_id)
 	// whose access tokens this client may exchange. Absent: just id.
 	UpstreamClients []string `yaml:"upstream_clients,omitempty"`
+	// DelegateTo are the services this client (a service itself) may call on the user's behalf
+	// with a delegated token (RFC 8693 delegation, docs/delegation.md). Absent: it does not
+	// delegate.
+	DelegateTo []string `yaml:"delegate_to,omitempty"`
+	// MaxDelegationDepth is the longest actor chain a token this client obtains by delegation
+	// may carry (1–10; DefaultMaxDelegationDepth when left out). Only with DelegateTo.
+	MaxDelegationDepth int `yaml:"max_delegation_depth,omitempty"`
+	// ServiceAudience is the aud that names this client as a service: a subject token it
+	// delegates must carry it. Absent: the client id. Only with DelegateTo.
+	ServiceAudience string `yaml:"service_audience,omitempty"`
 }
 
 // SecretHash returns the decoded secret hash (valid after Validate).
@@ -448,6 +458,9 @@ func (c *Config) SetDefaults() {
 			*n.set = *n.def
 		}
 	}
+	for n := range c.Clients {
+		c.Clients[n].setDelegationDefaults()
+	}
 	c.SSF.setDefaults(c.Tokens.TTL)
 	c.Upstream.SharedSignals.setDefaults()
 	c.Tracing.setDefaults()
@@ -583,9 +596,8 @@ func (c *Config) Validate() error {
 		if !validSHA256(cl.SecretSHA256) {
 			bad(f+".secret_sha256", hashHint)
 		}
-		if len(cl.Audiences) == 0 {
-			bad(f+".audiences", "needs at least one audience")
-		}
+		cl.checkAudiences(f, bad)
+		cl.validateDelegation(f, bad)
 		for _, a := range cl.Audiences {
 			if strings.TrimSpace(a) == "" {
 				bad(f+".audiences", "has an empty audience")

@@ -69,6 +69,10 @@ clients: [{id: bff, secret_sha256: "` + strings.Repeat("ab", 32) + `", audiences
 	f.Add([]byte(strings.Replace(validConfig, "  timeout: 5s\n", "  timeout: 5s\n  insecure_http: true\n  shared_signals:\n    enabled: true\n"+
 		"    client_id: sig\n    client_secret: x\n    allowed_origins: [\"http://kc-back:8080\", \"https://[::1]:8443/\"]\n", 1)), "")
 	f.Add([]byte(validConfig+"    upstream_clients: []\n"), "")
+	f.Add([]byte(validConfig+"    delegate_to: [ledger]\n    max_delegation_depth: 2\n    service_audience: orders\n"), "")
+	f.Add([]byte(validConfig+"  - {id: orders, secret_sha256: "+strings.Repeat("12", 32)+", delegate_to: [payments]}\n"), "")
+	f.Add([]byte(validConfig+"  - {id: orders, secret_sha256: "+strings.Repeat("12", 32)+", delegate_to: [orders, \" x\"], max_delegation_depth: 99}\n"), "")
+	f.Add([]byte(validConfig+"    max_delegation_depth: 3\n"), "")
 	f.Add([]byte(validConfig+"    upstream_clients: [\" x\"]\n"), "")
 	f.Add([]byte(strings.Replace(validConfig, "ttl: 30s", "ttl: 30", 1)), "")
 	f.Add([]byte(strings.Replace(validConfig, "ttl: 30s", "ttl: [30s]", 1)), "")
@@ -119,11 +123,21 @@ clients: [{id: bff, secret_sha256: "` + strings.Repeat("ab", 32) + `", audiences
 			t.Fatalf("accepted out-of-range durations: %+v", c)
 		}
 		for _, cl := range c.Clients {
-			if b, err := hex.DecodeString(cl.SecretSHA256); err != nil || len(b) != 32 || cl.ID == "" || len(cl.Audiences) == 0 {
+			if b, err := hex.DecodeString(cl.SecretSHA256); err != nil || len(b) != 32 || cl.ID == "" ||
+				(len(cl.Audiences) == 0 && len(cl.DelegateTo) == 0) {
 				t.Fatalf("accepted client %+v", cl)
 			}
 			if cl.UpstreamClients != nil && len(cl.UpstreamClients) == 0 {
 				t.Fatalf("accepted an empty upstream_clients list: %+v", cl)
+			}
+			if d := cl.MaxDelegationDepth; (len(cl.DelegateTo) > 0) != (d >= 1 && d <= config.MaxDelegationDepth) ||
+				(len(cl.DelegateTo) == 0 && (d != 0 || cl.ServiceAudience != "")) {
+				t.Fatalf("accepted delegation settings %+v", cl)
+			}
+			for _, a := range cl.DelegateTo {
+				if a == "" || a != strings.TrimSpace(a) || a == cl.ServiceAudienceOf() {
+					t.Fatalf("accepted delegate_to %q of client %+v", a, cl)
+				}
 			}
 			for _, u := range cl.UpstreamClients {
 				if u == "" || u != strings.TrimSpace(u) {

@@ -49,7 +49,10 @@ func TestMarshal_RoundTrip(t *testing.T) {
 		"  insecure_http: true\n  shared_signals:\n    enabled: true\n    client_id: tokengate-signals\n    client_secret: x\n"+
 		"    events: [session-revoked, credential-change]\n    poll_interval: 5s\n"+
 		"    allowed_origins: [https://kc-backchannel.internal:8443, http://kc.internal]\n", 1)
-	for name, file := range map[string]string{"reference": validConfig, "every field": everything} {
+	delegation := validConfig + "  - {id: orders, secret_sha256: " + strings.Repeat("12", 32) + ", delegate_to: [payments]}\n" +
+		"  - {id: payments, secret_sha256: " + strings.Repeat("34", 32) + ", audiences: [reports], delegate_to: [ledger, \"https://ledger.internal\"], " +
+		"max_delegation_depth: 5, service_audience: https://payments.internal}\n"
+	for name, file := range map[string]string{"reference": validConfig, "every field": everything, "delegation": delegation} {
 		t.Run(name, func(t *testing.T) {
 			getenv := func(string) string { return "" }
 			c, err := config.Parse(strings.NewReader(file), getenv)

@@ -28,6 +28,9 @@ const (
 	HeaderScope    = "X-Tokengate-Scope"    // scope, space-separated
 	HeaderRoles    = "X-Tokengate-Roles"    // roles, comma-separated
 	HeaderUsername = "X-Tokengate-Username" // preferred_username
+	// HeaderActor is the actor chain of a delegated token (act, RFC 8693 §4.1), outermost
+	// first, comma-separated ("payments,orders"); empty for a token a BFF exchanged.
+	HeaderActor = "X-Tokengate-Actor"
 	// HeaderPrefix starts every identity header. Proxy mode strips any client header whose
 	// name starts with it, in any case and with '_' read as '-'; auth mode refuses a request
 	// with such a header spelled with '_' (see docs/forward-auth.md, "Header hygiene").

@@ -21,6 +21,7 @@ var identity = []struct {
 	{HeaderScope, func(t *verifier.Token) string { return t.Scope }},
 	{HeaderRoles, func(t *verifier.Token) string { return strings.Join(t.Roles, ",") }},
 	{HeaderUsername, func(t *verifier.Token) string { return t.PreferredUsername }},
+	{HeaderActor, func(t *verifier.Token) string { return strings.Join(t.Actors(), ",") }},
 }
 
 // IdentityHeaders lists the identity headers, for proxy configurations (Traefik's

@@ -1,0 +1,43 @@
+package server_test
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/tokengate/tokengate/internal/kctest"
+)
+
+// BenchmarkDelegateHandler is a full delegation through the handler, as orders calling for a
+// payments token: client auth, the subject token's ES256 verification with tokengate's own
+// keys (in process), revocation checks against bbolt, signing, JSON answer. Compare with
+// BenchmarkRenewHandler: the difference is one ES256 verification against the renewal's
+// unsealing (the grant cache usually spares that).
+func BenchmarkDelegateHandler(b *testing.B) {
+	s := newDelegationStack(b)
+	up := s.realm.AccessToken(kctest.Token{Subject: "alice", SID: "sid-bench-d"})
+	first := s.post("/token", "bff", bffSecret, delegationForm(up, "orders"))
+	if first.Status != http.StatusOK {
+		b.Fatalf("exchange: %d %s", first.Status, first.Raw)
+	}
+	body := delegationForm(first.str("access_token"), "payments").Encode()
+	h := *s.handler.Load()
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			req, err := http.NewRequest(http.MethodPost, "/token", strings.NewReader(body))
+			if err != nil {
+				b.Fatal(err)
+			}
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			req.SetBasicAuth("orders", ordersClientSecret)
+			req.RemoteAddr = "192.0.2.1:1234"
+			w := &discardWriter{header: http.Header{}}
+			h.ServeHTTP(w, req)
+			if w.code != http.StatusOK || w.n == 0 {
+				b.Fatalf("HTTP %d, %d bytes", w.code, w.n)
+			}
+		}
+	})
+}
