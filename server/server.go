@@ -44,7 +44,9 @@ type Config struct {
 	Issuer string
 	// JWKSMaxAge is the Cache-Control max-age of the JWKS.
 	JWKSMaxAge time.Duration
-	// Ready reports whether the store can answer (nil: always).
+	// Ready reports whether the process should get traffic (nil: always): an error wrapping
+	// issuer.ErrNotWritable while logouts wait for the store to accept writes, any other error
+	// when the store cannot answer.
 	Ready func(ctx context.Context) error
 	// Logger receives one line per request (slog.Default when nil).
 	Logger *slog.Logger
@@ -124,7 +126,12 @@ func (s *Server) health(r gin.IRoutes) {
 		}
 		if s.cfg.Ready != nil {
 			if err := s.cfg.Ready(c.Request.Context()); err != nil {
-				c.JSON(http.StatusServiceUnavailable, gin.H{"status": "not ready", "reason": "store unavailable"})
+				reason := "store unavailable"
+				switch {
+				case errors.Is(err, issuer.ErrNotWritable):
+					reason = "store cannot write"
+				}
+				c.JSON(http.StatusServiceUnavailable, gin.H{"status": "not ready", "reason": reason})
 				return
 			}
 		}

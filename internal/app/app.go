@@ -37,6 +37,9 @@ import (
 // gcInterval is how often expired revocations and jti claims are removed from the store.
 const gcInterval = time.Minute
 
+// pendingRetryInterval is how often logouts the store could not write are tried again.
+const pendingRetryInterval = time.Second
+
 // App is one assembled gateway. Build it with New, serve it with Run (or mount its handlers
 // yourself, as tests do), and Close it.
 type App struct {
@@ -174,6 +177,7 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (_ *App, err er
 		Clients: clients, Now: o.now, Logger: log, Metrics: a.metrics,
 		Caches: issuer.Caches{RecheckSchedule: cfg.Limits.Caches.RecheckSchedule,
 			Introspection: cfg.Limits.Caches.Introspection, RefreshTokens: cfg.Limits.Caches.RefreshTokens},
+		WriteTimeout: cfg.Store.WriteTimeout.D(),
 	}, a.store, a.keys, up, publisher{ssf: a.ssf, relay: a.relay})
 	if err != nil {
 		return nil, err
@@ -196,6 +200,7 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (_ *App, err er
 	}
 	metrics.KeyAge(a.reg, a.keys.ActiveSince)
 	metrics.Caches(a.reg, a.issuer.CacheStats)
+	metrics.PendingRevocations(a.reg, a.issuer.PendingWrites)
 	a.admin = server.NewAdmin(server.AdminConfig{
 		Tokens: cfg.AdminTokenHashes(), Version: o.version, Started: time.Now(), Logger: log,
 		Metrics: promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{}),
@@ -222,8 +227,12 @@ func (p publisher) Recorded(e store.Event, logoutToken string) {
 	}
 }
 
-// ready reports whether the store can answer.
+// ready reports whether the gateway should get traffic: no logout waits for the store to
+// accept writes, and the store can answer.
 func (a *App) ready(ctx context.Context) error {
+	if err := a.issuer.Writable(); err != nil {
+		return err
+	}
 	_, err := a.store.SessionRevocation(ctx, "readiness-probe")
 	if errors.Is(err, store.ErrNotFound) {
 		return nil
@@ -297,6 +306,7 @@ func (a *App) Run(ctx context.Context) error {
 	}
 	stopSSF := runTransmitter(ctx, a.ssf)
 	go collectGarbage(ctx, a.store, a.metrics, log)
+	go a.issuer.RunPendingWrites(ctx, pendingRetryInterval)
 	if a.replicated != nil {
 		// Several replicas: reload keys another replica changed; one elected leader rotates.
 		go followKeys(ctx, a.replicated, a.keys, log)
@@ -323,7 +333,22 @@ func (a *App) Run(ctx context.Context) error {
 		}
 	}
 	stopSSF()
+	a.flushPendingAtExit(log)
 	return serveErr
+}
+
+// flushPendingAtExit tries once more to write the logouts the store refused; what cannot be
+// written is lost with this process (it was answered 503, never acknowledged) and logged.
+func (a *App) flushPendingAtExit(log *slog.Logger) {
+	if a.issuer.PendingWrites() == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if n, err := a.issuer.FlushPending(ctx); err != nil {
+		log.Error("logouts the store refused are lost with this process (each was answered 503)",
+			"event", "pending_lost", "pending", n, "error", err.Error())
+	}
 }
 
 type listener struct {

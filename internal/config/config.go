@@ -70,6 +70,10 @@ type Store struct {
 	// index follows etcd; past it renewals fail with temporarily_unavailable and logouts are
 	// refused. Default 5s.
 	MaxStaleness Duration `yaml:"max_staleness,omitempty"`
+	// WriteTimeout bounds the store writes of one logout (back-channel, revoke, admin, recheck):
+	// one the store has not committed by then (disk full, etcd without quorum) is answered 503
+	// and held in memory, refused by this process, until the store takes it. Default 1s.
+	WriteTimeout Duration `yaml:"write_timeout,omitempty"`
 	Etcd         Etcd     `yaml:"etcd,omitempty"`
 }
 
@@ -421,6 +425,9 @@ func (c *Config) SetDefaults() {
 	if c.Store.MaxStaleness == 0 {
 		c.Store.MaxStaleness = Duration(5 * time.Second)
 	}
+	if c.Store.WriteTimeout == 0 {
+		c.Store.WriteTimeout = Duration(time.Second)
+	}
 	if c.Store.Etcd.Prefix == "" {
 		c.Store.Etcd.Prefix = "/tokengate/"
 	}
@@ -479,6 +486,7 @@ func (c *Config) Validate() error {
 	}
 	checkAddr("listen", c.Listen)
 	checkAddr("admin_listen", c.AdminListen)
+	checkRange("store.write_timeout", c.Store.WriteTimeout, 50*time.Millisecond, 30*time.Second)
 	checkURL("issuer", c.Issuer)
 	if c.DataDir == "" {
 		bad("data_dir", "is required")

@@ -20,6 +20,7 @@ limits:
 store:
   backend: etcd
   max_staleness: 2s
+  write_timeout: 500ms
   etcd:
     endpoints: [https://10.0.0.1:2379, https://10.0.0.2:2379]
     prefix: /tg/
