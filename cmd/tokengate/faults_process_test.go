@@ -1,18 +1,24 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/http/httptrace"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/tokengate/tokengate/internal/config"
 	"github.com/tokengate/tokengate/internal/kctest"
 )
 
@@ -164,4 +170,148 @@ func TestDiskFull_LogoutRefusedInMemoryAndWrittenWhenSpaceReturns(t *testing.T) 
 			http.StatusBadRequest, "invalid_grant")
 	}
 	g.mustRenew(control, "control session after restart")
+}
+
+// answer is one request of a keep-alive client: when it was sent, whether it went out on a
+// reused connection, and its status and Connection header, or its error.
+type answer struct {
+	at     time.Time // sent
+	done   time.Time // answered or failed
+	reused bool
+	status int
+	close  bool // the answer said Connection: close (net/http removes the header, sets Close)
+	err    error
+}
+
+// keepAliveRenewals renews rt in a loop over one keep-alive connection until a request fails,
+// and returns every answer.
+func keepAliveRenewals(base, rt string) []answer {
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
+	defer hc.CloseIdleConnections()
+	form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}}.Encode()
+	var out []answer
+	for {
+		a := answer{at: time.Now()}
+		trace := &httptrace.ClientTrace{GotConn: func(i httptrace.GotConnInfo) { a.reused = i.Reused }}
+		req, _ := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace),
+			http.MethodPost, base+"/token", strings.NewReader(form))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.SetBasicAuth(clientID, clientSecret)
+		resp, err := hc.Do(req)
+		a.done = time.Now()
+		if err != nil {
+			a.err = err
+			return append(out, a)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		a.status, a.close = resp.StatusCode, resp.Close
+		out = append(out, a)
+	}
+}
+
+// isDialError reports whether err is a failure to open a new connection (the listener is
+// closed): a clean end, unlike a request lost on an open connection (EOF, reset).
+func isDialError(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
+// cleanEnd reports whether a's failure is the end of a listener rather than a request lost: a
+// refused connection, or a new connection the kernel completed in the listen backlog just
+// before the listener closed, which the server never accepted (so never read a request from)
+// and which closes without an answer. Neither can happen on a connection the server served.
+func cleanEnd(a answer) bool {
+	return isDialError(a.err) || (a.err != nil && !a.reused)
+}
+
+// TestShutdown_DrainsKeepAliveClientsWithoutFailures: the real binary with shutdown_grace 1.5s
+// gets SIGTERM while four keep-alive clients renew flat out. /readyz answers 503 "shutting
+// down" during the grace while renewals still succeed, each answer then carrying Connection:
+// close; no client sees a request fail on a connection the server had accepted (EOF, reset):
+// the only failure is a new connection refused (or reset from the listen backlog, never
+// accepted) once the listener has closed, after the grace. The process exits 0.
+func TestShutdown_DrainsKeepAliveClientsWithoutFailures(t *testing.T) {
+	t.Parallel()
+	const grace = 1500 * time.Millisecond
+	realm := kctest.New(t)
+	c := baseConfig(realm.Issuer(), t.TempDir())
+	c.ShutdownGrace = config.Duration(grace)
+	g := startGateway(t, c)
+	rt := g.mustExchange(realm.AccessToken(kctest.Token{})).RefreshToken
+
+	const clients = 4
+	results := make([][]answer, clients)
+	var wg sync.WaitGroup
+	for n := range clients {
+		wg.Go(func() { results[n] = keepAliveRenewals(g.Base, rt) })
+	}
+	type probe struct {
+		at     time.Time
+		status int
+		body   string
+	}
+	var probes []probe
+	probed := make(chan struct{})
+	go func() {
+		defer close(probed)
+		hc := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+		for {
+			resp, err := hc.Get(g.Admin + "/readyz")
+			if err != nil {
+				return
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			probes = append(probes, probe{time.Now(), resp.StatusCode, string(b)})
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	time.Sleep(300 * time.Millisecond)
+	term := time.Now()
+	if err := g.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	code, exited := g.Wait(grace + 10*time.Second)
+	if !exited || code != 0 {
+		t.Fatalf("after SIGTERM: exited %v, code %d; want exit 0", exited, code)
+	}
+	wg.Wait()
+	<-probed
+
+	closedDuringGrace := 0
+	for n, as := range results {
+		last := as[len(as)-1]
+		for _, a := range as[:len(as)-1] {
+			if a.status != http.StatusOK {
+				t.Errorf("client %d: renewal %s after SIGTERM answered %d, want 200", n, a.at.Sub(term), a.status)
+			}
+			if a.at.After(term.Add(100*time.Millisecond)) && a.close {
+				closedDuringGrace++
+			}
+		}
+		switch {
+		case !cleanEnd(last):
+			t.Errorf("client %d: a request failed on an open connection %s after SIGTERM (reused %v): %v",
+				n, last.at.Sub(term).Round(time.Millisecond), last.reused, last.err)
+		case last.done.Before(term.Add(grace)):
+			t.Errorf("client %d: new connections refused %s after SIGTERM, before the %s grace ended", n, last.done.Sub(term), grace)
+		}
+		t.Logf("client %d: %d renewals, ended %s after SIGTERM: %v", n, len(as)-1, last.at.Sub(term).Round(time.Millisecond), last.err)
+	}
+	if closedDuringGrace == 0 {
+		t.Errorf("no renewal during the grace carried Connection: close")
+	}
+	notReady := 0
+	for _, p := range probes {
+		if p.at.After(term.Add(100 * time.Millisecond)) {
+			if p.status != http.StatusServiceUnavailable || !strings.Contains(p.body, "shutting down") {
+				t.Errorf("/readyz %s after SIGTERM: %d %s, want 503 shutting down", p.at.Sub(term), p.status, p.body)
+			}
+			notReady++
+		}
+	}
+	if notReady < 10 {
+		t.Errorf("/readyz answered %d times after SIGTERM, want it to answer 503 through the %s grace", notReady, grace)
+	}
 }

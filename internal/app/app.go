@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -57,6 +58,8 @@ type App struct {
 	public     *server.Server
 	admin      *server.Admin
 	certs      *certReloader // nil without tls
+
+	draining atomic.Bool // set at shutdown: /readyz 503, every answer Connection: close
 }
 
 // Option changes how New builds the gateway; production uses none.
@@ -227,9 +230,12 @@ func (p publisher) Recorded(e store.Event, logoutToken string) {
 	}
 }
 
-// ready reports whether the gateway should get traffic: no logout waits for the store to
-// accept writes, and the store can answer.
+// ready reports whether the gateway should get traffic: it is not shutting down, no logout
+// waits for the store to accept writes, and the store can answer.
 func (a *App) ready(ctx context.Context) error {
+	if a.draining.Load() {
+		return server.ErrDraining
+	}
 	if err := a.issuer.Writable(); err != nil {
 		return err
 	}
@@ -266,13 +272,19 @@ func (a *App) Close() error { return a.store.Close() }
 
 // Run serves the public and admin listeners and runs the background work (Shared Signals
 // delivery, the receiver of Keycloak's Shared Signals stream, logout relay, garbage collection,
-// key schedule, certificate reloads) until ctx ends or a listener fails; then it drains
-// requests for up to 15s and returns. The store stays open: Close it afterwards. With
-// upstream.shared_signals and one process, it first waits (at most catchUpWait) until the
-// logouts that waited in Keycloak's stream are recorded.
+// key schedule, certificate reloads, writing logouts the store refused) until ctx ends or a
+// listener fails. Then it drains: for shutdown_grace /readyz answers 503 while requests are
+// still served, each answer with Connection: close, so a load balancer takes the process out of
+// rotation and keep-alive clients move away between requests; then the listeners close, the
+// requests in flight are answered (for up to 15s) and it returns. The store stays open: Close
+// it afterwards. With upstream.shared_signals and one process, it first waits (at most
+// catchUpWait) until the logouts that waited in Keycloak's stream are recorded.
 func (a *App) Run(ctx context.Context) error {
 	cfg, log := &a.cfg, a.log
-	ctx, cancel := context.WithCancel(ctx)
+	stop := ctx // ends at SIGTERM: the drain begins
+	// Background work outlives stop: logouts recorded during the drain are still relayed,
+	// published and written.
+	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
 	if a.relay != nil {
 		go a.relay.Run(ctx)
@@ -283,14 +295,14 @@ func (a *App) Run(ctx context.Context) error {
 	stopSignals := runReceiver(ctx, a.signals, a.replicated, log)
 	defer stopSignals() // before the caller closes the store
 	if a.signals != nil && a.replicated == nil {
-		catchUp(ctx, a.signals, log)
+		catchUp(stop, a.signals, log)
 	}
 	var publicTLS *tls.Config
 	if a.certs != nil {
 		go a.certs.watch(ctx, 5*time.Second)
 		publicTLS = a.certs.config()
 	}
-	public, err := listenTLS(cfg.Listen, a.Handler(), publicTLS)
+	public, err := listenTLS(cfg.Listen, a.closeWhenDraining(a.Handler()), publicTLS)
 	if err != nil {
 		return err
 	}
@@ -299,7 +311,7 @@ func (a *App) Run(ctx context.Context) error {
 		_ = public.srv.Close()
 		return err
 	}
-	admin, err := listenTLS(cfg.AdminListen, a.AdminHandler(), adminTLS)
+	admin, err := listenTLS(cfg.AdminListen, a.closeWhenDraining(a.AdminHandler()), adminTLS)
 	if err != nil {
 		_ = public.srv.Close()
 		return err
@@ -319,9 +331,20 @@ func (a *App) Run(ctx context.Context) error {
 
 	var serveErr error
 	select {
-	case <-ctx.Done():
+	case <-stop.Done():
 	case serveErr = <-public.errc:
 	case serveErr = <-admin.errc:
+	}
+	a.draining.Store(true)
+	if grace := cfg.ShutdownGrace.D(); grace > 0 && serveErr == nil {
+		log.Info("tokengate stopping: not ready, serving for shutdown_grace", "event", "drain", "shutdown_grace", grace.String())
+		t := time.NewTimer(grace)
+		select {
+		case <-t.C:
+		case serveErr = <-public.errc:
+		case serveErr = <-admin.errc:
+		}
+		t.Stop()
 	}
 	log.Info("tokengate stopping: draining requests")
 	sctx, cancelDrain := context.WithTimeout(context.Background(), 15*time.Second)
@@ -333,8 +356,21 @@ func (a *App) Run(ctx context.Context) error {
 		}
 	}
 	stopSSF()
+	cancel()
 	a.flushPendingAtExit(log)
 	return serveErr
+}
+
+// closeWhenDraining makes every answer to a request that arrives during the drain carry
+// Connection: close, so a keep-alive client opens its next connection elsewhere instead of
+// sending on one the listener is about to close.
+func (a *App) closeWhenDraining(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if a.draining.Load() {
+			w.Header().Set("Connection", "close")
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // flushPendingAtExit tries once more to write the logouts the store refused; what cannot be

@@ -30,6 +30,11 @@ type Config struct {
 	Listen string `yaml:"listen,omitempty"`
 	// AdminListen is the admin listener address (health; admin API and metrics later).
 	AdminListen string `yaml:"admin_listen,omitempty"`
+	// ShutdownGrace is how long, after SIGTERM, /readyz answers 503 while requests are still
+	// served (each answer with Connection: close) before the listeners close: long enough for
+	// a load balancer's health checks to take the process out of rotation (e.g. haproxy's
+	// inter × fall). Default 0: close at once. At most 5m.
+	ShutdownGrace Duration `yaml:"shutdown_grace,omitempty"`
 	// Issuer is tokengate's own issuer URL, as services see it.
 	Issuer string `yaml:"issuer,omitempty"`
 	// DataDir holds the embedded database.
@@ -486,6 +491,7 @@ func (c *Config) Validate() error {
 	}
 	checkAddr("listen", c.Listen)
 	checkAddr("admin_listen", c.AdminListen)
+	checkRange("shutdown_grace", c.ShutdownGrace, 0, 5*time.Minute)
 	checkRange("store.write_timeout", c.Store.WriteTimeout, 50*time.Millisecond, 30*time.Second)
 	checkURL("issuer", c.Issuer)
 	if c.DataDir == "" {

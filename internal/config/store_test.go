@@ -117,3 +117,30 @@ func TestWriteTimeout(t *testing.T) {
 		})
 	}
 }
+
+// TestShutdownGrace: shutdown_grace defaults to 0 (close at once); a negative or absurdly long
+// grace, or one that is not a duration, is refused naming the field.
+func TestShutdownGrace(t *testing.T) {
+	c, err := parseWith(t, "shutdown_grace: 3s\n", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.ShutdownGrace.D() != 3*time.Second {
+		t.Errorf("shutdown_grace %s, want 3s", c.ShutdownGrace.D())
+	}
+	if c, err = parseWith(t, "", nil); err != nil || c.ShutdownGrace != 0 {
+		t.Errorf("default shutdown_grace = %v, %v; want 0", c.ShutdownGrace, err)
+	}
+	for name, tc := range map[string]struct{ yaml, field string }{
+		"negative":       {"shutdown_grace: -5s\n", "shutdown_grace"},
+		"a day":          {"shutdown_grace: 24h\n", "shutdown_grace"},
+		"not a duration": {"shutdown_grace: [5]\n", "duration"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := parseWith(t, tc.yaml, nil)
+			if err == nil || !strings.Contains(err.Error(), tc.field) {
+				t.Errorf("error = %v, want one naming %s", err, tc.field)
+			}
+		})
+	}
+}
