@@ -575,3 +575,29 @@ func BenchmarkSessionRevocation(b *testing.B) {
 		})
 	})
 }
+
+// TestOpen_AnswersNothingUntilTheWatchHasCaughtUp: replica B records a logout (acknowledged)
+// after replica A's initial load but before A's watch is established — a replica restarted
+// while logouts arrive elsewhere. A's very first lookup of that session, the moment Open
+// returns, must find it: a replica answers nothing until its index has caught up with etcd.
+// (Before, Open returned on the load alone, and A answered "not found" until its new watch
+// delivered the write: 21.7 ms in the measurement.)
+func TestOpen_AnswersNothingUntilTheWatchHasCaughtUp(t *testing.T) {
+	ctx := context.Background()
+	for i := range 5 {
+		p := prefix(t)
+		b := open(t, Config{Prefix: p})
+		sid := fmt.Sprint("during-start-", i)
+		afterInitialLoad = func() {
+			now := time.Now()
+			if err := b.RevokeSession(ctx, store.Revocation{SID: sid, At: now, Expires: now.Add(time.Hour)}); err != nil {
+				t.Error(err)
+			}
+		}
+		a := open(t, Config{Prefix: p})
+		afterInitialLoad = nil
+		if _, err := a.SessionRevocation(ctx, sid); err != nil {
+			t.Fatalf("round %d: the first lookup at a replica that just opened = %v, want the logout B acknowledged during its start", i, err)
+		}
+	}
+}
