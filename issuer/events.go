@@ -26,11 +26,18 @@ func (noPublisher) Recorded(store.Event, string) {}
 
 // record durably stores r with a new event in the revocation event log (one transaction), then
 // tells the publisher. logoutToken is the back-channel logout token behind r, if any.
+//
+// A revocation the store does not commit within WriteTimeout is held in memory (refused here at
+// once, written by FlushPending) and the caller gets temporarily_unavailable.
 func (i *Issuer) record(ctx context.Context, r store.Revocation, logoutToken string) error {
-	e, err := i.store.RecordRevocation(ctx, store.Event{ID: newJTI(), Time: i.cfg.Now(), Revocation: r})
+	wctx, cancel := context.WithTimeout(ctx, i.cfg.WriteTimeout)
+	e, err := i.store.RecordRevocation(wctx, store.Event{ID: newJTI(), Time: i.cfg.Now(), Revocation: r})
+	cancel()
 	if err != nil {
+		i.holdUnwritten(ctx, r, logoutToken, err)
 		return unavailable("revocation could not be recorded", err)
 	}
+	i.pending.written(r)
 	source, _, _ := strings.Cut(r.Reason, ":")
 	i.cfg.Metrics.Logout(source, "recorded", "")
 	i.publish.Recorded(e, logoutToken)
@@ -42,10 +49,14 @@ func (i *Issuer) record(ctx context.Context, r store.Revocation, logoutToken str
 // Then nothing is written, no event is appended or published, and it reports false. The check
 // is part of the store's write transaction.
 func (i *Issuer) recordNew(ctx context.Context, r store.Revocation) (bool, error) {
-	e, recorded, err := i.store.RecordNewRevocation(ctx, store.Event{ID: newJTI(), Time: i.cfg.Now(), Revocation: r})
+	wctx, cancel := context.WithTimeout(ctx, i.cfg.WriteTimeout)
+	e, recorded, err := i.store.RecordNewRevocation(wctx, store.Event{ID: newJTI(), Time: i.cfg.Now(), Revocation: r})
+	cancel()
 	if err != nil {
+		i.holdUnwritten(ctx, r, "", err)
 		return false, unavailable("revocation could not be recorded", err)
 	}
+	i.pending.written(r)
 	source, _, _ := strings.Cut(r.Reason, ":")
 	if !recorded {
 		i.cfg.Metrics.Logout(source, "duplicate", "")

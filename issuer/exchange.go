@@ -203,6 +203,13 @@ func (i *Issuer) checkRevoked(ctx context.Context, g *grant) error {
 		if key == "" {
 			key = grantRevocationKey(g) // a grant without a session is revoked alone (revokeGrant)
 		}
+		// A logout the store could not write yet is refused here all the same.
+		if i.pending.session(key) {
+			return fmt.Errorf("session %s (not yet written): %w", key, errRevoked)
+		}
+		if r, ok := i.pending.subject(g.Subject); ok && g.sessionStart() <= r.At.Unix() {
+			return fmt.Errorf("subject (not yet written): %w", errRevoked)
+		}
 		_, err := i.store.SessionRevocation(ctx, key)
 		switch {
 		case err == nil:

@@ -105,6 +105,12 @@ type Config struct {
 	Caches Caches
 	// TracerProvider receives the issuer's spans (nil or the no-op provider: none).
 	TracerProvider trace.TracerProvider
+	// WriteTimeout bounds the store writes of one revocation (DefaultWriteTimeout when zero):
+	// a logout the store has not committed by then is answered 503 and held in memory.
+	WriteTimeout time.Duration
+	// MaxPending bounds the revocations held in memory while the store cannot write them
+	// (DefaultMaxPending when zero).
+	MaxPending int
 }
 
 // Caches bounds, in entries, the issuer's per-session in-memory caches. An eviction costs
@@ -145,6 +151,9 @@ type Issuer struct {
 	// due, so an evicted entry costs an introspection and skips none.
 	rechecks *boundedCache[sessionID, int64]
 
+	// pending holds the revocations the store could not write: refused here, written later.
+	pending *pendingRevocations
+
 	hintMu     sync.Mutex
 	lastHinted time.Time // last WARN naming the missing audience mapper (see subject.go)
 }
@@ -165,6 +174,12 @@ func New(cfg Config, s Store, k Keys, up Upstream, pub Publisher) (*Issuer, erro
 		cfg.MaxSessionLifetime = DefaultMaxSessionLifetime
 	}
 	cfg.MaxSessionLifetime = max(cfg.MaxSessionLifetime, cfg.MaxUpstreamLifetime)
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = DefaultWriteTimeout
+	}
+	if cfg.MaxPending <= 0 {
+		cfg.MaxPending = DefaultMaxPending
+	}
 	if cfg.Issuer == "" || cfg.TTL <= 0 || cfg.RecheckAfter <= 0 || cfg.MaxUpstreamLifetime <= 0 {
 		return nil, errors.New("issuer: Issuer, TTL, RecheckAfter and MaxUpstreamLifetime are required")
 	}
@@ -201,6 +216,7 @@ func New(cfg Config, s Store, k Keys, up Upstream, pub Publisher) (*Issuer, erro
 		log:      cfg.Logger,
 		rechecks: newBoundedCache[sessionID, int64](cfg.Caches.RecheckSchedule, cfg.Now),
 		tracer:   tracing.Tracer(cfg.TracerProvider),
+		pending:  newPending(cfg.MaxPending),
 	}, nil
 }
 

@@ -40,20 +40,27 @@ func (i *Issuer) RecordLogout(ctx context.Context, raw string) (_ store.Revocati
 		}
 		replayUntil = lt.IssuedAt.Add(maxLogoutAge)
 	}
-	fresh, err := i.store.ClaimJTI(ctx, lt.JTI, replayUntil.Add(i.cfg.Skew))
-	if err != nil {
-		return store.Revocation{}, unavailable("replay state is unknown", err)
-	}
 	r := store.Revocation{SID: lt.SID, Sub: lt.Subject, At: now, Expires: i.revocationExpiry(now), Reason: "backchannel"}
 	if lt.SID == "" && lt.IssuedAt.Before(now) {
 		// Refuse what was issued up to the logout itself; a later login stays valid.
 		r.At = lt.IssuedAt
 	}
+	// The store's work for this logout shares one bound: a store that cannot commit (disk
+	// full, etcd without quorum) is answered 503 promptly, never holding the provider's call,
+	// and the logout is held in memory (refused here at once, written when the store can).
+	wctx, cancel := context.WithTimeout(ctx, i.cfg.WriteTimeout)
+	defer cancel()
+	fresh, err := i.store.ClaimJTI(wctx, lt.JTI, replayUntil.Add(i.cfg.Skew))
+	if err != nil {
+		i.holdUnwritten(ctx, r, raw, err)
+		return store.Revocation{}, unavailable("replay state is unknown", err)
+	}
 	if !fresh {
 		// The jti was claimed before. If that delivery's logout is on record this is a replay;
 		// if not, recording failed after the claim (503 to the sender) and this is its retry.
-		recorded, err := i.alreadyRecorded(ctx, r)
+		recorded, err := i.alreadyRecorded(wctx, r)
 		if err != nil {
+			i.holdUnwritten(ctx, r, raw, err)
 			return store.Revocation{}, err
 		}
 		if recorded {
@@ -65,10 +72,12 @@ func (i *Issuer) RecordLogout(ctx context.Context, raw string) (_ store.Revocati
 	// A logout Keycloak also signalled on its Shared Signals stream may be on record already:
 	// then it is not recorded (nor put on the feed) again, but the relay still forwards the
 	// token (the BFF needs it to end its own session).
-	e, recorded, err := i.store.RecordNewRevocation(ctx, store.Event{ID: newJTI(), Time: now, Revocation: r})
+	e, recorded, err := i.store.RecordNewRevocation(wctx, store.Event{ID: newJTI(), Time: now, Revocation: r})
 	if err != nil {
+		i.holdUnwritten(ctx, r, raw, err)
 		return store.Revocation{}, unavailable("revocation could not be recorded", err)
 	}
+	i.pending.written(r)
 	msg, result := "logout recorded", "recorded"
 	if !recorded {
 		msg, result = "logout already on record", "duplicate"

@@ -24,6 +24,10 @@ import (
 // MaxBodyBytes is the largest request body accepted on any endpoint.
 const MaxBodyBytes = 64 << 10
 
+// ErrDraining is what Config.Ready wraps while the process shuts down: /readyz answers 503
+// "shutting down" so load balancers stop sending it new work before its listeners close.
+var ErrDraining = errors.New("server: shutting down")
+
 // Issuer is the policy the public endpoints call.
 type Issuer interface {
 	Authenticate(id, secret string) (issuer.Client, error)
@@ -46,7 +50,9 @@ type Config struct {
 	Issuer string
 	// JWKSMaxAge is the Cache-Control max-age of the JWKS.
 	JWKSMaxAge time.Duration
-	// Ready reports whether the store can answer (nil: always).
+	// Ready reports whether the process should get traffic (nil: always): an error wrapping
+	// ErrDraining while it shuts down, issuer.ErrNotWritable while logouts wait for the store
+	// to accept writes, any other error when the store cannot answer.
 	Ready func(ctx context.Context) error
 	// Logger receives one line per request (slog.Default when nil).
 	Logger *slog.Logger
@@ -136,7 +142,14 @@ func (s *Server) health(r gin.IRoutes) {
 		}
 		if s.cfg.Ready != nil {
 			if err := s.cfg.Ready(c.Request.Context()); err != nil {
-				c.JSON(http.StatusServiceUnavailable, gin.H{"status": "not ready", "reason": "store unavailable"})
+				reason := "store unavailable"
+				switch {
+				case errors.Is(err, ErrDraining):
+					reason = "shutting down"
+				case errors.Is(err, issuer.ErrNotWritable):
+					reason = "store cannot write"
+				}
+				c.JSON(http.StatusServiceUnavailable, gin.H{"status": "not ready", "reason": reason})
 				return
 			}
 		}

@@ -37,6 +37,7 @@ func exported(t *testing.T) map[string]bool {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := metrics.New(reg)
 	metrics.KeyAge(reg, time.Now)
+	metrics.PendingRevocations(reg, func() int { return 0 })
 	// Touch every vector so it appears in Gather.
 	m.Exchange("ok", "")
 	m.Renewal("ok", "")

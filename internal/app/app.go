@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -38,6 +39,9 @@ import (
 // gcInterval is how often expired revocations and jti claims are removed from the store.
 const gcInterval = time.Minute
 
+// pendingRetryInterval is how often logouts the store could not write are tried again.
+const pendingRetryInterval = time.Second
+
 // App is one assembled gateway. Build it with New, serve it with Run (or mount its handlers
 // yourself, as tests do), and Close it.
 type App struct {
@@ -56,6 +60,8 @@ type App struct {
 	admin      *server.Admin
 	certs      *certReloader // nil without tls
 	tracing    tracingSetup
+
+	draining atomic.Bool // set at shutdown: /readyz 503, every answer Connection: close
 }
 
 // Option changes how New builds the gateway; production uses none.
@@ -199,6 +205,7 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (_ *App, err er
 		Clients: clients, Now: o.now, Logger: log, Metrics: a.metrics, TracerProvider: tp,
 		Caches: issuer.Caches{RecheckSchedule: cfg.Limits.Caches.RecheckSchedule,
 			Introspection: cfg.Limits.Caches.Introspection, RefreshTokens: cfg.Limits.Caches.RefreshTokens},
+		WriteTimeout: cfg.Store.WriteTimeout.D(),
 	}, a.store, a.keys, up, publisher{ssf: a.ssf, relay: a.relay})
 	if err != nil {
 		return nil, err
@@ -221,6 +228,7 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (_ *App, err er
 	}
 	metrics.KeyAge(a.reg, a.keys.ActiveSince)
 	metrics.Caches(a.reg, a.issuer.CacheStats)
+	metrics.PendingRevocations(a.reg, a.issuer.PendingWrites)
 	a.admin = server.NewAdmin(server.AdminConfig{
 		Tokens: cfg.AdminTokenHashes(), Version: o.version, Started: time.Now(), Logger: log,
 		Metrics: promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{}),
@@ -247,8 +255,15 @@ func (p publisher) Recorded(e store.Event, logoutToken string) {
 	}
 }
 
-// ready reports whether the store can answer.
+// ready reports whether the gateway should get traffic: it is not shutting down, no logout
+// waits for the store to accept writes, and the store can answer.
 func (a *App) ready(ctx context.Context) error {
+	if a.draining.Load() {
+		return server.ErrDraining
+	}
+	if err := a.issuer.Writable(); err != nil {
+		return err
+	}
 	_, err := a.store.SessionRevocation(ctx, "readiness-probe")
 	if errors.Is(err, store.ErrNotFound) {
 		return nil
@@ -290,13 +305,19 @@ func (a *App) Close() error {
 
 // Run serves the public and admin listeners and runs the background work (Shared Signals
 // delivery, the receiver of Keycloak's Shared Signals stream, logout relay, garbage collection,
-// key schedule, certificate reloads) until ctx ends or a listener fails; then it drains
-// requests for up to 15s and returns. The store stays open: Close it afterwards. With
-// upstream.shared_signals and one process, it first waits (at most catchUpWait) until the
-// logouts that waited in Keycloak's stream are recorded.
+// key schedule, certificate reloads, writing logouts the store refused) until ctx ends or a
+// listener fails. Then it drains: for shutdown_grace /readyz answers 503 while requests are
+// still served, each answer with Connection: close, so a load balancer takes the process out of
+// rotation and keep-alive clients move away between requests; then the listeners close, the
+// requests in flight are answered (for up to 15s) and it returns. The store stays open: Close
+// it afterwards. With upstream.shared_signals and one process, it first waits (at most
+// catchUpWait) until the logouts that waited in Keycloak's stream are recorded.
 func (a *App) Run(ctx context.Context) error {
 	cfg, log := &a.cfg, a.log
-	ctx, cancel := context.WithCancel(ctx)
+	stop := ctx // ends at SIGTERM: the drain begins
+	// Background work outlives stop: logouts recorded during the drain are still relayed,
+	// published and written.
+	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
 	if a.relay != nil {
 		go a.relay.Run(ctx)
@@ -307,14 +328,14 @@ func (a *App) Run(ctx context.Context) error {
 	stopSignals := runReceiver(ctx, a.signals, a.replicated, log)
 	defer stopSignals() // before the caller closes the store
 	if a.signals != nil && a.replicated == nil {
-		catchUp(ctx, a.signals, log)
+		catchUp(stop, a.signals, log)
 	}
 	var publicTLS *tls.Config
 	if a.certs != nil {
 		go a.certs.watch(ctx, 5*time.Second)
 		publicTLS = a.certs.config()
 	}
-	public, err := listenTLS(cfg.Listen, a.Handler(), publicTLS)
+	public, err := listenTLS(cfg.Listen, a.closeWhenDraining(a.Handler()), publicTLS)
 	if err != nil {
 		return err
 	}
@@ -323,13 +344,14 @@ func (a *App) Run(ctx context.Context) error {
 		_ = public.srv.Close()
 		return err
 	}
-	admin, err := listenTLS(cfg.AdminListen, a.AdminHandler(), adminTLS)
+	admin, err := listenTLS(cfg.AdminListen, a.closeWhenDraining(a.AdminHandler()), adminTLS)
 	if err != nil {
 		_ = public.srv.Close()
 		return err
 	}
 	stopSSF := runTransmitter(ctx, a.ssf)
 	go collectGarbage(ctx, a.store, a.metrics, log)
+	go a.issuer.RunPendingWrites(ctx, pendingRetryInterval)
 	if a.replicated != nil {
 		// Several replicas: reload keys another replica changed; one elected leader rotates.
 		go followKeys(ctx, a.replicated, a.keys, log)
@@ -342,9 +364,20 @@ func (a *App) Run(ctx context.Context) error {
 
 	var serveErr error
 	select {
-	case <-ctx.Done():
+	case <-stop.Done():
 	case serveErr = <-public.errc:
 	case serveErr = <-admin.errc:
+	}
+	a.draining.Store(true)
+	if grace := cfg.ShutdownGrace.D(); grace > 0 && serveErr == nil {
+		log.Info("tokengate stopping: not ready, serving for shutdown_grace", "event", "drain", "shutdown_grace", grace.String())
+		t := time.NewTimer(grace)
+		select {
+		case <-t.C:
+		case serveErr = <-public.errc:
+		case serveErr = <-admin.errc:
+		}
+		t.Stop()
 	}
 	log.Info("tokengate stopping: draining requests")
 	sctx, cancelDrain := context.WithTimeout(context.Background(), 15*time.Second)
@@ -356,7 +389,35 @@ func (a *App) Run(ctx context.Context) error {
 		}
 	}
 	stopSSF()
+	cancel()
+	a.flushPendingAtExit(log)
 	return serveErr
+}
+
+// closeWhenDraining makes every answer to a request that arrives during the drain carry
+// Connection: close, so a keep-alive client opens its next connection elsewhere instead of
+// sending on one the listener is about to close.
+func (a *App) closeWhenDraining(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if a.draining.Load() {
+			w.Header().Set("Connection", "close")
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// flushPendingAtExit tries once more to write the logouts the store refused; what cannot be
+// written is lost with this process (it was answered 503, never acknowledged) and logged.
+func (a *App) flushPendingAtExit(log *slog.Logger) {
+	if a.issuer.PendingWrites() == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if n, err := a.issuer.FlushPending(ctx); err != nil {
+		log.Error("logouts the store refused are lost with this process (each was answered 503)",
+			"event", "pending_lost", "pending", n, "error", err.Error())
+	}
 }
 
 type listener struct {

@@ -31,6 +31,11 @@ type Config struct {
 	Listen string `yaml:"listen,omitempty"`
 	// AdminListen is the admin listener address (health; admin API and metrics later).
 	AdminListen string `yaml:"admin_listen,omitempty"`
+	// ShutdownGrace is how long, after SIGTERM, /readyz answers 503 while requests are still
+	// served (each answer with Connection: close) before the listeners close: long enough for
+	// a load balancer's health checks to take the process out of rotation (e.g. haproxy's
+	// inter × fall). Default 0: close at once. At most 5m.
+	ShutdownGrace Duration `yaml:"shutdown_grace,omitempty"`
 	// Issuer is tokengate's own issuer URL, as services see it.
 	Issuer string `yaml:"issuer,omitempty"`
 	// DataDir holds the embedded database.
@@ -73,6 +78,10 @@ type Store struct {
 	// index follows etcd; past it renewals fail with temporarily_unavailable and logouts are
 	// refused. Default 5s.
 	MaxStaleness Duration `yaml:"max_staleness,omitempty"`
+	// WriteTimeout bounds the store writes of one logout (back-channel, revoke, admin, recheck):
+	// one the store has not committed by then (disk full, etcd without quorum) is answered 503
+	// and held in memory, refused by this process, until the store takes it. Default 1s.
+	WriteTimeout Duration `yaml:"write_timeout,omitempty"`
 	Etcd         Etcd     `yaml:"etcd,omitempty"`
 }
 
@@ -434,6 +443,9 @@ func (c *Config) SetDefaults() {
 	if c.Store.MaxStaleness == 0 {
 		c.Store.MaxStaleness = Duration(5 * time.Second)
 	}
+	if c.Store.WriteTimeout == 0 {
+		c.Store.WriteTimeout = Duration(time.Second)
+	}
 	if c.Store.Etcd.Prefix == "" {
 		c.Store.Etcd.Prefix = "/tokengate/"
 	}
@@ -496,6 +508,8 @@ func (c *Config) Validate() error {
 	}
 	checkAddr("listen", c.Listen)
 	checkAddr("admin_listen", c.AdminListen)
+	checkRange("shutdown_grace", c.ShutdownGrace, 0, 5*time.Minute)
+	checkRange("store.write_timeout", c.Store.WriteTimeout, 50*time.Millisecond, 30*time.Second)
 	checkURL("issuer", c.Issuer)
 	if c.DataDir == "" {
 		bad("data_dir", "is required")

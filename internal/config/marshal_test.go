@@ -17,9 +17,11 @@ limits:
   logout: {rate: 0.5, burst: 3}
   auth_failures: {rate: 0.2, burst: 20}
   caches: {recheck_schedule: 2000000, introspection: 50000, refresh_tokens: 1024}
+shutdown_grace: 3s
 store:
   backend: etcd
   max_staleness: 2s
+  write_timeout: 500ms
   etcd:
     endpoints: [https://10.0.0.1:2379, https://10.0.0.2:2379]
     prefix: /tg/

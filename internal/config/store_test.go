@@ -84,3 +84,63 @@ func TestStore_EtcdPasswordEnvIgnoredWithoutUsername(t *testing.T) {
 		t.Errorf("password %q set without a username", c.Store.Etcd.Password)
 	}
 }
+
+// TestWriteTimeout: store.write_timeout defaults to 1s on both backends; a hostile or mistaken
+// value — negative, zero-ish, absurdly long, not a duration — is refused naming the field,
+// never clamped silently.
+func TestWriteTimeout(t *testing.T) {
+	c, err := parseWith(t, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Store.WriteTimeout.D() != time.Second {
+		t.Errorf("default write_timeout %s, want 1s", c.Store.WriteTimeout.D())
+	}
+	c, err = parseWith(t, "store:\n  write_timeout: 250ms\n", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Store.WriteTimeout.D() != 250*time.Millisecond {
+		t.Errorf("set: write_timeout %s", c.Store.WriteTimeout.D())
+	}
+	for name, tc := range map[string]struct{ yaml, field string }{
+		"negative":       {"store:\n  write_timeout: -1s\n", "store.write_timeout"},
+		"1ns":            {"store:\n  write_timeout: 1ns\n", "store.write_timeout"},
+		"an hour":        {"store:\n  write_timeout: 1h\n", "store.write_timeout"},
+		"not a duration": {"store:\n  write_timeout: soon\n", "not a duration"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := parseWith(t, tc.yaml, nil)
+			if err == nil || !strings.Contains(err.Error(), tc.field) {
+				t.Errorf("error = %v, want one naming %s", err, tc.field)
+			}
+		})
+	}
+}
+
+// TestShutdownGrace: shutdown_grace defaults to 0 (close at once); a negative or absurdly long
+// grace, or one that is not a duration, is refused naming the field.
+func TestShutdownGrace(t *testing.T) {
+	c, err := parseWith(t, "shutdown_grace: 3s\n", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.ShutdownGrace.D() != 3*time.Second {
+		t.Errorf("shutdown_grace %s, want 3s", c.ShutdownGrace.D())
+	}
+	if c, err = parseWith(t, "", nil); err != nil || c.ShutdownGrace != 0 {
+		t.Errorf("default shutdown_grace = %v, %v; want 0", c.ShutdownGrace, err)
+	}
+	for name, tc := range map[string]struct{ yaml, field string }{
+		"negative":       {"shutdown_grace: -5s\n", "shutdown_grace"},
+		"a day":          {"shutdown_grace: 24h\n", "shutdown_grace"},
+		"not a duration": {"shutdown_grace: [5]\n", "duration"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := parseWith(t, tc.yaml, nil)
+			if err == nil || !strings.Contains(err.Error(), tc.field) {
+				t.Errorf("error = %v, want one naming %s", err, tc.field)
+			}
+		})
+	}
+}

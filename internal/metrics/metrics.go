@@ -245,3 +245,12 @@ func (c cacheCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(cacheEvictionsDesc, prometheus.CounterValue, float64(s.Evictions), s.Name)
 	}
 }
+
+// PendingRevocations registers tokengate_store_pending_revocations, read from pending at each
+// scrape: revocations the store could not write, refused in memory and waiting to be written.
+func PendingRevocations(reg prometheus.Registerer, pending func() int) {
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "tokengate_store_pending_revocations",
+		Help: "Revocations the store could not write (disk full, no etcd quorum), refused by this process and waiting to be written.",
+	}, func() float64 { return float64(pending()) }))
+}

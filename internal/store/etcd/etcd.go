@@ -142,13 +142,16 @@ type Store struct {
 
 	keysChanged   chan struct{}
 	eventsChanged chan struct{}
-	reloads       atomic.Int64 // full loads of the index, including the first
+	reloads       atomic.Int64  // full loads of the index, including the first
+	caughtUp      chan struct{} // closed once the watch proved it follows etcd after Open's load
 }
 
 var _ store.Store = (*Store)(nil)
 
-// Open connects to etcd, loads the local index and starts following the cluster. It fails if
-// etcd cannot be reached within DialTimeout.
+// Open connects to etcd, loads the local index, starts following the cluster and waits until
+// the watch has caught up with etcd (see catchUp). It fails if etcd cannot be reached within
+// DialTimeout; a watch that has not caught up by then leaves the store failing every call with
+// store.ErrUnavailable until it has.
 func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
@@ -180,12 +183,13 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		leaseBucket:    defaultLeaseBucket,
 		keysChanged:    make(chan struct{}, 1),
 		eventsChanged:  make(chan struct{}, 1),
+		caughtUp:       make(chan struct{}),
 	}
 	s.idx.init()
 	s.freshAt.Store(-int64(cfg.MaxStaleness) - 1) // stale until loaded
 	lctx, lcancel := context.WithTimeout(ctx, cfg.DialTimeout)
 	defer lcancel()
-	if err := s.load(lctx); err != nil {
+	if err := s.load(lctx, true); err != nil {
 		cancel()
 		_ = cli.Close()
 		if ctx.Err() != nil {
@@ -193,12 +197,25 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		}
 		return nil, fmt.Errorf("etcd: open %v: %w: %w", cfg.Endpoints, store.ErrUnavailable, err)
 	}
-	s.wg.Add(3)
+	if afterInitialLoad != nil {
+		afterInitialLoad()
+	}
+	s.wg.Add(4)
 	go s.follow()
+	go s.catchUp()
 	go s.probe()
 	go s.watchEvents()
+	select {
+	case <-s.caughtUp:
+	case <-lctx.Done():
+		s.log.Warn("etcd store: the watch has not caught up with etcd yet; refusing lookups and writes until it has",
+			"watch_revision", s.watchRev.Load())
+	}
 	return s, nil
 }
+
+// afterInitialLoad, when set (tests), runs between Open's load and the start of its watch.
+var afterInitialLoad func()
 
 // Close stops following etcd and closes the connection. Later calls fail with
 // store.ErrUnavailable; closing again is a no-op.

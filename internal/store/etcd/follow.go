@@ -2,6 +2,8 @@ package etcd
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"sync/atomic"
@@ -21,8 +23,12 @@ type freshTarget struct {
 }
 
 // load reads every record at one revision R into a new index, which the watch then follows
-// from R+1. It runs at Open and after the watch's revision was compacted away.
-func (s *Store) load(ctx context.Context) error {
+// from R+1. It runs at Open (initial) and after the watch's revision was compacted away. A
+// reload marks the index fresh as of the moment it began (a linearizable read); the initial
+// load does not: a replica that just started answers nothing until catchUp has seen its watch
+// deliver what etcd held after the load, so it cannot answer from an index that misses a
+// logout acknowledged while its watch was being set up.
+func (s *Store) load(ctx context.Context, initial bool) error {
 	at := s.now()
 	var records [numKinds]map[string]entry
 	for k := range records {
@@ -64,9 +70,70 @@ func (s *Store) load(ctx context.Context) error {
 	s.idx.replace(records, rev)
 	maxInt64(&s.watchRev, rev)
 	s.reloads.Add(1)
-	s.markFresh(at)
+	if !initial {
+		s.markFresh(at)
+	}
 	s.notifyKeys()
 	return nil
+}
+
+// startedTTL is the lease of the key a starting replica writes to prove its watch caught up.
+const startedTTL = 60
+
+// catchUp proves, once, that a replica that just loaded its index follows etcd, and then
+// closes caughtUp: it writes a key of its own under the watched prefix (with a short lease)
+// and waits until the watch, which delivers every event from the load's revision on in
+// order, has delivered that write. Every logout etcd acknowledged before the write began is
+// then in the index, and the index is fresh as of that moment. Until then lookups and writes
+// fail with store.ErrUnavailable (the gateway's token endpoint answers 503 with Retry-After,
+// /readyz 503). A write, not a progress notification: etcd before 3.4.25 and 3.5.8 may send a
+// progress notification for a watch still replaying history, which would vouch for events
+// it has not delivered.
+func (s *Store) catchUp() {
+	defer s.wg.Done()
+	defer close(s.caughtUp)
+	key := s.dataPrefix + "started/" + newToken()
+	for s.ctx.Err() == nil {
+		at := s.now()
+		rev, err := s.writeStarted(key)
+		if err != nil {
+			s.log.Warn("etcd store: cannot prove the index caught up yet", "error", err.Error())
+			sleepCtx(s.ctx, 100*time.Millisecond)
+			continue
+		}
+		s.awaitRevision(rev, at)
+		for range 200 {
+			if s.Staleness() <= s.cfg.MaxStaleness {
+				return
+			}
+			sleepCtx(s.ctx, 5*time.Millisecond)
+		}
+	}
+}
+
+// writeStarted puts key under a startedTTL lease and returns the write's revision.
+func (s *Store) writeStarted(key string) (int64, error) {
+	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.RequestTimeout)
+	defer cancel()
+	lease, err := s.cli.Grant(ctx, startedTTL)
+	if err != nil {
+		return 0, fmt.Errorf("grant: %w", err)
+	}
+	resp, err := s.cli.Put(ctx, key, "", clientv3.WithLease(lease.ID))
+	if err != nil {
+		return 0, fmt.Errorf("put: %w", err)
+	}
+	return resp.Header.Revision, nil
+}
+
+// sleepCtx sleeps d or until ctx ends.
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
 }
 
 // errCompacted ends a watch whose next revision etcd no longer has.
@@ -90,7 +157,7 @@ func (s *Store) follow() {
 		if errors.Is(err, errCompacted) {
 			s.log.Warn("etcd store: watch revision compacted, reloading every record", "after_revision", s.watchRev.Load())
 			for s.ctx.Err() == nil {
-				if err := s.load(s.ctx); err == nil {
+				if err := s.load(s.ctx, false); err == nil {
 					break
 				} else {
 					s.log.Warn("etcd store: reload failed", "error", err.Error())
@@ -222,6 +289,11 @@ func (s *Store) awaitRevision(rev, at int64) {
 // progress notification, which carries the revision it has caught up to.
 func (s *Store) probe() {
 	defer s.wg.Done()
+	select { // the first proof is catchUp's
+	case <-s.ctx.Done():
+		return
+	case <-s.caughtUp:
+	}
 	t := time.NewTicker(max(s.cfg.MaxStaleness/4, 10*time.Millisecond))
 	defer t.Stop()
 	var inflight atomic.Bool
@@ -300,4 +372,11 @@ func (b *backoff) sleep(ctx context.Context) {
 	case <-t.C:
 	}
 	b.cur = min(2*b.cur, b.max)
+}
+
+// newToken returns a random identifier for a replica's keys.
+func newToken() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go ≥1.24)
+	return hex.EncodeToString(b[:])
 }

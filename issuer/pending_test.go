@@ -1,0 +1,236 @@
+package issuer_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tokengate/tokengate/internal/kctest"
+	"github.com/tokengate/tokengate/internal/store"
+	"github.com/tokengate/tokengate/internal/store/bolt"
+	"github.com/tokengate/tokengate/internal/upstream"
+	"github.com/tokengate/tokengate/issuer"
+	"github.com/tokengate/tokengate/keys"
+)
+
+// unwritableStore is a bolt store whose writes fail while full is set (as bbolt's do on a full
+// disk: store.ErrUnavailable wrapping ENOSPC) and block until their context ends while hang is
+// set (as etcd's do without a quorum). Lookups always work.
+type unwritableStore struct {
+	*bolt.Store
+	full, hang atomic.Bool
+	writes     atomic.Int64 // write attempts
+}
+
+var errDiskFull = fmt.Errorf("bolt: write: %w: %w", store.ErrUnavailable, syscall.ENOSPC)
+
+func (s *unwritableStore) fail(ctx context.Context) error {
+	s.writes.Add(1)
+	if s.hang.Load() {
+		<-ctx.Done()
+		return fmt.Errorf("etcd: txn: %w", ctx.Err())
+	}
+	if s.full.Load() {
+		return errDiskFull
+	}
+	return nil
+}
+
+func (s *unwritableStore) ClaimJTI(ctx context.Context, jti string, exp time.Time) (bool, error) {
+	if err := s.fail(ctx); err != nil {
+		return false, err
+	}
+	return s.Store.ClaimJTI(ctx, jti, exp)
+}
+
+func (s *unwritableStore) RecordRevocation(ctx context.Context, e store.Event) (store.Event, error) {
+	if err := s.fail(ctx); err != nil {
+		return store.Event{}, err
+	}
+	return s.Store.RecordRevocation(ctx, e)
+}
+
+func (s *unwritableStore) RecordNewRevocation(ctx context.Context, e store.Event) (store.Event, bool, error) {
+	if err := s.fail(ctx); err != nil {
+		return store.Event{}, false, err
+	}
+	return s.Store.RecordNewRevocation(ctx, e)
+}
+
+// unwritableFixture is the fixture's issuer on an unwritableStore.
+func unwritableFixture(t *testing.T, opts ...func(*issuer.Config)) (*fixture, *unwritableStore) {
+	t.Helper()
+	f := &fixture{t: t, realm: kctest.New(t), store: openBolt(t), clock: &testClock{t: time.Now()}, pub: &published{}}
+	st := &unwritableStore{Store: f.store}
+	km, err := keys.Open(context.Background(), f.store, keys.Config{Now: f.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.up = &introspectionCounter{Client: upstream.New(upstream.Config{Issuer: f.realm.Issuer(),
+		ClientID: kctest.ClientID, ClientSecret: kctest.ClientSecret})}
+	cfg := issuer.Config{
+		Issuer: "https://tg.test", TTL: 30 * time.Second, RecheckAfter: time.Hour, MaxUpstreamLifetime: time.Hour,
+		LogoutAudiences: []string{kctest.LogoutAudience}, UpstreamClientID: kctest.ClientID, Now: f.clock.Now,
+		Clients: []issuer.Client{{ID: "bff", SecretSHA256: sha256.Sum256([]byte(bffSecret)), Audiences: []string{"demo-service"}}},
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if f.is, err = issuer.New(cfg, st, km, f.up, f.pub); err != nil {
+		t.Fatal(err)
+	}
+	if f.bff, err = f.is.Authenticate("bff", bffSecret); err != nil {
+		t.Fatal(err)
+	}
+	return f, st
+}
+
+// TestUnwritableStore_LogoutIsRefusedInMemoryAndWrittenLater: with the disk full, a verified
+// back-channel logout (of a session, of a subject), an RFC 7009 revocation and an operator's
+// revocation cannot be written: each is answered temporarily_unavailable (never acknowledged),
+// yet the session is refused at once — renewal and re-exchange — while other sessions renew;
+// the issuer reports itself not writable with the count of pending writes. Once the disk has
+// room, FlushPending writes every one with its event, publishes it (the logout token to the
+// relay too), and the issuer is writable again; the refusals now come from the store.
+func TestUnwritableStore_LogoutIsRefusedInMemoryAndWrittenLater(t *testing.T) {
+	f, st := unwritableFixture(t)
+	ctx := context.Background()
+	type session struct {
+		sub, sid, upstream, refresh string
+	}
+	open := func(sub, sid string) session {
+		tok := f.token(sub, sid)
+		r, err := f.exchangeToken(tok)
+		if err != nil {
+			t.Fatalf("exchange %s/%s: %v", sub, sid, err)
+		}
+		return session{sub, sid, tok, r.RefreshToken}
+	}
+	bc := open("mia", "sid-full-bc")
+	subj := open("noah", "sid-full-subject")
+	rev := open("olga", "sid-full-revoke")
+	adm := open("pia", "sid-full-admin")
+	control := open("quinn", "sid-full-control")
+	f.clock.Advance(time.Second) // the subject's session began before its logout
+
+	st.full.Store(true)
+	bcToken := f.realm.LogoutToken(bc.sub, bc.sid)
+	_, err := f.is.RecordLogout(ctx, bcToken)
+	wantCode(t, "back-channel logout of a session on a full disk", err, issuer.CodeTemporarilyUnavailable)
+	_, err = f.is.RecordLogout(ctx, f.realm.LogoutToken(subj.sub, ""))
+	wantCode(t, "subject-wide back-channel logout on a full disk", err, issuer.CodeTemporarilyUnavailable)
+	wantCode(t, "RFC 7009 revocation on a full disk", f.is.Revoke(ctx, f.bff, rev.refresh, ""), issuer.CodeTemporarilyUnavailable)
+	_, err = f.is.RevokeSession(ctx, adm.sid, "admin:ops")
+	wantCode(t, "operator revocation on a full disk", err, issuer.CodeTemporarilyUnavailable)
+
+	refusedEverywhere := func(when string) {
+		t.Helper()
+		for _, s := range []session{bc, subj, rev, adm} {
+			_, err := f.renew(s.refresh)
+			wantCode(t, when+": renewal of "+s.sid, err, issuer.CodeInvalidGrant)
+			_, err = f.exchangeToken(s.upstream)
+			wantCode(t, when+": re-exchange of "+s.sid, err, issuer.CodeInvalidRequest)
+		}
+		f.mustRenew(control.refresh)
+	}
+	refusedEverywhere("disk full")
+	if n := f.is.PendingWrites(); n != 4 {
+		t.Errorf("PendingWrites = %d, want 4", n)
+	}
+	if err := f.is.Writable(); !errors.Is(err, issuer.ErrNotWritable) {
+		t.Errorf("Writable with pending writes = %v, want ErrNotWritable", err)
+	}
+	if n, err := f.is.FlushPending(ctx); err == nil || n != 4 {
+		t.Errorf("FlushPending on a full disk = %d, %v; want 4 and the store's error", n, err)
+	}
+	if evs, _ := f.pub.snapshot(); len(evs) != 0 {
+		t.Errorf("published %d events before anything was written", len(evs))
+	}
+
+	st.full.Store(false)
+	if n, err := f.is.FlushPending(ctx); err != nil || n != 0 {
+		t.Fatalf("FlushPending with room again = %d, %v; want 0, nil", n, err)
+	}
+	if err := f.is.Writable(); err != nil {
+		t.Errorf("Writable after the flush = %v", err)
+	}
+	for _, sid := range []string{bc.sid, rev.sid, adm.sid} {
+		if _, err := f.store.SessionRevocation(ctx, sid); err != nil {
+			t.Errorf("session %s not on disk after the flush: %v", sid, err)
+		}
+	}
+	if _, err := f.store.SubjectRevocation(ctx, subj.sub); err != nil {
+		t.Errorf("subject %s not on disk after the flush: %v", subj.sub, err)
+	}
+	evs, err := f.store.Events(ctx, 0, 10)
+	if err != nil || len(evs) != 4 {
+		t.Fatalf("events on disk = %d (%v), want 4", len(evs), err)
+	}
+	pubs, tokens := f.pub.snapshot()
+	relayed := 0
+	for n := range pubs {
+		if tokens[n] == bcToken {
+			relayed++
+		}
+	}
+	if len(pubs) != 4 || relayed != 1 {
+		t.Errorf("published %d events, the back-channel token %d times; want 4 and 1", len(pubs), relayed)
+	}
+	refusedEverywhere("after the flush")
+}
+
+// TestUnwritableStore_RetriedLogoutIsWrittenAndPendingBounded: a logout held in memory that the
+// provider delivers again once the store writes is recorded by that delivery (nothing left
+// pending); the in-memory queue is bounded, and a logout beyond the bound is still answered
+// temporarily_unavailable.
+func TestUnwritableStore_RetriedLogoutIsWrittenAndPendingBounded(t *testing.T) {
+	f, st := unwritableFixture(t, func(c *issuer.Config) { c.MaxPending = 2 })
+	ctx := context.Background()
+	st.full.Store(true)
+	lt := f.realm.LogoutToken("mia", "sid-retried")
+	_, err := f.is.RecordLogout(ctx, lt)
+	wantCode(t, "first delivery", err, issuer.CodeTemporarilyUnavailable)
+	for n := range 3 {
+		_, err := f.is.RecordLogout(ctx, f.realm.LogoutToken("x", fmt.Sprint("sid-bound-", n)))
+		wantCode(t, "logout on a full disk", err, issuer.CodeTemporarilyUnavailable)
+	}
+	if n := f.is.PendingWrites(); n != 2 {
+		t.Errorf("PendingWrites = %d, want the bound 2", n)
+	}
+	st.full.Store(false)
+	if _, err := f.is.RecordLogout(ctx, lt); err != nil {
+		t.Fatalf("the provider's retry once the disk has room: %v", err)
+	}
+	if n := f.is.PendingWrites(); n != 1 {
+		t.Errorf("PendingWrites after the retry = %d, want 1", n)
+	}
+}
+
+// TestUnwritableStore_LogoutAnswersWithinWriteTimeout: a store that does not answer (etcd
+// without a quorum) holds a back-channel logout no longer than WriteTimeout, even though the
+// logout needs two writes (the jti claim and the record); the session is refused in memory.
+func TestUnwritableStore_LogoutAnswersWithinWriteTimeout(t *testing.T) {
+	const bound = 300 * time.Millisecond
+	f, st := unwritableFixture(t, func(c *issuer.Config) { c.WriteTimeout = bound })
+	ctx := context.Background()
+	tok := f.token("mia", "sid-hang")
+	r, err := f.exchangeToken(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.hang.Store(true)
+	start := time.Now()
+	_, err = f.is.RecordLogout(ctx, f.realm.LogoutToken("mia", "sid-hang"))
+	took := time.Since(start)
+	wantCode(t, "logout while the store hangs", err, issuer.CodeTemporarilyUnavailable)
+	if took > bound+200*time.Millisecond {
+		t.Errorf("logout answered after %s, want within the write timeout %s", took, bound)
+	}
+	_, err = f.renew(r.RefreshToken)
+	wantCode(t, "renewal of the session whose logout could not be committed", err, issuer.CodeInvalidGrant)
+}
