@@ -8,9 +8,10 @@
 // etcd compacted that revision away does the Store reload everything.
 //
 // A replica must not answer from an index that has silently stopped following etcd. A prober
-// reads the cluster's current revision (a linearizable read) every MaxStaleness/4 and asks the
-// watch for a progress notification; once the watch has delivered everything up to that
-// revision, the index is known fresh as of the moment the probe started. When that moment is
+// writes the replica's own heartbeat key under the watched prefix every MaxStaleness/4; once
+// the watch, which delivers events in revision order, has delivered that write, the index is
+// known fresh as of the moment the write started (progress notifications are not trusted: see
+// beat). When that moment is
 // older than MaxStaleness, lookups and writes fail with an error wrapping store.ErrUnavailable,
 // so the issuer fails closed; they succeed again as soon as the watch catches up.
 //
@@ -138,7 +139,9 @@ type Store struct {
 	targetsMu sync.Mutex
 	targets   []freshTarget
 	running   atomic.Pointer[runningWatch]
-	stale     atomic.Bool // last reported state, for logging transitions
+	beatKey   string       // this process's heartbeat key under dataPrefix (beat)
+	beatLease atomic.Int64 // its lease, reused until etcd lets it expire
+	stale     atomic.Bool  // last reported state, for logging transitions
 
 	keysChanged   chan struct{}
 	eventsChanged chan struct{}
@@ -185,6 +188,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		eventsChanged:  make(chan struct{}, 1),
 		caughtUp:       make(chan struct{}),
 	}
+	s.beatKey = s.dataPrefix + "started/" + newToken()
 	s.idx.init()
 	s.freshAt.Store(-int64(cfg.MaxStaleness) - 1) // stale until loaded
 	lctx, lcancel := context.WithTimeout(ctx, cfg.DialTimeout)

@@ -77,25 +77,21 @@ func (s *Store) load(ctx context.Context, initial bool) error {
 	return nil
 }
 
-// startedTTL is the lease of the key a starting replica writes to prove its watch caught up.
-const startedTTL = 60
+// beatTTL is the lease of the key a replica writes to prove its watch follows etcd.
+const beatTTL = 60
 
-// catchUp proves, once, that a replica that just loaded its index follows etcd, and then
-// closes caughtUp: it writes a key of its own under the watched prefix (with a short lease)
-// and waits until the watch, which delivers every event from the load's revision on in
-// order, has delivered that write. Every logout etcd acknowledged before the write began is
-// then in the index, and the index is fresh as of that moment. Until then lookups and writes
-// fail with store.ErrUnavailable (the gateway's token endpoint answers 503 with Retry-After,
-// /readyz 503). A write, not a progress notification: etcd before 3.4.25 and 3.5.8 may send a
-// progress notification for a watch still replaying history, which would vouch for events
-// it has not delivered.
+// catchUp runs once after Open's load: lookups and writes fail until it closes caughtUp. It
+// writes the replica's heartbeat key under the watched prefix (beat) and waits until the watch,
+// which delivers every event from the load's revision on in order, has delivered that write.
+// Every logout etcd acknowledged before the write began is then in the index, and the index is
+// fresh as of that moment. Until then lookups and writes fail with store.ErrUnavailable (the
+// gateway's token endpoint answers 503 with Retry-After, /readyz 503).
 func (s *Store) catchUp() {
 	defer s.wg.Done()
 	defer close(s.caughtUp)
-	key := s.dataPrefix + "started/" + newToken()
 	for s.ctx.Err() == nil {
 		at := s.now()
-		rev, err := s.writeStarted(key)
+		rev, err := s.beat(s.cfg.RequestTimeout)
 		if err != nil {
 			s.log.Warn("etcd store: cannot prove the index caught up yet", "error", err.Error())
 			sleepCtx(s.ctx, 100*time.Millisecond)
@@ -111,19 +107,34 @@ func (s *Store) catchUp() {
 	}
 }
 
-// writeStarted puts key under a startedTTL lease and returns the write's revision.
-func (s *Store) writeStarted(key string) (int64, error) {
-	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.RequestTimeout)
+// beat writes the replica's heartbeat key (under a beatTTL lease it reuses, granting a new one
+// once etcd has let it expire) and returns the write's revision. Freshness is proven by the
+// watch delivering this write, never by a progress notification: etcd before 3.4.25 and 3.5.8
+// (Debian ships 3.4.23) may answer a progress request with a revision the stream has not
+// delivered yet (etcd-io/etcd#15220), which would vouch for logouts the index does not hold.
+func (s *Store) beat(timeout time.Duration) (int64, error) {
+	ctx, cancel := context.WithTimeout(s.ctx, timeout)
 	defer cancel()
-	lease, err := s.cli.Grant(ctx, startedTTL)
-	if err != nil {
-		return 0, fmt.Errorf("grant: %w", err)
-	}
-	resp, err := s.cli.Put(ctx, key, "", clientv3.WithLease(lease.ID))
-	if err != nil {
+	for try := 0; ; try++ {
+		id := clientv3.LeaseID(s.beatLease.Load())
+		if id == 0 {
+			lease, err := s.cli.Grant(ctx, beatTTL)
+			if err != nil {
+				return 0, fmt.Errorf("grant: %w", err)
+			}
+			id = lease.ID
+			s.beatLease.Store(int64(id))
+		}
+		resp, err := s.cli.Put(ctx, s.beatKey, "", clientv3.WithLease(id))
+		if err == nil {
+			return resp.Header.Revision, nil
+		}
+		if try == 0 && errors.Is(err, rpctypes.ErrLeaseNotFound) {
+			s.beatLease.Store(0) // expired (beatTTL) or revoked: grant another
+			continue
+		}
 		return 0, fmt.Errorf("put: %w", err)
 	}
-	return resp.Header.Revision, nil
 }
 
 // sleepCtx sleeps d or until ctx ends.
@@ -179,8 +190,8 @@ func (s *Store) watch() error {
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(s.ctx))
 	defer cancel()
 	from := s.watchRev.Load() + 1
-	wch := s.cli.Watch(wctx, s.dataPrefix, clientv3.WithPrefix(), clientv3.WithRev(from), clientv3.WithProgressNotify())
-	s.running.Store(&runningWatch{ctx: wctx, cancel: cancel})
+	wch := s.cli.Watch(wctx, s.dataPrefix, clientv3.WithPrefix(), clientv3.WithRev(from))
+	s.running.Store(&runningWatch{cancel: cancel})
 	defer s.running.Store(nil)
 	for resp := range wch {
 		if resp.CompactRevision != 0 {
@@ -226,10 +237,9 @@ func (s *Store) apply(resp clientv3.WatchResponse) {
 			}
 		}
 		s.idx.mu.Unlock()
-	} else if resp.IsProgressNotify() {
-		// Every event up to the header revision has been delivered.
-		last = resp.Header.Revision
 	}
+	// A progress notification (none is requested, but etcd may send one) advances nothing: on
+	// etcd before 3.4.25 / 3.5.8 its revision can be ahead of the events delivered (see beat).
 	if last > 0 {
 		s.advance(last)
 	}
@@ -260,9 +270,8 @@ func (s *Store) advance(rev int64) {
 	}
 }
 
-// runningWatch is the watch follow is reading.
+// runningWatch is the watch follow is reading (its cancel ends it; tests use that).
 type runningWatch struct {
-	ctx    context.Context // for RequestProgress: same stream
 	cancel context.CancelFunc
 }
 
@@ -283,10 +292,10 @@ func (s *Store) awaitRevision(rev, at int64) {
 	s.targets = append(s.targets, freshTarget{rev: rev, at: at})
 }
 
-// probe proves freshness every MaxStaleness/4: it reads the cluster's current revision with a
-// linearizable read started at t, then the index is fresh as of t once the watch has applied
-// that revision. On a quiet prefix the watch has nothing to deliver, so the probe asks it for a
-// progress notification, which carries the revision it has caught up to.
+// probe proves freshness every MaxStaleness/4: it writes the heartbeat key (beat), started at
+// t; once the watch has delivered that write, every write etcd acknowledged before t is in the
+// index, so the index is fresh as of t. On a quiet prefix the heartbeat is the event that
+// carries the watch forward.
 func (s *Store) probe() {
 	defer s.wg.Done()
 	select { // the first proof is catchUp's
@@ -296,14 +305,24 @@ func (s *Store) probe() {
 	}
 	t := time.NewTicker(max(s.cfg.MaxStaleness/4, 10*time.Millisecond))
 	defer t.Stop()
-	var inflight atomic.Bool
+	// Probes overlap (up to maxProbes): a heartbeat stuck while etcd has no quorum must not
+	// delay the one that proves freshness as soon as the quorum is back.
+	var inflight atomic.Int32
 	for {
 		select {
 		case <-s.ctx.Done():
 			return
 		case <-t.C:
 		}
-		s.probeOnce(&inflight)
+		if inflight.Load() < maxProbes {
+			inflight.Add(1)
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				defer inflight.Add(-1)
+				s.probeOnce()
+			}()
+		}
 		if age := s.Staleness(); age > s.cfg.MaxStaleness && !s.stale.Swap(true) {
 			s.log.Error("etcd store: no proof of following etcd; refusing lookups and writes until it returns",
 				"event", "store_stale", "staleness", age.String(), "max_staleness", s.cfg.MaxStaleness.String(),
@@ -312,30 +331,16 @@ func (s *Store) probe() {
 	}
 }
 
-func (s *Store) probeOnce(inflight *atomic.Bool) {
+// maxProbes bounds the heartbeats in flight at once.
+const maxProbes = 4
+
+func (s *Store) probeOnce() {
 	at := s.now()
-	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.MaxStaleness)
-	resp, err := s.cli.Get(ctx, s.keysKey, clientv3.WithCountOnly())
-	cancel()
+	rev, err := s.beat(s.cfg.MaxStaleness)
 	if err != nil {
 		return
 	}
-	rev := resp.Header.Revision
 	s.awaitRevision(rev, at)
-	if s.watchRev.Load() >= rev {
-		return
-	}
-	w := s.running.Load()
-	if w == nil || inflight.Swap(true) {
-		return
-	}
-	// RequestProgress can block while the stream reconnects; it ends with the watch.
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		defer inflight.Store(false)
-		_ = s.cli.RequestProgress(w.ctx)
-	}()
 }
 
 // markFresh records that the index held every acknowledged write as of at.
