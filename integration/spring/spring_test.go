@@ -241,7 +241,14 @@ func TestSpringBFF_ExchangeRenewCallLogout(t *testing.T) {
 
 	// Login at Keycloak; the page then shows the service's answer to the exchanged token.
 	if err := br.LoginFrom(bff+"/", "alice", "alice-password"); err != nil {
-		t.Fatal(err)
+		// Keycloak sometimes answers the submitted form with "Your login attempt timed out.
+		// Login will start from the beginning." (its authentication session for that tab was
+		// not found: seen once in a cold make test). A person logs in again; so does the test,
+		// once, from the BFF's page — nothing reached tokengate yet (checked below).
+		t.Logf("login: %v; logging in again", err)
+		if err := br.LoginFrom(bff+"/", "alice", "alice-password"); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if txt := br.Text(); !strings.Contains(txt, "Signed in as alice") || !strings.Contains(txt, `"username":"alice"`) {
 		t.Fatalf("page after login does not show the service's answer for alice: %s", txt)
