@@ -198,25 +198,23 @@ func (i *Issuer) seal(g *grant) (string, error) {
 // checkRevoked fails with errRevoked when g's session (for a grant without one: g itself), or
 // its subject since g's upstream token was issued, has a recorded logout. When the store cannot answer it fails closed.
 func (i *Issuer) checkRevoked(ctx context.Context, g *grant) error {
-	{
-		key := g.SID
-		if key == "" {
-			key = grantRevocationKey(g) // a grant without a session is revoked alone (revokeGrant)
-		}
-		// A logout the store could not write yet is refused here all the same.
-		if i.pending.session(key) {
-			return fmt.Errorf("session %s (not yet written): %w", key, errRevoked)
-		}
-		if r, ok := i.pending.subject(g.Subject); ok && g.sessionStart() <= r.At.Unix() {
-			return fmt.Errorf("subject (not yet written): %w", errRevoked)
-		}
-		_, err := i.store.SessionRevocation(ctx, key)
-		switch {
-		case err == nil:
-			return fmt.Errorf("session %s: %w", key, errRevoked)
-		case !errors.Is(err, store.ErrNotFound):
-			return unavailable("revocation state is unknown", err)
-		}
+	key := g.SID
+	if key == "" {
+		key = grantRevocationKey(g) // a grant without a session is revoked alone (revokeGrant)
+	}
+	// A logout the store could not write yet is refused here all the same.
+	if i.pending.session(key) {
+		return fmt.Errorf("session %s (not yet written): %w", key, errRevoked)
+	}
+	if r, ok := i.pending.subject(g.Subject); ok && g.sessionStart() <= r.At.Unix() {
+		return fmt.Errorf("subject (not yet written): %w", errRevoked)
+	}
+	_, err := i.store.SessionRevocation(ctx, key)
+	switch {
+	case err == nil:
+		return fmt.Errorf("session %s: %w", key, errRevoked)
+	case !errors.Is(err, store.ErrNotFound):
+		return unavailable("revocation state is unknown", err)
 	}
 	r, err := i.store.SubjectRevocation(ctx, g.Subject)
 	switch {
