@@ -208,28 +208,19 @@ func (b *Browser) Screenshot(path string) error {
 // submits it. It returns once Keycloak redirected the browser to a URL starting with
 // redirectURI. The browser's cookies are cleared first, so Keycloak always asks for the login.
 func (b *Browser) UpdatePassword(authURL, redirectURI, user, pass, newPass string, signOutOthers bool) error {
-	var found bool
-	err := b.run(90*time.Second,
-		chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
-			_, err := chromedp.Call(ctx, network.ClearBrowserCookies, cdp.Empty{})
-			return err
-		}),
-		chromedp.Navigate(authURL),
-		chromedp.WaitVisible(chromedp.ID("username")),
-		chromedp.SendKeys(chromedp.ID("username"), user),
-		chromedp.SendKeys(chromedp.ID("password"), pass),
-		chromedp.Click(chromedp.ID("kc-login")),
-		chromedp.WaitVisible(chromedp.ID("password-new")),
-		chromedp.SendKeys(chromedp.ID("password-new"), newPass),
-		chromedp.SendKeys(chromedp.ID("password-confirm"), newPass),
-		chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
-			var err error
-			found, err = chromedp.Run(ctx, chromedp.Evaluate[bool](fmt.Sprintf(
-				`(() => { const c = document.getElementById("logout-sessions"); if (!c) return false; c.checked = %t; return true })()`,
-				signOutOthers)))
-			return err
-		}),
+	var (
+		found bool
+		err   error
 	)
+	// Keycloak's pages replace nodes while they load; chromedp then fails an action on a node it
+	// had just found ("Could not find node with given id"). Nothing was submitted yet, so the
+	// form is simply opened again (cookies cleared, a new login).
+	for attempt := 1; ; attempt++ {
+		found, err = b.fillUpdatePassword(authURL, user, pass, newPass, signOutOthers)
+		if err == nil || attempt == 3 || !strings.Contains(err.Error(), "Could not find node") {
+			break
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("browser update-password as %s: %w (page: %s)", user, err, b.Text())
 	}
@@ -252,4 +243,31 @@ func (b *Browser) UpdatePassword(authURL, redirectURI, user, pass, newPass strin
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// fillUpdatePassword clears the cookies, opens authURL, signs in and fills the update-password
+// form without submitting it; found reports whether the form had its logout-sessions box.
+func (b *Browser) fillUpdatePassword(authURL, user, pass, newPass string, signOutOthers bool) (found bool, err error) {
+	err = b.run(90*time.Second,
+		chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
+			_, err := chromedp.Call(ctx, network.ClearBrowserCookies, cdp.Empty{})
+			return err
+		}),
+		chromedp.Navigate(authURL),
+		chromedp.WaitVisible(chromedp.ID("username")),
+		chromedp.SendKeys(chromedp.ID("username"), user),
+		chromedp.SendKeys(chromedp.ID("password"), pass),
+		chromedp.Click(chromedp.ID("kc-login")),
+		chromedp.WaitVisible(chromedp.ID("password-new")),
+		chromedp.SendKeys(chromedp.ID("password-new"), newPass),
+		chromedp.SendKeys(chromedp.ID("password-confirm"), newPass),
+		chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
+			var err error
+			found, err = chromedp.Run(ctx, chromedp.Evaluate[bool](fmt.Sprintf(
+				`(() => { const c = document.getElementById("logout-sessions"); if (!c) return false; c.checked = %t; return true })()`,
+				signOutOthers)))
+			return err
+		}),
+	)
+	return found, err
 }
