@@ -107,7 +107,7 @@ bench-core:
 	@mkdir -p results
 	@rm -f results/bench-core.txt
 	for i in 1 2 3 4 5 6; do \
-		$(GO) test -run '^$$' -bench . -benchtime 2s -count 1 ./server/ ./internal/store/bolt/ >> results/bench-core.txt \
+		$(GO) test -run '^$$' -bench . -benchtime 2s -count 1 ./cmd/internal/app/ ./internal/store/bolt/ >> results/bench-core.txt \
 			|| { cat results/bench-core.txt; exit 1; }; \
 	done
 	$$(scripts/tools.sh benchstat) results/bench-core.txt

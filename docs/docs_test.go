@@ -79,10 +79,10 @@ func role(p string) string { return strings.TrimPrefix(p, "internal/") }
 func layer(p string) int {
 	r := role(p)
 	switch {
+	case p == "cmd/internal/app":
+		return 1
 	case strings.HasPrefix(p, "cmd/"):
 		return 0
-	case r == "app":
-		return 1
 	case r == "server":
 		return 2
 	case r == "issuer" || r == "keys" || r == "ssf" || r == "relay" || r == "upstream" || strings.HasPrefix(r, "upstream/") || r == "metrics":
@@ -131,7 +131,7 @@ func TestLayers_NoImportPointsBackUp(t *testing.T) {
 // internal/.
 func TestLayer_Classification(t *testing.T) {
 	for p, want := range map[string]int{
-		"cmd/tokengate": 0, "internal/app": 1, "server": 2, "internal/server": 2, "issuer": 3, "keys": 3,
+		"cmd/tokengate": 0, "cmd/internal/app": 1, "server": 2, "internal/server": 2, "issuer": 3, "keys": 3,
 		"internal/ssf": 3, "metrics": 3, "store": 4, "internal/store/bolt": 4, "store/etcd": 4,
 		"store/storetest": -1, "store/etcd/etcdtest": -1, "config": -1, "verifier": -1, "internal/kctest": -1,
 	} {

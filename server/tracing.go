@@ -21,7 +21,7 @@ var traceContext propagation.TraceContext
 // matched route (never the raw path, which a caller chooses). With FollowTraceparent the span
 // continues the caller's trace when its traceparent is well-formed; a malformed one is ignored
 // (a new trace starts). Whether the span is recorded is the sampler's decision alone, never
-// the caller's sampled flag (see internal/app). Attributes: method, route, status.
+// the caller's sampled flag (see cmd/internal/app). Attributes: method, route, status.
 func (s *Server) traced() gin.HandlerFunc {
 	return func(c *gin.Context) {
 		ctx := c.Request.Context()

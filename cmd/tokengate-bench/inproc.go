@@ -12,7 +12,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/tokengate/tokengate/internal/app"
+	"github.com/tokengate/tokengate/cmd/internal/app"
 	"github.com/tokengate/tokengate/internal/config"
 	"github.com/tokengate/tokengate/internal/loopback"
 )

@@ -6,7 +6,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/tokengate/tokengate/internal/app"
+	"github.com/tokengate/tokengate/cmd/internal/app"
 	"github.com/tokengate/tokengate/internal/config"
 )
 

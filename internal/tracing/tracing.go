@@ -1,5 +1,5 @@
 // Package tracing holds the few helpers tokengate's packages share to start OpenTelemetry
-// spans. It depends on the OpenTelemetry API only; internal/app builds the SDK (exporter,
+// spans. It depends on the OpenTelemetry API only; cmd/internal/app builds the SDK (exporter,
 // sampler) and hands each package its trace.TracerProvider at construction.
 //
 // Off — no provider, or the no-op one — a package keeps a nil tracer and Start returns the

@@ -1,4 +1,4 @@
-package server_test
+package app_test
 
 import (
 	"context"
@@ -19,7 +19,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/tokengate/tokengate/internal/app"
+	"github.com/tokengate/tokengate/cmd/internal/app"
 	"github.com/tokengate/tokengate/internal/config"
 	"github.com/tokengate/tokengate/internal/kctest"
 	"github.com/tokengate/tokengate/internal/proctest"

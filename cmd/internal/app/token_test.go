@@ -1,4 +1,4 @@
-package server_test
+package app_test
 
 // HTTP mapping of the token, revoke and back-channel logout endpoints: statuses, OAuth error
 // bodies, headers. The rules behind them (renewal, recheck, revocation, expiry, introspection

@@ -1,4 +1,4 @@
-package server_test
+package app_test
 
 import (
 	"fmt"
@@ -15,7 +15,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/tokengate/tokengate/internal/app"
+	"github.com/tokengate/tokengate/cmd/internal/app"
 	"github.com/tokengate/tokengate/internal/config"
 	"github.com/tokengate/tokengate/internal/kctest"
 )
