@@ -28,7 +28,7 @@ type delegation struct {
 }
 
 func newDelegation(t *testing.T) *delegation {
-	f := newFixture(t, func(c *issuer.Config) {
+	f := newFixture(t, func(c *setup) {
 		c.Clients = append(c.Clients,
 			issuer.Client{ID: "orders", SecretSHA256: sha256.Sum256([]byte(ordersSecret)),
 				Delegation: issuer.Delegation{To: []string{"payments"}}},
