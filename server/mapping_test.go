@@ -129,6 +129,8 @@ type call struct {
 	body, ctype  string     // sent instead when body is set
 	auth         string     // client id authenticated with basic auth ("" none); secret goodSecret unless badSecret
 	badSecret    bool
+	bearer       string            // an Authorization: Bearer credential
+	reqHeader    map[string]string // other request headers
 }
 
 // mapping is one row: an endpoint, what the collaborators answer, what the caller must see.
@@ -321,7 +323,8 @@ func serve(h http.Handler, c call) *httptest.ResponseRecorder {
 		body, ctype = strings.NewReader(c.form.Encode()), "application/x-www-form-urlencoded"
 	}
 	path := c.path
-	if !strings.HasPrefix(path, "/healthz") && !strings.HasPrefix(path, "/readyz") && !strings.HasPrefix(path, "/admin") {
+	if !strings.HasPrefix(path, "/healthz") && !strings.HasPrefix(path, "/readyz") && !strings.HasPrefix(path, "/admin") &&
+		!strings.HasPrefix(path, "/.well-known/ssf-configuration") {
 		path = "/base" + path // the issuer's path
 	}
 	req := httptest.NewRequest(c.method, "https://tg.test"+path, body)
@@ -334,6 +337,12 @@ func serve(h http.Handler, c call) *httptest.ResponseRecorder {
 			secret = "wrong-secret"
 		}
 		req.SetBasicAuth(c.auth, secret)
+	}
+	if c.bearer != "" {
+		req.Header.Set("Authorization", "Bearer "+c.bearer)
+	}
+	for k, v := range c.reqHeader {
+		req.Header.Set(k, v)
 	}
 	w := httptest.NewRecorder()
 	h.ServeHTTP(w, req)
