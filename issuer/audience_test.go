@@ -1,8 +1,12 @@
 package issuer_test
 
 import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/tokengate/tokengate/internal/kctest"
@@ -34,8 +38,9 @@ func TestExchange_TargetAudience(t *testing.T) {
 		{name: "audience not allowed", allowed: []string{orders}, audience: []string{"payroll"}, code: issuer.CodeInvalidTarget},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			p := newPolicy(t, nil, tc.allowed...)
-			resp, err := p.exchange(p.realm.AccessToken(kctest.Token{}), tc.audience, tc.resource)
+			f := newFixture(t, func(s *setup) { s.Clients[0].Audiences = tc.allowed })
+			resp, err := f.is.Exchange(context.Background(), f.bff, issuer.ExchangeRequest{SubjectToken: f.realm.AccessToken(kctest.Token{}),
+				SubjectTokenType: issuer.TokenTypeAccessToken, Audience: tc.audience, Resource: tc.resource})
 			if tc.code != "" {
 				var oe *issuer.Error
 				if !errors.As(err, &oe) || oe.Code != tc.code {
@@ -51,4 +56,31 @@ func TestExchange_TargetAudience(t *testing.T) {
 			}
 		})
 	}
+}
+
+// audOf decodes the aud claim of an internal token (no signature check: the issuer made it).
+func audOf(t *testing.T, tok string) []string {
+	t.Helper()
+	parts := strings.Split(tok, ".")
+	raw, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c struct {
+		Aud any `json:"aud"`
+	}
+	if err := json.Unmarshal(raw, &c); err != nil {
+		t.Fatal(err)
+	}
+	switch a := c.Aud.(type) {
+	case string:
+		return []string{a}
+	case []any:
+		var out []string
+		for _, x := range a {
+			out = append(out, x.(string))
+		}
+		return out
+	}
+	return nil
 }

@@ -70,7 +70,7 @@ const (
 // entry was evicted is introspected at its next renewal — ended upstream, it is refused —
 // instead of renewing unchecked until the schedule would have come round.
 func TestBound_RecheckSchedule(t *testing.T) {
-	f := newFixture(t, func(c *issuer.Config) { c.Caches.RecheckSchedule = bound })
+	f := newFixture(t, func(c *setup) { c.Caches.RecheckSchedule = bound })
 	type sess struct{ sid, sub, refresh string }
 	var all []sess
 	for n := range filling {
@@ -102,7 +102,7 @@ func TestBound_RecheckSchedule(t *testing.T) {
 // cached "inactive" verdict was evicted is introspected again and still refused, at renewal
 // and at exchange.
 func TestBound_IntrospectionCache(t *testing.T) {
-	f := newFixture(t, func(c *issuer.Config) { c.Caches.Introspection = bound })
+	f := newFixture(t, func(c *setup) { c.Caches.Introspection = bound })
 	now := f.clock.Now()
 	type sess struct{ token, refresh string }
 	var dead []sess
@@ -153,7 +153,7 @@ func TestBound_IntrospectionCache(t *testing.T) {
 // TestBound_RefreshTokens: the cache of unsealed refresh tokens holds at most its bound; an
 // evicted grant is unsealed again and gets every check: a logged-out session stays refused.
 func TestBound_RefreshTokens(t *testing.T) {
-	f := newFixture(t, func(c *issuer.Config) { c.Caches.RefreshTokens = bound })
+	f := newFixture(t, func(c *setup) { c.Caches.RefreshTokens = bound })
 	ctx := context.Background()
 	var refresh []string
 	for n := range filling {

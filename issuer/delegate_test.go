@@ -28,7 +28,7 @@ type delegation struct {
 }
 
 func newDelegation(t *testing.T) *delegation {
-	f := newFixture(t, func(c *issuer.Config) {
+	f := newFixture(t, func(c *setup) {
 		c.Clients = append(c.Clients,
 			issuer.Client{ID: "orders", SecretSHA256: sha256.Sum256([]byte(ordersSecret)),
 				Delegation: issuer.Delegation{To: []string{"payments"}}},
@@ -192,6 +192,12 @@ func TestDelegate_Refusals(t *testing.T) {
 	}
 	if n := d.up.calls.Load(); n != calls {
 		t.Errorf("refusals called the provider %d times", n-calls)
+	}
+	if lines := d.auditLines("delegation refused"); len(lines) == 0 || lines[0]["event"] != "delegation_refused" {
+		t.Errorf("refusals left no delegation_refused audit line: %v", lines)
+	}
+	if strings.Contains(d.logs.String(), first.AccessToken) || strings.Contains(d.logs.String(), upstream) {
+		t.Error("the log holds a token")
 	}
 	// An actor_token issued to the caller itself names the same actor: accepted, act unchanged.
 	own, err := d.delegate(d.orders, first.AccessToken, "payments", "")

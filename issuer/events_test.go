@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/tokengate/tokengate/internal/store"
 	"github.com/tokengate/tokengate/internal/store/bolt"
@@ -54,28 +53,17 @@ func openBolt(t *testing.T) *bolt.Store {
 	return st
 }
 
-func newAdminIssuer(t *testing.T, st issuer.Store, pub issuer.Publisher) *issuer.Issuer {
-	t.Helper()
-	is, err := issuer.New(issuer.Config{Issuer: "https://tg.test", TTL: 30 * time.Second, RecheckAfter: time.Minute,
-		MaxUpstreamLifetime: time.Hour, UpstreamClientID: "tokengate"}, st, nil, nil, pub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return is
-}
-
 // TestRecord_EveryRevocationAppendsOneEvent: each recorded revocation is stored with exactly one
 // event, in order, and the publisher sees it after the commit.
 func TestRecord_EveryRevocationAppendsOneEvent(t *testing.T) {
 	ctx := context.Background()
-	st := openBolt(t)
-	pub := &published{}
+	f := newFixture(t)
+	st, pub, is := f.store, f.pub, f.is
 	pub.check = func(e store.Event) {
 		if _, err := st.SessionRevocation(ctx, "sid-1"); e.Revocation.SID == "sid-1" && err != nil {
 			t.Errorf("the publisher ran before the revocation was visible: %v", err)
 		}
 	}
-	is := newAdminIssuer(t, st, pub)
 	if _, err := is.RevokeSession(ctx, "sid-1", "admin:ops"); err != nil {
 		t.Fatal(err)
 	}
@@ -108,9 +96,9 @@ func TestRecord_EveryRevocationAppendsOneEvent(t *testing.T) {
 // TestRecord_FailedEventWriteIsUnavailable: if the revocation and its event cannot be stored,
 // the caller gets temporarily_unavailable and nothing is published.
 func TestRecord_FailedEventWriteIsUnavailable(t *testing.T) {
-	pub := &published{}
-	is := newAdminIssuer(t, failingStore{openBolt(t)}, pub)
-	_, err := is.RevokeSession(context.Background(), "sid-1", "admin:ops")
+	f := newFixture(t, onStore(func(b *bolt.Store) issuer.Store { return failingStore{b} }))
+	pub := f.pub
+	_, err := f.is.RevokeSession(context.Background(), "sid-1", "admin:ops")
 	var oe *issuer.Error
 	if !errors.As(err, &oe) || oe.Code != issuer.CodeTemporarilyUnavailable {
 		t.Errorf("RevokeSession with a failing store = %v, want temporarily_unavailable", err)

@@ -2,30 +2,13 @@ package issuer_test
 
 import (
 	"context"
-	"crypto/sha256"
-	"path/filepath"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/tokengate/tokengate/internal/kctest"
-	"github.com/tokengate/tokengate/internal/store/bolt"
-	"github.com/tokengate/tokengate/internal/upstream"
 	"github.com/tokengate/tokengate/issuer"
-	"github.com/tokengate/tokengate/keys"
 )
-
-// countingUpstream counts local verifications of upstream tokens.
-type countingUpstream struct {
-	*upstream.Client
-	verified atomic.Int64
-}
-
-func (c *countingUpstream) VerifyAccessToken(ctx context.Context, raw string) (upstream.AccessToken, error) {
-	c.verified.Add(1)
-	return c.Client.VerifyAccessToken(ctx, raw)
-}
 
 type testClock struct {
 	mu sync.Mutex
@@ -36,29 +19,10 @@ func (c *testClock) Now() time.Time          { c.mu.Lock(); defer c.mu.Unlock();
 func (c *testClock) Advance(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
 
 func TestExchange_CachedTokenIsNotVerifiedAgainUntilItExpires(t *testing.T) {
-	realm := kctest.New(t)
-	st, err := bolt.Open(filepath.Join(t.TempDir(), "db"), bolt.Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
-	km, err := keys.Open(context.Background(), st, keys.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	up := &countingUpstream{Client: upstream.New(upstream.Config{Issuer: realm.Issuer(), ClientID: kctest.ClientID, ClientSecret: kctest.ClientSecret})}
-	ck := &testClock{t: time.Now()}
-	const secret = "bff-secret-0123456789-abcdefghijklmnop"
-	is, err := issuer.New(issuer.Config{Issuer: "https://tg.test", TTL: 30 * time.Second, RecheckAfter: time.Minute,
-		MaxUpstreamLifetime: time.Hour, LogoutAudiences: []string{kctest.LogoutAudience}, UpstreamClientID: kctest.ClientID, Now: ck.Now,
-		Clients: []issuer.Client{{ID: "bff", SecretSHA256: sha256.Sum256([]byte(secret)), Audiences: []string{"svc"}}}},
-		st, km, up, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, _ := is.Authenticate("bff", secret)
+	f := newFixture(t)
+	realm, up, ck, is, c := f.realm, f.up, f.clock, f.is, f.bff
 	tok := realm.AccessToken(kctest.Token{Lifetime: time.Minute})
-	req := issuer.ExchangeRequest{SubjectToken: tok, SubjectTokenType: issuer.TokenTypeAccessToken}
+	req := issuer.ExchangeRequest{SubjectToken: tok, SubjectTokenType: issuer.TokenTypeAccessToken, Audience: []string{"demo-service"}}
 	for range 5 {
 		if _, err := is.Exchange(context.Background(), c, req); err != nil {
 			t.Fatal(err)
@@ -68,7 +32,7 @@ func TestExchange_CachedTokenIsNotVerifiedAgainUntilItExpires(t *testing.T) {
 		t.Errorf("5 exchanges of one token verified it %d times, want 1", n)
 	}
 	other := realm.AccessToken(kctest.Token{})
-	if _, err := is.Exchange(context.Background(), c, issuer.ExchangeRequest{SubjectToken: other, SubjectTokenType: issuer.TokenTypeAccessToken}); err != nil {
+	if _, err := is.Exchange(context.Background(), c, issuer.ExchangeRequest{SubjectToken: other, SubjectTokenType: issuer.TokenTypeAccessToken, Audience: []string{"demo-service"}}); err != nil {
 		t.Fatal(err)
 	}
 	if n := up.verified.Load(); n != 2 {
@@ -84,7 +48,7 @@ func TestExchange_CachedTokenIsNotVerifiedAgainUntilItExpires(t *testing.T) {
 	}
 	// A garbage token is never cached: every attempt is verified (and refused).
 	for range 2 {
-		if _, err := is.Exchange(context.Background(), c, issuer.ExchangeRequest{SubjectToken: "junk", SubjectTokenType: issuer.TokenTypeAccessToken}); err == nil {
+		if _, err := is.Exchange(context.Background(), c, issuer.ExchangeRequest{SubjectToken: "junk", SubjectTokenType: issuer.TokenTypeAccessToken, Audience: []string{"demo-service"}}); err == nil {
 			t.Fatal("junk exchanged")
 		}
 	}

@@ -3,17 +3,13 @@ package issuer_test
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/tokengate/tokengate/internal/kctest"
 	"github.com/tokengate/tokengate/internal/store"
 	"github.com/tokengate/tokengate/internal/store/bolt"
-	"github.com/tokengate/tokengate/internal/upstream"
 	"github.com/tokengate/tokengate/issuer"
-	"github.com/tokengate/tokengate/keys"
 )
 
 // flakyStore fails the next revocation write when failNext is set, after the jti was claimed.
@@ -37,23 +33,9 @@ func (f *flakyStore) RecordNewRevocation(ctx context.Context, e store.Event) (st
 }
 
 func TestRecordLogout_RetryAfterAFailedRecordIsAcceptedReplayIsNot(t *testing.T) {
-	realm := kctest.New(t)
-	b, err := bolt.Open(filepath.Join(t.TempDir(), "db"), bolt.Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = b.Close() })
-	st := &flakyStore{Store: b}
-	km, err := keys.Open(context.Background(), b, keys.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	up := upstream.New(upstream.Config{Issuer: realm.Issuer(), ClientID: kctest.ClientID, ClientSecret: kctest.ClientSecret})
-	is, err := issuer.New(issuer.Config{Issuer: "https://tg.test", TTL: 30 * time.Second, RecheckAfter: time.Minute,
-		MaxUpstreamLifetime: time.Hour, LogoutAudiences: []string{kctest.LogoutAudience}, UpstreamClientID: kctest.ClientID}, st, km, up, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := &flakyStore{}
+	f := newFixture(t, onStore(func(b *bolt.Store) issuer.Store { st.Store = b; return st }))
+	realm, is := f.realm, f.is
 	cases := []struct{ name, sub, sid string }{
 		{"session logout", "mia", "sid-flaky"},
 		{"subject-wide logout", "noah", ""},
@@ -109,7 +91,6 @@ func TestRecordLogout_PublishesOnlyVerifiedRecordedLogouts(t *testing.T) {
 // TestLogout_BothChannelsAreOneRevocationAndOneEvent: a logout Keycloak delivers by back-channel
 // logout and on its Shared Signals stream, in either order, is recorded once with one event.
 func TestLogout_BothChannelsAreOneRevocationAndOneEvent(t *testing.T) {
-	realm := kctest.New(t)
 	cases := []struct {
 		name      string
 		sid, sub  string
@@ -123,18 +104,8 @@ func TestLogout_BothChannelsAreOneRevocationAndOneEvent(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			ctx := context.Background()
-			pub := &countingPublisher{}
-			b, err := bolt.Open(filepath.Join(t.TempDir(), "db"), bolt.Options{NoSync: true})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = b.Close() })
-			up := upstream.New(upstream.Config{Issuer: realm.Issuer(), ClientID: kctest.ClientID, ClientSecret: kctest.ClientSecret})
-			is, err := issuer.New(issuer.Config{Issuer: "https://tg.test", TTL: 30 * time.Second, RecheckAfter: time.Minute,
-				MaxUpstreamLifetime: time.Hour, LogoutAudiences: []string{kctest.LogoutAudience}, UpstreamClientID: kctest.ClientID}, b, nil, up, pub)
-			if err != nil {
-				t.Fatal(err)
-			}
+			f := newFixture(t)
+			realm, is, b := f.realm, f.is, f.store
 			reason := "ssf:session-revoked"
 			if c.sid == "" {
 				reason = "ssf:credential-change"
@@ -171,24 +142,22 @@ func TestLogout_BothChannelsAreOneRevocationAndOneEvent(t *testing.T) {
 			if len(evs) != 1 || evs[0].Revocation.Reason != c.wantFirst {
 				t.Fatalf("events = %+v, want one from %s", evs, c.wantFirst)
 			}
-			if c.sid != "" && pub.tokens != 1 {
-				t.Errorf("logout token relayed %d times, want 1 (the BFF still needs it)", pub.tokens)
+			published, tokens := f.pub.snapshot()
+			events, relayed := 0, 0
+			for n, e := range published {
+				if e.Seq != 0 {
+					events++
+				}
+				if tokens[n] != "" {
+					relayed++
+				}
 			}
-			if pub.events != 1 {
-				t.Errorf("events published %d, want 1", pub.events)
+			if c.sid != "" && relayed != 1 {
+				t.Errorf("logout token relayed %d times, want 1 (the BFF still needs it)", relayed)
+			}
+			if events != 1 {
+				t.Errorf("events published %d, want 1", events)
 			}
 		})
-	}
-}
-
-// countingPublisher counts published events (Seq set) and logout tokens.
-type countingPublisher struct{ events, tokens int }
-
-func (p *countingPublisher) Recorded(e store.Event, logoutToken string) {
-	if e.Seq != 0 {
-		p.events++
-	}
-	if logoutToken != "" {
-		p.tokens++
 	}
 }

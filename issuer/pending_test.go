@@ -2,7 +2,6 @@ package issuer_test
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"sync/atomic"
@@ -10,12 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tokengate/tokengate/internal/kctest"
 	"github.com/tokengate/tokengate/internal/store"
 	"github.com/tokengate/tokengate/internal/store/bolt"
-	"github.com/tokengate/tokengate/internal/upstream"
 	"github.com/tokengate/tokengate/issuer"
-	"github.com/tokengate/tokengate/keys"
 )
 
 // unwritableStore is a bolt store whose writes fail while full is set (as bbolt's do on a full
@@ -62,32 +58,14 @@ func (s *unwritableStore) RecordNewRevocation(ctx context.Context, e store.Event
 	return s.Store.RecordNewRevocation(ctx, e)
 }
 
-// unwritableFixture is the fixture's issuer on an unwritableStore.
-func unwritableFixture(t *testing.T, opts ...func(*issuer.Config)) (*fixture, *unwritableStore) {
+// unwritableFixture is the fixture's issuer on an unwritableStore, rechecking sessions only
+// every hour (no introspection gets in the way of the writes under test).
+func unwritableFixture(t *testing.T, opts ...option) (*fixture, *unwritableStore) {
 	t.Helper()
-	f := &fixture{t: t, realm: kctest.New(t), store: openBolt(t), clock: &testClock{t: time.Now()}, pub: &published{}}
-	st := &unwritableStore{Store: f.store}
-	km, err := keys.Open(context.Background(), f.store, keys.Config{Now: f.clock.Now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.up = &introspectionCounter{Client: upstream.New(upstream.Config{Issuer: f.realm.Issuer(),
-		ClientID: kctest.ClientID, ClientSecret: kctest.ClientSecret})}
-	cfg := issuer.Config{
-		Issuer: "https://tg.test", TTL: 30 * time.Second, RecheckAfter: time.Hour, MaxUpstreamLifetime: time.Hour,
-		LogoutAudiences: []string{kctest.LogoutAudience}, UpstreamClientID: kctest.ClientID, Now: f.clock.Now,
-		Clients: []issuer.Client{{ID: "bff", SecretSHA256: sha256.Sum256([]byte(bffSecret)), Audiences: []string{"demo-service"}}},
-	}
-	for _, o := range opts {
-		o(&cfg)
-	}
-	if f.is, err = issuer.New(cfg, st, km, f.up, f.pub); err != nil {
-		t.Fatal(err)
-	}
-	if f.bff, err = f.is.Authenticate("bff", bffSecret); err != nil {
-		t.Fatal(err)
-	}
-	return f, st
+	st := &unwritableStore{}
+	opts = append([]option{func(s *setup) { s.RecheckAfter = time.Hour }},
+		append(opts, onStore(func(b *bolt.Store) issuer.Store { st.Store = b; return st }))...)
+	return newFixture(t, opts...), st
 }
 
 // TestUnwritableStore_LogoutIsRefusedInMemoryAndWrittenLater: with the disk full, a verified
@@ -189,7 +167,7 @@ func TestUnwritableStore_LogoutIsRefusedInMemoryAndWrittenLater(t *testing.T) {
 // pending); the in-memory queue is bounded, and a logout beyond the bound is still answered
 // temporarily_unavailable.
 func TestUnwritableStore_RetriedLogoutIsWrittenAndPendingBounded(t *testing.T) {
-	f, st := unwritableFixture(t, func(c *issuer.Config) { c.MaxPending = 2 })
+	f, st := unwritableFixture(t, func(c *setup) { c.MaxPending = 2 })
 	ctx := context.Background()
 	st.full.Store(true)
 	lt := f.realm.LogoutToken("mia", "sid-retried")
@@ -216,7 +194,7 @@ func TestUnwritableStore_RetriedLogoutIsWrittenAndPendingBounded(t *testing.T) {
 // logout needs two writes (the jti claim and the record); the session is refused in memory.
 func TestUnwritableStore_LogoutAnswersWithinWriteTimeout(t *testing.T) {
 	const bound = 300 * time.Millisecond
-	f, st := unwritableFixture(t, func(c *issuer.Config) { c.WriteTimeout = bound })
+	f, st := unwritableFixture(t, func(c *setup) { c.WriteTimeout = bound })
 	ctx := context.Background()
 	tok := f.token("mia", "sid-hang")
 	r, err := f.exchangeToken(tok)

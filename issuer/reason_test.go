@@ -36,33 +36,33 @@ func TestExchange_InvalidSubjectTokenSaysWhy(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name   string
-		token  func(f *subjectFixture) string
+		token  func(f *fixture) string
 		reason string
 		desc   []string
 		// attrs are log attributes the line must carry (a value "*" only needs to be present).
 		attrs map[string]string
 	}{
-		{"garbage", func(*subjectFixture) string { return "garbage" }, "not_jwt",
+		{"garbage", func(*fixture) string { return "garbage" }, "not_jwt",
 			[]string{"subject_token is not a JWT"}, nil},
-		{"ID token", func(f *subjectFixture) string { return f.realm.AccessToken(kctest.Token{Typ: "ID"}) }, "typ",
+		{"ID token", func(f *fixture) string { return f.realm.AccessToken(kctest.Token{Typ: "ID"}) }, "typ",
 			[]string{"subject_token is an ID token", `typ "ID"`, "send the access token"}, map[string]string{"typ": "ID"}},
-		{"Keycloak refresh token", func(f *subjectFixture) string {
+		{"Keycloak refresh token", func(f *fixture) string {
 			return f.realm.SignWith(sign(jose.HS512, hmac, "hmac"), map[string]any{"iss": f.realm.Issuer(), "typ": "Refresh",
 				"sub": "alice", "exp": time.Now().Add(time.Hour).Unix()})
 		}, "typ", []string{"subject_token is a refresh token", `typ "Refresh"`}, map[string]string{"typ": "Refresh"}},
-		{"logout token", func(f *subjectFixture) string { return f.realm.LogoutToken("alice", "sid-1") }, "typ",
+		{"logout token", func(f *fixture) string { return f.realm.LogoutToken("alice", "sid-1") }, "typ",
 			[]string{"subject_token is a logout token"}, map[string]string{"jose_typ": "logout+jwt"}},
-		{"master realm", func(f *subjectFixture) string {
+		{"master realm", func(f *fixture) string {
 			return f.realm.AccessToken(kctest.Token{Issuer: strings.TrimSuffix(f.realm.Issuer(), "/demo") + "/master"})
 		}, "issuer", []string{"subject_token was issued by", "/realms/master", "/realms/demo"}, map[string]string{"iss": "*", "expected_iss": "*"}},
-		{"expired", func(f *subjectFixture) string {
+		{"expired", func(f *fixture) string {
 			return f.realm.AccessToken(kctest.Token{IssuedAt: time.Now().Add(-10 * time.Minute), Lifetime: 5 * time.Minute})
 		}, "expired", []string{"subject_token expired at", "tokengate's clock", "clock skew"}, map[string]string{"exp": "*", "skew": "0s"}},
-		{"unknown kid", func(f *subjectFixture) string {
+		{"unknown kid", func(f *fixture) string {
 			return f.realm.SignWith(sign(jose.RS256, stranger, "kid-nobody-has"), map[string]any{"iss": f.realm.Issuer(), "typ": "Bearer",
 				"sub": "alice", "exp": time.Now().Add(time.Hour).Unix()})
 		}, "unknown_kid", []string{`subject_token is signed with key "kid-nobody-has"`, "JWKS"}, map[string]string{"kid": "kid-nobody-has"}},
-		{"bad signature", func(f *subjectFixture) string {
+		{"bad signature", func(f *fixture) string {
 			return f.realm.SignWith(sign(jose.RS256, stranger, f.realm.KeyID()), map[string]any{"iss": f.realm.Issuer(), "typ": "Bearer",
 				"sub": "alice", "exp": time.Now().Add(time.Hour).Unix()})
 		}, "bad_signature", []string{"subject_token has a signature that", "does not verify"}, map[string]string{"kid": "*"}},
@@ -70,11 +70,11 @@ func TestExchange_InvalidSubjectTokenSaysWhy(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newSubjectFixture(t, false)
 			tok := tc.token(f)
-			before, err := f.st.Stats(context.Background())
+			before, err := f.store.Stats(context.Background())
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, err = f.exchange(t, "bff", tok)
+			_, err = f.exchangeAs("bff", tok)
 			var oe *issuer.Error
 			if !errors.As(err, &oe) || oe.Code != issuer.CodeInvalidRequest {
 				t.Fatalf("exchange: %v; want invalid_request", err)
@@ -87,7 +87,7 @@ func TestExchange_InvalidSubjectTokenSaysWhy(t *testing.T) {
 			if strings.Contains(oe.Description, "is not a valid access token of the upstream provider") {
 				t.Errorf("description %q is the old catch-all", oe.Description)
 			}
-			lines := f.auditLines(t, "exchange refused")
+			lines := f.auditLines("exchange refused")
 			if len(lines) != 1 || lines[0]["event"] != "exchange_refused" || lines[0]["reason"] != tc.reason ||
 				lines[0]["level"] != "INFO" || lines[0]["client_id"] != "bff" || lines[0]["subject_token"] != issuer.TokenHash(tok) {
 				t.Fatalf("audit lines %v, want one INFO exchange_refused with reason %s", lines, tc.reason)
@@ -103,7 +103,7 @@ func TestExchange_InvalidSubjectTokenSaysWhy(t *testing.T) {
 			if n := f.realm.Introspections.Load(); n != 0 {
 				t.Errorf("%d introspections of a token refused locally", n)
 			}
-			if after, err := f.st.Stats(context.Background()); err != nil || after != before {
+			if after, err := f.store.Stats(context.Background()); err != nil || after != before {
 				t.Errorf("store changed: %+v → %+v (%v)", before, after, err)
 			}
 		})
@@ -116,11 +116,11 @@ func TestExchange_InvalidSubjectTokenSaysWhy(t *testing.T) {
 // again.
 func TestExchange_LoggedOutSessionSaysLogInAgain(t *testing.T) {
 	f := newSubjectFixture(t, false)
-	if err := f.st.RevokeSession(context.Background(), store.Revocation{SID: "sid-revived", At: f.clock.Now(),
+	if err := f.store.RevokeSession(context.Background(), store.Revocation{SID: "sid-revived", At: f.clock.Now(),
 		Expires: f.clock.Now().Add(time.Hour), Reason: "recheck"}); err != nil {
 		t.Fatal(err)
 	}
-	_, err := f.exchange(t, "bff", f.realm.AccessToken(kctest.Token{SID: "sid-revived", IssuedAt: f.clock.Now()}))
+	_, err := f.exchangeAs("bff", f.realm.AccessToken(kctest.Token{SID: "sid-revived", IssuedAt: f.clock.Now()}))
 	var oe *issuer.Error
 	if !errors.As(err, &oe) || oe.Code != issuer.CodeInvalidRequest ||
 		!strings.Contains(oe.Description, "logged out") || !strings.Contains(oe.Description, "log in again") {

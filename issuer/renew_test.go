@@ -142,6 +142,8 @@ func TestRenew_ProviderDownKeepsRenewingAndRetriesAfterBackoff(t *testing.T) {
 	wantCode(t, "exchange while the provider is down", err, issuer.CodeTemporarilyUnavailable)
 
 	f.realm.SetDown(false)
+	_, err = f.exchangeToken(f.token("erin", "sid-back"))
+	wantCode(t, "exchange once the provider is back", err, "")
 	f.realm.EndSession("sid-down")
 	f.clock.Advance(6 * time.Second)
 	_, err = f.renew(r.RefreshToken)

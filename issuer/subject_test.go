@@ -3,91 +3,37 @@ package issuer_test
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/json"
 	"errors"
-	"log/slog"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/tokengate/tokengate/internal/kctest"
-	"github.com/tokengate/tokengate/internal/proctest"
 	"github.com/tokengate/tokengate/internal/store"
-	"github.com/tokengate/tokengate/internal/store/bolt"
-	"github.com/tokengate/tokengate/internal/upstream"
 	"github.com/tokengate/tokengate/issuer"
-	"github.com/tokengate/tokengate/keys"
 )
 
-// subjectFixture is an issuer in front of a fake Keycloak ≥ 26.6 with three BFFs: bff (its
-// Keycloak client id is its own id), web (exchanges tokens of Keycloak clients web-app and
-// web-spa) and bff2.
-type subjectFixture struct {
-	realm *kctest.Realm
-	st    *bolt.Store
-	is    *issuer.Issuer
-	clock *testClock
-	logs  *proctest.SyncBuffer
-}
-
-const subjectSecret = "subject-secret-0123456789-abcdefghijkl"
-
-func newSubjectFixture(t *testing.T, skipAudience bool) *subjectFixture {
+// newSubjectFixture is the fixture in front of a fake Keycloak ≥ 26.6 with three BFFs, all
+// with secret bffSecret: bff (its Keycloak client id is its own id), web (exchanges tokens of
+// Keycloak clients web-app and web-spa) and bff2; skipAudience is upstream.require_audience off.
+func newSubjectFixture(t *testing.T, skipAudience bool) *fixture {
 	t.Helper()
-	f := &subjectFixture{realm: kctest.New(t), clock: &testClock{t: time.Now()}, logs: &proctest.SyncBuffer{}}
-	var err error
-	if f.st, err = bolt.Open(filepath.Join(t.TempDir(), "db"), bolt.Options{NoSync: true}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = f.st.Close() })
-	km, err := keys.Open(context.Background(), f.st, keys.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	up := upstream.New(upstream.Config{Issuer: f.realm.Issuer(), ClientID: kctest.ClientID, ClientSecret: kctest.ClientSecret})
-	h := sha256.Sum256([]byte(subjectSecret))
-	f.is, err = issuer.New(issuer.Config{Issuer: "https://tg.test", TTL: 30 * time.Second, RecheckAfter: time.Minute,
-		MaxUpstreamLifetime: time.Hour, LogoutAudiences: []string{kctest.LogoutAudience},
-		UpstreamClientID: kctest.ClientID, SkipAudienceCheck: skipAudience, Now: f.clock.Now,
-		Logger: slog.New(slog.NewJSONHandler(f.logs, nil)),
-		Clients: []issuer.Client{
+	h := sha256.Sum256([]byte(bffSecret))
+	return newFixture(t, func(s *setup) {
+		s.SkipAudienceCheck = skipAudience
+		s.Clients = []issuer.Client{
 			{ID: "bff", SecretSHA256: h, Audiences: []string{"svc"}},
 			{ID: "web", SecretSHA256: h, Audiences: []string{"svc"}, UpstreamClients: []string{"web-app", "web-spa"}},
 			{ID: "bff2", SecretSHA256: h, Audiences: []string{"svc"}},
-		}}, f.st, km, up, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return f
+		}
+	})
 }
 
-func (f *subjectFixture) exchange(t *testing.T, client, token string) (issuer.TokenResponse, error) {
-	t.Helper()
-	c, err := f.is.Authenticate(client, subjectSecret)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return f.is.Exchange(context.Background(), c, issuer.ExchangeRequest{SubjectToken: token, SubjectTokenType: issuer.TokenTypeAccessToken})
-}
-
-// auditLines returns the JSON log records whose msg is msg.
-func (f *subjectFixture) auditLines(t *testing.T, msg string) []map[string]any {
-	t.Helper()
-	var out []map[string]any
-	for _, l := range strings.Split(strings.TrimSpace(f.logs.String()), "\n") {
-		var m map[string]any
-		if l == "" {
-			continue
-		}
-		if err := json.Unmarshal([]byte(l), &m); err != nil {
-			t.Fatalf("log line %q: %v", l, err)
-		}
-		if m["msg"] == msg {
-			out = append(out, m)
-		}
-	}
-	return out
+// exchangeAs exchanges an upstream token as one of the subject fixture's clients.
+func (f *fixture) exchangeAs(client, token string) (issuer.TokenResponse, error) {
+	f.t.Helper()
+	return f.is.Exchange(context.Background(), f.client(client, bffSecret),
+		issuer.ExchangeRequest{SubjectToken: token, SubjectTokenType: issuer.TokenTypeAccessToken})
 }
 
 // refusal is what one refused exchange must look like.
@@ -134,11 +80,11 @@ func TestExchange_SubjectTokenRefusals(t *testing.T) {
 			tc.token.IssuedAt = f.clock.Now()
 			tc.token.SID = "sid-refused"
 			tok := f.realm.AccessToken(tc.token)
-			before, err := f.st.Stats(context.Background())
+			before, err := f.store.Stats(context.Background())
 			if err != nil {
 				t.Fatal(err)
 			}
-			resp, err := f.exchange(t, tc.client, tok)
+			resp, err := f.exchangeAs(tc.client, tok)
 			var oe *issuer.Error
 			if !errors.As(err, &oe) || oe.Code != issuer.CodeInvalidRequest {
 				t.Fatalf("exchange: %+v, %v; want invalid_request", resp, err)
@@ -158,17 +104,17 @@ func TestExchange_SubjectTokenRefusals(t *testing.T) {
 			if n := f.realm.Introspections.Load(); n != want {
 				t.Errorf("%d introspections, want %d", n, want)
 			}
-			after, err := f.st.Stats(context.Background())
+			after, err := f.store.Stats(context.Background())
 			if err != nil {
 				t.Fatal(err)
 			}
 			if after != before {
 				t.Errorf("store changed: %+v → %+v", before, after)
 			}
-			if _, err := f.st.SessionRevocation(context.Background(), "sid-refused"); !errors.Is(err, store.ErrNotFound) {
+			if _, err := f.store.SessionRevocation(context.Background(), "sid-refused"); !errors.Is(err, store.ErrNotFound) {
 				t.Errorf("a refusal recorded a revocation: %v", err)
 			}
-			lines := f.auditLines(t, "exchange refused")
+			lines := f.auditLines("exchange refused")
 			if len(lines) != 1 || lines[0]["event"] != "exchange_refused" || lines[0]["reason"] != tc.reason ||
 				lines[0]["client_id"] != tc.client || lines[0]["subject_token"] != issuer.TokenHash(tok) {
 				t.Errorf("audit lines %v, want one exchange_refused with reason %s", lines, tc.reason)
@@ -181,7 +127,7 @@ func TestExchange_SubjectTokenRefusals(t *testing.T) {
 			if tc.owner == "" {
 				return
 			}
-			if _, err := f.exchange(t, tc.owner, tok); err != nil {
+			if _, err := f.exchangeAs(tc.owner, tok); err != nil {
 				t.Fatalf("the token's own client could not exchange it afterwards: %v", err)
 			}
 			if n := f.realm.Introspections.Load(); n != want+1 {
@@ -197,17 +143,17 @@ func TestExchange_UpstreamClientsAllowsListedKeycloakClients(t *testing.T) {
 	f := newSubjectFixture(t, false)
 	for _, c := range []struct{ caller, azp string }{{"web", "web-app"}, {"web", "web-spa"}, {"bff", "bff"}, {"bff2", "bff2"}} {
 		tok := f.realm.AccessToken(kctest.Token{AZP: c.azp, IssuedAt: f.clock.Now()})
-		if _, err := f.exchange(t, c.caller, tok); err != nil {
+		if _, err := f.exchangeAs(c.caller, tok); err != nil {
 			t.Errorf("%s exchanging a token of %s: %v", c.caller, c.azp, err)
 		}
 	}
 	// A token exchanged (and cached) for its own caller is still refused to another one.
 	tok := f.realm.AccessToken(kctest.Token{IssuedAt: f.clock.Now()})
-	if _, err := f.exchange(t, "bff", tok); err != nil {
+	if _, err := f.exchangeAs("bff", tok); err != nil {
 		t.Fatal(err)
 	}
 	var oe *issuer.Error
-	if _, err := f.exchange(t, "web", tok); !errors.As(err, &oe) || oe.Code != issuer.CodeInvalidRequest {
+	if _, err := f.exchangeAs("web", tok); !errors.As(err, &oe) || oe.Code != issuer.CodeInvalidRequest {
 		t.Fatalf("a cached token of bff exchanged by web: %v, want invalid_request", err)
 	}
 }
@@ -227,7 +173,7 @@ func TestExchange_MissingMapperHintIsRateLimited(t *testing.T) {
 		return n
 	}
 	for range 3 {
-		if _, err := f.exchange(t, "bff", f.realm.AccessToken(kctest.Token{Audience: []string{"account"}, IssuedAt: f.clock.Now()})); err == nil {
+		if _, err := f.exchangeAs("bff", f.realm.AccessToken(kctest.Token{Audience: []string{"account"}, IssuedAt: f.clock.Now()})); err == nil {
 			t.Fatal("exchanged a token Keycloak would not introspect")
 		}
 	}
@@ -235,7 +181,7 @@ func TestExchange_MissingMapperHintIsRateLimited(t *testing.T) {
 		t.Fatalf("%d WARN lines after 3 refusals within a minute, want 1", n)
 	}
 	f.clock.Advance(61 * time.Second)
-	if _, err := f.exchange(t, "bff", f.realm.AccessToken(kctest.Token{Audience: []string{"account"}, IssuedAt: f.clock.Now()})); err == nil {
+	if _, err := f.exchangeAs("bff", f.realm.AccessToken(kctest.Token{Audience: []string{"account"}, IssuedAt: f.clock.Now()})); err == nil {
 		t.Fatal("exchanged a token Keycloak would not introspect")
 	}
 	if n := warns(); n != 2 {
@@ -248,12 +194,12 @@ func TestExchange_MissingMapperHintIsRateLimited(t *testing.T) {
 func TestExchange_InactiveTokenWithAudienceIsPlainlyInactive(t *testing.T) {
 	f := newSubjectFixture(t, false)
 	f.realm.EndSession("sid-ended")
-	_, err := f.exchange(t, "bff", f.realm.AccessToken(kctest.Token{SID: "sid-ended", IssuedAt: f.clock.Now()}))
+	_, err := f.exchangeAs("bff", f.realm.AccessToken(kctest.Token{SID: "sid-ended", IssuedAt: f.clock.Now()}))
 	var oe *issuer.Error
 	if !errors.As(err, &oe) || oe.Code != issuer.CodeInvalidRequest || oe.Description != "subject_token is not active" {
 		t.Fatalf("exchange of an ended session's token: %v", err)
 	}
-	if l := f.auditLines(t, "exchange refused"); len(l) != 1 || l[0]["reason"] != "inactive" {
+	if l := f.auditLines("exchange refused"); len(l) != 1 || l[0]["reason"] != "inactive" {
 		t.Errorf("audit lines %v, want one with reason inactive", l)
 	}
 	if strings.Contains(f.logs.String(), "audience_mapper_missing") {

@@ -2,11 +2,42 @@ package app_test
 
 import (
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 
+	"github.com/tokengate/tokengate/internal/config"
 	"github.com/tokengate/tokengate/internal/kctest"
+	"github.com/tokengate/tokengate/issuer"
 )
+
+const (
+	ordersClientSecret   = "orders-client-secret-0123456789-abcdef"
+	paymentsClientSecret = "payments-client-secret-0123456789-abcd"
+)
+
+// newDelegationStack is the stack with two services as clients: orders may call payments;
+// payments may call ledger with chains of at most 1 actor. bff gets tokens for orders.
+func newDelegationStack(t testing.TB) *stack {
+	return newStackOpts(t, stackOptions{configure: func(c *config.Config) {
+		c.Clients = append(c.Clients,
+			config.Client{ID: "orders", SecretSHA256: hexSHA256(ordersClientSecret), DelegateTo: []string{"payments"}},
+			config.Client{ID: "payments", SecretSHA256: hexSHA256(paymentsClientSecret), DelegateTo: []string{"ledger"}, MaxDelegationDepth: 1},
+		)
+	}})
+}
+
+func delegationForm(subject, audience string, extra ...string) url.Values {
+	f := url.Values{"grant_type": {issuer.GrantTokenExchange}, "subject_token": {subject},
+		"subject_token_type": {issuer.TokenTypeAccessToken}}
+	if audience != "" {
+		f.Set("audience", audience)
+	}
+	for i := 0; i+1 < len(extra); i += 2 {
+		f.Set(extra[i], extra[i+1])
+	}
+	return f
+}
 
 // BenchmarkDelegateHandler is a full delegation through the handler, as orders calling for a
 // payments token: client auth, the subject token's ES256 verification with tokengate's own
