@@ -151,9 +151,13 @@ func (s *service) status(w http.ResponseWriter, _ *http.Request) {
 
 func whoami(w http.ResponseWriter, r *http.Request) {
 	t, _ := verifier.TokenFromContext(r.Context())
+	act := t.Actors()
+	if act == nil {
+		act = []string{} // a first-hop token: no actor
+	}
 	writeJSON(w, http.StatusOK, map[string]any{
 		"sub": t.Subject, "username": t.PreferredUsername, "roles": t.Roles, "sid": t.SessionID,
-		"client_id": t.ClientID, "act": t.Actors(), "exp": t.Expiry.Unix(),
+		"client_id": t.ClientID, "act": act, "exp": t.Expiry.Unix(),
 	})
 }
 
