@@ -6,11 +6,20 @@
 //
 //	demo-service -listen 127.0.0.1:18090 -issuer http://127.0.0.1:18443 -audience demo-service
 //	TOKENGATE_STREAM_SECRET=… demo-service …   # follow revocations (ssf.receivers in tokengate)
+//	TOKENGATE_CLIENT_SECRET=… demo-service -client-id demo-service \
+//	    -call http://127.0.0.1:18091/api/whoami -call-audience payments   # delegate (docs/delegation.md)
+//	demo-service -audience payments -require-actor demo-service      # only tokens demo-service delegated
 //
 // GET /api/whoami with "Authorization: Bearer <internal token>" answers
-// {"sub":…,"username":…,"roles":[…],"exp":…}; a missing, invalid or revoked token answers 401
-// with a WWW-Authenticate: Bearer error="invalid_token" header (RFC 6750); 503 while tokengate
-// cannot be reached at start, or while the revocation feed fails closed.
+// {"sub":…,"username":…,"roles":[…],"act":[…],"exp":…} (act: the token's actor chain,
+// outermost first); a missing, invalid or revoked token answers 401 with a WWW-Authenticate:
+// Bearer error="invalid_token" header (RFC 6750), a token whose actor -require-actor refuses
+// 403; 503 while tokengate cannot be reached at start, or while the revocation feed fails closed.
+//
+// With -call, GET /api/downstream (same token rules) exchanges the caller's token at tokengate
+// for a delegated token for -call-audience (RFC 8693, as client -client-id) and calls the -call
+// URL with it, answering {"audience":…,"status":…,"answer":…}; 403 delegation_refused when
+// tokengate refuses (e.g. the session was logged out), 502 when the downstream service refuses.
 package main
 
 import (
@@ -23,6 +32,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -37,6 +47,10 @@ func main() {
 	listen := flag.String("listen", "127.0.0.1:18090", "listen address")
 	issuer := flag.String("issuer", "http://127.0.0.1:18443", "tokengate issuer URL (discovery at <issuer>/.well-known/openid-configuration)")
 	audience := flag.String("audience", "demo-service", "this service's audience; tokens without it are refused")
+	requireActor := flag.String("require-actor", "", "accept only tokens this service obtained by delegation from the named service (act)")
+	clientID := flag.String("client-id", "", "this service's client id at tokengate, to delegate the tokens it receives (-call; secret in "+envClientSecret+")")
+	call := flag.String("call", "", "downstream URL GET /api/downstream calls with a delegated token")
+	callAudience := flag.String("call-audience", "payments", "audience of the delegated token for -call")
 	flag.Parse()
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
 
@@ -47,6 +61,9 @@ func main() {
 		OnRevocation: func(r verifier.Revocation) {
 			log.Info("revocation applied", "sid", r.SessionID, "sub", r.Subject, "jti", r.JTI)
 		}}
+	if *requireActor != "" {
+		cfg.ActorPolicy = verifier.RequireActor(*requireActor)
+	}
 	if secret := os.Getenv(envStreamSecret); secret != "" {
 		cfg.StreamSecret, cfg.OwnStream = secret, true
 	} else {
@@ -57,6 +74,14 @@ func main() {
 
 	mux := http.NewServeMux()
 	mux.Handle("GET /api/whoami", svc.protect(http.HandlerFunc(whoami)))
+	if *call != "" {
+		d, err := newDelegator(strings.TrimSuffix(*issuer, "/")+"/token", *clientID, os.Getenv(envClientSecret), *callAudience, *call)
+		if err != nil {
+			log.Error("flags", "error", err.Error())
+			os.Exit(2)
+		}
+		mux.Handle("GET /api/downstream", svc.protect(d))
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /status", svc.status)
 	srv := &http.Server{Addr: *listen, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
@@ -69,7 +94,8 @@ func main() {
 			_ = v.Close()
 		}
 	}()
-	log.Info("demo-service listening", "listen", *listen, "issuer", *issuer, "audience", *audience, "feed", !cfg.DisableFeed)
+	log.Info("demo-service listening", "listen", *listen, "issuer", *issuer, "audience", *audience, "feed", !cfg.DisableFeed,
+		"require_actor", *requireActor, "call", *call, "call_audience", *callAudience)
 	if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		log.Error("serve", "error", err.Error())
 		os.Exit(1)
@@ -125,9 +151,13 @@ func (s *service) status(w http.ResponseWriter, _ *http.Request) {
 
 func whoami(w http.ResponseWriter, r *http.Request) {
 	t, _ := verifier.TokenFromContext(r.Context())
+	act := t.Actors()
+	if act == nil {
+		act = []string{} // a first-hop token: no actor
+	}
 	writeJSON(w, http.StatusOK, map[string]any{
 		"sub": t.Subject, "username": t.PreferredUsername, "roles": t.Roles, "sid": t.SessionID,
-		"client_id": t.ClientID, "exp": t.Expiry.Unix(),
+		"client_id": t.ClientID, "act": act, "exp": t.Expiry.Unix(),
 	})
 }
 

@@ -105,7 +105,7 @@ func TestWhoami(t *testing.T) {
 	call := func(auth string) (int, string, string) { return callOnce(t, svc.URL, auth) }
 
 	code, body, _ := call("Bearer " + is.sign(t, "at+jwt", claims(nil)))
-	if code != http.StatusOK || !strings.Contains(body, `"username":"alice"`) || !strings.Contains(body, `"roles":["user"]`) {
+	if code != http.StatusOK || !strings.Contains(body, `"username":"alice"`) || !strings.Contains(body, `"roles":["user"]`) || !strings.Contains(body, `"act":[]`) {
 		t.Fatalf("valid token: HTTP %d %s", code, body)
 	}
 	for name, auth := range map[string]string{

@@ -1,7 +1,9 @@
 // Command demo plays the logout story of `make demo` against real components: it starts
-// Keycloak (scripts/keycloak.sh), tokengate, demo-service and demo-bff, logs alice in through
-// Keycloak's login page in headless Chromium, lets an "attacker" copy her internal token and
-// her Keycloak access token, logs her out in the UI and prints what happened after, in
+// Keycloak (scripts/keycloak.sh), tokengate, demo-service, payments (demo-service again, for
+// audience payments) and demo-bff, logs alice in through Keycloak's login page in headless
+// Chromium, has demo-service call payments with a delegated token (RFC 8693 at tokengate), lets
+// an "attacker" copy her internal token, the delegated token (on its way to payments) and her
+// Keycloak access token, logs her out in the UI and prints what happened after, in
 // milliseconds from Keycloak's end_session response. Then it keeps everything running for a
 // person to try at the BFF page until Ctrl-C, and stops it all.
 package main
@@ -30,6 +32,7 @@ func main() {
 	flag.IntVar(&o.tgPort, "tokengate-port", 18443, "tokengate port (the realm's back-channel logout URL points here)")
 	flag.IntVar(&o.bffPort, "bff-port", 18000, "demo-bff port")
 	flag.IntVar(&o.svcPort, "service-port", 18090, "demo-service port")
+	flag.IntVar(&o.payPort, "payments-port", 18091, "payments port (the second service, called with a delegated token)")
 	flag.DurationVar(&o.ttl, "ttl", 10*time.Second, "tokengate tokens.ttl")
 	flag.DurationVar(&o.recheck, "recheck-after", 30*time.Second, "tokengate tokens.recheck_after")
 	flag.StringVar(&o.work, "work", "", "directory for configs, data and logs (default: a new temporary one)")
@@ -45,10 +48,10 @@ func main() {
 }
 
 type options struct {
-	kcPort, tgPort, bffPort, svcPort int
-	ttl, recheck                     time.Duration
-	work, artifacts                  string
-	noWait                           bool
+	kcPort, tgPort, bffPort, svcPort, payPort int
+	ttl, recheck                              time.Duration
+	work, artifacts                           string
+	noWait                                    bool
 }
 
 func say(format string, a ...any) { fmt.Printf("demo: "+format+"\n", a...) }
@@ -59,7 +62,7 @@ func run(ctx context.Context, o options) (err error) {
 	if err != nil {
 		return err
 	}
-	for _, p := range []int{o.kcPort, o.tgPort, o.tgPort + 1, o.bffPort, o.svcPort} {
+	for _, p := range []int{o.kcPort, o.tgPort, o.tgPort + 1, o.bffPort, o.svcPort, o.payPort} {
 		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
 		if err != nil {
 			return fmt.Errorf("port %d is busy (another demo running? see the -*-port flags): %w", p, err)
@@ -83,6 +86,15 @@ func run(ctx context.Context, o options) (err error) {
 	}
 	st.Out = os.Stderr
 	st.KCPort, st.TGPort, st.TGAdminPort, st.BFFPort, st.ServicePort = o.kcPort, o.tgPort, o.tgPort+1, o.bffPort, o.svcPort
+	st.PaymentsPort = o.payPort
+	// demo-service reaches payments through a recording proxy: the attacker's copy of the
+	// delegated token, as a log line or a proxy on the way could leak it.
+	wire, err := newWiretap(st.PaymentsURL())
+	if err != nil {
+		return err
+	}
+	defer wire.Close()
+	st.DownstreamURL = wire.URL
 	say("starting Keycloak on %s (first start on a fresh machine downloads it with Maven and takes longer)", st.KeycloakURL())
 	kcTook, err := st.StartKeycloak(ctx)
 	if err != nil {
@@ -107,10 +119,13 @@ func run(ctx context.Context, o options) (err error) {
 	if err := st.StartService(ctx); err != nil {
 		return err
 	}
+	if err := st.StartPayments(ctx); err != nil {
+		return err
+	}
 	if err := st.StartBFF(ctx); err != nil {
 		return err
 	}
-	say("tokengate %s (ttl %s), demo-service %s, demo-bff %s", st.TokengateURL(), o.ttl, st.ServiceURL(), st.BFFURL())
+	say("tokengate %s (ttl %s), demo-service %s, payments %s, demo-bff %s", st.TokengateURL(), o.ttl, st.ServiceURL(), st.PaymentsURL(), st.BFFURL())
 	chromium, err := demostack.Chromium(root)
 	if err != nil {
 		return err
@@ -119,7 +134,7 @@ func run(ctx context.Context, o options) (err error) {
 	if err != nil {
 		return err
 	}
-	tl, err := story(ctx, st, br, o)
+	tl, err := story(ctx, st, br, wire, o)
 	br.Close()
 	if err != nil {
 		return err
@@ -143,17 +158,18 @@ Everything keeps running. Try it yourself:
   BFF page      %s   (alice / alice-password, bob / bob-password)
   Keycloak      %s   (admin console: admin / admin)
   tokengate     %s/.well-known/openid-configuration
-  demo-service  %s
+  demo-service  %s   (and %s: calls payments with a delegated token)
+  payments      %s   (only tokens demo-service delegated)
   logs          %s
 Press Ctrl-C to stop everything.
-`, st.BFFURL(), st.KeycloakURL(), st.TokengateURL(), st.ServiceURL(), o.work)
+`, st.BFFURL(), st.KeycloakURL(), st.TokengateURL(), st.ServiceURL(), st.ServiceDownstreamURL(), st.PaymentsURL(), o.work)
 	<-ctx.Done()
 	fmt.Println()
 	return nil
 }
 
 // story plays the logout story and returns the timeline.
-func story(ctx context.Context, st *demostack.Stack, br *demostack.Browser, o options) (string, error) {
+func story(ctx context.Context, st *demostack.Stack, br *demostack.Browser, wire *wiretap, o options) (string, error) {
 	var b strings.Builder
 	line := func(at string, format string, a ...any) {
 		fmt.Fprintf(&b, "  %10s  %s\n", at, fmt.Sprintf(format, a...))
@@ -171,6 +187,17 @@ func story(ctx context.Context, st *demostack.Stack, br *demostack.Browser, o op
 		return "", fmt.Errorf("service call after login answered %d: %s", s.LastStatus, s.LastAnswer)
 	}
 	_ = br.Screenshot(filepath.Join(o.artifacts, "1-logged-in.png"))
+	// The BFF's call reaches demo-service, which calls payments on alice's behalf with a token
+	// tokengate delegated to it (aud payments, act demo-service).
+	say("demo-service calls payments with a delegated token")
+	down, err := callDownstream(ctx, st, s.InternalToken)
+	if err != nil {
+		return "", err
+	}
+	stolenDelegated := wire.Last()
+	if stolenDelegated == "" {
+		return "", errors.New("demo-service reached payments without a bearer token")
+	}
 	// The attacker copies what a compromised browser extension, log line or proxy could leak.
 	stolenInternal, stolenKC, bffRefresh := s.InternalToken, s.KeycloakAccessToken, s.InternalRefreshToken
 	kcProvider, err := oidc.NewProvider(ctx, st.KeycloakIssuer())
@@ -187,23 +214,28 @@ func story(ctx context.Context, st *demostack.Stack, br *demostack.Browser, o op
 		wwwAuth          string
 		err              error
 	}
-	polled := make(chan refusal, 1)
-	go func() {
-		var r refusal
-		for deadline := time.Now().Add(o.ttl + 15*time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-			code, _, wa, err := st.CallService(ctx, stolenInternal)
-			if err != nil {
-				r.err = err
-				break
+	poll := func(url, token string) chan refusal {
+		polled := make(chan refusal, 1)
+		go func() {
+			var r refusal
+			for deadline := time.Now().Add(o.ttl + 15*time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+				code, _, wa, err := st.CallURL(ctx, url, token)
+				if err != nil {
+					r.err = err
+					break
+				}
+				if code == 401 {
+					r.rejected, r.wwwAuth = time.Now(), wa
+					break
+				}
+				r.lastOK = time.Now()
 			}
-			if code == 401 {
-				r.rejected, r.wwwAuth = time.Now(), wa
-				break
-			}
-			r.lastOK = time.Now()
-		}
-		polled <- r
-	}()
+			polled <- r
+		}()
+		return polled
+	}
+	polled := poll(st.ServiceURL(), stolenInternal)
+	polledDelegated := poll(st.PaymentsURL(), stolenDelegated)
 
 	say("browser: alice logs out (BFF → Keycloak end_session → back)")
 	t0, err := br.Logout(kcEndSession(kcProvider))
@@ -239,15 +271,26 @@ func story(ctx context.Context, st *demostack.Stack, br *demostack.Browser, o op
 	if err != nil {
 		return "", err
 	}
-	pr := <-polled
-	if pr.err != nil {
-		return "", pr.err
+	// demo-service (or anyone holding its credentials) tries to delegate the copied token again.
+	again, err := st.Delegate(ctx, demostack.Audience, demostack.ServiceTokengateSecret, stolenInternal, demostack.PaymentsAudience)
+	tAgain := time.Now()
+	if err != nil {
+		return "", err
+	}
+	pr, pd := <-polled, <-polledDelegated
+	for _, r := range []refusal{pr, pd} {
+		if r.err != nil {
+			return "", r.err
+		}
 	}
 	tRejected, lastOK, wwwAuth := pr.rejected, pr.lastOK, pr.wwwAuth
 	fmt.Fprintf(&b, "Timeline (ms relative to Keycloak's end_session response reaching the browser; tokens.ttl %s)\n", o.ttl)
 	line("before", "alice logged in through Keycloak's login page (Chromium); BFF exchanged her Keycloak token at tokengate")
 	line("before", "service call with the internal token: HTTP %d %s", s.LastStatus, s.LastAnswer)
-	line("before", "attacker copied the internal token (exp %s) and the Keycloak access token", s.InternalExpiry.Format("15:04:05"))
+	line("before", "demo-service called payments with a delegated token (aud payments, act %v): HTTP %d, payments answered %d for %s",
+		down.Answer.Whoami.Act, down.Status, down.Answer.Status, down.Answer.Whoami.Username)
+	line("before", "attacker copied the internal token (exp %s), the delegated token on its way to payments (exp %s) and the Keycloak access token",
+		s.InternalExpiry.Format("15:04:05"), down.expiry().Format("15:04:05"))
 	line("0 ms", "alice clicked Log out; Keycloak answered end_session (it sent the back-channel logout to tokengate first)")
 	if relayed != nil {
 		line(since(relayed.At), "BFF's own back-channel endpoint got the logout relayed by tokengate; %d session(s) ended", relayed.Sessions)
@@ -271,6 +314,20 @@ func story(ctx context.Context, st *demostack.Stack, br *demostack.Browser, o op
 			s.InternalExpiry.Sub(tRejected).Round(time.Second), wwwAuth)
 	} else {
 		line("never", "copied internal token still accepted %s after logout", o.ttl+15*time.Second)
+	}
+	if again.Status == 400 && again.Error != "" {
+		line(since(tAgain), "delegating the copied internal token again refused by tokengate: HTTP %d %s (%s)", again.Status, again.Error, again.Description)
+	} else {
+		line(since(tAgain), "delegating the copied internal token again NOT refused: HTTP %d %s", again.Status, again.Error)
+	}
+	if !pd.lastOK.IsZero() {
+		line(since(pd.lastOK), "copied delegated token last accepted by payments (polled every 20 ms)")
+	}
+	if !pd.rejected.IsZero() {
+		line(since(pd.rejected), "copied delegated token rejected by payments, %s before its exp: 401 %s",
+			down.expiry().Sub(pd.rejected).Round(time.Second), pd.wwwAuth)
+	} else {
+		line("never", "copied delegated token still accepted by payments %s after logout", o.ttl+15*time.Second)
 	}
 	return b.String(), nil
 }

@@ -61,6 +61,13 @@ func (b *bench) all(ctx context.Context) error {
 		{"inproc", b.inprocParts},
 		{"scale", b.scale},
 	}
+	if b.o.only == "delegation" {
+		steps = steps[:1]
+		steps = append(steps, struct {
+			name string
+			fn   func(context.Context) error
+		}{"gateway (delegation only)", b.delegationParts})
+	}
 	for _, s := range steps {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -105,7 +112,69 @@ func (b *bench) gatewayParts(ctx context.Context) error {
 	if err := b.renewal(ctx, g); err != nil {
 		return err
 	}
+	if err := b.delegation(ctx, g); err != nil {
+		return err
+	}
 	return b.revocationWindow(ctx, g)
+}
+
+// delegationParts is -only delegation: the delegation row and what it is compared with (the
+// renewal row with raw signing, and the raw ES256 verification of (2)), nothing else.
+func (b *bench) delegationParts(ctx context.Context) error {
+	g, err := startGateway(ctx, b.o.bin, b.o.gatewayAddr, b.kc.issuer(), filepath.Join(b.work, "gateway", "data"))
+	if err != nil {
+		return err
+	}
+	defer g.stop()
+	b.res.Machine.ServerPinned = g.pinned
+	if err := b.verify(ctx, g); err != nil {
+		return err
+	}
+	if err := b.renewal(ctx, g); err != nil {
+		return err
+	}
+	return b.delegation(ctx, g)
+}
+
+// delegation (4d): a service delegating the token it received (RFC 8693, docs/delegation.md)
+// over loopback HTTP with keep-alive, measured like the renewal of (4) on the same gateway:
+// the subject token's ES256 verification plus a renewal's work.
+func (b *bench) delegation(ctx context.Context, g *gateway) error {
+	var subjects []string
+	for i := range 4 {
+		at, err := b.kcSessions[i%len(b.kcSessions)].fresh(ctx, b.kc)
+		if err != nil {
+			return err
+		}
+		a, err := g.exchange(ctx, at) // tokens for gatewayAudience, alive tokens.ttl (30 s): the run is shorter
+		if err != nil {
+			return err
+		}
+		subjects = append(subjects, a.AccessToken)
+	}
+	delegate := func(ctx context.Context, w int) error { return g.delegateOK(ctx, subjects[w%len(subjects)]) }
+	if _, err := load(ctx, "delegation warm-up", b.p.renewWorkers, b.p.dur/4, 0, delegate); err != nil {
+		return err
+	}
+	cpu0, err := cpuSeconds(g.Pid())
+	if err != nil {
+		return err
+	}
+	b.res.Delegation, err = load(ctx, fmt.Sprintf("delegation over HTTP (server on 1 core), c=%d", b.p.renewWorkers), b.p.renewWorkers, b.p.dur, 0, delegate)
+	if err != nil {
+		return err
+	}
+	cpu1, err := cpuSeconds(g.Pid())
+	if err != nil {
+		return err
+	}
+	if used := cpu1 - cpu0; used > 0 {
+		b.res.DelegationServerBusy = used / b.res.Delegation.Seconds
+		b.res.DelegationPerCPUSecond = float64(b.res.Delegation.N) / used
+	}
+	logf("delegation: server core %.0f%% busy, %.0f delegations per server CPU-second (renewal: %.0f)",
+		100*b.res.DelegationServerBusy, b.res.DelegationPerCPUSecond, b.res.RenewalPerCPUSecond)
+	return nil
 }
 
 // baseline (1): a service introspecting every request at Keycloak.

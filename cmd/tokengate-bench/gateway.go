@@ -27,6 +27,9 @@ import (
 const (
 	gatewayClient   = "bff"
 	gatewayAudience = "demo-service"
+	// delegateAudience is where the service gatewayAudience (a client of the gateway too)
+	// delegates the tokens it receives (docs/delegation.md).
+	delegateAudience = "payments"
 )
 
 // serverCPU is the core the gateway process is pinned to (taskset, GOMAXPROCS=1): the server
@@ -37,8 +40,10 @@ func serverCPU() int { return runtime.NumCPU() - 1 }
 type gateway struct {
 	*proctest.Gateway
 	secret string
-	client *http.Client
-	pinned bool
+	// serviceSecret is the client secret of the delegating service gatewayAudience.
+	serviceSecret string
+	client        *http.Client
+	pinned        bool
 }
 
 // startGateway runs bin serve against the real Keycloak with its data in dataDir, pinned to one
@@ -51,14 +56,16 @@ func startGateway(ctx context.Context, bin, listen, upstreamIssuer, dataDir stri
 // startGatewayWith is startGateway with change applied to the configuration (when not nil).
 func startGatewayWith(ctx context.Context, bin, listen, upstreamIssuer, dataDir string, change func(*config.Config)) (*gateway, error) {
 	secret, hash := loopback.Secret()
+	serviceSecret, serviceHash := loopback.Secret()
 	unlimited := &config.Limit{Rate: 1000000, Burst: 1000000}
 	c := config.Config{
 		Listen: listen, Issuer: "http://" + listen, DataDir: dataDir, LogLevel: "warn",
 		Upstream: config.Upstream{Issuer: upstreamIssuer, ClientID: introspectID, ClientSecret: introspectSecre,
 			LogoutAudiences: []string{bffID}},
-		Tokens:  config.Tokens{TTL: config.Duration(30 * time.Second), RecheckAfter: config.Duration(60 * time.Second)},
-		Limits:  config.Limits{Token: unlimited, Logout: &config.Limit{Rate: 100000, Burst: 100000}},
-		Clients: []config.Client{{ID: gatewayClient, SecretSHA256: hash, Audiences: []string{gatewayAudience}}},
+		Tokens: config.Tokens{TTL: config.Duration(30 * time.Second), RecheckAfter: config.Duration(60 * time.Second)},
+		Limits: config.Limits{Token: unlimited, Logout: &config.Limit{Rate: 100000, Burst: 100000}},
+		Clients: []config.Client{{ID: gatewayClient, SecretSHA256: hash, Audiences: []string{gatewayAudience}},
+			{ID: gatewayAudience, SecretSHA256: serviceHash, DelegateTo: []string{delegateAudience}}},
 	}
 	if change != nil {
 		change(&c)
@@ -75,7 +82,7 @@ func startGatewayWith(ctx context.Context, bin, listen, upstreamIssuer, dataDir 
 	if err != nil {
 		return nil, err
 	}
-	return &gateway{Gateway: pg, secret: secret, pinned: pinned,
+	return &gateway{Gateway: pg, secret: secret, serviceSecret: serviceSecret, pinned: pinned,
 		client: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConns: 256, MaxIdleConnsPerHost: 256}}}, nil
 }
 
@@ -114,12 +121,17 @@ type answer struct {
 }
 
 func postToken(ctx context.Context, hc *http.Client, base, secret string, form url.Values) (answer, error) {
+	return postTokenAs(ctx, hc, base, gatewayClient, secret, form)
+}
+
+// postTokenAs is postToken authenticating as client id.
+func postTokenAs(ctx context.Context, hc *http.Client, base, id, secret string, form url.Values) (answer, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/token", strings.NewReader(form.Encode()))
 	if err != nil {
 		return answer{}, err
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.SetBasicAuth(gatewayClient, secret)
+	req.SetBasicAuth(id, secret)
 	resp, err := hc.Do(req)
 	if err != nil {
 		return answer{}, err
@@ -148,6 +160,18 @@ func (g *gateway) exchange(ctx context.Context, tok string) (answer, error) {
 		err = fmt.Errorf("exchange: HTTP %d %s %s", a.status, a.Error, a.Description)
 	}
 	return a, err
+}
+
+// delegateOK has the service gatewayAudience delegate subject (a token for it) to
+// delegateAudience, and fails unless the answer is 200.
+func (g *gateway) delegateOK(ctx context.Context, subject string) error {
+	form := exchangeForm(subject)
+	form.Set("audience", delegateAudience)
+	a, err := postTokenAs(ctx, g.client, g.Base, gatewayAudience, g.serviceSecret, form)
+	if err == nil && (a.status != 200 || a.AccessToken == "") {
+		err = fmt.Errorf("delegate: HTTP %d %s %s", a.status, a.Error, a.Description)
+	}
+	return err
 }
 
 func (g *gateway) renew(ctx context.Context, rt string) (answer, error) {

@@ -33,6 +33,7 @@ type options struct {
 	gatewayAddr string
 	command     string
 	render      bool
+	only        string
 }
 
 // plan is how long and how much each part runs.
@@ -68,7 +69,12 @@ func main() {
 	flag.StringVar(&o.gatewayAddr, "gateway", "127.0.0.1:18643", "listen address of the tokengate under test (Keycloak posts back-channel logouts here)")
 	flag.StringVar(&o.command, "command", "make bench", "the command to quote in the results")
 	flag.BoolVar(&o.render, "render", false, "measure nothing: render markdown, PNG (and with -publish the -doc section) again from the run saved in -out")
+	flag.StringVar(&o.only, "only", "", "measure only this part and print its rows (writes -out, never publishes): delegation (with the renewal and raw verification it is compared with)")
 	flag.Parse()
+	if o.only != "" && (o.only != "delegation" || o.publish || o.render) {
+		fmt.Fprintln(os.Stderr, "tokengate-bench: -only takes delegation, without -publish or -render")
+		os.Exit(2)
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -132,6 +138,13 @@ func run(ctx context.Context, o options) error {
 	b.res.Plan.RenewWorkers, b.res.Plan.KCWorkers = b.p.renewWorkers, b.p.kcWorkers
 	if err := b.all(ctx); err != nil {
 		return err
+	}
+	if o.only != "" {
+		if err := b.res.save(o.out); err != nil {
+			return err
+		}
+		fmt.Print(b.res.onlyMarkdown())
+		return nil
 	}
 	return b.res.write(o)
 }

@@ -84,6 +84,11 @@ type Results struct {
 	RawSignPerCPUSecond float64 `json:"raw_signatures_per_cpu_second"`
 	KCRefresh           Dist    `json:"keycloak_refresh_grant"`
 
+	// Delegation is (4d), measured like Renewal on the same gateway.
+	Delegation             Dist    `json:"delegation_http"`
+	DelegationServerBusy   float64 `json:"delegation_server_core_busy"`
+	DelegationPerCPUSecond float64 `json:"delegations_per_server_cpu_second"`
+
 	Revocation      Dist       `json:"revocation_window"`
 	RevocationBy    []Dist     `json:"revocation_window_by_logout"`
 	RevocationStale int        `json:"renewals_accepted_after_logout_returned"`
@@ -180,6 +185,12 @@ func (r *Results) evaluate() {
 		add("4", "renewal over HTTP vs raw ES256 signing, per CPU-second of one core", "≥ 50 %", fmt.Sprintf("%.0f %%", 100*ratio), ratio >= 0.5,
 			fmt.Sprintf("wall-clock throughput ratio %.0f %% with the server core %.0f %% busy", 100*wall, 100*r.RenewalServerBusy))
 	}
+	if r.DelegationPerCPUSecond > 0 && r.RenewalPerCPUSecond > 0 && r.RawVerify.P50us > 0 {
+		extra := 1e6/r.DelegationPerCPUSecond - 1e6/r.RenewalPerCPUSecond
+		add("4d", "delegation over HTTP vs renewal, server CPU per request", "≤ 1 ES256 verification more",
+			fmt.Sprintf("+%s (%.1f× a raw ES256 verification)", fmtUs(extra), extra/r.RawVerify.P50us), extra <= r.RawVerify.P50us,
+			fmt.Sprintf("%s vs %s of server CPU per request", fmtUs(1e6/r.DelegationPerCPUSecond), fmtUs(1e6/r.RenewalPerCPUSecond)))
+	}
 	add("5", "revocation window p99 (logout returned → first refused renewal)", "≤ 100 ms",
 		fmtUs(r.Revocation.P99us), r.Revocation.N > 0 && r.Revocation.P99us <= 100_000 && r.RevocationStale == 0,
 		fmt.Sprintf("%d sessions, %d renewals accepted after the logout returned", r.Revocation.N, r.RevocationStale))
@@ -261,6 +272,7 @@ func (r *Results) Markdown(png string) string {
 	fmt.Fprintf(&b, "| 4 | Renewal over HTTP, loopback keep-alive, server on 1 core | **%s** of raw ES256 signing, per CPU-second of one core (%s); **%.0f×** Keycloak's refresh-grant throughput | ≥ 50 %% of signing | %s | renewal %s, %.0f/s (c=%d), %.0f per server CPU-second; in the server %s (c=1); raw signing %.0f/s wall, %.0f per CPU-second (1 goroutine); Keycloak refresh grant %s, %.0f/s (c=%d, all cores) |\n",
 		t.Value, t.Detail, kcRatio, met(t.Met), pcts(r.Renewal), r.Renewal.PerSecond, r.Renewal.Concurrency, r.RenewalPerCPUSecond,
 		pcts(r.RenewalServer), r.RawSign.PerSecond, r.RawSignPerCPUSecond, pcts(r.KCRefresh), r.KCRefresh.PerSecond, r.KCRefresh.Concurrency)
+	r.delegationRow(&b)
 	t = r.target("5")
 	var by []string
 	for _, d := range r.RevocationBy {
@@ -295,12 +307,14 @@ func (r *Results) Markdown(png string) string {
 		"upstream HTTP transport of the same request, and the overhead is their difference; the bare introspection of the same token is timed just before. "+
 		"(4) the binary, c=%d keep-alive clients renewing after a warm-up; raw signing is `ecdsa.SignASN1` of a SHA-256 digest on one goroutine; "+
 		"Keycloak's refresh grant runs c=%d sessions each refreshing its latest refresh token. "+
+		"(4d) the same gateway right after (4), c=%d keep-alive clients as the service `demo-service` delegating four tokens it received "+
+		"(exchanged just before) to `payments` after a warm-up; the extra CPU is per server CPU-second against (4), next to (2)'s raw ES256 verification. "+
 		"(5) %d sessions by password grant at client `bff`, each exchanged; alternately RP-initiated logout (`end_session` with the refresh token) and "+
 		"the admin API's session delete; when the call returns, renewals are sent back to back until `invalid_grant` "+
 		"(Keycloak delivers the back-channel logout before its call returns). "+
 		"(6) the binary's bbolt file, loaded through `store/bolt` (one sorted transaction per step); checks through the store API on random "+
 		"recorded sids and on unknown (live) sids; then the binary started on it.\n",
-		r.Plan.Seconds, r.Plan.ColdTokens, r.Plan.RenewWorkers, r.Plan.KCWorkers, r.Plan.Sessions)
+		r.Plan.Seconds, r.Plan.ColdTokens, r.Plan.RenewWorkers, r.Plan.KCWorkers, r.Plan.RenewWorkers, r.Plan.Sessions)
 	if png != "" {
 		fmt.Fprintf(&b, "\n![Latency CDFs of (1)–(4) and the revocation window (5)](%s)\n", png)
 	}
@@ -325,6 +339,35 @@ func (r *Results) Markdown(png string) string {
 		for _, p := range r.Profiles {
 			fmt.Fprintf(&b, "\n<details><summary>%s</summary>\n\n```\n%s```\n</details>\n", p.Name, trimTop(p.Top, 22))
 		}
+	}
+	return b.String()
+}
+
+// delegationRow writes the (4d) row when the run measured delegation.
+func (r *Results) delegationRow(b *strings.Builder) {
+	if r.Delegation.N == 0 {
+		return
+	}
+	t := r.target("4d")
+	fmt.Fprintf(b, "| 4d | Delegation over HTTP ([delegation](delegation.md): the service's token verified, a token for the next service signed), server on 1 core | **%s** server CPU per request over a renewal (%s) | %s | %s | delegation %s, %.0f/s (c=%d), %.0f per server CPU-second (renewal %.0f), server core %.0f %% busy |\n",
+		t.Value, t.Detail, t.Goal, met(t.Met), pcts(r.Delegation), r.Delegation.PerSecond, r.Delegation.Concurrency,
+		r.DelegationPerCPUSecond, r.RenewalPerCPUSecond, 100*r.DelegationServerBusy)
+}
+
+// onlyMarkdown renders what -only delegation measured: rows (4) and (4d) with their raw
+// crypto floors.
+func (r *Results) onlyMarkdown() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Command: `%s` (-only %s, %s run, %s → %s). Machine: %d cores (%s), load average %s at start, %s at end. Keycloak %s.\n\n",
+		r.Command, "delegation", r.Mode, r.Started, r.Finished, r.Machine.CPUs, r.Machine.CPUModel, r.Machine.LoadStart, r.Machine.LoadEnd, r.Machine.Keycloak)
+	b.WriteString("| | Measure | Ratio | Target | | This machine: p50 / p99, throughput (concurrency) |\n|---|---|---|---|---|---|\n")
+	t := r.target("4")
+	fmt.Fprintf(&b, "| 4 | Renewal over HTTP, loopback keep-alive, server on 1 core | **%s** of raw ES256 signing, per CPU-second of one core (%s) | ≥ 50 %% of signing | %s | renewal %s, %.0f/s (c=%d), %.0f per server CPU-second; raw signing %.0f per CPU-second; raw ES256 verify %s |\n",
+		t.Value, t.Detail, met(t.Met), pcts(r.Renewal), r.Renewal.PerSecond, r.Renewal.Concurrency, r.RenewalPerCPUSecond,
+		r.RawSignPerCPUSecond, pcts(r.RawVerify))
+	r.delegationRow(&b)
+	if t := r.target("4d"); !t.Met {
+		fmt.Fprintf(&b, "\n%s\n", r.missedNote(t))
 	}
 	return b.String()
 }

@@ -106,3 +106,27 @@ func TestCumSeconds_ReadsPprofTop(t *testing.T) {
 		t.Errorf("absent = %v", got)
 	}
 }
+
+// TestDelegationRow: row 4d appears only when delegation was measured, with the extra server CPU
+// against a renewal in raw verifications, and -only delegation renders rows 4 and 4d.
+func TestDelegationRow(t *testing.T) {
+	r := &Results{Mode: "full"}
+	r.RawVerify = Dist{P50us: 80}
+	r.RenewalPerCPUSecond, r.RawSignPerCPUSecond = 5000, 25000 // 200 µs per renewal
+	r.evaluate()
+	if md := r.Markdown(""); strings.Contains(md, "| 4d |") {
+		t.Fatalf("row 4d without a delegation run:\n%s", md)
+	}
+	r.Delegation = Dist{N: 100, Concurrency: 16, PerSecond: 900, P50us: 1000, P99us: 2000}
+	r.DelegationPerCPUSecond = 1e6 / 260 // 60 µs more than a renewal: under one verification
+	r.evaluate()
+	if tg := r.target("4d"); !tg.Met || !strings.Contains(tg.Value, "+60.0 µs (0.8×") {
+		t.Fatalf("target 4d: %+v", tg)
+	}
+	r.DelegationPerCPUSecond = 1e6 / 400 // 200 µs more: 2.5 verifications
+	r.evaluate()
+	md := r.onlyMarkdown()
+	if tg := r.target("4d"); tg.Met || !strings.Contains(md, "| 4d |") || !strings.Contains(md, "| 4 |") || !strings.Contains(md, "2.5 raw verifications") {
+		t.Fatalf("target %+v; -only markdown:\n%s", tg, md)
+	}
+}

@@ -101,7 +101,23 @@ func (s *Stack) Renew(ctx context.Context, refreshToken string) (TokenResponse, 
 // CallService calls demo-service with an internal token; it returns the status, the body and
 // the WWW-Authenticate header.
 func (s *Stack) CallService(ctx context.Context, token string) (int, string, string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.ServiceURL(), nil)
+	return s.CallURL(ctx, s.ServiceURL(), token)
+}
+
+// Delegate trades an internal token at tokengate for a delegated one for audience (RFC 8693
+// delegation, docs/delegation.md) as the given service client.
+func (s *Stack) Delegate(ctx context.Context, client, secret, subjectToken, audience string) (TokenResponse, error) {
+	return postForm(ctx, s.TokengateURL()+"/token", client, secret, url.Values{
+		"grant_type":         {"urn:ietf:params:oauth:grant-type:token-exchange"},
+		"subject_token":      {subjectToken},
+		"subject_token_type": {"urn:ietf:params:oauth:token-type:access_token"},
+		"audience":           {audience},
+	}, nil)
+}
+
+// CallURL is CallService for any URL (payments, demo-service's /api/downstream).
+func (s *Stack) CallURL(ctx context.Context, u, token string) (int, string, string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return 0, "", "", err
 	}

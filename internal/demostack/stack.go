@@ -40,6 +40,19 @@ const (
 	SignalsClientSecret = "tokengate-signals-secret-0123456789"
 	// SignalsPollInterval is the demo's pause between polls of Keycloak's stream.
 	SignalsPollInterval = 500 * time.Millisecond
+	// PaymentsAudience is the second demo service (demo-service started again as payments):
+	// demo-service calls it with a delegated token (docs/delegation.md).
+	PaymentsAudience = "payments"
+	// LedgerAudience is where payments may delegate on (a chain of two actors).
+	LedgerAudience = "ledger"
+	// ServiceTokengateSecret is demo-service's client secret at tokengate (it delegates).
+	ServiceTokengateSecret = "demo-service-at-tokengate-secret-0123456789"
+	// PaymentsTokengateSecret is payments' client secret at tokengate (it delegates to ledger).
+	PaymentsTokengateSecret = "payments-at-tokengate-secret-0123456789-ab"
+	// PaymentsStreamSecret and LedgerStreamSecret let those services create their own
+	// revocation streams (ssf.receivers).
+	PaymentsStreamSecret = "payments-stream-secret-0123456789-abcdefgh"
+	LedgerStreamSecret   = "ledger-stream-secret-0123456789-abcdefghij"
 )
 
 // Binaries are the built executables.
@@ -100,7 +113,12 @@ type Stack struct {
 	Bin  Binaries
 
 	KCPort, TGPort, TGAdminPort, BFFPort, ServicePort int
-	TTL, RecheckAfter                                 time.Duration
+	// PaymentsPort is the port of payments (StartPayments).
+	PaymentsPort int
+	// DownstreamURL is where demo-service's GET /api/downstream sends its delegated token;
+	// empty: payments (PaymentsURL). The demo puts a recording proxy there.
+	DownstreamURL     string
+	TTL, RecheckAfter time.Duration
 	// KeycloakVersion selects the Keycloak distribution (KEYCLOAK_VERSION of
 	// scripts/keycloak.sh); empty: the script's default.
 	KeycloakVersion string
@@ -130,7 +148,7 @@ type Client struct {
 // NewStack picks free ports (the Keycloak port may be preset by the caller).
 func NewStack(root, work string, bin Binaries, ttl, recheck time.Duration) (*Stack, error) {
 	s := &Stack{Root: root, Work: work, Bin: bin, TTL: ttl, RecheckAfter: recheck, procs: map[string]*Proc{}}
-	for _, p := range []*int{&s.KCPort, &s.TGPort, &s.TGAdminPort, &s.BFFPort, &s.ServicePort} {
+	for _, p := range []*int{&s.KCPort, &s.TGPort, &s.TGAdminPort, &s.BFFPort, &s.ServicePort, &s.PaymentsPort} {
 		port, err := FreePort()
 		if err != nil {
 			return nil, err
@@ -148,6 +166,23 @@ func (s *Stack) AdminURL() string       { return fmt.Sprintf("http://127.0.0.1:%
 func (s *Stack) BFFURL() string         { return fmt.Sprintf("http://127.0.0.1:%d", s.BFFPort) }
 func (s *Stack) ServiceURL() string {
 	return fmt.Sprintf("http://127.0.0.1:%d/api/whoami", s.ServicePort)
+}
+
+// ServiceDownstreamURL is demo-service's endpoint that delegates to payments.
+func (s *Stack) ServiceDownstreamURL() string {
+	return fmt.Sprintf("http://127.0.0.1:%d/api/downstream", s.ServicePort)
+}
+
+// PaymentsURL is payments' whoami endpoint.
+func (s *Stack) PaymentsURL() string {
+	return fmt.Sprintf("http://127.0.0.1:%d/api/whoami", s.PaymentsPort)
+}
+
+func (s *Stack) downstreamURL() string {
+	if s.DownstreamURL != "" {
+		return s.DownstreamURL
+	}
+	return s.PaymentsURL()
 }
 func (s *Stack) kcRunDir() string { return filepath.Join(s.Work, "keycloak") }
 
@@ -243,7 +278,9 @@ func (s *Stack) TokengateConfig() config.Config {
 		Admin:   config.Admin{Tokens: []config.AdminToken{{Name: "demo", SHA256: hash(AdminToken)}}},
 		Clients: s.clients(hash),
 		SSF: config.SSF{Receivers: []config.SSFReceiver{{ID: "demo-service", Audience: Audience,
-			SecretSHA256: hash(ServiceStreamSecret)}}},
+			SecretSHA256: hash(ServiceStreamSecret)},
+			{ID: PaymentsAudience, Audience: PaymentsAudience, SecretSHA256: hash(PaymentsStreamSecret)},
+			{ID: LedgerAudience, Audience: LedgerAudience, SecretSHA256: hash(LedgerStreamSecret)}}},
 	}
 	if s.SharedSignals {
 		c.Upstream.SharedSignals = config.SharedSignals{Enabled: true, ClientID: SignalsClientID,
@@ -260,6 +297,10 @@ func (s *Stack) clients(hash func(string) string) []config.Client {
 		out = append(out, config.Client{ID: c.ID, SecretSHA256: hash(c.Secret), Audiences: []string{Audience},
 			UpstreamClients: c.UpstreamClients})
 	}
+	// The services delegate (docs/delegation.md): demo-service → payments → ledger.
+	out = append(out,
+		config.Client{ID: Audience, SecretSHA256: hash(ServiceTokengateSecret), DelegateTo: []string{PaymentsAudience}},
+		config.Client{ID: PaymentsAudience, SecretSHA256: hash(PaymentsTokengateSecret), DelegateTo: []string{LedgerAudience}})
 	return out
 }
 
@@ -279,11 +320,21 @@ func (s *Stack) StartTokengate(ctx context.Context) error {
 		s.Bin.Tokengate, "serve", "--config", cfgPath)
 }
 
-// StartService starts demo-service.
+// StartService starts demo-service; its GET /api/downstream delegates to payments.
 func (s *Stack) StartService(ctx context.Context) error {
 	return s.startEnv(ctx, "demo-service", fmt.Sprintf("http://127.0.0.1:%d/status", s.ServicePort),
-		[]string{"TOKENGATE_STREAM_SECRET=" + ServiceStreamSecret}, s.Bin.Service,
-		"-listen", fmt.Sprintf("127.0.0.1:%d", s.ServicePort), "-issuer", s.TokengateURL(), "-audience", Audience)
+		[]string{"TOKENGATE_STREAM_SECRET=" + ServiceStreamSecret, "TOKENGATE_CLIENT_SECRET=" + ServiceTokengateSecret}, s.Bin.Service,
+		"-listen", fmt.Sprintf("127.0.0.1:%d", s.ServicePort), "-issuer", s.TokengateURL(), "-audience", Audience,
+		"-client-id", Audience, "-call", s.downstreamURL(), "-call-audience", PaymentsAudience)
+}
+
+// StartPayments starts payments: demo-service again, for audience payments, accepting only
+// tokens demo-service obtained by delegation, following its own revocation stream.
+func (s *Stack) StartPayments(ctx context.Context) error {
+	return s.startEnv(ctx, PaymentsAudience, fmt.Sprintf("http://127.0.0.1:%d/status", s.PaymentsPort),
+		[]string{"TOKENGATE_STREAM_SECRET=" + PaymentsStreamSecret}, s.Bin.Service,
+		"-listen", fmt.Sprintf("127.0.0.1:%d", s.PaymentsPort), "-issuer", s.TokengateURL(), "-audience", PaymentsAudience,
+		"-require-actor", Audience)
 }
 
 // StartBFF starts demo-bff with its DEMO-ONLY debug endpoints on.
@@ -385,7 +436,7 @@ func (s *Stack) Stop(name string, sig syscall.Signal) error {
 
 // StopAll stops the processes this stack started (not Keycloak).
 func (s *Stack) StopAll() {
-	for _, n := range []string{"demo-bff", "demo-service", "tokengate"} {
+	for _, n := range []string{"demo-bff", "demo-service", PaymentsAudience, "tokengate"} {
 		_ = s.Stop(n, syscall.SIGTERM)
 	}
 }

@@ -2,6 +2,7 @@ package demostack
 
 import (
 	"bytes"
+	"strings"
 	"testing"
 	"time"
 
@@ -25,7 +26,16 @@ func TestTokengateConfig_LoadsAsWritten(t *testing.T) {
 		t.Fatalf("%v\n%s", err, b)
 	}
 	if got.Issuer != s.TokengateURL() || got.Tokens.TTL.D() != 30*time.Second || got.Tokens.RecheckAfter.D() != 5*time.Second ||
-		len(got.Upstream.ForwardLogoutTo) != 1 || len(got.SSF.Receivers) != 1 || got.Clients[0].SecretHash() == ([32]byte{}) {
+		len(got.Upstream.ForwardLogoutTo) != 1 || len(got.SSF.Receivers) != 3 || got.Clients[0].SecretHash() == ([32]byte{}) {
 		t.Fatalf("unexpected configuration: %+v", got)
+	}
+	delegates := map[string]string{}
+	for _, c := range got.Clients {
+		if len(c.DelegateTo) > 0 {
+			delegates[c.ID] = strings.Join(c.DelegateTo, ",")
+		}
+	}
+	if delegates[Audience] != PaymentsAudience || delegates[PaymentsAudience] != LedgerAudience || len(delegates) != 2 {
+		t.Fatalf("delegating clients %v, want demo-service → payments → ledger", delegates)
 	}
 }
