@@ -12,14 +12,9 @@ import (
 
 	"github.com/tokengate/tokengate/internal/store"
 	"github.com/tokengate/tokengate/internal/upstream/jwks"
+	"github.com/tokengate/tokengate/verifier/jwksfetch"
 	"github.com/tokengate/tokengate/verifier/secevent"
 )
-
-// algorithms are the SET signature algorithms accepted: asymmetric only, never none or HS*.
-var algorithms = []jose.SignatureAlgorithm{
-	jose.RS256, jose.RS384, jose.RS512, jose.PS256, jose.PS384, jose.PS512,
-	jose.ES256, jose.ES384, jose.ES512, jose.EdDSA,
-}
 
 // outcome is what became of one SET: acknowledged (neither field set), refused (err) or left
 // for redelivery (retry).
@@ -72,7 +67,7 @@ func outcomeName(o outcome) string {
 // verify checks the SET's signature and claims. failed is true when the SET was refused or is
 // to be retried before its events could be read.
 func (r *Receiver) verify(ctx context.Context, c *conn, jti, raw string) (s secevent.SET, failed bool, o outcome) {
-	jws, err := jose.ParseSignedCompact(raw, algorithms)
+	jws, err := jose.ParseSignedCompact(raw, jwksfetch.Algorithms) // asymmetric only, never none or HS*
 	if err != nil {
 		return s, true, refuse(secevent.CodeInvalidRequest, "not a JWS with an accepted algorithm: %v", err)
 	}

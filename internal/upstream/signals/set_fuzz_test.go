@@ -20,6 +20,7 @@ import (
 
 	"github.com/tokengate/tokengate/internal/store"
 	"github.com/tokengate/tokengate/internal/upstream/jwks"
+	"github.com/tokengate/tokengate/verifier/jwksfetch"
 	"github.com/tokengate/tokengate/verifier/secevent"
 )
 
@@ -142,7 +143,7 @@ func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
 // signature verifies with the transmitter's public key, checked without the receiver's code.
 func signedByTrustedKey(raw string) ([]byte, bool) {
 	trusted, _ := fuzzKeys()
-	jws, err := jose.ParseSignedCompact(raw, algorithms)
+	jws, err := jose.ParseSignedCompact(raw, jwksfetch.Algorithms)
 	if err != nil || len(jws.Signatures) != 1 {
 		return nil, false
 	}
@@ -264,7 +265,7 @@ func FuzzSET(f *testing.F) {
 			len(s.Events) != 1 {
 			t.Fatalf("acknowledged a SET with claims %s", payload)
 		}
-		jws, _ := jose.ParseSignedCompact(raw, algorithms)
+		jws, _ := jose.ParseSignedCompact(raw, jwksfetch.Algorithms)
 		if typ, ok := jws.Signatures[0].Protected.ExtraHeaders[jose.HeaderType]; ok {
 			if ts, _ := typ.(string); !strings.EqualFold(ts, "secevent+jwt") && !strings.EqualFold(ts, "application/secevent+jwt") {
 				t.Fatalf("acknowledged a SET of typ %v", typ)
