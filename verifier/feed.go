@@ -61,14 +61,10 @@ func (v *Verifier) subscribe(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("verifier: stream configuration: %w", err)
 	}
-	switch {
-	case sc.Issuer != v.cfg.Issuer:
-		return fmt.Errorf("verifier: stream %q has iss %q, want %q", sc.StreamID, sc.Issuer, v.cfg.Issuer)
-	case sc.Delivery.Method != secevent.DeliveryPoll || sc.Delivery.EndpointURL == "":
-		return fmt.Errorf("verifier: stream %q is not delivered by polling (%q)", sc.StreamID, sc.Delivery.Method)
-	case len(sc.Audience) != 1:
-		return fmt.Errorf("verifier: stream %q has %d audiences, want one", sc.StreamID, len(sc.Audience))
-	case !slices.Contains(sc.EventsDelivered, secevent.EventSessionRevoked):
+	if err := sc.CheckPoll(v.cfg.Issuer); err != nil {
+		return fmt.Errorf("verifier: %w", err)
+	}
+	if !slices.Contains(sc.EventsDelivered, secevent.EventSessionRevoked) {
 		return fmt.Errorf("verifier: stream %q does not deliver session-revoked events", sc.StreamID)
 	}
 	v.streamID, v.pollURL, v.setAud = sc.StreamID, sc.Delivery.EndpointURL, sc.Audience[0]

@@ -257,6 +257,21 @@ type StreamConfiguration struct {
 	InactivityTimeout int `json:"inactivity_timeout,omitempty"`
 }
 
+// CheckPoll refuses a stream configuration a receiver cannot follow by polling: its iss must
+// be the transmitter's issuer, its delivery poll (RFC 8936) with an endpoint_url, and its aud
+// one value, the aud of its SETs (SSF 1.0 §8.1.1).
+func (sc *StreamConfiguration) CheckPoll(issuer string) error {
+	switch {
+	case sc.Issuer != issuer:
+		return fmt.Errorf("stream %q has iss %q, want %q", sc.StreamID, sc.Issuer, issuer)
+	case sc.Delivery.Method != DeliveryPoll || sc.Delivery.EndpointURL == "":
+		return fmt.Errorf("stream %q is delivered by %q, not by polling; delete it or set its delivery to poll", sc.StreamID, sc.Delivery.Method)
+	case len(sc.Audience) != 1:
+		return fmt.Errorf("stream %q has %d audiences, want one", sc.StreamID, len(sc.Audience))
+	}
+	return nil
+}
+
 // StreamURL is the configuration endpoint addressing one stream by its stream_id query
 // parameter (SSF 1.0 §8.1.1.2, §8.1.1.5).
 func StreamURL(endpoint, id string) string {

@@ -35,7 +35,7 @@ func TestAudience_OneIsAStringManyAnArray(t *testing.T) {
 func TestSET_WrittenAsSSFProfiles(t *testing.T) {
 	iat := int64(1_700_000_000)
 	s := secevent.SET{Issuer: "https://tg", Audience: secevent.Audience{"orders"}, JTI: "1-x", IssuedAt: &iat,
-		SubID: &secevent.SubjectID{Format: secevent.FormatOpaque, ID: "sid-1"},
+		SubID:  &secevent.SubjectID{Format: secevent.FormatOpaque, ID: "sid-1"},
 		Events: map[string]json.RawMessage{secevent.EventSessionRevoked: secevent.EventBody(secevent.Event{EventTimestamp: &iat, InitiatingEntity: "user"})}}
 	b, err := json.Marshal(s)
 	if err != nil {
@@ -91,6 +91,30 @@ func TestIsSETType(t *testing.T) {
 	for typ, want := range map[string]bool{"secevent+jwt": true, "application/SECEVENT+JWT": true, "JWT": false, "": false, "at+jwt": false} {
 		if secevent.IsSETType(typ) != want {
 			t.Errorf("IsSETType(%q) = %v", typ, !want)
+		}
+	}
+}
+
+// TestCheckPoll: a stream is followed only with the transmitter's iss, poll delivery to an
+// endpoint and one aud.
+func TestCheckPoll(t *testing.T) {
+	good := secevent.StreamConfiguration{StreamID: "s", Issuer: "https://tg", Audience: secevent.Audience{"orders"},
+		Delivery: secevent.Delivery{Method: secevent.DeliveryPoll, EndpointURL: "https://tg/ssf/poll/s"}}
+	if err := good.CheckPoll("https://tg"); err != nil {
+		t.Fatal(err)
+	}
+	for name, edit := range map[string]func(*secevent.StreamConfiguration){
+		"other iss":   func(sc *secevent.StreamConfiguration) { sc.Issuer = "https://evil" },
+		"push":        func(sc *secevent.StreamConfiguration) { sc.Delivery.Method = secevent.DeliveryPush },
+		"no endpoint": func(sc *secevent.StreamConfiguration) { sc.Delivery.EndpointURL = "" },
+		"two aud":     func(sc *secevent.StreamConfiguration) { sc.Audience = append(sc.Audience, "x") },
+		"no aud":      func(sc *secevent.StreamConfiguration) { sc.Audience = nil },
+	} {
+		sc := good
+		sc.Audience = append(secevent.Audience(nil), good.Audience...)
+		edit(&sc)
+		if err := sc.CheckPoll("https://tg"); err == nil {
+			t.Errorf("%s: accepted", name)
 		}
 	}
 }

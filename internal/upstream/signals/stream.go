@@ -238,12 +238,9 @@ func (r *Receiver) checkStream(sc *secevent.StreamConfiguration) error {
 	switch {
 	case sc.StreamID == "":
 		return errors.New("stream has no stream_id")
-	case sc.Issuer != r.cfg.Issuer:
-		return fmt.Errorf("stream %s has iss %q, want %q", sc.StreamID, sc.Issuer, r.cfg.Issuer)
-	case sc.Delivery.Method != secevent.DeliveryPoll || sc.Delivery.EndpointURL == "":
-		return fmt.Errorf("stream %s is delivered by %q, not by polling; delete it or set its delivery to poll", sc.StreamID, sc.Delivery.Method)
-	case len(sc.Audience) != 1:
-		return fmt.Errorf("stream %s has %d audiences, want one", sc.StreamID, len(sc.Audience))
+	}
+	if err := sc.CheckPoll(r.cfg.Issuer); err != nil {
+		return err
 	}
 	if err := r.origins.check("stream "+sc.StreamID+"'s delivery endpoint_url", sc.Delivery.EndpointURL); err != nil {
 		return err
