@@ -106,7 +106,7 @@ type SubjectID struct {
 // written as one string when it holds one value.
 type Audience []string
 
-// UnmarshalJSON reads a string or an array of strings.
+// UnmarshalJSON reads a string or an array of strings (RFC 7519 §4.1.3).
 func (a *Audience) UnmarshalJSON(b []byte) error {
 	var one string
 	if err := json.Unmarshal(b, &one); err == nil {
@@ -121,7 +121,8 @@ func (a *Audience) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// MarshalJSON writes one value as a string, any other number of values as an array.
+// MarshalJSON writes one value as a string, any other number of values as an array (RFC 7519
+// §4.1.3).
 func (a Audience) MarshalJSON() ([]byte, error) {
 	if len(a) == 1 {
 		return json.Marshal(a[0])
@@ -129,10 +130,11 @@ func (a Audience) MarshalJSON() ([]byte, error) {
 	return json.Marshal([]string(a))
 }
 
-// Is reports whether the audience is exactly aud: one value, equal to aud.
+// Is reports whether the audience is exactly aud: one value, equal to aud (as a stream's SETs
+// carry it, SSF 1.0 §8.1.1).
 func (a Audience) Is(aud string) bool { return len(a) == 1 && a[0] == aud }
 
-// Contains reports whether aud is one of the audience's values.
+// Contains reports whether aud is one of the audience's values (RFC 7519 §4.1.3).
 func (a Audience) Contains(aud string) bool {
 	for _, x := range a {
 		if x == aud {
@@ -182,13 +184,14 @@ type Event struct {
 	Subject *SubjectID `json:"subject,omitempty"`
 }
 
-// EventBody encodes an event body for SET.Events.
+// EventBody encodes an event body for SET.Events (RFC 8417 §2.2 events).
 func EventBody(e Event) json.RawMessage {
 	b, _ := json.Marshal(e) // strings, numbers and maps of strings: cannot fail
 	return b
 }
 
-// Event decodes the body of event type uri; ok is false when the SET has no such event.
+// Event decodes the body of event type uri (RFC 8417 §2.2 events); ok is false when the SET
+// has no such event.
 func (s *SET) Event(uri string) (e Event, ok bool, err error) {
 	raw, ok := s.Events[uri]
 	if !ok {
