@@ -9,6 +9,7 @@ import (
 
 	"github.com/tokengate/tokengate/internal/ssf"
 	"github.com/tokengate/tokengate/issuer"
+	"github.com/tokengate/tokengate/verifier/secevent"
 )
 
 // errorFormat is how one of the three APIs spells an error response: the members of its JSON
@@ -112,11 +113,11 @@ func (s *Server) writeIssuerError(c *gin.Context, err error) {
 // ssfStatus maps a delivery error code (RFC 8935 §2.3) to its HTTP status.
 func ssfStatus(code string) int {
 	switch code {
-	case ssf.CodeInvalidRequest:
+	case secevent.CodeInvalidRequest:
 		return http.StatusBadRequest
-	case ssf.CodeAuthenticationFailed:
+	case secevent.CodeAuthenticationFailed:
 		return http.StatusUnauthorized
-	case ssf.CodeAccessDenied:
+	case secevent.CodeAccessDenied:
 		return http.StatusForbidden
 	case ssf.CodeTemporarilyUnavailable:
 		return http.StatusServiceUnavailable

@@ -13,24 +13,25 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/tokengate/tokengate/internal/ssf"
+	"github.com/tokengate/tokengate/verifier/secevent"
 )
 
 // SSFReceivers is what the SSF configuration endpoints call (SSF 1.0 §6, §8.1.1): the
 // transmitter's metadata, and streams as receivers see and manage them.
 type SSFReceivers interface {
-	Metadata() ssf.Metadata
+	Metadata() secevent.Metadata
 	Authenticate(ctx context.Context, id, token string) error
 	StreamsFor(ctx context.Context, token string) ([]string, error)
-	StreamConfiguration(id string) (ssf.StreamConfiguration, error)
+	StreamConfiguration(id string) (secevent.StreamConfiguration, error)
 	Receiver(token string) (string, error)
-	CreateReceiverStream(ctx context.Context, receiver, description string) (ssf.StreamConfiguration, error)
+	CreateReceiverStream(ctx context.Context, receiver, description string) (secevent.StreamConfiguration, error)
 	DeleteReceiverStream(ctx context.Context, receiver, id string) error
 }
 
 // SSFPoller is what the poll endpoint calls (RFC 8936).
 type SSFPoller interface {
 	Authenticate(ctx context.Context, id, token string) error
-	Poll(ctx context.Context, id string, req ssf.PollRequest, wait time.Duration) (ssf.PollResponse, error)
+	Poll(ctx context.Context, id string, req secevent.PollRequest, wait time.Duration) (secevent.PollResponse, error)
 }
 
 // SSF is the Shared Signals transmitter (package ssf) behind the public SSF routes.
@@ -56,7 +57,7 @@ const maxPollHold = 30 * time.Second
 func (s *Server) mountSSF(root *gin.Engine, g *gin.RouterGroup) {
 	tx := s.ssf
 	// SSF 1.0 §6.2: the well-known suffix goes between the host and the issuer's path.
-	root.GET("/.well-known/ssf-configuration"+s.prefix, func(c *gin.Context) {
+	root.GET(secevent.WellKnownPath+s.prefix, func(c *gin.Context) {
 		c.Header("Cache-Control", "public, max-age=300")
 		c.JSON(http.StatusOK, tx.Metadata())
 	})
@@ -105,7 +106,7 @@ func (s *Server) ssfStreamConfiguration(c *gin.Context, tx SSFReceivers) {
 		}
 		sc, err := tx.StreamConfiguration(id)
 		if err != nil {
-			writeError(c, ssfErrors, http.StatusNotFound, ssf.CodeInvalidRequest, "no such stream")
+			writeError(c, ssfErrors, http.StatusNotFound, secevent.CodeInvalidRequest, "no such stream")
 			return
 		}
 		c.Header("Cache-Control", "no-store")
@@ -117,7 +118,7 @@ func (s *Server) ssfStreamConfiguration(c *gin.Context, tx SSFReceivers) {
 		s.ssfAuthFailed(c, err)
 		return
 	}
-	list := []ssf.StreamConfiguration{}
+	list := []secevent.StreamConfiguration{}
 	for _, id := range ids {
 		if sc, err := tx.StreamConfiguration(id); err == nil {
 			list = append(list, sc)
@@ -146,16 +147,16 @@ func (s *Server) ssfCreateStream(c *gin.Context, tx SSFReceivers) {
 	if !readJSON(c, ssfErrors, false, &req) {
 		return
 	}
-	if req.Delivery != nil && req.Delivery.Method != ssf.DeliveryPoll {
-		writeError(c, ssfErrors, http.StatusBadRequest, ssf.CodeInvalidRequest, "only poll delivery ("+ssf.DeliveryPoll+") is offered")
+	if req.Delivery != nil && req.Delivery.Method != secevent.DeliveryPoll {
+		writeError(c, ssfErrors, http.StatusBadRequest, secevent.CodeInvalidRequest, "only poll delivery ("+secevent.DeliveryPoll+") is offered")
 		return
 	}
 	sc, err := tx.CreateReceiverStream(c.Request.Context(), receiver, req.Description)
 	switch {
 	case errors.Is(err, ssf.ErrInvalidStream):
-		writeError(c, ssfErrors, http.StatusBadRequest, ssf.CodeInvalidRequest, err.Error())
+		writeError(c, ssfErrors, http.StatusBadRequest, secevent.CodeInvalidRequest, err.Error())
 	case errors.Is(err, ssf.ErrTooManyStreams):
-		writeError(c, ssfErrors, http.StatusForbidden, ssf.CodeAccessDenied, "this receiver has too many streams; delete unused ones (they also expire without polls)")
+		writeError(c, ssfErrors, http.StatusForbidden, secevent.CodeAccessDenied, "this receiver has too many streams; delete unused ones (they also expire without polls)")
 	case err != nil:
 		writeError(c, ssfErrors, http.StatusServiceUnavailable, ssf.CodeTemporarilyUnavailable, "the stream could not be stored")
 	default:
@@ -174,7 +175,7 @@ func (s *Server) ssfDeleteStream(c *gin.Context, tx SSFReceivers) {
 	}
 	switch err := tx.DeleteReceiverStream(c.Request.Context(), receiver, c.Query("stream_id")); {
 	case errors.Is(err, ssf.ErrNoStream):
-		writeError(c, ssfErrors, http.StatusNotFound, ssf.CodeInvalidRequest, "no stream of this receiver has this id")
+		writeError(c, ssfErrors, http.StatusNotFound, secevent.CodeInvalidRequest, "no stream of this receiver has this id")
 	case err != nil:
 		writeError(c, ssfErrors, http.StatusServiceUnavailable, ssf.CodeTemporarilyUnavailable, "the stream could not be deleted")
 	default:
@@ -191,7 +192,7 @@ func (s *Server) ssfPoll(c *gin.Context, tx SSFPoller) {
 		s.ssfAuthFailed(c, err)
 		return
 	}
-	var req ssf.PollRequest
+	var req secevent.PollRequest
 	if !readJSON(c, ssfErrors, false, &req) {
 		return
 	}

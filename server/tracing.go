@@ -9,8 +9,8 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/tokengate/tokengate/internal/ssf"
 	"github.com/tokengate/tokengate/internal/tracing"
+	"github.com/tokengate/tokengate/verifier/secevent"
 )
 
 // traceContext reads a caller's W3C traceparent (and tracestate, which the sampler drops).
@@ -44,15 +44,15 @@ func (s *Server) traced() gin.HandlerFunc {
 
 // pollSpan wraps one authenticated RFC 8936 poll of stream id in a span: the acknowledgements
 // and errors it carried, the SETs answered, how long it was held.
-func (s *Server) pollSpan(c *gin.Context, id string, req *ssf.PollRequest) func(resp ssf.PollResponse) {
+func (s *Server) pollSpan(c *gin.Context, id string, req *secevent.PollRequest) func(resp secevent.PollResponse) {
 	ctx, span := tracing.Start(c.Request.Context(), s.tracer, "ssf.Poll")
 	if !span.IsRecording() {
-		return func(ssf.PollResponse) { span.End() }
+		return func(secevent.PollResponse) { span.End() }
 	}
 	c.Request = c.Request.WithContext(ctx)
 	span.SetAttributes(attribute.String("tokengate.ssf.stream_id", id), attribute.Int("tokengate.ssf.acks", len(req.Ack)),
 		attribute.Int("tokengate.ssf.set_errs", len(req.SETErrs)), attribute.Bool("tokengate.ssf.return_immediately", req.ReturnImmediately))
-	return func(resp ssf.PollResponse) {
+	return func(resp secevent.PollResponse) {
 		span.SetAttributes(attribute.Int("tokengate.ssf.sets", len(resp.Sets)), attribute.Bool("tokengate.ssf.more_available", resp.MoreAvailable))
 		span.End()
 	}

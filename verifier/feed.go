@@ -9,15 +9,15 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
-	"net/url"
 	"os"
+	"slices"
 	"strconv"
-	"strings"
 	"time"
+
+	"github.com/tokengate/tokengate/verifier/secevent"
 )
 
 const (
-	deliveryPoll = "urn:ietf:rfc:8936"
 	// maxEventsPerPoll is how many SETs one poll asks for.
 	maxEventsPerPoll = 100
 	// maxHold is the longest hold tokengate grants a poll.
@@ -29,44 +29,28 @@ const (
 
 // subscribe reads tokengate's SSF configuration and this service's stream configuration.
 func (v *Verifier) subscribe(ctx context.Context) error {
-	u, err := url.Parse(v.cfg.Issuer)
-	if err != nil || u.Host == "" {
-		return fmt.Errorf("verifier: issuer %q is not a URL", v.cfg.Issuer)
+	mdURL, err := secevent.MetadataURL(v.cfg.Issuer)
+	if err != nil {
+		return fmt.Errorf("verifier: %w", err)
 	}
-	// SSF 1.0 §6.2: the well-known suffix goes between the host and the issuer's path.
-	u.Path = "/.well-known/ssf-configuration" + strings.TrimSuffix(u.Path, "/")
-	var md struct {
-		Issuer                string   `json:"issuer"`
-		ConfigurationEndpoint string   `json:"configuration_endpoint"`
-		Delivery              []string `json:"delivery_methods_supported"`
-	}
-	if err := v.getJSON(ctx, u.String(), "", &md); err != nil {
+	var md secevent.Metadata
+	if err := v.getJSON(ctx, mdURL, "", &md); err != nil {
 		return fmt.Errorf("verifier: SSF configuration: %w", err)
 	}
 	if md.Issuer != v.cfg.Issuer {
 		return fmt.Errorf("verifier: SSF configuration names issuer %q, want %q", md.Issuer, v.cfg.Issuer)
 	}
-	if md.ConfigurationEndpoint == "" || !containsString(md.Delivery, deliveryPoll) {
+	if md.ConfigurationEndpoint == "" || !slices.Contains(md.DeliveryMethodsSupported, secevent.DeliveryPoll) {
 		return errors.New("verifier: the transmitter offers no stream configuration endpoint or no poll delivery")
 	}
-	type streamConfig struct {
-		StreamID string   `json:"stream_id"`
-		Issuer   string   `json:"iss"`
-		Audience audience `json:"aud"`
-		Delivery struct {
-			Method      string `json:"method"`
-			EndpointURL string `json:"endpoint_url"`
-		} `json:"delivery"`
-		EventsDelivered []string `json:"events_delivered"`
-	}
 	v.configURL = md.ConfigurationEndpoint
-	var sc streamConfig
+	var sc secevent.StreamConfiguration
 	if v.cfg.OwnStream {
 		err = v.createStream(ctx, &sc)
 	} else if v.cfg.StreamID != "" {
-		err = v.getJSON(ctx, md.ConfigurationEndpoint+"?stream_id="+url.QueryEscape(v.cfg.StreamID), v.cfg.StreamSecret, &sc)
+		err = v.getJSON(ctx, secevent.StreamURL(md.ConfigurationEndpoint, v.cfg.StreamID), v.cfg.StreamSecret, &sc)
 	} else {
-		var list []streamConfig
+		var list []secevent.StreamConfiguration
 		if err = v.getJSON(ctx, md.ConfigurationEndpoint, v.cfg.StreamSecret, &list); err == nil {
 			if len(list) != 1 {
 				return fmt.Errorf("verifier: the stream credential names %d streams; set StreamID", len(list))
@@ -77,14 +61,10 @@ func (v *Verifier) subscribe(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("verifier: stream configuration: %w", err)
 	}
-	switch {
-	case sc.Issuer != v.cfg.Issuer:
-		return fmt.Errorf("verifier: stream %q has iss %q, want %q", sc.StreamID, sc.Issuer, v.cfg.Issuer)
-	case sc.Delivery.Method != deliveryPoll || sc.Delivery.EndpointURL == "":
-		return fmt.Errorf("verifier: stream %q is not delivered by polling (%q)", sc.StreamID, sc.Delivery.Method)
-	case len(sc.Audience) != 1:
-		return fmt.Errorf("verifier: stream %q has %d audiences, want one", sc.StreamID, len(sc.Audience))
-	case !containsString(sc.EventsDelivered, EventSessionRevoked):
+	if err := sc.CheckPoll(v.cfg.Issuer); err != nil {
+		return fmt.Errorf("verifier: %w", err)
+	}
+	if !slices.Contains(sc.EventsDelivered, secevent.EventSessionRevoked) {
 		return fmt.Errorf("verifier: stream %q does not deliver session-revoked events", sc.StreamID)
 	}
 	v.streamID, v.pollURL, v.setAud = sc.StreamID, sc.Delivery.EndpointURL, sc.Audience[0]
@@ -99,17 +79,17 @@ func (v *Verifier) getJSON(ctx context.Context, u, secret string, out any) error
 // createStream creates this process's stream (SSF 1.0 §8.1.1.1) with the receiver credential.
 func (v *Verifier) createStream(ctx context.Context, out any) error {
 	host, _ := os.Hostname()
-	body, _ := json.Marshal(map[string]any{
-		"delivery":         map[string]string{"method": deliveryPoll},
-		"events_requested": []string{EventSessionRevoked, EventSigningKeyRevoked},
-		"description":      fmt.Sprintf("%s on %s (pid %d)", v.cfg.Audience, host, os.Getpid()),
+	body, _ := json.Marshal(secevent.StreamConfiguration{
+		Delivery:        secevent.Delivery{Method: secevent.DeliveryPoll},
+		EventsRequested: []string{secevent.EventSessionRevoked, secevent.EventSigningKeyRevoked},
+		Description:     fmt.Sprintf("%s on %s (pid %d)", v.cfg.Audience, host, os.Getpid()),
 	})
 	return v.call(ctx, http.MethodPost, v.configURL, v.cfg.StreamSecret, body, http.StatusCreated, out)
 }
 
 // deleteStream deletes this process's stream.
 func (v *Verifier) deleteStream(ctx context.Context) error {
-	u := v.configURL + "?stream_id=" + url.QueryEscape(v.streamID)
+	u := secevent.StreamURL(v.configURL, v.streamID)
 	if err := v.call(ctx, http.MethodDelete, u, v.cfg.StreamSecret, nil, http.StatusNoContent, nil); err != nil {
 		return fmt.Errorf("verifier: delete stream %s: %w", v.streamID, err)
 	}
@@ -146,17 +126,6 @@ func (v *Verifier) call(ctx context.Context, method, u, secret string, body []by
 	return json.Unmarshal(raw, out)
 }
 
-// setErrorJSON and pollResponse are RFC 8936 §2.2 and §2.3.
-type setErrorJSON struct {
-	Err         string `json:"err"`
-	Description string `json:"description"`
-}
-
-type pollResponse struct {
-	Sets          map[string]string `json:"sets"`
-	MoreAvailable bool              `json:"moreAvailable"`
-}
-
 // follow long-polls the stream until ctx ends: each answer's SETs are verified and applied,
 // then acknowledged with the next poll; refused SETs are reported in setErrs; SETs that cannot
 // be verified now are left unacknowledged, so they come again.
@@ -169,7 +138,7 @@ func (v *Verifier) follow(ctx context.Context) {
 	}
 	var (
 		acks    []string
-		errs    = map[string]setErrorJSON{}
+		errs    = map[string]secevent.SETError{}
 		backoff = minBackoff
 		failing bool
 	)
@@ -184,7 +153,7 @@ func (v *Verifier) follow(ctx context.Context) {
 				// The stream is gone (deleted after a long silence): a new one starts with the
 				// events still in the log.
 				if err = v.recreate(ctx); err == nil {
-					acks, errs = nil, map[string]setErrorJSON{}
+					acks, errs = nil, map[string]secevent.SETError{}
 					continue
 				}
 			}
@@ -209,7 +178,7 @@ func (v *Verifier) follow(ctx context.Context) {
 		backoff = minBackoff
 		v.connected.Store(true)
 		v.lastHeard.Store(v.cfg.Now().UnixNano())
-		acks, errs = acks[:0], map[string]setErrorJSON{}
+		acks, errs = acks[:0], map[string]secevent.SETError{}
 		now := v.cfg.Now()
 		for jti, raw := range resp.Sets {
 			r, err := v.VerifySET(ctx, raw)
@@ -220,11 +189,11 @@ func (v *Verifier) follow(ctx context.Context) {
 				v.log.Warn("verifier: SET cannot be verified now; it will come again", "stream", v.streamID, "jti", jti, "error", err.Error())
 			case err != nil:
 				v.setRefused.Add(1)
-				errs[jti] = setErrorJSON{Err: errCode(err), Description: err.Error()}
+				errs[jti] = secevent.SETError{Code: errCode(err), Description: err.Error()}
 				v.log.Warn("verifier: SET refused", "stream", v.streamID, "jti", jti, "error", err.Error())
 			case r != nil && r.JTI != jti:
 				v.setRefused.Add(1)
-				errs[jti] = setErrorJSON{Err: "invalid_request", Description: "the SET's jti differs from its key in sets"}
+				errs[jti] = secevent.SETError{Code: "invalid_request", Description: "the SET's jti differs from its key in sets"}
 			case r != nil && r.KeyID != "" && !v.refetchKeys(ctx, r.KeyID):
 				// Not acknowledged: the event comes again and the refetch is tried again.
 			default:
@@ -255,12 +224,9 @@ func (v *Verifier) refetchKeys(ctx context.Context, kid string) bool {
 }
 
 // poll sends one poll carrying acknowledgements and errors.
-func (v *Verifier) poll(ctx context.Context, acks []string, errs map[string]setErrorJSON, wait time.Duration) (*pollResponse, error) {
-	body, err := json.Marshal(struct {
-		MaxEvents int                     `json:"maxEvents"`
-		Ack       []string                `json:"ack,omitempty"`
-		SETErrs   map[string]setErrorJSON `json:"setErrs,omitempty"`
-	}{maxEventsPerPoll, acks, errs})
+func (v *Verifier) poll(ctx context.Context, acks []string, errs map[string]secevent.SETError, wait time.Duration) (*secevent.PollResponse, error) {
+	n := maxEventsPerPoll
+	body, err := json.Marshal(secevent.PollRequest{MaxEvents: &n, Ack: acks, SETErrs: errs})
 	if err != nil {
 		return nil, err
 	}
@@ -285,7 +251,7 @@ func (v *Verifier) poll(ctx context.Context, acks []string, errs map[string]setE
 	if resp.StatusCode != http.StatusOK {
 		return nil, &pollError{status: resp.StatusCode, msg: fmt.Sprintf("poll: %s: %s", resp.Status, bytes.TrimSpace(raw))}
 	}
-	var out pollResponse
+	var out secevent.PollResponse
 	if err := json.Unmarshal(raw, &out); err != nil {
 		return nil, fmt.Errorf("poll: %w", err)
 	}
@@ -302,13 +268,7 @@ func (e *pollError) Error() string { return e.msg }
 
 // recreate creates a new stream for this process after its stream was deleted.
 func (v *Verifier) recreate(ctx context.Context) error {
-	var sc struct {
-		StreamID string   `json:"stream_id"`
-		Audience audience `json:"aud"`
-		Delivery struct {
-			EndpointURL string `json:"endpoint_url"`
-		} `json:"delivery"`
-	}
+	var sc secevent.StreamConfiguration
 	if err := v.createStream(ctx, &sc); err != nil {
 		return err
 	}

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
+
+	"github.com/tokengate/tokengate/verifier/jwksfetch"
 )
 
 // Key set refresh bounds.
@@ -26,7 +28,7 @@ const (
 	minJWKSRefetch = time.Second
 	// DefaultJWKSRefetchInterval is the least time between two fetches for tokens whose kid
 	// is not in hand (Config.JWKSRefetchInterval when zero).
-	DefaultJWKSRefetchInterval = 5 * time.Second
+	DefaultJWKSRefetchInterval = jwksfetch.DefaultInterval
 )
 
 // errDeferred: a kid not in hand, and the JWKS was fetched for an unknown kid less than the
@@ -38,17 +40,19 @@ var errDeferred = errors.New("failed to verify signature: unknown kid; the JWKS 
 // max-age the JWKS declared, and on demand (a signing-key-revoked event), and it replaces its
 // keys with what was fetched: a key tokengate stopped publishing stops verifying here.
 //
-// For tokens it bounds what RemoteKeySet does not: a kid in hand is checked with that key only
-// (a bad signature costs no fetch); a kid not in hand (or no kid that no key in hand verifies)
-// starts a fetch only when the last such fetch started at least the refetch interval ago, a
-// fetch in flight is shared, and a kid still unknown after it is refused. So a flood of forged
-// tokens costs tokengate one JWKS fetch per interval per verifier, and a key rotation is picked
-// up by the first token of the new key an interval or more after the last such fetch.
+// For tokens it bounds what RemoteKeySet does not, by jwksfetch's rule (shared with the
+// gateway's key set of Keycloak): a kid in hand is checked with that key only (a bad signature
+// costs no fetch); a kid not in hand (or no kid that no key in hand verifies) starts a fetch
+// only when the last such fetch started at least the refetch interval ago, a fetch in flight is
+// shared, and a kid still unknown after it is refused. So a flood of forged tokens costs
+// tokengate one JWKS fetch per interval per verifier, and a key rotation is picked up by the
+// first token of the new key an interval or more after the last such fetch.
 type keySet struct {
-	url      string
-	client   *http.Client
-	now      func() time.Time
-	interval time.Duration // least time between two fetches for unknown kids
+	url    string
+	client *http.Client
+	now    func() time.Time
+	// unknownKid gates the fetches for unknown kids.
+	unknownKid *jwksfetch.Gate
 
 	mu       sync.Mutex
 	keys     []jose.JSONWebKey
@@ -56,11 +60,6 @@ type keySet struct {
 	attempt  time.Time     // when the last fetch started
 	maxAge   time.Duration // declared by the last answer
 	inflight *fetchCall
-
-	// The last fetch for an unknown kid: when it started, closed when it has ended, its error.
-	kidAttempt time.Time
-	kidDone    chan struct{}
-	kidErr     error
 
 	// generation counts key set changes; a cached verified token is reused only while the
 	// generation it was verified in is current.
@@ -73,13 +72,14 @@ type fetchCall struct {
 }
 
 func newKeySet(u string, client *http.Client, now func() time.Time, interval time.Duration) *keySet {
-	return &keySet{url: u, client: client, now: now, maxAge: DefaultJWKSMaxAge, interval: interval}
+	return &keySet{url: u, client: client, now: now, maxAge: DefaultJWKSMaxAge,
+		unknownKid: &jwksfetch.Gate{Interval: interval, Now: now}}
 }
 
 // VerifySignature implements oidc.KeySet: it checks jwt's signature with the key its kid names
 // (every key when it has none) and returns the payload, fetching the JWKS as keySet says.
 func (k *keySet) VerifySignature(ctx context.Context, jwt string) ([]byte, error) {
-	jws, err := jose.ParseSignedCompact(jwt, allAlgs)
+	jws, err := jose.ParseSignedCompact(jwt, jwksfetch.Algorithms) // the verifier pins its own list before
 	if err != nil {
 		return nil, fmt.Errorf("oidc: malformed jwt: %v", err)
 	}
@@ -95,10 +95,19 @@ func (k *keySet) VerifySignature(ctx context.Context, jwt string) ([]byte, error
 		return payload, err
 	}
 	// A key published after the last fetch, or a forgery: fetch, at most once per interval.
-	keys, fetched, err := k.refreshUnknown(ctx)
+	fetched, err := k.unknownKid.Fetch(ctx, func() error {
+		// Not tied to this caller: others may wait for this fetch.
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		// A fetch already in flight may have been sent before the key was published.
+		return k.refreshNow(fctx)
+	})
 	if err != nil {
 		return nil, err
 	}
+	k.mu.Lock()
+	keys = k.keys
+	k.mu.Unlock()
 	if payload, named, err := verifyWith(jws, keys, kid); named {
 		return payload, err
 	}
@@ -108,73 +117,14 @@ func (k *keySet) VerifySignature(ctx context.Context, jwt string) ([]byte, error
 	return nil, errors.New("failed to verify id token signature: no key of the JWKS verifies it")
 }
 
-// verifyWith checks jws with the keys its kid names (every key when it has none). named is
-// false when no such key is in keys, or, without a kid, when none verifies.
+// verifyWith is jwksfetch.Verify, with the verifier's own words for a bad signature.
 func verifyWith(jws *jose.JSONWebSignature, keys []jose.JSONWebKey, kid string) (payload []byte, named bool, err error) {
-	for i := range keys {
-		if kid != "" && keys[i].KeyID != kid {
-			continue
-		}
-		named = true
-		if p, err := jws.Verify(&keys[i]); err == nil {
-			return p, true, nil
-		}
+	payload, named, err = jwksfetch.Verify(jws, keys, kid)
+	if err != nil {
+		err = errors.New("failed to verify id token signature with the key its kid names")
 	}
-	if kid == "" || !named {
-		return nil, false, nil
-	}
-	return nil, true, errors.New("failed to verify id token signature with the key its kid names")
+	return payload, named, err
 }
-
-// refreshUnknown returns the keys of a fetch a token with an unknown kid may count on: one
-// started now (or later) when the last such fetch started at least the interval ago, else the
-// one in flight. fetched is false when neither (the last ended within the interval): the keys
-// in hand are returned, or that fetch's error.
-func (k *keySet) refreshUnknown(ctx context.Context) (keys []jose.JSONWebKey, fetched bool, err error) {
-	k.mu.Lock()
-	done, inflight := k.kidDone, false
-	if done != nil {
-		select {
-		case <-done:
-		default:
-			inflight = true
-		}
-	}
-	switch now := k.now(); {
-	case inflight: // shared
-	case done == nil || now.Sub(k.kidAttempt) >= k.interval:
-		done = make(chan struct{})
-		k.kidDone, k.kidAttempt, k.kidErr = done, now, nil
-		go func() {
-			// Not tied to this caller: others may wait for this fetch.
-			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-			defer cancel()
-			// A fetch already in flight may have been sent before the key was published.
-			err := k.refreshNow(fctx)
-			k.mu.Lock()
-			k.kidErr = err
-			k.mu.Unlock()
-			close(done)
-		}()
-	default:
-		keys, err = k.keys, k.kidErr
-		k.mu.Unlock()
-		return keys, false, err
-	}
-	k.mu.Unlock()
-	select {
-	case <-ctx.Done():
-		return nil, false, ctx.Err()
-	case <-done:
-	}
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	return k.keys, true, k.kidErr
-}
-
-// allAlgs are the algorithms a JWS may name here; the verifier pins its own list before.
-var allAlgs = []jose.SignatureAlgorithm{jose.RS256, jose.RS384, jose.RS512, jose.PS256, jose.PS384, jose.PS512,
-	jose.ES256, jose.ES384, jose.ES512, jose.EdDSA}
 
 func hasKid(keys []jose.JSONWebKey, kid string) bool {
 	for _, k := range keys {

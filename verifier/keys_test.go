@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/tokengate/tokengate/verifier"
+	"github.com/tokengate/tokengate/verifier/secevent"
 )
 
 // forgedWithActiveKey mints, with the gateway's active key, a token an attacker holding that
@@ -71,7 +72,7 @@ func TestVerify_KeyRevokedEventRefetchesAtOnce(t *testing.T) {
 	now := time.Now()
 	g.Send("key-1", g.Sign("secevent+jwt", map[string]any{"iss": g.URL(), "aud": setAud, "jti": "key-1", "iat": now.Unix(),
 		"sub_id": map[string]any{"format": "opaque", "id": kid},
-		"events": map[string]any{verifier.EventSigningKeyRevoked: map[string]any{"event_timestamp": now.Unix()}}}))
+		"events": map[string]any{secevent.EventSigningKeyRevoked: map[string]any{"event_timestamp": now.Unix()}}}))
 	acked, refused := g.Settled()
 	if len(refused) != 0 || len(acked) != 1 || acked[0] != "key-1" {
 		t.Fatalf("key event: acked %v, refused %v", acked, refused)

@@ -11,19 +11,8 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
-)
 
-// Event types.
-const (
-	// EventSessionRevoked is the CAEP session-revoked event: the event of every logout.
-	EventSessionRevoked = "https://schemas.openid.net/secevent/caep/event-type/session-revoked"
-	// EventSigningKeyRevoked is tokengate's own event: a signing key (the subject's opaque id
-	// is its kid) was revoked in an emergency. The verifier refetches the JWKS before it
-	// acknowledges the event.
-	EventSigningKeyRevoked = "urn:tokengate:secevent:event-type:signing-key-revoked"
-	// Stream management events of SSF 1.0 carry no revocation; they are accepted and ignored.
-	eventVerification  = "https://schemas.openid.net/secevent/ssf/event-type/verification"
-	eventStreamUpdated = "https://schemas.openid.net/secevent/ssf/event-type/stream-updated"
+	"github.com/tokengate/tokengate/verifier/secevent"
 )
 
 // Errors of VerifySET. A refused SET wraps ErrInvalidSET; ErrReplayedSET means its jti was
@@ -54,7 +43,7 @@ func errCode(err error) string {
 	if errors.As(err, &se) {
 		return se.code
 	}
-	return "invalid_request"
+	return secevent.CodeInvalidRequest
 }
 
 // Revocation is what a session-revoked SET revokes: the tokens of session SessionID, or (when
@@ -73,44 +62,6 @@ type Revocation struct {
 	At time.Time
 }
 
-// subjectID is an RFC 9493 subject identifier, or an SSF complex subject.
-type subjectID struct {
-	Format  string     `json:"format"`
-	ID      string     `json:"id"`
-	Iss     string     `json:"iss"`
-	Sub     string     `json:"sub"`
-	Session *subjectID `json:"session"`
-	User    *subjectID `json:"user"`
-}
-
-type setClaims struct {
-	Issuer   string                     `json:"iss"`
-	Audience audience                   `json:"aud"`
-	JTI      string                     `json:"jti"`
-	IssuedAt *int64                     `json:"iat"`
-	Subject  *string                    `json:"sub"`
-	Expiry   *json.RawMessage           `json:"exp"`
-	SubID    *subjectID                 `json:"sub_id"`
-	Events   map[string]json.RawMessage `json:"events"`
-}
-
-// audience is aud as a string or an array of strings.
-type audience []string
-
-func (a *audience) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err == nil {
-		*a = []string{s}
-		return nil
-	}
-	var l []string
-	if err := json.Unmarshal(b, &l); err != nil {
-		return err
-	}
-	*a = l
-	return nil
-}
-
 // VerifySET checks a Security Event Token from this service's stream: signature by a key of
 // tokengate's JWKS with a pinned algorithm, JOSE typ secevent+jwt, iss, aud (the stream's), a
 // jti not seen before, no sub and no exp (SSF 1.0 §4.1), and one session-revoked event whose
@@ -121,13 +72,13 @@ func (a *audience) UnmarshalJSON(b []byte) error {
 func (v *Verifier) VerifySET(ctx context.Context, raw string) (*Revocation, error) {
 	jws, err := jose.ParseSignedCompact(raw, v.algs)
 	if err != nil {
-		return nil, refuse("invalid_request", "malformed or unexpected algorithm: %v", err)
+		return nil, refuse(secevent.CodeInvalidRequest, "malformed or unexpected algorithm: %v", err)
 	}
 	if len(jws.Signatures) != 1 {
-		return nil, refuse("invalid_request", "want one signature")
+		return nil, refuse(secevent.CodeInvalidRequest, "want one signature")
 	}
-	if typ, _ := jws.Signatures[0].Protected.ExtraHeaders[jose.HeaderType].(string); !typIs(typ, "secevent+jwt") {
-		return nil, refuse("invalid_request", "JOSE typ %q is not secevent+jwt", typ)
+	if typ, _ := jws.Signatures[0].Protected.ExtraHeaders[jose.HeaderType].(string); !secevent.IsSETType(typ) {
+		return nil, refuse(secevent.CodeInvalidRequest, "JOSE typ %q is not secevent+jwt", typ)
 	}
 	payload, err := v.keySet.VerifySignature(ctx, raw)
 	if err != nil {
@@ -136,52 +87,54 @@ func (v *Verifier) VerifySET(ctx context.Context, raw string) (*Revocation, erro
 		if keysUnreachable(err) || errors.Is(err, errDeferred) {
 			return nil, fmt.Errorf("%w: %v", ErrSETUnverifiable, err)
 		}
-		return nil, refuse("invalid_key", "signature does not verify with the issuer's keys")
+		return nil, refuse(secevent.CodeInvalidKey, "signature does not verify with the issuer's keys")
 	}
-	var c setClaims
+	var c secevent.SET
 	if err := json.Unmarshal(payload, &c); err != nil {
-		return nil, refuse("invalid_request", "claims: %v", err)
+		return nil, refuse(secevent.CodeInvalidRequest, "claims: %v", err)
 	}
 	switch {
 	case c.Issuer != v.cfg.Issuer:
-		return nil, refuse("invalid_issuer", "iss %q", c.Issuer)
-	case !containsString(c.Audience, v.setAud):
-		return nil, refuse("invalid_audience", "aud %v does not name %q", []string(c.Audience), v.setAud)
+		return nil, refuse(secevent.CodeInvalidIssuer, "iss %q", c.Issuer)
+	case !c.Audience.Contains(v.setAud):
+		return nil, refuse(secevent.CodeInvalidAudience, "aud %v does not name %q", []string(c.Audience), v.setAud)
 	case c.JTI == "":
-		return nil, refuse("invalid_request", "no jti")
+		return nil, refuse(secevent.CodeInvalidRequest, "no jti")
 	case c.IssuedAt == nil:
-		return nil, refuse("invalid_request", "no iat")
+		return nil, refuse(secevent.CodeInvalidRequest, "no iat")
 	case c.Subject != nil:
-		return nil, refuse("invalid_request", "a SET must not carry sub")
+		return nil, refuse(secevent.CodeInvalidRequest, "a SET must not carry sub")
 	case c.Expiry != nil:
-		return nil, refuse("invalid_request", "a SET must not carry exp")
+		return nil, refuse(secevent.CodeInvalidRequest, "a SET must not carry exp")
 	case len(c.Events) == 0:
-		return nil, refuse("invalid_request", "no events")
+		return nil, refuse(secevent.CodeInvalidRequest, "no events")
 	}
 	if v.revoked.seen(c.JTI) {
 		return nil, fmt.Errorf("%w: jti %q", ErrReplayedSET, c.JTI)
 	}
-	if _, ok := c.Events[EventSigningKeyRevoked]; ok {
-		if c.SubID == nil || c.SubID.Format != "opaque" || c.SubID.ID == "" {
-			return nil, refuse("invalid_request", "signing-key-revoked subject must be the kid (opaque)")
+	if _, ok := c.Events[secevent.EventSigningKeyRevoked]; ok {
+		if c.SubID == nil || c.SubID.Format != secevent.FormatOpaque || c.SubID.ID == "" {
+			return nil, refuse(secevent.CodeInvalidRequest, "signing-key-revoked subject must be the kid (opaque)")
 		}
 		at := time.Unix(*c.IssuedAt, 0)
 		return &Revocation{JTI: c.JTI, KeyID: c.SubID.ID, At: at, Before: at}, nil
 	}
-	body, ok := c.Events[EventSessionRevoked]
+	body, ok := c.Events[secevent.EventSessionRevoked]
 	if !ok {
 		for typ := range c.Events {
-			if typ == eventVerification || typ == eventStreamUpdated {
+			if typ == secevent.EventVerification || typ == secevent.EventStreamUpdated {
 				return nil, nil
 			}
 		}
-		return nil, refuse("invalid_request", "unsupported event type %q", firstKey(c.Events))
+		return nil, refuse(secevent.CodeInvalidRequest, "unsupported event type %q", firstKey(c.Events))
 	}
+	// event_timestamp is a NumericDate (RFC 7519 §2), which may have a fraction: read as a
+	// number here, not as secevent.Event's whole seconds, so such a SET is still accepted.
 	var ev struct {
 		EventTimestamp *float64 `json:"event_timestamp"`
 	}
 	if err := json.Unmarshal(body, &ev); err != nil {
-		return nil, refuse("invalid_request", "session-revoked: %v", err)
+		return nil, refuse(secevent.CodeInvalidRequest, "session-revoked: %v", err)
 	}
 	iat := time.Unix(*c.IssuedAt, 0)
 	r := &Revocation{JTI: c.JTI, At: iat, Before: iat}
@@ -199,41 +152,41 @@ func (v *Verifier) VerifySET(ctx context.Context, raw string) (*Revocation, erro
 
 // subject reads what a session-revoked subject names: a session (opaque id, alone or as the
 // session member of a complex subject) or a user (iss_sub of this issuer).
-func (v *Verifier) subject(s *subjectID, r *Revocation) error {
+func (v *Verifier) subject(s *secevent.SubjectID, r *Revocation) error {
 	if s == nil {
-		return refuse("invalid_request", "no sub_id")
+		return refuse(secevent.CodeInvalidRequest, "no sub_id")
 	}
-	user := func(u *subjectID) error {
-		if u.Format != "iss_sub" || u.Iss != v.cfg.Issuer || u.Sub == "" {
-			return refuse("invalid_request", "user subject must be iss_sub of %s", v.cfg.Issuer)
+	user := func(u *secevent.SubjectID) error {
+		if u.Format != secevent.FormatIssSub || u.Iss != v.cfg.Issuer || u.Sub == "" {
+			return refuse(secevent.CodeInvalidRequest, "user subject must be iss_sub of %s", v.cfg.Issuer)
 		}
 		r.Subject = u.Sub
 		return nil
 	}
 	switch s.Format {
-	case "opaque":
+	case secevent.FormatOpaque:
 		r.SessionID = s.ID
-	case "iss_sub":
+	case secevent.FormatIssSub:
 		if err := user(s); err != nil {
 			return err
 		}
-	case "complex":
+	case secevent.FormatComplex:
 		if s.User != nil {
 			if err := user(s.User); err != nil {
 				return err
 			}
 		}
 		if s.Session != nil {
-			if s.Session.Format != "opaque" || s.Session.ID == "" {
-				return refuse("invalid_request", "session subject must be opaque")
+			if s.Session.Format != secevent.FormatOpaque || s.Session.ID == "" {
+				return refuse(secevent.CodeInvalidRequest, "session subject must be opaque")
 			}
 			r.SessionID = s.Session.ID
 		}
 	default:
-		return refuse("invalid_request", "subject format %q", s.Format)
+		return refuse(secevent.CodeInvalidRequest, "subject format %q", s.Format)
 	}
 	if r.SessionID == "" && r.Subject == "" {
-		return refuse("invalid_request", "the subject names neither a session nor a user")
+		return refuse(secevent.CodeInvalidRequest, "the subject names neither a session nor a user")
 	}
 	return nil
 }
@@ -243,15 +196,6 @@ func (v *Verifier) subject(s *subjectID, r *Revocation) error {
 func keysUnreachable(err error) bool {
 	var ue *url.Error
 	return errors.As(err, &ue) || strings.HasPrefix(err.Error(), "fetching keys")
-}
-
-func containsString(l []string, s string) bool {
-	for _, x := range l {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 func firstKey(m map[string]json.RawMessage) string {

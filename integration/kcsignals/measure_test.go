@@ -20,7 +20,7 @@ import (
 	"time"
 
 	"github.com/tokengate/tokengate/internal/demostack"
-	"github.com/tokengate/tokengate/internal/upstream/signals"
+	"github.com/tokengate/tokengate/verifier/secevent"
 )
 
 // channelTimes is when each channel first delivered after an action, relative to the action's
@@ -138,7 +138,7 @@ func TestSignals_WhichChannelDeliversEachKeycloakAction(t *testing.T) {
 	// acknowledges and ignores it unless configured to act on it. (tokengate updates the stream
 	// only when it lacks an event tokengate acts on; TestSignals_AddedEventIsRequestedFromTheReusedStream
 	// proves it.)
-	requestStreamEvents(t, ctx, signals.EventSessionRevoked, signals.EventCredentialChange)
+	requestStreamEvents(t, ctx, secevent.EventSessionRevoked, secevent.EventCredentialChange)
 	const watchFor = 8 * time.Second
 	// want is what 26.7.3 delivers: "bc" back-channel logout, "set:<event>" a SET.
 	cases := []struct {

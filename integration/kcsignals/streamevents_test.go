@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tokengate/tokengate/internal/upstream/signals"
+	"github.com/tokengate/tokengate/verifier/secevent"
 )
 
 // streamAtKeycloak is the part of the receiver client's stream configuration this test reads.
@@ -62,7 +62,7 @@ func TestSignals_AddedEventIsRequestedFromTheReusedStream(t *testing.T) {
 	}
 
 	before := stream()
-	if slices.Contains(before.EventsRequested, signals.EventCredentialChange) {
+	if slices.Contains(before.EventsRequested, secevent.EventCredentialChange) {
 		t.Fatalf("precondition: the stream created with the default events requests credential-change: %v", before.EventsRequested)
 	}
 
@@ -76,18 +76,18 @@ func TestSignals_AddedEventIsRequestedFromTheReusedStream(t *testing.T) {
 		}
 	})
 	after := waitStream("the stream requests credential-change", func(s streamAtKeycloak) bool {
-		return slices.Contains(s.EventsRequested, signals.EventCredentialChange)
+		return slices.Contains(s.EventsRequested, secevent.EventCredentialChange)
 	})
 	t.Logf("stream %s: events_requested %v → %v, events_delivered %v", after.StreamID, before.EventsRequested,
 		after.EventsRequested, after.EventsDelivered)
 	if after.StreamID != before.StreamID {
 		t.Fatalf("stream %s replaced by %s: it must be reused (the events waiting in it)", before.StreamID, after.StreamID)
 	}
-	want := []string{signals.EventCredentialChange, signals.EventSessionRevoked}
+	want := []string{secevent.EventCredentialChange, secevent.EventSessionRevoked}
 	if got := slices.Sorted(slices.Values(after.EventsRequested)); !slices.Equal(got, want) {
 		t.Errorf("events_requested %v, want exactly the configured %v", got, want)
 	}
-	if !slices.Contains(after.EventsDelivered, signals.EventCredentialChange) {
+	if !slices.Contains(after.EventsDelivered, secevent.EventCredentialChange) {
 		t.Errorf("Keycloak does not deliver credential-change on the updated stream: %v", after.EventsDelivered)
 	}
 
@@ -133,7 +133,7 @@ func TestSignals_AddedEventIsRequestedFromTheReusedStream(t *testing.T) {
 	restart(nil)
 	restored = true
 	back := stream()
-	want = []string{signals.EventCredentialChange, signals.EventSessionRevoked}
+	want = []string{secevent.EventCredentialChange, secevent.EventSessionRevoked}
 	if got := slices.Sorted(slices.Values(back.EventsRequested)); !slices.Equal(got, want) || back.StreamID != before.StreamID {
 		t.Errorf("stream %s events_requested %v, want %s left as it was with %v", back.StreamID, got, before.StreamID, want)
 	}

@@ -1,16 +1,15 @@
 package ssf
 
-import "errors"
+import (
+	"errors"
 
-// Error codes of the SET delivery error registry (RFC 8935 §2.3, used by RFC 8936 §2.4).
-const (
-	CodeInvalidRequest       = "invalid_request"
-	CodeAuthenticationFailed = "authentication_failed"
-	CodeAccessDenied         = "access_denied"
-	// CodeTemporarilyUnavailable is tokengate's code for a transmitter that cannot answer now
-	// (the event log cannot be read); the client retries.
-	CodeTemporarilyUnavailable = "temporarily_unavailable"
+	"github.com/tokengate/tokengate/verifier/secevent"
 )
+
+// CodeTemporarilyUnavailable is tokengate's code for a transmitter that cannot answer now
+// (the event log cannot be read); the client retries. The codes of the registry (RFC 8935
+// §2.3) are secevent's.
+const CodeTemporarilyUnavailable = "temporarily_unavailable"
 
 // Error is a delivery error in the shape of RFC 8935 §2.3: {"err": …, "description": …}. The
 // HTTP status of each code is the server's business (package server).
@@ -22,12 +21,12 @@ type Error struct {
 func (e *Error) Error() string { return "ssf: " + e.Code + ": " + e.Description }
 
 func invalidRequest(desc string) error {
-	return &Error{Code: CodeInvalidRequest, Description: desc}
+	return &Error{Code: secevent.CodeInvalidRequest, Description: desc}
 }
 
 // errAuthentication is returned for a wrong credential and for an unknown stream alike, so
 // stream ids cannot be probed.
-var errAuthentication = &Error{Code: CodeAuthenticationFailed,
+var errAuthentication = &Error{Code: secevent.CodeAuthenticationFailed,
 	Description: "a valid bearer credential for this stream is required"}
 
 // Errors of the stream management calls (admin API).

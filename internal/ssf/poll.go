@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/tokengate/tokengate/internal/store"
+	"github.com/tokengate/tokengate/verifier/secevent"
 )
 
 // Limits of a poll.
@@ -17,51 +18,25 @@ const (
 	maxAcks = 2000
 )
 
-// SETError is a receiver's report that it could not accept a SET (RFC 8936 §2.2 setErrs).
-type SETError struct {
-	Code        string `json:"err"`
-	Description string `json:"description"`
-}
-
-// PollRequest is the body of an RFC 8936 poll (§2.2).
-type PollRequest struct {
-	// MaxEvents is the most SETs to return; nil means DefaultMaxEvents, 0 an acknowledge-only
-	// request.
-	MaxEvents *int `json:"maxEvents,omitempty"`
-	// ReturnImmediately asks for a short poll; false (the default) holds the request until an
-	// event arrives or the poll times out.
-	ReturnImmediately bool `json:"returnImmediately,omitempty"`
-	// Ack lists the jti of SETs the receiver accepted.
-	Ack []string `json:"ack,omitempty"`
-	// SETErrs maps the jti of SETs the receiver rejected to why; they are not delivered again.
-	SETErrs map[string]SETError `json:"setErrs,omitempty"`
-}
-
-// PollResponse is the answer to a poll (RFC 8936 §2.3): SETs by jti.
-type PollResponse struct {
-	Sets          map[string]string `json:"sets"`
-	MoreAvailable bool              `json:"moreAvailable"`
-}
-
 // Poll serves one poll of stream id, whose receiver has been authenticated: it records the
 // acknowledgements and errors, then returns the oldest unacknowledged SETs. With nothing to
 // return and returnImmediately false it waits for an event up to min(wait, PollTimeout); a
 // cancelled ctx or Close end the wait with an empty answer.
-func (t *Transmitter) Poll(ctx context.Context, id string, req PollRequest, wait time.Duration) (PollResponse, error) {
+func (t *Transmitter) Poll(ctx context.Context, id string, req secevent.PollRequest, wait time.Duration) (secevent.PollResponse, error) {
 	maxEvents := DefaultMaxEvents
 	if req.MaxEvents != nil {
 		maxEvents = *req.MaxEvents
 	}
 	switch {
 	case maxEvents < 0:
-		return PollResponse{}, invalidRequest("maxEvents must not be negative")
+		return secevent.PollResponse{}, invalidRequest("maxEvents must not be negative")
 	case len(req.Ack)+len(req.SETErrs) > maxAcks:
-		return PollResponse{}, invalidRequest("too many acknowledgements in one poll")
+		return secevent.PollResponse{}, invalidRequest("too many acknowledgements in one poll")
 	}
 	maxEvents = min(maxEvents, MaxMaxEvents)
 	t.catchUp(ctx, req)
 	if err := t.acknowledge(id, req); err != nil {
-		return PollResponse{}, err
+		return secevent.PollResponse{}, err
 	}
 	hold := min(wait, t.cfg.PollTimeout)
 	if req.ReturnImmediately || maxEvents == 0 || hold < 0 {
@@ -100,7 +75,7 @@ func (t *Transmitter) Poll(ctx context.Context, id string, req PollRequest, wait
 
 // catchUp reads the log's newest Seq when the poll acknowledges an event this replica has not
 // heard of yet (delivered by another replica), so the acknowledgement is not dropped.
-func (t *Transmitter) catchUp(ctx context.Context, req PollRequest) {
+func (t *Transmitter) catchUp(ctx context.Context, req secevent.PollRequest) {
 	var top uint64
 	for _, jti := range req.Ack {
 		if seq, ok := seqOf(jti); ok {
@@ -123,7 +98,7 @@ func (t *Transmitter) catchUp(ctx context.Context, req PollRequest) {
 }
 
 // acknowledge applies a poll's ack and setErrs.
-func (t *Transmitter) acknowledge(id string, req PollRequest) error {
+func (t *Transmitter) acknowledge(id string, req secevent.PollRequest) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	s, ok := t.streams[id]
@@ -158,8 +133,8 @@ func (t *Transmitter) acknowledge(id string, req PollRequest) error {
 // collect returns the stream's oldest unacknowledged SETs (up to maxEvents). When it returns
 // none, changed is the channel that will signal news (nil: do not wait, the transmitter is
 // closing).
-func (t *Transmitter) collect(ctx context.Context, id string, maxEvents int) (PollResponse, <-chan struct{}, error) {
-	resp := PollResponse{Sets: map[string]string{}}
+func (t *Transmitter) collect(ctx context.Context, id string, maxEvents int) (secevent.PollResponse, <-chan struct{}, error) {
+	resp := secevent.PollResponse{Sets: map[string]string{}}
 	t.mu.Lock()
 	s, ok := t.streams[id]
 	if !ok {
@@ -214,7 +189,7 @@ func (t *Transmitter) collect(ctx context.Context, id string, maxEvents int) (Po
 		tok, err := sign(t.signer, newSET(t.cfg.Issuer, def, e))
 		if err != nil {
 			t.cfg.Logger.Error("ssf: signing a SET", "stream", id, "seq", e.Seq, "error", err.Error())
-			return PollResponse{Sets: map[string]string{}}, nil, &Error{Code: CodeTemporarilyUnavailable,
+			return secevent.PollResponse{Sets: map[string]string{}}, nil, &Error{Code: CodeTemporarilyUnavailable,
 				Description: "SETs cannot be signed"}
 		}
 		resp.Sets[jtiOf(def.ID, e)] = tok
@@ -241,7 +216,8 @@ func (t *Transmitter) collect(ctx context.Context, id string, maxEvents int) (Po
 // errLabel bounds the err label's values to the registry's codes.
 func errLabel(code string) string {
 	switch code {
-	case CodeInvalidRequest, "invalid_key", "invalid_issuer", "invalid_audience", CodeAuthenticationFailed, CodeAccessDenied:
+	case secevent.CodeInvalidRequest, secevent.CodeInvalidKey, secevent.CodeInvalidIssuer, secevent.CodeInvalidAudience,
+		secevent.CodeAuthenticationFailed, secevent.CodeAccessDenied:
 		return code
 	}
 	return "other"

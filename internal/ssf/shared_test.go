@@ -11,6 +11,7 @@ import (
 
 	"github.com/tokengate/tokengate/internal/ssf"
 	"github.com/tokengate/tokengate/internal/store/bolt"
+	"github.com/tokengate/tokengate/verifier/secevent"
 )
 
 // sharedLog is a bolt store that says other processes share it (as etcd does), so two
@@ -54,7 +55,7 @@ func TestReplicas_StreamsAndAcknowledgementsAreShared(t *testing.T) {
 	f.tx = a
 	e1 := f.record("sid-1", "alice", "backchannel")
 	b.Notify(e1)
-	resp, err := b.Poll(ctx, id, ssf.PollRequest{ReturnImmediately: true}, 0)
+	resp, err := b.Poll(ctx, id, secevent.PollRequest{ReturnImmediately: true}, 0)
 	if err != nil || len(resp.Sets) != 1 {
 		t.Fatalf("poll at B: %v %v", resp, err)
 	}
@@ -62,7 +63,7 @@ func TestReplicas_StreamsAndAcknowledgementsAreShared(t *testing.T) {
 	for j := range resp.Sets {
 		jti = j
 	}
-	if _, err := b.Poll(ctx, id, ssf.PollRequest{Ack: []string{jti}, MaxEvents: intp(0)}, 0); err != nil {
+	if _, err := b.Poll(ctx, id, secevent.PollRequest{Ack: []string{jti}, MaxEvents: intp(0)}, 0); err != nil {
 		t.Fatal(err)
 	}
 	if err := b.Flush(ctx); err != nil {
@@ -72,18 +73,18 @@ func TestReplicas_StreamsAndAcknowledgementsAreShared(t *testing.T) {
 	if err := a.Authenticate(context.Background(), "no-such-stream", "x"); err == nil {
 		t.Fatal("unknown stream authenticated")
 	} // (this merged the stored streams at A)
-	if resp, err := a.Poll(ctx, id, ssf.PollRequest{ReturnImmediately: true}, 0); err != nil || len(resp.Sets) != 0 {
+	if resp, err := a.Poll(ctx, id, secevent.PollRequest{ReturnImmediately: true}, 0); err != nil || len(resp.Sets) != 0 {
 		t.Fatalf("poll at A after the acknowledgement at B: %d SETs (%v), want none", len(resp.Sets), err)
 	}
 
 	// Delete at A; B learns it, and B's own pending acknowledgements do not resurrect it.
 	e2 := f.record("sid-2", "alice", "backchannel")
 	b.Notify(e2)
-	resp, _ = b.Poll(ctx, id, ssf.PollRequest{ReturnImmediately: true}, 0)
+	resp, _ = b.Poll(ctx, id, secevent.PollRequest{ReturnImmediately: true}, 0)
 	for j := range resp.Sets {
 		jti = j
 	}
-	if _, err := b.Poll(ctx, id, ssf.PollRequest{Ack: []string{jti}, MaxEvents: intp(0)}, 0); err != nil {
+	if _, err := b.Poll(ctx, id, secevent.PollRequest{Ack: []string{jti}, MaxEvents: intp(0)}, 0); err != nil {
 		t.Fatal(err)
 	}
 	if err := a.DeleteReceiverStream(ctx, receiver.ID, id); err != nil {
@@ -103,7 +104,7 @@ func TestReplicas_StreamsAndAcknowledgementsAreShared(t *testing.T) {
 	if err := b.Authenticate(context.Background(), id, "receiver-secret"); err == nil {
 		t.Fatal("stream deleted at A still authenticates at B")
 	}
-	if _, err := b.Poll(ctx, id, ssf.PollRequest{ReturnImmediately: true}, 0); err == nil {
+	if _, err := b.Poll(ctx, id, secevent.PollRequest{ReturnImmediately: true}, 0); err == nil {
 		t.Fatal("poll of a deleted stream answered at B")
 	}
 }
@@ -121,7 +122,7 @@ func TestReplicas_InactivityIsJudgedOnEveryReplicasPolls(t *testing.T) {
 	}
 	for range 4 {
 		f.ck.Advance(30 * time.Second)
-		if _, err := a.Poll(ctx, sc.StreamID, ssf.PollRequest{ReturnImmediately: true}, 0); err != nil {
+		if _, err := a.Poll(ctx, sc.StreamID, secevent.PollRequest{ReturnImmediately: true}, 0); err != nil {
 			t.Fatal(err)
 		}
 		if err := a.Flush(ctx); err != nil {

@@ -23,6 +23,7 @@ import (
 	"github.com/tokengate/tokengate/internal/store"
 	"github.com/tokengate/tokengate/internal/store/bolt"
 	"github.com/tokengate/tokengate/keys"
+	"github.com/tokengate/tokengate/verifier/secevent"
 )
 
 const issuerURL = "https://tokengate.test"
@@ -93,7 +94,7 @@ func (f *fixture) record(sid, sub, reason string) store.Event {
 	return e
 }
 
-func (f *fixture) poll(id string, req ssf.PollRequest, wait time.Duration) ssf.PollResponse {
+func (f *fixture) poll(id string, req secevent.PollRequest, wait time.Duration) secevent.PollResponse {
 	f.t.Helper()
 	resp, err := f.tx.Poll(context.Background(), id, req, wait)
 	if err != nil {
@@ -105,7 +106,7 @@ func (f *fixture) poll(id string, req ssf.PollRequest, wait time.Duration) ssf.P
 func intp(n int) *int { return &n }
 
 // verify checks a SET's signature against the published key and its header, and decodes it.
-func (f *fixture) verify(tok string) (ssf.SET, map[string]any) {
+func (f *fixture) verify(tok string) (secevent.SET, map[string]any) {
 	f.t.Helper()
 	jws, err := jose.ParseSignedCompact(tok, []jose.SignatureAlgorithm{jose.ES256})
 	if err != nil {
@@ -123,7 +124,7 @@ func (f *fixture) verify(tok string) (ssf.SET, map[string]any) {
 	if err != nil {
 		f.t.Fatalf("SET does not verify with the published key: %v", err)
 	}
-	var s ssf.SET
+	var s secevent.SET
 	var raw map[string]any
 	if err := json.Unmarshal(payload, &s); err != nil {
 		f.t.Fatal(err)
@@ -132,7 +133,7 @@ func (f *fixture) verify(tok string) (ssf.SET, map[string]any) {
 	return s, raw
 }
 
-func jtis(r ssf.PollResponse) []string {
+func jtis(r secevent.PollResponse) []string {
 	var out []string
 	for j := range r.Sets {
 		out = append(out, j)
@@ -141,7 +142,7 @@ func jtis(r ssf.PollResponse) []string {
 	return out
 }
 
-func seqs(r ssf.PollResponse) []string {
+func seqs(r secevent.PollResponse) []string {
 	var out []string
 	for j := range r.Sets {
 		n, _, _ := strings.Cut(j, "-")
@@ -153,12 +154,12 @@ func seqs(r ssf.PollResponse) []string {
 
 func TestPoll_LongPollAnswersWhenALogoutIsRecorded(t *testing.T) {
 	f := newFixture(t, orders)
-	got := make(chan ssf.PollResponse, 1)
+	got := make(chan secevent.PollResponse, 1)
 	start := time.Now()
-	go func() { got <- f.poll("orders", ssf.PollRequest{}, 5*time.Second) }()
+	go func() { got <- f.poll("orders", secevent.PollRequest{}, 5*time.Second) }()
 	time.Sleep(50 * time.Millisecond) // the poll is waiting
 	e := f.record("sid-1", "alice", "backchannel")
-	var resp ssf.PollResponse
+	var resp secevent.PollResponse
 	select {
 	case resp = <-got:
 	case <-time.After(3 * time.Second):
@@ -172,7 +173,7 @@ func TestPoll_LongPollAnswersWhenALogoutIsRecorded(t *testing.T) {
 	}
 	for jti, tok := range resp.Sets {
 		s, raw := f.verify(tok)
-		if s.JTI != jti || s.Issuer != issuerURL || s.Audience != "orders-api" || s.TXN != e.ID || s.IssuedAt != e.Time.Unix() {
+		if s.JTI != jti || s.Issuer != issuerURL || !s.Audience.Is("orders-api") || s.TXN != e.ID || s.IssuedAt == nil || *s.IssuedAt != e.Time.Unix() {
 			t.Errorf("SET claims = %+v", s)
 		}
 		if _, ok := raw["sub"]; ok {
@@ -182,12 +183,13 @@ func TestPoll_LongPollAnswersWhenALogoutIsRecorded(t *testing.T) {
 			t.Error("SET carries exp (SSF forbids it)")
 		}
 		sub := s.SubID
-		if sub.Format != "complex" || sub.Session == nil || sub.Session.Format != "opaque" || sub.Session.ID != "sid-1" ||
+		if sub == nil || sub.Format != "complex" || sub.Session == nil || sub.Session.Format != "opaque" || sub.Session.ID != "sid-1" ||
 			sub.User == nil || sub.User.Format != "iss_sub" || sub.User.Iss != issuerURL || sub.User.Sub != "alice" {
 			t.Errorf("sub_id = %+v", sub)
 		}
-		ev, ok := s.Events[ssf.EventSessionRevoked]
-		if len(s.Events) != 1 || !ok || ev.EventTimestamp != e.Revocation.At.Unix() || ev.InitiatingEntity != "system" {
+		ev, ok, err := s.Event(secevent.EventSessionRevoked)
+		if len(s.Events) != 1 || !ok || err != nil || ev.EventTimestamp == nil || *ev.EventTimestamp != e.Revocation.At.Unix() ||
+			ev.InitiatingEntity != "system" {
 			t.Errorf("events = %+v", s.Events)
 		}
 	}
@@ -196,14 +198,14 @@ func TestPoll_LongPollAnswersWhenALogoutIsRecorded(t *testing.T) {
 func TestPoll_SubjectWideLogoutIsAUserEvent(t *testing.T) {
 	f := newFixture(t, orders)
 	f.record("", "bob", "admin:ops")
-	resp := f.poll("orders", ssf.PollRequest{ReturnImmediately: true}, 0)
+	resp := f.poll("orders", secevent.PollRequest{ReturnImmediately: true}, 0)
 	for _, tok := range resp.Sets {
 		s, _ := f.verify(tok)
-		if s.SubID != (ssf.SubjectID{Format: "iss_sub", Iss: issuerURL, Sub: "bob"}) {
+		if s.SubID == nil || *s.SubID != (secevent.SubjectID{Format: "iss_sub", Iss: issuerURL, Sub: "bob"}) {
 			t.Errorf("sub_id = %+v, want iss_sub of bob", s.SubID)
 		}
-		if s.Events[ssf.EventSessionRevoked].InitiatingEntity != "admin" {
-			t.Errorf("initiating_entity = %q", s.Events[ssf.EventSessionRevoked].InitiatingEntity)
+		if ev, _, _ := s.Event(secevent.EventSessionRevoked); ev.InitiatingEntity != "admin" {
+			t.Errorf("initiating_entity = %q", ev.InitiatingEntity)
 		}
 	}
 	if len(resp.Sets) != 1 {
@@ -214,14 +216,14 @@ func TestPoll_SubjectWideLogoutIsAUserEvent(t *testing.T) {
 func TestPoll_ShortPollAndTimeoutAnswerEmpty(t *testing.T) {
 	f := newFixture(t, orders)
 	start := time.Now()
-	if r := f.poll("orders", ssf.PollRequest{ReturnImmediately: true}, 5*time.Second); len(r.Sets) != 0 || r.Sets == nil {
+	if r := f.poll("orders", secevent.PollRequest{ReturnImmediately: true}, 5*time.Second); len(r.Sets) != 0 || r.Sets == nil {
 		t.Errorf("short poll of an empty stream = %+v, want an empty sets object", r)
 	}
 	if d := time.Since(start); d > 200*time.Millisecond {
 		t.Errorf("short poll took %s", d)
 	}
 	start = time.Now()
-	f.poll("orders", ssf.PollRequest{}, 300*time.Millisecond)
+	f.poll("orders", secevent.PollRequest{}, 300*time.Millisecond)
 	if d := time.Since(start); d < 300*time.Millisecond || d > 2*time.Second {
 		t.Errorf("long poll with wait 300ms returned after %s", d)
 	}
@@ -229,7 +231,7 @@ func TestPoll_ShortPollAndTimeoutAnswerEmpty(t *testing.T) {
 	f.cfg.PollTimeout = 200 * time.Millisecond
 	f.start()
 	start = time.Now()
-	f.poll("orders", ssf.PollRequest{}, time.Hour)
+	f.poll("orders", secevent.PollRequest{}, time.Hour)
 	if d := time.Since(start); d > 2*time.Second {
 		t.Errorf("long poll held %s past PollTimeout 200ms", d)
 	}
@@ -240,7 +242,7 @@ func TestPoll_UnacknowledgedAreDeliveredAgainAcknowledgedNever(t *testing.T) {
 	for i := range 3 {
 		f.record(fmt.Sprint("sid-", i), "alice", "revoke")
 	}
-	first := f.poll("orders", ssf.PollRequest{ReturnImmediately: true}, 0)
+	first := f.poll("orders", secevent.PollRequest{ReturnImmediately: true}, 0)
 	ids := jtis(first)
 	if len(ids) != 3 {
 		t.Fatalf("first poll: %d SETs, want 3", len(ids))
@@ -257,7 +259,7 @@ func TestPoll_UnacknowledgedAreDeliveredAgainAcknowledgedNever(t *testing.T) {
 			three = j
 		}
 	}
-	again := f.poll("orders", ssf.PollRequest{Ack: []string{one, three}, ReturnImmediately: true}, 0)
+	again := f.poll("orders", secevent.PollRequest{Ack: []string{one, three}, ReturnImmediately: true}, 0)
 	if fmt.Sprint(jtis(again)) != fmt.Sprint([]string{two}) {
 		t.Fatalf("after acking 1 and 3: %v, want [%s]", jtis(again), two)
 	}
@@ -268,7 +270,7 @@ func TestPoll_UnacknowledgedAreDeliveredAgainAcknowledgedNever(t *testing.T) {
 		t.Errorf("redelivered SET differs:\n%+v\n%+v", s1, s2)
 	}
 	// Acks of unknown, foreign or future jtis are ignored.
-	last := f.poll("orders", ssf.PollRequest{Ack: []string{two, "99-AAAAAAAAAAAAAAAA", "nonsense"}, ReturnImmediately: true}, 0)
+	last := f.poll("orders", secevent.PollRequest{Ack: []string{two, "99-AAAAAAAAAAAAAAAA", "nonsense"}, ReturnImmediately: true}, 0)
 	if len(last.Sets) != 0 {
 		t.Errorf("after acking everything: %v", jtis(last))
 	}
@@ -277,7 +279,7 @@ func TestPoll_UnacknowledgedAreDeliveredAgainAcknowledgedNever(t *testing.T) {
 	}
 	// An event recorded later gets the next seq and is delivered.
 	f.record("sid-9", "", "recheck")
-	if r := f.poll("orders", ssf.PollRequest{ReturnImmediately: true}, 0); fmt.Sprint(seqs(r)) != "[4]" {
+	if r := f.poll("orders", secevent.PollRequest{ReturnImmediately: true}, 0); fmt.Sprint(seqs(r)) != "[4]" {
 		t.Errorf("next poll seqs = %v, want [4]", seqs(r))
 	}
 }
@@ -287,21 +289,21 @@ func TestPoll_MaxEventsMoreAvailableAndAckOnly(t *testing.T) {
 	for i := range 5 {
 		f.record(fmt.Sprint("sid-", i), "", "backchannel")
 	}
-	r := f.poll("orders", ssf.PollRequest{MaxEvents: intp(2), ReturnImmediately: true}, 0)
+	r := f.poll("orders", secevent.PollRequest{MaxEvents: intp(2), ReturnImmediately: true}, 0)
 	if fmt.Sprint(seqs(r)) != "[1 2]" || !r.MoreAvailable {
 		t.Fatalf("maxEvents 2: seqs %v more %v, want [1 2] true", seqs(r), r.MoreAvailable)
 	}
 	// maxEvents 0: acknowledge only, answered at once even without returnImmediately.
 	start := time.Now()
-	r = f.poll("orders", ssf.PollRequest{MaxEvents: intp(0), Ack: jtis(r)}, 5*time.Second)
+	r = f.poll("orders", secevent.PollRequest{MaxEvents: intp(0), Ack: jtis(r)}, 5*time.Second)
 	if len(r.Sets) != 0 || !r.MoreAvailable || time.Since(start) > time.Second {
 		t.Errorf("ack-only poll = %+v after %s", r, time.Since(start))
 	}
-	r = f.poll("orders", ssf.PollRequest{MaxEvents: intp(10)}, 5*time.Second)
+	r = f.poll("orders", secevent.PollRequest{MaxEvents: intp(10)}, 5*time.Second)
 	if fmt.Sprint(seqs(r)) != "[3 4 5]" || r.MoreAvailable {
 		t.Errorf("rest: seqs %v more %v, want [3 4 5] false", seqs(r), r.MoreAvailable)
 	}
-	if _, err := f.tx.Poll(context.Background(), "orders", ssf.PollRequest{MaxEvents: intp(-1)}, 0); err == nil {
+	if _, err := f.tx.Poll(context.Background(), "orders", secevent.PollRequest{MaxEvents: intp(-1)}, 0); err == nil {
 		t.Error("negative maxEvents accepted")
 	}
 }
@@ -309,12 +311,12 @@ func TestPoll_MaxEventsMoreAvailableAndAckOnly(t *testing.T) {
 func TestPoll_SETErrsAreNotDeliveredAgain(t *testing.T) {
 	f := newFixture(t, orders)
 	f.record("sid-1", "", "backchannel")
-	r := f.poll("orders", ssf.PollRequest{ReturnImmediately: true}, 0)
-	errs := map[string]ssf.SETError{}
+	r := f.poll("orders", secevent.PollRequest{ReturnImmediately: true}, 0)
+	errs := map[string]secevent.SETError{}
 	for j := range r.Sets {
-		errs[j] = ssf.SETError{Code: "invalid_audience", Description: "not for me"}
+		errs[j] = secevent.SETError{Code: "invalid_audience", Description: "not for me"}
 	}
-	r = f.poll("orders", ssf.PollRequest{SETErrs: errs, ReturnImmediately: true}, 0)
+	r = f.poll("orders", secevent.PollRequest{SETErrs: errs, ReturnImmediately: true}, 0)
 	if len(r.Sets) != 0 {
 		t.Errorf("a SET reported in setErrs came back: %v", jtis(r))
 	}
@@ -328,21 +330,21 @@ func TestRestart_AcknowledgementsSurviveUnacknowledgedComeBack(t *testing.T) {
 	for i := range 4 {
 		f.record(fmt.Sprint("sid-", i), "", "backchannel")
 	}
-	r := f.poll("orders", ssf.PollRequest{MaxEvents: intp(2), ReturnImmediately: true}, 0)
-	f.poll("orders", ssf.PollRequest{MaxEvents: intp(0), Ack: jtis(r)}, 0)
+	r := f.poll("orders", secevent.PollRequest{MaxEvents: intp(2), ReturnImmediately: true}, 0)
+	f.poll("orders", secevent.PollRequest{MaxEvents: intp(0), Ack: jtis(r)}, 0)
 	if err := f.tx.Flush(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	// The third is acknowledged but not flushed before the "crash": it comes back (at least once).
-	r = f.poll("orders", ssf.PollRequest{MaxEvents: intp(1), ReturnImmediately: true}, 0)
-	f.poll("orders", ssf.PollRequest{MaxEvents: intp(0), Ack: jtis(r)}, 0)
+	r = f.poll("orders", secevent.PollRequest{MaxEvents: intp(1), ReturnImmediately: true}, 0)
+	f.poll("orders", secevent.PollRequest{MaxEvents: intp(0), Ack: jtis(r)}, 0)
 
 	f.start()
-	r = f.poll("orders", ssf.PollRequest{ReturnImmediately: true}, 0)
+	r = f.poll("orders", secevent.PollRequest{ReturnImmediately: true}, 0)
 	if fmt.Sprint(seqs(r)) != "[3 4]" {
 		t.Errorf("after restart: seqs %v, want [3 4]", seqs(r))
 	}
-	f.poll("orders", ssf.PollRequest{MaxEvents: intp(0), Ack: jtis(r)}, 0)
+	f.poll("orders", secevent.PollRequest{MaxEvents: intp(0), Ack: jtis(r)}, 0)
 	// Run flushes on the way out.
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -350,7 +352,7 @@ func TestRestart_AcknowledgementsSurviveUnacknowledgedComeBack(t *testing.T) {
 	cancel()
 	<-done
 	f.start()
-	if r := f.poll("orders", ssf.PollRequest{ReturnImmediately: true}, 0); len(r.Sets) != 0 {
+	if r := f.poll("orders", secevent.PollRequest{ReturnImmediately: true}, 0); len(r.Sets) != 0 {
 		t.Errorf("after a clean stop: %v delivered again", seqs(r))
 	}
 }
@@ -370,7 +372,7 @@ func TestRetention_OldEventsAreTrimmedAndSkipped(t *testing.T) {
 	if info, _ := f.tx.Stream("orders"); info.Backlog != 1 {
 		t.Errorf("backlog after trim = %d, want 1", info.Backlog)
 	}
-	if r := f.poll("orders", ssf.PollRequest{ReturnImmediately: true}, 0); fmt.Sprint(seqs(r)) != "[3]" {
+	if r := f.poll("orders", secevent.PollRequest{ReturnImmediately: true}, 0); fmt.Sprint(seqs(r)) != "[3]" {
 		t.Errorf("after trim: seqs %v, want [3]", seqs(r))
 	}
 	// A stream created now gets what is still in the log.
@@ -378,7 +380,7 @@ func TestRetention_OldEventsAreTrimmedAndSkipped(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r := f.poll("late", ssf.PollRequest{ReturnImmediately: true}, 0); fmt.Sprint(seqs(r)) != "[3]" {
+	if r := f.poll("late", secevent.PollRequest{ReturnImmediately: true}, 0); fmt.Sprint(seqs(r)) != "[3]" {
 		t.Errorf("new stream: seqs %v, want [3]", seqs(r))
 	}
 }
@@ -392,7 +394,7 @@ func TestStreams_ConfigAndAdmin(t *testing.T) {
 	for _, bad := range [][2]string{{"orders", "billing-secret"}, {"nope", "orders-secret"}, {"orders", ""}} {
 		err := f.tx.Authenticate(context.Background(), bad[0], bad[1])
 		var se *ssf.Error
-		if !errors.As(err, &se) || se.Code != ssf.CodeAuthenticationFailed {
+		if !errors.As(err, &se) || se.Code != secevent.CodeAuthenticationFailed {
 			t.Errorf("Authenticate(%q, %q) = %v, want authentication_failed", bad[0], bad[1], err)
 		}
 	}
@@ -419,7 +421,7 @@ func TestStreams_ConfigAndAdmin(t *testing.T) {
 	// A poll waiting on a stream that is deleted ends.
 	done := make(chan error, 1)
 	go func() {
-		_, err := f.tx.Poll(ctx, "search", ssf.PollRequest{}, 5*time.Second)
+		_, err := f.tx.Poll(ctx, "search", secevent.PollRequest{}, 5*time.Second)
 		done <- err
 	}()
 	time.Sleep(50 * time.Millisecond)
@@ -455,7 +457,7 @@ func TestStreams_ConfigAndAdmin(t *testing.T) {
 func TestClose_EndsWaitingPolls(t *testing.T) {
 	f := newFixture(t, orders)
 	done := make(chan struct{})
-	go func() { f.poll("orders", ssf.PollRequest{}, 5*time.Second); close(done) }()
+	go func() { f.poll("orders", secevent.PollRequest{}, 5*time.Second); close(done) }()
 	time.Sleep(50 * time.Millisecond)
 	f.tx.Close()
 	select {
@@ -464,7 +466,7 @@ func TestClose_EndsWaitingPolls(t *testing.T) {
 		t.Fatal("Close left a poll waiting")
 	}
 	start := time.Now()
-	f.poll("orders", ssf.PollRequest{}, 5*time.Second)
+	f.poll("orders", secevent.PollRequest{}, 5*time.Second)
 	if time.Since(start) > time.Second {
 		t.Error("a poll after Close waited")
 	}
@@ -477,9 +479,9 @@ func TestMetrics_EmittedDeliveredAckedBacklogLag(t *testing.T) {
 	if v := metric(t, f.reg, "tokengate_ssf_stream_backlog", "stream", "orders"); v != 2 {
 		t.Errorf("backlog = %v, want 2", v)
 	}
-	r := f.poll("orders", ssf.PollRequest{ReturnImmediately: true}, 0)
-	f.poll("orders", ssf.PollRequest{ReturnImmediately: true}, 0) // redelivery
-	f.poll("orders", ssf.PollRequest{MaxEvents: intp(0), Ack: jtis(r)}, 0)
+	r := f.poll("orders", secevent.PollRequest{ReturnImmediately: true}, 0)
+	f.poll("orders", secevent.PollRequest{ReturnImmediately: true}, 0) // redelivery
+	f.poll("orders", secevent.PollRequest{MaxEvents: intp(0), Ack: jtis(r)}, 0)
 	for name, want := range map[string]float64{
 		"tokengate_ssf_events_emitted_total":     2,
 		"tokengate_ssf_events_delivered_total":   2,
@@ -553,9 +555,9 @@ func TestRun_EventsFromAnotherProcessWakePolls(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go tx.Run(ctx)
-	got := make(chan ssf.PollResponse, 1)
+	got := make(chan secevent.PollResponse, 1)
 	go func() {
-		r, _ := tx.Poll(context.Background(), "orders", ssf.PollRequest{}, 5*time.Second)
+		r, _ := tx.Poll(context.Background(), "orders", secevent.PollRequest{}, 5*time.Second)
 		got <- r
 	}()
 	time.Sleep(50 * time.Millisecond)
@@ -603,7 +605,7 @@ func TestReceiverStreams(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasPrefix(pod1.StreamID, "orders.") || pod1.Audience != "orders-api" || pod1.InactivityTimeout != 2 ||
+	if !strings.HasPrefix(pod1.StreamID, "orders.") || !pod1.Audience.Is("orders-api") || pod1.InactivityTimeout != 2 ||
 		pod1.StreamID == pod2.StreamID || pod1.Delivery.EndpointURL != issuerURL+"/ssf/poll/"+pod1.StreamID {
 		t.Errorf("receiver streams = %+v, %+v", pod1, pod2)
 	}
@@ -614,16 +616,16 @@ func TestReceiverStreams(t *testing.T) {
 		t.Errorf("StreamsFor(receiver) = %v, %v", ids, err)
 	}
 	// Each process gets every event, the earlier ones included, and acknowledges on its own.
-	r1 := f.poll(pod1.StreamID, ssf.PollRequest{ReturnImmediately: true}, 0)
+	r1 := f.poll(pod1.StreamID, secevent.PollRequest{ReturnImmediately: true}, 0)
 	if fmt.Sprint(seqs(r1)) != "[1 2]" {
 		t.Errorf("pod 1: seqs %v, want the events from before it existed", seqs(r1))
 	}
-	f.poll(pod1.StreamID, ssf.PollRequest{MaxEvents: intp(0), Ack: jtis(r1)}, 0)
+	f.poll(pod1.StreamID, secevent.PollRequest{MaxEvents: intp(0), Ack: jtis(r1)}, 0)
 	f.record("sid-after", "carol", "revoke")
-	if r := f.poll(pod1.StreamID, ssf.PollRequest{ReturnImmediately: true}, 0); fmt.Sprint(seqs(r)) != "[3]" {
+	if r := f.poll(pod1.StreamID, secevent.PollRequest{ReturnImmediately: true}, 0); fmt.Sprint(seqs(r)) != "[3]" {
 		t.Errorf("pod 1 after ack: %v", seqs(r))
 	}
-	if r := f.poll(pod2.StreamID, ssf.PollRequest{ReturnImmediately: true}, 0); fmt.Sprint(seqs(r)) != "[1 2 3]" {
+	if r := f.poll(pod2.StreamID, secevent.PollRequest{ReturnImmediately: true}, 0); fmt.Sprint(seqs(r)) != "[1 2 3]" {
 		t.Errorf("pod 2: %v", seqs(r))
 	}
 	if err := f.tx.DeleteReceiverStream(ctx, "billing", pod1.StreamID); !errors.Is(err, ssf.ErrNoStream) {

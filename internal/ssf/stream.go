@@ -14,6 +14,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/tokengate/tokengate/verifier/secevent"
 )
 
 // Stream sources.
@@ -183,23 +185,17 @@ func (s *stream) backlog(floor, head uint64) uint64 {
 
 // StreamInfo describes a stream for the admin API.
 type StreamInfo struct {
-	ID          string    `json:"stream_id"`
-	Audience    string    `json:"aud"`
-	Description string    `json:"description,omitempty"`
-	Source      string    `json:"source"`
-	Owner       string    `json:"owner,omitempty"`
-	CreatedAt   time.Time `json:"created_at"`
-	Delivery    Delivery  `json:"delivery"`
+	ID          string            `json:"stream_id"`
+	Audience    string            `json:"aud"`
+	Description string            `json:"description,omitempty"`
+	Source      string            `json:"source"`
+	Owner       string            `json:"owner,omitempty"`
+	CreatedAt   time.Time         `json:"created_at"`
+	Delivery    secevent.Delivery `json:"delivery"`
 	// AckedSeq is the event sequence number up to which the receiver acknowledged everything.
 	AckedSeq uint64 `json:"acked_seq"`
 	// Backlog is the number of events not yet acknowledged.
 	Backlog uint64 `json:"backlog"`
-}
-
-// Delivery is a stream's delivery configuration (SSF 1.0 §6.1, §8.1.1).
-type Delivery struct {
-	Method      string `json:"method"`
-	EndpointURL string `json:"endpoint_url"`
 }
 
 // PollURL is the RFC 8936 endpoint of stream id.
@@ -207,7 +203,7 @@ func (t *Transmitter) PollURL(id string) string { return t.cfg.Issuer + "/ssf/po
 
 func (t *Transmitter) infoLocked(s *stream) StreamInfo {
 	return StreamInfo{ID: s.def.ID, Audience: s.def.Audience, Description: s.def.Description, Source: s.def.Source,
-		Owner: s.def.Owner, CreatedAt: s.def.CreatedAt, Delivery: Delivery{Method: DeliveryPoll, EndpointURL: t.PollURL(s.def.ID)},
+		Owner: s.def.Owner, CreatedAt: s.def.CreatedAt, Delivery: secevent.Delivery{Method: secevent.DeliveryPoll, EndpointURL: t.PollURL(s.def.ID)},
 		AckedSeq: max(s.acked, t.floor), Backlog: s.backlog(t.floor, t.head)}
 }
 
@@ -389,7 +385,7 @@ func (t *Transmitter) receiverLocked(sum [32]byte) (string, bool) {
 // CreateReceiverStream creates a stream for receiver (SSF 1.0 §8.1.1.1): audience and
 // credential are the receiver's; it starts with every event still in the log, so a service
 // process that starts (or restarts) learns the revocations that may still concern live tokens.
-func (t *Transmitter) CreateReceiverStream(ctx context.Context, receiver, description string) (StreamConfiguration, error) {
+func (t *Transmitter) CreateReceiverStream(ctx context.Context, receiver, description string) (secevent.StreamConfiguration, error) {
 	var rc *ReceiverConfig
 	for i := range t.cfg.Receivers {
 		if t.cfg.Receivers[i].ID == receiver {
@@ -397,10 +393,10 @@ func (t *Transmitter) CreateReceiverStream(ctx context.Context, receiver, descri
 		}
 	}
 	if rc == nil {
-		return StreamConfiguration{}, ErrNoStream
+		return secevent.StreamConfiguration{}, ErrNoStream
 	}
 	if utf8.RuneCountInString(description) > 256 {
-		return StreamConfiguration{}, fmt.Errorf("%w: description is limited to 256 characters", ErrInvalidStream)
+		return secevent.StreamConfiguration{}, fmt.Errorf("%w: description is limited to 256 characters", ErrInvalidStream)
 	}
 	t.mu.Lock()
 	owned := 0
@@ -411,7 +407,7 @@ func (t *Transmitter) CreateReceiverStream(ctx context.Context, receiver, descri
 	}
 	t.mu.Unlock()
 	if owned >= MaxReceiverStreams {
-		return StreamConfiguration{}, ErrTooManyStreams
+		return secevent.StreamConfiguration{}, ErrTooManyStreams
 	}
 	now := t.cfg.Now()
 	s := &stream{def: streamDef{ID: receiver + "." + randomString(9), Audience: rc.Audience, Description: description,
@@ -420,7 +416,7 @@ func (t *Transmitter) CreateReceiverStream(ctx context.Context, receiver, descri
 	t.writeMu.Lock()
 	defer t.writeMu.Unlock()
 	if err := t.store.PutStreams(ctx, map[string][]byte{s.def.ID: s.doc()}); err != nil {
-		return StreamConfiguration{}, fmt.Errorf("ssf: create stream: %w", err)
+		return secevent.StreamConfiguration{}, fmt.Errorf("ssf: create stream: %w", err)
 	}
 	t.mu.Lock()
 	t.streams[s.def.ID] = s

@@ -26,6 +26,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 
 	"github.com/tokengate/tokengate/verifier"
+	"github.com/tokengate/tokengate/verifier/secevent"
 )
 
 // Defaults of Options.
@@ -106,15 +107,15 @@ func New(t testing.TB, opts Options) *Server {
 		_, _ = w.Write(s.opts.Keys.JWKSJSON())
 	})
 	mux.HandleFunc("GET /.well-known/ssf-configuration", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, map[string]any{"spec_version": "1_0", "issuer": s.URL(), "jwks_uri": s.URL() + "/jwks.json",
-			"delivery_methods_supported": []string{"urn:ietf:rfc:8936"}, "configuration_endpoint": s.URL() + "/ssf/streams"})
+		writeJSON(w, secevent.Metadata{SpecVersion: secevent.SpecVersion, Issuer: s.URL(), JWKSURI: s.URL() + "/jwks.json",
+			DeliveryMethodsSupported: []string{secevent.DeliveryPoll}, ConfigurationEndpoint: s.URL() + "/ssf/streams"})
 	})
 	mux.HandleFunc("GET /ssf/streams", func(w http.ResponseWriter, r *http.Request) {
 		if !s.authorized(r) {
 			w.WriteHeader(http.StatusUnauthorized)
 			return
 		}
-		writeJSON(w, []map[string]any{s.StreamConfig(s.opts.StreamID)})
+		writeJSON(w, []secevent.StreamConfiguration{s.StreamConfig(s.opts.StreamID)})
 	})
 	mux.HandleFunc("POST /ssf/poll/{id}", s.poll)
 	var h http.Handler = mux
@@ -141,10 +142,10 @@ func (s *Server) Config() verifier.Config {
 }
 
 // StreamConfig is the SSF stream configuration of stream id, polled at /ssf/poll/{id}.
-func (s *Server) StreamConfig(id string) map[string]any {
-	return map[string]any{"stream_id": id, "iss": s.URL(), "aud": s.opts.StreamAudience,
-		"events_delivered": []string{verifier.EventSessionRevoked},
-		"delivery":         map[string]string{"method": "urn:ietf:rfc:8936", "endpoint_url": s.URL() + "/ssf/poll/" + id}}
+func (s *Server) StreamConfig(id string) secevent.StreamConfiguration {
+	return secevent.StreamConfiguration{StreamID: id, Issuer: s.URL(), Audience: secevent.Audience{s.opts.StreamAudience},
+		EventsDelivered: []string{secevent.EventSessionRevoked},
+		Delivery:        secevent.Delivery{Method: secevent.DeliveryPoll, EndpointURL: s.URL() + "/ssf/poll/" + id}}
 }
 
 // SetDown makes polls answer 503 (down) or serve again.
@@ -181,10 +182,7 @@ func (s *Server) poll(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		return
 	}
-	var req struct {
-		Ack     []string                     `json:"ack"`
-		SETErrs map[string]map[string]string `json:"setErrs"`
-	}
+	var req secevent.PollRequest
 	body, _ := io.ReadAll(http.MaxBytesReader(w, r.Body, 1<<20))
 	_ = json.Unmarshal(body, &req)
 	wait := 5 * time.Second
@@ -199,7 +197,7 @@ func (s *Server) poll(w http.ResponseWriter, r *http.Request) {
 	}
 	for j, e := range req.SETErrs {
 		delete(s.queue, j)
-		s.refused[j] = e["err"]
+		s.refused[j] = e.Code
 	}
 	s.mu.Unlock()
 	deadline := time.After(wait)
@@ -212,13 +210,13 @@ func (s *Server) poll(w http.ResponseWriter, r *http.Request) {
 		wake := s.wake
 		s.mu.Unlock()
 		if len(sets) > 0 {
-			writeJSON(w, map[string]any{"sets": sets, "moreAvailable": false})
+			writeJSON(w, secevent.PollResponse{Sets: sets})
 			return
 		}
 		select {
 		case <-wake:
 		case <-deadline:
-			writeJSON(w, map[string]any{"sets": map[string]string{}})
+			writeJSON(w, secevent.PollResponse{Sets: map[string]string{}})
 			return
 		case <-r.Context().Done():
 			return
@@ -246,7 +244,7 @@ func (s *Server) Queued(jti string) bool {
 // RevokeSession queues a session-revoked SET for session sid of user sub.
 func (s *Server) RevokeSession(jti, sub, sid string, at time.Time) {
 	s.t.Helper()
-	s.Send(jti, s.Sign("secevent+jwt", s.RevokedSET(jti, sub, sid, at)))
+	s.Send(jti, s.Sign(secevent.TypeSET, s.RevokedSET(jti, sub, sid, at)))
 }
 
 // Settled waits until no SET is queued and returns the acknowledged SET ids and the refused
@@ -303,14 +301,26 @@ func (s *Server) AccessToken(sub, sid string, iat time.Time, edit ...func(claims
 // RevokedSET is the claims of a session-revoked SET: of session sid of user sub when sid is
 // set, else of every session of sub. Sign it with typ secevent+jwt and Send it.
 func (s *Server) RevokedSET(jti, sub, sid string, at time.Time) map[string]any {
-	subject := map[string]any{"format": "iss_sub", "iss": s.URL(), "sub": sub}
+	s.t.Helper()
+	subject := &secevent.SubjectID{Format: secevent.FormatIssSub, Iss: s.URL(), Sub: sub}
 	if sid != "" {
-		subject = map[string]any{"format": "complex", "session": map[string]any{"format": "opaque", "id": sid},
-			"user": map[string]any{"format": "iss_sub", "iss": s.URL(), "sub": sub}}
+		subject = &secevent.SubjectID{Format: secevent.FormatComplex, User: subject,
+			Session: &secevent.SubjectID{Format: secevent.FormatOpaque, ID: sid}}
 	}
-	return map[string]any{"iss": s.URL(), "aud": s.opts.StreamAudience, "jti": jti, "iat": at.Unix(), "txn": "tx-" + jti,
-		"sub_id": subject, "events": map[string]any{verifier.EventSessionRevoked: map[string]any{
-			"event_timestamp": at.Unix(), "initiating_entity": "system"}}}
+	iat := at.Unix()
+	set := secevent.SET{Issuer: s.URL(), Audience: secevent.Audience{s.opts.StreamAudience}, JTI: jti, IssuedAt: &iat,
+		TXN: "tx-" + jti, SubID: subject, Events: map[string]json.RawMessage{
+			secevent.EventSessionRevoked: secevent.EventBody(secevent.Event{EventTimestamp: &iat, InitiatingEntity: "system"})}}
+	// A map, so that a test can change a claim before signing.
+	b, err := json.Marshal(set)
+	var claims map[string]any
+	if err == nil {
+		err = json.Unmarshal(b, &claims)
+	}
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return claims
 }
 
 // key is one ES256 key.

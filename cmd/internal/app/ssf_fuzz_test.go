@@ -12,7 +12,7 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 
-	"github.com/tokengate/tokengate/internal/ssf"
+	"github.com/tokengate/tokengate/verifier/secevent"
 )
 
 // pending is the stream's unacknowledged SETs by jti, read with a poll that acknowledges
@@ -23,7 +23,7 @@ func pending(t testing.TB, s *stack) []string {
 	if rec.Code != http.StatusOK {
 		t.Fatalf("read-only poll: %d %s", rec.Code, rec.Body.String())
 	}
-	var resp ssf.PollResponse
+	var resp secevent.PollResponse
 	if err := json.Unmarshal(rec.Body.Bytes(), &resp); err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +107,7 @@ func FuzzSSFPoll(f *testing.F) {
 			}
 			return
 		}
-		var resp ssf.PollResponse
+		var resp secevent.PollResponse
 		if err := json.Unmarshal(rec.Body.Bytes(), &resp); err != nil || resp.Sets == nil {
 			t.Fatalf("200 without a sets object: %q", rec.Body.String())
 		}
@@ -124,7 +124,7 @@ func FuzzSSFPoll(f *testing.F) {
 			if err != nil {
 				t.Fatalf("SET %s: %v", jti, err)
 			}
-			var c ssf.SET
+			var c secevent.SET
 			if err := json.Unmarshal(payload, &c); err != nil || c.JTI != jti {
 				t.Fatalf("SET under %s has jti %q (%v)", jti, c.JTI, err)
 			}

@@ -22,6 +22,7 @@ import (
 	"github.com/tokengate/tokengate/internal/config"
 	"github.com/tokengate/tokengate/internal/ssf"
 	"github.com/tokengate/tokengate/verifier"
+	"github.com/tokengate/tokengate/verifier/secevent"
 )
 
 const (
@@ -70,7 +71,7 @@ func ackBody(sets map[string]string) string {
 }
 
 // setClaims decodes a SET's payload (signature checked against the JWKS) and its typ.
-func setClaims(t *testing.T, s *stack, tok string) (ssf.SET, string) {
+func setClaims(t *testing.T, s *stack, tok string) (secevent.SET, string) {
 	t.Helper()
 	jws, err := jose.ParseSignedCompact(tok, []jose.SignatureAlgorithm{jose.ES256})
 	if err != nil {
@@ -84,7 +85,7 @@ func setClaims(t *testing.T, s *stack, tok string) (ssf.SET, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var c ssf.SET
+	var c secevent.SET
 	if err := json.Unmarshal(payload, &c); err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +114,7 @@ func TestSSF_MetadataAndStreamConfiguration(t *testing.T) {
 	one := get("?stream_id=orders", ordersSecret)
 	if one.Status != 200 || one.str("stream_id") != "orders" || one.str("aud") != "orders" || one.str("iss") != s.srv.URL ||
 		!strings.Contains(one.Raw, `"endpoint_url":"`+s.srv.URL+`/ssf/poll/orders"`) ||
-		!strings.Contains(one.Raw, `"events_delivered":["`+ssf.EventSessionRevoked+`","`+ssf.EventSigningKeyRevoked+`"]`) {
+		!strings.Contains(one.Raw, `"events_delivered":["`+secevent.EventSessionRevoked+`","`+secevent.EventSigningKeyRevoked+`"]`) {
 		t.Errorf("stream configuration: %d %s", one.Status, one.Raw)
 	}
 	if list := get("", ordersSecret); list.Status != 200 || !strings.HasPrefix(list.Raw, `[{"stream_id":"orders"`) {
@@ -125,7 +126,7 @@ func TestSSF_MetadataAndStreamConfiguration(t *testing.T) {
 		"unknown stream":   get("?stream_id=nope", ordersSecret),
 		"list, wrong":      get("", "wrong"),
 	} {
-		if r.Status != 401 || r.str("err") != ssf.CodeAuthenticationFailed || r.Header.Get("WWW-Authenticate") == "" {
+		if r.Status != 401 || r.str("err") != secevent.CodeAuthenticationFailed || r.Header.Get("WWW-Authenticate") == "" {
 			t.Errorf("%s: %d %s", name, r.Status, r.Raw)
 		}
 	}
@@ -172,7 +173,8 @@ func TestSSF_EveryLogoutSourceEmitsOneEventInOrder(t *testing.T) {
 	for jti, tok := range got.Sets {
 		c, typ := setClaims(t, s, tok)
 		seq, _, _ := strings.Cut(jti, "-")
-		r := row{seq: seq, entity: c.Events[ssf.EventSessionRevoked].InitiatingEntity, typ: typ, au: c.Audience}
+		ev, _, _ := c.Event(secevent.EventSessionRevoked)
+		r := row{seq: seq, entity: ev.InitiatingEntity, typ: typ, au: strings.Join(c.Audience, " ")}
 		if c.SubID.Session != nil {
 			r.session, r.user = c.SubID.Session.ID, c.SubID.User.Sub
 		} else {
@@ -432,8 +434,8 @@ func TestSSF_ReceiverCreatesAndDeletesItsStream(t *testing.T) {
 		t.Errorf("a new stream gets the logout recorded before it: %d %s", got.Status, got.Raw)
 	}
 	for jti, tok := range got.Sets {
-		if c, _ := setClaims(t, s, tok); c.Audience != "search-api" || c.JTI != jti {
-			t.Errorf("SET aud %q jti %q", c.Audience, c.JTI)
+		if c, _ := setClaims(t, s, tok); !c.Audience.Is("search-api") || c.JTI != jti {
+			t.Errorf("SET aud %q jti %q", []string(c.Audience), c.JTI)
 		}
 	}
 	if r := call("DELETE", "?stream_id="+id, receiverSecret, "", ""); r.Status != 204 {

@@ -3,15 +3,16 @@
 // hand verifies a token, so that every unauthenticated junk token (a random kid, or a known kid
 // with a bad signature) cost Keycloak a request.
 //
-// The rule: a token whose kid names a key in hand is checked with that key only, and a bad
-// signature is refused without a fetch (a fetch cannot change what a kid names). A token whose
-// kid is not in hand (or that has no kid and no key in hand verifies it) starts a fetch only
-// when the last one started at least Interval ago; a fetch in flight is shared by everyone who
-// needs it; and a token whose kid is still unknown after that fetch is refused. Between
-// fetches an unknown kid is refused at once (ErrDeferred), or answered with the failure of the
-// last fetch while that failure is recent. A real key rotation is picked up by the first token
-// of the new key that arrives Interval or more after the last fetch — at once unless someone
-// made the key set fetch within the last Interval.
+// The rule is verifier/jwksfetch's, shared with the verifier library: a token whose kid names
+// a key in hand is checked with that key only, and a bad signature is refused without a fetch
+// (a fetch cannot change what a kid names). A token whose kid is not in hand (or that has no
+// kid and no key in hand verifies it) starts a fetch only when the last one started at least
+// Interval ago; a fetch in flight is shared by everyone who needs it; and a token whose kid is
+// still unknown after that fetch is refused. Between fetches an unknown kid is refused at once
+// (ErrDeferred), or answered with the failure of the last fetch while that failure is recent.
+// A real key rotation is picked up by the first token of the new key that arrives Interval or
+// more after the last fetch — at once unless someone made the key set fetch within the last
+// Interval.
 package jwks
 
 import (
@@ -25,10 +26,12 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
+
+	"github.com/tokengate/tokengate/verifier/jwksfetch"
 )
 
 // DefaultInterval is the least time between two fetches for unknown kids.
-const DefaultInterval = 5 * time.Second
+const DefaultInterval = jwksfetch.DefaultInterval
 
 // maxJWKS bounds the size of a JWKS answer.
 const maxJWKS = 1 << 20
@@ -47,7 +50,7 @@ var (
 	// interval ago, so it is not fetched again for this token.
 	ErrDeferred = errors.New("unknown key; the JWKS was fetched too recently to fetch it again")
 	// ErrBadSignature: the key the token's kid names does not verify its signature.
-	ErrBadSignature = errors.New("failed to verify signature with the key its kid names")
+	ErrBadSignature = jwksfetch.ErrBadSignature
 )
 
 // Options configure a KeySet.
@@ -61,15 +64,12 @@ type Options struct {
 // KeySet is a provider's JWKS as last fetched, safe for concurrent use; it implements
 // oidc.KeySet. Nothing is fetched until a token needs it.
 type KeySet struct {
-	url      string
-	client   *http.Client
-	interval time.Duration
+	url    string
+	client *http.Client
+	gate   jwksfetch.Gate
 
-	mu      sync.Mutex
-	keys    []jose.JSONWebKey
-	started time.Time     // when the last fetch started
-	done    chan struct{} // closed when that fetch has ended; nil before the first
-	err     error         // that fetch's error, once it ended
+	mu   sync.Mutex
+	keys []jose.JSONWebKey
 }
 
 // New returns a key set for the JWKS at url.
@@ -80,17 +80,13 @@ func New(url string, o Options) *KeySet {
 	if o.Interval <= 0 {
 		o.Interval = DefaultInterval
 	}
-	return &KeySet{url: url, client: o.HTTPClient, interval: o.Interval}
+	return &KeySet{url: url, client: o.HTTPClient, gate: jwksfetch.Gate{Interval: o.Interval}}
 }
-
-// allAlgs are the algorithms a JWS may name here; the caller pins its own list first.
-var allAlgs = []jose.SignatureAlgorithm{jose.RS256, jose.RS384, jose.RS512, jose.ES256, jose.ES384, jose.ES512,
-	jose.PS256, jose.PS384, jose.PS512, jose.EdDSA}
 
 // VerifySignature checks jwt's signature and returns its payload (oidc.KeySet). It fetches the
 // JWKS only as the package documentation says.
 func (k *KeySet) VerifySignature(ctx context.Context, jwt string) ([]byte, error) {
-	jws, err := jose.ParseSignedCompact(jwt, allAlgs)
+	jws, err := jose.ParseSignedCompact(jwt, jwksfetch.Algorithms)
 	if err != nil {
 		return nil, fmt.Errorf("malformed jwt: %v", err)
 	}
@@ -101,14 +97,20 @@ func (k *KeySet) VerifySignature(ctx context.Context, jwt string) ([]byte, error
 	k.mu.Lock()
 	keys := k.keys
 	k.mu.Unlock()
-	if payload, named, err := verifyWith(jws, keys, kid); named {
+	if payload, named, err := jwksfetch.Verify(jws, keys, kid); named {
 		return payload, err
 	}
-	keys, fetched, err := k.refetch(ctx)
+	fetched, err := k.gate.Fetch(ctx, k.fetch)
 	if err != nil {
+		if !errors.Is(err, ErrFetch) {
+			err = fmt.Errorf("%w: %w", ErrFetch, err) // ctx ended while waiting
+		}
 		return nil, err
 	}
-	if payload, named, err := verifyWith(jws, keys, kid); named {
+	k.mu.Lock()
+	keys = k.keys
+	k.mu.Unlock()
+	if payload, named, err := jwksfetch.Verify(jws, keys, kid); named {
 		return payload, err
 	}
 	if !fetched {
@@ -117,74 +119,18 @@ func (k *KeySet) VerifySignature(ctx context.Context, jwt string) ([]byte, error
 	return nil, fmt.Errorf("kid %q: %w", kid, ErrUnknownKey)
 }
 
-// verifyWith checks jws with the keys its kid names (every key when it has none). named is
-// false when no such key is in keys, or, without a kid, when none verifies.
-func verifyWith(jws *jose.JSONWebSignature, keys []jose.JSONWebKey, kid string) (payload []byte, named bool, err error) {
-	for i := range keys {
-		if kid != "" && keys[i].KeyID != kid {
-			continue
-		}
-		named = true
-		if p, err := jws.Verify(&keys[i]); err == nil {
-			return p, true, nil
-		}
-	}
-	if kid == "" || !named {
-		return nil, false, nil
-	}
-	return nil, true, ErrBadSignature
-}
-
-// refetch returns the keys of a fetch this caller may count on: one started now when the last
-// started at least the interval ago, else the one in flight. fetched is false when neither
-// (the last fetch ended within the interval): the keys in hand are returned, or that fetch's
-// error.
-func (k *KeySet) refetch(ctx context.Context) (keys []jose.JSONWebKey, fetched bool, err error) {
-	k.mu.Lock()
-	done, inflight := k.done, false
-	if done != nil {
-		select {
-		case <-done:
-		default:
-			inflight = true
-		}
-	}
-	switch {
-	case inflight: // shared, however long ago it started
-	case done == nil || time.Since(k.started) >= k.interval:
-		done = make(chan struct{})
-		k.done, k.started, k.err = done, time.Now(), nil
-		go k.fetch(done)
-	default:
-		keys, err = k.keys, k.err
-		k.mu.Unlock()
-		return keys, false, err
-	}
-	k.mu.Unlock()
-	select {
-	case <-ctx.Done():
-		return nil, false, fmt.Errorf("%w: %w", ErrFetch, ctx.Err())
-	case <-done:
-	}
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	return k.keys, true, k.err
-}
-
-// fetch GETs the JWKS, stores the keys (replacing those in hand) or the error, and closes done.
-func (k *KeySet) fetch(done chan struct{}) {
+// fetch GETs the JWKS and stores the keys (replacing those in hand); it runs under the gate.
+func (k *KeySet) fetch() error {
 	// Not tied to a caller's context: every caller waiting shares this fetch.
 	ctx, cancel := context.WithTimeout(context.Background(), fetchTimeout)
 	defer cancel()
 	keys, err := k.get(ctx)
-	k.mu.Lock()
 	if err == nil {
+		k.mu.Lock()
 		k.keys = keys
-	} else {
-		k.err = err
+		k.mu.Unlock()
 	}
-	k.mu.Unlock()
-	close(done)
+	return err
 }
 
 func (k *KeySet) get(ctx context.Context) ([]jose.JSONWebKey, error) {
@@ -249,7 +195,7 @@ func parse(body []byte) ([]jose.JSONWebKey, error) {
 }
 
 func supported(alg string) bool {
-	for _, a := range allAlgs {
+	for _, a := range jwksfetch.Algorithms {
 		if string(a) == alg {
 			return true
 		}

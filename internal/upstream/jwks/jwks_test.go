@@ -127,8 +127,11 @@ func TestKeySet_ConcurrentUnknownKidsShareOneFetch(t *testing.T) {
 	f.add(t, "k1", "sig", "ES256")
 	f.delay = 50 * time.Millisecond
 	ks := New(f.srv.URL, Options{Interval: time.Hour})
-	ks.done, ks.started = make(chan struct{}), time.Now().Add(-2*time.Hour) // an old fetch
-	close(ks.done)
+	ks.gate.Now = func() time.Time { return time.Now().Add(-2 * time.Hour) }
+	if _, err := ks.gate.Fetch(context.Background(), func() error { return nil }); err != nil { // an old fetch
+		t.Fatal(err)
+	}
+	ks.gate.Now = time.Now
 	raw := sign(t, f.add(t, "k2", "sig", "ES256"))
 	var wg sync.WaitGroup
 	var failed atomic.Int64

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tokengate/tokengate/internal/upstream/signals"
+	"github.com/tokengate/tokengate/verifier/secevent"
 )
 
 // Events tokengate acts on that Keycloak does not deliver (the RISC events on 26.7.3) are one
@@ -13,13 +13,13 @@ import (
 // them, nothing is misconfigured. With only events Keycloak delivers, nothing is said.
 func TestReceiver_UndeliveredEventsAreOneInfoLine(t *testing.T) {
 	tx := newTransmitter(t)
-	f := start(t, tx, openStore(t), signals.EventAccountDisabled, signals.EventAccountPurged, signals.EventCredentialCompromise)
+	f := start(t, tx, openStore(t), secevent.EventAccountDisabled, secevent.EventAccountPurged, secevent.EventCredentialCompromise)
 	eventually(t, "the stream is verified", f.rcv.Verified)
 	lines := byEvent(t, f, "signals_events_not_delivered")
 	if len(lines) != 1 || lines[0]["level"] != "INFO" || lines[0]["stream"] != tx.Stream() {
 		t.Fatalf("not-delivered lines %v, want one INFO\nlog:\n%s", lines, f.logs)
 	}
-	want := []string{signals.EventAccountDisabled, signals.EventAccountPurged, signals.EventCredentialCompromise}
+	want := []string{secevent.EventAccountDisabled, secevent.EventAccountPurged, secevent.EventCredentialCompromise}
 	if got := notDelivered(t, f); !slices.Equal(got, want) {
 		t.Errorf("event_types %v, want %v", got, want)
 	}

@@ -20,6 +20,8 @@ import (
 
 	"github.com/tokengate/tokengate/internal/store"
 	"github.com/tokengate/tokengate/internal/upstream/jwks"
+	"github.com/tokengate/tokengate/verifier/jwksfetch"
+	"github.com/tokengate/tokengate/verifier/secevent"
 )
 
 // The fuzzed receiver: Keycloak's realm, its stream and a fixed clock.
@@ -78,7 +80,7 @@ func (s *fuzzStore) ClaimJTI(_ context.Context, jti string, _ time.Time) (bool, 
 func fuzzClaims(edit func(c map[string]any)) []byte {
 	c := map[string]any{
 		"jti": "jti-1", "iss": fuzzIssuer, "iat": fuzzNow.Unix(), "aud": fuzzAud, "txn": "txn-1",
-		"events": map[string]any{EventSessionRevoked: map[string]any{"initiating_entity": "user"}},
+		"events": map[string]any{secevent.EventSessionRevoked: map[string]any{"initiating_entity": "user"}},
 		"sub_id": map[string]any{"format": "complex",
 			"user":    map[string]any{"format": "iss_sub", "iss": fuzzIssuer, "sub": "alice"},
 			"session": map[string]any{"format": "opaque", "id": "sid-1"}},
@@ -141,7 +143,7 @@ func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
 // signature verifies with the transmitter's public key, checked without the receiver's code.
 func signedByTrustedKey(raw string) ([]byte, bool) {
 	trusted, _ := fuzzKeys()
-	jws, err := jose.ParseSignedCompact(raw, algorithms)
+	jws, err := jose.ParseSignedCompact(raw, jwksfetch.Algorithms)
 	if err != nil || len(jws.Signatures) != 1 {
 		return nil, false
 	}
@@ -172,7 +174,7 @@ func FuzzSET(f *testing.F) {
 			c["events"] = map[string]any{"https://example.test/event/other": map[string]any{}}
 		}),
 		fuzzClaims(func(c map[string]any) {
-			c["events"] = map[string]any{EventSessionRevoked: map[string]any{}, EventCredentialChange: map[string]any{}}
+			c["events"] = map[string]any{secevent.EventSessionRevoked: map[string]any{}, secevent.EventCredentialChange: map[string]any{}}
 		}),
 		fuzzClaims(func(c map[string]any) { c["sub_id"] = map[string]any{"format": "email", "email": "m@example.test"} }),
 		fuzzClaims(func(c map[string]any) {
@@ -181,20 +183,20 @@ func FuzzSET(f *testing.F) {
 				"session": map[string]any{"format": "opaque", "id": "sid-forged"}}
 		}),
 		fuzzClaims(func(c map[string]any) {
-			c["events"] = map[string]any{EventCredentialChange: map[string]any{"event_timestamp": fuzzNow.Add(-time.Minute).Unix()}}
+			c["events"] = map[string]any{secevent.EventCredentialChange: map[string]any{"event_timestamp": fuzzNow.Add(-time.Minute).Unix()}}
 			c["sub_id"] = map[string]any{"format": "iss_sub", "iss": fuzzIssuer, "sub": "carol"}
 		}),
 		fuzzClaims(func(c map[string]any) {
-			c["events"] = map[string]any{EventAccountDisabled: map[string]any{
+			c["events"] = map[string]any{secevent.EventAccountDisabled: map[string]any{
 				"subject": map[string]any{"format": "iss_sub", "iss": fuzzIssuer, "sub": "dave"}}}
 			delete(c, "sub_id")
 		}),
 		fuzzClaims(func(c map[string]any) {
-			c["events"] = map[string]any{EventVerification: map[string]any{"state": fuzzState}}
+			c["events"] = map[string]any{secevent.EventVerification: map[string]any{"state": fuzzState}}
 			c["sub_id"] = map[string]any{"format": "opaque", "id": fuzzStream}
 		}),
 		fuzzClaims(func(c map[string]any) {
-			c["events"] = map[string]any{EventStreamUpdated: map[string]any{"status": "paused"}}
+			c["events"] = map[string]any{secevent.EventStreamUpdated: map[string]any{"status": "paused"}}
 		}),
 		[]byte(`{"jti":"jti-1","iss":"` + fuzzIssuer + `","aud":1,"iat":"x","events":[]}`),
 	} {
@@ -239,13 +241,13 @@ func FuzzSET(f *testing.F) {
 			t.Fatal("left for redelivery though nothing failed")
 		}
 		if out.err != nil {
-			switch out.err.Err {
-			case errInvalidRequest, errInvalidKey, errInvalidIssuer, errInvalidAudience:
+			switch out.err.Code {
+			case secevent.CodeInvalidRequest, secevent.CodeInvalidKey, secevent.CodeInvalidIssuer, secevent.CodeInvalidAudience:
 			default:
-				t.Fatalf("refused with code %q", out.err.Err)
+				t.Fatalf("refused with code %q", out.err.Code)
 			}
 			if len(st.recorded) > 0 || r.Verified() {
-				t.Fatalf("refused (%s: %s) but recorded %+v / verified %v", out.err.Err, out.err.Description, st.recorded, r.Verified())
+				t.Fatalf("refused (%s: %s) but recorded %+v / verified %v", out.err.Code, out.err.Description, st.recorded, r.Verified())
 			}
 			return
 		}
@@ -254,7 +256,7 @@ func FuzzSET(f *testing.F) {
 		if !ok {
 			t.Fatalf("acknowledged a SET not signed by Keycloak's key (mode %d): %q", mode%modes, raw)
 		}
-		var s set
+		var s secevent.SET
 		if err := json.Unmarshal(payload, &s); err != nil {
 			t.Fatalf("acknowledged a SET whose claims do not parse: %v", err)
 		}
@@ -263,7 +265,7 @@ func FuzzSET(f *testing.F) {
 			len(s.Events) != 1 {
 			t.Fatalf("acknowledged a SET with claims %s", payload)
 		}
-		jws, _ := jose.ParseSignedCompact(raw, algorithms)
+		jws, _ := jose.ParseSignedCompact(raw, jwksfetch.Algorithms)
 		if typ, ok := jws.Signatures[0].Protected.ExtraHeaders[jose.HeaderType]; ok {
 			if ts, _ := typ.(string); !strings.EqualFold(ts, "secevent+jwt") && !strings.EqualFold(ts, "application/secevent+jwt") {
 				t.Fatalf("acknowledged a SET of typ %v", typ)
@@ -281,7 +283,7 @@ func FuzzSET(f *testing.F) {
 			}
 		}
 		if r.Verified() {
-			if _, ok := s.Events[EventVerification]; !ok {
+			if _, ok := s.Events[secevent.EventVerification]; !ok {
 				t.Fatalf("verified by a %v SET", s.Events)
 			}
 		}

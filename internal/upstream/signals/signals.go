@@ -28,30 +28,17 @@ import (
 
 	"github.com/tokengate/tokengate/internal/store"
 	"github.com/tokengate/tokengate/internal/tracing"
+	"github.com/tokengate/tokengate/verifier/secevent"
 )
 
-// Event type URIs (CAEP 1.0, RISC 1.0, SSF 1.0).
-const (
-	EventSessionRevoked       = "https://schemas.openid.net/secevent/caep/event-type/session-revoked"
-	EventCredentialChange     = "https://schemas.openid.net/secevent/caep/event-type/credential-change"
-	EventAccountDisabled      = "https://schemas.openid.net/secevent/risc/event-type/account-disabled"
-	EventAccountPurged        = "https://schemas.openid.net/secevent/risc/event-type/account-purged"
-	EventCredentialCompromise = "https://schemas.openid.net/secevent/risc/event-type/credential-compromise"
-	EventVerification         = "https://schemas.openid.net/secevent/ssf/event-type/verification"
-	EventStreamUpdated        = "https://schemas.openid.net/secevent/ssf/event-type/stream-updated"
-)
-
-// DeliveryPoll is the RFC 8936 delivery method URI.
-const DeliveryPoll = "urn:ietf:rfc:8936"
-
-// Events maps the short event names used in configuration to their URIs. session-revoked is
+// Events maps the short event names used in configuration to their URIs (secevent). session-revoked is
 // always acted on; the others revoke every session of the user.
 var Events = map[string]string{
-	"session-revoked":       EventSessionRevoked,
-	"credential-change":     EventCredentialChange,
-	"account-disabled":      EventAccountDisabled,
-	"account-purged":        EventAccountPurged,
-	"credential-compromise": EventCredentialCompromise,
+	"session-revoked":       secevent.EventSessionRevoked,
+	"credential-change":     secevent.EventCredentialChange,
+	"account-disabled":      secevent.EventAccountDisabled,
+	"account-purged":        secevent.EventAccountPurged,
+	"credential-compromise": secevent.EventCredentialCompromise,
 }
 
 // Recorder records a logout durably through the same path as a back-channel logout. It
@@ -164,8 +151,8 @@ func New(cfg Config, st State, jtis JTIs, rec Recorder) (*Receiver, error) {
 	}
 	r := &Receiver{
 		cfg: cfg, state: st, jtis: jtis, rec: rec, log: cfg.Logger, origins: origins,
-		wanted:   []string{EventSessionRevoked},
-		actOn:    map[string]bool{EventSessionRevoked: true},
+		wanted:   []string{secevent.EventSessionRevoked},
+		actOn:    map[string]bool{secevent.EventSessionRevoked: true},
 		backoff:  backoff{min: time.Second, max: time.Minute},
 		caughtUp: make(chan struct{}),
 		tracer:   tracing.Tracer(cfg.TracerProvider),

@@ -22,6 +22,7 @@ import (
 	"github.com/tokengate/tokengate/internal/store"
 	"github.com/tokengate/tokengate/internal/store/bolt"
 	"github.com/tokengate/tokengate/internal/upstream/signals"
+	"github.com/tokengate/tokengate/verifier/secevent"
 )
 
 // recorder records into a real bolt store the way the issuer does (RecordNewRevocation); it
@@ -191,7 +192,7 @@ func TestReceiver_ForgedOrForeignSETsAreRefusedAndChangeNothing(t *testing.T) {
 		{"iat too old", tx.Sign(with("iat", time.Now().Add(-72*time.Hour).Unix()), tx.key, jose.ES256, "secevent+jwt"), "invalid_request"},
 		{"no iat", tx.Sign(with("iat", nil), tx.key, jose.ES256, "secevent+jwt"), "invalid_request"},
 		{"unknown event", tx.Sign(with("events", map[string]any{"https://example.test/event/other": map[string]any{}}), tx.key, jose.ES256, "secevent+jwt"), "invalid_request"},
-		{"two events", tx.Sign(with("events", map[string]any{signals.EventSessionRevoked: map[string]any{}, signals.EventCredentialChange: map[string]any{}}), tx.key, jose.ES256, "secevent+jwt"), "invalid_request"},
+		{"two events", tx.Sign(with("events", map[string]any{secevent.EventSessionRevoked: map[string]any{}, secevent.EventCredentialChange: map[string]any{}}), tx.key, jose.ES256, "secevent+jwt"), "invalid_request"},
 		{"email subject", tx.Sign(with("sub_id", map[string]any{"format": "email", "email": "m@example.test"}), tx.key, jose.ES256, "secevent+jwt"), "invalid_request"},
 		{"user of another issuer", tx.Sign(with("sub_id", sessionSubject("https://evil.test", "mallory", "sid-forged")), tx.key, jose.ES256, "secevent+jwt"), "invalid_request"},
 	}
@@ -240,7 +241,7 @@ func TestReceiver_UnrecordedSETIsNotAcknowledgedAndComesAgain(t *testing.T) {
 
 func TestReceiver_UserEventsRevokeTheSubjectAsOfTheEvent(t *testing.T) {
 	tx := newTransmitter(t)
-	f := start(t, tx, nil, signals.EventCredentialChange)
+	f := start(t, tx, nil, secevent.EventCredentialChange)
 	eventually(t, "the stream is verified", f.rcv.Verified)
 	when := time.Now().Add(-10 * time.Second).Truncate(time.Second)
 	jti := tx.Enqueue(tx.SET(tx.Stream(), "caep/event-type/credential-change",

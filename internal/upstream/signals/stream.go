@@ -11,7 +11,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -26,6 +25,7 @@ import (
 	"github.com/tokengate/tokengate/internal/store"
 	"github.com/tokengate/tokengate/internal/tracing"
 	"github.com/tokengate/tokengate/internal/upstream/jwks"
+	"github.com/tokengate/tokengate/verifier/secevent"
 )
 
 // maxBody bounds every answer read from Keycloak.
@@ -33,45 +33,6 @@ const maxBody = 4 << 20
 
 // maxEvents is how many SETs one poll asks for.
 const maxEvents = 100
-
-// metadata is the part of the SSF transmitter configuration (SSF 1.0 §7.1) tokengate uses.
-type metadata struct {
-	Issuer                string   `json:"issuer"`
-	JWKSURI               string   `json:"jwks_uri"`
-	Delivery              []string `json:"delivery_methods_supported"`
-	ConfigurationEndpoint string   `json:"configuration_endpoint"`
-	VerificationEndpoint  string   `json:"verification_endpoint"`
-}
-
-// streamConfig is a stream configuration (SSF 1.0 §8.1.1).
-type streamConfig struct {
-	StreamID string   `json:"stream_id"`
-	Issuer   string   `json:"iss"`
-	Audience audience `json:"aud"`
-	Delivery struct {
-		Method      string `json:"method"`
-		EndpointURL string `json:"endpoint_url"`
-	} `json:"delivery"`
-	EventsRequested []string `json:"events_requested"`
-	EventsDelivered []string `json:"events_delivered"`
-}
-
-// audience is a JWT aud: one string or an array.
-type audience []string
-
-func (a *audience) UnmarshalJSON(b []byte) error {
-	var one string
-	if err := json.Unmarshal(b, &one); err == nil {
-		*a = audience{one}
-		return nil
-	}
-	var many []string
-	if err := json.Unmarshal(b, &many); err != nil {
-		return errors.New("aud is neither a string nor an array of strings")
-	}
-	*a = many
-	return nil
-}
 
 // streamDoc is what the store keeps about the stream.
 type streamDoc struct {
@@ -83,7 +44,7 @@ type streamDoc struct {
 
 // conn is one connected stream.
 type conn struct {
-	md     metadata
+	md     secevent.Metadata
 	stream streamDoc
 	tokens oauth2.TokenSource
 	keys   *jwks.KeySet
@@ -133,27 +94,26 @@ func (r *Receiver) connect(ctx context.Context) (*conn, error) {
 
 // discover reads the SSF configuration at the RFC 8615 location for the realm
 // (/.well-known/ssf-configuration/realms/<realm>), as SSF 1.0 §7.2 says.
-func (r *Receiver) discover(ctx context.Context) (metadata, error) {
-	u, err := url.Parse(r.cfg.Issuer)
-	if err != nil || u.Host == "" {
-		return metadata{}, fmt.Errorf("issuer %q is not a URL", r.cfg.Issuer)
+func (r *Receiver) discover(ctx context.Context) (secevent.Metadata, error) {
+	u, err := secevent.MetadataURL(r.cfg.Issuer)
+	if err != nil {
+		return secevent.Metadata{}, err
 	}
-	u.Path = "/.well-known/ssf-configuration" + strings.TrimSuffix(u.Path, "/")
-	var md metadata
-	if err := r.call(ctx, nil, http.MethodGet, u.String(), nil, http.StatusOK, &md); err != nil {
+	var md secevent.Metadata
+	if err := r.call(ctx, nil, http.MethodGet, u, nil, http.StatusOK, &md); err != nil {
 		var se *statusError
 		if errors.As(err, &se) && se.status == http.StatusNotFound {
-			return metadata{}, fmt.Errorf("no Shared Signals transmitter at %s (Keycloak 26.7+ must run with --features=ssf and the realm attribute ssf.transmitterEnabled=true): %w", u, err)
+			return secevent.Metadata{}, fmt.Errorf("no Shared Signals transmitter at %s (Keycloak 26.7+ must run with --features=ssf and the realm attribute ssf.transmitterEnabled=true): %w", u, err)
 		}
-		return metadata{}, fmt.Errorf("SSF configuration %s: %w", u, err)
+		return secevent.Metadata{}, fmt.Errorf("SSF configuration %s: %w", u, err)
 	}
 	switch {
 	case md.Issuer != r.cfg.Issuer:
-		return metadata{}, fmt.Errorf("SSF configuration names issuer %q, want %q", md.Issuer, r.cfg.Issuer)
-	case !slices.Contains(md.Delivery, DeliveryPoll):
-		return metadata{}, fmt.Errorf("the transmitter does not offer poll delivery (%s)", DeliveryPoll)
+		return secevent.Metadata{}, fmt.Errorf("SSF configuration names issuer %q, want %q", md.Issuer, r.cfg.Issuer)
+	case !slices.Contains(md.DeliveryMethodsSupported, secevent.DeliveryPoll):
+		return secevent.Metadata{}, fmt.Errorf("the transmitter does not offer poll delivery (%s)", secevent.DeliveryPoll)
 	case md.ConfigurationEndpoint == "" || md.JWKSURI == "":
-		return metadata{}, errors.New("SSF configuration lacks configuration_endpoint or jwks_uri")
+		return secevent.Metadata{}, errors.New("SSF configuration lacks configuration_endpoint or jwks_uri")
 	}
 	for _, e := range []struct{ name, url string }{
 		{"jwks_uri", md.JWKSURI}, {"configuration_endpoint", md.ConfigurationEndpoint}, {"verification_endpoint", md.VerificationEndpoint},
@@ -162,7 +122,7 @@ func (r *Receiver) discover(ctx context.Context) (metadata, error) {
 			continue // verification_endpoint is optional
 		}
 		if err := r.origins.check("SSF configuration's "+e.name, e.url); err != nil {
-			return metadata{}, err
+			return secevent.Metadata{}, err
 		}
 	}
 	return md, nil
@@ -202,11 +162,11 @@ func (r *Receiver) ensureStream(ctx context.Context, c *conn) (streamDoc, error)
 	case !errors.Is(err, store.ErrNotFound):
 		return streamDoc{}, fmt.Errorf("stored stream: %w", err)
 	}
-	var list []streamConfig
+	var list []secevent.StreamConfiguration
 	if err := r.call(ctx, c, http.MethodGet, c.md.ConfigurationEndpoint, nil, http.StatusOK, &list); err != nil {
 		return streamDoc{}, fmt.Errorf("list streams: %w", err)
 	}
-	var sc *streamConfig
+	var sc *secevent.StreamConfiguration
 	for i := range list {
 		if list[i].StreamID == stored.StreamID || sc == nil {
 			sc = &list[i]
@@ -217,12 +177,12 @@ func (r *Receiver) ensureStream(ctx context.Context, c *conn) (streamDoc, error)
 			r.log.Warn("shared signals: Keycloak lost tokengate's stream; creating a new one (signals of the gap are not replayed)",
 				"event", "signals_stream_recreated", "stream", stored.StreamID)
 		}
-		body, _ := json.Marshal(map[string]any{
-			"delivery":         map[string]string{"method": DeliveryPoll},
-			"events_requested": r.wanted,
-			"description":      "tokengate: logouts for its session registry",
+		body, _ := json.Marshal(secevent.StreamConfiguration{
+			Delivery:        secevent.Delivery{Method: secevent.DeliveryPoll},
+			EventsRequested: r.wanted,
+			Description:     "tokengate: logouts for its session registry",
 		})
-		var created streamConfig
+		var created secevent.StreamConfiguration
 		if err := r.call(ctx, c, http.MethodPost, c.md.ConfigurationEndpoint, body, http.StatusCreated, &created); err != nil {
 			return streamDoc{}, fmt.Errorf("create stream: %w", err)
 		}
@@ -254,7 +214,7 @@ func (r *Receiver) ensureStream(ctx context.Context, c *conn) (streamDoc, error)
 // logUndelivered says, in one line, which events tokengate acts on the stream does not deliver:
 // INFO, as with the RISC events Keycloak 26.7.3 does not offer (acted on once a Keycloak
 // delivers them); WARN when session-revoked is among them, the event the stream is for.
-func (r *Receiver) logUndelivered(ctx context.Context, sc *streamConfig) {
+func (r *Receiver) logUndelivered(ctx context.Context, sc *secevent.StreamConfiguration) {
 	var missing []string
 	for _, e := range r.wanted {
 		if !slices.Contains(sc.EventsDelivered, e) {
@@ -265,7 +225,7 @@ func (r *Receiver) logUndelivered(ctx context.Context, sc *streamConfig) {
 		return
 	}
 	level := slog.LevelInfo
-	if slices.Contains(missing, EventSessionRevoked) {
+	if slices.Contains(missing, secevent.EventSessionRevoked) {
 		level = slog.LevelWarn
 	}
 	r.log.Log(ctx, level, "shared signals: Keycloak does not deliver these events tokengate acts on "+
@@ -274,16 +234,13 @@ func (r *Receiver) logUndelivered(ctx context.Context, sc *streamConfig) {
 }
 
 // checkStream refuses a stream tokengate cannot follow.
-func (r *Receiver) checkStream(sc *streamConfig) error {
+func (r *Receiver) checkStream(sc *secevent.StreamConfiguration) error {
 	switch {
 	case sc.StreamID == "":
 		return errors.New("stream has no stream_id")
-	case sc.Issuer != r.cfg.Issuer:
-		return fmt.Errorf("stream %s has iss %q, want %q", sc.StreamID, sc.Issuer, r.cfg.Issuer)
-	case sc.Delivery.Method != DeliveryPoll || sc.Delivery.EndpointURL == "":
-		return fmt.Errorf("stream %s is delivered by %q, not by polling; delete it or set its delivery to poll", sc.StreamID, sc.Delivery.Method)
-	case len(sc.Audience) != 1:
-		return fmt.Errorf("stream %s has %d audiences, want one", sc.StreamID, len(sc.Audience))
+	}
+	if err := sc.CheckPoll(r.cfg.Issuer); err != nil {
+		return err
 	}
 	if err := r.origins.check("stream "+sc.StreamID+"'s delivery endpoint_url", sc.Delivery.EndpointURL); err != nil {
 		return err
@@ -295,7 +252,7 @@ func (r *Receiver) checkStream(sc *streamConfig) error {
 // events_requested, not events_delivered: Keycloak delivers the requested events it supports,
 // so an event it does not support (the RISC ones on 26.7) is never delivered however often it
 // is asked for.
-func (r *Receiver) notRequested(sc *streamConfig) []string {
+func (r *Receiver) notRequested(sc *secevent.StreamConfiguration) []string {
 	var missing []string
 	for _, e := range r.wanted {
 		if !slices.Contains(sc.EventsRequested, e) {
@@ -312,12 +269,12 @@ func (r *Receiver) notRequested(sc *streamConfig) []string {
 // client, and an event asked for by an earlier configuration would only be acknowledged and
 // ignored. It then re-reads the stream's configuration. When Keycloak refuses, it logs and
 // returns sc unchanged: the stream is followed as it is.
-func (r *Receiver) requestEvents(ctx context.Context, c *conn, sc *streamConfig, missing []string) *streamConfig {
-	body, _ := json.Marshal(map[string]any{"stream_id": sc.StreamID, "events_requested": r.wanted})
+func (r *Receiver) requestEvents(ctx context.Context, c *conn, sc *secevent.StreamConfiguration, missing []string) *secevent.StreamConfiguration {
+	body, _ := json.Marshal(secevent.StreamConfiguration{StreamID: sc.StreamID, EventsRequested: r.wanted})
 	err := r.call(ctx, c, http.MethodPatch, c.md.ConfigurationEndpoint, body, http.StatusOK, nil)
-	var updated streamConfig
+	var updated secevent.StreamConfiguration
 	if err == nil {
-		if err = r.call(ctx, c, http.MethodGet, withStreamID(c.md.ConfigurationEndpoint, sc.StreamID), nil, http.StatusOK, &updated); err != nil {
+		if err = r.call(ctx, c, http.MethodGet, secevent.StreamURL(c.md.ConfigurationEndpoint, sc.StreamID), nil, http.StatusOK, &updated); err != nil {
 			err = fmt.Errorf("re-reading the stream after the update: %w", err)
 		} else if updated.StreamID != sc.StreamID {
 			err = fmt.Errorf("re-reading the stream after the update: Keycloak answered stream %q", updated.StreamID)
@@ -339,19 +296,6 @@ func (r *Receiver) requestEvents(ctx context.Context, c *conn, sc *streamConfig,
 			"event", "signals_stream_events_update_failed", "stream", sc.StreamID, "not_requested", shortNames(still))
 	}
 	return &updated
-}
-
-// withStreamID adds the stream_id query parameter to the configuration endpoint (SSF 1.0
-// §8.1.1.2: reading one stream's configuration).
-func withStreamID(endpoint, id string) string {
-	u, err := url.Parse(endpoint)
-	if err != nil {
-		return endpoint + "?stream_id=" + url.QueryEscape(id)
-	}
-	q := u.Query()
-	q.Set("stream_id", id)
-	u.RawQuery = q.Encode()
-	return u.String()
 }
 
 func shortNames(uris []string) []string {
@@ -391,30 +335,12 @@ func (r *Receiver) setVerified(v bool) {
 	}
 }
 
-// pollRequest and pollResponse are RFC 8936 §2.
-type pollRequest struct {
-	MaxEvents         int                 `json:"maxEvents"`
-	ReturnImmediately bool                `json:"returnImmediately"`
-	Ack               []string            `json:"ack,omitempty"`
-	SetErrs           map[string]setError `json:"setErrs,omitempty"`
-}
-
-type setError struct {
-	Err         string `json:"err"`
-	Description string `json:"description"`
-}
-
-type pollResponse struct {
-	Sets          map[string]string `json:"sets"`
-	MoreAvailable bool              `json:"moreAvailable"`
-}
-
 // follow polls the stream until an error or ctx ends. Acknowledgements ride on the next poll;
 // a SET is acknowledged only once what it carries is durably recorded.
 func (r *Receiver) follow(ctx context.Context, c *conn) error {
 	var (
 		acks []string
-		errs = map[string]setError{}
+		errs = map[string]secevent.SETError{}
 	)
 	var span trace.Span = noop.Span{}
 	defer func() { span.End() }()
@@ -424,9 +350,10 @@ func (r *Receiver) follow(ctx context.Context, c *conn) error {
 		span.End()
 		var pctx context.Context
 		pctx, span = tracing.Start(ctx, r.tracer, "signals.poll")
-		req := pollRequest{MaxEvents: maxEvents, ReturnImmediately: true, Ack: acks, SetErrs: errs}
+		n := maxEvents
+		req := secevent.PollRequest{MaxEvents: &n, ReturnImmediately: true, Ack: acks, SETErrs: errs}
 		body, _ := json.Marshal(req)
-		var resp pollResponse
+		var resp secevent.PollResponse
 		err := r.call(pctx, c, http.MethodPost, c.stream.PollURL, body, http.StatusOK, &resp)
 		if err != nil {
 			r.m.polls.WithLabelValues("error").Inc()
@@ -440,7 +367,7 @@ func (r *Receiver) follow(ctx context.Context, c *conn) error {
 		r.m.polls.WithLabelValues("ok").Inc()
 		r.m.up.Set(1)
 		r.backoff.reset()
-		acks, errs = nil, map[string]setError{}
+		acks, errs = nil, map[string]secevent.SETError{}
 		retry := false
 		if span.IsRecording() {
 			span.SetAttributes(attribute.Int("tokengate.ssf.sets", len(resp.Sets)), attribute.Int("tokengate.ssf.acks", len(req.Ack)))
@@ -459,9 +386,10 @@ func (r *Receiver) follow(ctx context.Context, c *conn) error {
 			// Something could not be recorded or checked now: the unacknowledged SETs come
 			// again. Acknowledge what was done, then pause.
 			if len(acks) > 0 || len(errs) > 0 {
-				body, _ := json.Marshal(pollRequest{MaxEvents: 0, ReturnImmediately: true, Ack: acks, SetErrs: errs})
-				if err := r.call(pctx, c, http.MethodPost, c.stream.PollURL, body, http.StatusOK, &pollResponse{}); err == nil {
-					acks, errs = nil, map[string]setError{}
+				none := 0
+				body, _ := json.Marshal(secevent.PollRequest{MaxEvents: &none, ReturnImmediately: true, Ack: acks, SETErrs: errs})
+				if err := r.call(pctx, c, http.MethodPost, c.stream.PollURL, body, http.StatusOK, &secevent.PollResponse{}); err == nil {
+					acks, errs = nil, map[string]secevent.SETError{}
 				}
 			}
 			span.End()

@@ -10,11 +10,11 @@ import (
 	"time"
 
 	"github.com/tokengate/tokengate/internal/store/bolt"
-	"github.com/tokengate/tokengate/internal/upstream/signals"
+	"github.com/tokengate/tokengate/verifier/secevent"
 )
 
 // defaultEvents are the events of the configuration's default besides session-revoked.
-var defaultEvents = []string{signals.EventAccountDisabled, signals.EventAccountPurged, signals.EventCredentialCompromise}
+var defaultEvents = []string{secevent.EventAccountDisabled, secevent.EventAccountPurged, secevent.EventCredentialCompromise}
 
 func openStore(t *testing.T) *bolt.Store {
 	t.Helper()
@@ -77,12 +77,12 @@ func TestReceiver_ReusedStreamIsUpdatedToRequestTheConfiguredEvents(t *testing.T
 	if p := tx.Patches(); len(p) != 0 {
 		t.Fatalf("a created stream was updated: %+v", p)
 	}
-	if slices.Contains(tx.Requested(stream), signals.EventCredentialChange) {
+	if slices.Contains(tx.Requested(stream), secevent.EventCredentialChange) {
 		t.Fatal("the default events request credential-change")
 	}
 	f.stop()
 
-	f = start(t, tx, st, signals.EventSessionRevoked, signals.EventCredentialChange)
+	f = start(t, tx, st, secevent.EventSessionRevoked, secevent.EventCredentialChange)
 	eventually(t, "the stream is verified", f.rcv.Verified)
 	tx.mu.Lock()
 	creates := tx.creates
@@ -101,11 +101,11 @@ func TestReceiver_ReusedStreamIsUpdatedToRequestTheConfiguredEvents(t *testing.T
 	if err := json.Unmarshal([]byte(patches[0].body), &body); err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]any{"stream_id": stream, "events_requested": []any{signals.EventSessionRevoked, signals.EventCredentialChange}}
+	want := map[string]any{"stream_id": stream, "events_requested": []any{secevent.EventSessionRevoked, secevent.EventCredentialChange}}
 	if b, w := mustJSON(body), mustJSON(want); b != w {
 		t.Errorf("update body %s, want %s (exactly the configured events: the RISC events of the earlier configuration are dropped)", b, w)
 	}
-	if got := tx.Requested(stream); !slices.Equal(got, []string{signals.EventSessionRevoked, signals.EventCredentialChange}) {
+	if got := tx.Requested(stream); !slices.Equal(got, []string{secevent.EventSessionRevoked, secevent.EventCredentialChange}) {
 		t.Errorf("events_requested at the transmitter = %v", got)
 	}
 	lines := byEvent(t, f, "signals_stream_events_updated")
@@ -132,11 +132,11 @@ func TestReceiver_ReusedStreamIsUpdatedToRequestTheConfiguredEvents(t *testing.T
 func TestReceiver_StreamRequestingEveryConfiguredEventIsNotUpdated(t *testing.T) {
 	tx := newTransmitter(t)
 	st := openStore(t)
-	f := start(t, tx, st, signals.EventCredentialChange)
+	f := start(t, tx, st, secevent.EventCredentialChange)
 	eventually(t, "the stream is verified", f.rcv.Verified)
 	stream := tx.Stream()
 	f.stop()
-	for _, events := range [][]string{{signals.EventCredentialChange}, nil} {
+	for _, events := range [][]string{{secevent.EventCredentialChange}, nil} {
 		f = start(t, tx, st, events...)
 		eventually(t, "the stream is verified", f.rcv.Verified)
 		f.stop()
@@ -147,7 +147,7 @@ func TestReceiver_StreamRequestingEveryConfiguredEventIsNotUpdated(t *testing.T)
 			t.Errorf("events %v: logged an update: %v", events, l)
 		}
 	}
-	if got := tx.Requested(stream); !slices.Equal(got, []string{signals.EventSessionRevoked, signals.EventCredentialChange}) {
+	if got := tx.Requested(stream); !slices.Equal(got, []string{secevent.EventSessionRevoked, secevent.EventCredentialChange}) {
 		t.Errorf("events_requested = %v, want the stream's as created", got)
 	}
 }
@@ -163,7 +163,7 @@ func TestReceiver_RefusedStreamUpdateIsLoggedAndTheStreamStillFollowed(t *testin
 	f.stop()
 
 	tx.RefuseUpdates(403)
-	f = start(t, tx, st, signals.EventCredentialChange)
+	f = start(t, tx, st, secevent.EventCredentialChange)
 	eventually(t, "the stream is verified", f.rcv.Verified)
 	if n := len(tx.Patches()); n != 1 {
 		t.Fatalf("%d stream updates, want 1", n)
@@ -177,10 +177,10 @@ func TestReceiver_RefusedStreamUpdateIsLoggedAndTheStreamStillFollowed(t *testin
 		!strings.Contains(l["error"].(string), "HTTP 403") {
 		t.Errorf("failure log line: %v", l)
 	}
-	if nd := notDelivered(t, f); !slices.Equal(nd, []string{signals.EventCredentialChange}) {
+	if nd := notDelivered(t, f); !slices.Equal(nd, []string{secevent.EventCredentialChange}) {
 		t.Errorf("not delivered logged for %v, want credential-change", nd)
 	}
-	if got := tx.Requested(stream); slices.Contains(got, signals.EventCredentialChange) {
+	if got := tx.Requested(stream); slices.Contains(got, secevent.EventCredentialChange) {
 		t.Errorf("events_requested changed although refused: %v", got)
 	}
 
