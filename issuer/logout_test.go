@@ -181,13 +181,16 @@ func TestLogout_BothChannelsAreOneRevocationAndOneEvent(t *testing.T) {
 	}
 }
 
-// countingPublisher counts published events (Seq set) and logout tokens.
+// countingPublisher counts published events and logout tokens (relayed with an event or
+// without one).
 type countingPublisher struct{ events, tokens int }
 
 func (p *countingPublisher) Recorded(e store.Event, logoutToken string) {
-	if e.Seq != 0 {
-		p.events++
-	}
+	p.events++
+	p.AlreadyRecorded(logoutToken)
+}
+
+func (p *countingPublisher) AlreadyRecorded(logoutToken string) {
 	if logoutToken != "" {
 		p.tokens++
 	}

@@ -248,8 +248,14 @@ type publisher struct {
 	relay *relay.Relay
 }
 
+// Recorded wakes the transmitter's polls and relays logoutToken, if any.
 func (p publisher) Recorded(e store.Event, logoutToken string) {
 	p.ssf.Notify(e)
+	p.AlreadyRecorded(logoutToken)
+}
+
+// AlreadyRecorded relays logoutToken, if any: the feed has nothing new.
+func (p publisher) AlreadyRecorded(logoutToken string) {
 	if p.relay != nil && logoutToken != "" {
 		p.relay.Forward(logoutToken)
 	}
