@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/tokengate/tokengate/internal/readlimit"
 )
 
 // Environment variables that override secrets in the file.
@@ -323,33 +325,12 @@ const MaxFileSize = 1 << 20
 
 // Load reads, defaults and validates the file at path.
 func Load(path string) (*Config, error) {
-	f, err := os.Open(path)
+	f, err := readlimit.Open(path, MaxFileSize)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	defer f.Close()
-	if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() && fi.Size() > MaxFileSize {
-		return nil, tooLarge(fi.Size())
-	}
 	return Parse(f, os.Getenv)
-}
-
-func tooLarge(size int64) error {
-	return fmt.Errorf("config: the file is %d bytes, over the limit of %d bytes (1 MiB); it is refused, not read in part",
-		size, MaxFileSize)
-}
-
-// readAll reads r whole, or refuses it when it holds more than MaxFileSize bytes.
-func readAll(r io.Reader) ([]byte, error) {
-	raw, err := io.ReadAll(io.LimitReader(r, MaxFileSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("config: read: %w", err)
-	}
-	if len(raw) > MaxFileSize {
-		rest, _ := io.Copy(io.Discard, r) // only to name the size
-		return nil, tooLarge(int64(len(raw)) + rest)
-	}
-	return raw, nil
 }
 
 // Marshal writes c as a configuration file that Parse reads back into the same Config; unset
@@ -371,9 +352,9 @@ func Marshal(c *Config) ([]byte, error) {
 // Parse reads a configuration (at most MaxFileSize bytes: a longer one is refused), applies
 // defaults and environment overrides, and validates it.
 func Parse(r io.Reader, getenv func(string) string) (*Config, error) {
-	raw, err := readAll(r)
+	raw, err := readlimit.ReadAll(r, MaxFileSize)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("config: %w", err)
 	}
 	var c Config
 	dec := yaml.NewDecoder(bytes.NewReader(raw))
