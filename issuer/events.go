@@ -12,17 +12,21 @@ import (
 // called after the commit, so it never announces a logout that could still be lost, and it
 // must not block.
 type Publisher interface {
-	// Recorded is called once per recorded revocation with its event (Seq set). logoutToken is
-	// the verified back-channel logout token behind it, empty for every other source. A
-	// back-channel logout found already on record (Keycloak's Shared Signals stream was first)
-	// is passed with Seq 0: nothing new for the feed, but its token is still to be relayed.
+	// Recorded is called once per recorded revocation with its event, as appended to the
+	// event log (Seq set). logoutToken is the verified back-channel logout token behind it,
+	// empty for every other source.
 	Recorded(e store.Event, logoutToken string)
+	// AlreadyRecorded is called for a verified back-channel logout whose revocation was
+	// already on record (Keycloak's Shared Signals stream was first): no event was appended,
+	// so there is nothing new for the feed, but logoutToken is still to be relayed.
+	AlreadyRecorded(logoutToken string)
 }
 
 // noPublisher tells nobody.
 type noPublisher struct{}
 
 func (noPublisher) Recorded(store.Event, string) {}
+func (noPublisher) AlreadyRecorded(string)       {}
 
 // record durably stores r with a new event in the revocation event log (one transaction), then
 // tells the publisher. logoutToken is the back-channel logout token behind r, if any.

@@ -25,6 +25,8 @@ type published struct {
 	events []store.Event
 	tokens []string
 	check  func(e store.Event) // runs inside Recorded, when set
+	// already are the logout tokens of logouts found already on record (no event).
+	already []string
 }
 
 func (p *published) Recorded(e store.Event, logoutToken string) {
@@ -35,6 +37,12 @@ func (p *published) Recorded(e store.Event, logoutToken string) {
 	defer p.mu.Unlock()
 	p.events = append(p.events, e)
 	p.tokens = append(p.tokens, logoutToken)
+}
+
+func (p *published) AlreadyRecorded(logoutToken string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.already = append(p.already, logoutToken)
 }
 
 func (p *published) snapshot() ([]store.Event, []string) {

@@ -1,5 +1,9 @@
 // Package issuer decides: it exchanges upstream access tokens for internal tokens, renews them,
 // revokes sessions and records back-channel logouts. It knows nothing of HTTP.
+//
+// This package is tokengate's own, not an API for other modules: its exported names may change
+// without notice. Its constructor and interfaces name types of internal/store and
+// internal/upstream, which no other module can name; services import verifier.
 package issuer
 
 import (

@@ -81,10 +81,13 @@ func (i *Issuer) RecordLogout(ctx context.Context, raw string) (_ store.Revocati
 	msg, result := "logout recorded", "recorded"
 	if !recorded {
 		msg, result = "logout already on record", "duplicate"
-		e = store.Event{Time: now, Revocation: r} // not in the log: Seq 0
 	}
 	i.cfg.Metrics.Logout("backchannel", result, "")
-	i.publish.Recorded(e, raw)
+	if recorded {
+		i.publish.Recorded(e, raw)
+	} else {
+		i.publish.AlreadyRecorded(raw)
+	}
 	i.log.InfoContext(ctx, msg, "event", "logout", "reason", "backchannel", "sid", lt.SID,
 		"sub", lt.Subject, "jti", lt.JTI)
 	return r, nil

@@ -193,11 +193,13 @@ func (i *Issuer) FlushPending(ctx context.Context) (int, error) {
 		result := "recorded"
 		if !recorded {
 			result = "duplicate"
-			ev = store.Event{Time: i.cfg.Now(), Revocation: e.r} // not in the log: Seq 0
 		}
 		i.cfg.Metrics.Logout(source, result, "")
-		if recorded || e.token != "" {
+		switch {
+		case recorded:
 			i.publish.Recorded(ev, e.token)
+		case e.token != "":
+			i.publish.AlreadyRecorded(e.token)
 		}
 		i.log.InfoContext(ctx, "pending revocation written", "event", "logout", "reason", e.r.Reason,
 			"sid", e.r.SID, "sub", e.r.Sub, "waited", i.cfg.Now().Sub(e.since).Round(time.Millisecond).String())

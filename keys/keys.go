@@ -1,5 +1,10 @@
 // Package keys owns tokengate's key material: the signing keys published in the JWKS and the
 // symmetric keys that seal refresh tokens, their states, and their persistence in the store.
+//
+// This package is tokengate's own, not an API for other modules: its exported names may change
+// without notice. Its Store contract reports a missing key document as internal/store's
+// ErrNotFound, which no other module can return; services fetch tokengate's JWKS or import
+// verifier.
 package keys
 
 import (

@@ -1,5 +1,9 @@
 // Package server translates HTTP to and from the issuer: one handler per protocol endpoint,
 // OAuth errors written in one place. gin stays inside this package.
+//
+// This package is tokengate's own, not an API for other modules: its exported names may change
+// without notice. Its Config and the interfaces it is built from name types of internal/store,
+// internal/metrics and internal/ssf, which no other module can name; services import verifier.
 package server
 
 import (

@@ -26,10 +26,10 @@ func TestPublish_InsertsAfterBenchCoreThenReplacesBetweenMarkers(t *testing.T) {
 			t.Fatalf("missing %q in:\n%s", want, got)
 		}
 	}
-	if strings.Contains(got, "first run") || strings.Count(got, beginMarker) != 1 {
+	if strings.Contains(got, "first run") || strings.Count(got, "<!-- bench -->") != 1 {
 		t.Fatalf("section not replaced exactly once:\n%s", got)
 	}
-	if strings.Index(got, "<!-- /bench-core -->") > strings.Index(got, beginMarker) || strings.Index(got, beginMarker) > strings.Index(got, "## Next") {
+	if strings.Index(got, "<!-- /bench-core -->") > strings.Index(got, "<!-- bench -->") || strings.Index(got, "<!-- bench -->") > strings.Index(got, "## Next") {
 		t.Fatalf("section not between bench-core and the next heading:\n%s", got)
 	}
 }

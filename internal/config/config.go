@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/tokengate/tokengate/internal/readlimit"
 )
 
 // Environment variables that override secrets in the file.
@@ -323,33 +325,12 @@ const MaxFileSize = 1 << 20
 
 // Load reads, defaults and validates the file at path.
 func Load(path string) (*Config, error) {
-	f, err := os.Open(path)
+	f, err := readlimit.Open(path, MaxFileSize)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	defer f.Close()
-	if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() && fi.Size() > MaxFileSize {
-		return nil, tooLarge(fi.Size())
-	}
 	return Parse(f, os.Getenv)
-}
-
-func tooLarge(size int64) error {
-	return fmt.Errorf("config: the file is %d bytes, over the limit of %d bytes (1 MiB); it is refused, not read in part",
-		size, MaxFileSize)
-}
-
-// readAll reads r whole, or refuses it when it holds more than MaxFileSize bytes.
-func readAll(r io.Reader) ([]byte, error) {
-	raw, err := io.ReadAll(io.LimitReader(r, MaxFileSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("config: read: %w", err)
-	}
-	if len(raw) > MaxFileSize {
-		rest, _ := io.Copy(io.Discard, r) // only to name the size
-		return nil, tooLarge(int64(len(raw)) + rest)
-	}
-	return raw, nil
 }
 
 // Marshal writes c as a configuration file that Parse reads back into the same Config; unset
@@ -371,9 +352,9 @@ func Marshal(c *Config) ([]byte, error) {
 // Parse reads a configuration (at most MaxFileSize bytes: a longer one is refused), applies
 // defaults and environment overrides, and validates it.
 func Parse(r io.Reader, getenv func(string) string) (*Config, error) {
-	raw, err := readAll(r)
+	raw, err := readlimit.ReadAll(r, MaxFileSize)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("config: %w", err)
 	}
 	var c Config
 	dec := yaml.NewDecoder(bytes.NewReader(raw))
@@ -480,159 +461,202 @@ func (c *Config) SetDefaults() {
 
 // Validate reports every problem at once, each naming the field.
 func (c *Config) Validate() error {
-	var p []string
-	bad := func(field, format string, a ...any) { p = append(p, field+": "+fmt.Sprintf(format, a...)) }
-	checkAddr := func(field, v string) {
-		if v == "" {
-			bad(field, "is required (host:port)")
-		} else if _, _, err := net.SplitHostPort(v); err != nil {
-			bad(field, "%q is not host:port", v)
-		}
+	var p problems
+	c.validateServing(&p)
+	c.Upstream.validate(&p)
+	c.validateTokensAndKeys(&p)
+	c.Admin.validate(&p)
+	c.validateLimits(&p)
+	c.validateStore(&p)
+	c.validateClients(&p)
+	c.SSF.validate(p.bad, c.Tokens.TTL.D())
+	c.Upstream.SharedSignals.validate(p.bad, c.Upstream.ClientID, c.Upstream.InsecureHTTP)
+	c.Tracing.validate(p.bad)
+	if len(p) > 0 {
+		return fmt.Errorf("config: %d problem(s):\n  - %s", len(p), strings.Join(p, "\n  - "))
 	}
-	checkURL := func(field, v string) {
-		if v == "" {
-			bad(field, "is required")
-			return
-		}
-		u, err := url.Parse(v)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
-			bad(field, "%q must be an absolute http(s) URL without query or fragment", v)
-		} else if strings.HasSuffix(v, "/") {
-			bad(field, "%q must not end with /", v)
-		}
+	return nil
+}
+
+// problems collects what Validate finds, one line per problem, each naming its field.
+type problems []string
+
+// bad records that field is wrong: format says how.
+func (p *problems) bad(field, format string, a ...any) {
+	*p = append(*p, field+": "+fmt.Sprintf(format, a...))
+}
+
+// addr checks a required host:port.
+func (p *problems) addr(field, v string) {
+	if v == "" {
+		p.bad(field, "is required (host:port)")
+	} else if _, _, err := net.SplitHostPort(v); err != nil {
+		p.bad(field, "%q is not host:port", v)
 	}
-	checkRange := func(field string, d Duration, lo, hi time.Duration) {
-		if d.D() < lo || d.D() > hi {
-			bad(field, "%s is outside the allowed range %s–%s", d.D(), lo, hi)
-		}
+}
+
+// url checks a required absolute http(s) URL without query, fragment or trailing slash.
+func (p *problems) url(field, v string) {
+	if v == "" {
+		p.bad(field, "is required")
+		return
 	}
-	checkAddr("listen", c.Listen)
-	checkAddr("admin_listen", c.AdminListen)
-	checkRange("shutdown_grace", c.ShutdownGrace, 0, 5*time.Minute)
-	checkRange("store.write_timeout", c.Store.WriteTimeout, 50*time.Millisecond, 30*time.Second)
-	checkURL("issuer", c.Issuer)
+	u, err := url.Parse(v)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		p.bad(field, "%q must be an absolute http(s) URL without query or fragment", v)
+	} else if strings.HasSuffix(v, "/") {
+		p.bad(field, "%q must not end with /", v)
+	}
+}
+
+// inRange checks that d lies within lo–hi.
+func (p *problems) inRange(field string, d Duration, lo, hi time.Duration) {
+	if d.D() < lo || d.D() > hi {
+		p.bad(field, "%s is outside the allowed range %s–%s", d.D(), lo, hi)
+	}
+}
+
+// validateServing checks the process's own settings: listeners, TLS, shutdown, issuer URL,
+// data directory, log level, trusted proxies.
+func (c *Config) validateServing(p *problems) {
+	p.addr("listen", c.Listen)
+	p.addr("admin_listen", c.AdminListen)
+	p.inRange("shutdown_grace", c.ShutdownGrace, 0, 5*time.Minute)
+	p.url("issuer", c.Issuer)
 	if c.DataDir == "" {
-		bad("data_dir", "is required")
+		p.bad("data_dir", "is required")
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
-		bad("log_level", "%q is not one of debug, info, warn, error", c.LogLevel)
+		p.bad("log_level", "%q is not one of debug, info, warn, error", c.LogLevel)
 	}
-	checkURL("upstream.issuer", c.Upstream.Issuer)
-	if u, err := url.Parse(c.Upstream.Issuer); err == nil && u.Scheme == "http" && !c.Upstream.InsecureHTTP && !isLoopback(u.Hostname()) {
-		bad("upstream.issuer", "%q is plain http to a host that is not a loopback address: use https, or set upstream.insecure_http: true "+
-			"(client secrets, the tokens introspected and Keycloak's keys would cross the network in the clear)", c.Upstream.Issuer)
+	if t := c.TLS; t != nil && (t.CertFile == "" || t.KeyFile == "" || t.ClientCAFile != "") {
+		p.bad("tls", "needs cert_file and key_file (client certificates are for admin.tls only)")
 	}
-	if c.Upstream.ClientID == "" {
-		bad("upstream.client_id", "is required")
+	for _, tp := range c.TrustedProxies {
+		if net.ParseIP(tp) == nil {
+			if _, _, err := net.ParseCIDR(tp); err != nil {
+				p.bad("trusted_proxies", "%q is neither an IP address nor a CIDR", tp)
+			}
+		}
 	}
-	if c.Upstream.ClientSecret == "" {
-		bad("upstream.client_secret", "is required (or set %s)", EnvUpstreamClientSecret)
+}
+
+// validate checks the upstream section but for shared_signals (SharedSignals.validate).
+func (u *Upstream) validate(p *problems) {
+	p.url("upstream.issuer", u.Issuer)
+	if iu, err := url.Parse(u.Issuer); err == nil && iu.Scheme == "http" && !u.InsecureHTTP && !isLoopback(iu.Hostname()) {
+		p.bad("upstream.issuer", "%q is plain http to a host that is not a loopback address: use https, or set upstream.insecure_http: true "+
+			"(client secrets, the tokens introspected and Keycloak's keys would cross the network in the clear)", u.Issuer)
 	}
-	if len(c.Upstream.LogoutAudiences) == 0 {
-		bad("upstream.logout_audiences", "needs at least one Keycloak client id whose back-channel logout URL points here")
+	if u.ClientID == "" {
+		p.bad("upstream.client_id", "is required")
 	}
-	for n, u := range c.Upstream.ForwardLogoutTo {
-		checkURL(fmt.Sprintf("upstream.forward_logout_to[%d]", n), u)
+	if u.ClientSecret == "" {
+		p.bad("upstream.client_secret", "is required (or set %s)", EnvUpstreamClientSecret)
 	}
-	checkRange("upstream.max_token_lifetime", c.Upstream.MaxTokenLifetime, time.Minute, 24*time.Hour)
-	checkRange("upstream.max_session_lifetime", c.Upstream.MaxSessionLifetime, time.Minute, 90*24*time.Hour)
-	if c.Upstream.MaxSessionLifetime < c.Upstream.MaxTokenLifetime {
-		bad("upstream.max_session_lifetime", "%s must be at least upstream.max_token_lifetime (%s): a session outlives its access tokens",
-			c.Upstream.MaxSessionLifetime.D(), c.Upstream.MaxTokenLifetime.D())
+	if len(u.LogoutAudiences) == 0 {
+		p.bad("upstream.logout_audiences", "needs at least one Keycloak client id whose back-channel logout URL points here")
 	}
-	checkRange("upstream.timeout", c.Upstream.Timeout, 100*time.Millisecond, time.Minute)
-	checkRange("tokens.ttl", c.Tokens.TTL, 5*time.Second, 5*time.Minute)
-	checkRange("tokens.recheck_after", c.Tokens.RecheckAfter, time.Second, time.Hour)
-	checkRange("keys.jwks_max_age", c.Keys.JWKSMaxAge, 0, 24*time.Hour)
-	checkRange("keys.rotate_every", c.Keys.RotateEvery, time.Minute, 90*24*time.Hour)
+	for n, to := range u.ForwardLogoutTo {
+		p.url(fmt.Sprintf("upstream.forward_logout_to[%d]", n), to)
+	}
+	p.inRange("upstream.max_token_lifetime", u.MaxTokenLifetime, time.Minute, 24*time.Hour)
+	p.inRange("upstream.max_session_lifetime", u.MaxSessionLifetime, time.Minute, 90*24*time.Hour)
+	if u.MaxSessionLifetime < u.MaxTokenLifetime {
+		p.bad("upstream.max_session_lifetime", "%s must be at least upstream.max_token_lifetime (%s): a session outlives its access tokens",
+			u.MaxSessionLifetime.D(), u.MaxTokenLifetime.D())
+	}
+	p.inRange("upstream.timeout", u.Timeout, 100*time.Millisecond, time.Minute)
+}
+
+// validateTokensAndKeys checks the tokens and keys sections, which bound each other.
+func (c *Config) validateTokensAndKeys(p *problems) {
+	p.inRange("tokens.ttl", c.Tokens.TTL, 5*time.Second, 5*time.Minute)
+	p.inRange("tokens.recheck_after", c.Tokens.RecheckAfter, time.Second, time.Hour)
+	p.inRange("keys.jwks_max_age", c.Keys.JWKSMaxAge, 0, 24*time.Hour)
+	p.inRange("keys.rotate_every", c.Keys.RotateEvery, time.Minute, 90*24*time.Hour)
 	if c.Keys.RotateEvery.D() < 2*c.Keys.JWKSMaxAge.D() {
-		bad("keys.rotate_every", "%s must be at least twice keys.jwks_max_age (%s) so every key is published before it signs",
+		p.bad("keys.rotate_every", "%s must be at least twice keys.jwks_max_age (%s) so every key is published before it signs",
 			c.Keys.RotateEvery.D(), c.Keys.JWKSMaxAge.D())
 	}
+	switch c.Keys.Algorithm {
+	case "ES256", "EdDSA", "RS256":
+	default:
+		p.bad("keys.algorithm", "%q is not one of ES256, EdDSA, RS256", c.Keys.Algorithm)
+	}
+}
+
+// validate checks the admin section.
+func (a *Admin) validate(p *problems) {
 	names := map[string]bool{}
-	for n, tk := range c.Admin.Tokens {
+	for n, tk := range a.Tokens {
 		f := fmt.Sprintf("admin.tokens[%d]", n)
 		if tk.Name == "" || names[tk.Name] {
-			bad(f+".name", "is required and must be unique")
+			p.bad(f+".name", "is required and must be unique")
 		}
 		names[tk.Name] = true
 		if !validSHA256(tk.SHA256) {
-			bad(f+".sha256", hashHint)
+			p.bad(f+".sha256", hashHint)
 		}
 	}
-	if t := c.Admin.TLS; t != nil && (t.CertFile == "" || t.KeyFile == "") {
-		bad("admin.tls", "needs cert_file and key_file")
+	if t := a.TLS; t != nil && (t.CertFile == "" || t.KeyFile == "") {
+		p.bad("admin.tls", "needs cert_file and key_file")
 	}
-	if t := c.TLS; t != nil && (t.CertFile == "" || t.KeyFile == "" || t.ClientCAFile != "") {
-		bad("tls", "needs cert_file and key_file (client certificates are for admin.tls only)")
-	}
+}
+
+// validateLimits checks the rate limits and cache bounds.
+func (c *Config) validateLimits(p *problems) {
 	for name, l := range map[string]*Limit{"limits.token": c.Limits.Token, "limits.logout": c.Limits.Logout, "limits.auth_failures": c.Limits.AuthFailures} {
 		if l == nil {
 			continue // only before setDefaults
 		}
 		if l.Rate < 0 || l.Burst < 0 || (l.Rate > 0 && l.Burst == 0) {
-			bad(name, "rate and burst must be ≥ 0, and burst ≥ 1 when rate is set")
+			p.bad(name, "rate and burst must be ≥ 0, and burst ≥ 1 when rate is set")
 		}
 	}
 	for name, n := range map[string]int{"limits.caches.recheck_schedule": c.Limits.Caches.RecheckSchedule,
 		"limits.caches.introspection": c.Limits.Caches.Introspection, "limits.caches.refresh_tokens": c.Limits.Caches.RefreshTokens} {
 		if n < 0 || n > MaxCacheEntries {
-			bad(name, "must be between 1 and %d entries (0 or left out: the default), got %d", MaxCacheEntries, n)
+			p.bad(name, "must be between 1 and %d entries (0 or left out: the default), got %d", MaxCacheEntries, n)
 		}
 	}
-	for _, p := range c.TrustedProxies {
-		if net.ParseIP(p) == nil {
-			if _, _, err := net.ParseCIDR(p); err != nil {
-				bad("trusted_proxies", "%q is neither an IP address nor a CIDR", p)
-			}
-		}
-	}
-	c.validateStore(bad, checkRange)
-	switch c.Keys.Algorithm {
-	case "ES256", "EdDSA", "RS256":
-	default:
-		bad("keys.algorithm", "%q is not one of ES256, EdDSA, RS256", c.Keys.Algorithm)
-	}
+}
+
+// validateClients checks the clients list: unique ids, secret hashes, audiences, delegation.
+func (c *Config) validateClients(p *problems) {
 	if len(c.Clients) == 0 {
-		bad("clients", "needs at least one client")
+		p.bad("clients", "needs at least one client")
 	}
 	seen := map[string]bool{}
 	for n, cl := range c.Clients {
 		f := fmt.Sprintf("clients[%d]", n)
 		if cl.ID == "" {
-			bad(f+".id", "is required")
+			p.bad(f+".id", "is required")
 		} else if seen[cl.ID] {
-			bad(f+".id", "%q is listed twice", cl.ID)
+			p.bad(f+".id", "%q is listed twice", cl.ID)
 		}
 		seen[cl.ID] = true
 		if !validSHA256(cl.SecretSHA256) {
-			bad(f+".secret_sha256", hashHint)
+			p.bad(f+".secret_sha256", hashHint)
 		}
-		cl.checkAudiences(f, bad)
-		cl.validateDelegation(f, bad)
+		cl.checkAudiences(f, p.bad)
+		cl.validateDelegation(f, p.bad)
 		for _, a := range cl.Audiences {
 			if strings.TrimSpace(a) == "" {
-				bad(f+".audiences", "has an empty audience")
+				p.bad(f+".audiences", "has an empty audience")
 			}
 		}
 		if cl.UpstreamClients != nil && len(cl.UpstreamClients) == 0 {
-			bad(f+".upstream_clients", "is empty: leave it out to mean just %q", cl.ID)
+			p.bad(f+".upstream_clients", "is empty: leave it out to mean just %q", cl.ID)
 		}
 		for _, u := range cl.UpstreamClients {
 			if strings.TrimSpace(u) == "" || u != strings.TrimSpace(u) {
-				bad(f+".upstream_clients", "has an empty or blank-padded Keycloak client id %q", u)
+				p.bad(f+".upstream_clients", "has an empty or blank-padded Keycloak client id %q", u)
 			}
 		}
 	}
-	c.SSF.validate(bad, c.Tokens.TTL.D())
-	c.Upstream.SharedSignals.validate(bad, c.Upstream.ClientID, c.Upstream.InsecureHTTP)
-	c.Tracing.validate(bad)
-	if len(p) > 0 {
-		return fmt.Errorf("config: %d problem(s):\n  - %s", len(p), strings.Join(p, "\n  - "))
-	}
-	return nil
 }
 
 // AudienceRequired reports upstream.require_audience (true unless set to false).
@@ -728,41 +752,42 @@ func (c *Config) AdminTokenHashes() map[string][32]byte {
 }
 
 // validateStore checks the store section.
-func (c *Config) validateStore(bad func(field, format string, a ...any), checkRange func(string, Duration, time.Duration, time.Duration)) {
+func (c *Config) validateStore(p *problems) {
+	p.inRange("store.write_timeout", c.Store.WriteTimeout, 50*time.Millisecond, 30*time.Second)
 	switch c.Store.Backend {
 	case BackendBolt:
 		return
 	case BackendEtcd:
 	default:
-		bad("store.backend", "%q is not one of bolt, etcd", c.Store.Backend)
+		p.bad("store.backend", "%q is not one of bolt, etcd", c.Store.Backend)
 		return
 	}
 	e := c.Store.Etcd
-	checkRange("store.max_staleness", c.Store.MaxStaleness, 500*time.Millisecond, 5*time.Minute)
-	checkRange("store.etcd.dial_timeout", e.DialTimeout, 100*time.Millisecond, time.Minute)
-	checkRange("store.etcd.election_ttl", e.ElectionTTL, time.Second, 10*time.Minute)
+	p.inRange("store.max_staleness", c.Store.MaxStaleness, 500*time.Millisecond, 5*time.Minute)
+	p.inRange("store.etcd.dial_timeout", e.DialTimeout, 100*time.Millisecond, time.Minute)
+	p.inRange("store.etcd.election_ttl", e.ElectionTTL, time.Second, 10*time.Minute)
 	if e.ElectionTTL.D()%time.Second != 0 {
-		bad("store.etcd.election_ttl", "%s must be whole seconds", e.ElectionTTL.D())
+		p.bad("store.etcd.election_ttl", "%s must be whole seconds", e.ElectionTTL.D())
 	}
 	if len(e.Endpoints) == 0 {
-		bad("store.etcd.endpoints", "needs at least one etcd client URL when store.backend is etcd")
+		p.bad("store.etcd.endpoints", "needs at least one etcd client URL when store.backend is etcd")
 	}
 	for i, ep := range e.Endpoints {
 		u, err := url.Parse(ep)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") {
-			bad(fmt.Sprintf("store.etcd.endpoints[%d]", i), "%q must be http(s)://host:port", ep)
+			p.bad(fmt.Sprintf("store.etcd.endpoints[%d]", i), "%q must be http(s)://host:port", ep)
 		}
 	}
 	if !strings.HasPrefix(e.Prefix, "/") || !strings.HasSuffix(e.Prefix, "/") {
-		bad("store.etcd.prefix", "%q must start and end with /", e.Prefix)
+		p.bad("store.etcd.prefix", "%q must start and end with /", e.Prefix)
 	}
 	if (e.CertFile == "") != (e.KeyFile == "") {
-		bad("store.etcd.cert_file", "cert_file and key_file go together")
+		p.bad("store.etcd.cert_file", "cert_file and key_file go together")
 	}
 	if e.Username != "" && e.Password == "" {
-		bad("store.etcd.password", "is required with username (or set %s)", EnvEtcdPassword)
+		p.bad("store.etcd.password", "is required with username (or set %s)", EnvEtcdPassword)
 	}
 	if e.Username == "" && e.Password != "" {
-		bad("store.etcd.username", "is required with password")
+		p.bad("store.etcd.username", "is required with password")
 	}
 }

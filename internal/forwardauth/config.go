@@ -13,6 +13,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/tokengate/tokengate/internal/readlimit"
 	"github.com/tokengate/tokengate/verifier"
 )
 
@@ -86,32 +87,20 @@ const MaxFileSize = 1 << 20
 
 // Load reads, defaults and validates the file at path.
 func Load(path string) (*Config, error) {
-	f, err := os.Open(path)
+	f, err := readlimit.Open(path, MaxFileSize)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	defer f.Close()
-	if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() && fi.Size() > MaxFileSize {
-		return nil, tooLarge(fi.Size())
-	}
 	return Parse(f, os.Getenv)
-}
-
-func tooLarge(size int64) error {
-	return fmt.Errorf("config: the file is %d bytes, over the limit of %d bytes (1 MiB); it is refused, not read in part",
-		size, MaxFileSize)
 }
 
 // Parse reads a configuration (at most MaxFileSize bytes: a longer one is refused), applies
 // defaults and the environment override, and validates it.
 func Parse(r io.Reader, getenv func(string) string) (*Config, error) {
-	raw, err := io.ReadAll(io.LimitReader(r, MaxFileSize+1))
+	raw, err := readlimit.ReadAll(r, MaxFileSize)
 	if err != nil {
-		return nil, fmt.Errorf("config: read: %w", err)
-	}
-	if len(raw) > MaxFileSize {
-		rest, _ := io.Copy(io.Discard, r) // only to name the size
-		return nil, tooLarge(int64(len(raw)) + rest)
+		return nil, fmt.Errorf("config: %w", err)
 	}
 	var c Config
 	dec := yaml.NewDecoder(bytes.NewReader(raw))

@@ -177,10 +177,11 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (_ *App, err er
 		Issuer: cfg.Upstream.Issuer, ClientID: cfg.Upstream.ClientID, ClientSecret: cfg.Upstream.ClientSecret,
 		HTTPClient: hc, InsecureHTTP: cfg.Upstream.InsecureHTTP,
 	})
-	// The transmitter reads the event log of the bare store: the instrumented one (which times
-	// the issuer's writes) would hide etcd's EventsChanged, which wakes held polls on every
-	// replica as soon as any replica records a logout.
-	if a.ssf, err = newTransmitter(ctx, &cfg, st, a.keys, a.reg, o.now, log); err != nil {
+	// The transmitter reads the event log through the instrumented store like every other
+	// collaborator: both wrappers (metrics, tracing) pass etcd's EventsChanged through, which
+	// wakes held polls on every replica as soon as any replica records a logout
+	// (TestRun_HeldPollWakesWhenAnotherReplicaRecords).
+	if a.ssf, err = newTransmitter(ctx, &cfg, a.store, a.keys, a.reg, o.now, log); err != nil {
 		return nil, err
 	}
 	if len(cfg.Upstream.ForwardLogoutTo) > 0 {
@@ -248,8 +249,14 @@ type publisher struct {
 	relay *relay.Relay
 }
 
+// Recorded wakes the transmitter's polls and relays logoutToken, if any.
 func (p publisher) Recorded(e store.Event, logoutToken string) {
 	p.ssf.Notify(e)
+	p.AlreadyRecorded(logoutToken)
+}
+
+// AlreadyRecorded relays logoutToken, if any: the feed has nothing new.
+func (p publisher) AlreadyRecorded(logoutToken string) {
 	if p.relay != nil && logoutToken != "" {
 		p.relay.Forward(logoutToken)
 	}
@@ -355,7 +362,8 @@ func (a *App) Run(ctx context.Context) error {
 	if a.replicated != nil {
 		// Several replicas: reload keys another replica changed; one elected leader rotates.
 		go followKeys(ctx, a.replicated, a.keys, log)
-		go scheduleKeys(ctx, a.replicated, a.keys, keyTickInterval(cfg.Keys.JWKSMaxAge.D()), log)
+		every := keyTickInterval(cfg.Keys.JWKSMaxAge.D())
+		go whileLeader(ctx, a.replicated, keyScheduleElection, func(ctx context.Context) { rotateKeys(ctx, a.keys, every, log) }, log)
 	} else {
 		go rotateKeys(ctx, a.keys, keyTickInterval(cfg.Keys.JWKSMaxAge.D()), log)
 	}

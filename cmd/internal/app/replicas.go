@@ -1,7 +1,7 @@
 package app
 
 // Store selection and what several replicas sharing etcd need: key reloads when another
-// replica changed the key document, and the key schedule run by one elected leader.
+// replica changed the key document, and the jobs one elected leader runs for all (whileLeader).
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/tokengate/tokengate/internal/config"
@@ -77,22 +78,31 @@ func followKeys(ctx context.Context, es *etcdstore.Store, km *keys.Manager, log 
 	}
 }
 
-// scheduleKeys runs the key schedule (rotateKeys) only while this replica is the elected
-// leader, so one replica rotates for all. Leadership is advisory: Tick re-checks inside one
-// atomic UpdateKeys, so a late former leader cannot rotate twice.
-func scheduleKeys(ctx context.Context, es *etcdstore.Store, km *keys.Manager, every time.Duration, log *slog.Logger) {
+// whileLeader runs run only while this replica is the elected leader of election, so one
+// replica does the job for all: the key schedule (keyScheduleElection), polling Keycloak's
+// Shared Signals stream (signalsElection). A former run has returned before the next starts.
+// Leadership is advisory, so each job must be safe when a late former leader runs it once
+// more: Tick re-checks inside one atomic UpdateKeys, so keys never rotate twice; a SET
+// acknowledged twice or a logout recorded twice (RecordNewRevocation) changes nothing.
+func whileLeader(ctx context.Context, es *etcdstore.Store, election string, run func(context.Context), log *slog.Logger) {
 	host, _ := os.Hostname()
 	id := fmt.Sprintf("%s/%d", host, os.Getpid())
-	var stopLeading context.CancelFunc = func() {}
-	defer func() { stopLeading() }()
-	for leader := range es.Elect(ctx, keyScheduleElection, id) {
+	var (
+		wg          sync.WaitGroup
+		stopLeading context.CancelFunc = func() {}
+	)
+	defer func() { stopLeading(); wg.Wait() }()
+	for leader := range es.Elect(ctx, election, id) {
 		stopLeading()
+		wg.Wait()
 		if !leader {
 			stopLeading = func() {}
 			continue
 		}
+		log.Info("this replica leads the election", "election", election)
 		lctx, cancel := context.WithCancel(ctx)
 		stopLeading = cancel
-		go rotateKeys(lctx, km, every, log)
+		wg.Add(1)
+		go func() { defer wg.Done(); run(lctx) }()
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"os"
 	"sync"
 	"time"
 
@@ -87,31 +86,4 @@ func runReceiver(ctx context.Context, r *signals.Receiver, replicated *etcdstore
 		whileLeader(ctx, replicated, signalsElection, r.Run, log)
 	}()
 	return func() { cancel(); wg.Wait() }
-}
-
-// whileLeader runs run only while this replica is the elected leader of election, so one
-// replica polls for all. Leadership is advisory: a late former leader polling once more is
-// safe, since a SET acknowledged twice or a logout recorded twice (RecordNewRevocation)
-// changes nothing.
-func whileLeader(ctx context.Context, es *etcdstore.Store, election string, run func(context.Context), log *slog.Logger) {
-	host, _ := os.Hostname()
-	id := fmt.Sprintf("%s/%d", host, os.Getpid())
-	var (
-		wg          sync.WaitGroup
-		stopLeading context.CancelFunc = func() {}
-	)
-	defer func() { stopLeading(); wg.Wait() }()
-	for leader := range es.Elect(ctx, election, id) {
-		stopLeading()
-		wg.Wait()
-		if !leader {
-			stopLeading = func() {}
-			continue
-		}
-		log.Info("shared signals: this replica polls Keycloak's stream", "election", election)
-		lctx, cancel := context.WithCancel(ctx)
-		stopLeading = cancel
-		wg.Add(1)
-		go func() { defer wg.Done(); run(lctx) }()
-	}
 }
