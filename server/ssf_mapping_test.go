@@ -11,6 +11,7 @@ import (
 
 	"github.com/tokengate/tokengate/internal/ssf"
 	"github.com/tokengate/tokengate/server"
+	"github.com/tokengate/tokengate/verifier/secevent"
 )
 
 // fakeSSF is the transmitter behind the public Shared Signals routes; each call answers its
@@ -19,23 +20,23 @@ type fakeSSF struct {
 	authErr, streamErr, createErr, deleteErr, pollErr error
 }
 
-func (f *fakeSSF) Metadata() ssf.Metadata {
-	return ssf.Metadata{Issuer: "https://tg.test/base", DeliveryMethodsSupported: []string{ssf.DeliveryPoll}}
+func (f *fakeSSF) Metadata() secevent.Metadata {
+	return secevent.Metadata{Issuer: "https://tg.test/base", DeliveryMethodsSupported: []string{secevent.DeliveryPoll}}
 }
 func (f *fakeSSF) Authenticate(context.Context, string, string) error { return f.authErr }
 func (f *fakeSSF) StreamsFor(context.Context, string) ([]string, error) {
 	return []string{"s1"}, f.authErr
 }
-func (f *fakeSSF) StreamConfiguration(id string) (ssf.StreamConfiguration, error) {
-	return ssf.StreamConfiguration{StreamID: id, Audience: "search-api"}, f.streamErr
+func (f *fakeSSF) StreamConfiguration(id string) (secevent.StreamConfiguration, error) {
+	return secevent.StreamConfiguration{StreamID: id, Audience: secevent.Audience{"search-api"}}, f.streamErr
 }
 func (f *fakeSSF) Receiver(string) (string, error) { return "search", f.authErr }
-func (f *fakeSSF) CreateReceiverStream(_ context.Context, _, _ string) (ssf.StreamConfiguration, error) {
-	return ssf.StreamConfiguration{StreamID: "s2", Audience: "search-api"}, f.createErr
+func (f *fakeSSF) CreateReceiverStream(_ context.Context, _, _ string) (secevent.StreamConfiguration, error) {
+	return secevent.StreamConfiguration{StreamID: "s2", Audience: secevent.Audience{"search-api"}}, f.createErr
 }
 func (f *fakeSSF) DeleteReceiverStream(context.Context, string, string) error { return f.deleteErr }
-func (f *fakeSSF) Poll(context.Context, string, ssf.PollRequest, time.Duration) (ssf.PollResponse, error) {
-	return ssf.PollResponse{Sets: map[string]string{"jti-1": "set"}}, f.pollErr
+func (f *fakeSSF) Poll(context.Context, string, secevent.PollRequest, time.Duration) (secevent.PollResponse, error) {
+	return secevent.PollResponse{Sets: map[string]string{"jti-1": "set"}}, f.pollErr
 }
 
 // TestSSFHTTPMapping: each Shared Signals endpoint's answer for each outcome of the
@@ -43,7 +44,7 @@ func (f *fakeSSF) Poll(context.Context, string, ssf.PollRequest, time.Duration) 
 // WWW-Authenticate (Bearer, invalid_token) on every 401 and no other, Retry-After on every 503
 // and 429.
 func TestSSFHTTPMapping(t *testing.T) {
-	authFailed := &ssf.Error{Code: ssf.CodeAuthenticationFailed, Description: "a valid bearer credential for this stream is required"}
+	authFailed := &ssf.Error{Code: secevent.CodeAuthenticationFailed, Description: "a valid bearer credential for this stream is required"}
 	stream := func(method, path string) call { return call{method: method, path: path, bearer: "cred"} }
 	withJSON := func(c call, body string) call { c.body, c.ctype = body, "application/json"; return c }
 	poll := withJSON(stream("POST", "/ssf/poll/s1"), `{"returnImmediately":true}`)
@@ -62,36 +63,36 @@ func TestSSFHTTPMapping(t *testing.T) {
 			header: map[string]string{"Cache-Control": "public, max-age=300"}, bodyHas: []string{`"issuer":"https://tg.test/base"`}},
 		{name: "one stream", call: stream("GET", "/ssf/streams?stream_id=s1"), status: 200, bodyHas: []string{`"stream_id":"s1"`}},
 		{name: "one stream, wrong credential", call: stream("GET", "/ssf/streams?stream_id=s1"), fake: fakeSSF{authErr: authFailed},
-			status: 401, code: ssf.CodeAuthenticationFailed},
+			status: 401, code: secevent.CodeAuthenticationFailed},
 		{name: "one stream, gone", call: stream("GET", "/ssf/streams?stream_id=s1"), fake: fakeSSF{streamErr: ssf.ErrNoStream},
-			status: 404, code: ssf.CodeInvalidRequest},
+			status: 404, code: secevent.CodeInvalidRequest},
 		{name: "the credential's streams", call: stream("GET", "/ssf/streams"), status: 200, bodyHas: []string{`[{"stream_id":"s1"`}},
 		{name: "the credential's streams, wrong credential", call: stream("GET", "/ssf/streams"), fake: fakeSSF{authErr: authFailed},
-			status: 401, code: ssf.CodeAuthenticationFailed},
-		{name: "create", call: withJSON(stream("POST", "/ssf/streams"), `{"delivery":{"method":"`+ssf.DeliveryPoll+`"}}`), status: 201,
+			status: 401, code: secevent.CodeAuthenticationFailed},
+		{name: "create", call: withJSON(stream("POST", "/ssf/streams"), `{"delivery":{"method":"`+secevent.DeliveryPoll+`"}}`), status: 201,
 			bodyHas: []string{`"stream_id":"s2"`}},
-		{name: "create, not a receiver", call: stream("POST", "/ssf/streams"), fake: fakeSSF{authErr: authFailed}, status: 401, code: ssf.CodeAuthenticationFailed},
+		{name: "create, not a receiver", call: stream("POST", "/ssf/streams"), fake: fakeSSF{authErr: authFailed}, status: 401, code: secevent.CodeAuthenticationFailed},
 		{name: "create, push delivery", call: withJSON(stream("POST", "/ssf/streams"), `{"delivery":{"method":"urn:ietf:rfc:8935"}}`),
-			status: 400, code: ssf.CodeInvalidRequest},
-		{name: "create, malformed JSON", call: withJSON(stream("POST", "/ssf/streams"), `{`), status: 400, code: ssf.CodeInvalidRequest},
+			status: 400, code: secevent.CodeInvalidRequest},
+		{name: "create, malformed JSON", call: withJSON(stream("POST", "/ssf/streams"), `{`), status: 400, code: secevent.CodeInvalidRequest},
 		{name: "create, invalid stream", call: stream("POST", "/ssf/streams"), fake: fakeSSF{createErr: ssf.ErrInvalidStream},
-			status: 400, code: ssf.CodeInvalidRequest},
+			status: 400, code: secevent.CodeInvalidRequest},
 		{name: "create, too many streams", call: stream("POST", "/ssf/streams"), fake: fakeSSF{createErr: ssf.ErrTooManyStreams},
-			status: 403, code: ssf.CodeAccessDenied},
+			status: 403, code: secevent.CodeAccessDenied},
 		{name: "create, not stored", call: stream("POST", "/ssf/streams"), fake: fakeSSF{createErr: errors.New("bolt: timeout")},
 			status: 503, code: ssf.CodeTemporarilyUnavailable, header: map[string]string{"Retry-After": "1"}},
 		{name: "delete", call: stream("DELETE", "/ssf/streams?stream_id=s2"), status: 204},
 		{name: "delete, not this receiver's", call: stream("DELETE", "/ssf/streams?stream_id=s1"), fake: fakeSSF{deleteErr: ssf.ErrNoStream},
-			status: 404, code: ssf.CodeInvalidRequest},
+			status: 404, code: secevent.CodeInvalidRequest},
 		{name: "delete, not stored", call: stream("DELETE", "/ssf/streams?stream_id=s2"), fake: fakeSSF{deleteErr: errors.New("bolt: timeout")},
 			status: 503, code: ssf.CodeTemporarilyUnavailable},
 		{name: "poll", call: poll, status: 200, bodyHas: []string{`"jti-1":"set"`}},
 		{name: "poll with a shorter hold", call: call{method: "POST", path: "/ssf/poll/s1", bearer: "cred", reqHeader: map[string]string{"Prefer": "wait=3"}},
 			status: 200, header: map[string]string{"Preference-Applied": "wait=3"}},
-		{name: "poll, wrong credential", call: poll, fake: fakeSSF{authErr: authFailed}, status: 401, code: ssf.CodeAuthenticationFailed},
-		{name: "poll, malformed JSON", call: withJSON(stream("POST", "/ssf/poll/s1"), `[`), status: 400, code: ssf.CodeInvalidRequest},
-		{name: "poll refused", call: poll, fake: fakeSSF{pollErr: &ssf.Error{Code: ssf.CodeInvalidRequest, Description: "unknown jti"}},
-			status: 400, code: ssf.CodeInvalidRequest},
+		{name: "poll, wrong credential", call: poll, fake: fakeSSF{authErr: authFailed}, status: 401, code: secevent.CodeAuthenticationFailed},
+		{name: "poll, malformed JSON", call: withJSON(stream("POST", "/ssf/poll/s1"), `[`), status: 400, code: secevent.CodeInvalidRequest},
+		{name: "poll refused", call: poll, fake: fakeSSF{pollErr: &ssf.Error{Code: secevent.CodeInvalidRequest, Description: "unknown jti"}},
+			status: 400, code: secevent.CodeInvalidRequest},
 		{name: "poll, log unreadable", call: poll, fake: fakeSSF{pollErr: &ssf.Error{Code: ssf.CodeTemporarilyUnavailable, Description: "later"}},
 			status: 503, code: ssf.CodeTemporarilyUnavailable, header: map[string]string{"Retry-After": "1"}},
 		{name: "poll, unexpected error", call: poll, fake: fakeSSF{pollErr: errors.New("boom")}, status: 500, code: "server_error"},
