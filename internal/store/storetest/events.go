@@ -390,6 +390,10 @@ func eventLogCalls(ctx context.Context, s store.Store, now time.Time) map[string
 			_, _, err := s.RecordNewRevocation(ctx, event("sid-2", "alice", now))
 			return err
 		},
+		"RecordKeyRevocation": func() error {
+			_, err := s.RecordKeyRevocation(ctx, keyEvent("k1", now), func(cur []byte) ([]byte, error) { return cur, nil })
+			return err
+		},
 		"ReceiverStream":    func() error { _, err := s.ReceiverStream(ctx); return err },
 		"PutReceiverStream": func() error { return s.PutReceiverStream(ctx, []byte("x")) },
 	}

@@ -57,6 +57,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ClosedIsUnavailable", testClosedIsUnavailable},
 	})
 	runCases(t, open, eventLogChecks)
+	runCases(t, open, writeChecks)
 }
 
 // check is one conformance test, run on a fresh store of type S.
