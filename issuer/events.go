@@ -47,10 +47,12 @@ func (i *Issuer) record(ctx context.Context, r store.Revocation, logoutToken str
 // recordNew is record unless a stored revocation already covers r — the same logout delivered
 // by the other channel (back-channel logout and Keycloak's Shared Signals stream), or again.
 // Then nothing is written, no event is appended or published, and it reports false. The check
-// is part of the store's write transaction.
-func (i *Issuer) recordNew(ctx context.Context, r store.Revocation) (bool, error) {
+// is part of the store's write transaction, and so is the claim of c.JTI when set (the jti of
+// the Security Event Token that carried r): a jti claimed before is a replay, reported false
+// with nothing written; a write that fails claims nothing, so the SET may come again.
+func (i *Issuer) recordNew(ctx context.Context, r store.Revocation, c store.Claim) (bool, error) {
 	wctx, cancel := context.WithTimeout(ctx, i.cfg.WriteTimeout)
-	e, recorded, err := i.store.RecordNewRevocation(wctx, store.Event{ID: newJTI(), Time: i.cfg.Now(), Revocation: r})
+	e, recorded, err := i.store.RecordNewRevocation(wctx, store.Event{ID: newJTI(), Time: i.cfg.Now(), Revocation: r, Claim: c})
 	cancel()
 	if err != nil {
 		i.holdUnwritten(ctx, r, "", err)
