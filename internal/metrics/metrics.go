@@ -212,6 +212,13 @@ func (s *InstrumentedStore) UpdateKeys(ctx context.Context, update func([]byte) 
 	return s.Store.UpdateKeys(ctx, update)
 }
 
+// RecordKeyRevocation times the wrapped call as op "update_keys": the key document's write,
+// with its key event.
+func (s *InstrumentedStore) RecordKeyRevocation(ctx context.Context, e store.Event, update func([]byte) ([]byte, error)) (store.Event, error) {
+	defer s.m.storeCommit("update_keys", time.Now())
+	return s.Store.RecordKeyRevocation(ctx, e, update)
+}
+
 // CacheStats is the size of one in-memory cache and how many entries its bound evicted.
 type CacheStats struct {
 	Name      string
