@@ -116,8 +116,8 @@ func TestExchange_InvalidSubjectTokenSaysWhy(t *testing.T) {
 // again.
 func TestExchange_LoggedOutSessionSaysLogInAgain(t *testing.T) {
 	f := newSubjectFixture(t, false)
-	if err := f.st.RevokeSession(context.Background(), store.Revocation{SID: "sid-revived", At: f.clock.Now(),
-		Expires: f.clock.Now().Add(time.Hour), Reason: "recheck"}); err != nil {
+	if _, err := f.st.RecordRevocation(context.Background(), store.Event{ID: "ev-revived", Time: f.clock.Now(), Revocation: store.Revocation{
+		SID: "sid-revived", At: f.clock.Now(), Expires: f.clock.Now().Add(time.Hour), Reason: "recheck"}}); err != nil {
 		t.Fatal(err)
 	}
 	_, err := f.exchange(t, "bff", f.realm.AccessToken(kctest.Token{SID: "sid-revived", IssuedAt: f.clock.Now()}))

@@ -188,18 +188,6 @@ func (s *InstrumentedStore) RecordNewRevocation(ctx context.Context, e store.Eve
 	return s.Store.RecordNewRevocation(ctx, e)
 }
 
-// RevokeSession times the wrapped call.
-func (s *InstrumentedStore) RevokeSession(ctx context.Context, r store.Revocation) error {
-	defer s.m.storeCommit("revoke_session", time.Now())
-	return s.Store.RevokeSession(ctx, r)
-}
-
-// RevokeSubject times the wrapped call.
-func (s *InstrumentedStore) RevokeSubject(ctx context.Context, r store.Revocation) error {
-	defer s.m.storeCommit("revoke_subject", time.Now())
-	return s.Store.RevokeSubject(ctx, r)
-}
-
 // ClaimJTI times the wrapped call.
 func (s *InstrumentedStore) ClaimJTI(ctx context.Context, jti string, expires time.Time) (bool, error) {
 	defer s.m.storeCommit("claim_jti", time.Now())

@@ -180,24 +180,6 @@ func (s *Store) Close() error {
 	return nil
 }
 
-// RevokeSession records a session logout keyed by r.SID. Recording the same SID again keeps
-// the earliest At (with that record's Sub and Reason) and the latest Expires.
-func (s *Store) RevokeSession(ctx context.Context, r store.Revocation) error {
-	if r.SID == "" {
-		return errors.New("bolt: revoke session: empty sid")
-	}
-	return s.update(ctx, "revoke session", func(tx *bbolt.Tx) error { return putSession(tx, r) })
-}
-
-// RevokeSubject records a subject-wide logout keyed by r.Sub. Recording the same subject again
-// keeps the latest At (with that record's Reason) and the latest Expires.
-func (s *Store) RevokeSubject(ctx context.Context, r store.Revocation) error {
-	if r.Sub == "" {
-		return errors.New("bolt: revoke subject: empty sub")
-	}
-	return s.update(ctx, "revoke subject", func(tx *bbolt.Tx) error { return putSubject(tx, r) })
-}
-
 // putRevocation stores r under id, merged with any existing record (merge(old, r)), and moves
 // its index entry.
 func putRevocation(tx *bbolt.Tx, bucket []byte, kind byte, id string, r store.Revocation, merge func(old, r store.Revocation) store.Revocation) error {
