@@ -2,9 +2,11 @@ package issuer
 
 import (
 	"context"
+	"errors"
 	"strings"
 
 	"github.com/tokengate/tokengate/internal/store"
+	"github.com/tokengate/tokengate/keys"
 )
 
 // Publisher is told what happens after a revocation is durably recorded: the Shared Signals
@@ -51,10 +53,12 @@ func (i *Issuer) record(ctx context.Context, r store.Revocation, logoutToken str
 // recordNew is record unless a stored revocation already covers r — the same logout delivered
 // by the other channel (back-channel logout and Keycloak's Shared Signals stream), or again.
 // Then nothing is written, no event is appended or published, and it reports false. The check
-// is part of the store's write transaction.
-func (i *Issuer) recordNew(ctx context.Context, r store.Revocation) (bool, error) {
+// is part of the store's write transaction, and so is the claim of c.JTI when set (the jti of
+// the Security Event Token that carried r): a jti claimed before is a replay, reported false
+// with nothing written; a write that fails claims nothing, so the SET may come again.
+func (i *Issuer) recordNew(ctx context.Context, r store.Revocation, c store.Claim) (bool, error) {
 	wctx, cancel := context.WithTimeout(ctx, i.cfg.WriteTimeout)
-	e, recorded, err := i.store.RecordNewRevocation(wctx, store.Event{ID: newJTI(), Time: i.cfg.Now(), Revocation: r})
+	e, recorded, err := i.store.RecordNewRevocation(wctx, store.Event{ID: newJTI(), Time: i.cfg.Now(), Revocation: r, Claim: c})
 	cancel()
 	if err != nil {
 		i.holdUnwritten(ctx, r, "", err)
@@ -71,14 +75,21 @@ func (i *Issuer) recordNew(ctx context.Context, r store.Revocation) (bool, error
 	return true, nil
 }
 
-// AnnounceKeyRevoked appends the emergency revocation of signing key kid to the event log, so
-// that services following their Shared Signals stream refetch the JWKS at once instead of at
-// its max-age. The publisher is told like for a revocation (no logout token).
-func (i *Issuer) AnnounceKeyRevoked(ctx context.Context, kid string) error {
-	e, err := i.store.RecordRevocation(ctx, store.Event{ID: newJTI(), Time: i.cfg.Now(), KeyRevoked: kid})
-	if err != nil {
-		return unavailable("the key revocation could not be announced", err)
+// RevokeKey revokes signing key kid in an emergency (a suspected leak): the key leaves the JWKS
+// and its key event is appended to the revocation event log in one store transaction, so a
+// revoked key is always announced (services following their Shared Signals stream refetch the
+// JWKS at once instead of at its max-age). The publisher is then told, as for a revocation (no
+// logout token). A kid revoked before is announced again. An unknown kid is returned as
+// keys.ErrNoKey (nothing written); a store that cannot commit, as temporarily_unavailable
+// (nothing written either).
+func (i *Issuer) RevokeKey(ctx context.Context, kid string) (keys.Change, error) {
+	ch, err := i.keys.RevokeKey(ctx, kid)
+	switch {
+	case errors.Is(err, keys.ErrNoKey):
+		return keys.Change{}, err
+	case err != nil:
+		return keys.Change{}, unavailable("the key revocation could not be stored", err)
 	}
-	i.publish.Recorded(e, "")
-	return nil
+	i.publish.Recorded(ch.Event, "")
+	return ch, nil
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/tokengate/tokengate/internal/store"
 	"github.com/tokengate/tokengate/internal/tracing"
 	"github.com/tokengate/tokengate/internal/upstream"
+	"github.com/tokengate/tokengate/keys"
 )
 
 // Token type and grant type URIs (RFC 8693, RFC 6749).
@@ -61,6 +62,9 @@ type Keys interface {
 	// VerifyAccessToken verifies an internal token with the published keys and returns its
 	// payload; a revoked or unknown key's error has a KeyRevoked() bool method.
 	VerifyAccessToken(token string) ([]byte, error)
+	// RevokeKey revokes signing key kid and appends its key event (Change.Event) in one store
+	// transaction; an unknown kid is keys.ErrNoKey.
+	RevokeKey(ctx context.Context, kid string) (keys.Change, error)
 }
 
 // Upstream is the provider (Keycloak).

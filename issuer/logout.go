@@ -104,7 +104,16 @@ func (i *Issuer) RecordLogout(ctx context.Context, raw string) (_ store.Revocati
 // disabled) may leave the provider's sessions alive and issuing tokens — a password changed
 // without signing out other devices, an administrator's password reset — so it is kept for
 // the longest session, as an operator's revocation is.
-func (i *Issuer) RecordUpstreamLogout(ctx context.Context, r store.Revocation) (_ bool, err error) {
+func (i *Issuer) RecordUpstreamLogout(ctx context.Context, r store.Revocation) (bool, error) {
+	return i.RecordUpstreamSET(ctx, store.Claim{}, r)
+}
+
+// RecordUpstreamSET is RecordUpstreamLogout for a logout carried by a verified Security Event
+// Token: c claims the SET's jti in the same store transaction that records r (the one write
+// path, store.RecordNewRevocation). It reports false, writing nothing, for a SET whose jti is
+// claimed already (delivered again); a covered logout is not recorded again but its jti is
+// claimed. When it fails nothing is claimed: the SET, not acknowledged, comes again.
+func (i *Issuer) RecordUpstreamSET(ctx context.Context, c store.Claim, r store.Revocation) (_ bool, err error) {
 	ctx, span := i.startSpan(ctx, "issuer.RecordUpstreamLogout", Client{})
 	defer func() { endSpan(span, err) }()
 	if r.SID == "" && r.Sub == "" {
@@ -118,7 +127,7 @@ func (i *Issuer) RecordUpstreamLogout(ctx context.Context, r store.Revocation) (
 	if r.SID == "" {
 		r.Expires = i.ownRevocationExpiry(now)
 	}
-	return i.recordNew(ctx, r)
+	return i.recordNew(ctx, r, c)
 }
 
 // alreadyRecorded reports whether the logout r describes is already on record (a session logout

@@ -116,8 +116,8 @@ func TestExchange_InvalidSubjectTokenSaysWhy(t *testing.T) {
 // again.
 func TestExchange_LoggedOutSessionSaysLogInAgain(t *testing.T) {
 	f := newSubjectFixture(t, false)
-	if err := f.store.RevokeSession(context.Background(), store.Revocation{SID: "sid-revived", At: f.clock.Now(),
-		Expires: f.clock.Now().Add(time.Hour), Reason: "recheck"}); err != nil {
+	if _, err := f.store.RecordRevocation(context.Background(), store.Event{ID: "ev-revived", Time: f.clock.Now(), Revocation: store.Revocation{
+		SID: "sid-revived", At: f.clock.Now(), Expires: f.clock.Now().Add(time.Hour), Reason: "recheck"}}); err != nil {
 		t.Fatal(err)
 	}
 	_, err := f.exchangeAs("bff", f.realm.AccessToken(kctest.Token{SID: "sid-revived", IssuedAt: f.clock.Now()}))

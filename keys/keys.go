@@ -27,10 +27,13 @@ import (
 	"github.com/tokengate/tokengate/internal/store"
 )
 
-// Store is the part of the store the key manager needs: one key document, updated atomically.
+// Store is the part of the store the key manager needs: one key document, updated atomically,
+// and for an emergency revocation updated in the same transaction that appends the key event
+// to the revocation event log.
 type Store interface {
 	Keys(ctx context.Context) ([]byte, error)
 	UpdateKeys(ctx context.Context, update func(current []byte) ([]byte, error)) error
+	RecordKeyRevocation(ctx context.Context, e store.Event, update func(current []byte) ([]byte, error)) (store.Event, error)
 }
 
 // State is where a signing key is in its lifecycle.
@@ -206,8 +209,14 @@ func (m *Manager) complete(doc *Document, now time.Time) error {
 // update runs change on the stored document inside one store transaction and installs the
 // result. change reports whether it changed anything; if not, nothing is written.
 func (m *Manager) update(ctx context.Context, change func(doc *Document, now time.Time) (bool, error)) error {
+	return m.write(ctx, change, nil)
+}
+
+// write is update; with e (a key event) it also appends *e to the event log in the same
+// transaction, written even when change changed nothing, and sets its Seq.
+func (m *Manager) write(ctx context.Context, change func(doc *Document, now time.Time) (bool, error), e *store.Event) error {
 	var out Document
-	err := m.store.UpdateKeys(ctx, func(current []byte) ([]byte, error) {
+	fn := func(current []byte) ([]byte, error) {
 		var doc Document
 		if current != nil {
 			d, err := m.decode(current)
@@ -226,7 +235,13 @@ func (m *Manager) update(ctx context.Context, change func(doc *Document, now tim
 		}
 		out.Version++
 		return m.encode(out)
-	})
+	}
+	var err error
+	if e == nil {
+		err = m.store.UpdateKeys(ctx, fn)
+	} else {
+		*e, err = m.store.RecordKeyRevocation(ctx, *e, fn)
+	}
 	if err != nil {
 		return fmt.Errorf("keys: %w", err)
 	}

@@ -2,9 +2,13 @@ package keys
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/tokengate/tokengate/internal/store"
 )
 
 // ErrTooEarly is returned by Rotate when the next key has not been published for PublishLead:
@@ -21,6 +25,9 @@ type Change struct {
 	Published string `json:"published,omitempty"`
 	// Removed are kids taken out of the JWKS.
 	Removed []string `json:"removed,omitempty"`
+	// Event is the key event a revocation appended to the revocation event log, in the
+	// transaction that changed the keys (Seq set); zero for a rotation.
+	Event store.Event `json:"-"`
 }
 
 // Empty reports whether nothing changed.
@@ -144,10 +151,24 @@ func (m *Manager) Rotate(ctx context.Context, force bool) (Change, error) {
 // RevokeKey removes a key from the JWKS at once (a suspected leak). Revoking the active key
 // first promotes the next key, so signing never stops; a new next key is then published.
 // Tokens signed by the revoked key fail at services once they refetch the JWKS.
+//
+// The key document and the key event that tells the services' streams (Change.Event) are one
+// store transaction: a revoked key is always announced. Revoking a key revoked before changes
+// no key and announces it again; an unknown kid is ErrNoKey and writes nothing.
 func (m *Manager) RevokeKey(ctx context.Context, kid string) (Change, error) {
+	id := make([]byte, 16)
+	if _, err := rand.Read(id); err != nil {
+		return Change{}, fmt.Errorf("keys: event id: %w", err)
+	}
+	e := store.Event{ID: base64.RawURLEncoding.EncodeToString(id), Time: m.cfg.Now(), KeyRevoked: kid}
 	var ch Change
-	err := m.update(ctx, func(doc *Document, now time.Time) (bool, error) {
+	err := m.write(ctx, func(doc *Document, now time.Time) (bool, error) {
 		ch = Change{}
+		for _, r := range doc.Revoked {
+			if r.ID == kid {
+				return false, nil // revoked before: announced again
+			}
+		}
 		idx := -1
 		for i, k := range doc.Signing {
 			if k.ID == kid {
@@ -175,7 +196,10 @@ func (m *Manager) RevokeKey(ctx context.Context, kid string) (Change, error) {
 			ch.Published = k.ID
 		}
 		return true, nil
-	})
+	}, &e)
+	if err == nil {
+		ch.Event = e
+	}
 	return ch, err
 }
 

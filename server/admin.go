@@ -27,8 +27,9 @@ var AdminOpenAPI []byte
 type AdminIssuer interface {
 	RevokeSession(ctx context.Context, sid, reason string) (store.Revocation, error)
 	RevokeSubject(ctx context.Context, sub, reason string) (store.Revocation, error)
-	// AnnounceKeyRevoked tells the services' streams that signing key kid was revoked.
-	AnnounceKeyRevoked(ctx context.Context, kid string) error
+	// RevokeKey revokes signing key kid and announces it on the services' streams, in one
+	// store transaction; an unknown kid is keys.ErrNoKey.
+	RevokeKey(ctx context.Context, kid string) (keys.Change, error)
 }
 
 // AdminKeys manages signing keys.
@@ -37,7 +38,6 @@ type AdminKeys interface {
 	ActiveKeyID() string
 	ActiveSince() time.Time
 	Rotate(ctx context.Context, force bool) (keys.Change, error)
-	RevokeKey(ctx context.Context, kid string) (keys.Change, error)
 	JWKSJSON() []byte
 }
 
@@ -193,22 +193,8 @@ func (a *Admin) revokeKey(c *gin.Context) {
 	if !readJSON(c, adminErrors, true, &struct{}{}) {
 		return
 	}
-	ch, err := a.keys.RevokeKey(c.Request.Context(), kid)
+	ch, err := a.issuer.RevokeKey(c.Request.Context(), kid)
 	a.audit(c, "keys.revoke", kid, err, "activated", ch.Activated)
-	if errors.Is(err, keys.ErrNoKey) && a.revoked(kid) {
-		err = nil // revoked before: announce again (the retry of a failed announcement)
-	}
-	if err == nil {
-		// The key is out of the JWKS; services following their stream refetch now rather than
-		// at the JWKS max-age. A failure here leaves the key revoked: the operator retries.
-		if err = a.issuer.AnnounceKeyRevoked(c.Request.Context(), kid); err != nil {
-			a.log.Error("key revoked but not announced on the Shared Signals streams; revoke again to retry",
-				"kid", kid, "error", err.Error())
-			writeError(c, adminErrors, http.StatusServiceUnavailable, "unavailable",
-				"the key is revoked but its announcement could not be stored; revoke it again to retry")
-			return
-		}
-	}
 	switch {
 	case errors.Is(err, keys.ErrNoKey):
 		writeError(c, adminErrors, http.StatusNotFound, "not_found", "no published key has kid "+truncate(kid, 80))
@@ -217,17 +203,6 @@ func (a *Admin) revokeKey(c *gin.Context) {
 	default:
 		c.JSON(http.StatusOK, gin.H{"change": ch, "active_kid": a.keys.ActiveKeyID()})
 	}
-}
-
-// revoked reports whether kid is among the revoked keys.
-func (a *Admin) revoked(kid string) bool {
-	_, rs := a.keys.Keys()
-	for _, r := range rs {
-		if r.ID == kid {
-			return true
-		}
-	}
-	return false
 }
 
 func (a *Admin) session(c *gin.Context) {

@@ -404,8 +404,8 @@ const adminBearer = "admin-token-0123456789-abcdefghijklmnopq"
 
 // fakeAdmin is the issuer, key manager and store behind the admin API; each answers its error.
 type fakeAdmin struct {
-	revokeErr, announceErr, rotateErr, keyErr, storeErr error
-	revoked                                             []keys.RevokedKey // the key manager's revoked keys
+	revokeErr, rotateErr, keyErr, storeErr error
+	revoked                                []keys.RevokedKey // the key manager's revoked keys
 }
 
 func (f *fakeAdmin) RevokeSession(_ context.Context, sid, reason string) (store.Revocation, error) {
@@ -415,8 +415,6 @@ func (f *fakeAdmin) RevokeSession(_ context.Context, sid, reason string) (store.
 func (f *fakeAdmin) RevokeSubject(_ context.Context, sub, reason string) (store.Revocation, error) {
 	return store.Revocation{Sub: sub, Reason: reason}, f.revokeErr
 }
-
-func (f *fakeAdmin) AnnounceKeyRevoked(context.Context, string) error { return f.announceErr }
 
 func (f *fakeAdmin) Keys() ([]keys.KeyInfo, []keys.RevokedKey) {
 	return []keys.KeyInfo{{ID: "k1", Alg: "ES256", State: "active"}}, f.revoked
@@ -476,10 +474,6 @@ func TestAdminHTTPMapping(t *testing.T) {
 		{name: "rotate with a text body", call: withBody(post("/admin/keys/rotate"), "text/plain", "force"), status: 415, code: "invalid_request"},
 		{name: "revoke key", call: post("/admin/keys/k1/revoke"), status: 200},
 		{name: "revoke an unknown key", call: post("/admin/keys/nope/revoke"), fake: fakeAdmin{keyErr: keys.ErrNoKey}, status: 404, code: "not_found"},
-		{name: "revoke a revoked key again: announced again", call: post("/admin/keys/k0/revoke"),
-			fake: fakeAdmin{keyErr: keys.ErrNoKey, revoked: []keys.RevokedKey{{ID: "k0"}}}, status: 200},
-		{name: "key revoked, announcement not stored", call: post("/admin/keys/k1/revoke"), fake: fakeAdmin{announceErr: unavailable},
-			status: 503, code: "unavailable", bodyHas: []string{"revoke it again"}},
 		{name: "key revocation not stored", call: post("/admin/keys/k1/revoke"), fake: fakeAdmin{keyErr: unavailable}, status: 503, code: "unavailable"},
 		{name: "session not revoked", call: get("/admin/sessions/s1"), fake: fakeAdmin{storeErr: store.ErrNotFound}, status: 200,
 			bodyHas: []string{`"revoked":false`}},

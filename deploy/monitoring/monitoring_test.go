@@ -24,10 +24,7 @@ type noSignalsState struct{}
 
 func (noSignalsState) ReceiverStream(context.Context) ([]byte, error)  { return nil, store.ErrNotFound }
 func (noSignalsState) PutReceiverStream(context.Context, []byte) error { return nil }
-func (noSignalsState) ClaimJTI(context.Context, string, time.Time) (bool, error) {
-	return true, nil
-}
-func (noSignalsState) RecordUpstreamLogout(context.Context, store.Revocation) (bool, error) {
+func (noSignalsState) RecordUpstreamSET(context.Context, store.Claim, store.Revocation) (bool, error) {
 	return true, nil
 }
 
@@ -49,7 +46,7 @@ func exported(t *testing.T) map[string]bool {
 	m.StoreCommitTime.WithLabelValues("revoke_session").Observe(0.001)
 	m.RevocationRecords.WithLabelValues("sessions").Set(0)
 	if _, err := signals.New(signals.Config{Issuer: "https://kc.test/realms/demo", ClientID: "c", ClientSecret: "s",
-		Registerer: reg}, noSignalsState{}, noSignalsState{}, noSignalsState{}); err != nil {
+		Registerer: reg}, noSignalsState{}, noSignalsState{}); err != nil {
 		t.Fatal(err)
 	}
 	mfs, err := reg.Gather()

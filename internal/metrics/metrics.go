@@ -188,18 +188,6 @@ func (s *InstrumentedStore) RecordNewRevocation(ctx context.Context, e store.Eve
 	return s.Store.RecordNewRevocation(ctx, e)
 }
 
-// RevokeSession times the wrapped call.
-func (s *InstrumentedStore) RevokeSession(ctx context.Context, r store.Revocation) error {
-	defer s.m.storeCommit("revoke_session", time.Now())
-	return s.Store.RevokeSession(ctx, r)
-}
-
-// RevokeSubject times the wrapped call.
-func (s *InstrumentedStore) RevokeSubject(ctx context.Context, r store.Revocation) error {
-	defer s.m.storeCommit("revoke_subject", time.Now())
-	return s.Store.RevokeSubject(ctx, r)
-}
-
 // ClaimJTI times the wrapped call.
 func (s *InstrumentedStore) ClaimJTI(ctx context.Context, jti string, expires time.Time) (bool, error) {
 	defer s.m.storeCommit("claim_jti", time.Now())
@@ -210,6 +198,13 @@ func (s *InstrumentedStore) ClaimJTI(ctx context.Context, jti string, expires ti
 func (s *InstrumentedStore) UpdateKeys(ctx context.Context, update func([]byte) ([]byte, error)) error {
 	defer s.m.storeCommit("update_keys", time.Now())
 	return s.Store.UpdateKeys(ctx, update)
+}
+
+// RecordKeyRevocation times the wrapped call as op "update_keys": the key document's write,
+// with its key event.
+func (s *InstrumentedStore) RecordKeyRevocation(ctx context.Context, e store.Event, update func([]byte) ([]byte, error)) (store.Event, error) {
+	defer s.m.storeCommit("update_keys", time.Now())
+	return s.Store.RecordKeyRevocation(ctx, e, update)
 }
 
 // CacheStats is the size of one in-memory cache and how many entries its bound evicted.

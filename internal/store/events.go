@@ -24,37 +24,71 @@ type Event struct {
 	// KeyRevoked, when set, is the kid of a signing key revoked in an emergency: receivers
 	// refetch the JWKS at once instead of at its max-age. Revocation is then zero.
 	KeyRevoked string `json:"key_revoked,omitempty"`
+	// Claim, when its JTI is set, is claimed by RecordNewRevocation in the same transaction
+	// that records the revocation. It is part of the write, not of the log: Events returns it
+	// empty.
+	Claim Claim `json:"-"`
+}
+
+// Claim is a one-time identifier — the jti of the Security Event Token that carried a logout —
+// claimed until Expires, like ClaimJTI, together with the revocation it carried.
+type Claim struct {
+	// JTI is the identifier claimed; empty: no claim.
+	JTI string
+	// Expires is when the claim may be forgotten (and the identifier claimed again).
+	Expires time.Time
 }
 
 // Check reports why e cannot be recorded: it has no ID, it is a key event that carries a
-// revocation, or a logout that names neither sid nor sub. Every backend calls it before
-// writing.
+// revocation or a claim, or a logout that names neither sid nor sub. Every backend calls it
+// before writing.
 func (e Event) Check() error {
 	switch {
 	case e.ID == "":
 		return errors.New("empty event id")
 	case e.KeyRevoked != "" && e.Revocation != (Revocation{}):
 		return errors.New("a key event carries no revocation")
+	case e.KeyRevoked != "" && e.Claim != (Claim{}):
+		return errors.New("a key event claims no jti")
 	case e.KeyRevoked == "" && e.Revocation.SID == "" && e.Revocation.Sub == "":
 		return errors.New("neither sid nor sub")
+	case e.Claim.JTI == "" && !e.Claim.Expires.IsZero():
+		return errors.New("a claim without a jti")
 	}
 	return nil
 }
+
+// ErrClaimNeedsNew is returned by RecordRevocation for an event that carries a Claim: only
+// RecordNewRevocation claims.
+var ErrClaimNeedsNew = errors.New("only RecordNewRevocation claims a jti")
 
 // EventLog is the durable, ordered log of revocation events and the state of the streams that
 // deliver them, part of every Store: a restarted tokengate, or a receiver that reconnects,
 // misses no event. storetest.Run and storetest.RunDurable check it.
 type EventLog interface {
-	// RecordRevocation records e.Revocation exactly as RevokeSession (SID set) or RevokeSubject
-	// (SID empty) would, and appends e to the log, in one atomic, durable transaction: either
-	// both are stored or neither is. A key event (KeyRevoked set, Revocation zero) is only
-	// appended. It returns e with Seq set.
+	// RecordRevocation records e.Revocation and appends e to the log, in one atomic, durable
+	// transaction: either both are stored or neither is. A session logout (SID set) is merged
+	// into the stored one by MergeSession, a subject-wide one (SID empty) by MergeSubject. A
+	// key event (KeyRevoked set, Revocation zero) is only appended. It returns e with Seq set.
+	// An event with a Claim is refused with an error wrapping ErrClaimNeedsNew.
 	RecordRevocation(ctx context.Context, e Event) (Event, error)
 	// RecordNewRevocation is RecordRevocation unless a stored revocation already covers
-	// e.Revocation (see Covers): then it writes nothing and reports false. The check and the
-	// write are one transaction, so a logout that reaches tokengate by two channels at once
-	// (back-channel logout and Keycloak's Shared Signals stream) gets one event.
+	// e.Revocation (see Covers): then it writes no revocation and no event and reports false.
+	// The check and the write are one transaction, so a logout that reaches tokengate by two
+	// channels at once (back-channel logout and Keycloak's Shared Signals stream) gets one
+	// event.
+	//
+	// When e.Claim.JTI is set the same transaction claims it until e.Claim.Expires (as
+	// ClaimJTI would), whether or not the revocation was covered; if the jti is already
+	// claimed and its claim has not expired (a replay) nothing at all is written and it
+	// reports false. A write that fails stores neither the claim nor the revocation.
 	RecordNewRevocation(ctx context.Context, e Event) (Event, bool, error)
+	// RecordKeyRevocation reads the key document (nil when none), writes what update returns
+	// and appends the key event e (KeyRevoked set), in one atomic, durable transaction, and
+	// returns e with Seq set: a revoked signing key is always announced, an announced one is
+	// always revoked. If update returns an error nothing is written and the error is returned
+	// (wrapped). Concurrent callers are serialised with UpdateKeys.
+	RecordKeyRevocation(ctx context.Context, e Event, update func(current []byte) ([]byte, error)) (Event, error)
 	// Events returns up to limit events with Seq > after, in Seq order.
 	Events(ctx context.Context, after uint64, limit int) ([]Event, error)
 	// LastEventSeq returns the Seq of the newest event ever appended, even if it has been

@@ -36,16 +36,12 @@ type Revocation struct {
 // Store is the contract every backend implements. All writes are durable (committed and synced)
 // when the call returns nil. Lookups never scan.
 //
-// tokengate records every logout with EventLog.RecordRevocation (the revocation and its event in
-// one transaction); RevokeSession and RevokeSubject write the same records without an event,
-// for the backends' own tests and tools that load records in bulk.
+// A revocation is written only through the event log, with its event in one transaction:
+// EventLog.RecordRevocation, or RecordNewRevocation (which may also claim the jti of the
+// Security Event Token that carried it). A session revocation keyed by SID keeps the earliest
+// At and the latest Expires when recorded again; a subject-wide one keyed by Sub keeps the
+// latest At and the latest Expires.
 type Store interface {
-	// RevokeSession durably records a session logout keyed by r.SID, without an event.
-	// Recording the same SID again keeps the earliest At and the latest Expires.
-	RevokeSession(ctx context.Context, r Revocation) error
-	// RevokeSubject durably records a subject-wide logout keyed by r.Sub, without an event.
-	// Recording the same subject again keeps the latest At and the latest Expires.
-	RevokeSubject(ctx context.Context, r Revocation) error
 	// SessionRevocation returns the session logout for sid, or ErrNotFound.
 	SessionRevocation(ctx context.Context, sid string) (Revocation, error)
 	// SubjectRevocation returns the subject-wide logout for sub, or ErrNotFound.

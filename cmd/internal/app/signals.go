@@ -25,7 +25,8 @@ import (
 const signalsElection = "shared-signals"
 
 // newReceiver builds the Shared Signals receiver when upstream.shared_signals is enabled (nil
-// otherwise). The store keeps its stream id and the jti of every SET; the issuer records.
+// otherwise). The store keeps its stream id; the issuer records each SET's logout and claims
+// its jti in one store transaction.
 func newReceiver(cfg *config.Config, st store.Store, is *issuer.Issuer, reg prometheus.Registerer, hc *http.Client,
 	tp trace.TracerProvider, now func() time.Time, log *slog.Logger) (*signals.Receiver, error) {
 	sc := cfg.Upstream.SharedSignals
@@ -40,7 +41,7 @@ func newReceiver(cfg *config.Config, st store.Store, is *issuer.Issuer, reg prom
 		Issuer: cfg.Upstream.Issuer, ClientID: sc.ClientID, ClientSecret: sc.ClientSecret, Events: events,
 		PollInterval: sc.PollInterval.D(), HTTPClient: hc, Now: now, Logger: log, Registerer: reg, TracerProvider: tp,
 		AllowedOrigins: sc.AllowedOrigins, InsecureHTTP: cfg.Upstream.InsecureHTTP,
-	}, st, st, is)
+	}, st, is)
 	if err != nil {
 		return nil, fmt.Errorf("upstream.shared_signals: %w", err)
 	}

@@ -115,7 +115,7 @@ func tracedClient(hc *http.Client, tp trace.TracerProvider) *http.Client {
 
 // tracedStore makes each durable write made within a traced operation a child span: the
 // issuer's RecordRevocation / RecordNewRevocation / ClaimJTI, the receiver's stream document,
-// key updates. A write outside any span (garbage collection, the key schedule) starts none.
+// key updates and key revocations. A write outside any span (garbage collection, the key schedule) starts none.
 type tracedStore struct {
 	store.Store
 	tracer  trace.Tracer
@@ -205,6 +205,16 @@ func (s *tracedStore) UpdateKeys(ctx context.Context, update func([]byte) ([]byt
 		end(span, err)
 	}
 	return err
+}
+
+// RecordKeyRevocation traces the wrapped call.
+func (s *tracedStore) RecordKeyRevocation(ctx context.Context, e store.Event, update func([]byte) ([]byte, error)) (store.Event, error) {
+	ctx, span, ok := s.start(ctx, "RecordKeyRevocation")
+	got, err := s.Store.RecordKeyRevocation(ctx, e, update)
+	if ok {
+		end(span, err, source(e))
+	}
+	return got, err
 }
 
 // PutReceiverStream traces the wrapped call.

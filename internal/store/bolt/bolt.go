@@ -180,24 +180,6 @@ func (s *Store) Close() error {
 	return nil
 }
 
-// RevokeSession records a session logout keyed by r.SID. Recording the same SID again keeps
-// the earliest At (with that record's Sub and Reason) and the latest Expires.
-func (s *Store) RevokeSession(ctx context.Context, r store.Revocation) error {
-	if r.SID == "" {
-		return errors.New("bolt: revoke session: empty sid")
-	}
-	return s.update(ctx, "revoke session", func(tx *bbolt.Tx) error { return putSession(tx, r) })
-}
-
-// RevokeSubject records a subject-wide logout keyed by r.Sub. Recording the same subject again
-// keeps the latest At (with that record's Reason) and the latest Expires.
-func (s *Store) RevokeSubject(ctx context.Context, r store.Revocation) error {
-	if r.Sub == "" {
-		return errors.New("bolt: revoke subject: empty sub")
-	}
-	return s.update(ctx, "revoke subject", func(tx *bbolt.Tx) error { return putSubject(tx, r) })
-}
-
 // putRevocation stores r under id, merged with any existing record (merge(old, r)), and moves
 // its index entry.
 func putRevocation(tx *bbolt.Tx, bucket []byte, kind byte, id string, r store.Revocation, merge func(old, r store.Revocation) store.Revocation) error {
@@ -276,35 +258,42 @@ func (s *Store) ClaimJTI(ctx context.Context, jti string, expires time.Time) (bo
 	}
 	claimed := false
 	err := s.update(ctx, "claim jti", func(tx *bbolt.Tx) error {
-		b, idx := tx.Bucket(bucketJTIs), tx.Bucket(bucketExpiry)
-		v := b.Get([]byte(jti))
-		if v == nil {
-			if err := addCount(tx, kindJTI, 1); err != nil {
-				return err
-			}
-		} else {
-			var old jtiRecord
-			if err := json.Unmarshal(v, &old); err != nil {
-				return fmt.Errorf("decode %q: %w", jti, err)
-			}
-			if old.Expires.After(time.Now()) {
-				return nil
-			}
-			if err := idx.Delete(indexKey(old.Expires, kindJTI, jti)); err != nil {
-				return err
-			}
-		}
-		v, err := json.Marshal(jtiRecord{Expires: expires})
-		if err != nil {
-			return err
-		}
-		if err := b.Put([]byte(jti), v); err != nil {
-			return err
-		}
-		claimed = true
-		return idx.Put(indexKey(expires, kindJTI, jti), []byte{})
+		var err error
+		claimed, err = claimJTI(tx, jti, expires)
+		return err
 	})
 	return claimed && err == nil, err
+}
+
+// claimJTI claims jti until expires inside tx; false (nothing written) when a claim that has
+// not expired holds it.
+func claimJTI(tx *bbolt.Tx, jti string, expires time.Time) (bool, error) {
+	b, idx := tx.Bucket(bucketJTIs), tx.Bucket(bucketExpiry)
+	v := b.Get([]byte(jti))
+	if v == nil {
+		if err := addCount(tx, kindJTI, 1); err != nil {
+			return false, err
+		}
+	} else {
+		var old jtiRecord
+		if err := json.Unmarshal(v, &old); err != nil {
+			return false, fmt.Errorf("decode %q: %w", jti, err)
+		}
+		if old.Expires.After(time.Now()) {
+			return false, nil
+		}
+		if err := idx.Delete(indexKey(old.Expires, kindJTI, jti)); err != nil {
+			return false, err
+		}
+	}
+	v, err := json.Marshal(jtiRecord{Expires: expires})
+	if err != nil {
+		return false, err
+	}
+	if err := b.Put([]byte(jti), v); err != nil {
+		return false, err
+	}
+	return true, idx.Put(indexKey(expires, kindJTI, jti), []byte{})
 }
 
 // Keys returns a copy of the key document, or an error wrapping store.ErrNotFound.
@@ -327,17 +316,20 @@ func (s *Store) Keys(ctx context.Context) ([]byte, error) {
 // returns, in one write transaction; bbolt's single writer serialises concurrent callers. If
 // update fails, nothing is written and its error is returned wrapped.
 func (s *Store) UpdateKeys(ctx context.Context, update func(current []byte) ([]byte, error)) error {
-	return s.update(ctx, "update keys", func(tx *bbolt.Tx) error {
-		b := tx.Bucket(bucketKeys)
-		next, err := update(bytes.Clone(b.Get(keyDocument)))
-		if err != nil {
-			return err
-		}
-		if next == nil {
-			next = []byte{}
-		}
-		return b.Put(keyDocument, next)
-	})
+	return s.update(ctx, "update keys", func(tx *bbolt.Tx) error { return putKeys(tx, update) })
+}
+
+// putKeys runs update on the key document inside tx and stores what it returns.
+func putKeys(tx *bbolt.Tx, update func(current []byte) ([]byte, error)) error {
+	b := tx.Bucket(bucketKeys)
+	next, err := update(bytes.Clone(b.Get(keyDocument)))
+	if err != nil {
+		return err
+	}
+	if next == nil {
+		next = []byte{}
+	}
+	return b.Put(keyDocument, next)
 }
 
 // GC deletes revocations and jti claims whose Expires is before now and reports how many. It

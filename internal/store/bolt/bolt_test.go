@@ -81,8 +81,8 @@ func TestExpiryIndexMatchesRecords(t *testing.T) {
 	now := time.Now()
 	for i := range 5 {
 		exp := now.Add(time.Duration(i-2) * time.Hour)
-		must(t, s.RevokeSession(ctx, store.Revocation{SID: "sid", At: now, Expires: exp}))
-		must(t, s.RevokeSubject(ctx, store.Revocation{Sub: "sub", At: now.Add(time.Duration(i) * time.Minute), Expires: exp}))
+		must(t, revoke(ctx, s, store.Revocation{SID: "sid", At: now, Expires: exp}))
+		must(t, revoke(ctx, s, store.Revocation{Sub: "sub", At: now.Add(time.Duration(i) * time.Minute), Expires: exp}))
 		if _, err := s.ClaimJTI(ctx, fmt.Sprint("jti-", i%2), exp); err != nil {
 			t.Fatal(err)
 		}
@@ -132,7 +132,7 @@ func must(t testing.TB, err error) {
 }
 
 // load writes n session revocations in one transaction, through the same code path as
-// RevokeSession.
+// RecordRevocation (putSession), without events.
 func load(t testing.TB, s *Store, n int, rev func(i int) store.Revocation) {
 	t.Helper()
 	must(t, s.db.Update(func(tx *bbolt.Tx) error {
@@ -194,6 +194,8 @@ func BenchmarkSessionRevocation(b *testing.B) {
 	})
 }
 
+// BenchmarkRevokeSession records a session logout the way tokengate does, through the event
+// log: the revocation and its event in one transaction.
 func BenchmarkRevokeSession(b *testing.B) {
 	s := openTemp(b, Options{}) // durable: fsync on every commit
 	b.Cleanup(func() { _ = s.Close() })
@@ -203,7 +205,7 @@ func BenchmarkRevokeSession(b *testing.B) {
 	i := 0
 	for b.Loop() {
 		r := store.Revocation{SID: fmt.Sprint("sid-", i), Sub: "alice", At: now, Expires: now.Add(time.Hour), Reason: "backchannel"}
-		if err := s.RevokeSession(ctx, r); err != nil {
+		if err := revoke(ctx, s, r); err != nil {
 			b.Fatal(err)
 		}
 		i++

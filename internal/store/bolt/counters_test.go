@@ -53,9 +53,9 @@ func TestStats_CountersMatchAFullWalk(t *testing.T) {
 		var err error
 		switch rng.IntN(4) {
 		case 0:
-			err = s.RevokeSession(ctx, store.Revocation{SID: "s" + id, At: now, Expires: exp})
+			err = revoke(ctx, s, store.Revocation{SID: "s" + id, At: now, Expires: exp})
 		case 1:
-			err = s.RevokeSubject(ctx, store.Revocation{Sub: "u" + id, At: now, Expires: exp})
+			err = revoke(ctx, s, store.Revocation{Sub: "u" + id, At: now, Expires: exp})
 		case 2:
 			_, err = s.ClaimJTI(ctx, "j"+id, exp) // expired claims are reclaimed in place
 		case 3:

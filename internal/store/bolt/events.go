@@ -34,18 +34,42 @@ var receiverStreamKey = []byte("receiver-stream")
 // trimBatchSize bounds the events TrimEvents deletes per transaction.
 const trimBatchSize = 1000
 
-// RecordRevocation records e.Revocation like RevokeSession or RevokeSubject and appends e to
-// the event log in the same bbolt transaction (one fsync), so an acknowledged logout always
-// has its event.
+// RecordRevocation records e.Revocation and appends e to the event log in the same bbolt
+// transaction (one fsync), so an acknowledged logout always has its event.
 func (s *Store) RecordRevocation(ctx context.Context, e store.Event) (store.Event, error) {
+	if e.Claim != (store.Claim{}) {
+		return store.Event{}, fmt.Errorf("bolt: record revocation: %w", store.ErrClaimNeedsNew)
+	}
 	e, _, err := s.record(ctx, "record revocation", e, false)
 	return e, err
 }
 
 // RecordNewRevocation is RecordRevocation unless a stored revocation covers e.Revocation; the
-// check is made inside the same write transaction.
+// check, the claim of e.Claim.JTI (when set) and the write are one write transaction.
 func (s *Store) RecordNewRevocation(ctx context.Context, e store.Event) (store.Event, bool, error) {
 	return s.record(ctx, "record new revocation", e, true)
+}
+
+// RecordKeyRevocation runs update on the key document like UpdateKeys and appends the key event
+// e, in one bbolt transaction: if update fails, nothing is written.
+func (s *Store) RecordKeyRevocation(ctx context.Context, e store.Event, update func(current []byte) ([]byte, error)) (store.Event, error) {
+	const op = "record key revocation"
+	if err := e.Check(); err != nil {
+		return store.Event{}, fmt.Errorf("bolt: %s: %w", op, err)
+	}
+	if e.KeyRevoked == "" {
+		return store.Event{}, fmt.Errorf("bolt: %s: not a key event", op)
+	}
+	err := s.update(ctx, op, func(tx *bbolt.Tx) error {
+		if err := putKeys(tx, update); err != nil {
+			return err
+		}
+		return appendEvent(tx, &e)
+	})
+	if err != nil {
+		return store.Event{}, err
+	}
+	return e, nil
 }
 
 func (s *Store) record(ctx context.Context, op string, e store.Event, onlyNew bool) (store.Event, bool, error) {
@@ -55,6 +79,12 @@ func (s *Store) record(ctx context.Context, op string, e store.Event, onlyNew bo
 	r := e.Revocation
 	recorded := false
 	err := s.update(ctx, op, func(tx *bbolt.Tx) error {
+		if e.Claim.JTI != "" {
+			fresh, err := claimJTI(tx, e.Claim.JTI, e.Claim.Expires)
+			if err != nil || !fresh {
+				return err // a replay writes nothing
+			}
+		}
 		bucket, id := bucketSubjects, r.Sub
 		if r.SID != "" {
 			bucket, id = bucketSessions, r.SID
@@ -65,7 +95,7 @@ func (s *Store) record(ctx context.Context, op string, e store.Event, onlyNew bo
 				return fmt.Errorf("decode %q: %w", id, err)
 			}
 			if store.Covers(old, r) {
-				return nil
+				return nil // the claim, if any, is kept
 			}
 		}
 		var err error
@@ -79,24 +109,32 @@ func (s *Store) record(ctx context.Context, op string, e store.Event, onlyNew bo
 		if err != nil {
 			return err
 		}
-		b, err := tx.CreateBucketIfNotExists(bucketEvents)
-		if err != nil {
-			return err
-		}
-		if e.Seq, err = b.NextSequence(); err != nil {
-			return err
-		}
-		v, err := json.Marshal(e)
-		if err != nil {
+		if err := appendEvent(tx, &e); err != nil {
 			return err
 		}
 		recorded = true
-		return b.Put(seqKey(e.Seq), v)
+		return nil
 	})
 	if err != nil || !recorded {
 		return store.Event{}, false, err
 	}
 	return e, true, nil
+}
+
+// appendEvent numbers e and appends it to the event log inside tx.
+func appendEvent(tx *bbolt.Tx, e *store.Event) error {
+	b, err := tx.CreateBucketIfNotExists(bucketEvents)
+	if err != nil {
+		return err
+	}
+	if e.Seq, err = b.NextSequence(); err != nil {
+		return err
+	}
+	v, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	return b.Put(seqKey(e.Seq), v)
 }
 
 // Events returns up to limit events with Seq > after, in Seq order: one cursor seek.

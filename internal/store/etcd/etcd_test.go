@@ -129,7 +129,7 @@ func TestReplicas_ShareRevocationsClaimsAndGC(t *testing.T) {
 	now := time.Now().UTC().Round(0)
 
 	rev := store.Revocation{SID: "sid-1", Sub: "alice", At: now, Expires: now.Add(time.Hour), Reason: "backchannel"}
-	if err := a.RevokeSession(ctx, rev); err != nil {
+	if err := revoke(ctx, a, rev); err != nil {
 		t.Fatal(err)
 	}
 	took := eventually(t, 2*time.Second, "replica b sees the session revocation", func() bool {
@@ -144,11 +144,11 @@ func TestReplicas_ShareRevocationsClaimsAndGC(t *testing.T) {
 
 	// b merges into the record a wrote, even before its own index has it.
 	subj := store.Revocation{Sub: "bob", At: now, Expires: now.Add(time.Hour)}
-	if err := a.RevokeSubject(ctx, subj); err != nil {
+	if err := revoke(ctx, a, subj); err != nil {
 		t.Fatal(err)
 	}
 	later := store.Revocation{Sub: "bob", At: now.Add(time.Minute), Expires: now.Add(30 * time.Minute)}
-	if err := b.RevokeSubject(ctx, later); err != nil {
+	if err := revoke(ctx, b, later); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 2*time.Second, "replica a sees the merged subject revocation", func() bool {
@@ -164,7 +164,7 @@ func TestReplicas_ShareRevocationsClaimsAndGC(t *testing.T) {
 	}
 
 	// GC on b removes what a wrote; a's index follows.
-	if err := a.RevokeSession(ctx, store.Revocation{SID: "sid-old", At: now.Add(-2 * time.Hour), Expires: now.Add(-time.Hour)}); err != nil {
+	if err := revoke(ctx, a, store.Revocation{SID: "sid-old", At: now.Add(-2 * time.Hour), Expires: now.Add(-time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 2*time.Second, "replica b sees sid-old", func() bool {
@@ -276,7 +276,7 @@ func TestStaleness_FailsClosedWhileEtcdIsFrozenAndRecovers(t *testing.T) {
 	b := open(t, Config{Endpoints: c.Endpoints(), Prefix: p, MaxStaleness: maxStale})
 	ctx := context.Background()
 	now := time.Now()
-	if err := b.RevokeSession(ctx, store.Revocation{SID: "before", At: now, Expires: now.Add(time.Hour)}); err != nil {
+	if err := revoke(ctx, b, store.Revocation{SID: "before", At: now, Expires: now.Add(time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 2*time.Second, "a sees the revocation", func() bool {
@@ -308,13 +308,13 @@ func TestStaleness_FailsClosedWhileEtcdIsFrozenAndRecovers(t *testing.T) {
 	}
 	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	start := time.Now()
-	err := a.RevokeSession(wctx, store.Revocation{SID: "during", At: now, Expires: now.Add(time.Hour)})
+	err := revoke(wctx, a, store.Revocation{SID: "during", At: now, Expires: now.Add(time.Hour)})
 	cancel()
 	if !errors.Is(err, store.ErrUnavailable) {
-		t.Errorf("RevokeSession while frozen = %v, want ErrUnavailable", err)
+		t.Errorf("recording a session logout while frozen = %v, want ErrUnavailable", err)
 	}
 	if d := time.Since(start); d > 500*time.Millisecond {
-		t.Errorf("RevokeSession on a stale store took %s, want an immediate refusal", d)
+		t.Errorf("recording a session logout on a stale store took %s, want an immediate refusal", d)
 	}
 	if ok, err := a.ClaimJTI(ctx, "jti-during", now.Add(time.Hour)); ok || !errors.Is(err, store.ErrUnavailable) {
 		t.Errorf("ClaimJTI while frozen = %v, %v; want false, ErrUnavailable", ok, err)
@@ -330,7 +330,7 @@ func TestStaleness_FailsClosedWhileEtcdIsFrozenAndRecovers(t *testing.T) {
 	})
 	t.Logf("recovered %s after SIGCONT", took)
 	eventually(t, 10*time.Second, "b recovers", func() bool {
-		return b.RevokeSession(ctx, store.Revocation{SID: "after", At: now, Expires: now.Add(time.Hour)}) == nil
+		return revoke(ctx, b, store.Revocation{SID: "after", At: now, Expires: now.Add(time.Hour)}) == nil
 	})
 	eventually(t, 2*time.Second, "a sees a revocation written after the freeze", func() bool {
 		_, err := a.SessionRevocation(ctx, "after")
@@ -351,7 +351,7 @@ func TestStaleness_QuietPrefixFollowsTheClusterThroughItsHeartbeat(t *testing.T)
 	ctx := context.Background()
 	for i := range 50 {
 		now := time.Now()
-		if err := busy.RevokeSession(ctx, store.Revocation{SID: fmt.Sprint("busy-", i), At: now, Expires: now.Add(time.Hour)}); err != nil {
+		if err := revoke(ctx, busy, store.Revocation{SID: fmt.Sprint("busy-", i), At: now, Expires: now.Add(time.Hour)}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -376,7 +376,7 @@ func TestWatch_ResumesAfterEtcdRestartWithoutRescan(t *testing.T) {
 	b := open(t, Config{Endpoints: c.Endpoints(), Prefix: p, MaxStaleness: 2 * time.Second})
 	ctx := context.Background()
 	now := time.Now()
-	if err := b.RevokeSession(ctx, store.Revocation{SID: "one", At: now, Expires: now.Add(time.Hour)}); err != nil {
+	if err := revoke(ctx, b, store.Revocation{SID: "one", At: now, Expires: now.Add(time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
 	m := c.Members[0]
@@ -392,7 +392,7 @@ func TestWatch_ResumesAfterEtcdRestartWithoutRescan(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, 15*time.Second, "b writes after the restart", func() bool {
-		return b.RevokeSession(ctx, store.Revocation{SID: "two", At: now, Expires: now.Add(time.Hour)}) == nil
+		return revoke(ctx, b, store.Revocation{SID: "two", At: now, Expires: now.Add(time.Hour)}) == nil
 	})
 	eventually(t, 5*time.Second, "a sees both revocations", func() bool {
 		_, err1 := a.SessionRevocation(ctx, "one")
@@ -409,7 +409,7 @@ func TestWatch_ReloadsWhenItsRevisionWasCompacted(t *testing.T) {
 	p := prefix(t)
 	a, b := open(t, Config{Prefix: p}), open(t, Config{Prefix: p})
 	now := time.Now()
-	if err := b.RevokeSession(ctx, store.Revocation{SID: "kept", At: now, Expires: now.Add(time.Hour)}); err != nil {
+	if err := revoke(ctx, b, store.Revocation{SID: "kept", At: now, Expires: now.Add(time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 2*time.Second, "a sees kept", func() bool {
@@ -438,7 +438,7 @@ func TestWatch_ReloadsWhenItsRevisionWasCompacted(t *testing.T) {
 	if _, err := a.SessionRevocation(ctx, "kept"); err != nil {
 		t.Errorf("after the reload kept is gone: %v", err)
 	}
-	if err := b.RevokeSession(ctx, store.Revocation{SID: "new", At: now, Expires: now.Add(time.Hour)}); err != nil {
+	if err := revoke(ctx, b, store.Revocation{SID: "new", At: now, Expires: now.Add(time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 2*time.Second, "a follows again after the reload", func() bool {
@@ -453,7 +453,7 @@ func TestLeases_SharedPerBucketAndLongerThanExpiry(t *testing.T) {
 	now := time.Now()
 	for i := range 20 {
 		r := store.Revocation{SID: fmt.Sprint("sid-", i), At: now, Expires: now.Add(time.Hour + time.Duration(i)*time.Second)}
-		if err := s.RevokeSession(ctx, r); err != nil {
+		if err := revoke(ctx, s, r); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -490,7 +490,7 @@ func TestLeases_EtcdForgetsExpiredRecordsWithoutGC(t *testing.T) {
 	s.leaseBucket = time.Second // leases end a second or two after Expires+LeaseGrace
 	other := open(t, Config{Prefix: p})
 	now := time.Now()
-	if err := s.RevokeSession(ctx, store.Revocation{SID: "short", At: now, Expires: now}); err != nil {
+	if err := revoke(ctx, s, store.Revocation{SID: "short", At: now, Expires: now}); err != nil {
 		t.Fatal(err)
 	}
 	if ok, err := s.ClaimJTI(ctx, "short", now.Add(time.Second)); !ok || err != nil {
@@ -591,7 +591,7 @@ func TestOpen_AnswersNothingUntilTheWatchHasCaughtUp(t *testing.T) {
 		sid := fmt.Sprint("during-start-", i)
 		afterInitialLoad = func() {
 			now := time.Now()
-			if err := b.RevokeSession(ctx, store.Revocation{SID: sid, At: now, Expires: now.Add(time.Hour)}); err != nil {
+			if err := revoke(ctx, b, store.Revocation{SID: sid, At: now, Expires: now.Add(time.Hour)}); err != nil {
 				t.Error(err)
 			}
 		}
@@ -651,7 +651,7 @@ func TestQuorumLoss_ServesAgainSoonAfterTheLeaderReturns(t *testing.T) {
 		sid := fmt.Sprint("after-quorum-", round)
 		eventually(t, 20*time.Second, "a logout is recorded through store 0", func() bool {
 			now := time.Now()
-			return stores[0].RevokeSession(ctx, store.Revocation{SID: sid, At: now, Expires: now.Add(time.Hour)}) == nil
+			return revoke(ctx, stores[0], store.Revocation{SID: sid, At: now, Expires: now.Add(time.Hour)}) == nil
 		})
 		written := time.Since(thawed)
 		for n, s := range stores[1:] {

@@ -36,18 +36,22 @@ func (s *Store) eventsPrefix() string       { return s.cfg.Prefix + "events/log/
 func (s *Store) eventKey(seq uint64) string { return fmt.Sprintf("%s%020d", s.eventsPrefix(), seq) }
 func (s *Store) streamsPrefix() string      { return s.cfg.Prefix + "streams/" }
 
-// RecordRevocation records e.Revocation like RevokeSession or RevokeSubject and appends e to
-// the event log in one etcd transaction: the revocation's and the counter's revisions are
-// compared, the merged revocation, the counter and the event are written together. On a
-// conflict it merges and numbers again.
+// RecordRevocation records e.Revocation and appends e to the event log in one etcd
+// transaction: the revocation's and the counter's revisions are compared, the merged
+// revocation, the counter and the event are written together. On a conflict it merges and
+// numbers again.
 func (s *Store) RecordRevocation(ctx context.Context, e store.Event) (store.Event, error) {
+	if e.Claim != (store.Claim{}) {
+		return store.Event{}, fmt.Errorf("etcd: record revocation: %w", store.ErrClaimNeedsNew)
+	}
 	e, _, err := s.record(ctx, "record revocation", e, false)
 	return e, err
 }
 
 // RecordNewRevocation is RecordRevocation unless a stored revocation covers e.Revocation. The
 // covering record is the one the transaction's revision compare is made against, so the check
-// and the write are atomic across replicas.
+// and the write are atomic across replicas. A claim (e.Claim.JTI) is one more key in the same
+// transaction, compared at the revision its expired predecessor was read (0: absent).
 func (s *Store) RecordNewRevocation(ctx context.Context, e store.Event) (store.Event, bool, error) {
 	return s.record(ctx, "record new revocation", e, true)
 }
@@ -61,7 +65,7 @@ func (s *Store) record(ctx context.Context, op string, e store.Event, onlyNew bo
 		return store.Event{}, false, err
 	}
 	if e.KeyRevoked != "" {
-		e, err := s.appendEvent(ctx, op, e)
+		e, err := s.appendEvent(ctx, op, e, nil)
 		return e, err == nil, err
 	}
 	k, id, merge := kindSubject, r.Sub, store.MergeSubject
@@ -69,6 +73,24 @@ func (s *Store) record(ctx context.Context, op string, e store.Event, onlyNew bo
 		k, id, merge = kindSession, r.SID, store.MergeSession
 	}
 	key := s.key(k, id)
+	claim := e.Claim.JTI != ""
+	var (
+		claimKey, claimVal string
+		claimMod           int64
+	)
+	if claim {
+		if ent, ok := s.idx.get(kindJTI, e.Claim.JTI); ok {
+			if ent.rev.Expires.After(time.Now()) {
+				return store.Event{}, false, nil // a replay: claims are only ever extended
+			}
+			claimMod = ent.mod
+		}
+		v, err := json.Marshal(jtiRecord{Expires: e.Claim.Expires})
+		if err != nil {
+			return store.Event{}, false, fmt.Errorf("etcd: %s: %w", op, err)
+		}
+		claimKey, claimVal = s.key(kindJTI, e.Claim.JTI), string(v)
+	}
 	// One appender per process; etcd serialises processes through the counter's revision.
 	s.eventsMu.Lock()
 	defer s.eventsMu.Unlock()
@@ -94,40 +116,60 @@ func (s *Store) record(ctx context.Context, op string, e store.Event, onlyNew bo
 		cmod = resp.Kvs[0].ModRevision
 	}
 	for range maxAttempts {
-		next := r
-		if onlyNew && old != nil && store.Covers(*old, r) {
+		covered := onlyNew && old != nil && store.Covers(*old, r)
+		if covered && !claim {
 			return store.Event{}, false, nil
 		}
-		if old != nil {
-			next = merge(*old, r)
+		var (
+			conds = []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(key), "=", mod)}
+			puts  []clientv3.Op
+			next  = r
+		)
+		if !covered {
+			if old != nil {
+				next = merge(*old, r)
+			}
+			val, err := json.Marshal(next)
+			if err != nil {
+				return store.Event{}, false, fmt.Errorf("etcd: %s: %w", op, err)
+			}
+			e.Seq = uint64(seq + 1)
+			ev, err := json.Marshal(e)
+			if err != nil {
+				return store.Event{}, false, fmt.Errorf("etcd: %s: %w", op, err)
+			}
+			lease, err := s.leaseFor(ctx, next.Expires)
+			if err != nil {
+				return store.Event{}, false, s.failed(ctx, op, err)
+			}
+			conds = append(conds, clientv3.Compare(clientv3.ModRevision(s.seqKey()), "=", cmod))
+			puts = append(puts, clientv3.OpPut(key, string(val), clientv3.WithLease(lease)),
+				clientv3.OpPut(s.seqKey(), strconv.FormatInt(seq+1, 10)),
+				clientv3.OpPut(s.eventKey(e.Seq), string(ev)))
 		}
-		val, err := json.Marshal(next)
-		if err != nil {
-			return store.Event{}, false, fmt.Errorf("etcd: %s: %w", op, err)
-		}
-		e.Seq = uint64(seq + 1)
-		ev, err := json.Marshal(e)
-		if err != nil {
-			return store.Event{}, false, fmt.Errorf("etcd: %s: %w", op, err)
-		}
-		lease, err := s.leaseFor(ctx, next.Expires)
-		if err != nil {
-			return store.Event{}, false, s.failed(ctx, op, err)
+		if claim {
+			lease, err := s.leaseFor(ctx, e.Claim.Expires)
+			if err != nil {
+				return store.Event{}, false, s.failed(ctx, op, err)
+			}
+			conds = append(conds, clientv3.Compare(clientv3.ModRevision(claimKey), "=", claimMod))
+			puts = append(puts, clientv3.OpPut(claimKey, claimVal, clientv3.WithLease(lease)))
 		}
 		rctx, cancel := s.rpc(ctx)
-		tx, err := s.cli.Txn(rctx).
-			If(clientv3.Compare(clientv3.ModRevision(key), "=", mod),
-				clientv3.Compare(clientv3.ModRevision(s.seqKey()), "=", cmod)).
-			Then(clientv3.OpPut(key, string(val), clientv3.WithLease(lease)),
-				clientv3.OpPut(s.seqKey(), strconv.FormatInt(seq+1, 10)),
-				clientv3.OpPut(s.eventKey(e.Seq), string(ev))).
-			Else(clientv3.OpGet(key), clientv3.OpGet(s.seqKey())).
+		tx, err := s.cli.Txn(rctx).If(conds...).Then(puts...).
+			Else(clientv3.OpGet(key), clientv3.OpGet(s.seqKey()), clientv3.OpGet(claimKeyOr(claimKey, key))).
 			Commit()
 		cancel()
 		if err != nil {
 			return store.Event{}, false, s.failed(ctx, op, err)
 		}
 		if tx.Succeeded {
+			if claim {
+				s.idx.put(kindJTI, e.Claim.JTI, entry{rev: store.Revocation{Expires: e.Claim.Expires}, mod: tx.Header.Revision})
+			}
+			if covered {
+				return store.Event{}, false, nil
+			}
 			s.idx.put(k, id, entry{rev: next, mod: tx.Header.Revision})
 			return e, true, nil
 		}
@@ -146,13 +188,57 @@ func (s *Store) record(ctx context.Context, op string, e store.Event, onlyNew bo
 			}
 			cmod = kvs[0].ModRevision
 		}
+		if claim {
+			claimMod = 0
+			if kvs := tx.Responses[2].GetResponseRange().Kvs; len(kvs) > 0 {
+				cur, err := decode(kindJTI, kvs[0].Value, kvs[0].ModRevision)
+				if err != nil {
+					return store.Event{}, false, fmt.Errorf("etcd: %s: decode %q: %w", op, e.Claim.JTI, err)
+				}
+				s.idx.put(kindJTI, e.Claim.JTI, cur)
+				if cur.rev.Expires.After(time.Now()) {
+					return store.Event{}, false, nil // claimed meanwhile: a replay
+				}
+				claimMod = cur.mod
+			}
+		}
 	}
 	return store.Event{}, false, fmt.Errorf("etcd: %s: %w: gave up after %d conflicting writes", op, store.ErrUnavailable, maxAttempts)
 }
 
-// appendEvent appends an event that records nothing else (a key event): the counter's revision
-// is compared, the counter and the event written together; on a conflict it numbers again.
-func (s *Store) appendEvent(ctx context.Context, op string, e store.Event) (store.Event, error) {
+// claimKeyOr is claimKey, or key when there is no claim (an Else read with no use).
+func claimKeyOr(claimKey, key string) string {
+	if claimKey == "" {
+		return key
+	}
+	return claimKey
+}
+
+// RecordKeyRevocation runs update on the key document like UpdateKeys and appends the key
+// event e in one etcd transaction that compares both the document's and the counter's
+// revisions; on a conflict it reads both again and calls update again. If update fails,
+// nothing is written.
+func (s *Store) RecordKeyRevocation(ctx context.Context, e store.Event, update func(current []byte) ([]byte, error)) (store.Event, error) {
+	const op = "record key revocation"
+	if err := e.Check(); err != nil {
+		return store.Event{}, fmt.Errorf("etcd: %s: %w", op, err)
+	}
+	if e.KeyRevoked == "" {
+		return store.Event{}, fmt.Errorf("etcd: %s: not a key event", op)
+	}
+	if err := s.reachable(ctx, op); err != nil {
+		return store.Event{}, err
+	}
+	s.keysMu.Lock()
+	defer s.keysMu.Unlock()
+	return s.appendEvent(ctx, op, e, update)
+}
+
+// appendEvent appends an event that records no revocation (a key event): the counter's
+// revision is compared, the counter and the event written together; on a conflict it numbers
+// again. With update, the key document is read and written in the same transaction too (its
+// revision compared), and update runs again on a conflict; if it fails nothing is written.
+func (s *Store) appendEvent(ctx context.Context, op string, e store.Event, update func(current []byte) ([]byte, error)) (store.Event, error) {
 	s.eventsMu.Lock()
 	defer s.eventsMu.Unlock()
 	var seq, cmod int64
@@ -175,12 +261,32 @@ func (s *Store) appendEvent(ctx context.Context, op string, e store.Event) (stor
 		if err != nil {
 			return store.Event{}, fmt.Errorf("etcd: %s: %w", op, err)
 		}
+		conds := []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(s.seqKey()), "=", cmod)}
+		puts := []clientv3.Op{clientv3.OpPut(s.seqKey(), strconv.FormatInt(seq+1, 10)), clientv3.OpPut(s.eventKey(e.Seq), string(ev))}
+		if update != nil {
+			kv, err := s.getKeys(ctx)
+			if err != nil {
+				return store.Event{}, s.failed(ctx, op, err)
+			}
+			var (
+				cur []byte
+				mod int64
+			)
+			if kv != nil {
+				cur, mod = bytes.Clone(kv.Value), kv.ModRevision
+			}
+			next, err := update(cur)
+			if err != nil {
+				return store.Event{}, fmt.Errorf("etcd: %s: %w", op, err)
+			}
+			if next == nil {
+				next = []byte{}
+			}
+			conds = append(conds, clientv3.Compare(clientv3.ModRevision(s.keysKey), "=", mod))
+			puts = append(puts, clientv3.OpPut(s.keysKey, string(next)))
+		}
 		rctx, cancel := s.rpc(ctx)
-		tx, err := s.cli.Txn(rctx).
-			If(clientv3.Compare(clientv3.ModRevision(s.seqKey()), "=", cmod)).
-			Then(clientv3.OpPut(s.seqKey(), strconv.FormatInt(seq+1, 10)), clientv3.OpPut(s.eventKey(e.Seq), string(ev))).
-			Else(clientv3.OpGet(s.seqKey())).
-			Commit()
+		tx, err := s.cli.Txn(rctx).If(conds...).Then(puts...).Else(clientv3.OpGet(s.seqKey())).Commit()
 		cancel()
 		if err != nil {
 			return store.Event{}, s.failed(ctx, op, err)

@@ -141,14 +141,14 @@ func TestReceiver_AllowedOriginsAdmitEndpointsElsewhere(t *testing.T) {
 func TestReceiver_PlainHTTPOffLoopbackNeedsInsecureHTTP(t *testing.T) {
 	st := newStore(t)
 	cfg := signals.Config{Issuer: "http://kc.example/realms/demo", ClientID: clientID, ClientSecret: clientSecret}
-	if _, err := signals.New(cfg, st, st, &recorder{st: st}); err == nil || !strings.Contains(err.Error(), "insecure_http") {
+	if _, err := signals.New(cfg, st, &recorder{st: st}); err == nil || !strings.Contains(err.Error(), "insecure_http") {
 		t.Errorf("http issuer off loopback: err = %v, want a refusal naming insecure_http", err)
 	}
 	for _, o := range []string{"http://keys.example", "https://keys.example/realms/demo", "keys.example", "https://u:p@keys.example",
 		"https://keys.example?x", "ftp://keys.example", ""} {
 		cfg := signals.Config{Issuer: "https://kc.example/realms/demo", ClientID: clientID, ClientSecret: clientSecret,
 			AllowedOrigins: []string{o}}
-		if _, err := signals.New(cfg, st, st, &recorder{st: st}); err == nil {
+		if _, err := signals.New(cfg, st, &recorder{st: st}); err == nil {
 			t.Errorf("allowed origin %q was accepted", o)
 		}
 	}

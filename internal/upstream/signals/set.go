@@ -155,25 +155,18 @@ func (r *Receiver) apply(ctx context.Context, c *conn, s secevent.SET, uri strin
 	if o.err != nil {
 		return o
 	}
-	fresh, err := r.jtis.ClaimJTI(ctx, "ssf:"+s.JTI, time.Unix(*s.IssuedAt, 0).Add(r.cfg.MaxAge+r.cfg.Skew))
-	if err != nil {
-		r.log.Warn("shared signals: replay state unknown; SET left for redelivery", "jti", s.JTI, "error", err.Error())
-		return outcome{retry: true}
-	}
-	recorded, err := r.rec.RecordUpstreamLogout(ctx, rev)
+	claim := store.Claim{JTI: "ssf:" + s.JTI, Expires: time.Unix(*s.IssuedAt, 0).Add(r.cfg.MaxAge + r.cfg.Skew)}
+	recorded, err := r.rec.RecordUpstreamSET(ctx, claim, rev)
 	if err != nil {
 		r.log.Warn("shared signals: logout could not be recorded; SET left for redelivery", "jti", s.JTI, "error", err.Error())
 		return outcome{retry: true}
 	}
-	switch {
-	case recorded:
+	if recorded {
 		r.m.lag.Observe(r.cfg.Now().Sub(time.Unix(*s.IssuedAt, 0)).Seconds())
 		r.log.Info("logout recorded", "event", "logout", "reason", rev.Reason, "sid", rev.SID, "sub", rev.Sub, "jti", s.JTI)
-	case !fresh:
-		r.log.Debug("shared signals: SET delivered again; its logout is on record", "jti", s.JTI)
-	default:
-		r.log.Debug("shared signals: logout already on record (back-channel logout was first)", "jti", s.JTI,
-			"sid", rev.SID, "sub", rev.Sub)
+	} else {
+		r.log.Debug("shared signals: logout already on record (the SET came again, or back-channel logout was first)",
+			"jti", s.JTI, "sid", rev.SID, "sub", rev.Sub)
 	}
 	return outcome{}
 }

@@ -56,7 +56,8 @@ func (j jwksTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 		Body: io.NopCloser(bytes.NewReader(j.body)), Request: r}, nil
 }
 
-// fuzzStore is an in-memory State, JTIs and Recorder.
+// fuzzStore is an in-memory State and Recorder; it claims each jti with its record, as the
+// issuer does.
 type fuzzStore struct {
 	jtis     map[string]bool
 	recorded []store.Revocation
@@ -64,15 +65,12 @@ type fuzzStore struct {
 
 func (s *fuzzStore) ReceiverStream(context.Context) ([]byte, error)  { return nil, store.ErrNotFound }
 func (s *fuzzStore) PutReceiverStream(context.Context, []byte) error { return nil }
-func (s *fuzzStore) RecordUpstreamLogout(_ context.Context, r store.Revocation) (bool, error) {
-	s.recorded = append(s.recorded, r)
-	return true, nil
-}
-func (s *fuzzStore) ClaimJTI(_ context.Context, jti string, _ time.Time) (bool, error) {
-	if s.jtis[jti] {
+func (s *fuzzStore) RecordUpstreamSET(_ context.Context, c store.Claim, r store.Revocation) (bool, error) {
+	if s.jtis[c.JTI] {
 		return false, nil
 	}
-	s.jtis[jti] = true
+	s.jtis[c.JTI] = true
+	s.recorded = append(s.recorded, r)
 	return true, nil
 }
 
@@ -229,7 +227,7 @@ func FuzzSET(f *testing.F) {
 		st := &fuzzStore{jtis: map[string]bool{}}
 		r, err := New(Config{Issuer: fuzzIssuer, ClientID: "tokengate-signals", ClientSecret: "x",
 			Events: eventURIs(), Now: func() time.Time { return fuzzNow },
-			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, st, st, st)
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, st, st)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -7,8 +7,9 @@
 // or reuses its stream (the stream id is kept in the store; a reused stream that does not
 // request every configured event is updated to request them), asks for a verification event,
 // then polls: each SET is verified (signature against Keycloak's JWKS with pinned algorithms,
-// typ, iss, aud, iat, jti), mapped to a revocation, recorded through the issuer's durable path
-// and acknowledged only after that; what cannot be verified or understood goes back in setErrs.
+// typ, iss, aud, iat, jti), mapped to a revocation and handed to the issuer, which records it
+// and claims the jti in one store transaction; it is acknowledged only after that. What cannot
+// be verified or understood goes back in setErrs.
 //
 // One Receiver polls per deployment: with replicas, only the elected leader runs it.
 package signals
@@ -41,22 +42,19 @@ var Events = map[string]string{
 	"credential-compromise": secevent.EventCredentialCompromise,
 }
 
-// Recorder records a logout durably through the same path as a back-channel logout. It
-// reports false when a stored revocation already covers it (the other channel was first).
+// Recorder records the logout a verified SET carries, durably, through the issuer's one write
+// path: the revocation and the claim of the SET's jti (c) are one store transaction. It
+// reports false when the jti was claimed before (the SET came again) or a stored revocation
+// already covers r (the other channel was first); when it fails, nothing is claimed.
 // *issuer.Issuer implements it.
 type Recorder interface {
-	RecordUpstreamLogout(ctx context.Context, r store.Revocation) (recorded bool, err error)
+	RecordUpstreamSET(ctx context.Context, c store.Claim, r store.Revocation) (recorded bool, err error)
 }
 
 // State keeps the stream document across restarts and replicas (store.ReceiverState).
 type State interface {
 	ReceiverStream(ctx context.Context) ([]byte, error)
 	PutReceiverStream(ctx context.Context, doc []byte) error
-}
-
-// JTIs records the jti of every SET acted on (store.Store's ClaimJTI).
-type JTIs interface {
-	ClaimJTI(ctx context.Context, jti string, expires time.Time) (bool, error)
 }
 
 // Config says where the transmitter is and what to act on.
@@ -100,7 +98,6 @@ type Receiver struct {
 	cfg     Config
 	origins *origins
 	state   State
-	jtis    JTIs
 	rec     Recorder
 	log     *slog.Logger
 	m       *metrics
@@ -117,12 +114,12 @@ type Receiver struct {
 }
 
 // New checks cfg and returns a receiver; no call is made before Run.
-func New(cfg Config, st State, jtis JTIs, rec Recorder) (*Receiver, error) {
+func New(cfg Config, st State, rec Recorder) (*Receiver, error) {
 	if cfg.Issuer == "" || cfg.ClientID == "" || cfg.ClientSecret == "" {
 		return nil, errors.New("signals: Issuer, ClientID and ClientSecret are required")
 	}
-	if st == nil || jtis == nil || rec == nil {
-		return nil, errors.New("signals: a State, JTIs and a Recorder are required")
+	if st == nil || rec == nil {
+		return nil, errors.New("signals: a State and a Recorder are required")
 	}
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = 2 * time.Second
@@ -150,7 +147,7 @@ func New(cfg Config, st State, jtis JTIs, rec Recorder) (*Receiver, error) {
 		cfg.Logger = slog.Default()
 	}
 	r := &Receiver{
-		cfg: cfg, state: st, jtis: jtis, rec: rec, log: cfg.Logger, origins: origins,
+		cfg: cfg, state: st, rec: rec, log: cfg.Logger, origins: origins,
 		wanted:   []string{secevent.EventSessionRevoked},
 		actOn:    map[string]bool{secevent.EventSessionRevoked: true},
 		backoff:  backoff{min: time.Second, max: time.Minute},

@@ -25,8 +25,8 @@ import (
 	"github.com/tokengate/tokengate/verifier/secevent"
 )
 
-// recorder records into a real bolt store the way the issuer does (RecordNewRevocation); it
-// can be told to fail.
+// recorder records into a real bolt store the way the issuer does (RecordNewRevocation, the
+// SET's jti claimed in the same transaction); it can be told to fail.
 type recorder struct {
 	st   *bolt.Store
 	fail atomic.Int32 // calls left to fail
@@ -34,12 +34,12 @@ type recorder struct {
 	got  []store.Revocation
 }
 
-func (r *recorder) RecordUpstreamLogout(ctx context.Context, rev store.Revocation) (bool, error) {
+func (r *recorder) RecordUpstreamSET(ctx context.Context, c store.Claim, rev store.Revocation) (bool, error) {
 	if r.fail.Add(-1) >= 0 {
 		return false, store.ErrUnavailable
 	}
 	rev.Expires = time.Now().Add(time.Hour)
-	_, ok, err := r.st.RecordNewRevocation(ctx, store.Event{ID: rev.SID + rev.Sub + rev.At.String(), Time: time.Now(), Revocation: rev})
+	_, ok, err := r.st.RecordNewRevocation(ctx, store.Event{ID: rev.SID + rev.Sub + rev.At.String(), Time: time.Now(), Revocation: rev, Claim: c})
 	if ok {
 		r.mu.Lock()
 		r.got = append(r.got, rev)
@@ -107,7 +107,7 @@ func startWith(t *testing.T, tx *transmitter, st *bolt.Store, edit func(*signals
 	if edit != nil {
 		edit(&cfg)
 	}
-	rcv, err := signals.New(cfg, st, st, f.rec)
+	rcv, err := signals.New(cfg, st, f.rec)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -341,11 +341,11 @@ func TestNew_RefusesUnknownEventsAndMissingCredentials(t *testing.T) {
 	}
 	defer st.Close()
 	rec := &recorder{st: st}
-	if _, err := signals.New(signals.Config{Issuer: "https://kc.test/realms/demo", ClientID: "c"}, st, st, rec); err == nil {
+	if _, err := signals.New(signals.Config{Issuer: "https://kc.test/realms/demo", ClientID: "c"}, st, rec); err == nil {
 		t.Error("New without a secret succeeded")
 	}
 	if _, err := signals.New(signals.Config{Issuer: "https://kc.test/realms/demo", ClientID: "c", ClientSecret: "s",
-		Events: []string{"https://example.test/other"}}, st, st, rec); err == nil {
+		Events: []string{"https://example.test/other"}}, st, rec); err == nil {
 		t.Error("New with an unknown event succeeded")
 	}
 }

@@ -24,11 +24,11 @@ type spanRecorder struct {
 	spans []trace.SpanContext
 }
 
-func (r *spanRecorder) RecordUpstreamLogout(ctx context.Context, rev store.Revocation) (bool, error) {
+func (r *spanRecorder) RecordUpstreamSET(ctx context.Context, c store.Claim, rev store.Revocation) (bool, error) {
 	r.mu.Lock()
 	r.spans = append(r.spans, trace.SpanContextFromContext(ctx))
 	r.mu.Unlock()
-	return r.recorder.RecordUpstreamLogout(ctx, rev)
+	return r.recorder.RecordUpstreamSET(ctx, c, rev)
 }
 
 // TestReceiver_EachPollIsASpan: with a TracerProvider every poll of Keycloak's stream is a
@@ -48,7 +48,7 @@ func TestReceiver_EachPollIsASpan(t *testing.T) {
 	rcv, err := signals.New(signals.Config{
 		Issuer: tx.issuer(), ClientID: clientID, ClientSecret: clientSecret,
 		PollInterval: time.Second, Logger: slog.New(slog.DiscardHandler), TracerProvider: tp,
-	}, st, st, rec)
+	}, st, rec)
 	if err != nil {
 		t.Fatal(err)
 	}
