@@ -349,16 +349,3 @@ func renewed(r reply) bool { return r.Status == http.StatusOK && r.AccessToken !
 func unavailable(r reply) bool {
 	return r.Status == http.StatusServiceUnavailable && r.Error == "temporarily_unavailable"
 }
-
-// eventually polls cond until it holds or d passes, and returns how long it took.
-func eventually(t testing.TB, d time.Duration, what string, cond func() bool) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for !cond() {
-		if time.Since(start) > d {
-			t.Fatalf("%s: not within %s", what, d)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return time.Since(start)
-}
