@@ -260,15 +260,18 @@ func (g *Gateway) Post(hc *http.Client, path string, form url.Values, clientID, 
 	return out
 }
 
-// Exchange asks /token, as clientID, for a token for audience in exchange for subjectToken
-// (RFC 8693, an access token).
+// Exchange asks /token, as clientID, for a token for audience (none asked for when empty) in
+// exchange for subjectToken (RFC 8693, an access token).
 func (g *Gateway) Exchange(hc *http.Client, clientID, secret, subjectToken, audience string) Reply {
-	return g.Post(hc, "/token", url.Values{
+	form := url.Values{
 		"grant_type":         {"urn:ietf:params:oauth:grant-type:token-exchange"},
 		"subject_token":      {subjectToken},
 		"subject_token_type": {"urn:ietf:params:oauth:token-type:access_token"},
-		"audience":           {audience},
-	}, clientID, secret)
+	}
+	if audience != "" {
+		form.Set("audience", audience)
+	}
+	return g.Post(hc, "/token", form, clientID, secret)
 }
 
 // Renew asks /token, as clientID, for new tokens for a refresh token.
