@@ -23,6 +23,7 @@ import (
 	"github.com/tokengate/tokengate/internal/demostack"
 	"github.com/tokengate/tokengate/internal/loopback"
 	"github.com/tokengate/tokengate/internal/proctest"
+	"github.com/tokengate/tokengate/internal/testwait"
 )
 
 // checklistStep is one shell block of docs/keycloak.md's checklist, as written.
@@ -216,7 +217,7 @@ func checklistOnFreshRealm(t *testing.T, ctx context.Context, flavor string) {
 	if r, err := renew(); err != nil || r.Status != http.StatusOK {
 		t.Fatalf("renewal before logout: %v HTTP %d %s %s", err, r.Status, r.Error, r.Description)
 	}
-	if err := eventually(time.Minute, 250*time.Millisecond, func() error {
+	if err := testwait.Poll(context.Background(), time.Minute, 250*time.Millisecond, func() error {
 		if v := metricValue(ctx, g.Admin, "tokengate_upstream_signals_up"); v != "1" {
 			return fmt.Errorf("tokengate_upstream_signals_up = %q", v)
 		}
@@ -231,7 +232,7 @@ func checklistOnFreshRealm(t *testing.T, ctx context.Context, flavor string) {
 	if err != nil || out.Status != http.StatusNoContent {
 		t.Fatalf("Keycloak logout: %v HTTP %d %s", err, out.Status, out.Error)
 	}
-	if err := eventually(5*time.Second, 100*time.Millisecond, func() error {
+	if err := testwait.Poll(context.Background(), 5*time.Second, 100*time.Millisecond, func() error {
 		r, err := renew()
 		if err != nil {
 			return err

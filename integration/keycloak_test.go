@@ -20,6 +20,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 
 	"github.com/tokengate/tokengate/internal/demostack"
+	"github.com/tokengate/tokengate/internal/testwait"
 )
 
 func wantRenewal(t *testing.T, ctx context.Context, refresh string) demostack.TokenResponse {
@@ -52,7 +53,7 @@ func revocationReason(t *testing.T, ctx context.Context, sid string) string {
 func waitRelayed(t *testing.T, ctx context.Context, sid string) demostack.BackchannelLogout {
 	t.Helper()
 	var got demostack.BackchannelLogout
-	err := eventually(15*time.Second, 50*time.Millisecond, func() error {
+	err := testwait.Poll(context.Background(), 15*time.Second, 50*time.Millisecond, func() error {
 		list, err := st.BFFBackchannel(ctx)
 		if err != nil {
 			return err
@@ -91,7 +92,7 @@ func TestBrowser_LoginServiceCallLogoutRefusesRenewal(t *testing.T) {
 	}
 	s := st.LiveBFFSessionT(t, ctx, "alice")
 	// The BFF renews the internal token before it expires (TTL 5 s) without a new login.
-	err = eventually(2*ttl, 200*time.Millisecond, func() error {
+	err = testwait.Poll(context.Background(), 2*ttl, 200*time.Millisecond, func() error {
 		list, err := st.BFFSessions(ctx)
 		if err != nil {
 			return err
@@ -250,7 +251,7 @@ func TestLogoutWhileTokengateDown_RefusedByRecheck(t *testing.T) {
 	if reason := revocationReason(t, ctx, kc.SessionState); reason != "" {
 		t.Fatalf("session already revoked (%s) although the logout was never delivered", reason)
 	}
-	err := eventually(recheckAfter+2*time.Second, 250*time.Millisecond, func() error {
+	err := testwait.Poll(context.Background(), recheckAfter+2*time.Second, 250*time.Millisecond, func() error {
 		r, err := st.Renew(ctx, in.RefreshToken)
 		if err != nil {
 			return err

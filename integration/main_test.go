@@ -64,16 +64,4 @@ func testContext(t *testing.T, d time.Duration) context.Context {
 	return ctx
 }
 
-// eventually polls f every interval until it returns nil or d passes; it returns f's last error.
-func eventually(d, interval time.Duration, f func() error) error {
-	deadline := time.Now().Add(d)
-	for {
-		err := f()
-		if err == nil || time.Now().After(deadline) {
-			return err
-		}
-		time.Sleep(interval)
-	}
-}
-
 var errNotYet = errors.New("not yet")

@@ -2,13 +2,11 @@ package chaos
 
 import (
 	"bytes"
-	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -18,28 +16,27 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 
 	"github.com/tokengate/tokengate/internal/config"
 	"github.com/tokengate/tokengate/internal/kctest"
 	"github.com/tokengate/tokengate/internal/loopback"
 	"github.com/tokengate/tokengate/internal/proctest"
+	"github.com/tokengate/tokengate/internal/replicatest"
 	"github.com/tokengate/tokengate/internal/store/etcd/etcdtest"
 )
 
 // Credentials of the BFF, the operator and the suite's SSF stream, fresh per test binary.
 var (
-	clientSecret, clientSecretHash = loopback.Secret()
-	adminToken, adminTokenHash     = loopback.Secret()
+	clientSecret, adminToken       = replicatest.ClientSecret, replicatest.AdminToken
 	streamSecret, streamSecretHash = loopback.Secret()
 )
 
 const (
-	clientID = "bff"
-	audience = "demo-service"
+	clientID = replicatest.ClientID
+	audience = replicatest.Audience
 	streamID = "chaos"
 	// maxStaleness is store.max_staleness of every replica.
-	maxStaleness = 2 * time.Second
+	maxStaleness = replicatest.MaxStaleness
 	// window is the measured propagation window between replicas (docs/performance.md: logout
 	// at one replica → refused at the others, p99 ≤ 100 ms, target and measurement).
 	window = 100 * time.Millisecond
@@ -53,6 +50,7 @@ const (
 // realm, and the suite's round-robin client in front of the replicas.
 type cluster struct {
 	t        *testing.T
+	set      *replicatest.Set // nil for a single replica (newSingle)
 	etcd     *etcdtest.Cluster
 	realm    *kctest.Realm
 	prefix   string
@@ -71,10 +69,8 @@ type replica struct {
 // newCluster starts the topology; edit (may be nil) changes every replica's configuration.
 func newCluster(t *testing.T, edit func(*config.Config)) *cluster {
 	t.Helper()
-	c := &cluster{t: t, etcd: etcdtest.Start(t, 3, etcdtest.Options{}), realm: kctest.New(t), log: newOpLog()}
-	b := make([]byte, 4)
-	_, _ = rand.Read(b)
-	c.prefix = "/tokengate-" + hex.EncodeToString(b) + "/"
+	set := replicatest.New(t)
+	c := &cluster{t: t, set: set, etcd: set.Etcd, realm: set.Realm, prefix: set.Prefix, log: newOpLog()}
 	var cfgs []config.Config
 	for i := range 3 {
 		r := &replica{name: fmt.Sprintf("r%d", i+1), idx: i}
@@ -95,14 +91,7 @@ func newCluster(t *testing.T, edit func(*config.Config)) *cluster {
 		cfgs = append(cfgs, cfg)
 		c.replicas = append(c.replicas, r)
 	}
-	gs, err := proctest.StartAll(context.Background(), cfgs, func(int) proctest.Options {
-		return proctest.Options{Bin: binPath, Dir: t.TempDir(), ReadyTimeout: 30 * time.Second}
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i, g := range gs {
-		g.CleanupT(t)
+	for i, g := range replicatest.Start(t, binPath, cfgs) {
 		c.replicas[i].Gateway = g
 	}
 	return c
@@ -111,19 +100,11 @@ func newCluster(t *testing.T, edit func(*config.Config)) *cluster {
 // replicaConfig is a replica's configuration: the shared etcd cluster at endpoints, generous
 // limits, one SSF stream the suite reads (I3).
 func replicaConfig(t *testing.T, realm *kctest.Realm, prefix string, endpoints []string) config.Config {
-	unlimited := &config.Limit{Rate: 100000, Burst: 100000}
-	return config.Config{
-		Issuer: "https://tokengate.test", DataDir: t.TempDir(), LogLevel: "warn",
-		Upstream: proctest.UpstreamFor(realm.Issuer()),
-		Tokens:   config.Tokens{TTL: config.Duration(30 * time.Second), RecheckAfter: config.Duration(10 * time.Minute)},
-		Limits:   config.Limits{Token: unlimited, Logout: unlimited, AuthFailures: &config.Limit{Rate: 1000, Burst: 1000}},
-		Admin:    config.Admin{Tokens: []config.AdminToken{{Name: "ops", SHA256: adminTokenHash}}},
-		Clients:  []config.Client{{ID: clientID, SecretSHA256: clientSecretHash, Audiences: []string{audience}}},
-		SSF: config.SSF{Retention: config.Duration(30 * time.Minute),
-			Streams: []config.SSFStream{{ID: streamID, Audience: "chaos-feed", SecretSHA256: streamSecretHash}}},
-		Store: config.Store{Backend: config.BackendEtcd, MaxStaleness: config.Duration(maxStaleness),
-			Etcd: config.Etcd{Endpoints: endpoints, Prefix: prefix, ElectionTTL: config.Duration(2 * time.Second)}},
-	}
+	c := replicatest.Config(realm, t.TempDir(), prefix, endpoints)
+	c.LogLevel = "warn"
+	c.SSF = config.SSF{Retention: config.Duration(30 * time.Minute),
+		Streams: []config.SSFStream{{ID: streamID, Audience: "chaos-feed", SecretSHA256: streamSecretHash}}}
+	return c
 }
 
 // partition cuts (or, with false, heals) every connection of r to etcd; r stays reachable.
@@ -145,35 +126,10 @@ func (r *replica) slow(d time.Duration) {
 }
 
 // etcdClient is a direct client on the members (no proxies), for the checkers.
-func (c *cluster) etcdClient() *clientv3.Client {
-	c.t.Helper()
-	cli, err := clientv3.New(clientv3.Config{Endpoints: c.etcd.Endpoints(), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	c.t.Cleanup(func() { _ = cli.Close() })
-	return cli
-}
+func (c *cluster) etcdClient() *clientv3.Client { return c.set.EtcdClient(c.t) }
 
 // leaderMember returns the index of the etcd member that leads now.
-func (c *cluster) leaderMember() int {
-	c.t.Helper()
-	cli := c.etcdClient()
-	deadline := time.Now().Add(15 * time.Second)
-	for time.Now().Before(deadline) {
-		for i, m := range c.etcd.Members {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			st, err := cli.Status(ctx, m.ClientURL)
-			cancel()
-			if err == nil && st.Leader != 0 && st.Leader == st.Header.MemberId {
-				return i
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	c.t.Fatal("no etcd leader found")
-	return -1
-}
+func (c *cluster) leaderMember() int { return c.set.LeaderMember(c.t, 15*time.Second) }
 
 // waitReady waits until every replica answers /readyz 200, returning how long that took.
 func (c *cluster) waitReady(within time.Duration) time.Duration {
@@ -190,60 +146,21 @@ func (c *cluster) waitReady(within time.Duration) time.Duration {
 	return time.Since(start)
 }
 
-var (
-	transport = &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: 30 * time.Second}
-	// client is the BFF's: a generous timeout, so a held request is measured, not cut.
-	client = &http.Client{Transport: transport, Timeout: 15 * time.Second}
-	quick  = &http.Client{Transport: transport, Timeout: time.Second}
-)
+// client is the BFF's (15 s), quick the probes' (1 s).
+var client, quick = replicatest.Client, replicatest.Quick
 
 // reply is a decoded answer of the token or logout endpoint; Status 0 means no answer.
-type reply struct {
-	Status       int
-	Err          error
-	AccessToken  string `json:"access_token"`
-	RefreshToken string `json:"refresh_token"`
-	Error        string `json:"error"`
-}
-
-func (r *replica) post(path string, basic bool, form url.Values) reply {
-	req, err := http.NewRequest(http.MethodPost, r.Base+path, strings.NewReader(form.Encode()))
-	if err != nil {
-		return reply{Err: err}
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	if basic {
-		req.SetBasicAuth(clientID, clientSecret)
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return reply{Err: err}
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	out := reply{Status: resp.StatusCode, Err: err}
-	if len(bytes.TrimSpace(body)) > 0 && json.Unmarshal(body, &out) != nil {
-		out.Error = "non-json"
-	}
-	return out
-}
+type reply = proctest.Reply
 
 func (r *replica) exchange(subjectToken string) reply {
-	return r.post("/token", true, url.Values{
-		"grant_type":         {"urn:ietf:params:oauth:grant-type:token-exchange"},
-		"subject_token":      {subjectToken},
-		"subject_token_type": {"urn:ietf:params:oauth:token-type:access_token"},
-		"audience":           {audience},
-	})
+	return r.Exchange(client, clientID, clientSecret, subjectToken, audience)
 }
 
 func (r *replica) renew(refresh string) reply {
-	return r.post("/token", true, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refresh}})
+	return r.Renew(client, clientID, clientSecret, refresh)
 }
 
-func (r *replica) logout(logoutToken string) reply {
-	return r.post("/backchannel-logout", false, url.Values{"logout_token": {logoutToken}})
-}
+func (r *replica) logout(logoutToken string) reply { return r.Logout(client, logoutToken) }
 
 // feed reads the suite's SSF stream through the round robin, acknowledging what it read, and
 // remembers every session it saw revoked (I3: every acknowledged logout is on the stream).
@@ -355,12 +272,7 @@ func newSingle(t *testing.T, dataDir string) *cluster {
 	if dataDir != "" {
 		cfg.DataDir = dataDir
 	}
-	g, err := proctest.Start(context.Background(), cfg, proctest.Options{Bin: binPath, Dir: t.TempDir(), ReadyTimeout: 30 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	g.CleanupT(t)
-	c.replicas = []*replica{{Gateway: g, name: "r1"}}
+	c.replicas = []*replica{{Gateway: replicatest.Start(t, binPath, []config.Config{cfg})[0], name: "r1"}}
 	return c
 }
 

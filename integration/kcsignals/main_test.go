@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tokengate/tokengate/internal/demostack"
+	"github.com/tokengate/tokengate/internal/testwait"
 )
 
 const envIntegration = "TOKENGATE_INTEGRATION"
@@ -100,7 +101,7 @@ func setup(ctx context.Context, work string) (stop func(), err error) {
 // waitVerified waits until tokengate's receiver got the verification event it asked for: the
 // stream exists and Keycloak delivers on it.
 func waitVerified(ctx context.Context) error {
-	return eventually(ctx, 60*time.Second, func() error {
+	return testwait.Poll(ctx, 60*time.Second, 50*time.Millisecond, func() error {
 		v, err := st.TokengateMetric(ctx, "tokengate_upstream_signals_verified")
 		if err != nil {
 			return err
@@ -126,16 +127,4 @@ func testContext(t *testing.T, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx
-}
-
-// eventually calls f every 50ms until it returns nil or d passes; it returns f's last error.
-func eventually(ctx context.Context, d time.Duration, f func() error) error {
-	deadline := time.Now().Add(d)
-	for {
-		err := f()
-		if err == nil || time.Now().After(deadline) || ctx.Err() != nil {
-			return err
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/tokengate/tokengate/internal/demostack"
+	"github.com/tokengate/tokengate/internal/testwait"
 	"github.com/tokengate/tokengate/verifier/secevent"
 )
 
@@ -114,7 +115,7 @@ func TestSignals_WhichChannelDeliversEachKeycloakAction(t *testing.T) {
 		before := metric(t, ctx, "tokengate_upstream_signals_sets_total", `event="credential-change"`)
 		admin(http.MethodPut, "/users/"+uid+"/reset-password",
 			map[string]any{"type": "password", "value": "alice-password", "temporary": false}, http.StatusNoContent)
-		if err := eventually(ctx, 10*time.Second, func() error {
+		if err := testwait.Poll(ctx, 10*time.Second, 50*time.Millisecond, func() error {
 			if metric(t, ctx, "tokengate_upstream_signals_sets_total", `event="credential-change"`) <= before {
 				return errors.New("no credential-change SET for the admin reset of alice's password")
 			}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/tokengate/tokengate/internal/demostack"
+	"github.com/tokengate/tokengate/internal/testwait"
 )
 
 // login logs user in with the password grant (client bff), exchanges the Keycloak access
@@ -96,7 +97,7 @@ func TestSignals_LogoutDeliveredByBothChannelsIsOneEventOnTheFeed(t *testing.T) 
 	if r, _ := st.Renew(ctx, in.RefreshToken); !refused(r) {
 		t.Fatalf("renewal after the back-channel logout: HTTP %d %s", r.Status, r.Error)
 	}
-	if err := eventually(ctx, 30*time.Second, func() error {
+	if err := testwait.Poll(ctx, 30*time.Second, 50*time.Millisecond, func() error {
 		if setsOK(t, ctx, "session-revoked") <= before {
 			return errors.New("the session-revoked SET is not acknowledged yet")
 		}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokengate/tokengate/internal/testwait"
 	"github.com/tokengate/tokengate/verifier/secevent"
 )
 
@@ -50,7 +51,7 @@ func TestSignals_AddedEventIsRequestedFromTheReusedStream(t *testing.T) {
 	waitStream := func(what string, ok func(streamAtKeycloak) bool) streamAtKeycloak {
 		t.Helper()
 		var s streamAtKeycloak
-		if err := eventually(ctx, 30*time.Second, func() error {
+		if err := testwait.Poll(ctx, 30*time.Second, 50*time.Millisecond, func() error {
 			if s = stream(); !ok(s) {
 				return fmt.Errorf("stream %s: events_requested %v, events_delivered %v", s.StreamID, s.EventsRequested, s.EventsDelivered)
 			}
@@ -114,7 +115,7 @@ func TestSignals_AddedEventIsRequestedFromTheReusedStream(t *testing.T) {
 		// (event_timestamp is in seconds): the next login must start in a later second.
 		time.Sleep(1100 * time.Millisecond)
 	})
-	if err := eventually(ctx, 15*time.Second, func() error {
+	if err := testwait.Poll(ctx, 15*time.Second, 50*time.Millisecond, func() error {
 		if setsOK(t, ctx, "credential-change") <= ccBefore {
 			return errors.New("no credential-change SET acted on after the admin reset of bob's password")
 		}

@@ -1,28 +1,22 @@
 package replicas
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
-
 	"github.com/tokengate/tokengate/internal/config"
 	"github.com/tokengate/tokengate/internal/kctest"
-	"github.com/tokengate/tokengate/internal/loopback"
 	"github.com/tokengate/tokengate/internal/proctest"
+	"github.com/tokengate/tokengate/internal/replicatest"
 	"github.com/tokengate/tokengate/internal/store/etcd/etcdtest"
 )
 
@@ -30,7 +24,7 @@ import (
 const EnvIntegration = "TOKENGATE_INTEGRATION"
 
 // maxStaleness is store.max_staleness in every replica's configuration.
-const maxStaleness = 2 * time.Second
+const maxStaleness = replicatest.MaxStaleness
 
 // binPath is the tokengate binary built by TestMain.
 var binPath string
@@ -53,22 +47,19 @@ func integration(t *testing.T) {
 }
 
 // Credentials of the BFF and of the operator, fresh per test binary.
-var (
-	clientSecret, clientSecretHash = loopback.Secret()
-	adminToken, adminTokenHash     = loopback.Secret()
-)
+var clientSecret, adminToken = replicatest.ClientSecret, replicatest.AdminToken
 
 const (
-	clientID = "bff"
-	audience = "demo-service"
+	clientID = replicatest.ClientID
+	audience = replicatest.Audience
 )
 
 // env is an etcd cluster, a fake Keycloak and tokengate replicas sharing the cluster.
 type env struct {
+	*replicatest.Set
 	t        *testing.T
 	etcd     *etcdtest.Cluster
 	realm    *kctest.Realm
-	prefix   string
 	edit     func(*config.Config) // changes every replica's configuration (nil: none)
 	replicas []*replica
 }
@@ -83,22 +74,18 @@ func newEnv(t *testing.T, endpoints ...[]int) *env {
 // newEnvWith is newEnv with edit applied to every replica's configuration.
 func newEnvWith(t *testing.T, edit func(*config.Config), endpoints ...[]int) *env {
 	t.Helper()
-	e := &env{t: t, etcd: etcdtest.Start(t, 3, etcdtest.Options{}), realm: kctest.New(t), edit: edit}
-	b := make([]byte, 4)
-	_, _ = rand.Read(b)
-	e.prefix = "/tokengate-" + hex.EncodeToString(b) + "/"
-	e.replicas = make([]*replica, len(endpoints))
-	var wg sync.WaitGroup
-	for i, members := range endpoints {
+	set := replicatest.New(t)
+	e := &env{Set: set, t: t, etcd: set.Etcd, realm: set.Realm, edit: edit}
+	var cfgs []config.Config
+	for _, members := range endpoints {
 		var eps []string
 		for _, m := range members {
 			eps = append(eps, e.etcd.Members[m].ClientURL)
 		}
-		wg.Go(func() { e.replicas[i] = e.startReplica(fmt.Sprintf("r%d", i+1), eps) })
+		cfgs = append(cfgs, e.config(eps))
 	}
-	wg.Wait()
-	if t.Failed() {
-		t.FailNow()
+	for i, g := range replicatest.Start(t, binPath, cfgs) {
+		e.replicas = append(e.replicas, &replica{Gateway: g, e: e, name: fmt.Sprintf("r%d", i+1)})
 	}
 	return e
 }
@@ -112,36 +99,8 @@ func all(n int) [][]int {
 	return out
 }
 
-// etcdClient returns a client on the cluster for the test's own inspection.
-func (e *env) etcdClient() *clientv3.Client {
-	e.t.Helper()
-	cli, err := clientv3.New(clientv3.Config{Endpoints: e.etcd.Endpoints(), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	e.t.Cleanup(func() { _ = cli.Close() })
-	return cli
-}
-
 // leaderMember returns the index of the etcd member that currently leads.
-func (e *env) leaderMember() int {
-	e.t.Helper()
-	cli := e.etcdClient()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		for i, m := range e.etcd.Members {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			st, err := cli.Status(ctx, m.ClientURL)
-			cancel()
-			if err == nil && st.Leader != 0 && st.Leader == st.Header.MemberId {
-				return i
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	e.t.Fatal("no etcd leader found")
-	return -1
-}
+func (e *env) leaderMember() int { return e.LeaderMember(e.t, 10*time.Second) }
 
 // session is one Keycloak login exchanged at a replica.
 type session struct {
@@ -198,34 +157,11 @@ type replica struct {
 
 // config is a replica's configuration: the shared etcd cluster at endpoints, generous limits.
 func (e *env) config(endpoints []string) config.Config {
-	unlimited := &config.Limit{Rate: 100000, Burst: 100000}
-	c := config.Config{
-		Issuer: "https://tokengate.test", DataDir: e.t.TempDir(), LogLevel: "info",
-		Upstream: proctest.UpstreamFor(e.realm.Issuer()),
-		Tokens:   config.Tokens{TTL: config.Duration(30 * time.Second), RecheckAfter: config.Duration(10 * time.Minute)},
-		Limits:   config.Limits{Token: unlimited, Logout: unlimited, AuthFailures: &config.Limit{Rate: 1000, Burst: 1000}},
-		Admin:    config.Admin{Tokens: []config.AdminToken{{Name: "ops", SHA256: adminTokenHash}}},
-		Clients:  []config.Client{{ID: clientID, SecretSHA256: clientSecretHash, Audiences: []string{audience}}},
-		Store: config.Store{Backend: config.BackendEtcd, MaxStaleness: config.Duration(maxStaleness),
-			Etcd: config.Etcd{Endpoints: endpoints, Prefix: e.prefix, ElectionTTL: config.Duration(2 * time.Second)}},
-	}
+	c := e.Config(e.t, endpoints)
 	if e.edit != nil {
 		e.edit(&c)
 	}
 	return c
-}
-
-// startReplica starts a replica and waits for /readyz; it may run on any goroutine, so it
-// reports a failure with Errorf and returns nil.
-func (e *env) startReplica(name string, endpoints []string) *replica {
-	g, err := proctest.Start(context.Background(), e.config(endpoints),
-		proctest.Options{Bin: binPath, Dir: e.t.TempDir(), ReadyTimeout: 30 * time.Second})
-	if err != nil {
-		e.t.Errorf("replica %s: %v", name, err)
-		return nil
-	}
-	g.CleanupT(e.t)
-	return &replica{Gateway: g, e: e, name: name}
 }
 
 // start starts a killed replica again (same file, addresses and data directory) and waits
@@ -241,70 +177,21 @@ func (r *replica) kill9() { r.Kill() }
 
 func (r *replica) ready() int { return r.ReadyStatus(quick) }
 
-var (
-	transport = &http.Transport{MaxIdleConnsPerHost: 32, IdleConnTimeout: 30 * time.Second}
-	client    = &http.Client{Transport: transport, Timeout: 15 * time.Second}
-	quick     = &http.Client{Transport: transport, Timeout: time.Second}
-)
+// client is the BFF's (15 s), quick the probes' (1 s).
+var client, quick = replicatest.Client, replicatest.Quick
 
 // reply is a decoded answer of the token or logout endpoint; Status 0 means no answer.
-type reply struct {
-	Status       int
-	Err          error
-	AccessToken  string `json:"access_token"`
-	RefreshToken string `json:"refresh_token"`
-	Error        string `json:"error"`
-	Description  string `json:"error_description"`
-}
-
-func (r reply) String() string {
-	if r.Err != nil {
-		return "no answer: " + r.Err.Error()
-	}
-	if r.Error != "" {
-		return fmt.Sprintf("%d %s (%s)", r.Status, r.Error, r.Description)
-	}
-	return fmt.Sprint(r.Status)
-}
-
-func (r *replica) post(path string, basic bool, form url.Values) reply {
-	req, err := http.NewRequest(http.MethodPost, r.Base+path, strings.NewReader(form.Encode()))
-	if err != nil {
-		return reply{Err: err}
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	if basic {
-		req.SetBasicAuth(clientID, clientSecret)
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return reply{Err: err}
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	out := reply{Status: resp.StatusCode, Err: err}
-	if len(bytes.TrimSpace(body)) > 0 && json.Unmarshal(body, &out) != nil {
-		out.Error = "non-json: " + string(body)
-	}
-	return out
-}
+type reply = proctest.Reply
 
 func (r *replica) exchange(subjectToken string) reply {
-	return r.post("/token", true, url.Values{
-		"grant_type":         {"urn:ietf:params:oauth:grant-type:token-exchange"},
-		"subject_token":      {subjectToken},
-		"subject_token_type": {"urn:ietf:params:oauth:token-type:access_token"},
-		"audience":           {audience},
-	})
+	return r.Exchange(client, clientID, clientSecret, subjectToken, audience)
 }
 
 func (r *replica) renew(refresh string) reply {
-	return r.post("/token", true, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refresh}})
+	return r.Renew(client, clientID, clientSecret, refresh)
 }
 
-func (r *replica) logout(logoutToken string) reply {
-	return r.post("/backchannel-logout", false, url.Values{"logout_token": {logoutToken}})
-}
+func (r *replica) logout(logoutToken string) reply { return r.Logout(client, logoutToken) }
 
 // get fetches a path of the public (or, with admin, the admin) listener.
 func (r *replica) get(path string, admin bool) (int, []byte) {
@@ -348,17 +235,4 @@ func renewed(r reply) bool { return r.Status == http.StatusOK && r.AccessToken !
 // unavailable reports a fail-closed answer.
 func unavailable(r reply) bool {
 	return r.Status == http.StatusServiceUnavailable && r.Error == "temporarily_unavailable"
-}
-
-// eventually polls cond until it holds or d passes, and returns how long it took.
-func eventually(t testing.TB, d time.Duration, what string, cond func() bool) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for !cond() {
-		if time.Since(start) > d {
-			t.Fatalf("%s: not within %s", what, d)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return time.Since(start)
 }

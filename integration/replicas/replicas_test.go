@@ -16,6 +16,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 
 	"github.com/tokengate/tokengate/internal/kctest"
+	"github.com/tokengate/tokengate/internal/testwait"
 )
 
 // TestLogoutAtOneReplica_RefusedAtTheOthers measures how long a logout acknowledged by replica 1
@@ -228,7 +229,7 @@ func TestFrozenEtcdMember_ReplicaFailsClosedAndRecovers(t *testing.T) {
 		}
 	}()
 	var last reply
-	took := eventually(t, maxStaleness+5*time.Second, "r3 fails closed", func() bool {
+	took := testwait.Eventually(t, maxStaleness+5*time.Second, "r3 fails closed", func() bool {
 		last = r3.renew(live.refresh)
 		if !renewed(last) && !unavailable(last) {
 			t.Fatalf("renewal at r3 while its etcd is frozen: %v", last)
@@ -254,10 +255,10 @@ func TestFrozenEtcdMember_ReplicaFailsClosedAndRecovers(t *testing.T) {
 	}
 
 	// The rest of the cluster goes on: a logout at r1 is acknowledged and r2 refuses it.
-	eventually(t, 15*time.Second, "logout at r1 while m3 is frozen", func() bool {
+	testwait.Eventually(t, 15*time.Second, "logout at r1 while m3 is frozen", func() bool {
 		return r1.logout(e.logoutToken(loggedOut)).Status == http.StatusOK
 	})
-	eventually(t, 5*time.Second, "r2 refuses the session logged out at r1", func() bool {
+	testwait.Eventually(t, 5*time.Second, "r2 refuses the session logged out at r1", func() bool {
 		return refused(r2.renew(loggedOut.refresh))
 	})
 	if got := r3.renew(loggedOut.refresh); !unavailable(got) {
@@ -269,7 +270,7 @@ func TestFrozenEtcdMember_ReplicaFailsClosedAndRecovers(t *testing.T) {
 	}
 	thawed = true
 	t.Logf("etcd member %s frozen for %s", m3.Name, time.Since(frozen).Round(time.Millisecond))
-	took = eventually(t, 30*time.Second, "r3 renews again after SIGCONT", func() bool {
+	took = testwait.Eventually(t, 30*time.Second, "r3 renews again after SIGCONT", func() bool {
 		return renewed(r3.renew(live.refresh))
 	})
 	t.Logf("r3 serves again %s after SIGCONT, without a restart", took.Round(time.Millisecond))
@@ -281,7 +282,7 @@ func TestFrozenEtcdMember_ReplicaFailsClosedAndRecovers(t *testing.T) {
 	if got := r3.renew(refusedLogout.refresh); !refused(got) {
 		t.Errorf("r3 after SIGCONT on the session whose logout it held: %v, want invalid_grant", got)
 	}
-	eventually(t, 5*time.Second, "r2 refuses the logout r3 held and wrote", func() bool {
+	testwait.Eventually(t, 5*time.Second, "r2 refuses the logout r3 held and wrote", func() bool {
 		return refused(r2.renew(refusedLogout.refresh))
 	})
 	// A retry of that logout (Keycloak sends none; an operator or the stream might) is a 200.
@@ -289,7 +290,7 @@ func TestFrozenEtcdMember_ReplicaFailsClosedAndRecovers(t *testing.T) {
 		t.Errorf("retried logout at r3 after SIGCONT: %v", got)
 	}
 	if got := r1.renew(refusedLogout.refresh); !refused(got) {
-		eventually(t, 2*time.Second, "r1 refuses the retried logout", func() bool { return refused(r1.renew(refusedLogout.refresh)) })
+		testwait.Eventually(t, 2*time.Second, "r1 refuses the retried logout", func() bool { return refused(r1.renew(refusedLogout.refresh)) })
 	}
 	if code := r3.ready(); code != http.StatusOK {
 		t.Errorf("r3 /readyz after SIGCONT = %d, want 200", code)
@@ -306,7 +307,7 @@ func TestKeys_OneLeaderAndOneActiveKeyThroughRotationsAndKill(t *testing.T) {
 	integration(t)
 	e := newEnv(t, all(3)...)
 	var leader *replica
-	eventually(t, 10*time.Second, "one replica is elected for the key schedule", func() bool {
+	testwait.Eventually(t, 10*time.Second, "one replica is elected for the key schedule", func() bool {
 		var elected []*replica
 		for _, r := range e.replicas {
 			if electedRE.MatchString(r.Output()) {
@@ -362,7 +363,7 @@ func TestKeys_OneLeaderAndOneActiveKeyThroughRotationsAndKill(t *testing.T) {
 	}
 	checkSameJWKS(t, survivors)
 	var electedAfter time.Duration
-	eventually(t, 10*time.Second, "a survivor takes the key schedule over", func() bool {
+	testwait.Eventually(t, 10*time.Second, "a survivor takes the key schedule over", func() bool {
 		for _, r := range survivors {
 			if electedRE.MatchString(r.Output()) {
 				electedAfter = time.Since(killedAt)
@@ -393,7 +394,7 @@ func TestKeys_OneLeaderAndOneActiveKeyThroughRotationsAndKill(t *testing.T) {
 func checkSameJWKS(t *testing.T, rs []*replica) {
 	t.Helper()
 	var bodies [][]byte
-	eventually(t, 5*time.Second, "every replica serves the same JWKS", func() bool {
+	testwait.Eventually(t, 5*time.Second, "every replica serves the same JWKS", func() bool {
 		bodies = bodies[:0]
 		for _, r := range rs {
 			code, body := r.get("/jwks.json", false)
@@ -423,7 +424,7 @@ func checkOneActiveKey(t *testing.T, rs []*replica) string {
 		kid    string
 		states []string
 	)
-	eventually(t, 5*time.Second, "one active key, the same at every replica", func() bool {
+	testwait.Eventually(t, 5*time.Second, "one active key, the same at every replica", func() bool {
 		kid, states = "", nil
 		for _, r := range rs {
 			code, body := r.get("/admin/keys", true)

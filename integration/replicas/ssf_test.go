@@ -14,6 +14,7 @@ import (
 	"github.com/tokengate/tokengate/internal/config"
 	"github.com/tokengate/tokengate/internal/kctest"
 	"github.com/tokengate/tokengate/internal/loopback"
+	"github.com/tokengate/tokengate/internal/testwait"
 	"github.com/tokengate/tokengate/verifier"
 )
 
@@ -125,7 +126,7 @@ func TestSSF_StreamsAndAcksSharedByReplicas(t *testing.T) {
 	}
 	// Each replica lists the same three streams.
 	for _, r := range e.replicas {
-		eventually(t, 3*time.Second, r.name+" lists the 3 receiver streams", func() bool {
+		testwait.Eventually(t, 3*time.Second, r.name+" lists the 3 receiver streams", func() bool {
 			code, body := r.get("/admin/streams", true)
 			return code == http.StatusOK && strings.Count(string(body), `"source":"receiver"`) == 3
 		})

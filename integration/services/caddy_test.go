@@ -6,8 +6,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -286,24 +284,12 @@ func startCaddy(t *testing.T, auth, upstream string) string {
 	dir := t.TempDir()
 	listen := proctest.FreeAddr(t)
 	_, port, _ := strings.Cut(listen, ":")
-	cmd := exec.Command(deps.caddy, "run", "--adapter", "caddyfile",
-		"--config", filepath.Join(deps.root, "deploy", "forward-auth", "Caddyfile"))
-	cmd.Env = append(os.Environ(),
-		"CADDY_LISTEN_PORT="+port, "TOKENGATE_AUTH="+auth, "SERVICE_UPSTREAM="+upstream,
-		"HOME="+dir, "XDG_DATA_HOME="+filepath.Join(dir, "data"), "XDG_CONFIG_HOME="+filepath.Join(dir, "config"))
-	out := start(t, "caddy", cmd)
 	base := "http://" + listen
-	deadline := time.Now().Add(readyTimeout)
-	for {
-		if resp, err := client.Get(base + "/healthz"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusUnauthorized {
-				return base
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("caddy not answering 401 at %s within %s:\n%s", base, readyTimeout, out.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	// Ready once caddy answers an unauthenticated request with tokengate-auth's 401.
+	proctest.StartProcessT(t, proctest.Spec{
+		Argv: []string{deps.caddy, "run", "--adapter", "caddyfile", "--config", filepath.Join(deps.root, "deploy", "forward-auth", "Caddyfile")},
+		Env: []string{"CADDY_LISTEN_PORT=" + port, "TOKENGATE_AUTH=" + auth, "SERVICE_UPSTREAM=" + upstream,
+			"HOME=" + dir, "XDG_DATA_HOME=" + filepath.Join(dir, "data"), "XDG_CONFIG_HOME=" + filepath.Join(dir, "config")},
+		ReadyURL: base + "/healthz", ReadyStatus: http.StatusUnauthorized, ReadyTimeout: readyTimeout, PollEvery: pollEvery})
+	return base
 }

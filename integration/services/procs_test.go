@@ -5,12 +5,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -26,50 +24,10 @@ const (
 	otherAud     = "billing" // a foreign audience the same client may ask for
 	tokenTTL     = 5 * time.Second
 	readyTimeout = 20 * time.Second
+	pollEvery    = 20 * time.Millisecond // how often a starting process is asked whether it is ready
 )
 
 var client = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 8}}
-
-// start runs a process, kills it at the end of the test and prints its output if the test failed.
-func start(t *testing.T, name string, cmd *exec.Cmd) *proctest.SyncBuffer {
-	t.Helper()
-	out := &proctest.SyncBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("%s: %v", name, err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		if t.Failed() {
-			t.Logf("%s output:\n%s", name, out.String())
-		}
-	})
-	return out
-}
-
-// waitOK polls url until it answers 200.
-func waitOK(t *testing.T, name, url string, out *proctest.SyncBuffer) {
-	t.Helper()
-	deadline := time.Now().Add(readyTimeout)
-	for time.Now().Before(deadline) {
-		if resp, err := client.Get(url); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("%s not ready at %s within %s:\n%s", name, url, readyTimeout, out.String())
-}
 
 func writeFile(t *testing.T, path, content string) string {
 	t.Helper()
@@ -110,32 +68,12 @@ func startGateway(t *testing.T, realm *kctest.Realm) *gateway {
 	return g
 }
 
-type tokenReply struct {
-	Status      int
-	AccessToken string `json:"access_token"`
-	Error       string `json:"error"`
-}
-
-func (g *gateway) post(path string, form url.Values, auth bool) (r tokenReply, err error) {
-	id := ""
-	if auth {
-		id = clientID
-	}
-	r.Status, err = g.PostForm(client, path, form, id, g.bffSecret, &r)
-	return r, err
-}
-
 // exchange trades a realm access token of sub/sid for an internal token for aud.
 func (g *gateway) exchange(t *testing.T, realm *kctest.Realm, sub, sid, aud string) string {
 	t.Helper()
-	r, err := g.post("/token", url.Values{
-		"grant_type":         {"urn:ietf:params:oauth:grant-type:token-exchange"},
-		"subject_token":      {realm.AccessToken(kctest.Token{Subject: sub, SID: sid})},
-		"subject_token_type": {"urn:ietf:params:oauth:token-type:access_token"},
-		"audience":           {aud},
-	}, true)
-	if err != nil || r.Status != http.StatusOK || r.AccessToken == "" {
-		t.Fatalf("exchange for %s: %v %+v", sid, err, r)
+	r := g.Exchange(client, clientID, g.bffSecret, realm.AccessToken(kctest.Token{Subject: sub, SID: sid}), aud)
+	if r.Status != http.StatusOK || r.AccessToken == "" {
+		t.Fatalf("exchange for %s: %v", sid, r)
 	}
 	return r.AccessToken
 }
@@ -144,14 +82,9 @@ func (g *gateway) exchange(t *testing.T, realm *kctest.Realm, sub, sid, aud stri
 // token (as the BFF, whose service audience is otherAud) to audience: a token with act.
 func (g *gateway) delegated(t *testing.T, realm *kctest.Realm, sub, sid string) string {
 	t.Helper()
-	r, err := g.post("/token", url.Values{
-		"grant_type":         {"urn:ietf:params:oauth:grant-type:token-exchange"},
-		"subject_token":      {g.exchange(t, realm, sub, sid, otherAud)},
-		"subject_token_type": {"urn:ietf:params:oauth:token-type:access_token"},
-		"audience":           {audience},
-	}, true)
-	if err != nil || r.Status != http.StatusOK || r.AccessToken == "" {
-		t.Fatalf("delegation for %s: %v %+v", sid, err, r)
+	r := g.Exchange(client, clientID, g.bffSecret, g.exchange(t, realm, sub, sid, otherAud), audience)
+	if r.Status != http.StatusOK || r.AccessToken == "" {
+		t.Fatalf("delegation for %s: %v", sid, r)
 	}
 	return r.AccessToken
 }
@@ -159,9 +92,8 @@ func (g *gateway) delegated(t *testing.T, realm *kctest.Realm, sub, sid string) 
 // logout posts Keycloak's back-channel logout token for sub/sid.
 func (g *gateway) logout(t *testing.T, realm *kctest.Realm, sub, sid string) {
 	t.Helper()
-	r, err := g.post("/backchannel-logout", url.Values{"logout_token": {realm.LogoutToken(sub, sid)}}, false)
-	if err != nil || r.Status != http.StatusOK {
-		t.Fatalf("logout of %s: %v %+v", sid, err, r)
+	if r := g.Logout(client, realm.LogoutToken(sub, sid)); r.Status != http.StatusOK {
+		t.Fatalf("logout of %s: %v", sid, r)
 	}
 }
 
@@ -182,10 +114,9 @@ stream_id: %q
 fail_closed_after: %s
 log_level: warn
 `, listen, admin, g.Base, audience, audience, failClosedAfter))
-	cmd := exec.Command(deps.auth, "serve", "--config", cfg)
-	cmd.Env = append(os.Environ(), "TOKENGATE_STREAM_SECRET="+g.streamSecret)
-	out := start(t, "tokengate-auth", cmd)
-	waitOK(t, "tokengate-auth", "http://"+admin+"/readyz", out)
+	proctest.StartProcessT(t, proctest.Spec{Name: "tokengate-auth", Argv: []string{deps.auth, "serve", "--config", cfg},
+		Env: []string{"TOKENGATE_STREAM_SECRET=" + g.streamSecret}, ReadyURL: "http://" + admin + "/readyz",
+		ReadyTimeout: readyTimeout, PollEvery: pollEvery})
 	return listen, admin
 }
 
@@ -194,8 +125,8 @@ func startService(t *testing.T) string {
 	t.Helper()
 	addr := proctest.FreeAddr(t)
 	_, port, _ := strings.Cut(addr, ":")
-	out := start(t, "service.py", exec.Command(deps.python, filepath.Join(deps.root, "examples", "forward-auth", "service.py"), port))
-	waitOK(t, "service.py", "http://"+addr+"/healthz", out)
+	proctest.StartProcessT(t, proctest.Spec{Argv: []string{deps.python, filepath.Join(deps.root, "examples", "forward-auth", "service.py"), port},
+		Name: "service.py", ReadyURL: "http://" + addr + "/healthz", ReadyTimeout: readyTimeout, PollEvery: pollEvery})
 	return addr
 }
 
@@ -292,16 +223,15 @@ func startNginx(t *testing.T, auth, service string) string {
 	if out, err := exec.Command(deps.nginx, "-t", "-p", dir, "-e", filepath.Join(dir, "error.log"), "-c", conf).CombinedOutput(); err != nil {
 		t.Fatalf("nginx -t: %v\n%s", err, out)
 	}
-	cmd := exec.Command(deps.nginx, "-p", dir, "-e", filepath.Join(dir, "error.log"), "-c", conf)
-	out := start(t, "nginx", cmd)
+	base := "http://" + listen
+	proctest.StartProcessT(t, proctest.Spec{Argv: []string{deps.nginx, "-p", dir, "-e", filepath.Join(dir, "error.log"), "-c", conf},
+		ReadyURL: base + "/plain/healthz", ReadyTimeout: readyTimeout, PollEvery: pollEvery})
 	t.Cleanup(func() {
 		if t.Failed() {
 			b, _ := os.ReadFile(filepath.Join(dir, "error.log"))
 			t.Logf("nginx error.log:\n%s", b)
 		}
 	})
-	base := "http://" + listen
-	waitOK(t, "nginx", base+"/plain/healthz", out)
 	return base
 }
 

@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -119,40 +118,19 @@ func (g *gateway) kill9() { g.Kill() }
 
 var client = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 
-type tokenReply struct {
-	Status       int
-	AccessToken  string `json:"access_token"`
-	RefreshToken string `json:"refresh_token"`
-	Error        string `json:"error"`
-}
-
-func (g *gateway) post(path string, form url.Values, auth bool) (r tokenReply, err error) {
-	id := ""
-	if auth {
-		id = clientID
-	}
-	r.Status, err = g.PostForm(client, path, form, id, g.bffToken, &r)
-	return r, err
-}
-
-func (g *gateway) exchange(realm *kctest.Realm, sub, sid string) tokenReply {
+func (g *gateway) exchange(realm *kctest.Realm, sub, sid string) proctest.Reply {
 	g.t.Helper()
-	r, err := g.post("/token", url.Values{
-		"grant_type":         {"urn:ietf:params:oauth:grant-type:token-exchange"},
-		"subject_token":      {realm.AccessToken(kctest.Token{Subject: sub, SID: sid})},
-		"subject_token_type": {"urn:ietf:params:oauth:token-type:access_token"},
-	}, true)
-	if err != nil || r.Status != http.StatusOK || r.AccessToken == "" {
-		g.t.Fatalf("exchange for %s: %v %+v", sid, err, r)
+	r := g.Exchange(client, clientID, g.bffToken, realm.AccessToken(kctest.Token{Subject: sub, SID: sid}), "")
+	if r.Status != http.StatusOK || r.AccessToken == "" {
+		g.t.Fatalf("exchange for %s: %v", sid, r)
 	}
 	return r
 }
 
 func (g *gateway) logout(realm *kctest.Realm, sub, sid string) {
 	g.t.Helper()
-	r, err := g.post("/backchannel-logout", url.Values{"logout_token": {realm.LogoutToken(sub, sid)}}, false)
-	if err != nil || r.Status != http.StatusOK {
-		g.t.Fatalf("logout of %s: %v %+v", sid, err, r)
+	if r := g.Logout(client, realm.LogoutToken(sub, sid)); r.Status != http.StatusOK {
+		g.t.Fatalf("logout of %s: %v", sid, r)
 	}
 }
 
@@ -314,8 +292,8 @@ func startLoad(t *testing.T, g *gateway, realm *kctest.Realm, svcs []*service, s
 					return
 				case <-tick.C:
 				}
-				got, err := g.post("/token", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {r.RefreshToken}}, true)
-				if err != nil || got.Status != http.StatusOK {
+				got := g.Renew(client, clientID, g.bffToken, r.RefreshToken)
+				if got.Status != http.StatusOK {
 					continue // tokengate restarting
 				}
 				l.renewals.Add(1)

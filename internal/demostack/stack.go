@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,6 +21,7 @@ import (
 	"time"
 
 	"github.com/tokengate/tokengate/internal/config"
+	"github.com/tokengate/tokengate/internal/proctest"
 )
 
 // Secrets of the demo realm (deploy/keycloak/realm-demo.json) and of the BFF at tokengate.
@@ -135,7 +135,7 @@ type Stack struct {
 	Out io.Writer
 
 	mu    sync.Mutex
-	procs map[string]*Proc
+	procs map[string]*proctest.Process
 }
 
 // Client is a BFF registered at tokengate: its id, secret and the Keycloak clients whose
@@ -147,7 +147,7 @@ type Client struct {
 
 // NewStack picks free ports (the Keycloak port may be preset by the caller).
 func NewStack(root, work string, bin Binaries, ttl, recheck time.Duration) (*Stack, error) {
-	s := &Stack{Root: root, Work: work, Bin: bin, TTL: ttl, RecheckAfter: recheck, procs: map[string]*Proc{}}
+	s := &Stack{Root: root, Work: work, Bin: bin, TTL: ttl, RecheckAfter: recheck, procs: map[string]*proctest.Process{}}
 	for _, p := range []*int{&s.KCPort, &s.TGPort, &s.TGAdminPort, &s.BFFPort, &s.ServicePort, &s.PaymentsPort} {
 		port, err := FreePort()
 		if err != nil {
@@ -345,19 +345,12 @@ func (s *Stack) StartBFF(ctx context.Context) error {
 		"-tokengate-secret", BFFTokengateSecret, "-service", s.ServiceURL(), "-audience", Audience, "-debug")
 }
 
-// Proc is a started process.
-type Proc struct {
-	Name string
-	Cmd  *exec.Cmd
-	Log  string
-	done chan struct{}
-}
-
 func (s *Stack) start(ctx context.Context, name, readyURL, bin string, args ...string) error {
 	return s.startEnv(ctx, name, readyURL, nil, bin, args...)
 }
 
-// startEnv is start with extra environment variables.
+// startEnv is start with extra environment variables. The process (proctest.Process) logs to
+// Work/name.log and counts as started once readyURL answers 200 (60s at the most).
 func (s *Stack) startEnv(ctx context.Context, name, readyURL string, env []string, bin string, args ...string) error {
 	s.mu.Lock()
 	if p := s.procs[name]; p != nil {
@@ -365,53 +358,16 @@ func (s *Stack) startEnv(ctx context.Context, name, readyURL string, env []strin
 		return fmt.Errorf("%s is already running", name)
 	}
 	s.mu.Unlock()
-	logPath := filepath.Join(s.Work, name+".log")
-	lf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	p, err := proctest.StartProcess(ctx, proctest.Spec{Name: name, Argv: append([]string{bin}, args...), Env: env,
+		LogPath: filepath.Join(s.Work, name+".log"), ReadyURL: readyURL,
+		ReadyTimeout: 60 * time.Second, PollEvery: 100 * time.Millisecond})
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), env...)
-	cmd.Stdout, cmd.Stderr = lf, lf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		lf.Close()
-		return fmt.Errorf("start %s: %w", name, err)
-	}
-	p := &Proc{Name: name, Cmd: cmd, Log: logPath, done: make(chan struct{})}
-	go func() { _ = cmd.Wait(); lf.Close(); close(p.done) }()
 	s.mu.Lock()
 	s.procs[name] = p
 	s.mu.Unlock()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		resp, err := http.Get(readyURL)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		select {
-		case <-p.done:
-			s.forget(name)
-			b, _ := os.ReadFile(logPath)
-			return fmt.Errorf("%s exited during start-up:\n%s", name, lastLines(string(b), 20))
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			_ = s.Stop(name, syscall.SIGKILL)
-			return fmt.Errorf("%s not ready at %s after 60s", name, readyURL)
-		}
-	}
-}
-
-func (s *Stack) forget(name string) {
-	s.mu.Lock()
-	delete(s.procs, name)
-	s.mu.Unlock()
+	return nil
 }
 
 // Stop sends sig to a started process and waits for it to exit (SIGKILL after 15 s).
@@ -423,15 +379,10 @@ func (s *Stack) Stop(name string, sig syscall.Signal) error {
 	if p == nil {
 		return nil
 	}
-	_ = p.Cmd.Process.Signal(sig)
-	select {
-	case <-p.done:
-		return nil
-	case <-time.After(15 * time.Second):
-		_ = p.Cmd.Process.Kill()
-		<-p.done
-		return fmt.Errorf("%s ignored %v for 15s; killed", name, sig)
+	if _, err := p.Stop(sig, 15*time.Second); err != nil {
+		return fmt.Errorf("%s: %w", name, err)
 	}
+	return nil
 }
 
 // StopAll stops the processes this stack started (not Keycloak).

@@ -1,6 +1,7 @@
 package proctest
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,11 +10,9 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -52,23 +51,15 @@ type Options struct {
 
 // Gateway is a `tokengate serve` process run from a config.Config that Start wrote with
 // config.Marshal. It may be stopped and started again on the same file (same addresses, same
-// data directory).
+// data directory); the Process methods signal, stop and read it.
 type Gateway struct {
+	*Process
 	// Config is the configuration as written, with the addresses Start chose.
 	Config config.Config
 	// ConfigPath is the file it was written to.
 	ConfigPath string
 	// Base and Admin are the URLs of the public and the admin listener (http://host:port).
 	Base, Admin string
-	// ReadyAfter is how long the last start took from exec to the first 200 from /readyz.
-	ReadyAfter time.Duration
-
-	opts Options
-	out  *SyncBuffer // when opts.LogPath is empty
-
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{}
 }
 
 // UpstreamFor returns the upstream section for the fake Keycloak realm (internal/kctest) at
@@ -94,17 +85,12 @@ func Start(ctx context.Context, c config.Config, o Options) (*Gateway, error) {
 	if err := os.MkdirAll(o.Dir, 0o700); err != nil {
 		return nil, err
 	}
-	if o.ReadyTimeout == 0 {
-		o.ReadyTimeout = DefaultReadyTimeout
-	}
-	if o.PollEvery == 0 {
-		o.PollEvery = 10 * time.Millisecond
-	}
 	pickListen, pickAdmin, pickIssuer := c.Listen == "", c.AdminListen == "", c.Issuer == ""
-	g := &Gateway{opts: o, ConfigPath: filepath.Join(o.Dir, "tokengate.yaml")}
-	if o.LogPath == "" {
-		g.out = &SyncBuffer{}
-	}
+	configPath := filepath.Join(o.Dir, "tokengate.yaml")
+	g := &Gateway{ConfigPath: configPath, Process: NewProcess(Spec{
+		Name: "tokengate", Argv: append(append(append([]string(nil), o.Prefix...), o.Bin), "serve", "--config", configPath),
+		Env: o.Env, LogPath: o.LogPath, ReadyTimeout: o.ReadyTimeout, PollEvery: o.PollEvery,
+	})}
 	var last error
 	for attempt := 0; attempt < 5; attempt++ {
 		var err error
@@ -122,6 +108,9 @@ func Start(ctx context.Context, c config.Config, o Options) (*Gateway, error) {
 			c.Issuer = "http://" + c.Listen
 		}
 		g.Config, g.Base, g.Admin = c, "http://"+c.Listen, "http://"+c.AdminListen
+		if !o.NoWait {
+			g.spec.ReadyURL = g.Admin + "/readyz"
+		}
 		b, err := config.Marshal(&c)
 		if err != nil {
 			return nil, err
@@ -144,189 +133,10 @@ func Start(ctx context.Context, c config.Config, o Options) (*Gateway, error) {
 
 // Restart starts the process again on the same configuration file and waits as Start does. It
 // is an error to restart a running gateway.
-func (g *Gateway) Restart(ctx context.Context) error {
-	g.mu.Lock()
-	if g.cmd != nil && !closed(g.done) {
-		g.mu.Unlock()
-		return errors.New("proctest: the gateway is still running")
-	}
-	var out io.Writer = g.out
-	var logFile *os.File
-	if g.opts.LogPath != "" {
-		f, err := os.OpenFile(g.opts.LogPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
-		if err != nil {
-			g.mu.Unlock()
-			return err
-		}
-		logFile, out = f, f
-	}
-	args := append(append([]string(nil), g.opts.Prefix...), g.opts.Bin, "serve", "--config", g.ConfigPath)
-	cmd := exec.Command(args[0], args[1:]...)
-	cmd.Env = append(os.Environ(), g.opts.Env...)
-	cmd.Stdout, cmd.Stderr = out, out
-	// The gateway dies with the test or tool that started it, even when that one is killed.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	start := time.Now()
-	if err := cmd.Start(); err != nil {
-		g.mu.Unlock()
-		if logFile != nil {
-			logFile.Close()
-		}
-		return fmt.Errorf("proctest: start %s: %w", g.opts.Bin, err)
-	}
-	done := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		if logFile != nil {
-			logFile.Close()
-		}
-		close(done)
-	}()
-	g.cmd, g.done = cmd, done
-	g.mu.Unlock()
-	if g.opts.NoWait {
-		return nil
-	}
-	if err := g.waitReady(ctx, done); err != nil {
-		g.Kill()
-		return err
-	}
-	g.ReadyAfter = time.Since(start)
-	return nil
-}
-
-// waitReady polls /readyz until it answers 200, the process exits, ctx ends or the timeout.
-func (g *Gateway) waitReady(ctx context.Context, done chan struct{}) error {
-	deadline := time.NewTimer(g.opts.ReadyTimeout)
-	defer deadline.Stop()
-	probe := &http.Client{Timeout: time.Second}
-	defer probe.CloseIdleConnections()
-	for {
-		if g.ReadyStatus(probe) == http.StatusOK {
-			return nil
-		}
-		select {
-		case <-done:
-			return fmt.Errorf("tokengate exited during start-up (exit code %d):\n%s", g.ExitCode(), Tail(g.Output(), 3000))
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-deadline.C:
-			return fmt.Errorf("tokengate not ready at %s/readyz within %s:\n%s", g.Admin, g.opts.ReadyTimeout, Tail(g.Output(), 3000))
-		case <-time.After(g.opts.PollEvery):
-		}
-	}
-}
+func (g *Gateway) Restart(ctx context.Context) error { return g.Process.Start(ctx) }
 
 // ReadyStatus asks /readyz once with hc and returns the status, 0 when there is no answer.
-func (g *Gateway) ReadyStatus(hc *http.Client) int {
-	resp, err := hc.Get(g.Admin + "/readyz")
-	if err != nil {
-		return 0
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	return resp.StatusCode
-}
-
-func closed(c chan struct{}) bool {
-	select {
-	case <-c:
-		return true
-	default:
-		return false
-	}
-}
-
-func (g *Gateway) current() (*exec.Cmd, chan struct{}) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.cmd, g.done
-}
-
-// Exited reports whether the last started process has exited (true when none was started).
-func (g *Gateway) Exited() bool {
-	cmd, done := g.current()
-	return cmd == nil || closed(done)
-}
-
-// Done is closed when the last started process exits.
-func (g *Gateway) Done() <-chan struct{} {
-	_, done := g.current()
-	return done
-}
-
-// Pid is the last started process's id.
-func (g *Gateway) Pid() int {
-	cmd, _ := g.current()
-	return cmd.Process.Pid
-}
-
-// ExitCode is the exit code of the last process once it has exited, -1 before or when killed
-// by a signal.
-func (g *Gateway) ExitCode() int {
-	cmd, done := g.current()
-	if cmd == nil || !closed(done) {
-		return -1
-	}
-	return cmd.ProcessState.ExitCode()
-}
-
-// Wait waits up to d for the process to exit and returns its exit code.
-func (g *Gateway) Wait(d time.Duration) (code int, exited bool) {
-	_, done := g.current()
-	select {
-	case <-done:
-		return g.ExitCode(), true
-	case <-time.After(d):
-		return 0, false
-	}
-}
-
-// Signal sends sig to the running process.
-func (g *Gateway) Signal(sig os.Signal) error {
-	cmd, _ := g.current()
-	if cmd == nil {
-		return errors.New("proctest: the gateway was not started")
-	}
-	return cmd.Process.Signal(sig)
-}
-
-// Kill sends SIGKILL (no signal handler, no deferred close, no graceful shutdown) and waits
-// for the exit; it does nothing when the process is not running.
-func (g *Gateway) Kill() {
-	cmd, done := g.current()
-	if cmd == nil || closed(done) {
-		return
-	}
-	_ = cmd.Process.Kill()
-	<-done
-}
-
-// Stop sends sig and waits up to bound for the exit, returning the exit code; past bound the
-// process is killed and Stop returns an error.
-func (g *Gateway) Stop(sig os.Signal, bound time.Duration) (int, error) {
-	cmd, done := g.current()
-	if cmd == nil || closed(done) {
-		return g.ExitCode(), nil
-	}
-	if err := cmd.Process.Signal(sig); err != nil {
-		return 0, fmt.Errorf("proctest: %v: %w", sig, err)
-	}
-	if code, ok := g.Wait(bound); ok {
-		return code, nil
-	}
-	g.Kill()
-	return 0, fmt.Errorf("proctest: tokengate still running %s after %v (killed)", bound, sig)
-}
-
-// Output returns everything the process (every start of it) wrote to stdout and stderr.
-func (g *Gateway) Output() string {
-	if g.out != nil {
-		return g.out.String()
-	}
-	b, _ := os.ReadFile(g.opts.LogPath)
-	return string(b)
-}
+func (g *Gateway) ReadyStatus(hc *http.Client) int { return Status(hc, g.Admin+"/readyz") }
 
 // PostForm posts form to path on the public listener, with HTTP Basic credentials when
 // clientID is not empty, decodes a JSON answer into reply (an answer that is not JSON leaves
@@ -382,14 +192,6 @@ func (g *Gateway) CleanupT(t testing.TB) {
 	})
 }
 
-// Tail returns the last n bytes of s, marked as cut when they are not all of it.
-func Tail(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return "…" + s[len(s)-n:]
-}
-
 // StartAll starts one gateway per configuration at once — a replica set sharing a store — and
 // returns them in the order of cs once every one answers /readyz. opts(i) gives the options of
 // the i-th (each needs its own Dir). On error every gateway it started is killed.
@@ -410,4 +212,74 @@ func StartAll(ctx context.Context, cs []config.Config, opts func(i int) Options)
 		return nil, err
 	}
 	return gs, nil
+}
+
+// Reply is a decoded answer of the token or the logout endpoint; Status 0 means no answer
+// (Err says why).
+type Reply struct {
+	Status       int
+	Err          error
+	AccessToken  string `json:"access_token"`
+	RefreshToken string `json:"refresh_token"`
+	Error        string `json:"error"`
+	Description  string `json:"error_description"`
+}
+
+func (r Reply) String() string {
+	if r.Err != nil {
+		return "no answer: " + r.Err.Error()
+	}
+	if r.Error != "" {
+		return fmt.Sprintf("%d %s (%s)", r.Status, r.Error, r.Description)
+	}
+	return fmt.Sprint(r.Status)
+}
+
+// Post posts form to path on the public listener with hc, with HTTP Basic credentials when
+// clientID is not empty. An answer that is not JSON has Error "non-json" and the body as
+// Description.
+func (g *Gateway) Post(hc *http.Client, path string, form url.Values, clientID, secret string) Reply {
+	req, err := http.NewRequest(http.MethodPost, g.Base+path, strings.NewReader(form.Encode()))
+	if err != nil {
+		return Reply{Err: err}
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if clientID != "" {
+		req.SetBasicAuth(clientID, secret)
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return Reply{Err: err}
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	out := Reply{Status: resp.StatusCode, Err: err}
+	if len(bytes.TrimSpace(body)) > 0 && json.Unmarshal(body, &out) != nil {
+		out.Error, out.Description = "non-json", string(body)
+	}
+	return out
+}
+
+// Exchange asks /token, as clientID, for a token for audience (none asked for when empty) in
+// exchange for subjectToken (RFC 8693, an access token).
+func (g *Gateway) Exchange(hc *http.Client, clientID, secret, subjectToken, audience string) Reply {
+	form := url.Values{
+		"grant_type":         {"urn:ietf:params:oauth:grant-type:token-exchange"},
+		"subject_token":      {subjectToken},
+		"subject_token_type": {"urn:ietf:params:oauth:token-type:access_token"},
+	}
+	if audience != "" {
+		form.Set("audience", audience)
+	}
+	return g.Post(hc, "/token", form, clientID, secret)
+}
+
+// Renew asks /token, as clientID, for new tokens for a refresh token.
+func (g *Gateway) Renew(hc *http.Client, clientID, secret, refresh string) Reply {
+	return g.Post(hc, "/token", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refresh}}, clientID, secret)
+}
+
+// Logout posts a back-channel logout token to /backchannel-logout.
+func (g *Gateway) Logout(hc *http.Client, logoutToken string) Reply {
+	return g.Post(hc, "/backchannel-logout", url.Values{"logout_token": {logoutToken}}, "", "")
 }

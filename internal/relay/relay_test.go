@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/tokengate/tokengate/internal/proctest"
+	"github.com/tokengate/tokengate/internal/testwait"
 )
 
 func newRelay(t *testing.T, cfg Config) (*Relay, *proctest.SyncBuffer) {
@@ -34,17 +35,6 @@ func run(t *testing.T, r *Relay) {
 	done := make(chan struct{})
 	go func() { r.Run(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
 }
 
 func TestForward_DeliversFormPostToEveryTarget(t *testing.T) {
@@ -71,7 +61,7 @@ func TestForward_DeliversFormPostToEveryTarget(t *testing.T) {
 	if !r.Forward("tok-1") || !r.Forward("tok-2") {
 		t.Fatal("Forward refused with empty queues")
 	}
-	waitFor(t, "4 deliveries", func() bool { return r.Stats().Delivered == 4 })
+	testwait.Eventually(t, 5*time.Second, "4 deliveries", func() bool { return r.Stats().Delivered == 4 })
 	mu.Lock()
 	defer mu.Unlock()
 	for _, n := range []string{"a", "b"} {
@@ -105,7 +95,7 @@ func TestForward_RetriesWithBackoffUntilAccepted(t *testing.T) {
 	r, _ := newRelay(t, Config{Targets: []string{srv.URL}, InitialBackoff: 20 * time.Millisecond})
 	run(t, r)
 	r.Forward("tok")
-	waitFor(t, "delivery", func() bool { return r.Stats().Delivered == 1 })
+	testwait.Eventually(t, 5*time.Second, "delivery", func() bool { return r.Stats().Delivered == 1 })
 	st := r.Stats()
 	if calls.Load() != 3 || st.Retries != 2 || st.Failed != 0 {
 		t.Fatalf("calls=%d stats=%+v, want 3 calls, 2 retries, 0 failed", calls.Load(), st)
@@ -124,7 +114,7 @@ func TestForward_RetriesWhenReceiverIsDown(t *testing.T) {
 	r, logs := newRelay(t, Config{Targets: []string{u}, MaxAttempts: 3})
 	run(t, r)
 	r.Forward("tok")
-	waitFor(t, "give up", func() bool { return r.Stats().Failed == 1 })
+	testwait.Eventually(t, 5*time.Second, "give up", func() bool { return r.Stats().Failed == 1 })
 	if st := r.Stats(); st.Retries != 2 || st.Delivered != 0 {
 		t.Fatalf("stats %+v, want 2 retries", st)
 	}
@@ -143,7 +133,7 @@ func TestForward_ClientErrorIsFinal(t *testing.T) {
 	r, _ := newRelay(t, Config{Targets: []string{srv.URL}})
 	run(t, r)
 	r.Forward("tok")
-	waitFor(t, "failure", func() bool { return r.Stats().Failed == 1 })
+	testwait.Eventually(t, 5*time.Second, "failure", func() bool { return r.Stats().Failed == 1 })
 	if calls.Load() != 1 || r.Stats().Retries != 0 {
 		t.Fatalf("calls=%d stats=%+v: a 400 must not be retried", calls.Load(), r.Stats())
 	}
@@ -161,7 +151,7 @@ func TestForward_FullQueueDropsCountsAndLogs(t *testing.T) {
 	r, logs := newRelay(t, Config{Targets: []string{srv.URL}, QueueSize: 2})
 	run(t, r)
 	r.Forward("first") // taken by the worker, which then blocks in the receiver
-	waitFor(t, "worker busy", func() bool { return calls.Load() == 1 })
+	testwait.Eventually(t, 5*time.Second, "worker busy", func() bool { return calls.Load() == 1 })
 	if !r.Forward("q1") || !r.Forward("q2") {
 		t.Fatal("queue of 2 refused its first two tokens")
 	}
@@ -189,7 +179,7 @@ func TestForward_SlowTargetDoesNotDelayOthers(t *testing.T) {
 	for range 3 {
 		r.Forward("tok")
 	}
-	waitFor(t, "fast target served", func() bool { return fastCalls.Load() == 3 })
+	testwait.Eventually(t, 5*time.Second, "fast target served", func() bool { return fastCalls.Load() == 3 })
 }
 
 func TestRun_StopsOnCancelDuringBackoff(t *testing.T) {

@@ -22,6 +22,7 @@ import (
 	"github.com/tokengate/tokengate/internal/ssf"
 	"github.com/tokengate/tokengate/internal/store"
 	"github.com/tokengate/tokengate/internal/store/bolt"
+	"github.com/tokengate/tokengate/internal/testwait"
 	"github.com/tokengate/tokengate/keys"
 	"github.com/tokengate/tokengate/verifier/secevent"
 )
@@ -647,7 +648,7 @@ func TestReceiverStreams(t *testing.T) {
 	defer cancel()
 	go f.tx.Run(runCtx)
 	f.ck.Advance(3 * time.Second)
-	eventuallyT(t, "expired", func() bool { _, err := f.tx.Stream(pod2.StreamID); return errors.Is(err, ssf.ErrNoStream) })
+	testwait.Eventually(t, 5*time.Second, "expired", func() bool { _, err := f.tx.Stream(pod2.StreamID); return errors.Is(err, ssf.ErrNoStream) })
 	cancel()
 
 	// A receiver removed from the configuration takes its streams along.
@@ -660,16 +661,4 @@ func TestReceiverStreams(t *testing.T) {
 	if _, err := f.tx.Stream(pod3.StreamID); !errors.Is(err, ssf.ErrNoStream) {
 		t.Errorf("stream of a removed receiver: %v", err)
 	}
-}
-
-func eventuallyT(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		if cond() {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("%s: not within 5s", what)
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/tokengate/tokengate/internal/store"
 	"github.com/tokengate/tokengate/internal/store/etcd/etcdtest"
 	"github.com/tokengate/tokengate/internal/store/storetest"
+	"github.com/tokengate/tokengate/internal/testwait"
 )
 
 // shared is one etcd member for the tests that need no failures; each test uses its own prefix.
@@ -109,19 +110,6 @@ func TestOpen_RejectsBadConfig(t *testing.T) {
 	}
 }
 
-// eventually polls cond every 5ms until it holds or d passes, and returns how long it took.
-func eventually(t testing.TB, d time.Duration, what string, cond func() bool) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for !cond() {
-		if time.Since(start) > d {
-			t.Fatalf("%s: not after %s", what, d)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	return time.Since(start)
-}
-
 func TestReplicas_ShareRevocationsClaimsAndGC(t *testing.T) {
 	ctx := context.Background()
 	p := prefix(t)
@@ -132,7 +120,7 @@ func TestReplicas_ShareRevocationsClaimsAndGC(t *testing.T) {
 	if err := revoke(ctx, a, rev); err != nil {
 		t.Fatal(err)
 	}
-	took := eventually(t, 2*time.Second, "replica b sees the session revocation", func() bool {
+	took := testwait.Eventually(t, 2*time.Second, "replica b sees the session revocation", func() bool {
 		_, err := b.SessionRevocation(ctx, "sid-1")
 		return err == nil
 	})
@@ -151,7 +139,7 @@ func TestReplicas_ShareRevocationsClaimsAndGC(t *testing.T) {
 	if err := revoke(ctx, b, later); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 2*time.Second, "replica a sees the merged subject revocation", func() bool {
+	testwait.Eventually(t, 2*time.Second, "replica a sees the merged subject revocation", func() bool {
 		r, err := a.SubjectRevocation(ctx, "bob")
 		return err == nil && r.At.Equal(later.At) && r.Expires.Equal(subj.Expires)
 	})
@@ -167,14 +155,14 @@ func TestReplicas_ShareRevocationsClaimsAndGC(t *testing.T) {
 	if err := revoke(ctx, a, store.Revocation{SID: "sid-old", At: now.Add(-2 * time.Hour), Expires: now.Add(-time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 2*time.Second, "replica b sees sid-old", func() bool {
+	testwait.Eventually(t, 2*time.Second, "replica b sees sid-old", func() bool {
 		_, err := b.SessionRevocation(ctx, "sid-old")
 		return err == nil
 	})
 	if n, err := b.GC(ctx, now); err != nil || n != 1 {
 		t.Fatalf("GC on b = %d, %v; want 1", n, err)
 	}
-	eventually(t, 2*time.Second, "replica a forgets sid-old", func() bool {
+	testwait.Eventually(t, 2*time.Second, "replica a forgets sid-old", func() bool {
 		_, err := a.SessionRevocation(ctx, "sid-old")
 		return errors.Is(err, store.ErrNotFound)
 	})
@@ -279,13 +267,13 @@ func TestStaleness_FailsClosedWhileEtcdIsFrozenAndRecovers(t *testing.T) {
 	if err := revoke(ctx, b, store.Revocation{SID: "before", At: now, Expires: now.Add(time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 2*time.Second, "a sees the revocation", func() bool {
+	testwait.Eventually(t, 2*time.Second, "a sees the revocation", func() bool {
 		_, err := a.SessionRevocation(ctx, "before")
 		return err == nil
 	})
 	// Quiet for a while: the probes alone keep the index fresh.
 	time.Sleep(2 * maxStale)
-	eventually(t, 5*time.Second, "lookups on a quiet, healthy store", func() bool {
+	testwait.Eventually(t, 5*time.Second, "lookups on a quiet, healthy store", func() bool {
 		_, err := a.SessionRevocation(ctx, "unknown")
 		return errors.Is(err, store.ErrNotFound)
 	})
@@ -294,7 +282,7 @@ func TestStaleness_FailsClosedWhileEtcdIsFrozenAndRecovers(t *testing.T) {
 		t.Fatal(err)
 	}
 	frozen := time.Now()
-	took := eventually(t, maxStale+5*time.Second, "lookups fail closed", func() bool {
+	took := testwait.Eventually(t, maxStale+5*time.Second, "lookups fail closed", func() bool {
 		_, err := a.SessionRevocation(ctx, "unknown")
 		return errors.Is(err, store.ErrUnavailable)
 	})
@@ -324,15 +312,15 @@ func TestStaleness_FailsClosedWhileEtcdIsFrozenAndRecovers(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("frozen for %s", time.Since(frozen).Round(time.Millisecond))
-	took = eventually(t, 10*time.Second, "lookups recover after SIGCONT", func() bool {
+	took = testwait.Eventually(t, 10*time.Second, "lookups recover after SIGCONT", func() bool {
 		_, err := a.SessionRevocation(ctx, "unknown")
 		return errors.Is(err, store.ErrNotFound)
 	})
 	t.Logf("recovered %s after SIGCONT", took)
-	eventually(t, 10*time.Second, "b recovers", func() bool {
+	testwait.Eventually(t, 10*time.Second, "b recovers", func() bool {
 		return revoke(ctx, b, store.Revocation{SID: "after", At: now, Expires: now.Add(time.Hour)}) == nil
 	})
-	eventually(t, 2*time.Second, "a sees a revocation written after the freeze", func() bool {
+	testwait.Eventually(t, 2*time.Second, "a sees a revocation written after the freeze", func() bool {
 		_, err := a.SessionRevocation(ctx, "after")
 		return err == nil
 	})
@@ -360,7 +348,7 @@ func TestStaleness_QuietPrefixFollowsTheClusterThroughItsHeartbeat(t *testing.T)
 		t.Fatal(err)
 	}
 	written := resp.Header.Revision
-	took := eventually(t, 10*time.Second, "the quiet store's watch reaches the revision of writes elsewhere", func() bool {
+	took := testwait.Eventually(t, 10*time.Second, "the quiet store's watch reaches the revision of writes elsewhere", func() bool {
 		return quiet.watchRev.Load() >= written && quiet.Staleness() < maxStale/2
 	})
 	t.Logf("quiet store at revision %d %s after the last write elsewhere", quiet.watchRev.Load(), took.Round(time.Millisecond))
@@ -391,10 +379,10 @@ func TestWatch_ResumesAfterEtcdRestartWithoutRescan(t *testing.T) {
 	if err := m.WaitHealthy(hctx); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 15*time.Second, "b writes after the restart", func() bool {
+	testwait.Eventually(t, 15*time.Second, "b writes after the restart", func() bool {
 		return revoke(ctx, b, store.Revocation{SID: "two", At: now, Expires: now.Add(time.Hour)}) == nil
 	})
-	eventually(t, 5*time.Second, "a sees both revocations", func() bool {
+	testwait.Eventually(t, 5*time.Second, "a sees both revocations", func() bool {
 		_, err1 := a.SessionRevocation(ctx, "one")
 		_, err2 := a.SessionRevocation(ctx, "two")
 		return err1 == nil && err2 == nil
@@ -412,7 +400,7 @@ func TestWatch_ReloadsWhenItsRevisionWasCompacted(t *testing.T) {
 	if err := revoke(ctx, b, store.Revocation{SID: "kept", At: now, Expires: now.Add(time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 2*time.Second, "a sees kept", func() bool {
+	testwait.Eventually(t, 2*time.Second, "a sees kept", func() bool {
 		_, err := a.SessionRevocation(ctx, "kept")
 		return err == nil
 	})
@@ -431,7 +419,7 @@ func TestWatch_ReloadsWhenItsRevisionWasCompacted(t *testing.T) {
 	if w := a.running.Load(); w != nil {
 		w.cancel()
 	}
-	eventually(t, 5*time.Second, "a reloads", func() bool { return a.Reloads() == 2 })
+	testwait.Eventually(t, 5*time.Second, "a reloads", func() bool { return a.Reloads() == 2 })
 	if _, err := a.SessionRevocation(ctx, "ghost"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("after the reload the ghost record is still there: %v", err)
 	}
@@ -441,7 +429,7 @@ func TestWatch_ReloadsWhenItsRevisionWasCompacted(t *testing.T) {
 	if err := revoke(ctx, b, store.Revocation{SID: "new", At: now, Expires: now.Add(time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 2*time.Second, "a follows again after the reload", func() bool {
+	testwait.Eventually(t, 2*time.Second, "a follows again after the reload", func() bool {
 		_, err := a.SessionRevocation(ctx, "new")
 		return err == nil
 	})
@@ -496,7 +484,7 @@ func TestLeases_EtcdForgetsExpiredRecordsWithoutGC(t *testing.T) {
 	if ok, err := s.ClaimJTI(ctx, "short", now.Add(time.Second)); !ok || err != nil {
 		t.Fatalf("ClaimJTI = %v, %v", ok, err)
 	}
-	took := eventually(t, 20*time.Second, "etcd deletes the records when their lease ends", func() bool {
+	took := testwait.Eventually(t, 20*time.Second, "etcd deletes the records when their lease ends", func() bool {
 		st, err := other.Stats(ctx)
 		_, lerr := other.SessionRevocation(ctx, "short")
 		return err == nil && st == (store.Stats{}) && errors.Is(lerr, store.ErrNotFound)
@@ -629,7 +617,7 @@ func TestQuorumLoss_ServesAgainSoonAfterTheLeaderReturns(t *testing.T) {
 			}
 		}
 		for n, s := range stores {
-			eventually(t, DefaultMaxStaleness+5*time.Second, fmt.Sprint("store ", n, " fails closed"), func() bool {
+			testwait.Eventually(t, DefaultMaxStaleness+5*time.Second, fmt.Sprint("store ", n, " fails closed"), func() bool {
 				_, err := s.SessionRevocation(ctx, "unknown")
 				return errors.Is(err, store.ErrUnavailable)
 			})
@@ -649,13 +637,13 @@ func TestQuorumLoss_ServesAgainSoonAfterTheLeaderReturns(t *testing.T) {
 		}
 		leader := time.Since(thawed)
 		sid := fmt.Sprint("after-quorum-", round)
-		eventually(t, 20*time.Second, "a logout is recorded through store 0", func() bool {
+		testwait.Eventually(t, 20*time.Second, "a logout is recorded through store 0", func() bool {
 			now := time.Now()
 			return revoke(ctx, stores[0], store.Revocation{SID: sid, At: now, Expires: now.Add(time.Hour)}) == nil
 		})
 		written := time.Since(thawed)
 		for n, s := range stores[1:] {
-			took := eventually(t, 20*time.Second, fmt.Sprint("store ", n+1, " serves the new logout"), func() bool {
+			took := testwait.Eventually(t, 20*time.Second, fmt.Sprint("store ", n+1, " serves the new logout"), func() bool {
 				_, err := s.SessionRevocation(ctx, sid)
 				return err == nil
 			})

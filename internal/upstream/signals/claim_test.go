@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	"github.com/tokengate/tokengate/internal/testwait"
 )
 
 // TestReceiver_FailedRecordClaimsNothing: the jti of a SET is claimed only with its logout, in
@@ -13,11 +15,11 @@ import (
 func TestReceiver_FailedRecordClaimsNothing(t *testing.T) {
 	tx := newTransmitter(t)
 	f := start(t, tx, nil)
-	eventually(t, "the stream is verified", f.rcv.Verified)
+	testwait.Eventually(t, wait, "the stream is verified", f.rcv.Verified)
 	f.rec.fail.Store(1 << 20)
 	jti := tx.Enqueue(tx.SET(tx.Stream(), "caep/event-type/session-revoked", map[string]any{},
 		sessionSubject(tx.issuer(), "bob", "sid-2")))
-	eventually(t, "recording failed twice", func() bool { return f.rec.fail.Load() < 1<<20-2 })
+	testwait.Eventually(t, wait, "recording failed twice", func() bool { return f.rec.fail.Load() < 1<<20-2 })
 	if st, err := f.st.Stats(context.Background()); err != nil || st.JTIs != 0 || st.Sessions != 0 {
 		t.Fatalf("after failed records the store holds %+v, %v; want no claim and no revocation", st, err)
 	}
@@ -25,7 +27,7 @@ func TestReceiver_FailedRecordClaimsNothing(t *testing.T) {
 		t.Fatal("a SET whose logout was not recorded was acknowledged")
 	}
 	f.rec.fail.Store(0)
-	eventually(t, "the SET is acknowledged after the store recovered", func() bool { acked, _, _ := tx.Outcome(jti); return acked })
+	testwait.Eventually(t, wait, "the SET is acknowledged after the store recovered", func() bool { acked, _, _ := tx.Outcome(jti); return acked })
 	st, err := f.st.Stats(context.Background())
 	if err != nil || st.JTIs != 1 || st.Sessions != 1 {
 		t.Fatalf("after the record the store holds %+v, %v; want the claim and the revocation", st, err)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/tokengate/tokengate/internal/store/bolt"
+	"github.com/tokengate/tokengate/internal/testwait"
 	"github.com/tokengate/tokengate/internal/upstream/signals"
 )
 
@@ -58,7 +59,7 @@ func TestReceiver_RefusesEndpointsOffTheIssuersOrigin(t *testing.T) {
 			if tc.event == "" {
 				tc.event = `"event":"signals_down"`
 			}
-			eventually(t, "the receiver refuses the transmitter", func() bool {
+			testwait.Eventually(t, wait, "the receiver refuses the transmitter", func() bool {
 				for _, l := range strings.Split(f.logs.String(), "\n") {
 					if strings.Contains(l, tc.event) && strings.Contains(l, tc.field) && strings.Contains(l, "origin") {
 						return true
@@ -118,10 +119,10 @@ func TestReceiver_AllowedOriginsAdmitEndpointsElsewhere(t *testing.T) {
 		c.HTTPClient = tx.client()
 		c.AllowedOrigins = []string{strings.ToUpper(other) + "/"} // compared as origins
 	})
-	eventually(t, "the stream is verified", f.rcv.Verified)
+	testwait.Eventually(t, wait, "the stream is verified", f.rcv.Verified)
 	jti := tx.Enqueue(tx.SET(tx.Stream(), "caep/event-type/session-revoked", map[string]any{},
 		sessionSubject(tx.issuer(), "alice", "sid-1")))
-	eventually(t, "the SET is acknowledged", func() bool { acked, _, _ := tx.Outcome(jti); return acked })
+	testwait.Eventually(t, wait, "the SET is acknowledged", func() bool { acked, _, _ := tx.Outcome(jti); return acked })
 	if got := f.rec.recorded(); len(got) != 1 || got[0].SID != "sid-1" {
 		t.Fatalf("recorded %+v", got)
 	}
@@ -156,5 +157,5 @@ func TestReceiver_PlainHTTPOffLoopbackNeedsInsecureHTTP(t *testing.T) {
 	tx := newTransmitter(t)
 	tx.base = "http://kc.example"
 	f := startWith(t, tx, nil, func(c *signals.Config) { c.HTTPClient, c.InsecureHTTP = tx.client(), true })
-	eventually(t, "the stream is verified", f.rcv.Verified)
+	testwait.Eventually(t, wait, "the stream is verified", f.rcv.Verified)
 }

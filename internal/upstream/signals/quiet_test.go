@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tokengate/tokengate/internal/testwait"
 	"github.com/tokengate/tokengate/verifier/secevent"
 )
 
@@ -14,7 +15,7 @@ import (
 func TestReceiver_UndeliveredEventsAreOneInfoLine(t *testing.T) {
 	tx := newTransmitter(t)
 	f := start(t, tx, openStore(t), secevent.EventAccountDisabled, secevent.EventAccountPurged, secevent.EventCredentialCompromise)
-	eventually(t, "the stream is verified", f.rcv.Verified)
+	testwait.Eventually(t, wait, "the stream is verified", f.rcv.Verified)
 	lines := byEvent(t, f, "signals_events_not_delivered")
 	if len(lines) != 1 || lines[0]["level"] != "INFO" || lines[0]["stream"] != tx.Stream() {
 		t.Fatalf("not-delivered lines %v, want one INFO\nlog:\n%s", lines, f.logs)
@@ -29,7 +30,7 @@ func TestReceiver_UndeliveredEventsAreOneInfoLine(t *testing.T) {
 	f.stop()
 
 	g := start(t, newTransmitter(t), openStore(t))
-	eventually(t, "the stream is verified", g.rcv.Verified)
+	testwait.Eventually(t, wait, "the stream is verified", g.rcv.Verified)
 	if l := byEvent(t, g, "signals_events_not_delivered"); len(l) != 0 || strings.Contains(g.logs.String(), `"level":"WARN"`) {
 		t.Errorf("with only session-revoked: %v\nlog:\n%s", l, g.logs)
 	}

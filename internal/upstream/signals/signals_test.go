@@ -21,6 +21,7 @@ import (
 
 	"github.com/tokengate/tokengate/internal/store"
 	"github.com/tokengate/tokengate/internal/store/bolt"
+	"github.com/tokengate/tokengate/internal/testwait"
 	"github.com/tokengate/tokengate/internal/upstream/signals"
 	"github.com/tokengate/tokengate/verifier/secevent"
 )
@@ -123,16 +124,8 @@ func startWith(t *testing.T, tx *transmitter, st *bolt.Store, edit func(*signals
 	return f
 }
 
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second) // generous: the test machine is shared
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting until %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
+// wait bounds every wait for the receiver: generous, the test machine is shared.
+const wait = 15 * time.Second
 
 func sessionSubject(iss, sub, sid string) map[string]any {
 	return map[string]any{"format": "complex",
@@ -147,12 +140,12 @@ func userSubject(iss, sub string) map[string]any {
 func TestReceiver_SessionRevokedIsRecordedThenAcknowledged(t *testing.T) {
 	tx := newTransmitter(t)
 	f := start(t, tx, nil)
-	eventually(t, "the stream is verified", f.rcv.Verified)
+	testwait.Eventually(t, wait, "the stream is verified", f.rcv.Verified)
 	stream := tx.Stream()
 	jti := tx.Enqueue(tx.SET(stream, "caep/event-type/session-revoked",
 		map[string]any{"event_timestamp": time.Now().Unix(), "initiating_entity": "user"},
 		sessionSubject(tx.issuer(), "alice", "sid-1")))
-	eventually(t, "the SET is acknowledged", func() bool { acked, _, _ := tx.Outcome(jti); return acked })
+	testwait.Eventually(t, wait, "the SET is acknowledged", func() bool { acked, _, _ := tx.Outcome(jti); return acked })
 	got, err := f.st.SessionRevocation(context.Background(), "sid-1")
 	if err != nil || got.Sub != "alice" || got.Reason != "ssf:session-revoked" {
 		t.Fatalf("session revocation = %+v, %v", got, err)
@@ -170,7 +163,7 @@ func TestReceiver_SessionRevokedIsRecordedThenAcknowledged(t *testing.T) {
 func TestReceiver_ForgedOrForeignSETsAreRefusedAndChangeNothing(t *testing.T) {
 	tx := newTransmitter(t)
 	f := start(t, tx, nil)
-	eventually(t, "the stream is verified", f.rcv.Verified)
+	testwait.Eventually(t, wait, "the stream is verified", f.rcv.Verified)
 	stream := tx.Stream()
 	other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	base := func() map[string]any {
@@ -203,7 +196,7 @@ func TestReceiver_ForgedOrForeignSETsAreRefusedAndChangeNothing(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			var code string
-			eventually(t, "the SET is answered", func() bool { _, code, _ = tx.Outcome(jtis[c.name]); return code != "" })
+			testwait.Eventually(t, wait, "the SET is answered", func() bool { _, code, _ = tx.Outcome(jtis[c.name]); return code != "" })
 			if code != c.wantErr {
 				t.Errorf("setErrs err = %q, want %q", code, c.wantErr)
 			}
@@ -226,11 +219,11 @@ func TestReceiver_ForgedOrForeignSETsAreRefusedAndChangeNothing(t *testing.T) {
 func TestReceiver_UnrecordedSETIsNotAcknowledgedAndComesAgain(t *testing.T) {
 	tx := newTransmitter(t)
 	f := start(t, tx, nil)
-	eventually(t, "the stream is verified", f.rcv.Verified)
+	testwait.Eventually(t, wait, "the stream is verified", f.rcv.Verified)
 	f.rec.fail.Store(2)
 	jti := tx.Enqueue(tx.SET(tx.Stream(), "caep/event-type/session-revoked", map[string]any{},
 		sessionSubject(tx.issuer(), "bob", "sid-2")))
-	eventually(t, "the SET is acknowledged after the store recovered", func() bool { acked, _, _ := tx.Outcome(jti); return acked })
+	testwait.Eventually(t, wait, "the SET is acknowledged after the store recovered", func() bool { acked, _, _ := tx.Outcome(jti); return acked })
 	if f.rec.fail.Load() >= 0 {
 		t.Fatal("the recorder did not fail first")
 	}
@@ -242,12 +235,12 @@ func TestReceiver_UnrecordedSETIsNotAcknowledgedAndComesAgain(t *testing.T) {
 func TestReceiver_UserEventsRevokeTheSubjectAsOfTheEvent(t *testing.T) {
 	tx := newTransmitter(t)
 	f := start(t, tx, nil, secevent.EventCredentialChange)
-	eventually(t, "the stream is verified", f.rcv.Verified)
+	testwait.Eventually(t, wait, "the stream is verified", f.rcv.Verified)
 	when := time.Now().Add(-10 * time.Second).Truncate(time.Second)
 	jti := tx.Enqueue(tx.SET(tx.Stream(), "caep/event-type/credential-change",
 		map[string]any{"event_timestamp": when.Unix(), "credential_type": "password", "change_type": "update"},
 		userSubject(tx.issuer(), "carol")))
-	eventually(t, "acknowledged", func() bool { acked, _, _ := tx.Outcome(jti); return acked })
+	testwait.Eventually(t, wait, "acknowledged", func() bool { acked, _, _ := tx.Outcome(jti); return acked })
 	got, err := f.st.SubjectRevocation(context.Background(), "carol")
 	if err != nil || !got.At.Equal(when) || got.Reason != "ssf:credential-change" {
 		t.Fatalf("subject revocation = %+v, %v; want At %v", got, err, when)
@@ -257,10 +250,10 @@ func TestReceiver_UserEventsRevokeTheSubjectAsOfTheEvent(t *testing.T) {
 func TestReceiver_CredentialChangeIsIgnoredByDefault(t *testing.T) {
 	tx := newTransmitter(t)
 	f := start(t, tx, nil)
-	eventually(t, "the stream is verified", f.rcv.Verified)
+	testwait.Eventually(t, wait, "the stream is verified", f.rcv.Verified)
 	jti := tx.Enqueue(tx.SET(tx.Stream(), "caep/event-type/credential-change", map[string]any{},
 		userSubject(tx.issuer(), "dave")))
-	eventually(t, "acknowledged", func() bool { acked, _, _ := tx.Outcome(jti); return acked })
+	testwait.Eventually(t, wait, "acknowledged", func() bool { acked, _, _ := tx.Outcome(jti); return acked })
 	if _, err := f.st.SubjectRevocation(context.Background(), "dave"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("credential-change acted on although not configured: %v", err)
 	}
@@ -274,7 +267,7 @@ func TestReceiver_ReusesItsStreamAfterARestartAndRecreatesALostOne(t *testing.T)
 	}
 	t.Cleanup(func() { _ = st.Close() })
 	f := start(t, tx, st)
-	eventually(t, "the stream is verified", f.rcv.Verified)
+	testwait.Eventually(t, wait, "the stream is verified", f.rcv.Verified)
 	first := tx.Stream()
 	f.stop()
 
@@ -283,7 +276,7 @@ func TestReceiver_ReusesItsStreamAfterARestartAndRecreatesALostOne(t *testing.T)
 	jti := tx.Enqueue(tx.SET(first, "caep/event-type/session-revoked", map[string]any{},
 		sessionSubject(tx.issuer(), "erin", "sid-down")))
 	f = start(t, tx, st)
-	eventually(t, "the waiting SET is acknowledged", func() bool { acked, _, _ := tx.Outcome(jti); return acked })
+	testwait.Eventually(t, wait, "the waiting SET is acknowledged", func() bool { acked, _, _ := tx.Outcome(jti); return acked })
 	if _, err := st.SessionRevocation(context.Background(), "sid-down"); err != nil {
 		t.Fatal(err)
 	}
@@ -296,12 +289,12 @@ func TestReceiver_ReusesItsStreamAfterARestartAndRecreatesALostOne(t *testing.T)
 
 	// Keycloak loses the stream: the receiver creates a new one and stores its id.
 	tx.Lose()
-	eventually(t, "a new stream exists", func() bool { s := tx.Stream(); return s != "" && s != first })
-	eventually(t, "the new stream's id is stored", func() bool {
+	testwait.Eventually(t, wait, "a new stream exists", func() bool { s := tx.Stream(); return s != "" && s != first })
+	testwait.Eventually(t, wait, "the new stream's id is stored", func() bool {
 		doc, err := st.ReceiverStream(context.Background())
 		return err == nil && strings.Contains(string(doc), `"`+tx.Stream()+`"`)
 	})
-	eventually(t, "the new stream is verified", f.rcv.Verified)
+	testwait.Eventually(t, wait, "the new stream is verified", f.rcv.Verified)
 	if !strings.Contains(f.logs.String(), "signals_stream_recreated") {
 		t.Error("the lost stream is not logged")
 	}
@@ -313,7 +306,7 @@ func TestReceiver_NoTransmitterDegradesWithALogLineAndAMetric(t *testing.T) {
 	tx.offline = true
 	tx.mu.Unlock()
 	f := start(t, tx, nil)
-	eventually(t, "a failure is counted", func() bool {
+	testwait.Eventually(t, wait, "a failure is counted", func() bool {
 		return metric(t, f.reg, "tokengate_upstream_signals_failures_total") >= 1
 	})
 	if v := metric(t, f.reg, "tokengate_upstream_signals_up"); v != 0 {
@@ -378,7 +371,7 @@ func TestReceiver_CaughtUpAfterTheWaitingLogoutsAreRecorded(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = st.Close() })
 	f := start(t, tx, st)
-	eventually(t, "the stream is verified", f.rcv.Verified)
+	testwait.Eventually(t, wait, "the stream is verified", f.rcv.Verified)
 	f.stop()
 	// Logouts wait in the stream while tokengate is down.
 	for _, sid := range []string{"sid-a", "sid-b", "sid-c"} {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tokengate/tokengate/internal/store/bolt"
+	"github.com/tokengate/tokengate/internal/testwait"
 	"github.com/tokengate/tokengate/verifier/secevent"
 )
 
@@ -72,7 +73,7 @@ func TestReceiver_ReusedStreamIsUpdatedToRequestTheConfiguredEvents(t *testing.T
 	tx := newTransmitter(t)
 	st := openStore(t)
 	f := start(t, tx, st, defaultEvents...)
-	eventually(t, "the stream is verified", f.rcv.Verified)
+	testwait.Eventually(t, wait, "the stream is verified", f.rcv.Verified)
 	stream := tx.Stream()
 	if p := tx.Patches(); len(p) != 0 {
 		t.Fatalf("a created stream was updated: %+v", p)
@@ -83,7 +84,7 @@ func TestReceiver_ReusedStreamIsUpdatedToRequestTheConfiguredEvents(t *testing.T
 	f.stop()
 
 	f = start(t, tx, st, secevent.EventSessionRevoked, secevent.EventCredentialChange)
-	eventually(t, "the stream is verified", f.rcv.Verified)
+	testwait.Eventually(t, wait, "the stream is verified", f.rcv.Verified)
 	tx.mu.Lock()
 	creates := tx.creates
 	tx.mu.Unlock()
@@ -122,7 +123,7 @@ func TestReceiver_ReusedStreamIsUpdatedToRequestTheConfiguredEvents(t *testing.T
 	jti := tx.Enqueue(tx.SET(stream, "caep/event-type/credential-change",
 		map[string]any{"event_timestamp": when.Unix(), "credential_type": "password", "change_type": "update"},
 		userSubject(tx.issuer(), "frank")))
-	eventually(t, "acknowledged", func() bool { acked, _, _ := tx.Outcome(jti); return acked })
+	testwait.Eventually(t, wait, "acknowledged", func() bool { acked, _, _ := tx.Outcome(jti); return acked })
 	if got, err := st.SubjectRevocation(context.Background(), "frank"); err != nil || got.Reason != "ssf:credential-change" {
 		t.Fatalf("subject revocation = %+v, %v", got, err)
 	}
@@ -133,12 +134,12 @@ func TestReceiver_StreamRequestingEveryConfiguredEventIsNotUpdated(t *testing.T)
 	tx := newTransmitter(t)
 	st := openStore(t)
 	f := start(t, tx, st, secevent.EventCredentialChange)
-	eventually(t, "the stream is verified", f.rcv.Verified)
+	testwait.Eventually(t, wait, "the stream is verified", f.rcv.Verified)
 	stream := tx.Stream()
 	f.stop()
 	for _, events := range [][]string{{secevent.EventCredentialChange}, nil} {
 		f = start(t, tx, st, events...)
-		eventually(t, "the stream is verified", f.rcv.Verified)
+		testwait.Eventually(t, wait, "the stream is verified", f.rcv.Verified)
 		f.stop()
 		if p := tx.Patches(); len(p) != 0 {
 			t.Fatalf("events %v: stream updated %+v", events, p)
@@ -158,13 +159,13 @@ func TestReceiver_RefusedStreamUpdateIsLoggedAndTheStreamStillFollowed(t *testin
 	tx := newTransmitter(t)
 	st := openStore(t)
 	f := start(t, tx, st)
-	eventually(t, "the stream is verified", f.rcv.Verified)
+	testwait.Eventually(t, wait, "the stream is verified", f.rcv.Verified)
 	stream := tx.Stream()
 	f.stop()
 
 	tx.RefuseUpdates(403)
 	f = start(t, tx, st, secevent.EventCredentialChange)
-	eventually(t, "the stream is verified", f.rcv.Verified)
+	testwait.Eventually(t, wait, "the stream is verified", f.rcv.Verified)
 	if n := len(tx.Patches()); n != 1 {
 		t.Fatalf("%d stream updates, want 1", n)
 	}
@@ -187,7 +188,7 @@ func TestReceiver_RefusedStreamUpdateIsLoggedAndTheStreamStillFollowed(t *testin
 	// The receiver follows the stream as it is.
 	jti := tx.Enqueue(tx.SET(stream, "caep/event-type/session-revoked", map[string]any{},
 		sessionSubject(tx.issuer(), "gina", "sid-refused")))
-	eventually(t, "acknowledged", func() bool { acked, _, _ := tx.Outcome(jti); return acked })
+	testwait.Eventually(t, wait, "acknowledged", func() bool { acked, _, _ := tx.Outcome(jti); return acked })
 	if _, err := st.SessionRevocation(context.Background(), "sid-refused"); err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/tokengate/tokengate/internal/store"
 	"github.com/tokengate/tokengate/internal/store/bolt"
+	"github.com/tokengate/tokengate/internal/testwait"
 	"github.com/tokengate/tokengate/internal/upstream/signals"
 )
 
@@ -57,11 +58,11 @@ func TestReceiver_EachPollIsASpan(t *testing.T) {
 	go func() { defer close(done); rcv.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
 
-	eventually(t, "the stream is verified", rcv.Verified)
+	testwait.Eventually(t, wait, "the stream is verified", rcv.Verified)
 	jti := tx.Enqueue(tx.SET(tx.Stream(), "caep/event-type/session-revoked",
 		map[string]any{"event_timestamp": time.Now().Unix(), "initiating_entity": "user"},
 		sessionSubject(tx.issuer(), "alice", "sid-traced")))
-	eventually(t, "the SET is acknowledged", func() bool { acked, _, _ := tx.Outcome(jti); return acked })
+	testwait.Eventually(t, wait, "the SET is acknowledged", func() bool { acked, _, _ := tx.Outcome(jti); return acked })
 
 	rec.mu.Lock()
 	within := rec.spans[len(rec.spans)-1]
