@@ -49,6 +49,12 @@ func TestProcess_ReadyOnItsStatusLogsAndStops(t *testing.T) {
 	if err := p.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+	// The second start is ready at once (the server answers 401 by now), maybe before the
+	// shell wrote its line: wait for it, then kill.
+	deadline := time.Now().Add(10 * time.Second)
+	for strings.Count(p.Output(), "started") < 2 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
 	p.Kill()
 	if got := p.Output(); strings.Count(got, "started") != 2 {
 		t.Fatalf("output of two starts = %q", got)
