@@ -156,21 +156,11 @@ func (b *bench) delegation(ctx context.Context, g *gateway) error {
 	if _, err := load(ctx, "delegation warm-up", b.p.renewWorkers, b.p.dur/4, 0, delegate); err != nil {
 		return err
 	}
-	cpu0, err := cpuSeconds(g.Pid())
+	var err error
+	b.res.Delegation, b.res.DelegationServerBusy, b.res.DelegationPerCPUSecond, err = loadOnServer(ctx, g.Pid(),
+		fmt.Sprintf("delegation over HTTP (server on 1 core), c=%d", b.p.renewWorkers), b.p.renewWorkers, b.p.dur, delegate)
 	if err != nil {
 		return err
-	}
-	b.res.Delegation, err = load(ctx, fmt.Sprintf("delegation over HTTP (server on 1 core), c=%d", b.p.renewWorkers), b.p.renewWorkers, b.p.dur, 0, delegate)
-	if err != nil {
-		return err
-	}
-	cpu1, err := cpuSeconds(g.Pid())
-	if err != nil {
-		return err
-	}
-	if used := cpu1 - cpu0; used > 0 {
-		b.res.DelegationServerBusy = used / b.res.Delegation.Seconds
-		b.res.DelegationPerCPUSecond = float64(b.res.Delegation.N) / used
 	}
 	logf("delegation: server core %.0f%% busy, %.0f delegations per server CPU-second (renewal: %.0f)",
 		100*b.res.DelegationServerBusy, b.res.DelegationPerCPUSecond, b.res.RenewalPerCPUSecond)
@@ -257,22 +247,12 @@ func (b *bench) renewal(ctx context.Context, g *gateway) error {
 		func(ctx context.Context, w int) error { return g.renewOK(ctx, rts[w%len(rts)]) }); err != nil {
 		return err
 	}
-	cpu0, err := cpuSeconds(g.Pid())
-	if err != nil {
-		return err
-	}
-	b.res.Renewal, err = load(ctx, fmt.Sprintf("renewal over HTTP (server on 1 core), c=%d", b.p.renewWorkers), b.p.renewWorkers, b.p.dur, 0,
+	var err error
+	b.res.Renewal, b.res.RenewalServerBusy, b.res.RenewalPerCPUSecond, err = loadOnServer(ctx, g.Pid(),
+		fmt.Sprintf("renewal over HTTP (server on 1 core), c=%d", b.p.renewWorkers), b.p.renewWorkers, b.p.dur,
 		func(ctx context.Context, w int) error { return g.renewOK(ctx, rts[w%len(rts)]) })
 	if err != nil {
 		return err
-	}
-	cpu1, err := cpuSeconds(g.Pid())
-	if err != nil {
-		return err
-	}
-	if used := cpu1 - cpu0; used > 0 {
-		b.res.RenewalServerBusy = used / b.res.Renewal.Seconds
-		b.res.RenewalPerCPUSecond = float64(b.res.Renewal.N) / used
 	}
 	logf("renewal: server core %.0f%% busy, %.0f renewals per server CPU-second", 100*b.res.RenewalServerBusy, b.res.RenewalPerCPUSecond)
 	b.res.RawSign, b.res.RawSignPerCPUSecond = rawSign(ctx, b.p.dur)

@@ -1,11 +1,13 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 	"unsafe"
 )
 
@@ -61,4 +63,25 @@ func cpuSeconds(pid int) (float64, error) {
 		return 0, fmt.Errorf("/proc/%d/stat: bad times", pid)
 	}
 	return (ut + st) / clockTicks, nil
+}
+
+// loadOnServer runs load (no rate limit) and reads the server process pid's CPU time around it:
+// busy is the share of one core the server used, perCPU the requests per server CPU-second (0
+// when it used none).
+func loadOnServer(ctx context.Context, pid int, name string, conc int, dur time.Duration, fn func(ctx context.Context, worker int) error) (d Dist, busy, perCPU float64, err error) {
+	cpu0, err := cpuSeconds(pid)
+	if err != nil {
+		return d, 0, 0, err
+	}
+	if d, err = load(ctx, name, conc, dur, 0, fn); err != nil {
+		return d, 0, 0, err
+	}
+	cpu1, err := cpuSeconds(pid)
+	if err != nil {
+		return d, 0, 0, err
+	}
+	if used := cpu1 - cpu0; used > 0 {
+		busy, perCPU = used/d.Seconds, float64(d.N)/used
+	}
+	return d, busy, perCPU, nil
 }
