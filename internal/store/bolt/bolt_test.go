@@ -81,8 +81,8 @@ func TestExpiryIndexMatchesRecords(t *testing.T) {
 	now := time.Now()
 	for i := range 5 {
 		exp := now.Add(time.Duration(i-2) * time.Hour)
-		must(t, revoke(ctx, s, store.Revocation{SID: "sid", At: now, Expires: exp}))
-		must(t, revoke(ctx, s, store.Revocation{Sub: "sub", At: now.Add(time.Duration(i) * time.Minute), Expires: exp}))
+		must(t, storetest.Revoke(ctx, s, store.Revocation{SID: "sid", At: now, Expires: exp}))
+		must(t, storetest.Revoke(ctx, s, store.Revocation{Sub: "sub", At: now.Add(time.Duration(i) * time.Minute), Expires: exp}))
 		if _, err := s.ClaimJTI(ctx, fmt.Sprint("jti-", i%2), exp); err != nil {
 			t.Fatal(err)
 		}
@@ -205,7 +205,7 @@ func BenchmarkRevokeSession(b *testing.B) {
 	i := 0
 	for b.Loop() {
 		r := store.Revocation{SID: fmt.Sprint("sid-", i), Sub: "alice", At: now, Expires: now.Add(time.Hour), Reason: "backchannel"}
-		if err := revoke(ctx, s, r); err != nil {
+		if err := storetest.Revoke(ctx, s, r); err != nil {
 			b.Fatal(err)
 		}
 		i++

@@ -11,6 +11,7 @@ import (
 	"go.etcd.io/bbolt"
 
 	"github.com/tokengate/tokengate/internal/store"
+	"github.com/tokengate/tokengate/internal/store/storetest"
 )
 
 // walked counts the records by visiting every page, as Stats did before it kept counters.
@@ -53,9 +54,9 @@ func TestStats_CountersMatchAFullWalk(t *testing.T) {
 		var err error
 		switch rng.IntN(4) {
 		case 0:
-			err = revoke(ctx, s, store.Revocation{SID: "s" + id, At: now, Expires: exp})
+			err = storetest.Revoke(ctx, s, store.Revocation{SID: "s" + id, At: now, Expires: exp})
 		case 1:
-			err = revoke(ctx, s, store.Revocation{Sub: "u" + id, At: now, Expires: exp})
+			err = storetest.Revoke(ctx, s, store.Revocation{Sub: "u" + id, At: now, Expires: exp})
 		case 2:
 			_, err = s.ClaimJTI(ctx, "j"+id, exp) // expired claims are reclaimed in place
 		case 3:

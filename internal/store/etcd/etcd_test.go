@@ -117,7 +117,7 @@ func TestReplicas_ShareRevocationsClaimsAndGC(t *testing.T) {
 	now := time.Now().UTC().Round(0)
 
 	rev := store.Revocation{SID: "sid-1", Sub: "alice", At: now, Expires: now.Add(time.Hour), Reason: "backchannel"}
-	if err := revoke(ctx, a, rev); err != nil {
+	if err := storetest.Revoke(ctx, a, rev); err != nil {
 		t.Fatal(err)
 	}
 	took := testwait.Eventually(t, 2*time.Second, "replica b sees the session revocation", func() bool {
@@ -132,11 +132,11 @@ func TestReplicas_ShareRevocationsClaimsAndGC(t *testing.T) {
 
 	// b merges into the record a wrote, even before its own index has it.
 	subj := store.Revocation{Sub: "bob", At: now, Expires: now.Add(time.Hour)}
-	if err := revoke(ctx, a, subj); err != nil {
+	if err := storetest.Revoke(ctx, a, subj); err != nil {
 		t.Fatal(err)
 	}
 	later := store.Revocation{Sub: "bob", At: now.Add(time.Minute), Expires: now.Add(30 * time.Minute)}
-	if err := revoke(ctx, b, later); err != nil {
+	if err := storetest.Revoke(ctx, b, later); err != nil {
 		t.Fatal(err)
 	}
 	testwait.Eventually(t, 2*time.Second, "replica a sees the merged subject revocation", func() bool {
@@ -152,7 +152,7 @@ func TestReplicas_ShareRevocationsClaimsAndGC(t *testing.T) {
 	}
 
 	// GC on b removes what a wrote; a's index follows.
-	if err := revoke(ctx, a, store.Revocation{SID: "sid-old", At: now.Add(-2 * time.Hour), Expires: now.Add(-time.Hour)}); err != nil {
+	if err := storetest.Revoke(ctx, a, store.Revocation{SID: "sid-old", At: now.Add(-2 * time.Hour), Expires: now.Add(-time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
 	testwait.Eventually(t, 2*time.Second, "replica b sees sid-old", func() bool {
@@ -264,7 +264,7 @@ func TestStaleness_FailsClosedWhileEtcdIsFrozenAndRecovers(t *testing.T) {
 	b := open(t, Config{Endpoints: c.Endpoints(), Prefix: p, MaxStaleness: maxStale})
 	ctx := context.Background()
 	now := time.Now()
-	if err := revoke(ctx, b, store.Revocation{SID: "before", At: now, Expires: now.Add(time.Hour)}); err != nil {
+	if err := storetest.Revoke(ctx, b, store.Revocation{SID: "before", At: now, Expires: now.Add(time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
 	testwait.Eventually(t, 2*time.Second, "a sees the revocation", func() bool {
@@ -296,7 +296,7 @@ func TestStaleness_FailsClosedWhileEtcdIsFrozenAndRecovers(t *testing.T) {
 	}
 	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	start := time.Now()
-	err := revoke(wctx, a, store.Revocation{SID: "during", At: now, Expires: now.Add(time.Hour)})
+	err := storetest.Revoke(wctx, a, store.Revocation{SID: "during", At: now, Expires: now.Add(time.Hour)})
 	cancel()
 	if !errors.Is(err, store.ErrUnavailable) {
 		t.Errorf("recording a session logout while frozen = %v, want ErrUnavailable", err)
@@ -318,7 +318,7 @@ func TestStaleness_FailsClosedWhileEtcdIsFrozenAndRecovers(t *testing.T) {
 	})
 	t.Logf("recovered %s after SIGCONT", took)
 	testwait.Eventually(t, 10*time.Second, "b recovers", func() bool {
-		return revoke(ctx, b, store.Revocation{SID: "after", At: now, Expires: now.Add(time.Hour)}) == nil
+		return storetest.Revoke(ctx, b, store.Revocation{SID: "after", At: now, Expires: now.Add(time.Hour)}) == nil
 	})
 	testwait.Eventually(t, 2*time.Second, "a sees a revocation written after the freeze", func() bool {
 		_, err := a.SessionRevocation(ctx, "after")
@@ -339,7 +339,7 @@ func TestStaleness_QuietPrefixFollowsTheClusterThroughItsHeartbeat(t *testing.T)
 	ctx := context.Background()
 	for i := range 50 {
 		now := time.Now()
-		if err := revoke(ctx, busy, store.Revocation{SID: fmt.Sprint("busy-", i), At: now, Expires: now.Add(time.Hour)}); err != nil {
+		if err := storetest.Revoke(ctx, busy, store.Revocation{SID: fmt.Sprint("busy-", i), At: now, Expires: now.Add(time.Hour)}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -364,7 +364,7 @@ func TestWatch_ResumesAfterEtcdRestartWithoutRescan(t *testing.T) {
 	b := open(t, Config{Endpoints: c.Endpoints(), Prefix: p, MaxStaleness: 2 * time.Second})
 	ctx := context.Background()
 	now := time.Now()
-	if err := revoke(ctx, b, store.Revocation{SID: "one", At: now, Expires: now.Add(time.Hour)}); err != nil {
+	if err := storetest.Revoke(ctx, b, store.Revocation{SID: "one", At: now, Expires: now.Add(time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
 	m := c.Members[0]
@@ -380,7 +380,7 @@ func TestWatch_ResumesAfterEtcdRestartWithoutRescan(t *testing.T) {
 		t.Fatal(err)
 	}
 	testwait.Eventually(t, 15*time.Second, "b writes after the restart", func() bool {
-		return revoke(ctx, b, store.Revocation{SID: "two", At: now, Expires: now.Add(time.Hour)}) == nil
+		return storetest.Revoke(ctx, b, store.Revocation{SID: "two", At: now, Expires: now.Add(time.Hour)}) == nil
 	})
 	testwait.Eventually(t, 5*time.Second, "a sees both revocations", func() bool {
 		_, err1 := a.SessionRevocation(ctx, "one")
@@ -397,7 +397,7 @@ func TestWatch_ReloadsWhenItsRevisionWasCompacted(t *testing.T) {
 	p := prefix(t)
 	a, b := open(t, Config{Prefix: p}), open(t, Config{Prefix: p})
 	now := time.Now()
-	if err := revoke(ctx, b, store.Revocation{SID: "kept", At: now, Expires: now.Add(time.Hour)}); err != nil {
+	if err := storetest.Revoke(ctx, b, store.Revocation{SID: "kept", At: now, Expires: now.Add(time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
 	testwait.Eventually(t, 2*time.Second, "a sees kept", func() bool {
@@ -426,7 +426,7 @@ func TestWatch_ReloadsWhenItsRevisionWasCompacted(t *testing.T) {
 	if _, err := a.SessionRevocation(ctx, "kept"); err != nil {
 		t.Errorf("after the reload kept is gone: %v", err)
 	}
-	if err := revoke(ctx, b, store.Revocation{SID: "new", At: now, Expires: now.Add(time.Hour)}); err != nil {
+	if err := storetest.Revoke(ctx, b, store.Revocation{SID: "new", At: now, Expires: now.Add(time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
 	testwait.Eventually(t, 2*time.Second, "a follows again after the reload", func() bool {
@@ -441,7 +441,7 @@ func TestLeases_SharedPerBucketAndLongerThanExpiry(t *testing.T) {
 	now := time.Now()
 	for i := range 20 {
 		r := store.Revocation{SID: fmt.Sprint("sid-", i), At: now, Expires: now.Add(time.Hour + time.Duration(i)*time.Second)}
-		if err := revoke(ctx, s, r); err != nil {
+		if err := storetest.Revoke(ctx, s, r); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -478,7 +478,7 @@ func TestLeases_EtcdForgetsExpiredRecordsWithoutGC(t *testing.T) {
 	s.leaseBucket = time.Second // leases end a second or two after Expires+LeaseGrace
 	other := open(t, Config{Prefix: p})
 	now := time.Now()
-	if err := revoke(ctx, s, store.Revocation{SID: "short", At: now, Expires: now}); err != nil {
+	if err := storetest.Revoke(ctx, s, store.Revocation{SID: "short", At: now, Expires: now}); err != nil {
 		t.Fatal(err)
 	}
 	if ok, err := s.ClaimJTI(ctx, "short", now.Add(time.Second)); !ok || err != nil {
@@ -579,7 +579,7 @@ func TestOpen_AnswersNothingUntilTheWatchHasCaughtUp(t *testing.T) {
 		sid := fmt.Sprint("during-start-", i)
 		afterInitialLoad = func() {
 			now := time.Now()
-			if err := revoke(ctx, b, store.Revocation{SID: sid, At: now, Expires: now.Add(time.Hour)}); err != nil {
+			if err := storetest.Revoke(ctx, b, store.Revocation{SID: sid, At: now, Expires: now.Add(time.Hour)}); err != nil {
 				t.Error(err)
 			}
 		}
@@ -639,7 +639,7 @@ func TestQuorumLoss_ServesAgainSoonAfterTheLeaderReturns(t *testing.T) {
 		sid := fmt.Sprint("after-quorum-", round)
 		testwait.Eventually(t, 20*time.Second, "a logout is recorded through store 0", func() bool {
 			now := time.Now()
-			return revoke(ctx, stores[0], store.Revocation{SID: sid, At: now, Expires: now.Add(time.Hour)}) == nil
+			return storetest.Revoke(ctx, stores[0], store.Revocation{SID: sid, At: now, Expires: now.Add(time.Hour)}) == nil
 		})
 		written := time.Since(thawed)
 		for n, s := range stores[1:] {

@@ -203,7 +203,7 @@ func testRecordMerges(t *testing.T, s store.Store) {
 		t.Errorf("subject recorded twice: At=%v, want the latest", got.At)
 	}
 	// An earlier-dated logout of the session, recorded later, moves its At back.
-	mustNil(t, revoke(ctx, s, store.Revocation{SID: "sid-1", At: t0.Add(-time.Minute), Expires: t0}))
+	mustNil(t, Revoke(ctx, s, store.Revocation{SID: "sid-1", At: t0.Add(-time.Minute), Expires: t0}))
 	got, err = s.SessionRevocation(ctx, "sid-1")
 	mustNil(t, err)
 	if !got.At.Equal(t0.Add(-time.Minute)) {

@@ -97,9 +97,9 @@ func RunDurable(t *testing.T, open func(t *testing.T, loc string) store.Store) {
 		sess := store.Revocation{SID: "sid-1", Sub: "alice", At: now, Expires: now.Add(time.Hour), Reason: "backchannel"}
 		subj := store.Revocation{Sub: "bob", At: now, Expires: now.Add(time.Hour), Reason: "admin"}
 		stale := store.Revocation{SID: "sid-stale", At: now.Add(-2 * time.Hour), Expires: now.Add(-time.Hour)}
-		mustNil(t, revoke(ctx, s, sess))
-		mustNil(t, revoke(ctx, s, stale))
-		mustNil(t, revoke(ctx, s, subj))
+		mustNil(t, Revoke(ctx, s, sess))
+		mustNil(t, Revoke(ctx, s, stale))
+		mustNil(t, Revoke(ctx, s, subj))
 		mustClaim(t, s, "jti-1", now.Add(time.Hour), true)
 		mustNil(t, s.UpdateKeys(ctx, func([]byte) ([]byte, error) { return []byte("doc-1"), nil }))
 		mustNil(t, s.Close())
@@ -136,7 +136,7 @@ func testRevokeSessionThenLookup(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	now := clock()
 	want := store.Revocation{SID: "sid-1", Sub: "alice", At: now, Expires: now.Add(time.Hour), Reason: "backchannel"}
-	mustNil(t, revoke(ctx, s, want))
+	mustNil(t, Revoke(ctx, s, want))
 	got, err := s.SessionRevocation(ctx, "sid-1")
 	mustNil(t, err)
 	checkRevocation(t, got, want)
@@ -149,7 +149,7 @@ func testRevokeSubjectThenLookup(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	now := clock()
 	want := store.Revocation{Sub: "alice", At: now, Expires: now.Add(time.Hour), Reason: "admin"}
-	mustNil(t, revoke(ctx, s, want))
+	mustNil(t, Revoke(ctx, s, want))
 	got, err := s.SubjectRevocation(ctx, "alice")
 	mustNil(t, err)
 	checkRevocation(t, got, want)
@@ -177,7 +177,7 @@ func testRevokeAgainMerges(t *testing.T, s store.Store) {
 		lookup func(context.Context, string) (store.Revocation, error)
 		rev    func(id string, at, exp time.Time) store.Revocation
 	}
-	rec := func(ctx context.Context, r store.Revocation) error { return revoke(ctx, s, r) }
+	rec := func(ctx context.Context, r store.Revocation) error { return Revoke(ctx, s, r) }
 	session := kind{rec, s.SessionRevocation, func(id string, at, exp time.Time) store.Revocation {
 		return store.Revocation{SID: id, Sub: "alice", At: at, Expires: exp, Reason: "backchannel"}
 	}}
@@ -376,9 +376,9 @@ func testGCRemovesOnlyExpired(t *testing.T, s store.Store) {
 	for _, r := range records {
 		switch r.kind {
 		case "session":
-			mustNil(t, revoke(ctx, s, store.Revocation{SID: r.name, At: now, Expires: r.expires}))
+			mustNil(t, Revoke(ctx, s, store.Revocation{SID: r.name, At: now, Expires: r.expires}))
 		case "subject":
-			mustNil(t, revoke(ctx, s, store.Revocation{Sub: r.name, At: now, Expires: r.expires}))
+			mustNil(t, Revoke(ctx, s, store.Revocation{Sub: r.name, At: now, Expires: r.expires}))
 		case "jti":
 			mustClaim(t, s, r.name, r.expires, true)
 		}
@@ -423,12 +423,12 @@ func testGCFollowsLatestExpiry(t *testing.T, s store.Store) {
 	now := clock()
 	past, future := now.Add(-time.Hour), now.Add(time.Hour)
 	// Each record is written with one expiry and then with another; the latest one counts.
-	mustNil(t, revoke(ctx, s, store.Revocation{SID: "extended", At: past, Expires: past}))
-	mustNil(t, revoke(ctx, s, store.Revocation{SID: "extended", At: past, Expires: future}))
-	mustNil(t, revoke(ctx, s, store.Revocation{SID: "not-shortened", At: past, Expires: future}))
-	mustNil(t, revoke(ctx, s, store.Revocation{SID: "not-shortened", At: past, Expires: past}))
-	mustNil(t, revoke(ctx, s, store.Revocation{Sub: "extended", At: past, Expires: past}))
-	mustNil(t, revoke(ctx, s, store.Revocation{Sub: "extended", At: now, Expires: future}))
+	mustNil(t, Revoke(ctx, s, store.Revocation{SID: "extended", At: past, Expires: past}))
+	mustNil(t, Revoke(ctx, s, store.Revocation{SID: "extended", At: past, Expires: future}))
+	mustNil(t, Revoke(ctx, s, store.Revocation{SID: "not-shortened", At: past, Expires: future}))
+	mustNil(t, Revoke(ctx, s, store.Revocation{SID: "not-shortened", At: past, Expires: past}))
+	mustNil(t, Revoke(ctx, s, store.Revocation{Sub: "extended", At: past, Expires: past}))
+	mustNil(t, Revoke(ctx, s, store.Revocation{Sub: "extended", At: now, Expires: future}))
 	mustClaim(t, s, "reclaimed", past, true)
 	mustClaim(t, s, "reclaimed", future, true)
 
@@ -452,8 +452,8 @@ func testExpiredVisibleUntilGC(t *testing.T, s store.Store) {
 	now := clock()
 	sess := store.Revocation{SID: "sid-old", Sub: "alice", At: now.Add(-2 * time.Hour), Expires: now.Add(-time.Hour)}
 	subj := store.Revocation{Sub: "alice", At: now.Add(-2 * time.Hour), Expires: now.Add(-time.Hour)}
-	mustNil(t, revoke(ctx, s, sess))
-	mustNil(t, revoke(ctx, s, subj))
+	mustNil(t, Revoke(ctx, s, sess))
+	mustNil(t, Revoke(ctx, s, subj))
 
 	got, err := s.SessionRevocation(ctx, "sid-old")
 	mustNil(t, err)
@@ -473,10 +473,10 @@ func testStatsCountsRecords(t *testing.T, s store.Store) {
 	now := clock()
 	checkStats(t, s, store.Stats{})
 	for i := range 3 {
-		mustNil(t, revoke(ctx, s, store.Revocation{SID: fmt.Sprint("sid-", i), At: now, Expires: now.Add(time.Hour)}))
+		mustNil(t, Revoke(ctx, s, store.Revocation{SID: fmt.Sprint("sid-", i), At: now, Expires: now.Add(time.Hour)}))
 	}
 	for i := range 2 {
-		mustNil(t, revoke(ctx, s, store.Revocation{Sub: fmt.Sprint("sub-", i), At: now, Expires: now.Add(time.Hour)}))
+		mustNil(t, Revoke(ctx, s, store.Revocation{Sub: fmt.Sprint("sub-", i), At: now, Expires: now.Add(time.Hour)}))
 	}
 	for i := range 4 {
 		mustClaim(t, s, fmt.Sprint("jti-", i), now.Add(time.Hour), true)
@@ -528,7 +528,7 @@ func testCancelledContext(t *testing.T, s store.Store) {
 func testClosedIsUnavailable(t *testing.T, s store.Store) {
 	now := clock()
 	rev := store.Revocation{SID: "sid-1", Sub: "alice", At: now, Expires: now.Add(time.Hour)}
-	mustNil(t, revoke(context.Background(), s, rev))
+	mustNil(t, Revoke(context.Background(), s, rev))
 	mustNil(t, s.Close())
 	for name, call := range allCalls(context.Background(), s, rev, now) {
 		t.Run(name, func(t *testing.T) {
@@ -564,10 +564,10 @@ func allCalls(ctx context.Context, s store.Store, rev store.Revocation, now time
 	}
 }
 
-// revoke records r — a session logout when r.SID is set, else a subject-wide one — the way
+// Revoke records r — a session logout when r.SID is set, else a subject-wide one — the way
 // tokengate records every logout, through the event log (RecordRevocation, with a fresh event):
-// the store has no other writer of revocations.
-func revoke(ctx context.Context, s store.Store, r store.Revocation) error {
+// the store has no other writer of revocations. Backends' own tests use it too.
+func Revoke(ctx context.Context, s store.Store, r store.Revocation) error {
 	e := event(r.SID, r.Sub, r.At)
 	e.Revocation = r
 	_, err := s.RecordRevocation(ctx, e)
