@@ -671,3 +671,38 @@ func TestWatch_ProgressNotificationVouchesForNothing(t *testing.T) {
 		t.Fatalf("a progress notification moved the watch revision %d → %d", before, got)
 	}
 }
+
+// TestRecordNew_RecoversFromARevokedLease: a cached lease revoked behind the store's back (by an
+// operator, or etcd's lease checkpointing after a restart) fails the write that uses it once;
+// the store then grants another and writes, the claim of a token's jti included (as ClaimJTI
+// did before the claim became part of the logout's one write).
+func TestRecordNew_RecoversFromARevokedLease(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, Config{Prefix: prefix(t)})
+	now := time.Now()
+	exp := now.Add(time.Hour)
+	first := store.Event{ID: "first", Time: now, Revocation: store.Revocation{SID: "sid-1", At: now, Expires: exp},
+		Claim: store.Claim{JTI: "lt-1", Expires: exp}}
+	if _, o, err := s.RecordNewRevocation(ctx, first); err != nil || o != store.Recorded {
+		t.Fatalf("first write = %v, %v", o, err)
+	}
+	s.leases.mu.Lock()
+	ids := make([]clientv3.LeaseID, 0, len(s.leases.byEnd))
+	for _, id := range s.leases.byEnd {
+		ids = append(ids, id)
+	}
+	s.leases.mu.Unlock()
+	if len(ids) == 0 {
+		t.Fatal("no lease cached after a write")
+	}
+	for _, id := range ids {
+		if _, err := s.cli.Revoke(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	second := store.Event{ID: "second", Time: now, Revocation: store.Revocation{SID: "sid-2", At: now, Expires: exp},
+		Claim: store.Claim{JTI: "lt-2", Expires: exp}}
+	if _, o, err := s.RecordNewRevocation(ctx, second); err != nil || o != store.Recorded {
+		t.Fatalf("write after its lease was revoked = %v, %v; want recorded", o, err)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/tokengate/tokengate/internal/store"
@@ -118,15 +119,17 @@ func (s *Store) record(ctx context.Context, op string, e store.Event, onlyNew bo
 		}
 		cmod = resp.Kvs[0].ModRevision
 	}
+	leaseRetried := false
 	for range maxAttempts {
 		covered := onlyNew && old != nil && store.Covers(*old, r)
 		if covered && !claim {
 			return store.Event{}, store.Covered, nil
 		}
 		var (
-			conds = []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(key), "=", mod)}
-			puts  []clientv3.Op
-			next  = r
+			conds  = []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(key), "=", mod)}
+			puts   []clientv3.Op
+			next   = r
+			leased []clientv3.LeaseID
 		)
 		if !covered {
 			if old != nil {
@@ -145,6 +148,7 @@ func (s *Store) record(ctx context.Context, op string, e store.Event, onlyNew bo
 			if err != nil {
 				return store.Event{}, 0, s.failed(ctx, op, err)
 			}
+			leased = append(leased, lease)
 			conds = append(conds, clientv3.Compare(clientv3.ModRevision(s.seqKey()), "=", cmod))
 			puts = append(puts, clientv3.OpPut(key, string(val), clientv3.WithLease(lease)),
 				clientv3.OpPut(s.seqKey(), strconv.FormatInt(seq+1, 10)),
@@ -155,6 +159,7 @@ func (s *Store) record(ctx context.Context, op string, e store.Event, onlyNew bo
 			if err != nil {
 				return store.Event{}, 0, s.failed(ctx, op, err)
 			}
+			leased = append(leased, lease)
 			conds = append(conds, clientv3.Compare(clientv3.ModRevision(claimKey), "=", claimMod))
 			puts = append(puts, clientv3.OpPut(claimKey, claimVal, clientv3.WithLease(lease)))
 		}
@@ -163,6 +168,13 @@ func (s *Store) record(ctx context.Context, op string, e store.Event, onlyNew bo
 			Else(clientv3.OpGet(key), clientv3.OpGet(s.seqKey()), clientv3.OpGet(claimKeyOr(claimKey, key))).
 			Commit()
 		cancel()
+		if errors.Is(err, rpctypes.ErrLeaseNotFound) && !leaseRetried {
+			leaseRetried = true // a cached lease revoked behind our back: grant others
+			for _, l := range leased {
+				s.dropLease(l)
+			}
+			continue
+		}
 		if err != nil {
 			return store.Event{}, 0, s.failed(ctx, op, err)
 		}
