@@ -40,7 +40,7 @@ func (i *Issuer) record(ctx context.Context, r store.Revocation, logoutToken str
 	e, err := i.store.RecordRevocation(wctx, store.Event{ID: newJTI(), Time: i.cfg.Now(), Revocation: r})
 	cancel()
 	if err != nil {
-		i.holdUnwritten(ctx, r, logoutToken, err)
+		i.holdUnwritten(ctx, r, logoutToken, store.Claim{}, err)
 		return unavailable("revocation could not be recorded", err)
 	}
 	i.pending.written(r)
@@ -58,15 +58,17 @@ func (i *Issuer) record(ctx context.Context, r store.Revocation, logoutToken str
 // with nothing written; a write that fails claims nothing, so the SET may come again.
 func (i *Issuer) recordNew(ctx context.Context, r store.Revocation, c store.Claim) (bool, error) {
 	wctx, cancel := context.WithTimeout(ctx, i.cfg.WriteTimeout)
-	e, recorded, err := i.store.RecordNewRevocation(wctx, store.Event{ID: newJTI(), Time: i.cfg.Now(), Revocation: r, Claim: c})
+	e, o, err := i.store.RecordNewRevocation(wctx, store.Event{ID: newJTI(), Time: i.cfg.Now(), Revocation: r, Claim: c})
 	cancel()
 	if err != nil {
-		i.holdUnwritten(ctx, r, "", err)
+		i.holdUnwritten(ctx, r, "", store.Claim{}, err)
 		return false, unavailable("revocation could not be recorded", err)
 	}
-	i.pending.written(r)
+	if o != store.Replayed {
+		i.pending.written(r)
+	}
 	source, _, _ := strings.Cut(r.Reason, ":")
-	if !recorded {
+	if o != store.Recorded {
 		i.cfg.Metrics.Logout(source, "duplicate", "")
 		return false, nil
 	}

@@ -41,17 +41,18 @@ const (
 )
 
 // Store is what the issuer needs from storage. Every logout — back-channel, recheck, RFC 7009
-// revoke or admin — is written by RecordRevocation: the revocation and its event in one
-// transaction, so a logout acknowledged to its caller can never lose its event to a crash.
+// revoke or admin — is written by RecordRevocation or RecordNewRevocation: the revocation and
+// its event (and the claim of the jti that carried it) in one transaction, so a logout
+// acknowledged to its caller can never lose its event to a crash.
 type Store interface {
 	RecordRevocation(ctx context.Context, e store.Event) (store.Event, error)
 	// RecordNewRevocation is RecordRevocation unless a stored revocation already covers the
-	// event's (then nothing is written and it reports false): how a logout that reaches
-	// tokengate by two channels is recorded once.
-	RecordNewRevocation(ctx context.Context, e store.Event) (store.Event, bool, error)
+	// event's (then nothing is written: store.Covered): how a logout that reaches tokengate by
+	// two channels is recorded once. It claims the jti of the token that carried the logout
+	// (e.Claim) in the same transaction; a jti claimed before writes nothing (store.Replayed).
+	RecordNewRevocation(ctx context.Context, e store.Event) (store.Event, store.Outcome, error)
 	SessionRevocation(ctx context.Context, sid string) (store.Revocation, error)
 	SubjectRevocation(ctx context.Context, sub string) (store.Revocation, error)
-	ClaimJTI(ctx context.Context, jti string, expires time.Time) (bool, error)
 }
 
 // Keys signs internal tokens and seals refresh tokens.

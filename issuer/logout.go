@@ -13,7 +13,8 @@ import (
 const maxLogoutAge = 5 * time.Minute
 
 // RecordLogout verifies an OIDC Back-Channel Logout token and durably records the logout it
-// carries before returning. A replayed jti is refused.
+// carries, with the claim of the token's jti in the same store transaction, before returning.
+// A replayed jti (claimed before, so its logout is on record) is refused.
 func (i *Issuer) RecordLogout(ctx context.Context, raw string) (_ store.Revocation, err error) {
 	ctx, span := i.startSpan(ctx, "issuer.RecordLogout", Client{})
 	defer func() { endSpan(span, err) }()
@@ -45,45 +46,33 @@ func (i *Issuer) RecordLogout(ctx context.Context, raw string) (_ store.Revocati
 		// Refuse what was issued up to the logout itself; a later login stays valid.
 		r.At = lt.IssuedAt
 	}
-	// The store's work for this logout shares one bound: a store that cannot commit (disk
-	// full, etcd without quorum) is answered 503 promptly, never holding the provider's call,
-	// and the logout is held in memory (refused here at once, written when the store can).
+	// The logout and the claim of its token's jti are one store transaction, bounded: a store
+	// that cannot commit (disk full, etcd without quorum) is answered 503 promptly, never
+	// holding the provider's call, and the logout is held in memory (refused here at once,
+	// written — its jti claimed — when the store can). A jti is claimed only with its logout,
+	// so a claimed one is a replay; a logout Keycloak also signalled on its Shared Signals
+	// stream may be on record already: then only the jti is claimed, nothing is put on the feed
+	// again, but the relay still forwards the token (the BFF needs it to end its own session).
+	claim := store.Claim{JTI: lt.JTI, Expires: replayUntil.Add(i.cfg.Skew)}
 	wctx, cancel := context.WithTimeout(ctx, i.cfg.WriteTimeout)
-	defer cancel()
-	fresh, err := i.store.ClaimJTI(wctx, lt.JTI, replayUntil.Add(i.cfg.Skew))
+	e, o, err := i.store.RecordNewRevocation(wctx, store.Event{ID: newJTI(), Time: now, Revocation: r, Claim: claim})
+	cancel()
 	if err != nil {
-		i.holdUnwritten(ctx, r, raw, err)
-		return store.Revocation{}, unavailable("replay state is unknown", err)
-	}
-	if !fresh {
-		// The jti was claimed before. If that delivery's logout is on record this is a replay;
-		// if not, recording failed after the claim (503 to the sender) and this is its retry.
-		recorded, err := i.alreadyRecorded(wctx, r)
-		if err != nil {
-			i.holdUnwritten(ctx, r, raw, err)
-			return store.Revocation{}, err
-		}
-		if recorded {
-			i.log.WarnContext(ctx, "logout refused", "event", "logout_refused", "reason", "replayed jti", "jti", lt.JTI)
-			i.cfg.Metrics.Logout("backchannel", "refused", "replay")
-			return store.Revocation{}, invalidRequest("logout_token was already used", nil)
-		}
-	}
-	// A logout Keycloak also signalled on its Shared Signals stream may be on record already:
-	// then it is not recorded (nor put on the feed) again, but the relay still forwards the
-	// token (the BFF needs it to end its own session).
-	e, recorded, err := i.store.RecordNewRevocation(wctx, store.Event{ID: newJTI(), Time: now, Revocation: r})
-	if err != nil {
-		i.holdUnwritten(ctx, r, raw, err)
+		i.holdUnwritten(ctx, r, raw, claim, err)
 		return store.Revocation{}, unavailable("revocation could not be recorded", err)
+	}
+	if o == store.Replayed {
+		i.log.WarnContext(ctx, "logout refused", "event", "logout_refused", "reason", "replayed jti", "jti", lt.JTI)
+		i.cfg.Metrics.Logout("backchannel", "refused", "replay")
+		return store.Revocation{}, invalidRequest("logout_token was already used", nil)
 	}
 	i.pending.written(r)
 	msg, result := "logout recorded", "recorded"
-	if !recorded {
+	if o == store.Covered {
 		msg, result = "logout already on record", "duplicate"
 	}
 	i.cfg.Metrics.Logout("backchannel", result, "")
-	if recorded {
+	if o == store.Recorded {
 		i.publish.Recorded(e, raw)
 	} else {
 		i.publish.AlreadyRecorded(raw)
@@ -128,25 +117,4 @@ func (i *Issuer) RecordUpstreamSET(ctx context.Context, c store.Claim, r store.R
 		r.Expires = i.ownRevocationExpiry(now)
 	}
 	return i.recordNew(ctx, r, c)
-}
-
-// alreadyRecorded reports whether the logout r describes is already on record (a session logout
-// of r.SID, or a subject-wide one of r.Sub at or after r.At).
-func (i *Issuer) alreadyRecorded(ctx context.Context, r store.Revocation) (bool, error) {
-	var (
-		got store.Revocation
-		err error
-	)
-	if r.SID != "" {
-		got, err = i.store.SessionRevocation(ctx, r.SID)
-	} else {
-		got, err = i.store.SubjectRevocation(ctx, r.Sub)
-	}
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		return false, nil
-	case err != nil:
-		return false, unavailable("revocation state is unknown", err)
-	}
-	return r.SID != "" || !got.At.Before(r.At), nil
 }

@@ -12,7 +12,8 @@ import (
 	"github.com/tokengate/tokengate/issuer"
 )
 
-// flakyStore fails the next revocation write when failNext is set, after the jti was claimed.
+// flakyStore fails the next revocation write when failNext is set: nothing of it is written,
+// neither the revocation nor the claim of its jti.
 type flakyStore struct {
 	*bolt.Store
 	failNext atomic.Bool
@@ -25,9 +26,9 @@ func (f *flakyStore) RecordRevocation(ctx context.Context, e store.Event) (store
 	return f.Store.RecordRevocation(ctx, e)
 }
 
-func (f *flakyStore) RecordNewRevocation(ctx context.Context, e store.Event) (store.Event, bool, error) {
+func (f *flakyStore) RecordNewRevocation(ctx context.Context, e store.Event) (store.Event, store.Outcome, error) {
 	if f.failNext.CompareAndSwap(true, false) {
-		return store.Event{}, false, store.ErrUnavailable
+		return store.Event{}, 0, store.ErrUnavailable
 	}
 	return f.Store.RecordNewRevocation(ctx, e)
 }
@@ -53,6 +54,52 @@ func TestRecordLogout_RetryAfterAFailedRecordIsAcceptedReplayIsNot(t *testing.T)
 			}
 			if _, err := is.RecordLogout(context.Background(), lt); !errors.As(err, &oe) || oe.Code != issuer.CodeInvalidRequest {
 				t.Fatalf("a replay of a recorded logout must be refused: %v", err)
+			}
+		})
+	}
+}
+
+// TestRecordLogout_RetryOfALogoutTheStreamRecordedMeanwhileIsRelayed: a logout whose first
+// write fails leaves nothing behind, neither the logout nor its token's jti. If Keycloak's
+// Shared Signals stream records the same logout before the token comes again, the retry is not
+// a replay: it is answered 200 and its token relayed (nothing new for the feed), and its jti is
+// claimed then, so a replay afterwards is refused. (Before, the failed delivery had claimed the
+// jti in a write of its own, and the retry, finding the logout on record, was refused as a
+// replay: 400 to a logout that was never acknowledged, and the token not relayed.)
+func TestRecordLogout_RetryOfALogoutTheStreamRecordedMeanwhileIsRelayed(t *testing.T) {
+	cases := []struct{ name, sub, sid, reason string }{
+		{"session logout", "mia", "sid-both", "ssf:session-revoked"},
+		{"subject-wide logout", "noah", "", "ssf:credential-change"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			ctx := context.Background()
+			st := &flakyStore{}
+			f := newFixture(t, onStore(func(b *bolt.Store) issuer.Store { st.Store = b; return st }))
+			lt := f.realm.LogoutToken(c.sub, c.sid)
+			st.failNext.Store(true)
+			_, err := f.is.RecordLogout(ctx, lt)
+			wantCode(t, "first delivery with a failing store", err, issuer.CodeTemporarilyUnavailable)
+
+			f.clock.Advance(time.Second)
+			if ok, err := f.is.RecordUpstreamLogout(ctx, store.Revocation{SID: c.sid, Sub: c.sub, At: f.clock.Now(), Reason: c.reason}); err != nil || !ok {
+				t.Fatalf("RecordUpstreamLogout = %v, %v", ok, err)
+			}
+			if _, err := f.is.RecordLogout(ctx, lt); err != nil {
+				t.Fatalf("the retry of a logout the stream recorded meanwhile = %v, want it accepted", err)
+			}
+			_, err = f.is.RecordLogout(ctx, lt)
+			wantCode(t, "a replay afterwards", err, issuer.CodeInvalidRequest)
+
+			evs, _ := f.pub.snapshot()
+			if len(evs) != 1 || evs[0].Revocation.Reason != c.reason {
+				t.Errorf("published %+v, want the stream's logout only", evs)
+			}
+			f.pub.mu.Lock()
+			already := append([]string(nil), f.pub.already...)
+			f.pub.mu.Unlock()
+			if len(already) != 1 || already[0] != lt {
+				t.Errorf("relayed %d tokens as already recorded, want the retried one once", len(already))
 			}
 		})
 	}

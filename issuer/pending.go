@@ -15,8 +15,9 @@ import (
 // DefaultMaxPending bounds the revocations held in memory while the store cannot write them.
 const DefaultMaxPending = 65_536
 
-// DefaultWriteTimeout bounds the store writes of one logout (claiming the logout token's jti and
-// recording the revocation): past it the caller gets 503 and the revocation is held in memory.
+// DefaultWriteTimeout bounds the store write of one logout (the revocation with the claim of the
+// logout token's jti, one transaction): past it the caller gets 503 and the revocation is held
+// in memory.
 const DefaultWriteTimeout = time.Second
 
 // ErrNotWritable is returned (wrapped) by Writable while revocations wait to be written.
@@ -39,9 +40,10 @@ type pendingRevocations struct {
 // pendingEntry is one revocation waiting to be written.
 type pendingEntry struct {
 	r     store.Revocation
-	token string    // the back-channel logout token behind r, relayed once r is written
-	since time.Time // when it was first held
-	ver   uint64    // changes whenever r is merged with a newer delivery
+	token string      // the back-channel logout token behind r, relayed once r is written
+	claim store.Claim // the claim of token's jti, written with r
+	since time.Time   // when it was first held
+	ver   uint64      // changes whenever r is merged with a newer delivery
 }
 
 func newPending(max int) *pendingRevocations {
@@ -56,9 +58,10 @@ func pendingKey(r store.Revocation) string {
 	return "u:" + r.Sub
 }
 
-// hold adds r (merged with a held revocation of the same key). It reports false, holding
-// nothing, when the bound is reached.
-func (p *pendingRevocations) hold(r store.Revocation, token string, now time.Time) bool {
+// hold adds r (merged with a held revocation of the same key), with the back-channel logout
+// token behind it and the claim of its jti, if any: an entry keeps those of its latest delivery.
+// It reports false, holding nothing, when the bound is reached.
+func (p *pendingRevocations) hold(r store.Revocation, token string, c store.Claim, now time.Time) bool {
 	k := pendingKey(r)
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -70,7 +73,7 @@ func (p *pendingRevocations) hold(r store.Revocation, token string, now time.Tim
 			e.r = store.MergeSubject(e.r, r)
 		}
 		if token != "" {
-			e.token = token
+			e.token, e.claim = token, c
 		}
 		e.ver = p.seq
 		return true
@@ -78,7 +81,7 @@ func (p *pendingRevocations) hold(r store.Revocation, token string, now time.Tim
 	if len(p.byKey) >= p.max {
 		return false
 	}
-	p.byKey[k] = &pendingEntry{r: r, token: token, since: now, ver: p.seq}
+	p.byKey[k] = &pendingEntry{r: r, token: token, claim: c, since: now, ver: p.seq}
 	p.count.Store(int64(len(p.byKey)))
 	return true
 }
@@ -147,11 +150,12 @@ func (p *pendingRevocations) done(e pendingEntry) {
 }
 
 // holdUnwritten keeps r, which the store failed to write (err), in memory: refused here at once,
-// written by FlushPending. The caller answers 503 either way: the logout is not acknowledged
-// until it is durable.
-func (i *Issuer) holdUnwritten(ctx context.Context, r store.Revocation, token string, err error) {
+// written by FlushPending, with c, the claim of the jti of the back-channel logout token behind
+// it (zero for every other source). The caller answers 503 either way: the logout is not
+// acknowledged until it is durable.
+func (i *Issuer) holdUnwritten(ctx context.Context, r store.Revocation, token string, c store.Claim, err error) {
 	source, _, _ := strings.Cut(r.Reason, ":")
-	if !i.pending.hold(r, token, i.cfg.Now()) {
+	if !i.pending.hold(r, token, c, i.cfg.Now()) {
 		i.cfg.Metrics.Logout(source, "error", "pending_full")
 		i.log.ErrorContext(ctx, "revocation could not be written and the pending queue is full: it is not enforced",
 			"event", "logout_lost", "reason", r.Reason, "sid", r.SID, "sub", r.Sub, "pending", i.pending.count.Load(),
@@ -178,25 +182,25 @@ func (i *Issuer) Writable() error {
 }
 
 // FlushPending writes the revocations held in memory, oldest first, each with its event (unless
-// the store already covers it: a write that timed out may have landed), and tells the
-// publisher. It stops at the first failure and reports how many remain.
+// the store already covers it: a write that timed out may have landed) and, for a back-channel
+// logout, the claim of its token's jti in the same transaction, so a replay of that token is
+// refused afterwards; then it tells the publisher. It stops at the first failure and reports
+// how many remain.
 func (i *Issuer) FlushPending(ctx context.Context) (int, error) {
 	for _, e := range i.pending.snapshot() {
-		wctx, cancel := context.WithTimeout(ctx, i.cfg.WriteTimeout)
-		ev, recorded, err := i.store.RecordNewRevocation(wctx, store.Event{ID: newJTI(), Time: i.cfg.Now(), Revocation: e.r})
-		cancel()
+		ev, o, err := i.flushOne(ctx, e)
 		if err != nil {
 			return i.PendingWrites(), err
 		}
 		i.pending.done(e)
 		source, _, _ := strings.Cut(e.r.Reason, ":")
 		result := "recorded"
-		if !recorded {
+		if o != store.Recorded {
 			result = "duplicate"
 		}
 		i.cfg.Metrics.Logout(source, result, "")
 		switch {
-		case recorded:
+		case o == store.Recorded:
 			i.publish.Recorded(ev, e.token)
 		case e.token != "":
 			i.publish.AlreadyRecorded(e.token)
@@ -205,6 +209,22 @@ func (i *Issuer) FlushPending(ctx context.Context) (int, error) {
 			"sid", e.r.SID, "sub", e.r.Sub, "waited", i.cfg.Now().Sub(e.since).Round(time.Millisecond).String())
 	}
 	return i.PendingWrites(), nil
+}
+
+// flushOne writes the held entry e with its claim. A claim found taken (the token's retry was
+// recorded meanwhile, by this process or another) wrote nothing, so e is written again without
+// it: a held revocation is always written.
+func (i *Issuer) flushOne(ctx context.Context, e pendingEntry) (store.Event, store.Outcome, error) {
+	write := func(c store.Claim) (store.Event, store.Outcome, error) {
+		wctx, cancel := context.WithTimeout(ctx, i.cfg.WriteTimeout)
+		defer cancel()
+		return i.store.RecordNewRevocation(wctx, store.Event{ID: newJTI(), Time: i.cfg.Now(), Revocation: e.r, Claim: c})
+	}
+	ev, o, err := write(e.claim)
+	if err == nil && o == store.Replayed {
+		ev, o, err = write(store.Claim{})
+	}
+	return ev, o, err
 }
 
 // RunPendingWrites calls FlushPending every interval while revocations wait, until ctx ends.

@@ -2,8 +2,11 @@ package issuer_test
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -37,13 +40,6 @@ func (s *unwritableStore) fail(ctx context.Context) error {
 	return nil
 }
 
-func (s *unwritableStore) ClaimJTI(ctx context.Context, jti string, exp time.Time) (bool, error) {
-	if err := s.fail(ctx); err != nil {
-		return false, err
-	}
-	return s.Store.ClaimJTI(ctx, jti, exp)
-}
-
 func (s *unwritableStore) RecordRevocation(ctx context.Context, e store.Event) (store.Event, error) {
 	if err := s.fail(ctx); err != nil {
 		return store.Event{}, err
@@ -51,9 +47,9 @@ func (s *unwritableStore) RecordRevocation(ctx context.Context, e store.Event) (
 	return s.Store.RecordRevocation(ctx, e)
 }
 
-func (s *unwritableStore) RecordNewRevocation(ctx context.Context, e store.Event) (store.Event, bool, error) {
+func (s *unwritableStore) RecordNewRevocation(ctx context.Context, e store.Event) (store.Event, store.Outcome, error) {
 	if err := s.fail(ctx); err != nil {
-		return store.Event{}, false, err
+		return store.Event{}, 0, err
 	}
 	return s.Store.RecordNewRevocation(ctx, e)
 }
@@ -211,4 +207,91 @@ func TestUnwritableStore_LogoutAnswersWithinWriteTimeout(t *testing.T) {
 	}
 	_, err = f.renew(r.RefreshToken)
 	wantCode(t, "renewal of the session whose logout could not be committed", err, issuer.CodeInvalidGrant)
+}
+
+// logoutJTI returns the jti of logout token lt.
+func logoutJTI(t *testing.T, lt string) string {
+	t.Helper()
+	parts := strings.Split(lt, ".")
+	if len(parts) != 3 {
+		t.Fatalf("logout token has %d parts", len(parts))
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c struct {
+		JTI string `json:"jti"`
+	}
+	if err := json.Unmarshal(payload, &c); err != nil || c.JTI == "" {
+		t.Fatalf("logout token jti: %q, %v", c.JTI, err)
+	}
+	return c.JTI
+}
+
+// TestUnwritableStore_HeldLogoutClaimsItsJTIWhenWritten: a back-channel logout the store could
+// not write is held in memory, its token's jti unclaimed (the write claims nothing); when the
+// held logout is written, its jti is claimed in the same transaction, so the token delivered
+// again afterwards is refused as already used, and nothing more is published. (Before, the
+// held logout was written without its claim and a replay afterwards was accepted.)
+func TestUnwritableStore_HeldLogoutClaimsItsJTIWhenWritten(t *testing.T) {
+	for _, c := range []struct{ name, sub, sid string }{
+		{"session logout", "mia", "sid-held"},
+		{"subject-wide logout", "noah", ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			f, st := unwritableFixture(t)
+			ctx := context.Background()
+			lt := f.realm.LogoutToken(c.sub, c.sid)
+			st.full.Store(true)
+			_, err := f.is.RecordLogout(ctx, lt)
+			wantCode(t, "logout on a full disk", err, issuer.CodeTemporarilyUnavailable)
+			st.full.Store(false)
+			if n, err := f.is.FlushPending(ctx); err != nil || n != 0 {
+				t.Fatalf("FlushPending = %d, %v; want 0, nil", n, err)
+			}
+			_, err = f.is.RecordLogout(ctx, lt)
+			wantCode(t, "the held logout's token after it was written", err, issuer.CodeInvalidRequest)
+			evs, tokens := f.pub.snapshot()
+			var logouts int
+			for i, e := range evs {
+				if e.Revocation.Reason == "backchannel" {
+					logouts++
+					if tokens[i] != lt {
+						t.Errorf("the held logout was published without its token")
+					}
+				}
+			}
+			if logouts != 1 {
+				t.Errorf("published %d back-channel logouts, want the held one once", logouts)
+			}
+		})
+	}
+}
+
+// TestUnwritableStore_HeldLogoutIsWrittenThoughItsJTIWasTaken: a held logout whose token's jti
+// was claimed meanwhile (its retry recorded by another replica sharing the store) is still
+// written when the store accepts writes: the claim taken writes nothing, so the flush writes the
+// revocation again without it. The held revocation is never dropped for its claim.
+func TestUnwritableStore_HeldLogoutIsWrittenThoughItsJTIWasTaken(t *testing.T) {
+	f, st := unwritableFixture(t)
+	ctx := context.Background()
+	lt := f.realm.LogoutToken("olga", "sid-taken")
+	st.full.Store(true)
+	_, err := f.is.RecordLogout(ctx, lt)
+	wantCode(t, "logout on a full disk", err, issuer.CodeTemporarilyUnavailable)
+	// Another replica records a logout of another session with this token's jti.
+	other := store.Event{ID: "other-replica", Time: time.Now(), Revocation: store.Revocation{
+		SID: "sid-elsewhere", Sub: "olga", At: time.Now(), Expires: time.Now().Add(time.Hour), Reason: "backchannel"},
+		Claim: store.Claim{JTI: logoutJTI(t, lt), Expires: time.Now().Add(time.Hour)}}
+	if _, o, err := f.store.RecordNewRevocation(ctx, other); err != nil || o != store.Recorded {
+		t.Fatalf("the other replica's write = %v, %v", o, err)
+	}
+	st.full.Store(false)
+	if n, err := f.is.FlushPending(ctx); err != nil || n != 0 {
+		t.Fatalf("FlushPending = %d, %v; want 0, nil", n, err)
+	}
+	if _, err := f.store.SessionRevocation(ctx, "sid-taken"); err != nil {
+		t.Errorf("the held logout is not on record after the flush: %v", err)
+	}
 }

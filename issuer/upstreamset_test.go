@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/tokengate/tokengate/internal/store"
+	"github.com/tokengate/tokengate/internal/store/storetest"
 )
 
 // TestRecordUpstreamSET_ClaimsTheJTIWithTheRecord: a logout carried by a Shared Signals SET is
@@ -21,7 +22,7 @@ func TestRecordUpstreamSET_ClaimsTheJTIWithTheRecord(t *testing.T) {
 	if err != nil || !ok {
 		t.Fatalf("RecordUpstreamSET = %v, %v; want recorded", ok, err)
 	}
-	if fresh, err := f.store.ClaimJTI(ctx, "ssf:set-1", now.Add(time.Hour)); err != nil || fresh {
+	if fresh, err := storetest.ClaimJTI(ctx, f.store, "ssf:set-1", now.Add(time.Hour)); err != nil || fresh {
 		t.Fatalf("the SET's jti is not claimed by the record: ClaimJTI = %v, %v", fresh, err)
 	}
 	// Replayed: the jti is claimed, so the logout it carries now is not recorded.
@@ -40,7 +41,7 @@ func TestRecordUpstreamSET_ClaimsTheJTIWithTheRecord(t *testing.T) {
 	if err != nil || ok {
 		t.Fatalf("covered RecordUpstreamSET = %v, %v; want not recorded", ok, err)
 	}
-	if fresh, err := f.store.ClaimJTI(ctx, "ssf:set-3", now.Add(time.Hour)); err != nil || fresh {
+	if fresh, err := storetest.ClaimJTI(ctx, f.store, "ssf:set-3", now.Add(time.Hour)); err != nil || fresh {
 		t.Fatalf("a covered SET's jti is not claimed: ClaimJTI = %v, %v", fresh, err)
 	}
 	if evs, _ := f.pub.snapshot(); len(evs) != 2 {

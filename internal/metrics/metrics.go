@@ -182,16 +182,11 @@ func (s *InstrumentedStore) RecordRevocation(ctx context.Context, e store.Event)
 	return s.Store.RecordRevocation(ctx, e)
 }
 
-// RecordNewRevocation times the wrapped call as op "record_revocation".
-func (s *InstrumentedStore) RecordNewRevocation(ctx context.Context, e store.Event) (store.Event, bool, error) {
+// RecordNewRevocation times the wrapped call as op "record_revocation" (with the claim of the
+// jti of the token that carried the logout, when it has one).
+func (s *InstrumentedStore) RecordNewRevocation(ctx context.Context, e store.Event) (store.Event, store.Outcome, error) {
 	defer s.m.storeCommit("record_revocation", time.Now())
 	return s.Store.RecordNewRevocation(ctx, e)
-}
-
-// ClaimJTI times the wrapped call.
-func (s *InstrumentedStore) ClaimJTI(ctx context.Context, jti string, expires time.Time) (bool, error) {
-	defer s.m.storeCommit("claim_jti", time.Now())
-	return s.Store.ClaimJTI(ctx, jti, expires)
 }
 
 // UpdateKeys times the wrapped call.

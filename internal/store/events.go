@@ -30,8 +30,9 @@ type Event struct {
 	Claim Claim `json:"-"`
 }
 
-// Claim is a one-time identifier — the jti of the Security Event Token that carried a logout —
-// claimed until Expires, like ClaimJTI, together with the revocation it carried.
+// Claim is a one-time identifier — the jti of the Security Event Token or of the back-channel
+// logout token that carried a logout — claimed until Expires, together with the revocation it
+// carried (RecordNewRevocation): a claimed jti always has its logout on record.
 type Claim struct {
 	// JTI is the identifier claimed; empty: no claim.
 	JTI string
@@ -58,6 +59,33 @@ func (e Event) Check() error {
 	return nil
 }
 
+// Outcome says what RecordNewRevocation wrote. It is zero when the call failed.
+type Outcome uint8
+
+const (
+	// Recorded: the revocation and its event were written (and the claim, if any).
+	Recorded Outcome = iota + 1
+	// Covered: a stored revocation already covers the event's, so no revocation and no event
+	// were written; the claim, if any, was (the logout came by another channel first).
+	Covered
+	// Replayed: the event's jti was claimed before and its claim has not expired; nothing at
+	// all was written.
+	Replayed
+)
+
+// String names o for logs, metrics and spans: recorded, covered, replayed (failed when zero).
+func (o Outcome) String() string {
+	switch o {
+	case Recorded:
+		return "recorded"
+	case Covered:
+		return "covered"
+	case Replayed:
+		return "replayed"
+	}
+	return "failed"
+}
+
 // ErrClaimNeedsNew is returned by RecordRevocation for an event that carries a Claim: only
 // RecordNewRevocation claims.
 var ErrClaimNeedsNew = errors.New("only RecordNewRevocation claims a jti")
@@ -72,17 +100,18 @@ type EventLog interface {
 	// key event (KeyRevoked set, Revocation zero) is only appended. It returns e with Seq set.
 	// An event with a Claim is refused with an error wrapping ErrClaimNeedsNew.
 	RecordRevocation(ctx context.Context, e Event) (Event, error)
-	// RecordNewRevocation is RecordRevocation unless a stored revocation already covers
-	// e.Revocation (see Covers): then it writes no revocation and no event and reports false.
-	// The check and the write are one transaction, so a logout that reaches tokengate by two
-	// channels at once (back-channel logout and Keycloak's Shared Signals stream) gets one
-	// event.
+	// RecordNewRevocation is RecordRevocation (reporting Recorded) unless a stored revocation
+	// already covers e.Revocation (see Covers): then it writes no revocation and no event and
+	// reports Covered. The check and the write are one transaction, so a logout that reaches
+	// tokengate by two channels at once (back-channel logout and Keycloak's Shared Signals
+	// stream) gets one event.
 	//
-	// When e.Claim.JTI is set the same transaction claims it until e.Claim.Expires (as
-	// ClaimJTI would), whether or not the revocation was covered; if the jti is already
-	// claimed and its claim has not expired (a replay) nothing at all is written and it
-	// reports false. A write that fails stores neither the claim nor the revocation.
-	RecordNewRevocation(ctx context.Context, e Event) (Event, bool, error)
+	// When e.Claim.JTI is set the same transaction claims it until e.Claim.Expires, whether or
+	// not the revocation was covered; if the jti is already claimed and its claim has not
+	// expired (by the clock, whether or not GC has run) nothing at all is written and it
+	// reports Replayed. An expired claim is claimed again. This is the only way a jti is
+	// claimed. A write that fails stores neither the claim nor the revocation.
+	RecordNewRevocation(ctx context.Context, e Event) (Event, Outcome, error)
 	// RecordKeyRevocation reads the key document (nil when none), writes what update returns
 	// and appends the key event e (KeyRevoked set), in one atomic, durable transaction, and
 	// returns e with Seq set: a revoked signing key is always announced, an announced one is

@@ -38,7 +38,8 @@ type Revocation struct {
 //
 // A revocation is written only through the event log, with its event in one transaction:
 // EventLog.RecordRevocation, or RecordNewRevocation (which may also claim the jti of the
-// Security Event Token that carried it). A session revocation keyed by SID keeps the earliest
+// Security Event Token or back-channel logout token that carried it: a jti is claimed only
+// there, with its logout). A session revocation keyed by SID keeps the earliest
 // At and the latest Expires when recorded again; a subject-wide one keyed by Sub keeps the
 // latest At and the latest Expires.
 type Store interface {
@@ -46,9 +47,6 @@ type Store interface {
 	SessionRevocation(ctx context.Context, sid string) (Revocation, error)
 	// SubjectRevocation returns the subject-wide logout for sub, or ErrNotFound.
 	SubjectRevocation(ctx context.Context, sub string) (Revocation, error)
-	// ClaimJTI atomically records jti until expires. It reports false when the jti was
-	// already claimed and has not expired (a replay).
-	ClaimJTI(ctx context.Context, jti string, expires time.Time) (bool, error)
 	// Keys returns the key document written by UpdateKeys, or ErrNotFound if none.
 	Keys(ctx context.Context) ([]byte, error)
 	// UpdateKeys reads the key document (nil when none) and writes what update returns, in one

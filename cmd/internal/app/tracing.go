@@ -13,7 +13,6 @@ import (
 	"net/http"
 	"os"
 	"strings"
-	"time"
 
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"go.opentelemetry.io/otel/attribute"
@@ -114,7 +113,7 @@ func tracedClient(hc *http.Client, tp trace.TracerProvider) *http.Client {
 }
 
 // tracedStore makes each durable write made within a traced operation a child span: the
-// issuer's RecordRevocation / RecordNewRevocation / ClaimJTI, the receiver's stream document,
+// issuer's RecordRevocation / RecordNewRevocation, the receiver's stream document,
 // key updates and key revocations. A write outside any span (garbage collection, the key schedule) starts none.
 type tracedStore struct {
 	store.Store
@@ -177,24 +176,20 @@ func (s *tracedStore) RecordRevocation(ctx context.Context, e store.Event) (stor
 	return got, err
 }
 
-// RecordNewRevocation traces the wrapped call; tokengate.store.recorded says whether it wrote.
-func (s *tracedStore) RecordNewRevocation(ctx context.Context, e store.Event) (store.Event, bool, error) {
+// RecordNewRevocation traces the wrapped call; tokengate.store.recorded says whether it wrote
+// the revocation and, for a write that claims a jti (the logout token's, the SET's),
+// tokengate.store.fresh is false for a replay.
+func (s *tracedStore) RecordNewRevocation(ctx context.Context, e store.Event) (store.Event, store.Outcome, error) {
 	ctx, span, ok := s.start(ctx, "RecordNewRevocation")
-	got, recorded, err := s.Store.RecordNewRevocation(ctx, e)
+	got, o, err := s.Store.RecordNewRevocation(ctx, e)
 	if ok {
-		end(span, err, source(e), attribute.Bool("tokengate.store.recorded", recorded))
+		attrs := []attribute.KeyValue{source(e), attribute.Bool("tokengate.store.recorded", o == store.Recorded)}
+		if e.Claim.JTI != "" && err == nil {
+			attrs = append(attrs, attribute.Bool("tokengate.store.fresh", o != store.Replayed))
+		}
+		end(span, err, attrs...)
 	}
-	return got, recorded, err
-}
-
-// ClaimJTI traces the wrapped call; tokengate.store.fresh is false for a replay.
-func (s *tracedStore) ClaimJTI(ctx context.Context, jti string, expires time.Time) (bool, error) {
-	ctx, span, ok := s.start(ctx, "ClaimJTI")
-	fresh, err := s.Store.ClaimJTI(ctx, jti, expires)
-	if ok {
-		end(span, err, attribute.Bool("tokengate.store.fresh", fresh))
-	}
-	return fresh, err
+	return got, o, err
 }
 
 // UpdateKeys traces the wrapped call.

@@ -6,8 +6,8 @@
 // range-scans only the expired prefix of the index. Every write is one bbolt transaction,
 // fsynced on commit unless Options.NoSync is set.
 //
-// Lookups ignore the clock: an expired revocation is returned until GC removes it. ClaimJTI
-// treats a claim whose expiry is not after time.Now as free.
+// Lookups ignore the clock: an expired revocation is returned until GC removes it. A jti claim
+// (RecordNewRevocation) treats one whose expiry is not after time.Now as free.
 package bolt
 
 import (
@@ -248,21 +248,6 @@ func (s *Store) revocation(ctx context.Context, op string, bucket []byte, id str
 // jtiRecord is the stored value of a jti claim.
 type jtiRecord struct {
 	Expires time.Time `json:"expires"`
-}
-
-// ClaimJTI records jti until expires. It reports false if jti is already claimed with an expiry
-// after time.Now (a replay); an expired claim is replaced.
-func (s *Store) ClaimJTI(ctx context.Context, jti string, expires time.Time) (bool, error) {
-	if jti == "" {
-		return false, errors.New("bolt: claim jti: empty jti")
-	}
-	claimed := false
-	err := s.update(ctx, "claim jti", func(tx *bbolt.Tx) error {
-		var err error
-		claimed, err = claimJTI(tx, jti, expires)
-		return err
-	})
-	return claimed && err == nil, err
 }
 
 // claimJTI claims jti until expires inside tx; false (nothing written) when a claim that has

@@ -58,7 +58,7 @@ func TestStats_CountersMatchAFullWalk(t *testing.T) {
 		case 1:
 			err = storetest.Revoke(ctx, s, store.Revocation{Sub: "u" + id, At: now, Expires: exp})
 		case 2:
-			_, err = s.ClaimJTI(ctx, "j"+id, exp) // expired claims are reclaimed in place
+			_, err = storetest.ClaimJTI(ctx, s, "j"+id, exp) // expired claims are reclaimed in place
 		case 3:
 			err = s.RevokeSessions(ctx, []store.Revocation{{SID: "s" + id, At: now, Expires: exp}, {SID: "b" + id, At: now, Expires: exp}})
 		}

@@ -46,7 +46,7 @@ func (s *Store) RecordRevocation(ctx context.Context, e store.Event) (store.Even
 
 // RecordNewRevocation is RecordRevocation unless a stored revocation covers e.Revocation; the
 // check, the claim of e.Claim.JTI (when set) and the write are one write transaction.
-func (s *Store) RecordNewRevocation(ctx context.Context, e store.Event) (store.Event, bool, error) {
+func (s *Store) RecordNewRevocation(ctx context.Context, e store.Event) (store.Event, store.Outcome, error) {
 	return s.record(ctx, "record new revocation", e, true)
 }
 
@@ -72,17 +72,22 @@ func (s *Store) RecordKeyRevocation(ctx context.Context, e store.Event, update f
 	return e, nil
 }
 
-func (s *Store) record(ctx context.Context, op string, e store.Event, onlyNew bool) (store.Event, bool, error) {
+func (s *Store) record(ctx context.Context, op string, e store.Event, onlyNew bool) (store.Event, store.Outcome, error) {
 	if err := e.Check(); err != nil {
-		return store.Event{}, false, fmt.Errorf("bolt: %s: %w", op, err)
+		return store.Event{}, 0, fmt.Errorf("bolt: %s: %w", op, err)
 	}
 	r := e.Revocation
-	recorded := false
+	var got store.Outcome
 	err := s.update(ctx, op, func(tx *bbolt.Tx) error {
+		got = 0
 		if e.Claim.JTI != "" {
 			fresh, err := claimJTI(tx, e.Claim.JTI, e.Claim.Expires)
-			if err != nil || !fresh {
-				return err // a replay writes nothing
+			if err != nil {
+				return err
+			}
+			if !fresh {
+				got = store.Replayed
+				return nil // a replay writes nothing
 			}
 		}
 		bucket, id := bucketSubjects, r.Sub
@@ -95,6 +100,7 @@ func (s *Store) record(ctx context.Context, op string, e store.Event, onlyNew bo
 				return fmt.Errorf("decode %q: %w", id, err)
 			}
 			if store.Covers(old, r) {
+				got = store.Covered
 				return nil // the claim, if any, is kept
 			}
 		}
@@ -112,13 +118,16 @@ func (s *Store) record(ctx context.Context, op string, e store.Event, onlyNew bo
 		if err := appendEvent(tx, &e); err != nil {
 			return err
 		}
-		recorded = true
+		got = store.Recorded
 		return nil
 	})
-	if err != nil || !recorded {
-		return store.Event{}, false, err
+	switch {
+	case err != nil:
+		return store.Event{}, 0, err
+	case got != store.Recorded:
+		return store.Event{}, got, nil
 	}
-	return e, true, nil
+	return e, got, nil
 }
 
 // appendEvent numbers e and appends it to the event log inside tx.

@@ -21,8 +21,8 @@
 // all records of a ten-minute bucket, so etcd forgets them even if no replica runs GC.
 //
 // Semantics match the conformance suite (store/storetest): lookups ignore the clock until GC
-// (or the lease, at least LeaseGrace after Expires) removes a record; ClaimJTI treats a claim
-// whose expiry is not after time.Now as free.
+// (or the lease, at least LeaseGrace after Expires) removes a record; a jti claim
+// (RecordNewRevocation) treats one whose expiry is not after time.Now as free.
 package etcd
 
 import (

@@ -144,10 +144,10 @@ func TestReplicas_ShareRevocationsClaimsAndGC(t *testing.T) {
 		return err == nil && r.At.Equal(later.At) && r.Expires.Equal(subj.Expires)
 	})
 
-	if ok, err := a.ClaimJTI(ctx, "jti-1", now.Add(time.Hour)); err != nil || !ok {
+	if ok, err := storetest.ClaimJTI(ctx, a, "jti-1", now.Add(time.Hour)); err != nil || !ok {
 		t.Fatalf("a claims jti-1: %v, %v", ok, err)
 	}
-	if ok, err := b.ClaimJTI(ctx, "jti-1", now.Add(time.Hour)); err != nil || ok {
+	if ok, err := storetest.ClaimJTI(ctx, b, "jti-1", now.Add(time.Hour)); err != nil || ok {
 		t.Fatalf("b claims jti-1 after a: %v, %v; want a replay", ok, err)
 	}
 
@@ -183,7 +183,7 @@ func TestReplicas_ConcurrentClaimsAndKeyUpdates(t *testing.T) {
 	for i := range 30 {
 		s := stores[i%len(stores)]
 		wg.Go(func() {
-			ok, err := s.ClaimJTI(context.Background(), "jti-race", exp)
+			ok, err := storetest.ClaimJTI(context.Background(), s, "jti-race", exp)
 			if err != nil {
 				t.Errorf("ClaimJTI: %v", err)
 			}
@@ -304,8 +304,8 @@ func TestStaleness_FailsClosedWhileEtcdIsFrozenAndRecovers(t *testing.T) {
 	if d := time.Since(start); d > 500*time.Millisecond {
 		t.Errorf("recording a session logout on a stale store took %s, want an immediate refusal", d)
 	}
-	if ok, err := a.ClaimJTI(ctx, "jti-during", now.Add(time.Hour)); ok || !errors.Is(err, store.ErrUnavailable) {
-		t.Errorf("ClaimJTI while frozen = %v, %v; want false, ErrUnavailable", ok, err)
+	if ok, err := storetest.ClaimJTI(ctx, a, "jti-during", now.Add(time.Hour)); ok || !errors.Is(err, store.ErrUnavailable) {
+		t.Errorf("claiming a jti while frozen = %v, %v; want false, ErrUnavailable", ok, err)
 	}
 
 	if err := c.Members[0].Thaw(); err != nil {
@@ -481,8 +481,11 @@ func TestLeases_EtcdForgetsExpiredRecordsWithoutGC(t *testing.T) {
 	if err := storetest.Revoke(ctx, s, store.Revocation{SID: "short", At: now, Expires: now}); err != nil {
 		t.Fatal(err)
 	}
-	if ok, err := s.ClaimJTI(ctx, "short", now.Add(time.Second)); !ok || err != nil {
-		t.Fatalf("ClaimJTI = %v, %v", ok, err)
+	// The session's logout delivered again with a token whose jti is claimed for a second.
+	again := store.Event{ID: "short-again", Time: now, Revocation: store.Revocation{SID: "short", At: now, Expires: now},
+		Claim: store.Claim{JTI: "short", Expires: now.Add(time.Second)}}
+	if _, o, err := s.RecordNewRevocation(ctx, again); o != store.Covered || err != nil {
+		t.Fatalf("claiming a jti = %v, %v; want covered", o, err)
 	}
 	took := testwait.Eventually(t, 20*time.Second, "etcd deletes the records when their lease ends", func() bool {
 		st, err := other.Stats(ctx)
@@ -666,5 +669,40 @@ func TestWatch_ProgressNotificationVouchesForNothing(t *testing.T) {
 	s.apply(clientv3.WatchResponse{Header: etcdserverpb.ResponseHeader{Revision: before + 1000}})
 	if got := s.watchRev.Load(); got != before {
 		t.Fatalf("a progress notification moved the watch revision %d → %d", before, got)
+	}
+}
+
+// TestRecordNew_RecoversFromARevokedLease: a cached lease revoked behind the store's back (by an
+// operator, or etcd's lease checkpointing after a restart) fails the write that uses it once;
+// the store then grants another and writes, the claim of a token's jti included (as ClaimJTI
+// did before the claim became part of the logout's one write).
+func TestRecordNew_RecoversFromARevokedLease(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, Config{Prefix: prefix(t)})
+	now := time.Now()
+	exp := now.Add(time.Hour)
+	first := store.Event{ID: "first", Time: now, Revocation: store.Revocation{SID: "sid-1", At: now, Expires: exp},
+		Claim: store.Claim{JTI: "lt-1", Expires: exp}}
+	if _, o, err := s.RecordNewRevocation(ctx, first); err != nil || o != store.Recorded {
+		t.Fatalf("first write = %v, %v", o, err)
+	}
+	s.leases.mu.Lock()
+	ids := make([]clientv3.LeaseID, 0, len(s.leases.byEnd))
+	for _, id := range s.leases.byEnd {
+		ids = append(ids, id)
+	}
+	s.leases.mu.Unlock()
+	if len(ids) == 0 {
+		t.Fatal("no lease cached after a write")
+	}
+	for _, id := range ids {
+		if _, err := s.cli.Revoke(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	second := store.Event{ID: "second", Time: now, Revocation: store.Revocation{SID: "sid-2", At: now, Expires: exp},
+		Claim: store.Claim{JTI: "lt-2", Expires: exp}}
+	if _, o, err := s.RecordNewRevocation(ctx, second); err != nil || o != store.Recorded {
+		t.Fatalf("write after its lease was revoked = %v, %v; want recorded", o, err)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/tokengate/tokengate/internal/store"
@@ -52,21 +53,24 @@ func (s *Store) RecordRevocation(ctx context.Context, e store.Event) (store.Even
 // covering record is the one the transaction's revision compare is made against, so the check
 // and the write are atomic across replicas. A claim (e.Claim.JTI) is one more key in the same
 // transaction, compared at the revision its expired predecessor was read (0: absent).
-func (s *Store) RecordNewRevocation(ctx context.Context, e store.Event) (store.Event, bool, error) {
+func (s *Store) RecordNewRevocation(ctx context.Context, e store.Event) (store.Event, store.Outcome, error) {
 	return s.record(ctx, "record new revocation", e, true)
 }
 
-func (s *Store) record(ctx context.Context, op string, e store.Event, onlyNew bool) (store.Event, bool, error) {
+func (s *Store) record(ctx context.Context, op string, e store.Event, onlyNew bool) (store.Event, store.Outcome, error) {
 	if err := e.Check(); err != nil {
-		return store.Event{}, false, fmt.Errorf("etcd: %s: %w", op, err)
+		return store.Event{}, 0, fmt.Errorf("etcd: %s: %w", op, err)
 	}
 	r := e.Revocation
 	if err := s.usable(ctx, op); err != nil {
-		return store.Event{}, false, err
+		return store.Event{}, 0, err
 	}
 	if e.KeyRevoked != "" {
 		e, err := s.appendEvent(ctx, op, e, nil)
-		return e, err == nil, err
+		if err != nil {
+			return store.Event{}, 0, err
+		}
+		return e, store.Recorded, nil
 	}
 	k, id, merge := kindSubject, r.Sub, store.MergeSubject
 	if r.SID != "" {
@@ -81,13 +85,13 @@ func (s *Store) record(ctx context.Context, op string, e store.Event, onlyNew bo
 	if claim {
 		if ent, ok := s.idx.get(kindJTI, e.Claim.JTI); ok {
 			if ent.rev.Expires.After(time.Now()) {
-				return store.Event{}, false, nil // a replay: claims are only ever extended
+				return store.Event{}, store.Replayed, nil // a replay: claims are only ever extended
 			}
 			claimMod = ent.mod
 		}
 		v, err := json.Marshal(jtiRecord{Expires: e.Claim.Expires})
 		if err != nil {
-			return store.Event{}, false, fmt.Errorf("etcd: %s: %w", op, err)
+			return store.Event{}, 0, fmt.Errorf("etcd: %s: %w", op, err)
 		}
 		claimKey, claimVal = s.key(kindJTI, e.Claim.JTI), string(v)
 	}
@@ -107,23 +111,25 @@ func (s *Store) record(ctx context.Context, op string, e store.Event, onlyNew bo
 	resp, err := s.cli.Get(rctx, s.seqKey())
 	cancel()
 	if err != nil {
-		return store.Event{}, false, s.failed(ctx, op, err)
+		return store.Event{}, 0, s.failed(ctx, op, err)
 	}
 	if len(resp.Kvs) > 0 {
 		if seq, err = strconv.ParseInt(string(resp.Kvs[0].Value), 10, 64); err != nil {
-			return store.Event{}, false, fmt.Errorf("etcd: %s: decode event counter: %w", op, err)
+			return store.Event{}, 0, fmt.Errorf("etcd: %s: decode event counter: %w", op, err)
 		}
 		cmod = resp.Kvs[0].ModRevision
 	}
+	leaseRetried := false
 	for range maxAttempts {
 		covered := onlyNew && old != nil && store.Covers(*old, r)
 		if covered && !claim {
-			return store.Event{}, false, nil
+			return store.Event{}, store.Covered, nil
 		}
 		var (
-			conds = []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(key), "=", mod)}
-			puts  []clientv3.Op
-			next  = r
+			conds  = []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(key), "=", mod)}
+			puts   []clientv3.Op
+			next   = r
+			leased []clientv3.LeaseID
 		)
 		if !covered {
 			if old != nil {
@@ -131,17 +137,18 @@ func (s *Store) record(ctx context.Context, op string, e store.Event, onlyNew bo
 			}
 			val, err := json.Marshal(next)
 			if err != nil {
-				return store.Event{}, false, fmt.Errorf("etcd: %s: %w", op, err)
+				return store.Event{}, 0, fmt.Errorf("etcd: %s: %w", op, err)
 			}
 			e.Seq = uint64(seq + 1)
 			ev, err := json.Marshal(e)
 			if err != nil {
-				return store.Event{}, false, fmt.Errorf("etcd: %s: %w", op, err)
+				return store.Event{}, 0, fmt.Errorf("etcd: %s: %w", op, err)
 			}
 			lease, err := s.leaseFor(ctx, next.Expires)
 			if err != nil {
-				return store.Event{}, false, s.failed(ctx, op, err)
+				return store.Event{}, 0, s.failed(ctx, op, err)
 			}
+			leased = append(leased, lease)
 			conds = append(conds, clientv3.Compare(clientv3.ModRevision(s.seqKey()), "=", cmod))
 			puts = append(puts, clientv3.OpPut(key, string(val), clientv3.WithLease(lease)),
 				clientv3.OpPut(s.seqKey(), strconv.FormatInt(seq+1, 10)),
@@ -150,8 +157,9 @@ func (s *Store) record(ctx context.Context, op string, e store.Event, onlyNew bo
 		if claim {
 			lease, err := s.leaseFor(ctx, e.Claim.Expires)
 			if err != nil {
-				return store.Event{}, false, s.failed(ctx, op, err)
+				return store.Event{}, 0, s.failed(ctx, op, err)
 			}
+			leased = append(leased, lease)
 			conds = append(conds, clientv3.Compare(clientv3.ModRevision(claimKey), "=", claimMod))
 			puts = append(puts, clientv3.OpPut(claimKey, claimVal, clientv3.WithLease(lease)))
 		}
@@ -160,31 +168,38 @@ func (s *Store) record(ctx context.Context, op string, e store.Event, onlyNew bo
 			Else(clientv3.OpGet(key), clientv3.OpGet(s.seqKey()), clientv3.OpGet(claimKeyOr(claimKey, key))).
 			Commit()
 		cancel()
+		if errors.Is(err, rpctypes.ErrLeaseNotFound) && !leaseRetried {
+			leaseRetried = true // a cached lease revoked behind our back: grant others
+			for _, l := range leased {
+				s.dropLease(l)
+			}
+			continue
+		}
 		if err != nil {
-			return store.Event{}, false, s.failed(ctx, op, err)
+			return store.Event{}, 0, s.failed(ctx, op, err)
 		}
 		if tx.Succeeded {
 			if claim {
 				s.idx.put(kindJTI, e.Claim.JTI, entry{rev: store.Revocation{Expires: e.Claim.Expires}, mod: tx.Header.Revision})
 			}
 			if covered {
-				return store.Event{}, false, nil
+				return store.Event{}, store.Covered, nil
 			}
 			s.idx.put(k, id, entry{rev: next, mod: tx.Header.Revision})
-			return e, true, nil
+			return e, store.Recorded, nil
 		}
 		old, mod = nil, 0
 		if kvs := tx.Responses[0].GetResponseRange().Kvs; len(kvs) > 0 {
 			cur, err := decode(k, kvs[0].Value, kvs[0].ModRevision)
 			if err != nil {
-				return store.Event{}, false, fmt.Errorf("etcd: %s: decode %q: %w", op, id, err)
+				return store.Event{}, 0, fmt.Errorf("etcd: %s: decode %q: %w", op, id, err)
 			}
 			old, mod = &cur.rev, cur.mod
 		}
 		seq, cmod = 0, 0
 		if kvs := tx.Responses[1].GetResponseRange().Kvs; len(kvs) > 0 {
 			if seq, err = strconv.ParseInt(string(kvs[0].Value), 10, 64); err != nil {
-				return store.Event{}, false, fmt.Errorf("etcd: %s: decode event counter: %w", op, err)
+				return store.Event{}, 0, fmt.Errorf("etcd: %s: decode event counter: %w", op, err)
 			}
 			cmod = kvs[0].ModRevision
 		}
@@ -193,17 +208,17 @@ func (s *Store) record(ctx context.Context, op string, e store.Event, onlyNew bo
 			if kvs := tx.Responses[2].GetResponseRange().Kvs; len(kvs) > 0 {
 				cur, err := decode(kindJTI, kvs[0].Value, kvs[0].ModRevision)
 				if err != nil {
-					return store.Event{}, false, fmt.Errorf("etcd: %s: decode %q: %w", op, e.Claim.JTI, err)
+					return store.Event{}, 0, fmt.Errorf("etcd: %s: decode %q: %w", op, e.Claim.JTI, err)
 				}
 				s.idx.put(kindJTI, e.Claim.JTI, cur)
 				if cur.rev.Expires.After(time.Now()) {
-					return store.Event{}, false, nil // claimed meanwhile: a replay
+					return store.Event{}, store.Replayed, nil // claimed meanwhile: a replay
 				}
 				claimMod = cur.mod
 			}
 		}
 	}
-	return store.Event{}, false, fmt.Errorf("etcd: %s: %w: gave up after %d conflicting writes", op, store.ErrUnavailable, maxAttempts)
+	return store.Event{}, 0, fmt.Errorf("etcd: %s: %w: gave up after %d conflicting writes", op, store.ErrUnavailable, maxAttempts)
 }
 
 // claimKeyOr is claimKey, or key when there is no claim (an Else read with no use).

@@ -3,13 +3,10 @@ package etcd
 import (
 	"bytes"
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
-	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/tokengate/tokengate/internal/store"
@@ -51,87 +48,6 @@ func (s *Store) lookup(ctx context.Context, op string, k kind, id string, notFou
 		return store.Revocation{}, notFound
 	}
 	return e.rev, nil
-}
-
-// ClaimJTI records jti until expires. It reports false if jti is already claimed with an expiry
-// after time.Now (a replay); an expired claim is replaced. The claim is one transaction that
-// succeeds only if the key is absent or still holds the expired claim that was read.
-func (s *Store) ClaimJTI(ctx context.Context, jti string, expires time.Time) (bool, error) {
-	const op = "claim jti"
-	if err := s.usable(ctx, op); err != nil {
-		return false, err
-	}
-	if jti == "" {
-		return false, errors.New("etcd: claim jti: empty jti")
-	}
-	var mod int64
-	if e, ok := s.idx.get(kindJTI, jti); ok {
-		if e.rev.Expires.After(time.Now()) {
-			return false, nil // claims are only ever extended, so a live one is still claimed
-		}
-		mod = e.mod
-	}
-	val, err := json.Marshal(jtiRecord{Expires: expires})
-	if err != nil {
-		return false, fmt.Errorf("etcd: %s: %w", op, err)
-	}
-	key := s.key(kindJTI, jti)
-	for range maxAttempts {
-		done, rev, cur, err := s.putIf(ctx, key, mod, val, expires)
-		if err != nil {
-			return false, s.failed(ctx, op, err)
-		}
-		if done {
-			s.idx.put(kindJTI, jti, entry{rev: store.Revocation{Expires: expires}, mod: rev})
-			return true, nil
-		}
-		mod = 0
-		if cur != nil {
-			e, err := decode(kindJTI, cur.Value, cur.ModRevision)
-			if err != nil {
-				return false, fmt.Errorf("etcd: %s: decode %q: %w", op, jti, err)
-			}
-			s.idx.put(kindJTI, jti, e)
-			if e.rev.Expires.After(time.Now()) {
-				return false, nil
-			}
-			mod = e.mod
-		}
-	}
-	return false, fmt.Errorf("etcd: %s: %w: gave up after %d conflicting writes", op, store.ErrUnavailable, maxAttempts)
-}
-
-// putIf writes val at key, with the lease for expires, if etcd holds key at revision mod (0:
-// absent). It reports whether it wrote, the revision of the write, or else the current value
-// (nil when absent).
-func (s *Store) putIf(ctx context.Context, key string, mod int64, val []byte, expires time.Time) (bool, int64, *mvccpb.KeyValue, error) {
-	for retried := false; ; retried = true {
-		lease, err := s.leaseFor(ctx, expires)
-		if err != nil {
-			return false, 0, nil, err
-		}
-		rctx, cancel := s.rpc(ctx)
-		resp, err := s.cli.Txn(rctx).
-			If(clientv3.Compare(clientv3.ModRevision(key), "=", mod)).
-			Then(clientv3.OpPut(key, string(val), clientv3.WithLease(lease))).
-			Else(clientv3.OpGet(key)).
-			Commit()
-		cancel()
-		if errors.Is(err, rpctypes.ErrLeaseNotFound) && !retried {
-			s.dropLease(lease) // revoked behind our back: grant another
-			continue
-		}
-		if err != nil {
-			return false, 0, nil, err
-		}
-		if resp.Succeeded {
-			return true, resp.Header.Revision, nil, nil
-		}
-		if kvs := resp.Responses[0].GetResponseRange().Kvs; len(kvs) > 0 {
-			return false, 0, kvs[0], nil
-		}
-		return false, 0, nil, nil
-	}
 }
 
 // Keys returns a copy of the key document (a linearizable read), or an error wrapping

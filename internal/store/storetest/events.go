@@ -459,10 +459,11 @@ func testRecordNewSkipsCovered(t *testing.T, s store.Store) {
 	now := clock()
 	recordNew := func(e store.Event, want bool) {
 		t.Helper()
-		got, ok, err := s.RecordNewRevocation(ctx, e)
+		got, o, err := s.RecordNewRevocation(ctx, e)
 		mustNil(t, err)
-		if ok != want || (ok && got.Seq == 0) || (!ok && got.Seq != 0) {
-			t.Fatalf("RecordNewRevocation(%+v) = %+v, %v; want recorded=%v", e.Revocation, got, ok, want)
+		ok := o == store.Recorded
+		if ok != want || (ok && got.Seq == 0) || (!ok && (got.Seq != 0 || o != store.Covered)) {
+			t.Fatalf("RecordNewRevocation(%+v) = %+v, %v; want recorded=%v (else covered)", e.Revocation, got, o, want)
 		}
 	}
 	recordNew(event("sid-1", "alice", now), true)
@@ -498,11 +499,11 @@ func testConcurrentRecordNew(t *testing.T, s store.Store) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, ok, err := s.RecordNewRevocation(ctx, event("sid-race", "alice", now))
+			_, o, err := s.RecordNewRevocation(ctx, event("sid-race", "alice", now))
 			if err != nil {
 				t.Error(err)
 			}
-			if ok {
+			if o == store.Recorded {
 				mu.Lock()
 				wins++
 				mu.Unlock()

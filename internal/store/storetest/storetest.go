@@ -8,8 +8,8 @@
 //   - Lookups do not consult the clock: a revocation whose Expires has passed is still returned
 //     until GC removes it. Callers compare Expires themselves if they care; an expired
 //     revocation can no longer stop a live token, so returning it is harmless.
-//   - ClaimJTI does consult the clock: a claim whose expiry is not after now may be claimed
-//     again, whether or not GC has run.
+//   - A jti claim (RecordNewRevocation with a Claim) does consult the clock: a claim whose
+//     expiry is not after now may be claimed again, whether or not GC has run.
 //   - GC removes records whose Expires is strictly before the given time.
 //   - Empty SIDs, subjects and jtis are rejected with an error and nothing is stored.
 //   - A call with an already cancelled context fails with an error wrapping the context's
@@ -25,6 +25,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -114,7 +115,7 @@ func RunDurable(t *testing.T, open func(t *testing.T, loc string) store.Store) {
 		checkRevocation(t, got, subj)
 		mustClaim(t, s, "jti-1", now.Add(time.Hour), false)
 		checkKeys(t, s, "doc-1")
-		checkStats(t, s, store.Stats{Sessions: 2, Subjects: 1, JTIs: 1})
+		checkStats(t, s, store.Stats{Sessions: 2, Subjects: 2, JTIs: 1}) // ClaimJTI's subject too
 
 		// The expiry bookkeeping survives too: GC finds the stale record after the reopen.
 		checkGC(t, s, now, 1)
@@ -222,7 +223,7 @@ func testClaimJTIOnceThenReplay(t *testing.T, s store.Store) {
 	mustClaim(t, s, "jti-1", exp, false)
 	mustClaim(t, s, "jti-1", exp.Add(time.Hour), false)
 	mustClaim(t, s, "jti-2", exp, true)
-	checkStats(t, s, store.Stats{JTIs: 2})
+	checkStats(t, s, store.Stats{Subjects: 1, JTIs: 2}) // and ClaimJTI's subject
 }
 
 func testClaimJTIExpiredIsClaimableAgain(t *testing.T, s store.Store) {
@@ -251,7 +252,7 @@ func testClaimJTIConcurrentOneWinner(t *testing.T, s store.Store) {
 	)
 	for range n {
 		wg.Go(func() {
-			ok, err := s.ClaimJTI(context.Background(), "jti-race", exp)
+			ok, err := ClaimJTI(context.Background(), s, "jti-race", exp)
 			if err != nil {
 				t.Errorf("ClaimJTI: %v", err)
 				return
@@ -386,10 +387,10 @@ func testGCRemovesOnlyExpired(t *testing.T, s store.Store) {
 			wantRemoved++
 		}
 	}
-	checkStats(t, s, store.Stats{Sessions: 3, Subjects: 2, JTIs: 2})
+	checkStats(t, s, store.Stats{Sessions: 3, Subjects: 3, JTIs: 2}) // ClaimJTI's subject too
 	checkGC(t, s, gcAt, wantRemoved)
 	checkGC(t, s, gcAt, 0)
-	checkStats(t, s, store.Stats{Sessions: 2, Subjects: 1, JTIs: 1})
+	checkStats(t, s, store.Stats{Sessions: 2, Subjects: 2, JTIs: 1})
 
 	for _, r := range records {
 		t.Run(r.name, func(t *testing.T) {
@@ -402,7 +403,7 @@ func testGCRemovesOnlyExpired(t *testing.T, s store.Store) {
 			case "jti":
 				// Still unexpired by the real clock, so only GC can have freed it.
 				var ok bool
-				ok, err = s.ClaimJTI(ctx, r.name, r.expires)
+				ok, err = ClaimJTI(ctx, s, r.name, r.expires)
 				if err == nil && ok != r.removed {
 					t.Errorf("ClaimJTI after GC = %v, want %v", ok, r.removed)
 				}
@@ -444,7 +445,7 @@ func testGCFollowsLatestExpiry(t *testing.T, s store.Store) {
 		t.Errorf("subject removed by GC despite extended expiry: %v", err)
 	}
 	mustClaim(t, s, "reclaimed", future, false)
-	checkStats(t, s, store.Stats{Sessions: 2, Subjects: 1, JTIs: 1})
+	checkStats(t, s, store.Stats{Sessions: 2, Subjects: 2, JTIs: 1}) // ClaimJTI's subject too
 }
 
 func testExpiredVisibleUntilGC(t *testing.T, s store.Store) {
@@ -483,17 +484,19 @@ func testStatsCountsRecords(t *testing.T, s store.Store) {
 	}
 	mustClaim(t, s, "jti-0", now.Add(time.Hour), false)
 	mustNil(t, s.UpdateKeys(ctx, func([]byte) ([]byte, error) { return []byte("doc"), nil }))
-	checkStats(t, s, store.Stats{Sessions: 3, Subjects: 2, JTIs: 4})
+	checkStats(t, s, store.Stats{Sessions: 3, Subjects: 3, JTIs: 4}) // ClaimJTI's subject too
 }
 
 func testEmptyIDsRejected(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	now := clock()
 	for name, call := range map[string]func() error{
-		"ClaimJTI empty": func() error {
-			ok, err := s.ClaimJTI(ctx, "", now.Add(time.Hour))
-			if ok {
-				t.Errorf("ClaimJTI(\"\") reported a successful claim")
+		"claim of an empty jti": func() error {
+			e := event("", "alice", now)
+			e.Claim = store.Claim{Expires: now.Add(time.Hour)}
+			_, o, err := s.RecordNewRevocation(ctx, e)
+			if o != 0 {
+				t.Errorf("RecordNewRevocation claiming \"\" = %v, want it to fail", o)
 			}
 			return err
 		},
@@ -546,7 +549,7 @@ func allCalls(ctx context.Context, s store.Store, rev store.Revocation, now time
 		"SessionRevocation": func(*testing.T) error { _, err := s.SessionRevocation(ctx, rev.SID); return err },
 		"SubjectRevocation": func(*testing.T) error { _, err := s.SubjectRevocation(ctx, rev.Sub); return err },
 		"ClaimJTI": func(t *testing.T) error {
-			ok, err := s.ClaimJTI(ctx, "jti-1", now.Add(time.Hour))
+			ok, err := ClaimJTI(ctx, s, "jti-1", now.Add(time.Hour))
 			if ok {
 				t.Errorf("ClaimJTI reported a successful claim")
 			}
@@ -581,9 +584,34 @@ func mustNil(t *testing.T, err error) {
 	}
 }
 
+// claimCarrier is the subject whose logout ClaimJTI claims with.
+const claimCarrier = "storetest-claims"
+
+// claimSeq makes ClaimJTI's event ids unique.
+var claimSeq atomic.Uint64
+
+// ClaimJTI claims jti until expires for a test, the one way a store claims a jti: with a logout,
+// in one RecordNewRevocation. The logout is a subject-wide one of "storetest-claims" as of the
+// Unix epoch, kept for a year: the first claim records it (one subject and one event in the
+// store), every later claim is covered by it. It reports false, writing nothing, for a jti
+// claimed before whose claim has not expired.
+func ClaimJTI(ctx context.Context, s store.EventLog, jti string, expires time.Time) (bool, error) {
+	now := time.Now().UTC()
+	e := store.Event{
+		ID: fmt.Sprintf("storetest-claim-%d-%d", now.UnixNano(), claimSeq.Add(1)), Time: now,
+		Revocation: store.Revocation{Sub: claimCarrier, At: time.Unix(0, 0).UTC(), Expires: now.AddDate(1, 0, 0), Reason: "storetest"},
+		Claim:      store.Claim{JTI: jti, Expires: expires},
+	}
+	_, o, err := s.RecordNewRevocation(ctx, e)
+	if err != nil {
+		return false, err
+	}
+	return o != store.Replayed, nil
+}
+
 func mustClaim(t *testing.T, s store.Store, jti string, exp time.Time, want bool) {
 	t.Helper()
-	ok, err := s.ClaimJTI(context.Background(), jti, exp)
+	ok, err := ClaimJTI(context.Background(), s, jti, exp)
 	mustNil(t, err)
 	if ok != want {
 		t.Fatalf("ClaimJTI(%q) = %v, want %v", jti, ok, want)

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokengate/tokengate/internal/store/storetest"
 	"github.com/tokengate/tokengate/internal/testwait"
 )
 
@@ -32,7 +33,7 @@ func TestReceiver_FailedRecordClaimsNothing(t *testing.T) {
 	if err != nil || st.JTIs != 1 || st.Sessions != 1 {
 		t.Fatalf("after the record the store holds %+v, %v; want the claim and the revocation", st, err)
 	}
-	if fresh, err := f.st.ClaimJTI(context.Background(), "ssf:"+jti, time.Now().Add(time.Hour)); err != nil || fresh {
+	if fresh, err := storetest.ClaimJTI(context.Background(), f.st, "ssf:"+jti, time.Now().Add(time.Hour)); err != nil || fresh {
 		t.Fatalf("ClaimJTI of the recorded SET's jti = %v, %v; want claimed", fresh, err)
 	}
 }

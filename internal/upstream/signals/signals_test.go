@@ -40,7 +40,8 @@ func (r *recorder) RecordUpstreamSET(ctx context.Context, c store.Claim, rev sto
 		return false, store.ErrUnavailable
 	}
 	rev.Expires = time.Now().Add(time.Hour)
-	_, ok, err := r.st.RecordNewRevocation(ctx, store.Event{ID: rev.SID + rev.Sub + rev.At.String(), Time: time.Now(), Revocation: rev, Claim: c})
+	_, o, err := r.st.RecordNewRevocation(ctx, store.Event{ID: rev.SID + rev.Sub + rev.At.String(), Time: time.Now(), Revocation: rev, Claim: c})
+	ok := o == store.Recorded
 	if ok {
 		r.mu.Lock()
 		r.got = append(r.got, rev)
