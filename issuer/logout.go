@@ -41,8 +41,11 @@ func (i *Issuer) RecordLogout(ctx context.Context, raw string) (_ store.Revocati
 		replayUntil = lt.IssuedAt.Add(maxLogoutAge)
 	}
 	r := store.Revocation{SID: lt.SID, Sub: lt.Subject, At: now, Expires: i.revocationExpiry(now), Reason: "backchannel"}
-	if lt.SID == "" && lt.IssuedAt.Before(now) {
-		// Refuse what was issued up to the logout itself; a later login stays valid.
+	if lt.SID == "" {
+		// Refuse what was issued up to the logout itself, by the provider's clock (the
+		// verifier refused an iat more than Skew ahead of ours): a replica whose clock runs
+		// behind would otherwise leave renewable the sessions begun in between. A later login
+		// stays valid.
 		r.At = lt.IssuedAt
 	}
 	// The store's work for this logout shares one bound: a store that cannot commit (disk
@@ -108,7 +111,10 @@ func (i *Issuer) RecordUpstreamLogout(ctx context.Context, r store.Revocation) (
 		return false, invalidRequest("a logout names a session or a subject", nil)
 	}
 	now := i.cfg.Now()
-	if r.At.IsZero() || r.At.After(now) {
+	// The provider's time of the logout, as RecordLogout takes a logout token's iat: within
+	// Skew ahead of this replica's clock it is the provider's clock, not a forgery; beyond it,
+	// it is not trusted to refuse logins that begin later, and the logout counts from now.
+	if r.At.IsZero() || r.At.After(now.Add(i.cfg.Skew)) {
 		r.At = now
 	}
 	r.Expires = i.revocationExpiry(now)
