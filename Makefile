@@ -131,8 +131,10 @@ bench: build
 
 ## chaos: the fault-injection suite (integration/chaos) at full length: 3 etcd members, 3 replicas
 ## behind cut/slow TCP proxies, a BFF load generator and a logout stream; partition, etcd leader
-## and quorum loss, rolling restart, disk full, Keycloak down, kill -9 — invariants I1–I3 checked
-## after every step (docs/reliability.md). Under 15 minutes on 2 cores; rewrites the
+## and quorum loss, rolling restart, disk full, Keycloak down (fake realm; and Keycloak 26.7.3 with
+## its Shared Signals stream, as root for its tmpfs), a clock step (a -tags chaosclock replica),
+## kill -9 — invariants I1–I3 checked after every step (docs/reliability.md). Under 15 minutes on
+## 2 cores; rewrites the
 ## <!-- chaos --> block of docs/reliability.md; JSON and markdown under results/chaos/.
 ## `make test` runs the short scenarios (1, 3, 4) of the same package.
 chaos: etcd

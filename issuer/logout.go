@@ -42,8 +42,11 @@ func (i *Issuer) RecordLogout(ctx context.Context, raw string) (_ store.Revocati
 		replayUntil = lt.IssuedAt.Add(maxLogoutAge)
 	}
 	r := store.Revocation{SID: lt.SID, Sub: lt.Subject, At: now, Expires: i.revocationExpiry(now), Reason: "backchannel"}
-	if lt.SID == "" && lt.IssuedAt.Before(now) {
-		// Refuse what was issued up to the logout itself; a later login stays valid.
+	if lt.SID == "" {
+		// Refuse what was issued up to the logout itself, by the provider's clock (the
+		// verifier refused an iat more than Skew ahead of ours): a replica whose clock runs
+		// behind would otherwise leave renewable the sessions begun in between. A later login
+		// stays valid.
 		r.At = lt.IssuedAt
 	}
 	// The logout and the claim of its token's jti are one store transaction, bounded: a store
@@ -109,7 +112,10 @@ func (i *Issuer) RecordUpstreamSET(ctx context.Context, c store.Claim, r store.R
 		return false, invalidRequest("a logout names a session or a subject", nil)
 	}
 	now := i.cfg.Now()
-	if r.At.IsZero() || r.At.After(now) {
+	// The provider's time of the logout, as RecordLogout takes a logout token's iat: within
+	// Skew ahead of this replica's clock it is the provider's clock, not a forgery; beyond it,
+	// it is not trusted to refuse logins that begin later, and the logout counts from now.
+	if r.At.IsZero() || r.At.After(now.Add(i.cfg.Skew)) {
 		r.At = now
 	}
 	r.Expires = i.revocationExpiry(now)

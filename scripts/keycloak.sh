@@ -33,6 +33,8 @@
 #   KC_FEATURES          --features value; "none" for none   (ssf from 26.7 on, else none)
 #   KC_SSF_RECEIVER      client given the ssf.read and ssf.manage scopes after
 #                        the import when the realm has them   (tokengate-signals)
+#   KC_KEEP_DATA         1: start on the database of the last start in
+#                        $KC_RUN_DIR (a restart, no fresh import)  (unset)
 #   TOKENGATE_URL        base URL Keycloak posts back-channel logout tokens to;
 #                        unset: the realm file's default http://127.0.0.1:18443
 #   KC_BOOTSTRAP_ADMIN_USERNAME / KC_BOOTSTRAP_ADMIN_PASSWORD   master admin (admin/admin)
@@ -184,14 +186,21 @@ cmd_start() {
 	# parts are links into the cached dist gives every start an empty database
 	# without copying the dist. The augmented build (lib/quarkus) stays in the
 	# cached dist, next to quarkus-run.jar.
+	# KC_KEEP_DATA=1 keeps the home of the last start instead (a restart: same
+	# database, so the same realm keys, users, sessions, SSF streams and the
+	# events still waiting in them; the import is skipped as the realm exists).
 	local home="$KC_RUN_DIR/home"
-	rm -rf "$home"
-	mkdir -p "$home/data/import"
-	local part
-	for part in bin conf lib providers themes version.txt; do
-		ln -s "$dist/$part" "$home/$part"
-	done
-	cp "$KC_REALM_FILE" "$home/data/import/"
+	if [[ "${KC_KEEP_DATA:-}" == 1 && -d "$home/data" ]]; then
+		log "KC_KEEP_DATA=1: restarting on the database in $home/data"
+	else
+		rm -rf "$home"
+		mkdir -p "$home/data/import"
+		local part
+		for part in bin conf lib providers themes version.txt; do
+			ln -s "$dist/$part" "$home/$part"
+		done
+		cp "$KC_REALM_FILE" "$home/data/import/"
+	fi
 
 	local logf="$KC_RUN_DIR/keycloak.log"
 	: >"$logf"
@@ -218,7 +227,7 @@ cmd_start() {
 	# of Keycloak's environment, where KC_* is read as configuration.
 	local -a kc_env=(
 		-u KC_RUN_DIR -u KC_PORT -u KC_START_TIMEOUT -u KC_JIT -u KC_CDS
-		-u KC_REALM_FILE -u KC_EXTRA_ARGS -u KC_JAVA_OPTS_APPEND -u KC_FEATURES -u KC_SSF_RECEIVER
+		-u KC_REALM_FILE -u KC_EXTRA_ARGS -u KC_JAVA_OPTS_APPEND -u KC_FEATURES -u KC_SSF_RECEIVER -u KC_KEEP_DATA
 		"JAVA_HOME=$java_home"
 		"JAVA_OPTS_APPEND=$jopts"
 		"KC_BOOTSTRAP_ADMIN_USERNAME=${KC_BOOTSTRAP_ADMIN_USERNAME:-admin}"

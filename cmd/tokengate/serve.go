@@ -18,7 +18,7 @@ func serve(ctx context.Context, cfg *config.Config, logOut io.Writer) error {
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	log := app.NewLogger(cfg.LogLevel, logOut)
-	a, err := app.New(ctx, *cfg, app.WithLogger(log), app.WithVersion(version))
+	a, err := app.New(ctx, *cfg, append([]app.Option{app.WithLogger(log), app.WithVersion(version)}, testOptions(log)...)...)
 	if err != nil {
 		return err
 	}
