@@ -17,6 +17,7 @@ import (
 
 	"github.com/tokengate/tokengate/internal/kctest"
 	"github.com/tokengate/tokengate/internal/proctest"
+	"github.com/tokengate/tokengate/internal/replicatest"
 	"github.com/tokengate/tokengate/verifier"
 )
 
@@ -93,7 +94,7 @@ type rewrite struct{ base *url.URL }
 func (rw rewrite) RoundTrip(req *http.Request) (*http.Response, error) {
 	r := req.Clone(req.Context())
 	r.URL.Scheme, r.URL.Host, r.Host = rw.base.Scheme, rw.base.Host, ""
-	return transport.RoundTrip(r)
+	return replicatest.Client.Transport.RoundTrip(r)
 }
 
 // clockProbe is what one phase of the step measured with the suite's own sessions.
