@@ -1,6 +1,10 @@
 package app_test
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
 	"net/http"
 	"net/url"
 	"strings"
@@ -37,6 +41,25 @@ func delegationForm(subject, audience string, extra ...string) url.Values {
 		f.Set(extra[i], extra[i+1])
 	}
 	return f
+}
+
+// BenchmarkRawES256Verify is the allowance of a delegation over a renewal: one ECDSA P-256
+// verification of a digest, crypto alone (compare BenchmarkRawES256Sign).
+func BenchmarkRawES256Verify(b *testing.B) {
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	d := sha256.Sum256([]byte(`{"iss":"https://tokengate.example","sub":"alice"}`))
+	sig, err := ecdsa.SignASN1(rand.Reader, k, d[:])
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if !ecdsa.VerifyASN1(&k.PublicKey, d[:], sig) {
+				b.Fatal("signature does not verify")
+			}
+		}
+	})
 }
 
 // BenchmarkDelegateHandler is a full delegation through the handler, as orders calling for a
