@@ -53,6 +53,7 @@ func BenchmarkRawES256Verify(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.ReportAllocs()
+	defer reportCPU(b)()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			if !ecdsa.VerifyASN1(&k.PublicKey, d[:], sig) {
@@ -78,6 +79,7 @@ func BenchmarkDelegateHandler(b *testing.B) {
 	h := *s.handler.Load()
 	b.ReportAllocs()
 	b.ResetTimer()
+	defer reportCPU(b)()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			req, err := http.NewRequest(http.MethodPost, "/token", strings.NewReader(body))
