@@ -54,7 +54,7 @@ var ErrNotAccessToken = errors.New("keys: not an access token (JOSE typ is not a
 // no JOSE parsing. Any other token goes through go-jose's full parse and the checks above.
 func (m *Manager) VerifyAccessToken(token string) ([]byte, error) {
 	s := m.snap.Load()
-	if payload, err, done := s.verifyOwnHeader(token); done {
+	if payload, done, err := s.verifyOwnHeader(token); done {
 		return payload, err
 	}
 	jws, err := jose.ParseSignedCompact(token, []jose.SignatureAlgorithm{jose.ES256, jose.EdDSA, jose.RS256})
@@ -108,31 +108,31 @@ func ownHeader(key jose.SigningKey, kid string) (string, error) {
 // own (done), so that alg, kid and typ are already known good: the signature over the token's
 // signing input, with that key and its algorithm, decides. done is false, and the token left
 // to the full parse, for any other header or a token that is not three base64url parts.
-func (s *snapshot) verifyOwnHeader(token string) (payload []byte, err error, done bool) {
+func (s *snapshot) verifyOwnHeader(token string) (payload []byte, done bool, err error) {
 	head, rest, ok := strings.Cut(token, ".")
 	if !ok {
-		return nil, nil, false
+		return nil, false, nil
 	}
 	k, ok := s.ownHeaders[head]
 	if !ok {
-		return nil, nil, false
+		return nil, false, nil
 	}
 	body, sig, ok := strings.Cut(rest, ".")
 	if !ok || strings.IndexByte(sig, '.') >= 0 {
-		return nil, nil, false
+		return nil, false, nil
 	}
 	payload, err = base64.RawURLEncoding.DecodeString(body)
 	if err != nil {
-		return nil, nil, false
+		return nil, false, nil
 	}
 	signature, err := base64.RawURLEncoding.DecodeString(sig)
 	if err != nil {
-		return nil, nil, false
+		return nil, false, nil
 	}
 	if !k.verify(token[:len(head)+1+len(body)], signature) {
-		return nil, fmt.Errorf("keys: verify: %w", jose.ErrCryptoFailure), true
+		return nil, true, fmt.Errorf("keys: verify: %w", jose.ErrCryptoFailure)
 	}
-	return payload, nil, true
+	return payload, true, nil
 }
 
 // verify checks signature over input (a JWS signing input) as go-jose does for k's algorithm

@@ -41,7 +41,7 @@ func TestOwnHeaderIsTheSignersHeader(t *testing.T) {
 		if k, ok := s.ownHeaders[head]; !ok || k.alg != alg {
 			t.Errorf("%s: the active key's token header %q is not its own header", alg, head)
 		}
-		if _, err, done := s.verifyOwnHeader(tok); !done || err != nil {
+		if _, done, err := s.verifyOwnHeader(tok); !done || err != nil {
 			t.Errorf("%s: the shortcut did not verify the active key's token: done %v, %v", alg, done, err)
 		}
 	}
