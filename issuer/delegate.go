@@ -57,10 +57,16 @@ type Actor struct {
 	Actor   *Actor `json:"act,omitempty"`
 }
 
-// delegatedClaims are the claims of an internal token with its actor chain.
+// delegatedClaims are the claims of an internal token with its actor chain, as read.
 type delegatedClaims struct {
 	AccessClaims
 	Act json.RawMessage `json:"act,omitempty"`
+}
+
+// delegatedToken are the claims of a delegated token, as written.
+type delegatedToken struct {
+	AccessClaims
+	Act *Actor `json:"act,omitempty"`
 }
 
 // rawActor is a link of an actor chain as read from a token: the rest of the chain stays raw,
@@ -102,29 +108,58 @@ func nestActors(chain []string) *Actor {
 	return a
 }
 
-// issuedHere reports whether token's unverified iss is tokengate's own: such a subject token
-// asks for delegation, anything else for a first exchange of an upstream token. The claim is
-// only read here to route the request; delegation verifies the signature before trusting it.
-func (i *Issuer) issuedHere(token string) bool {
-	iss, ok := peekIssuer(token)
-	return ok && iss == i.cfg.Issuer
+// peeked is a token's payload, read once before its signature is checked: whether its iss is
+// tokengate's own, which routes a subject token to delegation, and, for such a token, its
+// claims. Nothing in it is trusted until verifyInternal has verified the signature over these
+// very bytes.
+type peeked struct {
+	ours    bool
+	payload []byte
+	claims  delegatedClaims
+	err     error // why payload does not decode as an internal token's claims
 }
 
-// peekIssuer reads the iss claim of a compact JWT without verifying it.
-func peekIssuer(token string) (string, bool) {
+// peek reads token's unverified iss (and, when it is tokengate's own, its claims). The claims
+// are decoded at once when the payload holds the iss member as tokengate writes it, so a
+// delegation decodes its subject token once; any other payload (an upstream token) is read
+// for its iss alone, as before.
+func (i *Issuer) peek(token string) peeked {
+	payload, ok := payloadOf(token)
+	if !ok {
+		return peeked{}
+	}
+	p := peeked{payload: payload}
+	decoded := bytes.Contains(payload, i.issClaim)
+	if decoded {
+		if p.err = json.Unmarshal(payload, &p.claims); p.err == nil {
+			p.ours = p.claims.Issuer == i.cfg.Issuer
+			return p
+		}
+	}
+	iss, ok := issuerOf(payload)
+	if p.ours = ok && iss == i.cfg.Issuer; p.ours && !decoded {
+		p.err = json.Unmarshal(payload, &p.claims)
+	}
+	return p
+}
+
+// payloadOf decodes the payload of a compact JWT without verifying it.
+func payloadOf(token string) ([]byte, bool) {
 	first := strings.IndexByte(token, '.')
 	if first < 0 {
-		return "", false
+		return nil, false
 	}
 	rest := token[first+1:]
 	second := strings.IndexByte(rest, '.')
 	if second < 0 || len(rest[:second]) > 64<<10 {
-		return "", false
+		return nil, false
 	}
 	payload, err := base64.RawURLEncoding.DecodeString(rest[:second])
-	if err != nil {
-		return "", false
-	}
+	return payload, err == nil
+}
+
+// issuerOf reads the iss claim of a JWT payload.
+func issuerOf(payload []byte) (string, bool) {
 	var c struct {
 		Issuer string `json:"iss"`
 	}
@@ -181,7 +216,7 @@ type keyRevoked interface {
 // own keys in process (one signature check; no call to the provider, no write), applies the
 // session rules of a renewal, and mints a token with act = {sub: c, act: <subject's act>},
 // scope within the subject's, exp no later than the subject's, and no refresh token.
-func (i *Issuer) delegate(ctx context.Context, c Client, r ExchangeRequest) (TokenResponse, error) {
+func (i *Issuer) delegate(ctx context.Context, c Client, r ExchangeRequest, subject peeked) (TokenResponse, error) {
 	refuse := func(reason string, err error, attrs ...any) (TokenResponse, error) {
 		a := append([]any{"event", "delegation_refused", "client_id", c.ID, "reason", reason}, attrs...)
 		i.log.InfoContext(ctx, "delegation refused", append(a, "subject_token", TokenHash(r.SubjectToken))...)
@@ -203,7 +238,7 @@ func (i *Issuer) delegate(ctx context.Context, c Client, r ExchangeRequest) (Tok
 		return refuse("audience", err, "audience", r.Audience, "resource", r.Resource)
 	}
 	now := i.cfg.Now()
-	sub, chain, rf := i.verifyInternal(r.SubjectToken, "subject_token", now)
+	sub, chain, rf := i.verifyInternal(r.SubjectToken, subject, "subject_token", now)
 	if rf != nil {
 		return refuse(rf.reason, rf.err)
 	}
@@ -240,14 +275,11 @@ func (i *Issuer) delegate(ctx context.Context, c Client, r ExchangeRequest) (Tok
 		}
 		return TokenResponse{}, err
 	}
-	claims := delegatedClaims{AccessClaims: AccessClaims{
+	claims := delegatedToken{AccessClaims: AccessClaims{
 		Issuer: i.cfg.Issuer, Subject: sub.Subject, Audience: auds, Expiry: min(now.Add(i.cfg.TTL).Unix(), sub.Expiry),
 		IssuedAt: now.Unix(), JTI: newJTI(), ClientID: c.ID, SID: sub.SID, Scope: scope, Roles: sub.Roles,
 		PreferredUsername: sub.PreferredUsername, ACR: sub.ACR, AuthTime: sub.AuthTime,
-	}}
-	if claims.Act, err = json.Marshal(nestActors(chain)); err != nil {
-		return TokenResponse{}, oauthErr(CodeServerError, "could not encode the actor chain", err)
-	}
+	}, Act: nestActors(chain)}
 	payload, err := json.Marshal(claims)
 	if err != nil {
 		return TokenResponse{}, oauthErr(CodeServerError, "could not encode the claims", err)
@@ -270,8 +302,9 @@ type refusal struct {
 
 // verifyInternal verifies token (named what in descriptions), an internal access token
 // tokengate issued, at now: signature with a published key, iss, exp, and its actor chain
-// (outermost first).
-func (i *Issuer) verifyInternal(token, what string, now time.Time) (delegatedClaims, []string, *refusal) {
+// (outermost first). p is token as peek read it: its claims are used once the signature over
+// the same payload verifies.
+func (i *Issuer) verifyInternal(token string, p peeked, what string, now time.Time) (delegatedClaims, []string, *refusal) {
 	var c delegatedClaims
 	payload, err := i.keys.VerifyAccessToken(token)
 	if err != nil {
@@ -287,8 +320,12 @@ func (i *Issuer) verifyInternal(token, what string, now time.Time) (delegatedCla
 		return c, nil, &refusal{"invalid", invalidRequest(what+" is not a valid tokengate access token "+
 			"(its signature or JOSE header does not verify)", err)}
 	}
-	if err := json.Unmarshal(payload, &c); err != nil || c.Issuer != i.cfg.Issuer || c.Subject == "" {
-		return c, nil, &refusal{"invalid", invalidRequest(what+" is not a valid tokengate access token (its claims)", err)}
+	if !bytes.Equal(payload, p.payload) { // one token, one payload: a mismatch is a bug, refused all the same
+		return c, nil, &refusal{"invalid", invalidRequest(what+" is not a valid tokengate access token (its claims)",
+			errors.New("the verified payload is not the one read"))}
+	}
+	if c = p.claims; p.err != nil || c.Issuer != i.cfg.Issuer || c.Subject == "" {
+		return c, nil, &refusal{"invalid", invalidRequest(what+" is not a valid tokengate access token (its claims)", p.err)}
 	}
 	if now.Unix() >= c.Expiry {
 		exp := time.Unix(c.Expiry, 0).UTC().Format(time.RFC3339)
@@ -317,11 +354,12 @@ func (i *Issuer) checkActor(c Client, r ExchangeRequest, now time.Time) *refusal
 		return &refusal{"actor_token", invalidRequest("actor_token_type must be "+TokenTypeAccessToken+
 			": the actor_token accepted is a tokengate access token issued to this client", nil)}
 	}
-	if !i.issuedHere(r.ActorToken) {
+	p := i.peek(r.ActorToken)
+	if !p.ours {
 		return &refusal{"actor_token", invalidRequest("actor_token was not issued by tokengate: the actor_token accepted "+
 			"is a tokengate access token issued to this client (or leave it out: the client is the actor)", nil)}
 	}
-	act, _, rf := i.verifyInternal(r.ActorToken, "actor_token", now)
+	act, _, rf := i.verifyInternal(r.ActorToken, p, "actor_token", now)
 	if rf != nil {
 		rf.reason = "actor_token"
 		return rf

@@ -310,3 +310,76 @@ func TestDelegate_HugeActNesting(t *testing.T) {
 		t.Errorf("signed deep act: %v", err)
 	}
 }
+
+// TestDelegate_ReadOnce is an attacker against reading a subject token once (its iss and its
+// claims decoded together, before the signature is checked, and used after): the route is
+// still the decoded top-level iss, however it is written or wherever else tokengate's iss
+// appears, and claims are trusted only once the signature over them verifies.
+func TestDelegate_ReadOnce(t *testing.T) {
+	d := newDelegation(t)
+	first := d.login("frank", "sid-f", "")
+	base, err := json.Marshal(claims(t, first.AccessToken))
+	if err != nil {
+		t.Fatal(err)
+	}
+	own := `"iss":"https://tg.test"`
+	if !strings.Contains(string(base), own) {
+		t.Fatalf("claims %s do not hold %s", base, own)
+	}
+	sign := func(payload string) string {
+		tok, _, err := d.keys.Sign([]byte(payload))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	forge := func(payload string) string { // tokengate's header and signature, another payload
+		parts := strings.Split(first.AccessToken, ".")
+		return parts[0] + "." + base64.RawURLEncoding.EncodeToString([]byte(payload)) + "." + parts[2]
+	}
+	realm := d.realm.Issuer()
+	escaped := strings.Replace(string(base), own, `"iss":"https:\/\/tg.test"`, 1)
+	nested := `{"iss":"` + realm + `","sub":"frank","aud":["orders"],"sid":"sid-f","exp":9999999999,"x":{` + own + `}}`
+	lastWins := strings.Replace(string(base), own, `"iss":"`+realm+`"`, 1)
+	lastWins = lastWins[:len(lastWins)-1] + `,` + own + `}`
+	stringAud := strings.Replace(string(base), `"aud":["orders"]`, `"aud":"orders"`, 1)
+	if stringAud == string(base) {
+		t.Fatalf("claims %s have no aud [orders]", base)
+	}
+
+	// Signed by tokengate with iss written with escapes, or given twice (the last one counts,
+	// as encoding/json reads it): still tokengate's token, delegated.
+	for name, payload := range map[string]string{"escaped iss": escaped, "iss given twice, ours last": lastWins} {
+		if r, err := d.delegate(d.orders, sign(payload), "payments", ""); err != nil ||
+			jsonOf(claims(t, r.AccessToken)["act"]) != `{"sub":"orders"}` {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	for _, tc := range []struct {
+		name, token, desc string
+	}{
+		// Another issuer's claims that hold tokengate's iss member deeper down: not a
+		// delegation, refused as any upstream token is for a client that only delegates.
+		{"tokengate's iss nested in another issuer's token", sign(nested),
+			"this client only delegates, so it exchanges the internal tokens it receives"},
+		{"tokengate's iss first, another last", sign(strings.Replace(lastWins, `,`+own+`}`, `,"iss":"`+realm+`"}`, 1)),
+			"this client only delegates, so it exchanges the internal tokens it receives"},
+		// tokengate's iss, claims that do not decode: refused for its claims once signed,
+		// for its signature when forged.
+		{"signed claims that do not decode", sign(stringAud), "subject_token is not a valid tokengate access token (its claims)"},
+		{"forged claims that do not decode", forge(stringAud), "subject_token is not a valid tokengate access token (its signature"},
+		{"forged escaped iss", forge(strings.Replace(escaped, `"sub":"frank"`, `"sub":"mallory"`, 1)),
+			"subject_token is not a valid tokengate access token (its signature"},
+	} {
+		_, err := d.delegate(d.orders, tc.token, "payments", "")
+		if wantCode(t, tc.name, err, issuer.CodeInvalidRequest); err == nil || !strings.Contains(err.Error(), tc.desc) {
+			t.Errorf("%s: %v\nwant it to say %q", tc.name, err, tc.desc)
+		}
+	}
+	// The same forged claims as actor_token: refused for its signature.
+	_, err = d.is.Exchange(context.Background(), d.orders, withActor(req(first.AccessToken, "payments"),
+		forge(strings.Replace(escaped, `"client_id":"bff"`, `"client_id":"orders"`, 1))))
+	if wantCode(t, "forged actor_token", err, issuer.CodeInvalidRequest); err == nil || !strings.Contains(err.Error(), "actor_token is not a valid") {
+		t.Errorf("forged actor_token: %v", err)
+	}
+}

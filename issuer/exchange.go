@@ -43,8 +43,8 @@ func (i *Issuer) Exchange(ctx context.Context, c Client, r ExchangeRequest) (Tok
 }
 
 func (i *Issuer) exchange(ctx context.Context, c Client, r ExchangeRequest) (TokenResponse, error) {
-	if i.issuedHere(r.SubjectToken) {
-		return i.delegate(ctx, c, r)
+	if p := i.peek(r.SubjectToken); p.ours {
+		return i.delegate(ctx, c, r, p)
 	}
 	if err := i.checkFirstExchange(ctx, c, r); err != nil {
 		return TokenResponse{}, err

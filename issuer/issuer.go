@@ -12,6 +12,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -165,6 +166,10 @@ type Issuer struct {
 
 	hintMu     sync.Mutex
 	lastHinted time.Time // last WARN naming the missing audience mapper (see subject.go)
+
+	// issClaim is the iss member as tokengate writes it in its tokens ("iss":"<Issuer>"): a
+	// payload that holds it is decoded once as an internal token's claims (see peek).
+	issClaim []byte
 }
 
 // New returns an issuer on its collaborators. pub is told about every recorded revocation
@@ -218,8 +223,13 @@ func New(cfg Config, s Store, k Keys, up Upstream, pub Publisher) (*Issuer, erro
 			return nil, errors.New("issuer: cache bounds must be positive")
 		}
 	}
+	iss, err := json.Marshal(cfg.Issuer)
+	if err != nil {
+		return nil, fmt.Errorf("issuer: encode Issuer: %w", err)
+	}
 	return &Issuer{
 		cfg: cfg, store: s, keys: k, upstream: up, clients: clients, publish: pub,
+		issClaim: append([]byte(`"iss":`), iss...),
 		cache:    newIntrospectionCache(cfg.Caches.Introspection, cfg.Now),
 		grants:   newBoundedCache[[32]byte, *grant](cfg.Caches.RefreshTokens, cfg.Now),
 		log:      cfg.Logger,

@@ -18,12 +18,16 @@ type snapshot struct {
 	jwks      jose.JSONWebKeySet
 	jwksJSON  []byte
 	publicKey map[string]jose.JSONWebKey
-	sealer    jose.Encrypter
-	sealKeys  map[string][]byte
+	// ownHeaders maps the encoded protected header each published key writes on an access
+	// token to that key (VerifyAccessToken's shortcut).
+	ownHeaders map[string]headerKey
+	sealer     jose.Encrypter
+	sealKeys   map[string][]byte
 }
 
 func newSnapshot(doc Document) (*snapshot, error) {
-	s := &snapshot{doc: doc, publicKey: map[string]jose.JSONWebKey{}, sealKeys: map[string][]byte{}}
+	s := &snapshot{doc: doc, publicKey: map[string]jose.JSONWebKey{}, ownHeaders: map[string]headerKey{},
+		sealKeys: map[string][]byte{}}
 	s.jwks.Keys = []jose.JSONWebKey{}
 	for _, k := range doc.Signing {
 		var jwk jose.JSONWebKey
@@ -34,6 +38,11 @@ func newSnapshot(doc Document) (*snapshot, error) {
 		pub.KeyID, pub.Algorithm, pub.Use = k.ID, k.Alg, "sig"
 		s.jwks.Keys = append(s.jwks.Keys, pub)
 		s.publicKey[k.ID] = pub
+		head, err := ownHeader(jose.SigningKey{Algorithm: jose.SignatureAlgorithm(k.Alg), Key: jwk.Key}, k.ID)
+		if err != nil {
+			return nil, fmt.Errorf("signer for key %s: %w", k.ID, err)
+		}
+		s.ownHeaders[head] = headerKey{alg: k.Alg, key: pub.Key}
 		if k.State == StateActive {
 			if s.signer != nil {
 				return nil, fmt.Errorf("more than one active signing key (%s, %s)", s.activeKID, k.ID)

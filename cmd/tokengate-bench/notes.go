@@ -85,8 +85,8 @@ func (r *Results) missedNote(t Target) string {
 			fmtUs(1e6/r.RenewalPerCPUSecond-r.RenewalServer.P50us), fmtUs(1e6/r.RawSignPerCPUSecond), 100*r.RenewalServerBusy)
 	case "4d":
 		extra := 1e6/r.DelegationPerCPUSecond - 1e6/r.RenewalPerCPUSecond
-		return fmt.Sprintf("Besides the subject token's ES256 verification (%s p50 raw, on the load generator's cores), a delegation parses "+
-			"the subject token's JWS and claims and its act chain, authenticates a second kind of client and builds a larger answer; "+
+		return fmt.Sprintf("Besides the subject token's ES256 verification (%s p50 raw, on the load generator's cores), a delegation decodes "+
+			"the subject token's claims (once; its JOSE header is matched, not parsed) and its act chain, writes an audit line, authenticates a second kind of client and builds a larger answer; "+
 			"a renewal unseals a JWE instead. The %s of extra server CPU is %.1f raw verifications; the in-process comparison without "+
 			"HTTP is `BenchmarkDelegateHandler` (make bench-core).", fmtUs(r.RawVerify.P50us), fmtUs(extra), extra/r.RawVerify.P50us)
 	case "6-rss":

@@ -18,6 +18,7 @@ func BenchmarkRawES256Sign(b *testing.B) {
 	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	d := sha256.Sum256([]byte(`{"iss":"https://tokengate.example","sub":"alice"}`))
 	b.ReportAllocs()
+	defer reportCPU(b)()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			if _, err := ecdsa.SignASN1(rand.Reader, k, d[:]); err != nil {
@@ -79,6 +80,7 @@ func BenchmarkRenewHandler(b *testing.B) {
 	h := *s.handler.Load()
 	b.ReportAllocs()
 	b.ResetTimer()
+	defer reportCPU(b)()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			serveForm(b, h, body)
@@ -96,6 +98,7 @@ func BenchmarkExchangeCached(b *testing.B) {
 	serveForm(b, h, body)
 	b.ReportAllocs()
 	b.ResetTimer()
+	defer reportCPU(b)()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			serveForm(b, h, body)
