@@ -96,7 +96,7 @@ func layer(p string) int {
 // isTestSupport reports the packages that exist for tests and tools.
 func isTestSupport(p string) bool {
 	r := role(p)
-	return r == "kctest" || r == "proctest" || r == "demostack" || r == "loopback" || r == "testwait" || strings.HasSuffix(r, "test")
+	return r == "kctest" || r == "proctest" || r == "procrun" || r == "demostack" || r == "loopback" || r == "testwait" || strings.HasSuffix(r, "test")
 }
 
 func TestLayers_NoImportPointsBackUp(t *testing.T) {

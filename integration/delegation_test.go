@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tokengate/tokengate/internal/demostack"
+	"github.com/tokengate/tokengate/internal/testwait"
 	"github.com/tokengate/tokengate/verifier"
 )
 
@@ -25,19 +26,23 @@ type hopRefusal struct {
 	err    error
 }
 
+var errNotRefused = errors.New("not refused yet")
+
 // pollRefusal calls check every 10 ms until it reports a refusal (a non-empty reason) or an
 // error, at most 30 s; it sends the result on the returned channel.
 func pollRefusal(ctx context.Context, hop string, exp time.Time, check func() (string, error)) <-chan hopRefusal {
 	out := make(chan hopRefusal, 1)
 	go func() {
-		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline) && ctx.Err() == nil; time.Sleep(10 * time.Millisecond) {
+		r := hopRefusal{hop: hop, err: errors.New("never refused")}
+		_ = testwait.Poll(ctx, 30*time.Second, 10*time.Millisecond, func() error {
 			reason, err := check()
 			if err != nil || reason != "" {
-				out <- hopRefusal{hop: hop, exp: exp, at: time.Now(), reason: reason, err: err}
-				return
+				r = hopRefusal{hop: hop, exp: exp, at: time.Now(), reason: reason, err: err}
+				return nil
 			}
-		}
-		out <- hopRefusal{hop: hop, err: errors.New("never refused")}
+			return errNotRefused
+		})
+		out <- r
 	}()
 	return out
 }

@@ -122,16 +122,16 @@ func TestBrowser_LoginServiceCallLogoutRefusesRenewal(t *testing.T) {
 	}
 	refusedAt := make(chan refusal, 1)
 	go func() {
-		deadline := time.Now().Add(ttl + 30*time.Second)
-		for time.Now().Before(deadline) {
+		r := refusal{err: errors.New("never refused")}
+		_ = testwait.Poll(context.Background(), ttl+30*time.Second, 20*time.Millisecond, func() error {
 			code, _, wa, err := st.CallService(ctx, copiedInternal)
 			if err != nil || code == http.StatusUnauthorized {
-				refusedAt <- refusal{time.Now(), wa, err}
-				return
+				r = refusal{time.Now(), wa, err}
+				return nil
 			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		refusedAt <- refusal{err: errors.New("never refused")}
+			return errors.New("still accepted")
+		})
+		refusedAt <- r
 	}()
 	endSession := st.KeycloakIssuer() + "/protocol/openid-connect/logout"
 	t0, err := br.Logout(endSession)

@@ -76,7 +76,7 @@ func run(ctx context.Context, o options) (err error) {
 		defer os.RemoveAll(o.work)
 	}
 	say("building tokengate, demo-bff, demo-service")
-	bin, err := demostack.Build(ctx, root, filepath.Join(o.work, "bin"))
+	bin, err := demostack.Build(filepath.Join(o.work, "bin"))
 	if err != nil {
 		return err
 	}

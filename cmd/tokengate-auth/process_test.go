@@ -4,8 +4,9 @@ package main
 // tokengate of verifier/verifiertest, in front of a real upstream process.
 
 import (
-	"bufio"
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -13,37 +14,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/tokengate/tokengate/internal/proctest"
+	"github.com/tokengate/tokengate/internal/testwait"
 	"github.com/tokengate/tokengate/verifier/verifiertest"
 )
-
-// startProcess runs cmd until the test ends (SIGTERM, then SIGKILL after 5 s), logging its
-// output if the test failed.
-func startProcess(t *testing.T, name string, cmd *exec.Cmd, out io.Writer) {
-	t.Helper()
-	if cmd.Stdout == nil {
-		cmd.Stdout = out
-	}
-	cmd.Stderr = out
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("%s: %v", name, err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-	})
-}
 
 // startWSGI runs testdata/wsgi_upstream.py and returns its address.
 func startWSGI(t *testing.T) string {
@@ -52,39 +29,32 @@ func startWSGI(t *testing.T) string {
 	if err != nil {
 		t.Fatalf("missing dependency python3 (Debian: python3): %v", err)
 	}
-	cmd := exec.Command(python, filepath.Join("testdata", "wsgi_upstream.py"))
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr proctest.SyncBuffer
-	startProcess(t, "wsgi_upstream.py", cmd, &stderr)
-	line := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		if sc.Scan() {
-			line <- sc.Text()
+	p := proctest.StartProcessT(t, proctest.Spec{Name: "wsgi_upstream.py", Argv: []string{python, filepath.Join("testdata", "wsgi_upstream.py")}})
+	// It is ready once it writes the line "listening on ADDR".
+	var addr string
+	err = testwait.Poll(context.Background(), 20*time.Second, 20*time.Millisecond, func() error {
+		lines := strings.Split(p.Output(), "\n")
+		for _, l := range lines[:len(lines)-1] { // whole lines only
+			if a, found := strings.CutPrefix(l, "listening on "); found {
+				addr = a
+				return nil
+			}
 		}
-		close(line)
-		_, _ = io.Copy(io.Discard, stdout)
-	}()
-	select {
-	case l, ok := <-line:
-		addr, found := strings.CutPrefix(l, "listening on ")
-		if !ok || !found {
-			t.Fatalf("wsgi_upstream.py: no address (%q):\n%s", l, stderr.String())
+		if p.Exited() {
+			return nil
 		}
-		return addr
-	case <-time.After(20 * time.Second):
-		t.Fatalf("wsgi_upstream.py not listening within 20s:\n%s", stderr.String())
+		return errors.New("not listening")
+	})
+	if addr == "" {
+		t.Fatalf("wsgi_upstream.py: no address (%v):\n%s", err, p.Output())
 	}
-	return ""
+	return addr
 }
 
 // startAuth runs the tokengate-auth binary bin in mode (with upstream in
 // proxy mode) against tg until the test ends, waits for /readyz and returns the listen
-// address and the process's output.
-func startAuth(t *testing.T, bin, mode, upstream string, tg *verifiertest.Server) (string, *proctest.SyncBuffer) {
+// address and the process.
+func startAuth(t *testing.T, bin, mode, upstream string, tg *verifiertest.Server) (string, *proctest.Process) {
 	t.Helper()
 	listen, admin := proctest.FreeAddr(t), proctest.FreeAddr(t)
 	conf := fmt.Sprintf("mode: %s\nlisten: %q\nadmin_listen: %q\nissuer: %q\naudience: %q\nlog_level: debug\n",
@@ -96,29 +66,10 @@ func startAuth(t *testing.T, bin, mode, upstream string, tg *verifiertest.Server
 	if err := os.WriteFile(cfg, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	out := &proctest.SyncBuffer{}
-	cmd := exec.Command(bin, "serve", "--config", cfg)
-	cmd.Env = append(os.Environ(), "TOKENGATE_STREAM_SECRET="+verifiertest.DefaultStreamSecret)
-	startProcess(t, "tokengate-auth", cmd, out)
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("tokengate-auth (%s) output:\n%s", mode, out.String())
-		}
-	})
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		resp, err := client.Get("http://" + admin + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return listen, out
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("tokengate-auth not ready within 20s:\n%s", out.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	p := proctest.StartProcessT(t, proctest.Spec{Name: "tokengate-auth (" + mode + ")", Argv: []string{bin, "serve", "--config", cfg},
+		Env: []string{"TOKENGATE_STREAM_SECRET=" + verifiertest.DefaultStreamSecret}, ReadyURL: "http://" + admin + "/readyz",
+		PollEvery: 20 * time.Millisecond})
+	return listen, p
 }
 
 var client = &http.Client{Timeout: 10 * time.Second}
@@ -209,7 +160,7 @@ func TestProcess_HeaderHygiene(t *testing.T) {
 		if status, _ := get(t, "http://"+listen+"/orders/1", [][2]string{{"Authorization", "Bearer " + tok}, {"X-Tokengate-Roles", "admin"}}); status != http.StatusOK {
 			t.Errorf("X-Tokengate-Roles in auth mode: %d, want 200 (the proxy replaces it)", status)
 		}
-		if log := out.String(); !strings.Contains(log, `"level":"WARN"`) || !strings.Contains(log, `X_tokengate_roles`) || strings.Contains(log, tok) {
+		if log := out.Output(); !strings.Contains(log, `"level":"WARN"`) || !strings.Contains(log, `X_tokengate_roles`) || strings.Contains(log, tok) {
 			t.Errorf("want one warning naming the header, and never the token:\n%s", log)
 		}
 	})

@@ -4,40 +4,17 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
-	"io"
 	"log/slog"
-	"net/http"
-	"net/url"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/tokengate/tokengate/internal/config"
 	"github.com/tokengate/tokengate/internal/kctest"
+	"github.com/tokengate/tokengate/internal/proctest"
 	"github.com/tokengate/tokengate/verifier"
 )
-
-// postAs sends a form to /token authenticating as client id.
-func (g *gateway) postAs(id, secret string, form url.Values) reply {
-	g.t.Helper()
-	req, err := http.NewRequest(http.MethodPost, g.Base+"/token", strings.NewReader(form.Encode()))
-	if err != nil {
-		g.t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.SetBasicAuth(id, secret)
-	resp, err := httpClient.Do(req)
-	if err != nil {
-		g.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	r := reply{Status: resp.StatusCode, Header: resp.Header, raw: string(body)}
-	_ = json.Unmarshal(body, &r)
-	return r
-}
 
 // TestDelegation_OrdersToPaymentsDiesAtLogout runs the real binary: the BFF exchanges alice's
 // Keycloak token for orders; orders delegates it to payments; a payments verifier following
@@ -64,16 +41,13 @@ func TestDelegation_OrdersToPaymentsDiesAtLogout(t *testing.T) {
 	}
 	defer v.Close()
 
-	exchange := func(subject, audience string) url.Values {
-		return url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:token-exchange"}, "subject_token": {subject},
-			"subject_token_type": {"urn:ietf:params:oauth:token-type:access_token"}, "audience": {audience}}
-	}
+	exchange := proctest.ExchangeForm
 	up := realm.AccessToken(kctest.Token{Subject: "alice", SID: "sid-alice", IssuedAt: time.Now()})
-	first := g.postAs(clientID, clientSecret, exchange(up, "orders"))
+	first := g.PostT(t, httpClient, "/token", exchange(up, "orders"), clientID, clientSecret)
 	if first.Status != 200 || first.RefreshToken == "" {
 		t.Fatalf("exchange: %v", first)
 	}
-	delegated := g.postAs("orders", ordersSecret, exchange(first.AccessToken, "payments"))
+	delegated := g.PostT(t, httpClient, "/token", exchange(first.AccessToken, "payments"), "orders", ordersSecret)
 	if delegated.Status != 200 || delegated.RefreshToken != "" || delegated.IssuedTokenType != "urn:ietf:params:oauth:token-type:access_token" {
 		t.Fatalf("delegation: %v", delegated)
 	}
@@ -89,18 +63,18 @@ func TestDelegation_OrdersToPaymentsDiesAtLogout(t *testing.T) {
 	}
 	// Hostile callers at the real endpoint: the BFF (no delegate_to), orders asking for a
 	// service outside its delegate_to, orders presenting a Keycloak token.
-	wantError(t, "bff delegating", g.postAs(clientID, clientSecret, exchange(first.AccessToken, "payments")), 400, "unauthorized_client")
-	wantError(t, "orders asking for ledger", g.postAs("orders", ordersSecret, exchange(first.AccessToken, "ledger")), 400, "invalid_target")
-	wantError(t, "orders presenting a Keycloak token", g.postAs("orders", ordersSecret, exchange(up, "payments")), 400, "invalid_request")
+	wantError(t, "bff delegating", g.PostT(t, httpClient, "/token", exchange(first.AccessToken, "payments"), clientID, clientSecret), 400, "unauthorized_client")
+	wantError(t, "orders asking for ledger", g.PostT(t, httpClient, "/token", exchange(first.AccessToken, "ledger"), "orders", ordersSecret), 400, "invalid_target")
+	wantError(t, "orders presenting a Keycloak token", g.PostT(t, httpClient, "/token", exchange(up, "payments"), "orders", ordersSecret), 400, "invalid_request")
 
 	if r := g.logout(realm.LogoutToken("alice", "sid-alice")); r.Status != 200 {
 		t.Fatalf("logout: %v", r)
 	}
 	loggedOut := time.Now()
-	r := g.postAs("orders", ordersSecret, exchange(first.AccessToken, "payments"))
+	r := g.PostT(t, httpClient, "/token", exchange(first.AccessToken, "payments"), "orders", ordersSecret)
 	wantError(t, "delegation after logout", r, 400, "invalid_request")
-	if !strings.Contains(r.ErrorDescription, "logged out") {
-		t.Errorf("delegation after logout says %q", r.ErrorDescription)
+	if !strings.Contains(r.Description, "logged out") {
+		t.Errorf("delegation after logout says %q", r.Description)
 	}
 	for {
 		_, err := v.Verify(context.Background(), delegated.AccessToken)

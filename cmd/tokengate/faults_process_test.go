@@ -20,6 +20,7 @@ import (
 
 	"github.com/tokengate/tokengate/internal/config"
 	"github.com/tokengate/tokengate/internal/kctest"
+	"github.com/tokengate/tokengate/internal/testwait"
 )
 
 // mountTmpfs mounts a tmpfs of size (e.g. "2m") on a new directory and unmounts it when the
@@ -75,6 +76,15 @@ func (g *gateway) readyz() (int, string) {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
+}
+
+// readyErr is nil once /readyz answers 200, else an error naming the status (for testwait.Poll).
+func (g *gateway) readyErr() error {
+	g.t.Helper()
+	if code, _ := g.readyz(); code != http.StatusOK {
+		return fmt.Errorf("/readyz still %d", code)
+	}
+	return nil
 }
 
 // metric returns the exposition line of name (without labels) from /metrics, or "".
@@ -145,16 +155,8 @@ func TestDiskFull_LogoutRefusedInMemoryAndWrittenWhenSpaceReturns(t *testing.T) 
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		code, _ := g.readyz()
-		if code == http.StatusOK {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("/readyz still %d 10s after space returned", code)
-		}
-		time.Sleep(100 * time.Millisecond)
+	if err := testwait.Poll(context.Background(), 10*time.Second, 100*time.Millisecond, g.readyErr); err != nil {
+		t.Fatalf("%v 10s after space returned", err)
 	}
 	if m := g.metric("tokengate_store_pending_revocations"); m != "tokengate_store_pending_revocations 0" {
 		t.Errorf("pending metric once written: %q", m)

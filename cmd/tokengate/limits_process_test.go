@@ -14,6 +14,7 @@ import (
 
 	"github.com/tokengate/tokengate/internal/config"
 	"github.com/tokengate/tokengate/internal/kctest"
+	"github.com/tokengate/tokengate/internal/proctest"
 )
 
 // TestDefaultLimits_32ConnectionsRenewingFlatOutGetNo429: the default configuration (no
@@ -134,9 +135,9 @@ func TestAuthFailures_1000WrongSecretsFromTheBFFsAddressLockNobodyOut(t *testing
 		var st int
 		switch i % 4 {
 		case 0:
-			st = g.post("/token", wrong+randID(t), url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}}).Status
+			st = g.PostT(t, httpClient, "/token", proctest.RenewForm(rt), clientID, wrong+randID(t)).Status
 		case 1:
-			st = g.post("/revoke", wrong+randID(t), url.Values{"token": {toRevoke}}).Status
+			st = g.PostT(t, httpClient, "/revoke", url.Values{"token": {toRevoke}}, clientID, wrong+randID(t)).Status
 		case 2:
 			st, _ = call(http.MethodPost, "/ssf/poll/orders", wrong+randID(t), `{"returnImmediately":true}`)
 		default:
@@ -152,7 +153,7 @@ func TestAuthFailures_1000WrongSecretsFromTheBFFsAddressLockNobodyOut(t *testing
 		g.mustRenew(rt, fmt.Sprintf("the BFF's renewal %d after 1,000 wrong secrets from its address", i))
 	}
 	g.mustExchange(realm.AccessToken(kctest.Token{Subject: "max", SID: "sid-" + randID(t)}))
-	if r := g.post("/revoke", clientSecret, url.Values{"token": {toRevoke}}); r.Status != http.StatusOK {
+	if r := g.PostT(t, httpClient, "/revoke", url.Values{"token": {toRevoke}}, clientID, clientSecret); r.Status != http.StatusOK {
 		t.Fatalf("the BFF's revocation after 1,000 wrong secrets from its address: %v", r)
 	}
 	wantError(t, "renewal of the revoked session", g.renew(toRevoke), http.StatusBadRequest, "invalid_grant")
@@ -168,7 +169,7 @@ func TestAuthFailures_1000WrongSecretsFromTheBFFsAddressLockNobodyOut(t *testing
 		t.Fatalf("a receiver's new stream: %d", st)
 	}
 
-	if r := g.post("/token", wrong+"next", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}}); r.Status != http.StatusTooManyRequests || r.Header.Get("Retry-After") != "5" || r.Error != "temporarily_unavailable" {
+	if r := g.PostT(t, httpClient, "/token", proctest.RenewForm(rt), clientID, wrong+"next"); r.Status != http.StatusTooManyRequests || r.Header.Get("Retry-After") != "5" || r.Error != "temporarily_unavailable" {
 		t.Fatalf("the attacker's next wrong secret at /token: %v (Retry-After %q), want 429 temporarily_unavailable, Retry-After 5", r, r.Header.Get("Retry-After"))
 	}
 	if st, ra := call(http.MethodPost, "/ssf/poll/orders", wrong+"next", `{"returnImmediately":true}`); st != http.StatusTooManyRequests || ra != "5" {

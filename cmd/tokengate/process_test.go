@@ -16,9 +16,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -123,79 +121,23 @@ func (g *gateway) stop(sig os.Signal, bound time.Duration) int {
 }
 
 // reply is a decoded token endpoint answer.
-type reply struct {
-	Status           int
-	Header           http.Header
-	AccessToken      string `json:"access_token"`
-	RefreshToken     string `json:"refresh_token"`
-	TokenType        string `json:"token_type"`
-	IssuedTokenType  string `json:"issued_token_type"`
-	ExpiresIn        int64  `json:"expires_in"`
-	Error            string `json:"error"`
-	ErrorDescription string `json:"error_description"`
-	raw              string
-}
-
-// String shows the status and the error, or a shortened success body.
-func (r reply) String() string {
-	if r.Error != "" {
-		return fmt.Sprintf("%d %s (%s)", r.Status, r.Error, r.ErrorDescription)
-	}
-	if len(r.raw) > 120 {
-		return fmt.Sprintf("%d %s…", r.Status, r.raw[:120])
-	}
-	return fmt.Sprintf("%d %s", r.Status, r.raw)
-}
+type reply = proctest.Reply
 
 var httpClient = &http.Client{Timeout: 15 * time.Second}
 
-// post sends a form, authenticating as the BFF with secret when secret is not empty.
-func (g *gateway) post(path, secret string, form url.Values) reply {
-	g.t.Helper()
-	req, err := http.NewRequest(http.MethodPost, g.Base+path, strings.NewReader(form.Encode()))
-	if err != nil {
-		g.t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	if secret != "" {
-		req.SetBasicAuth(clientID, secret)
-	}
-	resp, err := httpClient.Do(req)
-	if err != nil {
-		g.t.Fatalf("POST %s: %v", path, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		g.t.Fatalf("POST %s: read: %v", path, err)
-	}
-	r := reply{Status: resp.StatusCode, Header: resp.Header, raw: string(body)}
-	if len(bytes.TrimSpace(body)) > 0 {
-		if err := json.Unmarshal(body, &r); err != nil {
-			g.t.Fatalf("POST %s: %d answer is not JSON: %q", path, resp.StatusCode, body)
-		}
-	}
-	return r
-}
-
 func (g *gateway) exchange(subjectToken string) reply {
 	g.t.Helper()
-	return g.post("/token", clientSecret, url.Values{
-		"grant_type":         {"urn:ietf:params:oauth:grant-type:token-exchange"},
-		"subject_token":      {subjectToken},
-		"subject_token_type": {"urn:ietf:params:oauth:token-type:access_token"},
-		"audience":           {audience},
-	})
+	return g.PostT(g.t, httpClient, "/token", proctest.ExchangeForm(subjectToken, audience), clientID, clientSecret)
 }
 
 func (g *gateway) renew(refreshToken string) reply {
 	g.t.Helper()
-	return g.post("/token", clientSecret, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refreshToken}})
+	return g.PostT(g.t, httpClient, "/token", proctest.RenewForm(refreshToken), clientID, clientSecret)
 }
 
 func (g *gateway) logout(logoutToken string) reply {
 	g.t.Helper()
-	return g.post("/backchannel-logout", "", url.Values{"logout_token": {logoutToken}})
+	return g.PostT(g.t, httpClient, "/backchannel-logout", proctest.LogoutForm(logoutToken), "", "")
 }
 
 // mustExchange exchanges subjectToken and fails the test unless tokens come back.
@@ -671,8 +613,7 @@ func TestLogsNeverContainTokens(t *testing.T) {
 
 	wrong := base64.RawURLEncoding.EncodeToString([]byte(randID(t) + randID(t) + randID(t)))
 	secrets["wrong client secret"] = wrong
-	wantError(t, "wrong client secret", g.post("/token", wrong, url.Values{
-		"grant_type": {"refresh_token"}, "refresh_token": {first.RefreshToken}}), http.StatusUnauthorized, "invalid_client")
+	wantError(t, "wrong client secret", g.PostT(t, httpClient, "/token", proctest.RenewForm(first.RefreshToken), clientID, wrong), http.StatusUnauthorized, "invalid_client")
 
 	// A token that is not a logout token is refused and must not be echoed.
 	wantError(t, "access token as logout token", g.logout(kcToken), http.StatusBadRequest, "invalid_request")
@@ -734,8 +675,8 @@ func TestRequireAudienceOff_WarnsAtStartAndNamesKeycloaksAudienceRule(t *testing
 	g := startGateway(t, c)
 	r := g.exchange(realm.AccessToken(kctest.Token{Audience: []string{"account"}}))
 	wantError(t, "exchange of a token Keycloak does not introspect for tokengate", r, http.StatusBadRequest, "invalid_request")
-	if !strings.Contains(r.ErrorDescription, "Keycloak 26.6") || !strings.Contains(r.ErrorDescription, "audience mapper") {
-		t.Errorf("description %q does not name the audience rule and its fix", r.ErrorDescription)
+	if !strings.Contains(r.Description, "Keycloak 26.6") || !strings.Contains(r.Description, "audience mapper") {
+		t.Errorf("description %q does not name the audience rule and its fix", r.Description)
 	}
 	if code := g.terminate(exitTimeout); code != 0 {
 		t.Fatalf("exit code after SIGTERM: %d, want 0", code)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"net/http"
 	"testing"
 	"time"
@@ -8,6 +9,7 @@ import (
 	"github.com/tokengate/tokengate/internal/config"
 	"github.com/tokengate/tokengate/internal/kctest"
 	"github.com/tokengate/tokengate/internal/store/etcd/etcdtest"
+	"github.com/tokengate/tokengate/internal/testwait"
 )
 
 // etcdConfig is baseConfig on the etcd cluster c under prefix.
@@ -77,16 +79,8 @@ func TestQuorumLoss_LogoutAnswers503WithinABoundAndIsRefused(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Logf("replica serves again %s after SIGCONT", back.Round(time.Millisecond))
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		code, _ := a.readyz()
-		if code == http.StatusOK {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("/readyz still %d 10s after the quorum returned (the held logout is not written?)", code)
-		}
-		time.Sleep(50 * time.Millisecond)
+	if err := testwait.Poll(context.Background(), 10*time.Second, 50*time.Millisecond, a.readyErr); err != nil {
+		t.Fatalf("%v 10s after the quorum returned (the held logout is not written?)", err)
 	}
 	wantError(t, "renewal at the other replica once the held logout is written", b.renew(rt), http.StatusBadRequest, "invalid_grant")
 	wantError(t, "renewal at the replica that held it", a.renew(rt), http.StatusBadRequest, "invalid_grant")

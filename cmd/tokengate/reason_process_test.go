@@ -31,8 +31,8 @@ func TestRefusedSubjectToken_ResponseAndLogSayWhy(t *testing.T) {
 	for _, c := range cases {
 		r := g.exchange(c.token)
 		wantError(t, c.name, r, http.StatusBadRequest, "invalid_request")
-		if !strings.HasPrefix(r.ErrorDescription, c.desc) {
-			t.Errorf("%s: description %q, want it to start %q", c.name, r.ErrorDescription, c.desc)
+		if !strings.HasPrefix(r.Description, c.desc) {
+			t.Errorf("%s: description %q, want it to start %q", c.name, r.Description, c.desc)
 		}
 	}
 	if code := g.terminate(exitTimeout); code != 0 {

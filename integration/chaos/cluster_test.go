@@ -23,6 +23,7 @@ import (
 	"github.com/tokengate/tokengate/internal/proctest"
 	"github.com/tokengate/tokengate/internal/replicatest"
 	"github.com/tokengate/tokengate/internal/store/etcd/etcdtest"
+	"github.com/tokengate/tokengate/internal/testwait"
 )
 
 // Credentials of the BFF, the operator and the suite's SSF stream, fresh per test binary.
@@ -136,12 +137,7 @@ func (c *cluster) waitReady(within time.Duration) time.Duration {
 	c.t.Helper()
 	start := time.Now()
 	for _, r := range c.replicas {
-		for r.ReadyStatus(quick) != http.StatusOK {
-			if time.Since(start) > within {
-				c.t.Fatalf("%s not ready within %s", r.name, within)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+		testwait.Eventually(c.t, within-time.Since(start), r.name+" ready", func() bool { return r.ReadyStatus(quick) == http.StatusOK })
 	}
 	return time.Since(start)
 }

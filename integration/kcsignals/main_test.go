@@ -67,7 +67,7 @@ func setup(ctx context.Context, work string) (stop func(), err error) {
 	if err != nil {
 		return nil, err
 	}
-	bin, err := demostack.Build(ctx, root, filepath.Join(work, "bin"))
+	bin, err := demostack.Build(filepath.Join(work, "bin"))
 	if err != nil {
 		return nil, err
 	}

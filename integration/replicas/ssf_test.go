@@ -2,6 +2,7 @@ package replicas
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -99,17 +100,20 @@ func TestSSF_StreamsAndAcksSharedByReplicas(t *testing.T) {
 		var wg sync.WaitGroup
 		for n, v := range vs {
 			wg.Go(func() {
-				deadline := time.Now().Add(5 * time.Second)
-				for time.Now().Before(deadline) {
-					if _, err := v.Verify(context.Background(), tok); err != nil {
-						if !strings.Contains(err.Error(), "revoked") {
-							t.Errorf("logout %d at %s: service %d refused for another reason: %v", i, r.name, n, err)
-						}
-						return
+				var refused error
+				_ = testwait.Poll(context.Background(), 5*time.Second, 5*time.Millisecond, func() error {
+					_, refused = v.Verify(context.Background(), tok)
+					if refused == nil {
+						return errors.New("still accepted")
 					}
-					time.Sleep(5 * time.Millisecond)
+					return nil
+				})
+				switch {
+				case refused == nil:
+					t.Errorf("logout %d at %s: service %d still accepts the token 5s later", i, r.name, n)
+				case !strings.Contains(refused.Error(), "revoked"):
+					t.Errorf("logout %d at %s: service %d refused for another reason: %v", i, r.name, n, refused)
 				}
-				t.Errorf("logout %d at %s: service %d still accepts the token 5s later", i, r.name, n)
 			})
 		}
 		wg.Wait()

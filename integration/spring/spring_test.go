@@ -32,6 +32,7 @@ import (
 	"time"
 
 	"github.com/tokengate/tokengate/internal/demostack"
+	"github.com/tokengate/tokengate/internal/proctest"
 )
 
 // ttl is the internal tokens' lifetime: the example counts a token expired 5 s before its
@@ -134,62 +135,29 @@ func startSpring(t *testing.T, ctx context.Context, st *demostack.Stack, tokenga
 		t.Fatal(err)
 	}
 	logPath := filepath.Join(st.Work, "bff-spring.log")
-	lf, err := os.Create(logPath)
+	_ = os.Remove(logPath) // a fresh log for this start
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	p, err := proctest.StartProcess(ctx, proctest.Spec{Name: "bff-spring", Argv: []string{filepath.Join(jdk, "bin", "java"), "-jar", jar},
+		Env: []string{
+			fmt.Sprintf("PORT=%d", port),
+			"KEYCLOAK_ISSUER=" + st.KeycloakIssuer(),
+			"KEYCLOAK_CLIENT_ID=bff", "KEYCLOAK_CLIENT_SECRET=" + demostack.BFFKeycloakSecret,
+			"TOKENGATE_URL=" + tokengateURL,
+			"TOKENGATE_CLIENT_ID=bff", "TOKENGATE_CLIENT_SECRET=" + demostack.BFFTokengateSecret,
+			"TOKENGATE_AUDIENCE=" + demostack.Audience,
+			"SERVICE_URL=" + st.ServiceURL(),
+		},
+		LogPath: logPath, ReadyURL: base + "/", ReadyTimeout: 2 * time.Minute, PollEvery: 200 * time.Millisecond})
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("bff-spring (log %s): %v", logPath, err)
 	}
-	cmd := exec.Command(filepath.Join(jdk, "bin", "java"), "-jar", jar)
-	cmd.Env = append(os.Environ(),
-		fmt.Sprintf("PORT=%d", port),
-		"KEYCLOAK_ISSUER="+st.KeycloakIssuer(),
-		"KEYCLOAK_CLIENT_ID=bff", "KEYCLOAK_CLIENT_SECRET="+demostack.BFFKeycloakSecret,
-		"TOKENGATE_URL="+tokengateURL,
-		"TOKENGATE_CLIENT_ID=bff", "TOKENGATE_CLIENT_SECRET="+demostack.BFFTokengateSecret,
-		"TOKENGATE_AUDIENCE="+demostack.Audience,
-		"SERVICE_URL="+st.ServiceURL(),
-	)
-	cmd.Stdout, cmd.Stderr = lf, lf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); lf.Close(); close(done) }()
 	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
+		_, _ = p.Stop(syscall.SIGTERM, 15*time.Second)
 		if t.Failed() {
-			b, _ := os.ReadFile(logPath)
-			t.Logf("bff-spring log (%s), last lines:\n%s", logPath, tail(string(b), 60))
+			t.Logf("bff-spring log (%s), last lines:\n%s", logPath, tail(p.Output(), 60))
 		}
 	})
-	base := fmt.Sprintf("http://127.0.0.1:%d", port)
-	t0 = time.Now()
-	for {
-		if resp, err := http.Get(base + "/"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		select {
-		case <-done:
-			b, _ := os.ReadFile(logPath)
-			t.Fatalf("bff-spring exited during start-up:\n%s", tail(string(b), 40))
-		case <-ctx.Done():
-			t.Fatal(ctx.Err())
-		case <-time.After(200 * time.Millisecond):
-		}
-		if time.Since(t0) > 2*time.Minute {
-			t.Fatalf("bff-spring not answering at %s after 2 minutes (log %s)", base, logPath)
-		}
-	}
-	t.Logf("bff-spring up in %s", time.Since(t0).Round(100*time.Millisecond))
+	t.Logf("bff-spring up in %s", p.ReadyAfter.Round(100*time.Millisecond))
 	return base
 }
 

@@ -58,22 +58,18 @@ const (
 // Binaries are the built executables.
 type Binaries struct{ Tokengate, BFF, Service string }
 
-// Build compiles the three binaries into dir.
-func Build(ctx context.Context, root, dir string, extra ...string) (Binaries, error) {
+// Build compiles the three binaries into dir (created if missing) with proctest.Build; the
+// compiler's output goes to stderr.
+func Build(dir string) (Binaries, error) {
 	b := Binaries{
 		Tokengate: filepath.Join(dir, "tokengate"),
 		BFF:       filepath.Join(dir, "demo-bff"),
 		Service:   filepath.Join(dir, "demo-service"),
 	}
-	args := append([]string{"build"}, extra...)
-	args = append(args, "-o", dir+string(os.PathSeparator), "./cmd/tokengate", "./cmd/demo-bff", "./cmd/demo-service")
-	cmd := exec.CommandContext(ctx, "go", args...)
-	cmd.Dir = root
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return b, fmt.Errorf("go build: %v\n%s", err, out)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return b, err
 	}
-	return b, nil
+	return b, proctest.Build(dir, false, "tokengate", "demo-bff", "demo-service")
 }
 
 // RepoRoot finds the module root from the working directory upwards.

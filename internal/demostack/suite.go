@@ -106,7 +106,7 @@ func (s *Suite) start(ctx context.Context, work string, o SuiteOptions) (stop fu
 	if s.Chromium, err = Chromium(root); err != nil {
 		return nil, fmt.Errorf("missing dependency: %w", err)
 	}
-	if st.Bin, err = Build(ctx, root, filepath.Join(work, "bin")); err != nil {
+	if st.Bin, err = Build(filepath.Join(work, "bin")); err != nil {
 		return nil, err
 	}
 	s.Stack = st

@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/tokengate/tokengate/internal/testwait"
 	"github.com/tokengate/tokengate/verifier"
 	"github.com/tokengate/tokengate/verifier/verifiertest"
 )
@@ -186,13 +187,7 @@ func TestAuth_FailsClosedWhileTheStreamIsQuiet(t *testing.T) {
 	}
 	assertMetric(t, f.reg, `tokengate_auth_failing_closed 1`)
 	f.tg.SetDown(false)
-	deadline := time.Now().Add(5 * time.Second)
-	for ask(f.gate.AuthHandler(), tok).Code != 200 {
-		if time.Now().After(deadline) {
-			t.Fatal("still refusing 5s after the stream answered again")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testwait.Eventually(t, 5*time.Second, "accepting again once the stream answers", func() bool { return ask(f.gate.AuthHandler(), tok).Code == 200 })
 	if got := get(admin, "/readyz"); got.Code != http.StatusOK {
 		t.Errorf("/readyz after recovery: %d %s", got.Code, got.Body)
 	}
@@ -235,13 +230,7 @@ func TestConnector_RefusesUntilTokengateAnswers(t *testing.T) {
 		t.Fatalf("before tokengate answers: %d, connected %v", w.Code, c.Current() != nil)
 	}
 	tg.SetAway(false)
-	deadline := time.Now().Add(5 * time.Second)
-	for ask(g.AuthHandler(), tok).Code != http.StatusOK {
-		if time.Now().After(deadline) {
-			t.Fatal("not accepting 5s after tokengate answered")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testwait.Eventually(t, 5*time.Second, "accepting once tokengate answers", func() bool { return ask(g.AuthHandler(), tok).Code == http.StatusOK })
 }
 
 func TestProxy_ForwardsWithVerifiedIdentityOnly(t *testing.T) {

@@ -21,9 +21,6 @@ import (
 	"github.com/tokengate/tokengate/internal/loopback"
 )
 
-// DefaultReadyTimeout bounds how long a starting gateway may take to answer /readyz.
-const DefaultReadyTimeout = 20 * time.Second
-
 // Options say how to run a gateway; the configuration itself is a config.Config.
 type Options struct {
 	// Bin is the tokengate binary (BuildTokengate, Run).
@@ -109,7 +106,7 @@ func Start(ctx context.Context, c config.Config, o Options) (*Gateway, error) {
 		}
 		g.Config, g.Base, g.Admin = c, "http://"+c.Listen, "http://"+c.AdminListen
 		if !o.NoWait {
-			g.spec.ReadyURL = g.Admin + "/readyz"
+			g.SetReadyURL(g.Admin + "/readyz")
 		}
 		b, err := config.Marshal(&c)
 		if err != nil {
@@ -214,17 +211,31 @@ func StartAll(ctx context.Context, cs []config.Config, opts func(i int) Options)
 	return gs, nil
 }
 
-// Reply is a decoded answer of the token or the logout endpoint; Status 0 means no answer
-// (Err says why).
+// Reply is a decoded answer of the token, revocation or logout endpoint; Status 0 means no
+// answer (Err says why).
 type Reply struct {
-	Status       int
-	Err          error
-	AccessToken  string `json:"access_token"`
-	RefreshToken string `json:"refresh_token"`
-	Error        string `json:"error"`
-	Description  string `json:"error_description"`
+	Status int
+	Err    error
+	// Header is the answer's header (nil when there was no answer).
+	Header http.Header
+	// Body is the answer's body as received.
+	Body            string
+	AccessToken     string `json:"access_token"`
+	RefreshToken    string `json:"refresh_token"`
+	TokenType       string `json:"token_type"`
+	IssuedTokenType string `json:"issued_token_type"`
+	ExpiresIn       int64  `json:"expires_in"`
+	Error           string `json:"error"`
+	Description     string `json:"error_description"`
+
+	nonJSON bool
 }
 
+// NonJSON reports whether the answer had a body that is not JSON (Error is then "non-json"
+// and Description the body).
+func (r Reply) NonJSON() bool { return r.nonJSON }
+
+// String shows the status and the error, or the status and the start of a success body.
 func (r Reply) String() string {
 	if r.Err != nil {
 		return "no answer: " + r.Err.Error()
@@ -232,12 +243,18 @@ func (r Reply) String() string {
 	if r.Error != "" {
 		return fmt.Sprintf("%d %s (%s)", r.Status, r.Error, r.Description)
 	}
-	return fmt.Sprint(r.Status)
+	if r.Body == "" {
+		return fmt.Sprint(r.Status)
+	}
+	if len(r.Body) > 120 {
+		return fmt.Sprintf("%d %s…", r.Status, r.Body[:120])
+	}
+	return fmt.Sprintf("%d %s", r.Status, r.Body)
 }
 
 // Post posts form to path on the public listener with hc, with HTTP Basic credentials when
 // clientID is not empty. An answer that is not JSON has Error "non-json" and the body as
-// Description.
+// Description (see Reply.NonJSON).
 func (g *Gateway) Post(hc *http.Client, path string, form url.Values, clientID, secret string) Reply {
 	req, err := http.NewRequest(http.MethodPost, g.Base+path, strings.NewReader(form.Encode()))
 	if err != nil {
@@ -253,16 +270,32 @@ func (g *Gateway) Post(hc *http.Client, path string, form url.Values, clientID, 
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
-	out := Reply{Status: resp.StatusCode, Err: err}
+	out := Reply{Status: resp.StatusCode, Err: err, Header: resp.Header, Body: string(body)}
 	if len(bytes.TrimSpace(body)) > 0 && json.Unmarshal(body, &out) != nil {
-		out.Error, out.Description = "non-json", string(body)
+		out.Error, out.Description, out.nonJSON = "non-json", string(body), true
 	}
 	return out
 }
 
-// Exchange asks /token, as clientID, for a token for audience (none asked for when empty) in
-// exchange for subjectToken (RFC 8693, an access token).
-func (g *Gateway) Exchange(hc *http.Client, clientID, secret, subjectToken, audience string) Reply {
+// PostT is Post for a test that expects a JSON answer: it fails the test when there is no
+// answer, the body cannot be read or it is not JSON.
+func (g *Gateway) PostT(t testing.TB, hc *http.Client, path string, form url.Values, clientID, secret string) Reply {
+	t.Helper()
+	r := g.Post(hc, path, form, clientID, secret)
+	switch {
+	case r.Status == 0:
+		t.Fatalf("POST %s: %v", path, r.Err)
+	case r.Err != nil:
+		t.Fatalf("POST %s: read: %v", path, r.Err)
+	case r.nonJSON:
+		t.Fatalf("POST %s: %d answer is not JSON: %q", path, r.Status, r.Body)
+	}
+	return r
+}
+
+// ExchangeForm is the /token form that exchanges subjectToken (RFC 8693, an access token)
+// for a token for audience (none asked for when empty).
+func ExchangeForm(subjectToken, audience string) url.Values {
 	form := url.Values{
 		"grant_type":         {"urn:ietf:params:oauth:grant-type:token-exchange"},
 		"subject_token":      {subjectToken},
@@ -271,15 +304,31 @@ func (g *Gateway) Exchange(hc *http.Client, clientID, secret, subjectToken, audi
 	if audience != "" {
 		form.Set("audience", audience)
 	}
-	return g.Post(hc, "/token", form, clientID, secret)
+	return form
+}
+
+// RenewForm is the /token form that renews with a refresh token.
+func RenewForm(refresh string) url.Values {
+	return url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refresh}}
+}
+
+// LogoutForm is the /backchannel-logout form that carries a logout token.
+func LogoutForm(logoutToken string) url.Values {
+	return url.Values{"logout_token": {logoutToken}}
+}
+
+// Exchange asks /token, as clientID, for a token for audience (none asked for when empty) in
+// exchange for subjectToken (RFC 8693, an access token).
+func (g *Gateway) Exchange(hc *http.Client, clientID, secret, subjectToken, audience string) Reply {
+	return g.Post(hc, "/token", ExchangeForm(subjectToken, audience), clientID, secret)
 }
 
 // Renew asks /token, as clientID, for new tokens for a refresh token.
 func (g *Gateway) Renew(hc *http.Client, clientID, secret, refresh string) Reply {
-	return g.Post(hc, "/token", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refresh}}, clientID, secret)
+	return g.Post(hc, "/token", RenewForm(refresh), clientID, secret)
 }
 
 // Logout posts a back-channel logout token to /backchannel-logout.
 func (g *Gateway) Logout(hc *http.Client, logoutToken string) Reply {
-	return g.Post(hc, "/backchannel-logout", url.Values{"logout_token": {logoutToken}}, "", "")
+	return g.Post(hc, "/backchannel-logout", LogoutForm(logoutToken), "", "")
 }

@@ -6,13 +6,11 @@
 package proctest
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/tokengate/tokengate/internal/loopback"
@@ -82,24 +80,4 @@ func FreeAddr(t testing.TB) string {
 		t.Fatal(err)
 	}
 	return addr
-}
-
-// SyncBuffer collects a process's output; safe for the copying goroutines and the test at once.
-type SyncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-// Write appends p.
-func (b *SyncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-// String returns everything written so far.
-func (b *SyncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

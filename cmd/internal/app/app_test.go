@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -13,6 +14,7 @@ import (
 	"github.com/tokengate/tokengate/cmd/internal/app"
 	"github.com/tokengate/tokengate/internal/config"
 	"github.com/tokengate/tokengate/internal/kctest"
+	"github.com/tokengate/tokengate/internal/testwait"
 )
 
 // TestRun_RelaysOnlyVerifiedRecordedLogouts: with upstream.forward_logout_to, a back-channel
@@ -78,16 +80,14 @@ func TestRun_RelaysOnlyVerifiedRecordedLogouts(t *testing.T) {
 	if c := logout(lt[:len(lt)-4] + "AAAA"); c != http.StatusBadRequest {
 		t.Fatalf("tampered logout: %d", c)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	_ = testwait.Poll(context.Background(), 5*time.Second, testwait.Interval, func() error {
 		mu.Lock()
-		n := len(got)
-		mu.Unlock()
-		if n > 0 || time.Now().After(deadline) {
-			break
+		defer mu.Unlock()
+		if len(got) == 0 {
+			return errors.New("no delivery yet")
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return nil
+	})
 	time.Sleep(50 * time.Millisecond) // room for a wrong second delivery
 	mu.Lock()
 	defer mu.Unlock()

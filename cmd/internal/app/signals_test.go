@@ -11,6 +11,7 @@ import (
 
 	etcdstore "github.com/tokengate/tokengate/internal/store/etcd"
 	"github.com/tokengate/tokengate/internal/store/etcd/etcdtest"
+	"github.com/tokengate/tokengate/internal/testwait"
 )
 
 // TestWhileLeader_OnePollerPerDeployment: replicas sharing etcd run the Shared Signals receiver
@@ -49,14 +50,7 @@ func TestWhileLeader_OnePollerPerDeployment(t *testing.T) {
 		return func() { cancel(); <-done; _ = es.Close() }
 	}
 	stops := []func(){replica(0), replica(1), replica(2)}
-	wait := func(what string, cond func() bool) {
-		t.Helper()
-		for deadline := time.Now().Add(20 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out waiting until %s", what)
-			}
-		}
-	}
+	wait := func(what string, cond func() bool) { t.Helper(); testwait.Eventually(t, 20*time.Second, what, cond) }
 	wait("one replica polls", func() bool { return running.Load() == 1 })
 	time.Sleep(500 * time.Millisecond) // no second poller appears
 	mu.Lock()

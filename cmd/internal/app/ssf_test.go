@@ -21,6 +21,7 @@ import (
 
 	"github.com/tokengate/tokengate/internal/config"
 	"github.com/tokengate/tokengate/internal/ssf"
+	"github.com/tokengate/tokengate/internal/testwait"
 	"github.com/tokengate/tokengate/verifier"
 	"github.com/tokengate/tokengate/verifier/secevent"
 )
@@ -468,16 +469,7 @@ func TestSSF_VerifierOwnStreams(t *testing.T) {
 		_, err := v.Verify(ctx, tok)
 		return errors.Is(err, verifier.ErrRevoked)
 	}
-	wait := func(what string, cond func() bool) {
-		t.Helper()
-		deadline := time.Now().Add(3 * time.Second)
-		for !cond() {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: not within 3s", what)
-			}
-			time.Sleep(time.Millisecond)
-		}
-	}
+	wait := func(what string, cond func() bool) { t.Helper(); testwait.Eventually(t, 3*time.Second, what, cond) }
 	early := s.mustExchange("alice", "sid-early").str("access_token")
 	s.logout(s.realm.LogoutToken("alice", "sid-early"))
 

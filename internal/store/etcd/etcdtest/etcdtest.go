@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -22,6 +23,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tokengate/tokengate/internal/procrun"
+	"github.com/tokengate/tokengate/internal/testwait"
 )
 
 // EnvBinary overrides the etcd server binary.
@@ -73,8 +77,7 @@ type Member struct {
 	logPath   string
 
 	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{}
+	proc *procrun.Process // nil until the first Start
 }
 
 // Start runs a cluster of n members on loopback and waits until every member is healthy. It
@@ -204,55 +207,34 @@ func (c *Cluster) Stop() {
 func (m *Member) Start() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.cmd != nil {
-		select {
-		case <-m.done:
-		default:
-			return fmt.Errorf("etcdtest: member %s is already running", m.Name)
-		}
+	if m.proc == nil {
+		// No ready URL: a member of a new cluster is healthy only once a quorum runs, so the
+		// cluster starts every member first and then waits (WaitHealthy).
+		m.proc = procrun.New(procrun.Spec{Name: "etcd member " + m.Name, Argv: append([]string{m.bin}, m.args...), LogPath: m.logPath})
 	}
-	logf, err := os.OpenFile(m.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return err
-	}
-	cmd := exec.Command(m.bin, m.args...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	// The member dies with the test binary even if cleanup never runs.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		_ = logf.Close()
+	if err := m.proc.Start(context.Background()); err != nil {
 		return fmt.Errorf("etcdtest: start member %s: %w", m.Name, err)
 	}
-	done := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		_ = logf.Close()
-		close(done)
-	}()
-	m.cmd, m.done = cmd, done
 	return nil
+}
+
+func (m *Member) process() *procrun.Process {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.proc
 }
 
 // Kill sends SIGKILL and waits for the process to exit. Killing a stopped member is a no-op.
 func (m *Member) Kill() error {
-	m.mu.Lock()
-	cmd, done := m.cmd, m.done
-	m.mu.Unlock()
-	if cmd == nil {
+	p := m.process()
+	if p == nil || p.Exited() {
 		return nil
 	}
-	select {
-	case <-done:
-		return nil
-	default:
-	}
-	_ = cmd.Process.Signal(syscall.SIGKILL)
-	select {
-	case <-done:
-		return nil
-	case <-time.After(10 * time.Second):
+	_ = p.Signal(syscall.SIGKILL)
+	if _, exited := p.Wait(10 * time.Second); !exited {
 		return fmt.Errorf("etcdtest: member %s did not exit after SIGKILL", m.Name)
 	}
+	return nil
 }
 
 // Freeze stops the process with SIGSTOP: its sockets stay open but nothing answers.
@@ -263,46 +245,37 @@ func (m *Member) Thaw() error { return m.signal(syscall.SIGCONT) }
 
 // Running reports whether the process is alive (frozen counts as alive).
 func (m *Member) Running() bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.cmd == nil {
-		return false
-	}
-	select {
-	case <-m.done:
-		return false
-	default:
-		return true
-	}
+	p := m.process()
+	return p != nil && !p.Exited()
 }
 
 func (m *Member) signal(sig syscall.Signal) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.cmd == nil {
+	p := m.process()
+	if p == nil {
 		return fmt.Errorf("etcdtest: member %s was never started", m.Name)
 	}
-	return m.cmd.Process.Signal(sig)
+	return p.Signal(sig)
 }
 
 // WaitHealthy waits until the member's /health reports true (it has a leader and serves).
 func (m *Member) WaitHealthy(ctx context.Context) error {
 	client := &http.Client{Timeout: time.Second}
-	var last error
-	for {
+	exited := false
+	// Only ctx bounds the wait; a member that exits ends it at once.
+	last := testwait.Poll(ctx, math.MaxInt64, 50*time.Millisecond, func() error {
 		if !m.Running() {
-			return fmt.Errorf("etcdtest: member %s exited; log:\n%s", m.Name, m.LogTail(2000))
-		}
-		last = m.health(ctx, client)
-		if last == nil {
+			exited = true
 			return nil
 		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("etcdtest: member %s not healthy: %w (last: %v); log:\n%s", m.Name, ctx.Err(), last, m.LogTail(2000))
-		case <-time.After(50 * time.Millisecond):
-		}
+		return m.health(ctx, client)
+	})
+	switch {
+	case exited:
+		return fmt.Errorf("etcdtest: member %s exited; log:\n%s", m.Name, m.LogTail(2000))
+	case last != nil:
+		return fmt.Errorf("etcdtest: member %s not healthy: %w (last: %v); log:\n%s", m.Name, ctx.Err(), last, m.LogTail(2000))
 	}
+	return nil
 }
 
 func (m *Member) health(ctx context.Context, client *http.Client) error {

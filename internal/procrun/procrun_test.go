@@ -1,4 +1,4 @@
-package proctest
+package procrun
 
 import (
 	"context"
@@ -10,12 +10,14 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tokengate/tokengate/internal/testwait"
 )
 
 // A program that exits while Start waits for it is an error naming it, its exit code and its
 // output; it is not left running.
 func TestProcess_ExitDuringStartUpIsAnError(t *testing.T) {
-	_, err := StartProcess(context.Background(), Spec{Name: "quitter", Argv: []string{"sh", "-c", "echo bye; exit 3"},
+	_, err := Start(context.Background(), Spec{Name: "quitter", Argv: []string{"sh", "-c", "echo bye; exit 3"},
 		ReadyURL: "http://127.0.0.1:1/never", ReadyTimeout: 10 * time.Second})
 	if err == nil || !strings.Contains(err.Error(), "quitter exited during start-up (exit code 3)") || !strings.Contains(err.Error(), "bye") {
 		t.Fatalf("err = %v", err)
@@ -35,7 +37,7 @@ func TestProcess_ReadyOnItsStatusLogsAndStops(t *testing.T) {
 	}))
 	defer srv.Close()
 	log := filepath.Join(t.TempDir(), "p.log")
-	p, err := StartProcess(context.Background(), Spec{Argv: []string{"sh", "-c", "echo started; exec sleep 30"},
+	p, err := Start(context.Background(), Spec{Argv: []string{"sh", "-c", "echo started; exec sleep 30"},
 		LogPath: log, ReadyURL: srv.URL, ReadyStatus: http.StatusUnauthorized})
 	if err != nil {
 		t.Fatal(err)
@@ -51,10 +53,7 @@ func TestProcess_ReadyOnItsStatusLogsAndStops(t *testing.T) {
 	}
 	// The second start is ready at once (the server answers 401 by now), maybe before the
 	// shell wrote its line: wait for it, then kill.
-	deadline := time.Now().Add(10 * time.Second)
-	for strings.Count(p.Output(), "started") < 2 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
+	testwait.Eventually(t, 10*time.Second, "the second start's line", func() bool { return strings.Count(p.Output(), "started") == 2 })
 	p.Kill()
 	if got := p.Output(); strings.Count(got, "started") != 2 {
 		t.Fatalf("output of two starts = %q", got)
