@@ -35,6 +35,7 @@ func exported(t *testing.T) map[string]bool {
 	m := metrics.New(reg)
 	metrics.KeyAge(reg, time.Now)
 	metrics.PendingRevocations(reg, func() int { return 0 })
+	metrics.UpstreamClockOffset(reg, func() (time.Duration, bool) { return 0, true })
 	// Touch every vector so it appears in Gather.
 	m.Exchange("ok", "")
 	m.Renewal("ok", "")

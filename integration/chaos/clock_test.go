@@ -5,11 +5,13 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -101,6 +103,8 @@ func (rw rewrite) RoundTrip(req *http.Request) (*http.Response, error) {
 type clockProbe struct {
 	iatShift, lifetime time.Duration // r3's token: iat minus the real time; exp minus the real time
 	verify             string        // a verifier on the real clock, on r3's token
+	offset             float64       // r3's tokengate_upstream_clock_offset_seconds after the exchange
+	offsetErr          error         // why it could not be read
 	crossRenew         []int         // the session r3 exchanged, renewed at r1, r2, r3
 	subjectBefore      []int         // a session begun 5 s before a subject-wide logout sent to r3, renewed at r1, r2, r3
 	subjectAfter       []int         // a login after it, renewed at r1, r2, r3
@@ -118,6 +122,7 @@ func (s *scenario) probeClock(stepped *replica, v *verifier.Verifier) clockProbe
 		s.violations = append(s.violations, fmt.Sprintf("clock: %s refused an exchange: %d %s", stepped.name, got.Status, got.Error))
 		return p
 	}
+	p.offset, p.offsetErr = clockOffset(stepped.Admin)
 	now := time.Now()
 	if iat, exp, err := tokenTimes(got.AccessToken); err == nil {
 		p.iatShift, p.lifetime = iat.Sub(now.Truncate(time.Second)), exp.Sub(now)
@@ -167,9 +172,29 @@ func (s *scenario) probeClock(stepped *replica, v *verifier.Verifier) clockProbe
 			s.violations = append(s.violations, fmt.Sprintf("clock: false logout: r%d refused a login begun 2 s after a subject-wide logout (%d)", i+1, p.subjectAfter[i]))
 		}
 	}
+	t.Logf("%s: upstream clock offset %v (%v)", stepped.name, p.offset, p.offsetErr)
 	t.Logf("%s: iat %+v off the real clock, exp in %s; verifier on the real clock: %s; renewals at r1..r3 %v; subject-wide logout: before %v, after %v",
 		stepped.name, p.iatShift, p.lifetime.Round(time.Second), p.verify, p.crossRenew, p.subjectBefore, p.subjectAfter)
 	return p
+}
+
+// clockOffset reads tokengate_upstream_clock_offset_seconds from a replica's /metrics.
+func clockOffset(admin string) (float64, error) {
+	resp, err := http.Get(admin + "/metrics")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		if v, ok := strings.CutPrefix(line, "tokengate_upstream_clock_offset_seconds "); ok {
+			return strconv.ParseFloat(strings.TrimSpace(v), 64)
+		}
+	}
+	return 0, fmt.Errorf("no tokengate_upstream_clock_offset_seconds on %s/metrics (%d)", admin, resp.StatusCode)
 }
 
 // phase summarises the load's answers between from and to: live renewals failed per replica
@@ -231,12 +256,18 @@ func TestChaos6_ClockStep(t *testing.T) {
 		from := time.Now()
 		time.Sleep(200 * time.Millisecond) // the replica reads its clock file every 50 ms
 		p := s.probeClock(r3, v)
+		// r3 measures its clock against the fake realm's (the Date of its answers): Keycloak's
+		// minus r3's, so -off, within the Date header's second and the round trip.
+		if want := -off.Seconds(); p.offsetErr != nil || p.offset < want-2 || p.offset > want+2 {
+			s.violations = append(s.violations, fmt.Sprintf("clock: r3 at %+d s reports tokengate_upstream_clock_offset_seconds %v (%v), want about %+v",
+				int(off.Seconds()), p.offset, p.offsetErr, want))
+		}
 		time.Sleep(hold)
 		to := time.Now()
 		name := fmt.Sprintf("r3's clock %+d s", int(off.Seconds()))
 		s.step(name)
-		notes = append(notes, fmt.Sprintf("r3 at %+d s: its tokens carry iat %+d s off the real time and expire %d s after they are issued (tokens.ttl 30 s), a verifier on the real clock %s them; %s",
-			int(off.Seconds()), int(p.iatShift.Seconds()), int(p.lifetime.Round(time.Second).Seconds()), p.verify, s.phase(name, from, to, 2)))
+		notes = append(notes, fmt.Sprintf("r3 at %+d s: its tokens carry iat %+d s off the real time and expire %d s after they are issued (tokens.ttl 30 s), a verifier on the real clock %s them; r3's /metrics reports tokengate_upstream_clock_offset_seconds %.1f; %s",
+			int(off.Seconds()), int(p.iatShift.Seconds()), int(p.lifetime.Round(time.Second).Seconds()), p.verify, p.offset, s.phase(name, from, to, 2)))
 		set(0)
 		time.Sleep(time.Second)
 		s.step(name + " and back")

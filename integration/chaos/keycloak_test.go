@@ -385,7 +385,7 @@ func TestChaos5_RealKeycloak(t *testing.T) {
 	if reason4 != "ssf:session-revoked" {
 		violate("S4's logout recorded as %q, want from the stream (ssf:session-revoked)", reason4)
 	}
-	note("Keycloak back (ready %s after its start): the receiver polled again %s later (its backoff grows to 1 min), S4's logout, whose SET waited through tokengate's and Keycloak's restarts, on record %s after that (reason %s, SETs acknowledged since the restart: %v); first exchange 200 %s after Keycloak was ready",
+	note("Keycloak back (ready %s after its start): the receiver polled again %s later (its backoff grows to 15 s), S4's logout, whose SET waited through tokengate's and Keycloak's restarts, on record %s after that (reason %s, SETs acknowledged since the restart: %v); first exchange 200 %s after Keycloak was ready",
 		ms(kcTook), ms(reconnect), ms(s4), reason4, k.sets("ok")-ok0, ms(exBack))
 
 	// 4. A logout after Keycloak returned, back-channel logout still off. Nothing renews S2

@@ -244,3 +244,24 @@ func PendingRevocations(reg prometheus.Registerer, pending func() int) {
 		Help: "Revocations the store could not write (disk full, no etcd quorum), refused by this process and waiting to be written.",
 	}, func() float64 { return float64(pending()) }))
 }
+
+var clockOffsetDesc = prometheus.NewDesc("tokengate_upstream_clock_offset_seconds",
+	"Keycloak's clock minus this process's, from the Date header of Keycloak's last answer (corrected by half the round trip; ±0.5 s resolution, bounded to ±86400): positive, tokens issued here expire early at services on Keycloak's time.",
+	nil, nil)
+
+// clockOffsetCollector reports the last measured clock offset, and nothing before the first.
+type clockOffsetCollector func() (time.Duration, bool)
+
+func (c clockOffsetCollector) Describe(ch chan<- *prometheus.Desc) { ch <- clockOffsetDesc }
+
+func (c clockOffsetCollector) Collect(ch chan<- prometheus.Metric) {
+	if off, ok := c(); ok {
+		ch <- prometheus.MustNewConstMetric(clockOffsetDesc, prometheus.GaugeValue, off.Seconds())
+	}
+}
+
+// UpstreamClockOffset registers tokengate_upstream_clock_offset_seconds, read from offset at
+// each scrape; absent until offset reports a measurement.
+func UpstreamClockOffset(reg prometheus.Registerer, offset func() (time.Duration, bool)) {
+	reg.MustRegister(clockOffsetCollector(offset))
+}

@@ -170,6 +170,13 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (_ *App, err er
 	if hc == nil {
 		hc = &http.Client{Timeout: cfg.Upstream.Timeout.D()}
 	}
+	// Every answer from Keycloak measures this clock against Keycloak's (its Date header);
+	// reported, never refused on (tokengate_upstream_clock_offset_seconds).
+	clock := upstream.NewClockMeter(o.now, log)
+	metered := *hc
+	metered.Transport = clock.Transport(hc.Transport)
+	hc = &metered
+	metrics.UpstreamClockOffset(a.reg, clock.Offset)
 	if a.tracing.on {
 		hc = tracedClient(hc, tp) // traceparent to Keycloak on introspection, JWKS, the SSF stream
 	}
