@@ -206,7 +206,7 @@ func (s *scenario) phase(name string, from, to time.Time, idx int) string {
 	var loN, loOK int
 	for _, o := range opsBetween(ops, from, to) {
 		switch {
-		case o.Kind == "renew" && o.Attempt == 1 && !touched[o.SID]:
+		case touched.live(o) && o.Attempt == 1:
 			total[o.Replica]++
 			if !o.ok() {
 				failed[o.Replica]++
@@ -279,7 +279,7 @@ func TestChaos6_ClockStep(t *testing.T) {
 	// sent for (the load's, or the probes' subject-wide logouts, which are not session records).
 	_, _, touched := c.log.snapshot()
 	for sid := range c.storedSessions() {
-		if !touched[sid] {
+		if _, sent := touched[sid]; !sent {
 			s.violations = append(s.violations, "clock: false logout: "+sid+" is recorded as logged out and nobody sent its logout")
 		}
 	}

@@ -81,9 +81,16 @@ func TestSummarize_RetryAndGap(t *testing.T) {
 		{Kind: "renew", Replica: 1, SID: "gone", Start: at(3 * time.Second), Status: 400, Error: "invalid_grant", Attempt: 1},
 		{Kind: "logout", Replica: 0, SID: "gone", Start: at(0), End: at(5 * time.Second), Status: 503},
 	}
-	f := summarize(ops, map[string]bool{"gone": true})
+	// "gone"'s logout was sent at 0 (answered 503 at 5 s): its renewal at 3 s is not judged. s1's
+	// logout was sent at 4 s, after both its renewals: they are judged like any live session's.
+	f := summarize(ops, touchedSet{"gone": at(0), "s1": at(4 * time.Second)})
 	if f.Renewals != 4 || f.FailedNoRetry != 2 || f.FailedRetry != 1 {
 		t.Errorf("renewals %d, failed without retry %d, with retry %d; want 4, 2, 1", f.Renewals, f.FailedNoRetry, f.FailedRetry)
+	}
+	// Judging only sessions never sent a logout by the end (as the figures did until
+	// 2026-12-04) loses s1's two renewals: a long scenario's logouts exhaust its live sessions.
+	if g := summarize(ops, touchedSet{"gone": at(0), "s1": at(-time.Second)}); g.Renewals != 2 {
+		t.Errorf("with s1's logout sent before its renewals: %d renewals judged, want 2", g.Renewals)
 	}
 	if f.LongestGap != 2*time.Second || f.LongestGapAt != "r2" {
 		t.Errorf("longest gap %s at %s, want 2s at r2", f.LongestGap, f.LongestGapAt)

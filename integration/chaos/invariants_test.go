@@ -157,7 +157,7 @@ type figures struct {
 }
 
 // summarize computes the figures from the log: renewals of sessions no logout was sent for.
-func summarize(ops []op, touched map[string]bool) figures {
+func summarize(ops []op, touched touchedSet) figures {
 	var f figures
 	byReplica := map[int][]op{}
 	var firsts []op
@@ -180,7 +180,7 @@ func summarize(ops []op, touched map[string]bool) figures {
 				}
 				f.LogoutRefusals[what]++
 			}
-		case o.Kind == "renew" && !touched[o.SID]:
+		case touched.live(o):
 			byReplica[o.Replica] = append(byReplica[o.Replica], o)
 			if o.Attempt == 1 {
 				firsts = append(firsts, o)
@@ -247,12 +247,12 @@ func summarize(ops []op, touched map[string]bool) figures {
 
 // recoveredAfter returns how long after t every replica in rs answered a live renewal 200
 // again (its first success starting after t), or -1 if one never did.
-func recoveredAfter(ops []op, touched map[string]bool, t time.Time, rs ...int) time.Duration {
+func recoveredAfter(ops []op, touched touchedSet, t time.Time, rs ...int) time.Duration {
 	var worst time.Duration
 	for _, idx := range rs {
 		first := time.Duration(-1)
 		for _, o := range ops {
-			if o.Kind == "renew" && o.Replica == idx && !touched[o.SID] && o.ok() && o.Start.After(t) {
+			if touched.live(o) && o.Replica == idx && o.ok() && o.Start.After(t) {
 				if d := o.End.Sub(t); first < 0 || d < first {
 					first = d
 				}

@@ -42,10 +42,21 @@ type opLog struct {
 	mu      sync.Mutex
 	ops     []op
 	acks    map[string]time.Time // sid → when its logout's 200 arrived
-	touched map[string]bool      // sids a logout was sent for (acknowledged or not)
+	touched touchedSet           // sids a logout was sent for (acknowledged or not), and when
 }
 
-func newOpLog() *opLog { return &opLog{acks: map[string]time.Time{}, touched: map[string]bool{}} }
+// touchedSet holds when a logout was first sent for each session it names.
+type touchedSet map[string]time.Time
+
+// live reports whether o renewed a session before any logout was sent for it: a renewal the
+// live-session figures judge (after a logout was sent, answered or not, the session may be
+// on record and a refusal is no failure).
+func (t touchedSet) live(o op) bool {
+	at, ok := t[o.SID]
+	return o.Kind == "renew" && (!ok || o.Start.Before(at))
+}
+
+func newOpLog() *opLog { return &opLog{acks: map[string]time.Time{}, touched: touchedSet{}} }
 
 func (l *opLog) add(o op) {
 	l.mu.Lock()
@@ -61,19 +72,21 @@ func (l *opLog) ack(sid string, at time.Time) {
 
 func (l *opLog) touch(sid string) {
 	l.mu.Lock()
-	l.touched[sid] = true
+	if _, ok := l.touched[sid]; !ok {
+		l.touched[sid] = time.Now()
+	}
 	l.mu.Unlock()
 }
 
 // snapshot returns copies of the log's ops, acknowledgements and touched sessions.
-func (l *opLog) snapshot() ([]op, map[string]time.Time, map[string]bool) {
+func (l *opLog) snapshot() ([]op, map[string]time.Time, touchedSet) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	acks := make(map[string]time.Time, len(l.acks))
 	for k, v := range l.acks {
 		acks[k] = v
 	}
-	touched := make(map[string]bool, len(l.touched))
+	touched := make(touchedSet, len(l.touched))
 	for k, v := range l.touched {
 		touched[k] = v
 	}

@@ -176,8 +176,8 @@ func firstAfter(ops []op, idx int, t time.Time, pred func(op) bool) (op, bool) {
 	return best, found
 }
 
-func isLiveRenewal(touched map[string]bool) func(op) bool {
-	return func(o op) bool { return o.Kind == "renew" && !touched[o.SID] }
+func isLiveRenewal(touched touchedSet) func(op) bool {
+	return touched.live
 }
 
 // TestChaos1_Partition cuts one replica from every etcd member (its proxies hold every byte,
@@ -241,7 +241,7 @@ func TestChaos1_Partition(t *testing.T) {
 		ops, _, touched = s.c.log.snapshot()
 		var n, failed int
 		for _, o := range ops {
-			if o.Kind == "renew" && o.Replica == 2 && o.Attempt == 1 && !touched[o.SID] && o.Start.After(slowed) && o.Start.Before(slowed.Add(10*time.Second)) {
+			if touched.live(o) && o.Replica == 2 && o.Attempt == 1 && o.Start.After(slowed) && o.Start.Before(slowed.Add(10*time.Second)) {
 				n++
 				if !o.ok() {
 					failed++
