@@ -35,13 +35,16 @@ func newBenchStack(b *testing.B) *stack { return newStack(b) }
 // and response writer are built the way net/http's server builds them for a keep-alive
 // connection (no per-request 4 KiB bufio reader as in httptest.NewRequest, no growing body
 // buffer as in httptest.ResponseRecorder), so the figure is the handler's cost.
-func serveForm(b *testing.B, h http.Handler, body string) {
+func serveForm(b *testing.B, h http.Handler, body string) { serveFormAs(b, h, "bff", bffSecret, body) }
+
+// serveFormAs is serveForm for client id with secret.
+func serveFormAs(b *testing.B, h http.Handler, id, secret, body string) {
 	req, err := http.NewRequest(http.MethodPost, "/token", strings.NewReader(body))
 	if err != nil {
 		b.Fatal(err)
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.SetBasicAuth("bff", bffSecret)
+	req.SetBasicAuth(id, secret)
 	req.RemoteAddr = "192.0.2.1:1234"
 	w := &discardWriter{header: http.Header{}}
 	h.ServeHTTP(w, req)

@@ -7,7 +7,6 @@ import (
 	"crypto/sha256"
 	"net/http"
 	"net/url"
-	"strings"
 	"testing"
 
 	"github.com/tokengate/tokengate/internal/config"
@@ -82,18 +81,7 @@ func BenchmarkDelegateHandler(b *testing.B) {
 	defer reportCPU(b)()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			req, err := http.NewRequest(http.MethodPost, "/token", strings.NewReader(body))
-			if err != nil {
-				b.Fatal(err)
-			}
-			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-			req.SetBasicAuth("orders", ordersClientSecret)
-			req.RemoteAddr = "192.0.2.1:1234"
-			w := &discardWriter{header: http.Header{}}
-			h.ServeHTTP(w, req)
-			if w.code != http.StatusOK || w.n == 0 {
-				b.Fatalf("HTTP %d, %d bytes", w.code, w.n)
-			}
+			serveFormAs(b, h, "orders", ordersClientSecret, body)
 		}
 	})
 }
