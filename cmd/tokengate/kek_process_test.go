@@ -40,21 +40,7 @@ func TestKEKFile_ServeAndCheckConfigRefuseABadOne(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			cfg := writeFile(t, t.TempDir(), "bad.yaml", tc.content)
-			for _, cmd := range []string{"serve", "check-config"} {
-				code, stdout, stderr := runCLI(t, "", cmd, "--config", cfg)
-				if code == 0 {
-					t.Fatalf("%s accepted the file (exit 0); stdout %q stderr %q", cmd, stdout, stderr)
-				}
-				for _, w := range tc.want {
-					if !strings.Contains(stderr, w) {
-						t.Errorf("%s: stderr does not name %q:\n%s", cmd, w, stderr)
-					}
-				}
-				if strings.Contains(stderr, goodKEK) {
-					t.Errorf("%s printed the key", cmd)
-				}
-			}
+			refusedByServeAndCheckConfig(t, writeFile(t, t.TempDir(), "bad.yaml", tc.content), tc.want, goodKEK)
 		})
 	}
 	t.Run("owner only", func(t *testing.T) {

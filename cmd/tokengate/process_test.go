@@ -434,21 +434,7 @@ func TestConfigErrors(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			cfg := writeFile(t, t.TempDir(), "bad.yaml", tc.content)
-			for _, cmd := range []string{"serve", "check-config"} {
-				code, stdout, stderr := runCLI(t, "", cmd, "--config", cfg)
-				if code == 0 {
-					t.Fatalf("%s accepted the file (exit 0); stdout %q stderr %q", cmd, stdout, stderr)
-				}
-				for _, w := range tc.want {
-					if !strings.Contains(stderr, w) {
-						t.Errorf("%s: stderr does not name %q:\n%s", cmd, w, stderr)
-					}
-				}
-				if strings.Contains(stderr, "hunter2") {
-					t.Errorf("%s: stderr quotes a credential:\n%s", cmd, stderr)
-				}
-			}
+			refusedByServeAndCheckConfig(t, writeFile(t, t.TempDir(), "bad.yaml", tc.content), tc.want, "hunter2")
 		})
 	}
 
@@ -686,6 +672,26 @@ func TestRequireAudienceOff_WarnsAtStartAndNamesKeycloaksAudienceRule(t *testing
 		`"reason":"inactive_audience"`} {
 		if !strings.Contains(logs, want) {
 			t.Errorf("logs lack %s:\n%s", want, logs)
+		}
+	}
+}
+
+// refusedByServeAndCheckConfig runs serve and check-config on cfg: each must exit non-zero with
+// stderr naming every string in want and never quoting secret.
+func refusedByServeAndCheckConfig(t *testing.T, cfg string, want []string, secret string) {
+	t.Helper()
+	for _, cmd := range []string{"serve", "check-config"} {
+		code, stdout, stderr := runCLI(t, "", cmd, "--config", cfg)
+		if code == 0 {
+			t.Fatalf("%s accepted the file (exit 0); stdout %q stderr %q", cmd, stdout, stderr)
+		}
+		for _, w := range want {
+			if !strings.Contains(stderr, w) {
+				t.Errorf("%s: stderr does not name %q:\n%s", cmd, w, stderr)
+			}
+		}
+		if strings.Contains(stderr, secret) {
+			t.Errorf("%s: stderr quotes a secret:\n%s", cmd, stderr)
 		}
 	}
 }
