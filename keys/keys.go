@@ -248,7 +248,8 @@ func (m *Manager) write(ctx context.Context, change func(doc *Document, now time
 	return m.install(out)
 }
 
-// Reload re-reads the key document from the store (after a change by another process).
+// Reload re-reads the key document from the store (after a change by another process). A
+// document older than the one served (a write of this process answered meanwhile) is ignored.
 func (m *Manager) Reload(ctx context.Context) error {
 	raw, err := m.store.Keys(ctx)
 	if err != nil {
@@ -277,13 +278,23 @@ func (m *Manager) Loaded() bool {
 	return s != nil && s.signer != nil
 }
 
+// install serves doc unless a newer document (a higher Version) is already served: writes and
+// reloads of one process may answer out of order, and an older document put back would sign
+// with a retired (or revoked) key and publish a JWKS without the newest next key.
 func (m *Manager) install(doc Document) error {
 	s, err := newSnapshot(doc)
 	if err != nil {
 		return fmt.Errorf("keys: %w", err)
 	}
-	m.snap.Store(s)
-	return nil
+	for {
+		cur := m.snap.Load()
+		if cur != nil && cur.doc.Version > doc.Version {
+			return nil
+		}
+		if m.snap.CompareAndSwap(cur, s) {
+			return nil
+		}
+	}
 }
 
 func (d *Document) find(state State) *SigningKey {
