@@ -19,7 +19,7 @@ build:
 ## keycloak, examples): go test runs packages in parallel, and no test installs anything.
 test: system-deps keycloak examples fmt-check vet staticcheck deps-check deploy-check
 	TOKENGATE_INTEGRATION=1 $(GO) test -race -count=1 -timeout 25m $(PKGS)
-	$(MAKE) --no-print-directory fuzz schemathesis
+	$(MAKE) --no-print-directory fuzz schemathesis FUZZTIME=$(TEST_FUZZTIME)
 	$(MAKE) --no-print-directory bench BENCH=quick
 
 ## unit: the fast loop — everything except the real-Keycloak integration suite.
@@ -85,8 +85,11 @@ deps-check:
 deploy-check: build
 	@TOKENGATE_BIN=$(BIN)/tokengate TOKENGATE_AUTH_BIN=$(BIN)/tokengate-auth scripts/deploy-check.sh
 
-## fuzz: every FuzzXxx target for FUZZTIME each (make test: 10s; longer: FUZZTIME=5m make fuzz).
+## fuzz: every FuzzXxx target for FUZZTIME each (longer: FUZZTIME=5m make fuzz); make test
+## fuzzes TEST_FUZZTIME each, a smoke run that keeps a warm make test under 15 minutes (what the
+## fuzzer found interesting stays in Go's build cache, so each run goes on from the last).
 FUZZTIME ?= 10s
+TEST_FUZZTIME ?= 6s
 fuzz:
 	FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
 
