@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +20,7 @@ import (
 	"time"
 
 	"github.com/tokengate/tokengate/internal/config"
+	"github.com/tokengate/tokengate/internal/loopback"
 	"github.com/tokengate/tokengate/internal/proctest"
 )
 
@@ -92,15 +92,10 @@ func RepoRoot() (string, error) {
 	}
 }
 
-// FreePort returns a TCP port free on 127.0.0.1 right now.
-func FreePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
+// FreePort returns a TCP port free on 127.0.0.1 right now and reserved for this process
+// (loopback.Port): the stack's ports are picked before Keycloak starts, tens of seconds before
+// the last process binds its own.
+func FreePort() (int, error) { return loopback.Port() }
 
 // Stack is one set of processes with fixed ports (fixed so restarts keep their URLs).
 type Stack struct {

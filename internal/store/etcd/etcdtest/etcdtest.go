@@ -13,7 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -24,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokengate/tokengate/internal/loopback"
 	"github.com/tokengate/tokengate/internal/procrun"
 	"github.com/tokengate/tokengate/internal/testwait"
 )
@@ -315,22 +315,16 @@ func (m *Member) LogTail(n int) string {
 	return string(b)
 }
 
-// freePorts returns n loopback ports that were free a moment ago, all distinct.
+// freePorts returns n loopback ports, free now, distinct and reserved for this process
+// (loopback.Port).
 func freePorts(n int) ([]int, error) {
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			_ = l.Close()
-		}
-	}()
-	var ports []int
+	ports := make([]int, 0, n)
 	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+		p, err := loopback.Port()
 		if err != nil {
 			return nil, err
 		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+		ports = append(ports, p)
 	}
 	return ports, nil
 }
