@@ -20,7 +20,7 @@ const lowestPort = 10000
 
 var (
 	reservedMu sync.Mutex
-	reserved   []*os.File // the held locks; closing one (or exiting) releases its port
+	reserved   []*os.File // the held locks, kept from the finalizer that would close them; exiting releases them
 )
 
 // Port returns a TCP port on 127.0.0.1 that is free now and reserved for this process until
@@ -32,8 +32,8 @@ var (
 // Keycloak starts first); go test runs packages in parallel, so that happened. Port therefore
 // picks outside the kernel's ephemeral range (which no outgoing connection and no :0 listener
 // uses) and reserves the port with a lock file that every tokengate process picking ports
-// honours, so two test packages never pick the same one. Where the range below the ephemeral
-// ports is too small, it falls back to a port the kernel picks.
+// honours, so two test packages never pick the same one. Where the ephemeral range is unknown
+// or leaves too little room below it, it falls back to a port the kernel picks.
 func Port() (int, error) {
 	lo := ephemeralLow()
 	if lo-lowestPort < 1000 {
@@ -89,20 +89,20 @@ func reserve(dir string, p int) (*os.File, error) {
 	return f, nil
 }
 
-// ephemeralLow is the first port of the kernel's ephemeral range (Linux; 32768 elsewhere, the
-// lowest default of the BSDs and Linux).
+// ephemeralLow is the first port of the kernel's ephemeral range, read from Linux's
+// /proc; 0 where it cannot be read (another unix), and Port then takes the kernel's pick.
 func ephemeralLow() int {
 	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
 	if err != nil {
-		return 32768
+		return 0
 	}
 	fields := strings.Fields(string(b))
 	if len(fields) != 2 {
-		return 32768
+		return 0
 	}
 	lo, err := strconv.Atoi(fields[0])
 	if err != nil {
-		return 32768
+		return 0
 	}
 	return lo
 }
