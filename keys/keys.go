@@ -282,6 +282,9 @@ func (m *Manager) Loaded() bool {
 // reloads of one process may answer out of order, and an older document put back would sign
 // with a retired (or revoked) key and publish a JWKS without the newest next key.
 func (m *Manager) install(doc Document) error {
+	if cur := m.snap.Load(); cur != nil && cur.doc.Version > doc.Version {
+		return nil // older: not worth decoding its keys
+	}
 	s, err := newSnapshot(doc)
 	if err != nil {
 		return fmt.Errorf("keys: %w", err)
