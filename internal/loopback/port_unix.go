@@ -40,7 +40,7 @@ func Port() (int, error) {
 		return kernelPort()
 	}
 	dir := lockDir()
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if !privateDir(dir) {
 		return kernelPort()
 	}
 	for range 200 {
@@ -65,11 +65,26 @@ func lockDir() string {
 	return filepath.Join(os.TempDir(), "tokengate-ports-"+strconv.Itoa(os.Getuid()))
 }
 
+// privateDir makes dir (mode 0700) unless it exists, and reports whether it is a directory of
+// this user's that nobody else may write or enter: the temp folder is shared, and a folder
+// someone else made (or a symlink) could hold links that make the lock files land elsewhere.
+func privateDir(dir string) bool {
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+		return false
+	}
+	fi, err := os.Lstat(dir)
+	if err != nil || !fi.IsDir() || fi.Mode().Perm()&0o077 != 0 {
+		return false
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return ok && int(st.Uid) == os.Getuid()
+}
+
 // reserve takes the lock file of port p in dir and checks that p is free on 127.0.0.1. It
 // returns the open lock (held until closed), or nil when another holder has the lock or
 // something that does not take part listens on p.
 func reserve(dir string, p int) (*os.File, error) {
-	f, err := os.OpenFile(filepath.Join(dir, strconv.Itoa(p)), os.O_CREATE|os.O_RDWR, 0o600)
+	f, err := os.OpenFile(filepath.Join(dir, strconv.Itoa(p)), os.O_CREATE|os.O_RDWR|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("loopback: reserve port %d: %w", p, err)
 	}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -91,5 +92,56 @@ func TestReserve_HonoursAnotherProcessAndListeners(t *testing.T) {
 	busy := l.Addr().(*net.TCPAddr).Port
 	if f, err := reserve(lockDir(), busy); err != nil || f != nil {
 		t.Fatalf("port %d, on which something listens, was reserved (%v)", busy, err)
+	}
+}
+
+// The lock folder lives in the shared temp folder: one that is not this user's private folder
+// (open to others, or a symlink someone planted) is not used; Port takes the kernel's pick.
+func TestPort_LockFolderNotPrivateIsNotUsed(t *testing.T) {
+	if lo := ephemeralLow(); lo-lowestPort < 1000 {
+		t.Skipf("ephemeral range starts at %d: Port falls back to the kernel's pick here", lo)
+	}
+	for _, tc := range []struct {
+		name  string
+		plant func(t *testing.T, dir string)
+	}{
+		{"open to others", func(t *testing.T, dir string) {
+			if err := os.Mkdir(dir, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(dir, 0o777); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"a symlink", func(t *testing.T, dir string) {
+			if err := os.Symlink(t.TempDir(), dir); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("TMPDIR", t.TempDir())
+			dir := lockDir()
+			tc.plant(t, dir)
+			p, err := Port()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p >= lowestPort && p < ephemeralLow() {
+				t.Fatalf("port %d picked below the ephemeral range, through lock folder %s", p, dir)
+			}
+			if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+				t.Fatalf("lock files written in %s: %d", dir, len(entries))
+			}
+		})
+	}
+	// A private folder is used.
+	t.Setenv("TMPDIR", t.TempDir())
+	p, err := Port()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(lockDir(), strconv.Itoa(p))); err != nil {
+		t.Fatalf("no lock file for port %d in the private folder: %v", p, err)
 	}
 }
