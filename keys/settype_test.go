@@ -2,7 +2,6 @@ package keys_test
 
 import (
 	"context"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -19,10 +18,7 @@ func TestSignWithType_SameKeysOtherTyp(t *testing.T) {
 		t.Run(alg, func(t *testing.T) {
 			cfg := config(ck)
 			cfg.Algorithm = alg
-			m, err := keys.Open(context.Background(), openStore(t, filepath.Join(t.TempDir(), "db")), cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
+			m := openManager(t, cfg)
 			for round := range 2 {
 				tok, kid, err := m.SignWithType([]byte(`{"jti":"1"}`), "secevent+jwt")
 				if err != nil {

@@ -14,17 +14,8 @@ import (
 
 func TestVerifyAccessToken(t *testing.T) {
 	ck := &clock{t: time.Now()}
-	m, err := keys.Open(context.Background(), openStore(t, filepath.Join(t.TempDir(), "db")), config(ck))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok, kid, err := m.Sign([]byte(`{"sub":"alice"}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if p, err := m.VerifyAccessToken(tok); err != nil || string(p) != `{"sub":"alice"}` {
-		t.Fatalf("own token: %q, %v", p, err)
-	}
+	m := openManager(t, config(ck))
+	tok, kid := signOwn(t, m)
 	parts := strings.Split(tok, ".")
 	forged := parts[0] + ".eyJzdWIiOiJtYWxsb3J5In0." + parts[2]
 	if _, err := m.VerifyAccessToken(forged); err == nil {
@@ -37,10 +28,7 @@ func TestVerifyAccessToken(t *testing.T) {
 	if _, err := m.VerifyAccessToken(set); !errors.Is(err, keys.ErrNotAccessToken) {
 		t.Errorf("a SET signed by the same key: %v, want ErrNotAccessToken", err)
 	}
-	other, err := keys.Open(context.Background(), openStore(t, filepath.Join(t.TempDir(), "db")), config(ck))
-	if err != nil {
-		t.Fatal(err)
-	}
+	other := openManager(t, config(ck))
 	foreign, _, _ := other.Sign([]byte(`{"sub":"alice"}`))
 	var ke *keys.KeyError
 	if _, err := m.VerifyAccessToken(foreign); !errors.As(err, &ke) || ke.Revoked || !errors.Is(err, keys.ErrNoKey) {
@@ -70,21 +58,8 @@ func TestVerifyAccessToken_OwnHeader(t *testing.T) {
 			ck := &clock{t: time.Now()}
 			cfg := config(ck)
 			cfg.Algorithm = alg
-			m, err := keys.Open(context.Background(), openStore(t, filepath.Join(t.TempDir(), "db")), cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			other, err := keys.Open(context.Background(), openStore(t, filepath.Join(t.TempDir(), "db")), cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			tok, kid, err := m.Sign([]byte(`{"sub":"alice"}`))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if p, err := m.VerifyAccessToken(tok); err != nil || string(p) != `{"sub":"alice"}` {
-				t.Fatalf("own token: %q, %v", p, err)
-			}
+			m, other := openManager(t, cfg), openManager(t, cfg)
+			tok, kid := signOwn(t, m)
 			parts := strings.Split(tok, ".")
 			foreign, _, _ := other.Sign([]byte(`{"sub":"alice"}`))
 			fp := strings.Split(foreign, ".")
@@ -128,4 +103,28 @@ func TestVerifyAccessToken_OwnHeader(t *testing.T) {
 			}
 		})
 	}
+}
+
+// openManager opens a key manager with cfg on a new store of its own.
+func openManager(t *testing.T, cfg keys.Config) *keys.Manager {
+	t.Helper()
+	m, err := keys.Open(context.Background(), openStore(t, filepath.Join(t.TempDir(), "db")), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// signOwn signs {"sub":"alice"} with m, checks that m verifies it back to the same payload, and
+// returns the token and its kid.
+func signOwn(t *testing.T, m *keys.Manager) (token, kid string) {
+	t.Helper()
+	token, kid, err := m.Sign([]byte(`{"sub":"alice"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, err := m.VerifyAccessToken(token); err != nil || string(p) != `{"sub":"alice"}` {
+		t.Fatalf("own token: %q, %v", p, err)
+	}
+	return token, kid
 }
