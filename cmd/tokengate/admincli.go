@@ -35,7 +35,7 @@ const adminUsage = `Admin commands talk to the admin API (admin_listen):
   tokengate subjects revoke SUB       log out every session of a user issued until now
   tokengate gen-kek                   print a new key-encryption key (base64) for keys.kek_file
 
-Flags (before the arguments): --admin-url URL (env TOKENGATE_ADMIN_URL, default
+Flags (before or after the arguments; -- ends them): --admin-url URL (env TOKENGATE_ADMIN_URL, default
 http://127.0.0.1:9090), --token TOKEN (env TOKENGATE_ADMIN_TOKEN), -o text|json.
 `
 
@@ -262,17 +262,50 @@ func genKEK(stdout io.Writer) error {
 	return nil
 }
 
-// parseInterspersed parses flags placed before or after the positional arguments.
+// parseInterspersed parses flags placed before or after the positional arguments. An argument
+// is a flag only when it names one of fs's flags (or -h/--help): key IDs, session IDs and
+// subjects may start with "-" (a base64url thumbprint does one time in 64), and
+// "keys revoke -Vw9…" must revoke that key, not fail on an unknown flag. "--" ends the flags.
 func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 	var positional []string
-	for {
-		if err := fs.Parse(args); err != nil {
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			return append(positional, args[i+1:]...), nil
+		}
+		name, hasValue, ok := flagName(a)
+		if !ok || (fs.Lookup(name) == nil && name != "h" && name != "help") {
+			positional = append(positional, a)
+			continue
+		}
+		n := 1
+		if f := fs.Lookup(name); f != nil && !hasValue && !isBoolFlag(f) && i+1 < len(args) {
+			n = 2 // "-o json": the value is the next argument, whatever it looks like
+		}
+		if err := fs.Parse(args[i : i+n]); err != nil {
 			return nil, err
 		}
-		if fs.NArg() == 0 {
-			return positional, nil
-		}
-		positional = append(positional, fs.Arg(0))
-		args = fs.Args()[1:]
+		i += n - 1
 	}
+	return positional, nil
+}
+
+// flagName returns the name of a "-name", "--name" or "--name=value" argument.
+func flagName(a string) (name string, hasValue, ok bool) {
+	switch {
+	case strings.HasPrefix(a, "--"):
+		name = a[2:]
+	case strings.HasPrefix(a, "-"):
+		name = a[1:]
+	default:
+		return "", false, false
+	}
+	name, _, hasValue = strings.Cut(name, "=")
+	return name, hasValue, name != "" && !strings.HasPrefix(name, "-")
+}
+
+// isBoolFlag reports whether f takes no value ("--force").
+func isBoolFlag(f *flag.Flag) bool {
+	b, ok := f.Value.(interface{ IsBoolFlag() bool })
+	return ok && b.IsBoolFlag()
 }

@@ -88,6 +88,13 @@ func TestCLI_KeysSessionsSubjectsEndToEnd(t *testing.T) {
 	if out, err := cli(t, g, cliAdminToken, "subjects", "revoke", "ulla", "-o", "json"); err != nil || !strings.Contains(out, `"sub": "ulla"`) {
 		t.Fatalf("subjects revoke: %v\n%s", err, out)
 	}
+	// An ID may start with "-" (a key ID does one time in 64): it is an argument, not a flag.
+	if out, err := cli(t, g, cliAdminToken, "sessions", "revoke", "-o", "json", "-sid-dash"); err != nil || !strings.Contains(out, `"sid": "-sid-dash"`) {
+		t.Fatalf("sessions revoke -sid-dash: %v\n%s", err, out)
+	}
+	if out, err := cli(t, g, cliAdminToken, "sessions", "show", "-sid-dash"); err != nil || strings.Contains(out, "no recorded logout") {
+		t.Fatalf("sessions show -sid-dash: %v\n%s", err, out)
+	}
 	if !strings.Contains(g.Output(), `"who":"ops","action":"sessions.revoke","target":"sid-cli"`) {
 		t.Error("no audit line for the CLI's session revocation")
 	}
