@@ -274,12 +274,13 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 			return append(positional, args[i+1:]...), nil
 		}
 		name, hasValue, ok := flagName(a)
-		if !ok || (fs.Lookup(name) == nil && name != "h" && name != "help") {
+		f := fs.Lookup(name)
+		if !ok || (f == nil && name != "h" && name != "help") {
 			positional = append(positional, a)
 			continue
 		}
 		n := 1
-		if f := fs.Lookup(name); f != nil && !hasValue && !isBoolFlag(f) && i+1 < len(args) {
+		if f != nil && !hasValue && !isBoolFlag(f) && i+1 < len(args) {
 			n = 2 // "-o json": the value is the next argument, whatever it looks like
 		}
 		if err := fs.Parse(args[i : i+n]); err != nil {
